@@ -1,0 +1,3 @@
+module github.com/raftcdc/raftcdc
+
+go 1.26.8
