@@ -1,0 +1,195 @@
+package model
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// CaptureID is a node's stable ID; every node is a capture.
+type CaptureID = string
+
+// ChangefeedID names a changefeed.
+type ChangefeedID = string
+
+// CaptureInfo is what a capture registers about itself. Incarnation changes on
+// every process start and on every reset after the capture was fenced.
+type CaptureInfo struct {
+	ID            CaptureID `json:"id"`
+	AdvertiseAddr string    `json:"address"`
+	Version       string    `json:"version"`
+	StartTime     time.Time `json:"start_time"`
+	Incarnation   uint64    `json:"incarnation"`
+}
+
+// FeedState is a changefeed's lifecycle state.
+type FeedState string
+
+const (
+	StateNormal   FeedState = "normal"
+	StateStopped  FeedState = "stopped" // paused by an operator
+	StateFailed   FeedState = "failed"  // stopped by an error that will not be retried
+	StateError    FeedState = "error"   // stopped by an error, retried after a backoff
+	StateRemoved  FeedState = "removed"
+	StateFinished FeedState = "finished"
+)
+
+// AdminJobType is an operator request the owner carries out.
+type AdminJobType string
+
+const (
+	AdminNone   AdminJobType = ""
+	AdminPause  AdminJobType = "pause"
+	AdminResume AdminJobType = "resume"
+	AdminRemove AdminJobType = "remove"
+	AdminFinish AdminJobType = "finish"
+)
+
+// RunningError is an error reported by a processor or the owner.
+type RunningError struct {
+	Addr    string    `json:"addr,omitempty"`
+	Code    string    `json:"code"`
+	Message string    `json:"message"`
+	Time    time.Time `json:"time"`
+}
+
+// FilterConfig selects tables with TiCDC-style rules: "db.table" patterns with
+// * and ? wildcards, a leading ! excludes; the last matching rule wins.
+type FilterConfig struct {
+	Rules         []string `json:"rules,omitempty" toml:"rules"`
+	CaseSensitive bool     `json:"case_sensitive" toml:"case-sensitive"`
+}
+
+// ChangefeedConfig is the user configuration of a changefeed.
+type ChangefeedConfig struct {
+	Filter FilterConfig      `json:"filter" toml:"filter"`
+	Sink   map[string]string `json:"sink,omitempty" toml:"sink"`
+}
+
+// ChangefeedInfo is a changefeed's definition and lifecycle, written by the API
+// (create/update/admin request) and by the owner (state, errors).
+type ChangefeedInfo struct {
+	ID           ChangefeedID     `json:"id"`
+	SourceURI    string           `json:"source_uri"`
+	SinkURI      string           `json:"sink_uri"`
+	StartTs      Ts               `json:"start_ts"`
+	TargetTs     Ts               `json:"target_ts,omitempty"`
+	Config       ChangefeedConfig `json:"config"`
+	State        FeedState        `json:"state"`
+	Error        *RunningError    `json:"error,omitempty"`
+	ErrorHistory []time.Time      `json:"error_history,omitempty"`
+	// AdminJob is the pending operator request; the owner clears it once done.
+	AdminJob AdminJobType `json:"admin_job,omitempty"`
+	// OverwriteCheckpointTs goes with a resume that skips or replays data.
+	OverwriteCheckpointTs Ts        `json:"overwrite_checkpoint_ts,omitempty"`
+	CreateTime            time.Time `json:"create_time"`
+	// Epoch changes on every resume so that processors of an earlier run of the
+	// changefeed can be told apart.
+	Epoch uint64 `json:"epoch,omitempty"`
+}
+
+// ChangefeedStatus is the owner's summary of a changefeed's progress.
+type ChangefeedStatus struct {
+	ResolvedTs   Ts           `json:"resolved_ts"`
+	CheckpointTs Ts           `json:"checkpoint_ts"`
+	AdminJob     AdminJobType `json:"admin_job,omitempty"`
+	// Tables is the table set chosen at initialisation, so that scheduling
+	// does not depend on asking the source again.
+	Tables []TableName `json:"tables,omitempty"`
+}
+
+// TableReplicaInfo is one table assigned to a capture.
+type TableReplicaInfo struct {
+	StartTs Ts `json:"start_ts"`
+}
+
+// OperationStatus is how far an operation has got.
+type OperationStatus string
+
+const (
+	OperDispatched OperationStatus = "dispatched"
+	OperFinished   OperationStatus = "finished"
+)
+
+// TableOperation is an add or a delete of a table on a capture. A delete with
+// IsMove set is the first half of a move: the capture stops the table at
+// BoundaryTs, then the owner adds it on the target capture at BoundaryTs.
+type TableOperation struct {
+	Delete        bool            `json:"delete,omitempty"`
+	IsMove        bool            `json:"move,omitempty"`
+	TargetCapture CaptureID       `json:"target_capture,omitempty"`
+	BoundaryTs    Ts              `json:"boundary_ts"`
+	Status        OperationStatus `json:"status"`
+}
+
+// TaskStatus is what the owner asks one capture to run for one changefeed. Only
+// the owner writes it; processors report through TaskPosition.
+type TaskStatus struct {
+	Tables     map[TableID]TableReplicaInfo `json:"tables"`
+	Operations map[TableID]*TableOperation  `json:"operations,omitempty"`
+	AdminJob   AdminJobType                 `json:"admin_job,omitempty"`
+}
+
+// TaskPosition is one processor's progress, written once per flush interval.
+// Only the processor writes it (fenced by its capture incarnation).
+type TaskPosition struct {
+	CheckpointTs Ts `json:"checkpoint_ts"`
+	ResolvedTs   Ts `json:"resolved_ts"`
+	// Stopped lists tables whose delete operation the processor carried out,
+	// with the ts each table was flushed to when it stopped.
+	Stopped map[TableID]Ts `json:"stopped,omitempty"`
+	// Running lists tables the processor has started, with their checkpoints.
+	Running map[TableID]Ts `json:"running,omitempty"`
+	Count   uint64         `json:"count"` // rows written to the sink since the processor started
+	Error   *RunningError  `json:"error,omitempty"`
+}
+
+// WorkloadInfo is the cost of one table, for balancing.
+type WorkloadInfo struct {
+	Workload uint64 `json:"workload"`
+}
+
+// TaskWorkload is the per-table workload of one processor.
+type TaskWorkload map[TableID]WorkloadInfo
+
+// OwnerInfo is the current owner: its epoch is the Raft index of its claim.
+type OwnerInfo struct {
+	Epoch  uint64    `json:"epoch"`
+	NodeID string    `json:"node_id"`
+	Since  time.Time `json:"since"`
+}
+
+// GCSafepoint is the service safepoint the owner last pushed upstream.
+type GCSafepoint struct {
+	ServiceID string    `json:"service_id"`
+	Safepoint Ts        `json:"safepoint"`
+	Updated   time.Time `json:"updated"`
+}
+
+var idPattern = regexp.MustCompile(`^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$`)
+
+// ValidateChangefeedID checks an ID the way TiCDC does: letters, digits and
+// single dashes between them, at most 128 characters.
+func ValidateChangefeedID(id string) error {
+	if id == "" {
+		return fmt.Errorf("changefeed ID is empty")
+	}
+	if len(id) > 128 {
+		return fmt.Errorf("changefeed ID %q is longer than 128 characters", id)
+	}
+	if !idPattern.MatchString(id) {
+		return fmt.Errorf("changefeed ID %q is invalid: use letters, digits and single dashes between them (for example: orders-to-file)", id)
+	}
+	return nil
+}
+
+// ValidateNodeID checks a node (capture) ID.
+func ValidateNodeID(id string) error {
+	if id == "" || len(id) > 64 {
+		return fmt.Errorf("node ID %q must have 1 to 64 characters", id)
+	}
+	if !idPattern.MatchString(id) {
+		return fmt.Errorf("node ID %q is invalid: use letters, digits and single dashes between them", id)
+	}
+	return nil
+}

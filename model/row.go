@@ -1,0 +1,32 @@
+package model
+
+// TableID identifies a table of the upstream, as TiDB does.
+type TableID = int64
+
+// TableName is a table's schema-qualified name and ID.
+type TableName struct {
+	ID     TableID `json:"id"`
+	Schema string  `json:"schema"`
+	Table  string  `json:"table"`
+}
+
+// String is schema.table, the form filter rules match against.
+func (t TableName) String() string { return t.Schema + "." + t.Table }
+
+// Op is the kind of a row change.
+type Op string
+
+const (
+	OpInsert Op = "insert"
+	OpUpdate Op = "update"
+	OpDelete Op = "delete"
+)
+
+// RowChange is one committed change of one row, as it crosses from a source to a sink.
+type RowChange struct {
+	Table    TableName      `json:"table"`
+	Key      string         `json:"key"`
+	Op       Op             `json:"op"`
+	CommitTs uint64         `json:"commit_ts"`
+	Columns  map[string]any `json:"columns,omitempty"`
+}
