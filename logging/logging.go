@@ -1,0 +1,80 @@
+// Package logging builds the process's zerolog logger and adapts it for the
+// hashicorp libraries (raft speaks hclog, memberlist speaks *log.Logger), so
+// that every line a node emits is structured and goes through one writer.
+package logging
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Formats accepted by New.
+const (
+	FormatJSON    = "json"
+	FormatConsole = "console"
+)
+
+// ParseLevel maps a level name (trace, debug, info, warn, error; case
+// insensitive, empty means info) to a zerolog level.
+func ParseLevel(level string) (zerolog.Level, error) {
+	switch strings.ToLower(strings.TrimSpace(level)) {
+	case "trace":
+		return zerolog.TraceLevel, nil
+	case "debug":
+		return zerolog.DebugLevel, nil
+	case "", "info":
+		return zerolog.InfoLevel, nil
+	case "warn", "warning":
+		return zerolog.WarnLevel, nil
+	case "error":
+		return zerolog.ErrorLevel, nil
+	default:
+		return zerolog.NoLevel, fmt.Errorf("unknown log level %q: want one of trace, debug, info, warn, error", level)
+	}
+}
+
+// New returns a logger writing to w at the given level. format is "json"
+// (the default when empty) or "console" (human readable, coloured only when
+// w is a terminal so that redirected output stays free of escape codes).
+func New(level, format string, w io.Writer) (zerolog.Logger, error) {
+	lvl, err := ParseLevel(level)
+	if err != nil {
+		return zerolog.Nop(), err
+	}
+	if w == nil {
+		return zerolog.Nop(), fmt.Errorf("create logger: nil writer")
+	}
+	var out io.Writer
+	switch strings.ToLower(strings.TrimSpace(format)) {
+	case "", FormatJSON:
+		out = w
+	case FormatConsole:
+		out = zerolog.ConsoleWriter{
+			Out:        w,
+			TimeFormat: time.RFC3339Nano,
+			NoColor:    !isTerminal(w),
+		}
+	default:
+		return zerolog.Nop(), fmt.Errorf("unknown log format %q: want json or console", format)
+	}
+	return zerolog.New(out).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// isTerminal reports whether w is a character device. It avoids a
+// dependency on an isatty package; a false negative only costs colours.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	return st.Mode()&os.ModeCharDevice != 0
+}
