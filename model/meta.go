@@ -86,6 +86,16 @@ type ChangefeedInfo struct {
 	// Epoch changes on every resume so that processors of an earlier run of the
 	// changefeed can be told apart.
 	Epoch uint64 `json:"epoch,omitempty"`
+	// RebalanceRequested and PendingMoves are operator requests that the owner
+	// consumes and clears, like AdminJob.
+	RebalanceRequested bool               `json:"rebalance_requested,omitempty"`
+	PendingMoves       []MoveTableRequest `json:"pending_moves,omitempty"`
+}
+
+// MoveTableRequest asks the owner to move one table to another capture.
+type MoveTableRequest struct {
+	TableID       TableID   `json:"table_id"`
+	TargetCapture CaptureID `json:"target_capture"`
 }
 
 // ChangefeedStatus is the owner's summary of a changefeed's progress.
@@ -96,6 +106,11 @@ type ChangefeedStatus struct {
 	// Tables is the table set chosen at initialisation, so that scheduling
 	// does not depend on asking the source again.
 	Tables []TableName `json:"tables,omitempty"`
+	// Orphans are tables that belong to no capture, with the ts each must
+	// restart from. They are durable so that a new owner inherits them.
+	Orphans map[TableID]Ts `json:"orphans,omitempty"`
+	// Initialized is set once Tables holds the changefeed's table set.
+	Initialized bool `json:"initialized,omitempty"`
 }
 
 // TableReplicaInfo is one table assigned to a capture.
@@ -162,6 +177,7 @@ type OwnerInfo struct {
 // GCSafepoint is the service safepoint the owner last pushed upstream.
 type GCSafepoint struct {
 	ServiceID string    `json:"service_id"`
+	SourceURI string    `json:"source_uri"`
 	Safepoint Ts        `json:"safepoint"`
 	Updated   time.Time `json:"updated"`
 }
