@@ -1,0 +1,188 @@
+// Package connector opens sources and sinks by URI scheme. The set of schemes
+// is a switch in this package rather than a registry filled by init
+// functions, so what a binary supports is visible in one place.
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+
+	"github.com/raftcdc/raftcdc/sink"
+	"github.com/raftcdc/raftcdc/sink/blackhole"
+	"github.com/raftcdc/raftcdc/sink/file"
+	"github.com/raftcdc/raftcdc/source"
+	"github.com/raftcdc/raftcdc/source/datagen"
+)
+
+// Supported schemes, for error messages and help text.
+const (
+	SourceSchemes = "datagen"
+	SinkSchemes   = "file, blackhole"
+)
+
+func scheme(kind, uri string) (string, error) {
+	if uri == "" {
+		return "", fmt.Errorf("%s URI is empty", kind)
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "", fmt.Errorf("malformed %s URI %q: %w", kind, uri, err)
+	}
+	if u.Scheme == "" {
+		return "", fmt.Errorf("malformed %s URI %q: no scheme, write it as scheme://...", kind, uri)
+	}
+	return u.Scheme, nil
+}
+
+// ValidateSourceURI checks a source URI without opening anything.
+func ValidateSourceURI(uri string) error {
+	s, err := scheme("source", uri)
+	if err != nil {
+		return err
+	}
+	switch s {
+	case datagen.Scheme:
+		_, err := datagen.ParseURI(uri)
+		return err
+	default:
+		return fmt.Errorf("source URI %q: unknown scheme %q (supported: %s)", uri, s, SourceSchemes)
+	}
+}
+
+// ValidateSinkURI checks a sink URI without touching the downstream.
+func ValidateSinkURI(uri string) error {
+	s, err := scheme("sink", uri)
+	if err != nil {
+		return err
+	}
+	switch s {
+	case file.Scheme:
+		_, err := file.ParseURI(uri)
+		return err
+	case blackhole.Scheme:
+		return blackhole.ParseURI(uri)
+	default:
+		return fmt.Errorf("sink URI %q: unknown scheme %q (supported: %s)", uri, s, SinkSchemes)
+	}
+}
+
+// PoolOption configures a Pool.
+type PoolOption func(*Pool)
+
+// WithDatagenOptions passes options (such as a test clock) to every datagen
+// source the pool opens.
+func WithDatagenOptions(opts ...datagen.Option) PoolOption {
+	return func(p *Pool) { p.datagenOpts = append(p.datagenOpts, opts...) }
+}
+
+// Pool opens sources and sinks. It keeps one source per URI for the life of
+// the process, so that the owner and the processors on one node talk to the
+// same upstream (for datagen: the same simulated GC state).
+type Pool struct {
+	datagenOpts []datagen.Option
+
+	mu      sync.Mutex
+	closed  bool
+	sources map[string]source.Source
+}
+
+// NewPool returns an empty pool.
+func NewPool(opts ...PoolOption) *Pool {
+	p := &Pool{sources: make(map[string]source.Source)}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+// Source returns the pool's source for the URI, opening it on first use.
+// The pool owns it: the returned value's Close does nothing, and Pool.Close
+// closes it.
+func (p *Pool) Source(ctx context.Context, uri string) (source.Source, error) {
+	s, err := scheme("source", uri)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("open source %q: %w", uri, err)
+	}
+	switch s {
+	case datagen.Scheme:
+		cfg, err := datagen.ParseURI(uri)
+		if err != nil {
+			return nil, err
+		}
+		// Equivalent spellings of one configuration share an instance.
+		return p.cached(cfg.URI(), func() (source.Source, error) {
+			return datagen.New(cfg, p.datagenOpts...)
+		})
+	default:
+		return nil, fmt.Errorf("source URI %q: unknown scheme %q (supported: %s)", uri, s, SourceSchemes)
+	}
+}
+
+func (p *Pool) cached(key string, open func() (source.Source, error)) (source.Source, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, errors.New("open source: connector pool is closed")
+	}
+	if src, ok := p.sources[key]; ok {
+		return sharedSource{src}, nil
+	}
+	src, err := open()
+	if err != nil {
+		return nil, fmt.Errorf("open source %q: %w", key, err)
+	}
+	p.sources[key] = src
+	return sharedSource{src}, nil
+}
+
+// OpenSink opens a new sink for the URI; the caller closes it.
+func (p *Pool) OpenSink(ctx context.Context, uri string) (sink.Sink, error) {
+	s, err := scheme("sink", uri)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return nil, errors.New("open sink: connector pool is closed")
+	}
+	switch s {
+	case file.Scheme:
+		return file.Open(ctx, uri)
+	case blackhole.Scheme:
+		return blackhole.Open(uri)
+	default:
+		return nil, fmt.Errorf("sink URI %q: unknown scheme %q (supported: %s)", uri, s, SinkSchemes)
+	}
+}
+
+// Close closes every source the pool opened.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	var errs []error
+	for key, src := range p.sources {
+		if err := src.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close source %q: %w", key, err))
+		}
+	}
+	p.sources = nil
+	return errors.Join(errs...)
+}
+
+// sharedSource hides Close so that one user cannot close the instance the
+// others share.
+type sharedSource struct{ source.Source }
+
+func (sharedSource) Close() error { return nil }

@@ -1,0 +1,129 @@
+package connector
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink/blackhole"
+	"github.com/raftcdc/raftcdc/sink/file"
+)
+
+func TestValidateURIs(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name     string
+		validate func(string) error
+		uri      string
+		want     string // "" means valid
+	}{
+		{"source ok", ValidateSourceURI, "datagen://?tables=3", ""},
+		{"source empty", ValidateSourceURI, "", "source URI is empty"},
+		{"source malformed", ValidateSourceURI, "datagen://%zz", "malformed source URI"},
+		{"source no scheme", ValidateSourceURI, "tables=3", "no scheme"},
+		{"source unknown", ValidateSourceURI, "mysql://root@x", "unknown scheme \"mysql\" (supported: datagen)"},
+		{"source bad param", ValidateSourceURI, "datagen://?rate=-1", `"rate"`},
+		{"sink file ok", ValidateSinkURI, "file://" + dir, ""},
+		{"sink blackhole ok", ValidateSinkURI, "blackhole://", ""},
+		{"sink unknown", ValidateSinkURI, "kafka://x", "supported: file, blackhole"},
+		{"sink relative", ValidateSinkURI, "file://out", "absolute"},
+		{"sink bad param", ValidateSinkURI, "blackhole://?x=1", `unknown parameter "x"`},
+		{"sink malformed", ValidateSinkURI, ":/x", "malformed sink URI"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.validate(tc.uri)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestPoolSharesSourcesPerURI(t *testing.T) {
+	ctx := context.Background()
+	p := NewPool()
+	a, err := p.Source(ctx, "datagen://?tables=2&gc-life=1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Same configuration spelled differently: the same instance, which shows
+	// in the shared GC state.
+	b, err := p.Source(ctx, "datagen://?gc-life=60m&tables=2&seed=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := p.Source(ctx, "datagen://?tables=3&gc-life=1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc, err := a.GCSafepoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.UpdateServiceGCSafepoint(ctx, "cdc", time.Hour, gc); err != nil {
+		t.Fatal(err)
+	}
+	// A user's Close must not close the shared instance.
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// With the service entry at gc, a lower request is refused by the shared
+	// instance but accepted by the other one.
+	if got, err := b.UpdateServiceGCSafepoint(ctx, "x", time.Hour, gc-1); err != nil || got != gc {
+		t.Fatalf("shared instance: got %d, %v; want %d", got, err, gc)
+	}
+	tables, err := other.Tables(ctx)
+	if err != nil || len(tables) != 3 {
+		t.Fatalf("other source: %d tables, %v", len(tables), err)
+	}
+	if _, err := p.Source(ctx, "datagen://?tables=0"); err == nil {
+		t.Fatal("bad URI opened")
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Tables(ctx); err == nil {
+		t.Fatal("source still open after Pool.Close")
+	}
+	if _, err := p.Source(ctx, "datagen://"); err == nil {
+		t.Fatal("closed pool opened a source")
+	}
+}
+
+func TestPoolOpensSinks(t *testing.T) {
+	ctx := context.Background()
+	p := NewPool()
+	defer p.Close()
+	dir := t.TempDir()
+	s, err := p.OpenSink(ctx, "file://"+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fs, ok := s.(*file.Sink); !ok || fs.Dir() != dir {
+		t.Fatalf("file URI opened %T", s)
+	}
+	s, err = p.OpenSink(ctx, "blackhole://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := s.OpenTable(ctx, model.TableName{ID: 1, Schema: "a", Table: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Write(ctx, []model.RowChange{{CommitTs: 1}})
+	if s.(*blackhole.Sink).Stats().WrittenRows != 1 {
+		t.Fatal("blackhole did not count")
+	}
+	if _, err := p.OpenSink(ctx, "nats://x"); err == nil {
+		t.Fatal("unknown sink opened")
+	}
+}
