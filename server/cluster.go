@@ -1,0 +1,324 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/raftcdc/raftcdc/api"
+	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/membership"
+)
+
+func errNoLeader() *api.Error { return api.NoLeader() }
+
+// leaderAPI is the API address of the current leader, from gossip.
+func (n *Node) leaderAPI() (id, addr string) {
+	_, lid := n.raft.LeaderWithID()
+	if lid == "" {
+		return "", ""
+	}
+	for _, m := range n.members.Members() {
+		if m.Meta.ID == string(lid) {
+			return string(lid), m.Meta.APIAddr
+		}
+	}
+	return string(lid), ""
+}
+
+// Apply proposes a command and returns its result. On a follower the command
+// is forwarded to the leader's API. It waits for a leader while ctx allows.
+func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return n.applyEncoded(ctx, data, false)
+}
+
+func (n *Node) applyEncoded(ctx context.Context, data []byte, forwarded bool) (*fsm.Result, error) {
+	backoff := 20 * time.Millisecond
+	for {
+		if n.raft.State() == raft.Leader {
+			timeout := 10 * time.Second
+			if dl, ok := ctx.Deadline(); ok {
+				timeout = time.Until(dl)
+			}
+			f := n.raft.Apply(data, timeout)
+			err := f.Error()
+			if err == nil {
+				res, _ := f.Response().(*fsm.Result)
+				if res == nil {
+					return nil, fmt.Errorf("applying command: no result from the state machine")
+				}
+				return res, nil
+			}
+			// Only "not leader" proves the entry was never appended, so only
+			// then is a retry safe; anything else may still commit.
+			if !errors.Is(err, raft.ErrNotLeader) {
+				return nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: fmt.Sprintf("the leader could not commit the command (it may still apply): %v", err), RetryAfter: 1}
+			}
+		} else if forwarded {
+			return nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNotLeader, Message: "this node is no longer the leader", RetryAfter: 1}
+		} else if _, addr := n.leaderAPI(); addr != "" {
+			return n.forwardApply(ctx, addr, data)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, errNoLeader()
+		case <-time.After(backoff):
+		}
+		if backoff < 500*time.Millisecond {
+			backoff *= 2
+		}
+	}
+}
+
+const (
+	headerSecret    = "X-Raftcdc-Cluster-Secret"
+	headerForwarded = "X-Raftcdc-Forwarded"
+)
+
+func (n *Node) internalRequest(ctx context.Context, method, addr, path string, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, n.http.scheme+"://"+addr+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set(headerForwarded, n.id)
+	if n.cfg.ClusterSecret != "" {
+		req.Header.Set(headerSecret, n.cfg.ClusterSecret)
+	}
+	return n.http.client.Do(req)
+}
+
+func (n *Node) forwardApply(ctx context.Context, addr string, data []byte) (*fsm.Result, error) {
+	resp, err := n.internalRequest(ctx, http.MethodPost, addr, "/internal/v1/apply", data)
+	if err != nil {
+		return nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: fmt.Sprintf("forwarding to the leader at %s: %v", addr, err), RetryAfter: 1}
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if resp.StatusCode != http.StatusOK {
+		var e api.Error
+		if json.Unmarshal(body, &e) != nil || e.Code == "" {
+			e = api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("leader at %s answered %s", addr, resp.Status)}
+		}
+		e.Status = resp.StatusCode
+		return nil, &e
+	}
+	var res fsm.Result
+	if err := json.Unmarshal(body, &res); err != nil {
+		return nil, fmt.Errorf("decoding the leader's result: %w", err)
+	}
+	return &res, nil
+}
+
+// ReadIndex makes the next local read linearizable: it learns the leader's
+// commit index (the leader first confirms it still leads) and waits until
+// this replica has applied up to it.
+func (n *Node) ReadIndex(ctx context.Context) error {
+	var index uint64
+	if n.raft.State() == raft.Leader {
+		if err := n.raft.VerifyLeader().Error(); err != nil {
+			return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNotLeader, Message: fmt.Sprintf("confirming leadership: %v", err), RetryAfter: 1}
+		}
+		index = n.raft.CommitIndex()
+	} else {
+		_, addr := n.leaderAPI()
+		if addr == "" {
+			return errNoLeader()
+		}
+		resp, err := n.internalRequest(ctx, http.MethodGet, addr, "/internal/v1/read-index", nil)
+		if err != nil {
+			return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: fmt.Sprintf("asking the leader at %s for its commit index: %v", addr, err), RetryAfter: 1}
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Index uint64 `json:"index"`
+		}
+		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil {
+			return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: fmt.Sprintf("leader at %s answered %s to read-index", addr, resp.Status), RetryAfter: 1}
+		}
+		index = out.Index
+	}
+	return n.fsm.WaitApplied(ctx, index)
+}
+
+// Status reports this node's view.
+func (n *Node) Status() api.Status {
+	lid, laddr := n.leaderAPI()
+	s := api.Status{
+		NodeID: n.id, RaftState: n.raft.State().String(), LeaderID: lid, LeaderAPIAddr: laddr,
+		Term: n.raft.CurrentTerm(), AppliedIndex: n.fsm.AppliedIndex(), CommitIndex: n.raft.CommitIndex(),
+		LastIndex: n.raft.LastIndex(), Version: n.cfg.Version, APIAddr: n.cfg.AdvertiseAPIAddr,
+	}
+	if n.raft.State() != raft.Leader {
+		s.LastContact = n.raft.LastContact()
+	}
+	if o, err := n.fsm.Owner(); err == nil {
+		s.OwnerEpoch, s.OwnerNode = o.Epoch, o.NodeID
+	}
+	return s
+}
+
+// Ready says why the node is not ready to serve, or nil: a leader must be
+// known and this replica must have applied what it knows to be committed.
+func (n *Node) Ready() error {
+	n.mu.Lock()
+	berr := n.bootstrapErr
+	n.mu.Unlock()
+	if berr != nil {
+		return berr
+	}
+	if lid, _ := n.leaderAPI(); lid == "" {
+		return errNoLeader()
+	}
+	if applied, commit := n.fsm.AppliedIndex(), n.raft.CommitIndex(); applied < commit {
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: fmt.Sprintf("catching up: applied %d of %d", applied, commit), RetryAfter: 1}
+	}
+	return nil
+}
+
+// ClusterMembers is gossip and the Raft configuration side by side.
+func (n *Node) ClusterMembers() ([]api.Member, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("reading the Raft configuration: %w", err)
+	}
+	_, lid := n.raft.LeaderWithID()
+	byID := map[string]*api.Member{}
+	var order []string
+	get := func(id string) *api.Member {
+		if v, ok := byID[id]; ok {
+			return v
+		}
+		v := &api.Member{ID: id, GossipStatus: "absent", Suffrage: "absent"}
+		byID[id] = v
+		order = append(order, id)
+		return v
+	}
+	for _, m := range n.members.Members() {
+		v := get(m.Meta.ID)
+		v.GossipAddr, v.RaftAddr, v.APIAddr = m.GossipAddr, m.Meta.RaftAddr, m.Meta.APIAddr
+		v.GossipStatus, v.Liveness, v.Version = string(m.Status), string(m.Meta.Liveness), m.Meta.Version
+	}
+	for _, s := range f.Configuration().Servers {
+		v := get(string(s.ID))
+		v.RaftAddr = string(s.Address)
+		v.Suffrage = map[raft.ServerSuffrage]string{raft.Voter: "voter", raft.Nonvoter: "nonvoter", raft.Staging: "staging"}[s.Suffrage]
+	}
+	out := make([]api.Member, 0, len(order))
+	for _, id := range order {
+		v := byID[id]
+		v.Leader = id == string(lid)
+		out = append(out, *v)
+	}
+	sortMembers(out)
+	return out, nil
+}
+
+// TransferLeader hands leadership to target (any voter if empty). Only the
+// leader can do it; the API forwards the request there.
+func (n *Node) TransferLeader(ctx context.Context, target string) error {
+	if n.raft.State() != raft.Leader {
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNotLeader, Message: "only the leader can transfer leadership", RetryAfter: 1}
+	}
+	var f raft.Future
+	if target == "" {
+		f = n.raft.LeadershipTransfer()
+	} else {
+		if target == n.id {
+			return &api.Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Message: fmt.Sprintf("node %s is already the leader", target)}
+		}
+		addr, ok := n.voterAddr(target)
+		if !ok {
+			return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("node %s is not a voter of this cluster", target)}
+		}
+		f = n.raft.LeadershipTransferToServer(raft.ServerID(target), addr)
+	}
+	if err := f.Error(); err != nil {
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: fmt.Sprintf("leadership transfer failed: %v", err), RetryAfter: 1}
+	}
+	return nil
+}
+
+func (n *Node) voterAddr(id string) (raft.ServerAddress, bool) {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return "", false
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == id && s.Suffrage == raft.Voter {
+			return s.Address, true
+		}
+	}
+	return "", false
+}
+
+// RemoveNode takes a node out of the Raft configuration, refusing when the
+// voters that would remain could not form a quorum among the live ones.
+func (n *Node) RemoveNode(ctx context.Context, id string) error {
+	if n.raft.State() != raft.Leader {
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNotLeader, Message: "only the leader can change the configuration", RetryAfter: 1}
+	}
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("reading the Raft configuration: %w", err)
+	}
+	conf := f.Configuration()
+	if err := checkRemoval(conf, n.aliveSet(), id); err != nil {
+		return err
+	}
+	if err := n.raft.RemoveServer(raft.ServerID(id), f.Index(), 10*time.Second).Error(); err != nil {
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: fmt.Sprintf("removing %s: %v", id, err), RetryAfter: 1}
+	}
+	n.log.Info().Str("removed_id", id).Msg("removed node from the Raft configuration")
+	return nil
+}
+
+func (n *Node) aliveSet() map[string]bool {
+	alive := map[string]bool{n.id: true}
+	for _, m := range n.members.Members() {
+		if m.Status == membership.StatusAlive {
+			alive[m.Meta.ID] = true
+		}
+	}
+	return alive
+}
+
+// checkRemoval is the quorum rule for removing a server.
+func checkRemoval(conf raft.Configuration, alive map[string]bool, id string) error {
+	found, isVoter := false, false
+	voters, aliveVoters := 0, 0
+	for _, s := range conf.Servers {
+		if string(s.ID) == id {
+			found, isVoter = true, s.Suffrage == raft.Voter
+			continue
+		}
+		if s.Suffrage == raft.Voter {
+			voters++
+			if alive[string(s.ID)] {
+				aliveVoters++
+			}
+		}
+	}
+	if !found {
+		return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("node %s is not in the Raft configuration", id)}
+	}
+	if !isVoter {
+		return nil
+	}
+	if voters == 0 {
+		return &api.Error{Status: http.StatusConflict, Code: api.CodeConflict, Message: fmt.Sprintf("refusing to remove %s: it is the last voter", id)}
+	}
+	if need := voters/2 + 1; aliveVoters < need {
+		return &api.Error{Status: http.StatusConflict, Code: api.CodeConflict, Message: fmt.Sprintf("refusing to remove %s: the %d remaining voters would need %d alive for a quorum, but only %d are alive", id, voters, need, aliveVoters)}
+	}
+	return nil
+}
