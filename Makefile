@@ -1,0 +1,39 @@
+GO      ?= go
+BIN     ?= bin/raftcdc
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: build test integration cluster demo bench chaos lint clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/raftcdc
+
+# The default test run: unit tests, in-process clusters and the short
+# multi-process scenarios, all with the race detector.
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 25m ./...
+
+integration:
+	$(GO) test -race -count=1 -timeout 30m -v ./integration/...
+
+# Three local nodes on loopback in the foreground; Ctrl-C stops them all.
+# Data stays in .cluster/ so a second `make cluster` restarts the same cluster.
+cluster: build
+	./scripts/cluster.sh $(BIN)
+
+demo: build
+	./scripts/demo.sh $(BIN)
+
+bench: build
+	./bench/run.sh
+
+chaos: build
+	$(GO) test -count=1 -timeout 0 -run TestChaosLong -v ./integration/... -args -chaos-duration=$(or $(DURATION),5m)
+
+lint:
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin .cluster

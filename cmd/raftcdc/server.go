@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/raftcdc/raftcdc/logging"
+	"github.com/raftcdc/raftcdc/server"
+	"github.com/spf13/cobra"
+)
+
+func newServerCmd() *cobra.Command {
+	cfg := server.DefaultConfig()
+	var (
+		join              string
+		gossipKey         string
+		logLevel          string
+		logFormat         string
+		clusterSecretFile string
+		shutdownTimeout   time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a raftcdc node",
+		Long: `Run a raftcdc node. With no flags it is a single-node cluster on loopback
+with its data in ./raftcdc-data. To form a three-node cluster, start each node
+with --bootstrap-expect 3 and --join pointing at any other node.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logging.New(logLevel, logFormat, os.Stderr)
+			if err != nil {
+				return usageError("%v", err)
+			}
+			if join != "" {
+				for _, j := range strings.Split(join, ",") {
+					if j = strings.TrimSpace(j); j != "" {
+						cfg.Join = append(cfg.Join, j)
+					}
+				}
+			}
+			if gossipKey != "" {
+				key, err := base64.StdEncoding.DecodeString(gossipKey)
+				if err != nil {
+					return usageError("--gossip-key is not base64: %v", err)
+				}
+				cfg.GossipKey = key
+			}
+			if clusterSecretFile != "" {
+				b, err := os.ReadFile(clusterSecretFile)
+				if err != nil {
+					return usageError("reading --cluster-secret-file: %v", err)
+				}
+				cfg.ClusterSecret = strings.TrimSpace(string(b))
+			} else if s := os.Getenv("RAFTCDC_CLUSTER_SECRET"); s != "" {
+				cfg.ClusterSecret = s
+			}
+			cfg.Version = version
+			node, err := server.New(cfg, log)
+			if err != nil {
+				return usageError("%v", err)
+			}
+			if err := setupCDC(node, &cdcFlags, log); err != nil {
+				return usageError("%v", err)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			if err := node.Start(ctx); err != nil {
+				return err
+			}
+			<-ctx.Done()
+			stop()
+			log.Info().Msg("shutting down")
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			if err := node.Shutdown(sctx); err != nil {
+				return fmt.Errorf("shutting down: %w", err)
+			}
+			log.Info().Msg("stopped")
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.NodeID, "node-id", "", "stable node ID (default: generated once and kept in the data dir)")
+	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for Raft log, snapshots and state")
+	f.StringVar(&cfg.GossipAddr, "gossip-addr", cfg.GossipAddr, "address for gossip (UDP and TCP)")
+	f.StringVar(&cfg.AdvertiseGossipAddr, "advertise-gossip-addr", "", "gossip address other nodes use (default: --gossip-addr)")
+	f.StringVar(&cfg.RaftAddr, "raft-addr", cfg.RaftAddr, "address for Raft traffic")
+	f.StringVar(&cfg.AdvertiseRaftAddr, "advertise-raft-addr", "", "Raft address other nodes use (default: --raft-addr)")
+	f.StringVar(&cfg.APIAddr, "api-addr", cfg.APIAddr, "address for the HTTP API and /metrics")
+	f.StringVar(&cfg.AdvertiseAPIAddr, "advertise-api-addr", "", "API address other nodes and ctl use (default: --api-addr)")
+	f.StringVar(&join, "join", "", "gossip addresses of existing nodes, host:port[,host:port]")
+	f.DurationVar(&cfg.JoinTimeout, "join-timeout", cfg.JoinTimeout, "give up joining after this long")
+	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", cfg.BootstrapExpect, "number of nodes that form a new cluster (1 = single node)")
+	f.StringVar(&gossipKey, "gossip-key", "", "base64 AES key (16, 24 or 32 bytes); encrypts gossip when set")
+	f.StringVar(&clusterSecretFile, "cluster-secret-file", "", "file holding the secret nodes use to authenticate forwarded requests (or RAFTCDC_CLUSTER_SECRET)")
+	f.StringVar(&logLevel, "log-level", "info", "trace, debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", "json", "json or console")
+	f.DurationVar(&cfg.HeartbeatTimeout, "raft-heartbeat-timeout", cfg.HeartbeatTimeout, "Raft heartbeat timeout")
+	f.DurationVar(&cfg.ElectionTimeout, "raft-election-timeout", cfg.ElectionTimeout, "Raft election timeout")
+	f.DurationVar(&cfg.LeaderLeaseTimeout, "raft-leader-lease-timeout", cfg.LeaderLeaseTimeout, "how long a leader keeps leading without hearing from a quorum")
+	f.DurationVar(&cfg.CommitTimeout, "raft-commit-timeout", cfg.CommitTimeout, "Raft commit timeout")
+	f.Uint64Var(&cfg.SnapshotThreshold, "raft-snapshot-threshold", cfg.SnapshotThreshold, "log entries between snapshots")
+	f.DurationVar(&cfg.SnapshotInterval, "raft-snapshot-interval", cfg.SnapshotInterval, "how often to check whether to snapshot")
+	f.DurationVar(&cfg.ProbeInterval, "gossip-probe-interval", cfg.ProbeInterval, "gossip failure-detection probe interval")
+	f.DurationVar(&cfg.ProbeTimeout, "gossip-probe-timeout", cfg.ProbeTimeout, "gossip probe timeout")
+	f.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", cfg.ReconcileInterval, "leader's full membership reconcile period")
+	f.DurationVar(&cfg.DeadServerTimeout, "dead-server-timeout", 0, "remove voters dead this long (0 = never; removal is an operator decision)")
+	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a clean shutdown may take")
+	addCDCFlags(f)
+	return cmd
+}
