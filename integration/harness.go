@@ -70,7 +70,8 @@ type ClusterOptions struct {
 	Order []int
 }
 
-func freePorts(t testing.TB, n int) []int {
+// FreePorts returns n ports that were free for TCP and UDP a moment ago.
+func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ports []int
 	for len(ports) < n {
@@ -94,7 +95,7 @@ func freePorts(t testing.TB, n int) []int {
 func StartCluster(t testing.TB, bin string, n int, o ClusterOptions) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, Bin: bin}
-	ports := freePorts(t, 3*n)
+	ports := FreePorts(t, 3*n)
 	base := t.TempDir()
 	for i := 0; i < n; i++ {
 		p := &Proc{

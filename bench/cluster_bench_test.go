@@ -1,0 +1,321 @@
+//go:build bench
+
+// Package bench holds the benchmarks of bench/RESULTS.md. They are Go tests
+// behind the "bench" build tag so that the default test run never includes
+// them; bench/run.sh runs them.
+package bench
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/raftcdc/raftcdc/integration"
+)
+
+var (
+	kills    = flag.Int("kills", 20, "failover: leader kills")
+	writeOps = flag.Int("write-ops", 5000, "writes: operations per mode")
+	workers  = flag.Int("workers", 64, "writes: concurrent clients")
+	batch    = flag.Int("batch", 64, "writes: puts per batched request")
+)
+
+func buildBinary(t *testing.T) string {
+	bin, err := integration.BuildBinary(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(float64(len(s)-1) * p)
+	return s[i]
+}
+
+// TestBenchFailover kills the leader of a three-process cluster repeatedly
+// and measures kill → a new leader accepting writes.
+func TestBenchFailover(t *testing.T) {
+	c := integration.StartCluster(t, buildBinary(t), 3, integration.ClusterOptions{})
+	c.WaitForLeader(30 * time.Second)
+	var times []time.Duration
+	client := &http.Client{Timeout: 300 * time.Millisecond}
+	for k := 0; k < *kills; k++ {
+		leader := c.WaitForLeader(30 * time.Second)
+		survivors := []int{(leader + 1) % 3, (leader + 2) % 3}
+		c.Kill(leader, syscall.SIGKILL)
+		start := time.Now()
+		for n := 0; ; n++ {
+			s := survivors[n%2]
+			req, _ := http.NewRequest(http.MethodPut, "http://"+c.Procs[s].API+"/api/v1/kv/failover", bytes.NewReader([]byte(strconv.Itoa(k))))
+			resp, err := client.Do(req)
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Since(start) > 30*time.Second {
+				t.Fatalf("kill %d: no write accepted within 30s", k)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		d := time.Since(start)
+		times = append(times, d)
+		t.Logf("kill %2d: leader %s → writes accepted after %v", k+1, c.Procs[leader].ID, d.Round(time.Millisecond))
+		c.Restart(leader)
+		integration.WaitFor(t, 30*time.Second, "restarted node ready", func() bool {
+			code, _, err := c.Do(leader, http.MethodGet, "/readyz", nil)
+			return err == nil && code == http.StatusOK
+		})
+	}
+	fmt.Printf("RESULT failover kills=%d p50=%v max=%v\n", len(times), percentile(times, 0.5).Round(time.Millisecond), percentile(times, 1).Round(time.Millisecond))
+}
+
+type writer interface {
+	name() string
+	put(client *http.Client, key string, value []byte) error
+	putBatch(client *http.Client, keys []string, value []byte) error
+}
+
+type raftcdcWriter struct{ addr string }
+
+func (w raftcdcWriter) name() string { return "raftcdc" }
+
+func (w raftcdcWriter) put(client *http.Client, key string, value []byte) error {
+	body, _ := json.Marshal(string(value))
+	req, _ := http.NewRequest(http.MethodPut, "http://"+w.addr+"/api/v1/kv/"+key, bytes.NewReader(body))
+	return do(client, req)
+}
+
+func (w raftcdcWriter) putBatch(client *http.Client, keys []string, value []byte) error {
+	v, _ := json.Marshal(string(value))
+	type op struct {
+		Type  string          `json:"type"`
+		Key   string          `json:"key"`
+		Value json.RawMessage `json:"value"`
+	}
+	var ops []op
+	for _, k := range keys {
+		ops = append(ops, op{"put", k, v})
+	}
+	body, _ := json.Marshal(map[string]any{"ops": ops})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+w.addr+"/api/v1/txn", bytes.NewReader(body))
+	return do(client, req)
+}
+
+type etcdWriter struct{ addr string }
+
+func (w etcdWriter) name() string { return "etcd" }
+
+func (w etcdWriter) put(client *http.Client, key string, value []byte) error {
+	body, _ := json.Marshal(map[string]string{"key": base64.StdEncoding.EncodeToString([]byte(key)), "value": base64.StdEncoding.EncodeToString(value)})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+w.addr+"/v3/kv/put", bytes.NewReader(body))
+	return do(client, req)
+}
+
+func (w etcdWriter) putBatch(client *http.Client, keys []string, value []byte) error {
+	var ops []map[string]any
+	for _, k := range keys {
+		ops = append(ops, map[string]any{"request_put": map[string]string{"key": base64.StdEncoding.EncodeToString([]byte(k)), "value": base64.StdEncoding.EncodeToString(value)}})
+	}
+	body, _ := json.Marshal(map[string]any{"success": ops})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+w.addr+"/v3/kv/txn", bytes.NewReader(body))
+	return do(client, req)
+}
+
+func do(client *http.Client, req *http.Request) error {
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	return nil
+}
+
+type writeResult struct {
+	mode     string
+	ops      int
+	elapsed  time.Duration
+	p99      time.Duration
+	failures int64
+}
+
+func (r writeResult) rate() float64 { return float64(r.ops) / r.elapsed.Seconds() }
+
+// runWrites issues ops puts (in requests of perReq puts) from n clients.
+func runWrites(w writer, mode string, n, ops, perReq int) writeResult {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: n + 4}}
+	value := bytes.Repeat([]byte("v"), 256)
+	reqs := ops / perReq
+	var next int64 = -1
+	var failures int64
+	lat := make([][]time.Duration, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := 0; c < n; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for {
+				i := atomic.AddInt64(&next, 1)
+				if i >= int64(reqs) {
+					return
+				}
+				t0 := time.Now()
+				var err error
+				if perReq == 1 {
+					err = w.put(client, fmt.Sprintf("%s/%d", mode, i), value)
+				} else {
+					keys := make([]string, perReq)
+					for j := range keys {
+						keys[j] = fmt.Sprintf("%s/%d/%d", mode, i, j)
+					}
+					err = w.putBatch(client, keys, value)
+				}
+				if err != nil {
+					atomic.AddInt64(&failures, 1)
+				}
+				lat[c] = append(lat[c], time.Since(t0))
+			}
+		}(c)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	return writeResult{mode: mode, ops: reqs * perReq, elapsed: elapsed, p99: percentile(all, 0.99), failures: failures}
+}
+
+// startEtcd runs a three-member etcd cluster from Debian's etcd-server.
+func startEtcd(t *testing.T) []string {
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		t.Skip("etcd not installed (apt-get install etcd-server)")
+	}
+	ports := make([]int, 0, 6)
+	for len(ports) < 6 {
+		ports = append(ports, freePort(t))
+	}
+	var initial string
+	for i := 0; i < 3; i++ {
+		if i > 0 {
+			initial += ","
+		}
+		initial += fmt.Sprintf("e%d=http://127.0.0.1:%d", i, ports[2*i+1])
+	}
+	var clients []string
+	dir := t.TempDir()
+	for i := 0; i < 3; i++ {
+		client := fmt.Sprintf("127.0.0.1:%d", ports[2*i])
+		clients = append(clients, client)
+		cmd := exec.Command(bin, "--name", fmt.Sprintf("e%d", i), "--data-dir", filepath.Join(dir, fmt.Sprint(i)),
+			"--listen-client-urls", "http://"+client, "--advertise-client-urls", "http://"+client,
+			"--listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+			"--initial-advertise-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+			"--initial-cluster", initial, "--initial-cluster-state", "new", "--log-level", "error")
+		logf, _ := os.Create(filepath.Join(dir, fmt.Sprintf("e%d.log", i)))
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
+	}
+	integration.WaitFor(t, 30*time.Second, "etcd cluster healthy", func() bool {
+		return etcdWriter{clients[0]}.put(http.DefaultClient, "warmup", []byte("x")) == nil
+	})
+	return clients
+}
+
+func etcdLeader(t *testing.T, clients []string) string {
+	for _, c := range clients {
+		resp, err := http.Post("http://"+c+"/v3/maintenance/status", "application/json", bytes.NewReader([]byte("{}")))
+		if err != nil {
+			continue
+		}
+		var s struct {
+			Header struct {
+				MemberID string `json:"member_id"`
+			} `json:"header"`
+			Leader string `json:"leader"`
+		}
+		json.NewDecoder(resp.Body).Decode(&s)
+		resp.Body.Close()
+		if s.Leader != "" && s.Leader == s.Header.MemberID {
+			return c
+		}
+	}
+	return clients[0]
+}
+
+func freePort(t *testing.T) int {
+	p := integration.FreePorts(t, 1)
+	return p[0]
+}
+
+// TestBenchWrites compares metadata writes against etcd 3.4, side by side.
+func TestBenchWrites(t *testing.T) {
+	etcdClients := startEtcd(t)
+	c := integration.StartCluster(t, buildBinary(t), 3, integration.ClusterOptions{ExtraArgs: []string{"--log-level", "warn"}})
+	leader := c.WaitForLeader(30 * time.Second)
+	writers := []writer{raftcdcWriter{c.Procs[leader].API}, etcdWriter{etcdLeader(t, etcdClients)}}
+	results := map[string]map[string]writeResult{}
+	for round := 0; round < 2; round++ { // interleave to share the machine's noise
+		for _, w := range writers {
+			if results[w.name()] == nil {
+				results[w.name()] = map[string]writeResult{}
+			}
+			for _, m := range []struct {
+				mode      string
+				n, perReq int
+			}{{"sequential", 1, 1}, {"concurrent", *workers, 1}, {"batched", *workers, *batch}} {
+				ops := *writeOps
+				if m.mode == "sequential" {
+					ops /= 5
+				}
+				if m.mode == "batched" {
+					ops *= 4
+				}
+				r := runWrites(w, fmt.Sprintf("r%d-%s", round, m.mode), m.n, ops, m.perReq)
+				if r.failures > 0 {
+					t.Errorf("%s %s: %d failed requests", w.name(), m.mode, r.failures)
+				}
+				if round == 1 {
+					results[w.name()][m.mode] = r
+				}
+			}
+		}
+	}
+	for _, mode := range []string{"sequential", "concurrent", "batched"} {
+		a, b := results["raftcdc"][mode], results["etcd"][mode]
+		fmt.Printf("RESULT writes mode=%s raftcdc=%.0f ops/s (p99 %v) etcd=%.0f ops/s (p99 %v) ratio=%.2f\n",
+			mode, a.rate(), a.p99.Round(time.Microsecond), b.rate(), b.p99.Round(time.Microsecond), a.rate()/b.rate())
+	}
+	fmt.Printf("RESULT writes batched-raftcdc/etcd-concurrent ratio=%.2f\n", results["raftcdc"]["batched"].rate()/results["etcd"]["concurrent"].rate())
+}
