@@ -128,7 +128,10 @@ func (n *Node) ReadIndex(ctx context.Context) error {
 		if err := n.raft.VerifyLeader().Error(); err != nil {
 			return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNotLeader, Message: fmt.Sprintf("confirming leadership: %v", err), RetryAfter: 1}
 		}
-		index = n.raft.CommitIndex()
+		// Every write acknowledged to a client was applied here first, so
+		// the leader's applied command index covers them all. (The commit
+		// index could point at a no-op entry the state machine never sees.)
+		index = n.fsm.AppliedIndex()
 	} else {
 		_, addr := n.leaderAPI()
 		if addr == "" {
@@ -159,7 +162,9 @@ func (n *Node) Status() api.Status {
 		LastIndex: n.raft.LastIndex(), Version: n.cfg.Version, APIAddr: n.cfg.AdvertiseAPIAddr,
 	}
 	if n.raft.State() != raft.Leader {
-		s.LastContact = n.raft.LastContact()
+		if lc := n.raft.LastContact(); !lc.IsZero() {
+			s.LastContact = &lc
+		}
 	}
 	if o, err := n.fsm.Owner(); err == nil {
 		s.OwnerEpoch, s.OwnerNode = o.Epoch, o.NodeID
@@ -179,7 +184,7 @@ func (n *Node) Ready() error {
 	if lid, _ := n.leaderAPI(); lid == "" {
 		return errNoLeader()
 	}
-	if applied, commit := n.fsm.AppliedIndex(), n.raft.CommitIndex(); applied < commit {
+	if applied, commit := n.raft.AppliedIndex(), n.raft.CommitIndex(); applied < commit {
 		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: fmt.Sprintf("catching up: applied %d of %d", applied, commit), RetryAfter: 1}
 	}
 	return nil

@@ -8,11 +8,13 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/raftcdc/raftcdc/fsm"
 	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/server"
 	"github.com/raftcdc/raftcdc/testcluster"
 	"github.com/rs/zerolog"
 )
@@ -238,4 +240,74 @@ func TestMinorityLeaderStepsDown(t *testing.T) {
 	c.Heal()
 	c.WaitForLeader(10 * time.Second)
 	c.EnsureSame(model.PrefixUser, 10*time.Second)
+}
+
+func TestGracefulStopOfLeaderTransfersLeadership(t *testing.T) {
+	c := testcluster.MakeCluster(t, 3, testcluster.Options{})
+	old := c.WaitForLeader(10 * time.Second)
+	oldTerm := c.Node(old).Status().Term
+	c.StopNode(old)
+	// A transfer elects the successor at once, in the very next term.
+	leader := c.WaitForLeader(5 * time.Second)
+	if leader == old {
+		t.Fatal("stopped node still leads")
+	}
+	if term := c.Node(leader).Status().Term; term != oldTerm+1 {
+		t.Errorf("term went %d → %d; a transfer takes exactly one new term", oldTerm, term)
+	}
+	// The stopped node stays a voter and rejoins with its data dir.
+	c.WaitForVoters(3, time.Second)
+	c.RestartNode(old)
+	put(t, c, leader, "after-restart", 1)
+	c.EnsureSame(model.PrefixUser, 10*time.Second)
+}
+
+func TestMismatchedBootstrapExpectIsRefused(t *testing.T) {
+	// Two fresh nodes that disagree on the cluster size must both refuse to
+	// bootstrap, and say why.
+	ports := testcluster.FreePorts(t, 3)
+	cfg := server.DefaultConfig()
+	cfg.NodeID = "stray"
+	cfg.DataDir = t.TempDir()
+	cfg.GossipAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
+	cfg.RaftAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
+	cfg.APIAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
+	cfg.BootstrapExpect = 2
+	n, err := server.New(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := server.DefaultConfig()
+	other.NodeID = "stray2"
+	other.DataDir = t.TempDir()
+	other.GossipAddr = fmt.Sprintf("127.0.0.1:%d", testcluster.FreePorts(t, 1)[0])
+	p := testcluster.FreePorts(t, 2)
+	other.RaftAddr = fmt.Sprintf("127.0.0.1:%d", p[0])
+	other.APIAddr = fmt.Sprintf("127.0.0.1:%d", p[1])
+	other.BootstrapExpect = 3
+	other.Join = []string{cfg.GossipAddr}
+	m, err := server.New(other, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Kill()
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Kill()
+	testcluster.WaitFor(t, 10*time.Second, "a loud refusal", func() bool {
+		err := m.Ready()
+		return err != nil && strings.Contains(err.Error(), "refusing to bootstrap")
+	})
+	if err := n.Ready(); err == nil || !strings.Contains(err.Error(), "expects") {
+		t.Fatalf("node expecting 2 should refuse too: %v", err)
+	}
+	if n.Status().LeaderID != "" || m.Status().LeaderID != "" {
+		t.Fatal("mismatched nodes formed a cluster")
+	}
 }

@@ -107,7 +107,7 @@ func (n *Node) handleReadIndex(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, api.Errorf(http.StatusServiceUnavailable, api.CodeNotLeader, "confirming leadership: %v", err))
 		return
 	}
-	_ = api.WriteJSON(w, http.StatusOK, map[string]uint64{"index": n.raft.CommitIndex()})
+	_ = api.WriteJSON(w, http.StatusOK, map[string]uint64{"index": n.fsm.AppliedIndex()})
 }
 
 // LeaderAPIAddr implements api.Store.
