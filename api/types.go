@@ -46,19 +46,19 @@ func NoLeader() *Error {
 
 // Status is one node's view of the cluster.
 type Status struct {
-	NodeID        string    `json:"node_id"`
-	RaftState     string    `json:"raft_state"`
-	LeaderID      string    `json:"leader_id"`
-	LeaderAPIAddr string    `json:"leader_api_addr"`
-	Term          uint64    `json:"term"`
-	AppliedIndex  uint64    `json:"applied_index"`
-	CommitIndex   uint64    `json:"commit_index"`
-	LastIndex     uint64    `json:"last_index"`
-	LastContact   time.Time `json:"last_contact,omitempty"`
-	OwnerEpoch    uint64    `json:"owner_epoch"`
-	OwnerNode     string    `json:"owner_node,omitempty"`
-	Version       string    `json:"version"`
-	APIAddr       string    `json:"api_addr"`
+	NodeID        string     `json:"node_id"`
+	RaftState     string     `json:"raft_state"`
+	LeaderID      string     `json:"leader_id"`
+	LeaderAPIAddr string     `json:"leader_api_addr"`
+	Term          uint64     `json:"term"`
+	AppliedIndex  uint64     `json:"applied_index"`
+	CommitIndex   uint64     `json:"commit_index"`
+	LastIndex     uint64     `json:"last_index"`
+	LastContact   *time.Time `json:"last_contact,omitempty"`
+	OwnerEpoch    uint64     `json:"owner_epoch"`
+	OwnerNode     string     `json:"owner_node,omitempty"`
+	Version       string     `json:"version"`
+	APIAddr       string     `json:"api_addr"`
 }
 
 // Member is one node as gossip and Raft each see it.
