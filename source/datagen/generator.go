@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 	"strconv"
 	"time"
 
@@ -148,18 +149,29 @@ func (g *Generator) IndexOf(table model.TableID, ts model.Ts) (uint64, bool) {
 	return k, true
 }
 
+// parts derives the random choices of event k: its key, its op and the seed
+// of its payload.
+func (g *Generator) parts(table model.TableID, k uint64) (keyIdx uint64, op model.Op, payloadSeed uint64) {
+	h := mix64(mix64(g.seedHash^uint64(table)) ^ k)
+	return mix64(h+0x632be59bd9b4e019) % g.cfg.Keys, g.op(mix64(h + 0x8cb92ba72f3d8dd7)), mix64(h + 0x3c6ef372fe94f82a)
+}
+
+// KeyIndex is the key of event k of a table as a number in [0, keys).
+func (g *Generator) KeyIndex(table model.TableID, k uint64) uint64 {
+	keyIdx, _, _ := g.parts(table, k)
+	return keyIdx
+}
+
 // Event builds event k of a table. The table must exist.
 func (g *Generator) Event(table model.TableID, k uint64) model.RowChange {
-	h := mix64(mix64(g.seedHash^uint64(table)) ^ k)
-	keyIdx := mix64(h+0x632be59bd9b4e019) % g.cfg.Keys
-	op := g.op(mix64(h + 0x8cb92ba72f3d8dd7))
+	keyIdx, op, seed := g.parts(table, k)
 	cols := make(map[string]any, 3)
 	cols[ColID] = int64(keyIdx)
 	cols[ColSeq] = k
 	// A deleted row carries only its identity, like the old value TiCDC
 	// sends for a delete.
 	if op != model.OpDelete {
-		cols[ColPayload] = g.payload(mix64(h + 0x3c6ef372fe94f82a))
+		cols[ColPayload] = string(g.appendPayload(make([]byte, 0, g.cfg.RowSize), seed))
 	}
 	return model.RowChange{
 		Table:    g.names[table-1],
@@ -168,6 +180,40 @@ func (g *Generator) Event(table model.TableID, k uint64) model.RowChange {
 		CommitTs: g.CommitTs(table, k),
 		Columns:  cols,
 	}
+}
+
+// AppendJSON appends exactly what encoding/json produces for Event(table, k)
+// (without a newline), without building the row. The verifier compares sink
+// lines against it byte for byte, which is much cheaper than decoding them.
+// The table must exist.
+func (g *Generator) AppendJSON(dst []byte, table model.TableID, k uint64) []byte {
+	keyIdx, op, seed := g.parts(table, k)
+	name := g.names[table-1]
+	// Schema and table names and payloads are drawn from characters JSON
+	// never escapes, so they are copied as they are.
+	dst = append(dst, `{"table":{"id":`...)
+	dst = strconv.AppendInt(dst, name.ID, 10)
+	dst = append(dst, `,"schema":"`...)
+	dst = append(dst, name.Schema...)
+	dst = append(dst, `","table":"`...)
+	dst = append(dst, name.Table...)
+	dst = append(dst, `"},"key":"`...)
+	dst = strconv.AppendUint(dst, keyIdx, 10)
+	dst = append(dst, `","op":"`...)
+	dst = append(dst, op...)
+	dst = append(dst, `","commit_ts":`...)
+	dst = strconv.AppendUint(dst, g.CommitTs(table, k), 10)
+	// encoding/json sorts map keys: id, payload, seq.
+	dst = append(dst, `,"columns":{"id":`...)
+	dst = strconv.AppendUint(dst, keyIdx, 10)
+	if op != model.OpDelete {
+		dst = append(dst, `,"payload":"`...)
+		dst = g.appendPayload(dst, seed)
+		dst = append(dst, '"')
+	}
+	dst = append(dst, `,"seq":`...)
+	dst = strconv.AppendUint(dst, k, 10)
+	return append(dst, "}}"...)
 }
 
 // EventAt builds the event of a table that commits exactly at ts, if any.
@@ -209,8 +255,10 @@ func (g *Generator) op(h uint64) model.Op {
 	}
 }
 
-func (g *Generator) payload(h uint64) string {
-	buf := make([]byte, g.cfg.RowSize)
+func (g *Generator) appendPayload(dst []byte, h uint64) []byte {
+	start := len(dst)
+	dst = slices.Grow(dst, g.cfg.RowSize)[:start+g.cfg.RowSize]
+	buf := dst[start:]
 	for i := 0; i < len(buf); {
 		h = mix64(h + 0x9e3779b97f4a7c15)
 		for j := 0; j < 10 && i < len(buf); j, i = j+1, i+1 {
@@ -218,7 +266,7 @@ func (g *Generator) payload(h uint64) string {
 			h >>= 6
 		}
 	}
-	return string(buf)
+	return dst
 }
 
 // mix64 is the splitmix64 finaliser: a cheap bijection with good avalanche,

@@ -1,6 +1,7 @@
 package datagen
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -188,4 +189,32 @@ func BenchmarkGenerate(b *testing.B) {
 		})
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
+}
+
+func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
+	for _, uri := range []string{"datagen://?tables=3&rate=1000&mix=1:1:1", "datagen://?row-size=0&schema=S_1&keys=1", "datagen://?row-size=1000&tables=12000"} {
+		g := mustGenerator(t, uri)
+		start := model.TsFromTime(time.Now())
+		ops := map[model.Op]bool{}
+		for _, tb := range []model.TableID{1, model.TableID(g.Config().Tables)} {
+			g.Events(tb, start, start+ticksPerSecond, func(r model.RowChange) bool {
+				ops[r.Op] = true
+				want, err := json.Marshal(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				k := r.Columns[ColSeq].(uint64)
+				if got := g.AppendJSON(nil, tb, k); string(got) != string(want) {
+					t.Fatalf("AppendJSON:\n%s\nencoding/json:\n%s", got, want)
+				}
+				if g.KeyIndex(tb, k) != uint64(r.Columns[ColID].(int64)) {
+					t.Fatal("KeyIndex disagrees with the id column")
+				}
+				return true
+			})
+		}
+		if len(ops) != 3 && uri == "datagen://?tables=3&rate=1000&mix=1:1:1" {
+			t.Fatalf("only ops %v were compared", ops)
+		}
+	}
 }
