@@ -20,6 +20,7 @@ func sprintf(format string, args ...any) string { return fmt.Sprintf(format, arg
 // Handler serves the public API.
 type Handler struct {
 	store Store
+	cdc   CDC
 	mux   *http.ServeMux
 	// Routes lists every registered route, for the OpenAPI cross-check.
 	Routes []string

@@ -1,0 +1,804 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/raftcdc/raftcdc/connector"
+	"github.com/raftcdc/raftcdc/filter"
+	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/source"
+)
+
+// CDC is what the changefeed routes need beyond Store.
+type CDC interface {
+	// Upstream opens (or reuses) the source behind a URI, to list tables and
+	// check the GC safepoint.
+	Upstream(ctx context.Context, uri string) (source.Source, error)
+	// CaptureLiveness is gossip's view of every node: alive, suspect, dead,
+	// left.
+	CaptureLiveness() map[string]string
+}
+
+// Error codes of the changefeed routes.
+const (
+	CodeChangefeedExists   = "changefeed_exists"
+	CodeChangefeedNotFound = "changefeed_not_found"
+	CodeChangefeedRemoved  = "changefeed_removed"
+	CodeWrongState         = "wrong_state"
+	CodeAdminJobPending    = "admin_job_pending"
+	CodeInvalidURI         = "invalid_uri"
+	CodeInvalidTs          = "invalid_ts"
+	CodeInvalidConfig      = "invalid_config"
+	CodeCaptureNotFound    = "capture_not_found"
+	CodeTableNotFound      = "table_not_found"
+	CodeSnapshotLost       = "snapshot_lost"
+)
+
+// EnableCDC registers the changefeed, capture and processor routes.
+func (h *Handler) EnableCDC(cdc CDC) {
+	h.cdc = cdc
+	h.handle("GET /api/v1/changefeeds", h.listChangefeeds)
+	h.handle("POST /api/v1/changefeeds", h.createChangefeed)
+	h.handle("GET /api/v1/changefeeds/{id}", h.getChangefeed)
+	h.handle("PUT /api/v1/changefeeds/{id}", h.updateChangefeed)
+	h.handle("DELETE /api/v1/changefeeds/{id}", h.removeChangefeed)
+	h.handle("POST /api/v1/changefeeds/{id}/pause", h.pauseChangefeed)
+	h.handle("POST /api/v1/changefeeds/{id}/resume", h.resumeChangefeed)
+	h.handle("POST /api/v1/changefeeds/{id}/rebalance", h.rebalanceChangefeed)
+	h.handle("POST /api/v1/changefeeds/{id}/move-table", h.moveTable)
+	h.handle("GET /api/v1/captures", h.listCaptures)
+	h.handle("GET /api/v1/processors", h.listProcessors)
+	h.handle("GET /api/v1/processors/{changefeed}/{capture}", h.getProcessor)
+	h.handle("GET /api/v1/tso", h.tso)
+}
+
+// ChangefeedRequest creates or updates a changefeed. In an update, empty
+// fields keep their values.
+type ChangefeedRequest struct {
+	ID        string                  `json:"id,omitempty"`
+	SourceURI string                  `json:"source_uri,omitempty"`
+	SinkURI   string                  `json:"sink_uri,omitempty"`
+	StartTs   model.Ts                `json:"start_ts,omitempty"`
+	TargetTs  model.Ts                `json:"target_ts,omitempty"`
+	Config    *model.ChangefeedConfig `json:"config,omitempty"`
+}
+
+// TimeInfo shows a ts as TSO and as wall time.
+type TimeInfo struct {
+	TSO  model.Ts  `json:"tso"`
+	Time time.Time `json:"time"`
+}
+
+func timeInfo(ts model.Ts) *TimeInfo {
+	if ts == 0 {
+		return nil
+	}
+	return &TimeInfo{TSO: ts, Time: model.TsTime(ts).UTC()}
+}
+
+// ChangefeedSummary is one row of the changefeed list.
+type ChangefeedSummary struct {
+	ID                string              `json:"id"`
+	State             model.FeedState     `json:"state"`
+	SourceURI         string              `json:"source_uri"`
+	SinkURI           string              `json:"sink_uri"`
+	Checkpoint        *TimeInfo           `json:"checkpoint,omitempty"`
+	Resolved          *TimeInfo           `json:"resolved,omitempty"`
+	CheckpointLagSecs float64             `json:"checkpoint_lag_seconds"`
+	ResolvedLagSecs   float64             `json:"resolved_lag_seconds"`
+	Tables            int                 `json:"tables"`
+	Error             *model.RunningError `json:"error,omitempty"`
+	AdminJob          model.AdminJobType  `json:"admin_job,omitempty"`
+}
+
+// ChangefeedDetail is a changefeed with everything known about it.
+type ChangefeedDetail struct {
+	ChangefeedSummary
+	Info         model.ChangefeedInfo           `json:"info"`
+	Status       *model.ChangefeedStatus        `json:"status,omitempty"`
+	Tasks        map[string]*model.TaskStatus   `json:"tasks,omitempty"`
+	Positions    map[string]*model.TaskPosition `json:"positions,omitempty"`
+	Count        uint64                         `json:"rows_written"`
+	InfoRevision uint64                         `json:"info_revision"`
+}
+
+type feedView struct {
+	info    model.ChangefeedInfo
+	infoRev uint64
+	status  *model.ChangefeedStatus
+	tasks   map[string]*model.TaskStatus
+	pos     map[string]*model.TaskPosition
+}
+
+func decodeInto[T any](kv fsm.KV) (*T, error) {
+	var v T
+	if err := json.Unmarshal(kv.Value, &v); err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", kv.Key, err)
+	}
+	return &v, nil
+}
+
+func readFeed(r fsm.Reader, id string) (*feedView, bool, error) {
+	kv, ok := r.Get(model.ChangefeedInfoKey(id))
+	if !ok {
+		return nil, false, nil
+	}
+	info, err := decodeInto[model.ChangefeedInfo](kv)
+	if err != nil {
+		return nil, false, err
+	}
+	f := &feedView{info: *info, infoRev: kv.ModRev, tasks: map[string]*model.TaskStatus{}, pos: map[string]*model.TaskPosition{}}
+	if kv, ok := r.Get(model.ChangefeedStatusKey(id)); ok {
+		if f.status, err = decodeInto[model.ChangefeedStatus](kv); err != nil {
+			return nil, false, err
+		}
+	}
+	for _, kv := range r.List(model.TaskStatusPrefix(id)) {
+		_, c, err := model.SplitTaskKey(model.PrefixTaskStatus, kv.Key)
+		if err != nil {
+			continue
+		}
+		if f.tasks[c], err = decodeInto[model.TaskStatus](kv); err != nil {
+			return nil, false, err
+		}
+	}
+	for _, kv := range r.List(model.TaskPositionPrefix(id)) {
+		_, c, err := model.SplitTaskKey(model.PrefixTaskPosition, kv.Key)
+		if err != nil {
+			continue
+		}
+		if f.pos[c], err = decodeInto[model.TaskPosition](kv); err != nil {
+			return nil, false, err
+		}
+	}
+	return f, true, nil
+}
+
+func (f *feedView) summary(now time.Time) ChangefeedSummary {
+	s := ChangefeedSummary{ID: f.info.ID, State: f.info.State, SourceURI: f.info.SourceURI, SinkURI: f.info.SinkURI, Error: f.info.Error, AdminJob: f.info.AdminJob}
+	if f.status != nil {
+		s.Checkpoint, s.Resolved = timeInfo(f.status.CheckpointTs), timeInfo(f.status.ResolvedTs)
+		if f.status.CheckpointTs != 0 {
+			s.CheckpointLagSecs = model.LagSeconds(f.status.CheckpointTs, now)
+			s.ResolvedLagSecs = model.LagSeconds(f.status.ResolvedTs, now)
+		}
+		s.Tables = len(f.status.Tables)
+	} else {
+		s.Checkpoint = timeInfo(f.info.StartTs)
+	}
+	return s
+}
+
+func (h *Handler) feedID(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if err := model.ValidateChangefeedID(id); err != nil {
+		return "", Errorf(http.StatusBadRequest, CodeBadRequest, "%v", err)
+	}
+	return id, nil
+}
+
+// loadFeed reads one changefeed, honouring ?consistent=true.
+func (h *Handler) loadFeed(r *http.Request, id string) (*feedView, error) {
+	if err := h.consistentRead(r); err != nil {
+		return nil, err
+	}
+	var f *feedView
+	var found bool
+	err := h.store.View(func(rd fsm.Reader, _ uint64) error {
+		var err error
+		f, found, err = readFeed(rd, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, Errorf(http.StatusNotFound, CodeChangefeedNotFound, "changefeed %q does not exist; 'ctl changefeed list --all' shows every changefeed", id)
+	}
+	return f, nil
+}
+
+func (h *Handler) listChangefeeds(w http.ResponseWriter, r *http.Request) error {
+	all := r.URL.Query().Get("all") == "true"
+	if err := h.consistentRead(r); err != nil {
+		return err
+	}
+	out := []ChangefeedSummary{}
+	now := time.Now()
+	err := h.store.View(func(rd fsm.Reader, _ uint64) error {
+		for _, kv := range rd.List(model.PrefixChangefeedInfo) {
+			id := kv.Key[len(model.PrefixChangefeedInfo):]
+			f, ok, err := readFeed(rd, id)
+			if err != nil || !ok {
+				continue
+			}
+			if !all && (f.info.State == model.StateRemoved || f.info.State == model.StateFinished) {
+				continue
+			}
+			out = append(out, f.summary(now))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, map[string]any{"changefeeds": out})
+}
+
+func (h *Handler) getChangefeed(w http.ResponseWriter, r *http.Request) error {
+	id, err := h.feedID(r)
+	if err != nil {
+		return err
+	}
+	f, err := h.loadFeed(r, id)
+	if err != nil {
+		return err
+	}
+	d := ChangefeedDetail{ChangefeedSummary: f.summary(time.Now()), Info: f.info, Status: f.status, Tasks: f.tasks, Positions: f.pos, InfoRevision: f.infoRev}
+	for _, p := range f.pos {
+		d.Count += p.Count
+	}
+	return WriteJSON(w, http.StatusOK, d)
+}
+
+func newFeedID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return "cf-" + hex.EncodeToString(b)
+}
+
+// validateSpec checks URIs, ts and config; it reaches the upstream to check
+// the GC safepoint and that the filter leaves at least one table.
+func (h *Handler) validateSpec(ctx context.Context, info *model.ChangefeedInfo, checkStart bool) error {
+	if info.SourceURI == "" {
+		return Errorf(http.StatusBadRequest, CodeInvalidURI, "source_uri is required (for example datagen://?tables=8)")
+	}
+	if info.SinkURI == "" {
+		return Errorf(http.StatusBadRequest, CodeInvalidURI, "sink_uri is required (for example file:///tmp/out or blackhole://)")
+	}
+	if err := connector.ValidateSourceURI(info.SourceURI); err != nil {
+		return Errorf(http.StatusBadRequest, CodeInvalidURI, "%v", err)
+	}
+	if err := connector.ValidateSinkURI(info.SinkURI); err != nil {
+		return Errorf(http.StatusBadRequest, CodeInvalidURI, "%v", err)
+	}
+	flt, err := filter.New(info.Config.Filter)
+	if err != nil {
+		return Errorf(http.StatusBadRequest, CodeInvalidConfig, "%v", err)
+	}
+	if info.StartTs > model.TsFromTime(time.Now().Add(time.Minute)) {
+		return Errorf(http.StatusBadRequest, CodeInvalidTs, "start_ts %d (%s) is in the future", info.StartTs, model.TsTime(info.StartTs).UTC().Format(time.RFC3339))
+	}
+	if info.TargetTs != 0 && info.TargetTs <= info.StartTs {
+		return Errorf(http.StatusBadRequest, CodeInvalidTs, "target_ts %d must be after start_ts %d", info.TargetTs, info.StartTs)
+	}
+	src, err := h.cdc.Upstream(ctx, info.SourceURI)
+	if err != nil {
+		return Errorf(http.StatusBadRequest, CodeInvalidURI, "opening source %s: %v", info.SourceURI, err)
+	}
+	if checkStart {
+		gc, err := src.GCSafepoint(ctx)
+		if err != nil {
+			return Errorf(http.StatusServiceUnavailable, CodeUnavailable, "reading the upstream GC safepoint: %v", err)
+		}
+		if info.StartTs < gc {
+			return Errorf(http.StatusBadRequest, CodeSnapshotLost, "start_ts %d (%s) is below the upstream GC safepoint %d (%s): that data is gone; choose a later start ts",
+				info.StartTs, model.TsTime(info.StartTs).UTC().Format(time.RFC3339), gc, model.TsTime(gc).UTC().Format(time.RFC3339))
+		}
+	}
+	tables, err := src.Tables(ctx)
+	if err != nil {
+		return Errorf(http.StatusServiceUnavailable, CodeUnavailable, "listing upstream tables: %v", err)
+	}
+	n := 0
+	for _, t := range tables {
+		if flt.Match(t) {
+			n++
+		}
+	}
+	if n == 0 {
+		return Errorf(http.StatusBadRequest, CodeInvalidConfig, "the filter rules %q match none of the %d upstream tables", info.Config.Filter.Rules, len(tables))
+	}
+	return nil
+}
+
+func (h *Handler) createChangefeed(w http.ResponseWriter, r *http.Request) error {
+	var req ChangefeedRequest
+	if err := DecodeBody(r, &req); err != nil {
+		return err
+	}
+	if req.ID == "" {
+		req.ID = newFeedID()
+	}
+	if err := model.ValidateChangefeedID(req.ID); err != nil {
+		return Errorf(http.StatusBadRequest, CodeBadRequest, "%v", err)
+	}
+	info := model.ChangefeedInfo{ID: req.ID, SourceURI: req.SourceURI, SinkURI: req.SinkURI, StartTs: req.StartTs, TargetTs: req.TargetTs, State: model.StateNormal, CreateTime: time.Now().UTC()}
+	if req.Config != nil {
+		info.Config = *req.Config
+	}
+	if info.StartTs == 0 {
+		info.StartTs = model.TsFromTime(time.Now())
+	}
+	if err := h.validateSpec(r.Context(), &info, true); err != nil {
+		return err
+	}
+	// A removed changefeed's tombstone may be replaced; anything else with
+	// the same ID may not.
+	cond := fsm.Cond{Type: fsm.CondAbsent, Key: model.ChangefeedInfoKey(info.ID)}
+	var existing *feedView
+	err := h.store.View(func(rd fsm.Reader, _ uint64) error {
+		var err error
+		existing, _, err = readFeed(rd, info.ID)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if existing != nil {
+		if existing.info.State != model.StateRemoved {
+			return Errorf(http.StatusConflict, CodeChangefeedExists, "changefeed %q already exists (state %s); pick another ID or remove it first", info.ID, existing.info.State)
+		}
+		cond = fsm.Cond{Type: fsm.CondModRev, Key: model.ChangefeedInfoKey(info.ID), ModRev: existing.infoRev}
+	}
+	val, _ := json.Marshal(info)
+	res, err := h.apply(r.Context(), fsm.Command{Conds: []fsm.Cond{cond}, Ops: []fsm.Op{{Type: fsm.OpPut, Key: model.ChangefeedInfoKey(info.ID), Value: val}}})
+	if err != nil {
+		if errors.Is(err, fsm.ErrPreconditionFailed) {
+			return Errorf(http.StatusConflict, CodeChangefeedExists, "changefeed %q was created concurrently", info.ID)
+		}
+		return err
+	}
+	return WriteJSON(w, http.StatusCreated, map[string]any{"id": info.ID, "start_ts": timeInfo(info.StartTs), "index": res.Index})
+}
+
+func (h *Handler) apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	res, err := h.store.Apply(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		return res, res.Err
+	}
+	return res, nil
+}
+
+// changeInfo applies fn to a changefeed's info with compare-and-set, so an
+// operator request never overwrites the owner's concurrent change.
+func (h *Handler) changeInfo(ctx context.Context, id string, fn func(f *feedView) error) (*feedView, error) {
+	for attempt := 0; ; attempt++ {
+		var f *feedView
+		var found bool
+		err := h.store.View(func(rd fsm.Reader, _ uint64) error {
+			var err error
+			f, found, err = readFeed(rd, id)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, Errorf(http.StatusNotFound, CodeChangefeedNotFound, "changefeed %q does not exist", id)
+		}
+		if err := fn(f); err != nil {
+			return nil, err
+		}
+		val, _ := json.Marshal(f.info)
+		_, err = h.apply(ctx, fsm.Command{
+			Conds: []fsm.Cond{{Type: fsm.CondModRev, Key: model.ChangefeedInfoKey(id), ModRev: f.infoRev}},
+			Ops:   []fsm.Op{{Type: fsm.OpPut, Key: model.ChangefeedInfoKey(id), Value: val}},
+		})
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, fsm.ErrPreconditionFailed) || attempt >= 5 {
+			return nil, err
+		}
+		// Our read was older than the follower's apply; a read-index brings
+		// it up to date before the retry.
+		_ = h.store.ReadIndex(ctx)
+	}
+}
+
+func wrongState(id string, state model.FeedState, action, hint string) error {
+	return Errorf(http.StatusConflict, CodeWrongState, "cannot %s changefeed %q in state %s%s", action, id, state, hint)
+}
+
+func checkNotGone(f *feedView, action string) error {
+	switch f.info.State {
+	case model.StateRemoved:
+		return Errorf(http.StatusConflict, CodeChangefeedRemoved, "cannot %s changefeed %q: it was removed; create it again instead", action, f.info.ID)
+	case model.StateFinished:
+		return wrongState(f.info.ID, f.info.State, action, ": it reached its target ts")
+	}
+	if f.info.AdminJob != model.AdminNone {
+		return Errorf(http.StatusConflict, CodeAdminJobPending, "changefeed %q already has a pending %s request; retry when the owner has carried it out", f.info.ID, f.info.AdminJob)
+	}
+	return nil
+}
+
+func (h *Handler) adminJob(w http.ResponseWriter, r *http.Request, job model.AdminJobType, check func(f *feedView) error) error {
+	id, err := h.feedID(r)
+	if err != nil {
+		return err
+	}
+	f, err := h.changeInfo(r.Context(), id, func(f *feedView) error {
+		if err := checkNotGone(f, string(job)); err != nil {
+			return err
+		}
+		if err := check(f); err != nil {
+			return err
+		}
+		f.info.AdminJob = job
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusAccepted, map[string]any{"id": id, "admin_job": job, "state": f.info.State})
+}
+
+func (h *Handler) pauseChangefeed(w http.ResponseWriter, r *http.Request) error {
+	return h.adminJob(w, r, model.AdminPause, func(f *feedView) error {
+		if f.info.State == model.StateStopped {
+			return wrongState(f.info.ID, f.info.State, "pause", ": it is already paused")
+		}
+		return nil
+	})
+}
+
+// ResumeRequest optionally moves the checkpoint.
+type ResumeRequest struct {
+	OverwriteCheckpointTs model.Ts `json:"overwrite_checkpoint_ts,omitempty"`
+}
+
+func (h *Handler) resumeChangefeed(w http.ResponseWriter, r *http.Request) error {
+	var req ResumeRequest
+	if r.ContentLength != 0 {
+		if err := DecodeBody(r, &req); err != nil {
+			return err
+		}
+	}
+	return h.adminJob(w, r, model.AdminResume, func(f *feedView) error {
+		if f.info.State == model.StateNormal {
+			return wrongState(f.info.ID, f.info.State, "resume", ": it is running")
+		}
+		if req.OverwriteCheckpointTs != 0 {
+			src, err := h.cdc.Upstream(r.Context(), f.info.SourceURI)
+			if err != nil {
+				return Errorf(http.StatusServiceUnavailable, CodeUnavailable, "opening source: %v", err)
+			}
+			gc, err := src.GCSafepoint(r.Context())
+			if err != nil {
+				return Errorf(http.StatusServiceUnavailable, CodeUnavailable, "reading the upstream GC safepoint: %v", err)
+			}
+			if req.OverwriteCheckpointTs < gc {
+				return Errorf(http.StatusBadRequest, CodeSnapshotLost, "overwrite_checkpoint_ts %d is below the upstream GC safepoint %d", req.OverwriteCheckpointTs, gc)
+			}
+			if req.OverwriteCheckpointTs > model.TsFromTime(time.Now().Add(time.Minute)) {
+				return Errorf(http.StatusBadRequest, CodeInvalidTs, "overwrite_checkpoint_ts %d is in the future", req.OverwriteCheckpointTs)
+			}
+			if f.info.TargetTs != 0 && req.OverwriteCheckpointTs >= f.info.TargetTs {
+				return Errorf(http.StatusBadRequest, CodeInvalidTs, "overwrite_checkpoint_ts %d is not before target_ts %d", req.OverwriteCheckpointTs, f.info.TargetTs)
+			}
+			f.info.OverwriteCheckpointTs = req.OverwriteCheckpointTs
+		}
+		return nil
+	})
+}
+
+func (h *Handler) removeChangefeed(w http.ResponseWriter, r *http.Request) error {
+	return h.adminJob(w, r, model.AdminRemove, func(*feedView) error { return nil })
+}
+
+func (h *Handler) rebalanceChangefeed(w http.ResponseWriter, r *http.Request) error {
+	id, err := h.feedID(r)
+	if err != nil {
+		return err
+	}
+	_, err = h.changeInfo(r.Context(), id, func(f *feedView) error {
+		if err := checkNotGone(f, "rebalance"); err != nil {
+			return err
+		}
+		if f.info.State != model.StateNormal {
+			return wrongState(id, f.info.State, "rebalance", ": resume it first")
+		}
+		f.info.RebalanceRequested = true
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusAccepted, map[string]any{"id": id, "rebalance": "requested"})
+}
+
+// MoveTableRequest moves one table to a capture.
+type MoveTableRequest struct {
+	TableID       model.TableID `json:"table_id"`
+	TargetCapture string        `json:"target_capture"`
+}
+
+func (h *Handler) moveTable(w http.ResponseWriter, r *http.Request) error {
+	id, err := h.feedID(r)
+	if err != nil {
+		return err
+	}
+	var req MoveTableRequest
+	if err := DecodeBody(r, &req); err != nil {
+		return err
+	}
+	if err := model.ValidateNodeID(req.TargetCapture); err != nil {
+		return Errorf(http.StatusBadRequest, CodeBadRequest, "target_capture: %v", err)
+	}
+	var captureKnown bool
+	err = h.store.View(func(rd fsm.Reader, _ uint64) error {
+		_, captureKnown = rd.Get(model.CaptureKey(req.TargetCapture))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !captureKnown || h.cdc.CaptureLiveness()[req.TargetCapture] != "alive" {
+		return Errorf(http.StatusBadRequest, CodeCaptureNotFound, "capture %q is not a live capture of this cluster; 'ctl capture list' shows them", req.TargetCapture)
+	}
+	_, err = h.changeInfo(r.Context(), id, func(f *feedView) error {
+		if err := checkNotGone(f, "move a table of"); err != nil {
+			return err
+		}
+		if f.info.State != model.StateNormal {
+			return wrongState(id, f.info.State, "move a table of", ": resume it first")
+		}
+		found := false
+		if f.status != nil {
+			for _, t := range f.status.Tables {
+				found = found || t.ID == req.TableID
+			}
+		}
+		if !found {
+			return Errorf(http.StatusBadRequest, CodeTableNotFound, "table %d is not replicated by changefeed %q", req.TableID, id)
+		}
+		f.info.PendingMoves = append(f.info.PendingMoves, model.MoveTableRequest{TableID: req.TableID, TargetCapture: req.TargetCapture})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusAccepted, map[string]any{"id": id, "table_id": req.TableID, "target_capture": req.TargetCapture})
+}
+
+func (h *Handler) updateChangefeed(w http.ResponseWriter, r *http.Request) error {
+	id, err := h.feedID(r)
+	if err != nil {
+		return err
+	}
+	var req ChangefeedRequest
+	if err := DecodeBody(r, &req); err != nil {
+		return err
+	}
+	if req.ID != "" && req.ID != id {
+		return Errorf(http.StatusBadRequest, CodeBadRequest, "the body's id %q differs from the path's %q; a changefeed cannot be renamed", req.ID, id)
+	}
+	if req.StartTs != 0 {
+		return Errorf(http.StatusBadRequest, CodeInvalidTs, "start_ts cannot be updated; use resume with overwrite_checkpoint_ts")
+	}
+	var before model.ChangefeedInfo
+	f, err := h.changeInfo(r.Context(), id, func(f *feedView) error {
+		before = f.info
+		if err := checkNotGone(f, "update"); err != nil {
+			return err
+		}
+		switch f.info.State {
+		case model.StateStopped, model.StateFailed, model.StateError:
+		default:
+			return wrongState(id, f.info.State, "update", ": pause it first")
+		}
+		if req.SourceURI != "" {
+			f.info.SourceURI = req.SourceURI
+		}
+		if req.SinkURI != "" {
+			f.info.SinkURI = req.SinkURI
+		}
+		if req.TargetTs != 0 {
+			f.info.TargetTs = req.TargetTs
+		}
+		if req.Config != nil {
+			f.info.Config = *req.Config
+		}
+		start := f.info.StartTs
+		if f.status != nil && f.status.CheckpointTs > start {
+			start = f.status.CheckpointTs
+		}
+		probe := f.info
+		probe.StartTs = start
+		return h.validateSpec(r.Context(), &probe, false)
+	})
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, map[string]any{"id": id, "before": before, "after": f.info})
+}
+
+// CaptureView is one capture for the API.
+type CaptureView struct {
+	ID          string    `json:"id"`
+	Address     string    `json:"address"`
+	Version     string    `json:"version"`
+	StartTime   time.Time `json:"start_time"`
+	Incarnation uint64    `json:"incarnation"`
+	IsOwner     bool      `json:"is_owner"`
+	Liveness    string    `json:"liveness"`
+	Tables      int       `json:"tables"`
+}
+
+func (h *Handler) listCaptures(w http.ResponseWriter, r *http.Request) error {
+	if err := h.consistentRead(r); err != nil {
+		return err
+	}
+	live := h.cdc.CaptureLiveness()
+	out := []CaptureView{}
+	err := h.store.View(func(rd fsm.Reader, _ uint64) error {
+		var owner model.OwnerInfo
+		if kv, ok := rd.Get(model.KeyOwner); ok {
+			_ = json.Unmarshal(kv.Value, &owner)
+		}
+		tables := map[string]int{}
+		for _, kv := range rd.List(model.PrefixTaskStatus) {
+			_, c, err := model.SplitTaskKey(model.PrefixTaskStatus, kv.Key)
+			if err != nil {
+				continue
+			}
+			if ts, err := decodeInto[model.TaskStatus](kv); err == nil {
+				tables[c] += len(ts.Tables)
+			}
+		}
+		for _, kv := range rd.List(model.PrefixCapture) {
+			ci, err := decodeInto[model.CaptureInfo](kv)
+			if err != nil {
+				continue
+			}
+			l := live[ci.ID]
+			if l == "" {
+				l = "unknown"
+			}
+			out = append(out, CaptureView{ID: ci.ID, Address: ci.AdvertiseAddr, Version: ci.Version, StartTime: ci.StartTime, Incarnation: ci.Incarnation,
+				IsOwner: ci.ID == owner.NodeID, Liveness: l, Tables: tables[ci.ID]})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return WriteJSON(w, http.StatusOK, map[string]any{"captures": out})
+}
+
+// ProcessorView is one (changefeed, capture) pair.
+type ProcessorView struct {
+	Changefeed string              `json:"changefeed"`
+	Capture    string              `json:"capture"`
+	Status     *model.TaskStatus   `json:"status,omitempty"`
+	Position   *model.TaskPosition `json:"position,omitempty"`
+	Workload   model.TaskWorkload  `json:"workload,omitempty"`
+	Checkpoint *TimeInfo           `json:"checkpoint,omitempty"`
+	Tables     int                 `json:"tables"`
+}
+
+func readProcessors(rd fsm.Reader, cfFilter, capFilter string) []ProcessorView {
+	byKey := map[[2]string]*ProcessorView{}
+	var order [][2]string
+	get := func(cf, c string) *ProcessorView {
+		k := [2]string{cf, c}
+		if p, ok := byKey[k]; ok {
+			return p
+		}
+		p := &ProcessorView{Changefeed: cf, Capture: c}
+		byKey[k] = p
+		order = append(order, k)
+		return p
+	}
+	for _, kv := range rd.List(model.PrefixTaskStatus) {
+		cf, c, err := model.SplitTaskKey(model.PrefixTaskStatus, kv.Key)
+		if err != nil || (cfFilter != "" && cf != cfFilter) || (capFilter != "" && c != capFilter) {
+			continue
+		}
+		p := get(cf, c)
+		p.Status, _ = decodeInto[model.TaskStatus](kv)
+		if p.Status != nil {
+			p.Tables = len(p.Status.Tables)
+		}
+	}
+	for _, kv := range rd.List(model.PrefixTaskPosition) {
+		cf, c, err := model.SplitTaskKey(model.PrefixTaskPosition, kv.Key)
+		if err != nil || (cfFilter != "" && cf != cfFilter) || (capFilter != "" && c != capFilter) {
+			continue
+		}
+		p := get(cf, c)
+		p.Position, _ = decodeInto[model.TaskPosition](kv)
+		if p.Position != nil {
+			p.Checkpoint = timeInfo(p.Position.CheckpointTs)
+		}
+	}
+	for _, kv := range rd.List(model.PrefixTaskWorkload) {
+		cf, c, err := model.SplitTaskKey(model.PrefixTaskWorkload, kv.Key)
+		if err != nil {
+			continue
+		}
+		if p, ok := byKey[[2]string{cf, c}]; ok {
+			if wl, err := decodeInto[model.TaskWorkload](kv); err == nil {
+				p.Workload = *wl
+			}
+		}
+	}
+	out := make([]ProcessorView, 0, len(order))
+	for _, k := range order {
+		out = append(out, *byKey[k])
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Changefeed != out[j].Changefeed {
+			return out[i].Changefeed < out[j].Changefeed
+		}
+		return out[i].Capture < out[j].Capture
+	})
+	return out
+}
+
+func (h *Handler) listProcessors(w http.ResponseWriter, r *http.Request) error {
+	if err := h.consistentRead(r); err != nil {
+		return err
+	}
+	var out []ProcessorView
+	err := h.store.View(func(rd fsm.Reader, _ uint64) error {
+		out = readProcessors(rd, "", "")
+		for i := range out {
+			out[i].Status, out[i].Position, out[i].Workload = nil, nil, nil // the list is a summary
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, map[string]any{"processors": out})
+}
+
+func (h *Handler) getProcessor(w http.ResponseWriter, r *http.Request) error {
+	cf, c := r.PathValue("changefeed"), r.PathValue("capture")
+	if err := model.ValidateChangefeedID(cf); err != nil {
+		return Errorf(http.StatusBadRequest, CodeBadRequest, "%v", err)
+	}
+	if err := model.ValidateNodeID(c); err != nil {
+		return Errorf(http.StatusBadRequest, CodeBadRequest, "capture: %v", err)
+	}
+	if err := h.consistentRead(r); err != nil {
+		return err
+	}
+	var out []ProcessorView
+	err := h.store.View(func(rd fsm.Reader, _ uint64) error {
+		out = readProcessors(rd, cf, c)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(out) == 0 {
+		return Errorf(http.StatusNotFound, CodeNotFound, "no processor of changefeed %q runs on capture %q", cf, c)
+	}
+	return WriteJSON(w, http.StatusOK, out[0])
+}
+
+func (h *Handler) tso(w http.ResponseWriter, r *http.Request) error {
+	now := time.Now()
+	ts := model.TsFromTime(now)
+	return WriteJSON(w, http.StatusOK, map[string]any{"tso": ts, "time": now.UTC(), "physical_ms": now.UnixMilli(), "text": strconv.FormatUint(ts, 10)})
+}
