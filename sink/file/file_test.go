@@ -186,7 +186,7 @@ func TestOverlappingWritersKeepBothFiles(t *testing.T) {
 func TestReadersNeverSeePartialFiles(t *testing.T) {
 	ctx := context.Background()
 	dir, ts := openTable(t)
-	const files, perFile = 30, 3000
+	const files, perFile = 20, 2000
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	var problems []string
