@@ -12,6 +12,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -332,9 +333,27 @@ func (m *Membership) joinOnce(addrs []string, lastErr []error) int {
 			joined++
 			continue
 		}
-		lastErr[i] = err
+		lastErr[i] = flattenErr(err)
 	}
 	return joined
+}
+
+// flattenErr unwraps memberlist's multierror (one error per resolved
+// address, printed over several lines) into one single-line error, so the
+// join error reads as one line per address.
+func flattenErr(err error) error {
+	multi, ok := err.(interface{ WrappedErrors() []error })
+	if !ok {
+		return err
+	}
+	var parts []string
+	for _, e := range multi.WrappedErrors() {
+		parts = append(parts, e.Error())
+	}
+	if len(parts) == 0 {
+		return err
+	}
+	return errors.New(strings.Join(parts, ", "))
 }
 
 func (m *Membership) joinError(addrs []string, lastErr []error, attempts int, elapsed time.Duration, cause error) error {

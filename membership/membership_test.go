@@ -387,11 +387,12 @@ func TestEncryptedCluster(t *testing.T) {
 	logger := testLogger(t)
 	seed := nodes[0].Local().GossipAddr
 	for _, c := range []struct {
-		name string
-		key  []byte
+		name    string
+		key     []byte
+		wantErr string
 	}{
-		{"node-3", bytes.Repeat([]byte{9}, 32)},
-		{"node-4", nil},
+		{"node-3", bytes.Repeat([]byte{9}, 32), "decrypt"},
+		{"node-4", nil, "encryption is not configured"},
 	} {
 		intruder := startNode(t, logger, c.name, withKey(c.key))
 		start := time.Now()
@@ -399,8 +400,8 @@ func TestEncryptedCluster(t *testing.T) {
 		if err == nil {
 			t.Fatalf("%s joined an encrypted cluster with the wrong key", c.name)
 		}
-		if !strings.Contains(err.Error(), seed) {
-			t.Errorf("%s join error does not name %s: %v", c.name, seed, err)
+		if !strings.Contains(err.Error(), seed) || !strings.Contains(err.Error(), c.wantErr) {
+			t.Errorf("%s join error does not name %s and %q: %v", c.name, seed, c.wantErr, err)
 		}
 		if time.Since(start) < 1500*time.Millisecond {
 			t.Errorf("%s join gave up after %s, before its timeout", c.name, time.Since(start))
@@ -646,4 +647,55 @@ func TestMetaRoundTrip(t *testing.T) {
 			t.Errorf("DecodeMeta(%q) succeeded", bad)
 		}
 	}
+}
+
+func TestLeaveIntentClassification(t *testing.T) {
+	n := startNode(t, testLogger(t), "node-1")
+	d := &delegate{m: n}
+	events, cancel := n.Subscribe()
+	defer cancel()
+	meta, _ := EncodeMeta(testMeta("node-2"))
+	node := &memberlist.Node{Name: "node-2", Addr: net.ParseIP("127.0.0.1"), Port: 1, Meta: meta}
+	intent := func(at int64) []byte {
+		b, err := encodeIntent(leaveIntent{Node: "node-2", At: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	expect := func(typ EventType, status Status) {
+		t.Helper()
+		e := nextEvent(t, events, time.Second, func(Event) bool { return true })
+		if e.Type != typ || e.Member.Status != status {
+			t.Fatalf("event %s/%s, want %s/%s", e.Type, e.Member.Status, typ, status)
+		}
+		if m, _ := find(n.Members(), "node-2"); m.Status != status {
+			t.Fatalf("member status %s, want %s", m.Status, status)
+		}
+	}
+
+	d.NotifyJoin(node)
+	expect(EventJoin, StatusAlive)
+	// Without an intent a departure is a failure.
+	d.NotifyLeave(node)
+	expect(EventFail, StatusDead)
+	// The intent arriving late corrects dead to left.
+	d.NotifyMsg(intent(1))
+	expect(EventLeave, StatusLeft)
+	// Back again: the old intent (even a late duplicate of it) must not
+	// turn the next crash into a leave.
+	d.NotifyJoin(node)
+	expect(EventJoin, StatusAlive)
+	d.NotifyMsg(intent(1))
+	d.NotifyLeave(node)
+	expect(EventFail, StatusDead)
+	// A fresh intent before the departure makes it a leave directly.
+	d.NotifyJoin(node)
+	expect(EventJoin, StatusAlive)
+	d.NotifyMsg(intent(2))
+	d.NotifyLeave(node)
+	expect(EventLeave, StatusLeft)
+	// Garbage user messages are ignored.
+	d.NotifyMsg([]byte("Lnot json"))
+	d.NotifyMsg(nil)
 }
