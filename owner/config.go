@@ -1,0 +1,109 @@
+// Package owner is the cluster's scheduler. It runs only on the Raft leader:
+// a pure reactor (Tick) turns one consistent snapshot of the FSM plus the
+// membership view into guarded commands, and one worker (Run) does all the
+// I/O around it. See DESIGN.md in this directory.
+package owner
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config tunes the owner. The zero value of every field means "use the
+// default", so a caller can set only what it cares about.
+type Config struct {
+	// ClusterID makes the upstream GC service ID unique per cluster, so two
+	// raftcdc clusters on one upstream do not overwrite each other's
+	// safepoint. It must be the same on every node of a cluster.
+	ClusterID string
+	// TickInterval is how often the owner ticks when nothing happens.
+	TickInterval time.Duration
+	// MinTickInterval coalesces bursts of FSM changes into one tick.
+	MinTickInterval time.Duration
+	// EvictionGrace is how long a new owner waits before evicting a
+	// registered capture that gossip does not know at all: right after an
+	// election the new leader's gossip view may still be filling in.
+	EvictionGrace time.Duration
+	// GCTTL is the TTL of the upstream service GC safepoint.
+	GCTTL time.Duration
+	// GCRefreshInterval is how often an unchanged safepoint is pushed again
+	// to keep its TTL alive.
+	GCRefreshInterval time.Duration
+	// ErrorBackoffBase and ErrorBackoffMax bound the retry delay of a
+	// changefeed in the error state; it doubles with every recent error.
+	ErrorBackoffBase time.Duration
+	ErrorBackoffMax  time.Duration
+	// ErrorHistoryWindow and ErrorHistoryMax bound what counts as "recent".
+	ErrorHistoryWindow time.Duration
+	ErrorHistoryMax    int
+	// MaxMovesPerChangefeed caps table moves in flight per changefeed, so a
+	// rebalance does not stop half of a changefeed's tables at once.
+	MaxMovesPerChangefeed int
+	// IOTimeout bounds each upstream call made by the worker.
+	IOTimeout time.Duration
+}
+
+// Defaults.
+const (
+	DefaultTickInterval          = 200 * time.Millisecond
+	DefaultMinTickInterval       = 20 * time.Millisecond
+	DefaultEvictionGrace         = 5 * time.Second
+	DefaultGCTTL                 = 24 * time.Hour
+	DefaultGCRefreshInterval     = 5 * time.Second
+	DefaultErrorBackoffBase      = 10 * time.Second
+	DefaultErrorBackoffMax       = 10 * time.Minute
+	DefaultErrorHistoryWindow    = 30 * time.Minute
+	DefaultErrorHistoryMax       = 16
+	DefaultMaxMovesPerChangefeed = 4
+	DefaultIOTimeout             = 5 * time.Second
+	// ServiceIDPrefix starts the upstream GC service ID.
+	ServiceIDPrefix = "raftcdc-"
+)
+
+// DefaultConfig is the configuration with every default filled in.
+func DefaultConfig() Config { return Config{}.withDefaults() }
+
+func (c Config) withDefaults() Config {
+	setDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	setDur(&c.TickInterval, DefaultTickInterval)
+	setDur(&c.MinTickInterval, DefaultMinTickInterval)
+	setDur(&c.EvictionGrace, DefaultEvictionGrace)
+	setDur(&c.GCTTL, DefaultGCTTL)
+	setDur(&c.GCRefreshInterval, DefaultGCRefreshInterval)
+	setDur(&c.ErrorBackoffBase, DefaultErrorBackoffBase)
+	setDur(&c.ErrorBackoffMax, DefaultErrorBackoffMax)
+	setDur(&c.ErrorHistoryWindow, DefaultErrorHistoryWindow)
+	setDur(&c.IOTimeout, DefaultIOTimeout)
+	if c.ErrorHistoryMax <= 0 {
+		c.ErrorHistoryMax = DefaultErrorHistoryMax
+	}
+	if c.MaxMovesPerChangefeed <= 0 {
+		c.MaxMovesPerChangefeed = DefaultMaxMovesPerChangefeed
+	}
+	if c.ClusterID == "" {
+		c.ClusterID = "default"
+	}
+	return c
+}
+
+// Validate reports settings that cannot work together.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if c.MinTickInterval > c.TickInterval {
+		return fmt.Errorf("owner min tick interval %s is longer than the tick interval %s", c.MinTickInterval, c.TickInterval)
+	}
+	if c.ErrorBackoffBase > c.ErrorBackoffMax {
+		return fmt.Errorf("owner error backoff base %s is longer than its maximum %s", c.ErrorBackoffBase, c.ErrorBackoffMax)
+	}
+	if c.GCRefreshInterval >= c.GCTTL {
+		return fmt.Errorf("owner GC refresh interval %s must be shorter than the GC TTL %s, or the safepoint expires between refreshes", c.GCRefreshInterval, c.GCTTL)
+	}
+	return nil
+}
+
+// ServiceID is the upstream GC service ID of this cluster.
+func (c Config) ServiceID() string { return ServiceIDPrefix + c.withDefaults().ClusterID }

@@ -1,0 +1,344 @@
+package owner
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/raftcdc/raftcdc/filter"
+	"github.com/raftcdc/raftcdc/model"
+)
+
+// feed runs one changefeed's share of a tick and emits at most one command.
+func (t *ticker) feed(f *Feed, cv *captureView) {
+	if f.InfoCorrupt || f.StatusCorrupt {
+		// Reported in State.Problems; rewriting either key blindly could
+		// lose the changefeed or move its checkpoint backwards.
+		return
+	}
+	p := newPlan(f)
+	switch {
+	case f.Info == nil:
+		// Status or tasks without a changefeed: left over, delete them.
+		if f.Status != nil {
+			p.statusDelete = true
+		}
+		if p.hasTaskKeys() {
+			p.clearTasks()
+		}
+	case p.info.AdminJob != model.AdminNone:
+		t.adminJob(p)
+	default:
+		t.lifecycle(p, cv)
+	}
+	t.emit(p)
+}
+
+func (t *ticker) emit(p *plan) {
+	cmd, err := p.command(t.s.OwnerEpoch)
+	if err != nil {
+		t.event(LogEvent{Kind: EventErrorRecorded, Changefeed: p.f.ID, Message: fmt.Sprintf("building command: %v", err)})
+		return
+	}
+	if cmd != nil {
+		t.out.Commands = append(t.out.Commands, *cmd)
+	}
+}
+
+// state is the changefeed's state with the empty value read as normal.
+func (p *plan) state() model.FeedState {
+	if p.info.State == "" {
+		return model.StateNormal
+	}
+	return p.info.State
+}
+
+func (t *ticker) setState(p *plan, s model.FeedState, why string) {
+	if p.state() == s {
+		return
+	}
+	t.event(LogEvent{Kind: EventStateChanged, Changefeed: p.f.ID, Message: fmt.Sprintf("%s -> %s: %s", p.state(), s, why)})
+	p.info.State = s
+	p.infoDirty = true
+	if !holdsGC(s) {
+		t.releasedGC[p.f.ID] = true
+	}
+}
+
+// adminJob carries out the pending operator request and clears it. Every
+// job is idempotent: one that does not fit the current state (including the
+// state the same job already produced) is cleared without effect.
+func (t *ticker) adminJob(p *plan) {
+	job, state := p.info.AdminJob, p.state()
+	effect := "none: does not apply in state " + string(state)
+	switch job {
+	case model.AdminPause:
+		if state == model.StateNormal || state == model.StateError {
+			t.setState(p, model.StateStopped, "paused")
+			p.clearTasks()
+			effect = "paused"
+		}
+	case model.AdminResume:
+		if state == model.StateStopped || state == model.StateError || state == model.StateFailed {
+			t.resume(p)
+			effect = "resumed"
+		}
+	case model.AdminRemove:
+		if state != model.StateRemoved {
+			t.setState(p, model.StateRemoved, "removed")
+			p.statusDelete = p.f.Status != nil
+			p.clearTasks()
+			effect = "removed"
+		}
+	case model.AdminFinish:
+		switch state {
+		case model.StateNormal, model.StateStopped, model.StateError, model.StateFailed:
+			t.setState(p, model.StateFinished, "finished by operator")
+			p.clearTasks()
+			effect = "finished"
+		}
+	default:
+		effect = "none: unknown job"
+	}
+	t.event(LogEvent{Kind: EventAdminJob, Changefeed: p.f.ID, Message: fmt.Sprintf("%s: %s", job, effect)})
+	p.info.AdminJob = model.AdminNone
+	p.info.OverwriteCheckpointTs = 0
+	p.infoDirty = true
+}
+
+func (t *ticker) resume(p *plan) {
+	t.setState(p, model.StateNormal, "resumed")
+	p.info.Epoch++
+	p.info.Error = nil
+	p.infoDirty = true
+	// Positions of the previous run may carry the error that stopped it.
+	p.clearTasks()
+	if ts := p.info.OverwriteCheckpointTs; ts != 0 {
+		// The one allowed backwards move of the checkpoint.
+		if p.status == nil {
+			p.status = &model.ChangefeedStatus{}
+		}
+		p.status.CheckpointTs, p.status.ResolvedTs = ts, ts
+		p.statusDirty = true
+	}
+	if p.status != nil && p.status.Initialized {
+		orphanAll(p)
+	}
+}
+
+// orphanAll makes every table of the changefeed an orphan at its checkpoint.
+func orphanAll(p *plan) {
+	p.status.Orphans = make(map[model.TableID]model.Ts, len(p.status.Tables))
+	for _, tn := range p.status.Tables {
+		p.status.Orphans[tn.ID] = p.status.CheckpointTs
+	}
+	p.statusDirty = true
+}
+
+// lifecycle handles a changefeed with no admin job pending.
+func (t *ticker) lifecycle(p *plan, cv *captureView) {
+	state := p.state()
+	if holdsGC(state) {
+		if ckpt, gcTs, lost := t.snapshotLost(p.f); lost {
+			t.stopWithError(p, &model.RunningError{
+				Addr: t.in.NodeID,
+				Code: CodeSnapshotLost,
+				Message: fmt.Sprintf("checkpoint %d (%s) is below the upstream GC safepoint %d (%s): the data needed to continue was garbage-collected; recreate the changefeed or resume it with a newer checkpoint",
+					ckpt, model.TsTime(ckpt).UTC().Format(time.RFC3339), gcTs, model.TsTime(gcTs).UTC().Format(time.RFC3339)),
+				Time: t.in.Now,
+			})
+			return
+		}
+	}
+	switch state {
+	case model.StateRemoved:
+		p.statusDelete = p.f.Status != nil
+		if p.hasTaskKeys() {
+			p.clearTasks()
+		}
+	case model.StateStopped, model.StateFailed, model.StateFinished:
+		if p.hasTaskKeys() {
+			p.clearTasks()
+		}
+	case model.StateError:
+		if p.hasTaskKeys() {
+			p.clearTasks()
+		}
+		if retryAt := t.retryAt(p.info); !t.in.Now.Before(retryAt) {
+			t.setState(p, model.StateNormal, "error backoff elapsed")
+			p.info.Error = nil
+			if p.status != nil && p.status.Initialized {
+				orphanAll(p)
+			}
+		}
+	case model.StateNormal:
+		t.normal(p, cv)
+	default:
+		// A state this build does not know (written by a newer node): leave
+		// the changefeed alone rather than guess.
+	}
+}
+
+func (t *ticker) normal(p *plan, cv *captureView) {
+	if p.status == nil || !p.status.Initialized {
+		t.initialize(p)
+		return
+	}
+	if c, rerr := firstPositionError(p.f); rerr != nil {
+		e := *rerr
+		if e.Addr == "" {
+			e.Addr = c
+		}
+		if e.Time.IsZero() {
+			e.Time = t.in.Now
+		}
+		t.stopWithError(p, &e)
+		return
+	}
+	if p.info.TargetTs != 0 && p.status.CheckpointTs >= p.info.TargetTs {
+		t.setState(p, model.StateFinished, fmt.Sprintf("checkpoint %d reached target %d", p.status.CheckpointTs, p.info.TargetTs))
+		p.clearTasks()
+		return
+	}
+	t.schedule(p, cv)
+}
+
+func firstPositionError(f *Feed) (model.CaptureID, *model.RunningError) {
+	for _, c := range sortedKeys(f.Tasks) {
+		if pos := f.Tasks[c].Position; pos != nil && pos.Error != nil {
+			return c, pos.Error
+		}
+	}
+	return "", nil
+}
+
+// initialize lists the source's tables (through the worker), applies the
+// filter and writes the first status with every table an orphan.
+func (t *ticker) initialize(p *plan) {
+	res, ok := t.in.SourceTables[p.f.ID]
+	if !ok {
+		t.out.NeedTables = append(t.out.NeedTables, p.f.ID)
+		return
+	}
+	if res.Err != nil {
+		t.stopWithError(p, &model.RunningError{Addr: t.in.NodeID, Code: CodeListTablesFailed,
+			Message: fmt.Sprintf("listing the tables of %s: %v", p.info.SourceURI, res.Err), Time: t.in.Now})
+		return
+	}
+	flt, err := filter.New(p.info.Config.Filter)
+	if err != nil {
+		t.stopWithError(p, &model.RunningError{Addr: t.in.NodeID, Code: CodeInvalidFilter,
+			Message: fmt.Sprintf("compiling the table filter: %v", err), Time: t.in.Now})
+		return
+	}
+	seen := map[model.TableID]bool{}
+	var tables []model.TableName
+	for _, tn := range res.Tables {
+		if seen[tn.ID] || !flt.Match(tn) {
+			continue
+		}
+		seen[tn.ID] = true
+		tables = append(tables, tn)
+	}
+	sort.Slice(tables, func(i, j int) bool { return tables[i].ID < tables[j].ID })
+	start := p.info.StartTs
+	if p.status != nil && p.status.CheckpointTs != 0 {
+		// A resume with an overwritten checkpoint before initialisation, or
+		// progress recorded earlier: never go back to the start ts.
+		start = p.status.CheckpointTs
+	}
+	p.status = &model.ChangefeedStatus{
+		CheckpointTs: start,
+		ResolvedTs:   start,
+		Tables:       tables,
+		Initialized:  true,
+	}
+	orphanAll(p)
+	if p.hasTaskKeys() {
+		p.clearTasks()
+	}
+	t.event(LogEvent{Kind: EventInitialized, Changefeed: p.f.ID, Ts: start,
+		Message: fmt.Sprintf("%d of %d tables selected", len(tables), len(res.Tables))})
+}
+
+// stopWithError records err and stops the changefeed: in failed for
+// errors that retrying cannot fix, otherwise in error until the backoff
+// elapses.
+func (t *ticker) stopWithError(p *plan, err *model.RunningError) {
+	next := model.StateError
+	if err.Code == CodeSnapshotLost || err.Code == CodeInvalidFilter {
+		next = model.StateFailed
+	}
+	p.info.Error = err
+	p.info.ErrorHistory = trimHistory(append(p.info.ErrorHistory, t.in.Now), t.in.Now, t.cfg)
+	p.infoDirty = true
+	t.setState(p, next, err.Code)
+	p.clearTasks()
+	t.event(LogEvent{Kind: EventErrorRecorded, Changefeed: p.f.ID, Capture: err.Addr, Message: err.Code + ": " + err.Message})
+}
+
+// trimHistory keeps the errors within the window, at most ErrorHistoryMax.
+func trimHistory(h []time.Time, now time.Time, cfg Config) []time.Time {
+	cut := now.Add(-cfg.ErrorHistoryWindow)
+	var out []time.Time
+	for _, e := range h {
+		if !e.Before(cut) {
+			out = append(out, e)
+		}
+	}
+	if len(out) > cfg.ErrorHistoryMax {
+		out = out[len(out)-cfg.ErrorHistoryMax:]
+	}
+	return out
+}
+
+// retryAt is when a changefeed in the error state runs again: the last
+// error plus a backoff that doubles with every recent error.
+func (t *ticker) retryAt(info *model.ChangefeedInfo) time.Time {
+	recent := trimHistory(info.ErrorHistory, t.in.Now, t.cfg)
+	var last time.Time
+	if n := len(info.ErrorHistory); n > 0 {
+		last = info.ErrorHistory[n-1]
+	} else if info.Error != nil {
+		last = info.Error.Time
+	}
+	return last.Add(backoff(len(recent), t.cfg))
+}
+
+func backoff(recentErrors int, cfg Config) time.Duration {
+	d := cfg.ErrorBackoffBase
+	for i := 1; i < recentErrors; i++ {
+		d *= 2
+		if d >= cfg.ErrorBackoffMax {
+			return cfg.ErrorBackoffMax
+		}
+	}
+	return min(d, cfg.ErrorBackoffMax)
+}
+
+// holdsGC reports whether a changefeed in state s still needs its upstream
+// history: stopped does, or a pause would let GC eat the data to resume from.
+func holdsGC(s model.FeedState) bool {
+	switch s {
+	case model.StateNormal, "", model.StateStopped, model.StateError:
+		return true
+	}
+	return false
+}
+
+// feedCheckpoint is the ts a changefeed needs upstream history from.
+func feedCheckpoint(f *Feed) model.Ts {
+	if f.Status != nil && f.Status.CheckpointTs != 0 {
+		return f.Status.CheckpointTs
+	}
+	return f.Info.StartTs
+}
+
+func (t *ticker) snapshotLost(f *Feed) (ckpt, gcTs model.Ts, lost bool) {
+	gcTs, ok := t.in.UpstreamGC[f.Info.SourceURI]
+	if !ok {
+		return 0, 0, false
+	}
+	ckpt = feedCheckpoint(f)
+	return ckpt, gcTs, ckpt < gcTs
+}

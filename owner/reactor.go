@@ -1,0 +1,205 @@
+package owner
+
+import (
+	"time"
+
+	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/model"
+)
+
+// CaptureLiveness is what the membership layer says about a capture.
+type CaptureLiveness string
+
+const (
+	// LivenessAlive: the capture takes new tables.
+	LivenessAlive CaptureLiveness = "alive"
+	// LivenessSuspect: gossip has not heard from it lately. It keeps its
+	// tables (it may come back) but gets no new ones.
+	LivenessSuspect CaptureLiveness = "suspect"
+	// LivenessDead and LivenessLeft: evicted at once.
+	LivenessDead CaptureLiveness = "dead"
+	LivenessLeft CaptureLiveness = "left"
+	// LivenessUnknown: not in gossip at all; evicted after the grace period.
+	LivenessUnknown CaptureLiveness = "unknown"
+	// LivenessDraining: shutting down on purpose. It gets no new tables and
+	// its tables are moved away while alive captures exist.
+	LivenessDraining CaptureLiveness = "draining"
+)
+
+// Error codes the owner records in ChangefeedInfo.Error.
+const (
+	// CodeSnapshotLost: the checkpoint fell below the upstream GC
+	// safepoint. Not retried: the changefeed goes to failed.
+	CodeSnapshotLost = "snapshot_lost"
+	// CodeListTablesFailed: the source could not list its tables.
+	CodeListTablesFailed = "list_tables_failed"
+	// CodeInvalidFilter: the filter rules do not compile. Not retried:
+	// retrying cannot fix a configuration.
+	CodeInvalidFilter = "invalid_filter"
+)
+
+// TablesResult is the worker's answer to Output.NeedTables.
+type TablesResult struct {
+	Tables []model.TableName
+	Err    error
+}
+
+// Inputs is everything a tick decides from besides the FSM state.
+type Inputs struct {
+	Now time.Time
+	// OwnerSince is when this owner established; see Config.EvictionGrace.
+	OwnerSince time.Time
+	// NodeID is recorded as the address of errors the owner itself raises.
+	NodeID     string
+	Membership map[model.CaptureID]CaptureLiveness
+	// SourceTables holds tables listed for changefeeds that asked in an
+	// earlier Output.NeedTables.
+	SourceTables map[model.ChangefeedID]TablesResult
+	// UpstreamGC is, per source URI, the upstream GC safepoint the worker
+	// last saw.
+	UpstreamGC map[string]model.Ts
+	Config     Config
+}
+
+// GCAction asks the worker to set (or, with TTL 0, clear) this cluster's
+// service GC safepoint on one upstream.
+type GCAction struct {
+	SourceURI string
+	ServiceID string
+	Safepoint model.Ts
+	TTL       time.Duration
+	// Record, when set, stores the new value under /gc/. The worker applies
+	// it only after the upstream call succeeded, so the record never claims
+	// a safepoint that was not pushed (or cleared) upstream.
+	Record *fsm.Command
+}
+
+// EventKind names something worth logging.
+type EventKind string
+
+const (
+	EventCaptureEvicted  EventKind = "capture_evicted"
+	EventTableOrphaned   EventKind = "table_orphaned"
+	EventTableDispatched EventKind = "table_dispatched"
+	EventTableRemoved    EventKind = "table_removed"
+	EventMoveStarted     EventKind = "move_started"
+	EventMoveFinished    EventKind = "move_finished"
+	EventMoveRejected    EventKind = "move_rejected"
+	EventRebalance       EventKind = "rebalance"
+	EventInitialized     EventKind = "changefeed_initialized"
+	EventStateChanged    EventKind = "changefeed_state_changed"
+	EventErrorRecorded   EventKind = "changefeed_error_recorded"
+	EventAdminJob        EventKind = "admin_job"
+	EventCleanup         EventKind = "stale_keys_deleted"
+)
+
+// LogEvent is one decision of a tick, for the worker to log. Zero fields do
+// not apply.
+type LogEvent struct {
+	Kind       EventKind
+	Changefeed model.ChangefeedID
+	Capture    model.CaptureID
+	Target     model.CaptureID
+	Table      model.TableID
+	Ts         model.Ts
+	Message    string
+}
+
+// Output is what a tick decided.
+type Output struct {
+	// Commands are independent: each guards its own preconditions, so the
+	// worker applies them in order and a refused one does not stop the rest.
+	Commands   []fsm.Command
+	GC         []GCAction
+	NeedTables []model.ChangefeedID
+	Events     []LogEvent
+}
+
+// captureView classifies the registered captures for one tick.
+type captureView struct {
+	alive    map[model.CaptureID]bool // registered and alive: may take tables
+	draining map[model.CaptureID]bool // registered and draining: to be emptied
+	evict    map[model.CaptureID]CaptureLiveness
+	// present captures keep their tables: registered and not evicted.
+	present map[model.CaptureID]bool
+}
+
+// ticker carries one tick's inputs and collects its output.
+type ticker struct {
+	s   *State
+	in  Inputs
+	cfg Config
+	out Output
+	// failedNow are changefeeds this tick moves out of the states that hold
+	// the upstream GC safepoint.
+	releasedGC map[model.ChangefeedID]bool
+}
+
+// Tick is the owner's reactor: given a consistent snapshot of the FSM and
+// the membership view, it returns the commands that move the cluster
+// towards the desired state. It keeps no memory between calls, so a new
+// owner's first tick continues exactly where the last owner stopped. It
+// never modifies s.
+func Tick(s *State, in Inputs) Output {
+	t := &ticker{s: s, in: in, cfg: in.Config.withDefaults(), releasedGC: map[model.ChangefeedID]bool{}}
+	cv := t.classifyCaptures()
+	touched := t.evict(cv)
+	for _, id := range s.FeedIDs() {
+		if touched[id] {
+			// The eviction command changes this changefeed's keys; anything
+			// decided from the old revisions would be refused. Next tick.
+			continue
+		}
+		t.feed(s.Changefeeds[id], cv)
+	}
+	t.gc()
+	return t.out
+}
+
+func (t *ticker) event(e LogEvent) { t.out.Events = append(t.out.Events, e) }
+
+func (t *ticker) classifyCaptures() *captureView {
+	cv := &captureView{
+		alive:    map[model.CaptureID]bool{},
+		draining: map[model.CaptureID]bool{},
+		evict:    map[model.CaptureID]CaptureLiveness{},
+		present:  map[model.CaptureID]bool{},
+	}
+	graceOver := t.in.Now.Sub(t.in.OwnerSince) >= t.cfg.EvictionGrace
+	for id := range t.s.Captures {
+		l, ok := t.in.Membership[id]
+		if !ok || l == "" {
+			l = LivenessUnknown
+		}
+		switch l {
+		case LivenessDead, LivenessLeft:
+			cv.evict[id] = l
+			continue
+		case LivenessUnknown:
+			if graceOver {
+				cv.evict[id] = l
+				continue
+			}
+		case LivenessAlive:
+			cv.alive[id] = true
+		case LivenessDraining:
+			cv.draining[id] = true
+		}
+		cv.present[id] = true
+	}
+	return cv
+}
+
+func maxTs(a, b model.Ts) model.Ts {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+func minTs(a, b model.Ts) model.Ts {
+	if a < b {
+		return a
+	}
+	return b
+}

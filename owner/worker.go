@@ -1,0 +1,421 @@
+package owner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/source"
+	"github.com/rs/zerolog"
+)
+
+// Proposer applies a command through Raft on the local leader and returns
+// the state machine's result (whose Err is a deterministic refusal).
+type Proposer interface {
+	Apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error)
+}
+
+// StateSource is the local state machine: *fsm.FSM implements it.
+type StateSource interface {
+	View(fn func(r fsm.Reader, appliedIndex uint64) error) error
+	Watch(prefix string, buffer int) (<-chan fsm.WatchBatch, func())
+}
+
+// MembershipView reports the liveness of every capture gossip knows.
+type MembershipView interface {
+	Liveness() map[model.CaptureID]CaptureLiveness
+}
+
+// Upstreams opens (and may cache) the sources changefeeds read from.
+type Upstreams interface {
+	Source(ctx context.Context, uri string) (source.Source, error)
+}
+
+// Deps is what Run needs.
+type Deps struct {
+	NodeID    string
+	Proposer  Proposer
+	State     StateSource
+	Members   MembershipView
+	Upstreams Upstreams
+	Config    Config
+	Logger    zerolog.Logger
+	// Metrics may be nil.
+	Metrics *Metrics
+	// MemberEvents, if set, is poked on every membership change.
+	MemberEvents <-chan struct{}
+	// Now, if set, replaces time.Now (tests).
+	Now func() time.Time
+}
+
+// ErrDeposed reports that another owner claimed a newer epoch.
+var ErrDeposed = errors.New("owner deposed by a newer epoch")
+
+// gcPush is the last successful push of a service safepoint.
+type gcPush struct {
+	safepoint model.Ts
+	ttl       time.Duration
+	at        time.Time
+}
+
+type worker struct {
+	d     Deps
+	cfg   Config
+	log   zerolog.Logger
+	now   func() time.Time
+	epoch uint64
+	since time.Time
+
+	// tables are table listings for changefeeds waiting to initialise.
+	tables map[model.ChangefeedID]TablesResult
+	// upstreamGC is the upstream GC safepoint each push returned.
+	upstreamGC map[string]model.Ts
+	gcPushed   map[string]gcPush
+	// problems are the undecodable keys already logged.
+	problems map[string]bool
+}
+
+// Run claims ownership and runs the owner until ctx is cancelled (then it
+// returns nil) or until it finds itself deposed (an error wrapping
+// ErrDeposed). Call it only on the Raft leader, after a barrier, and wait
+// for it to return before doing anything else on leadership loss.
+func Run(ctx context.Context, d Deps) error {
+	if d.Proposer == nil || d.State == nil || d.Members == nil || d.Upstreams == nil {
+		return errors.New("starting owner: proposer, state, members and upstreams are all required")
+	}
+	if d.NodeID == "" {
+		return errors.New("starting owner: node ID is required")
+	}
+	if err := d.Config.Validate(); err != nil {
+		return fmt.Errorf("starting owner: %w", err)
+	}
+	w := &worker{
+		d:          d,
+		cfg:        d.Config.withDefaults(),
+		log:        d.Logger.With().Str("component", "owner").Logger(),
+		now:        d.Now,
+		tables:     map[model.ChangefeedID]TablesResult{},
+		upstreamGC: map[string]model.Ts{},
+		gcPushed:   map[string]gcPush{},
+		problems:   map[string]bool{},
+	}
+	if w.now == nil {
+		w.now = time.Now
+	}
+	defer d.Metrics.reset()
+
+	// Subscribe before claiming, so no change after the claim is missed.
+	watch, cancelWatch := d.State.Watch("/", 256)
+	defer cancelWatch()
+
+	if err := w.claim(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	return w.loop(ctx, watch)
+}
+
+func (w *worker) claim(ctx context.Context) error {
+	now := w.now()
+	res, err := w.d.Proposer.Apply(ctx, fsm.Command{Kind: fsm.KindClaimOwner, NodeID: w.d.NodeID, UnixMilli: now.UnixMilli()})
+	if err != nil {
+		return fmt.Errorf("claiming ownership: %w", err)
+	}
+	if res.Err != nil {
+		return fmt.Errorf("claiming ownership: %w", res.Err)
+	}
+	w.epoch, w.since = res.Index, now
+	w.d.Metrics.setEpoch(w.epoch)
+	w.log = w.log.With().Uint64("owner_epoch", w.epoch).Logger()
+	w.log.Info().Msg("owner established")
+	return nil
+}
+
+func (w *worker) loop(ctx context.Context, watch <-chan fsm.WatchBatch) error {
+	timer := time.NewTicker(w.cfg.TickInterval)
+	defer timer.Stop()
+	pending := true // the first tick is the establish pass
+	var last time.Time
+	for {
+		if pending {
+			if wait := w.cfg.MinTickInterval - time.Since(last); wait > 0 {
+				// Coalesce a burst of changes into one tick.
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(wait):
+				}
+			}
+			last = time.Now()
+			retick, err := w.tick(ctx)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			pending = retick
+			if pending {
+				continue
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-watch:
+			if !ok {
+				return errors.New("owner: the state watch was closed")
+			}
+			pending = true
+		case <-w.d.MemberEvents:
+			pending = true
+		case <-timer.C:
+			pending = true
+		}
+	}
+}
+
+// tick runs one reactor pass and carries out its output. retick asks for
+// another pass soon: a command lost a race, or new inputs arrived.
+func (w *worker) tick(ctx context.Context) (retick bool, err error) {
+	start := time.Now()
+	defer func() { w.d.Metrics.observeTick(time.Since(start)) }()
+
+	var s *State
+	err = w.d.State.View(func(r fsm.Reader, applied uint64) error {
+		var err error
+		s, err = LoadState(r)
+		if s != nil {
+			s.AppliedIndex = applied
+		}
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("reading the owner state: %w", err)
+	}
+	switch {
+	case s.OwnerEpoch > w.epoch:
+		return false, fmt.Errorf("%w: epoch %d claimed by %s, ours is %d", ErrDeposed, s.OwnerEpoch, s.Owner.NodeID, w.epoch)
+	case s.OwnerEpoch < w.epoch:
+		// Our claim is not applied here yet; the watch will wake us.
+		return false, nil
+	}
+	w.logProblems(s.Problems)
+
+	now := w.now()
+	in := Inputs{
+		Now:          now,
+		OwnerSince:   w.since,
+		NodeID:       w.d.NodeID,
+		Membership:   w.d.Members.Liveness(),
+		SourceTables: w.tables,
+		UpstreamGC:   w.upstreamGC,
+		Config:       w.cfg,
+	}
+	out := Tick(s, in)
+	for _, e := range out.Events {
+		w.logEvent(e)
+	}
+	for _, cmd := range out.Commands {
+		res, err := w.apply(ctx, cmd)
+		if err != nil {
+			return false, err
+		}
+		if res == applyFailed {
+			// Raft cannot commit right now; the rest would fail the same
+			// way. The timer brings the next attempt.
+			return false, nil
+		}
+		retick = retick || res == applyRefused
+	}
+	if err := w.runGC(ctx, out.GC); err != nil {
+		return false, err
+	}
+	if w.listTables(ctx, s, out.NeedTables) {
+		retick = true
+	}
+	w.d.Metrics.observeState(s, now)
+	return retick, nil
+}
+
+type applyResult int
+
+const (
+	applyOK      applyResult = iota
+	applyRefused             // lost a race: decide again soon
+	applyRejected            // refused for another reason: logged, retried on the timer
+	applyFailed              // not committed (leadership moving, timeout)
+)
+
+// apply proposes one command. Its error is non-nil only when this owner is
+// deposed.
+func (w *worker) apply(ctx context.Context, cmd fsm.Command) (applyResult, error) {
+	res, err := w.d.Proposer.Apply(ctx, cmd)
+	if err != nil {
+		if ctx.Err() == nil {
+			// The leader loop cancels us if leadership is gone.
+			w.log.Warn().Err(err).Msg("owner command not applied")
+		}
+		return applyFailed, nil
+	}
+	if res.Err == nil {
+		return applyOK, nil
+	}
+	w.d.Metrics.refusedCommand(string(res.Err.Code))
+	switch res.Err.Code {
+	case fsm.CodeStaleEpoch:
+		return applyRefused, fmt.Errorf("%w: %v", ErrDeposed, res.Err)
+	case fsm.CodePreconditionFailed:
+		// Normal: somebody (the API, a processor) changed a key this
+		// decision read. Decide again from the new state.
+		w.log.Debug().Str("key", res.Err.Key).Msg("owner command lost a race; re-ticking")
+		return applyRefused, nil
+	default:
+		// A bug on one side or the other; re-ticking at once would only
+		// repeat it, so this waits for the timer.
+		w.log.Error().Str("code", string(res.Err.Code)).Str("key", res.Err.Key).Str("reason", res.Err.Message).Msg("owner command refused")
+		return applyRejected, nil
+	}
+}
+
+// runGC pushes service safepoints upstream. Unchanged values are pushed
+// again only every GCRefreshInterval, to keep their TTL alive.
+func (w *worker) runGC(ctx context.Context, actions []GCAction) error {
+	for _, a := range actions {
+		last, pushed := w.gcPushed[a.SourceURI]
+		if a.Record == nil && pushed && last.safepoint == a.Safepoint && last.ttl == a.TTL && w.now().Sub(last.at) < w.cfg.GCRefreshInterval {
+			continue
+		}
+		actual, err := w.pushGC(ctx, a)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			w.log.Warn().Err(err).Str("service_id", a.ServiceID).Uint64("safepoint", a.Safepoint).Msg("upstream GC safepoint not updated")
+			continue
+		}
+		if a.TTL > 0 {
+			w.upstreamGC[a.SourceURI] = actual
+			w.gcPushed[a.SourceURI] = gcPush{safepoint: a.Safepoint, ttl: a.TTL, at: w.now()}
+			if actual > a.Safepoint {
+				w.log.Warn().Uint64("safepoint", a.Safepoint).Uint64("upstream_gc_safepoint", actual).Msg("upstream GC is past the owner's safepoint")
+			}
+		} else {
+			delete(w.upstreamGC, a.SourceURI)
+			delete(w.gcPushed, a.SourceURI)
+			w.log.Info().Str("service_id", a.ServiceID).Msg("upstream GC safepoint cleared: no changefeed needs the source")
+		}
+		if a.Record != nil {
+			if _, err := w.apply(ctx, *a.Record); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (w *worker) pushGC(ctx context.Context, a GCAction) (model.Ts, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.IOTimeout)
+	defer cancel()
+	src, err := w.d.Upstreams.Source(ctx, a.SourceURI)
+	if err != nil {
+		return 0, fmt.Errorf("opening the source to update its GC safepoint: %w", err)
+	}
+	actual, err := src.UpdateServiceGCSafepoint(ctx, a.ServiceID, a.TTL, a.Safepoint)
+	if err != nil {
+		return 0, fmt.Errorf("updating the service GC safepoint: %w", err)
+	}
+	return actual, nil
+}
+
+// listTables lists the source tables of changefeeds waiting to initialise
+// and forgets listings nobody waits for any more. It reports whether it
+// listed anything new.
+func (w *worker) listTables(ctx context.Context, s *State, need []model.ChangefeedID) bool {
+	wanted := map[model.ChangefeedID]bool{}
+	listed := false
+	for _, id := range need {
+		wanted[id] = true
+		if _, done := w.tables[id]; done {
+			continue
+		}
+		f := s.Changefeeds[id]
+		if f == nil || f.Info == nil {
+			continue
+		}
+		tables, err := w.sourceTables(ctx, f.Info.SourceURI)
+		if ctx.Err() != nil {
+			return false // cancelled: not the source's fault
+		}
+		if err != nil {
+			w.log.Warn().Err(err).Str("changefeed", id).Msg("listing source tables failed")
+		}
+		w.tables[id] = TablesResult{Tables: tables, Err: err}
+		listed = true
+	}
+	for id := range w.tables {
+		if !wanted[id] {
+			delete(w.tables, id)
+		}
+	}
+	return listed
+}
+
+func (w *worker) sourceTables(ctx context.Context, uri string) ([]model.TableName, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.IOTimeout)
+	defer cancel()
+	src, err := w.d.Upstreams.Source(ctx, uri)
+	if err != nil {
+		return nil, fmt.Errorf("opening the source: %w", err)
+	}
+	tables, err := src.Tables(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing tables: %w", err)
+	}
+	return tables, nil
+}
+
+func (w *worker) logProblems(problems []Problem) {
+	seen := map[string]bool{}
+	for _, p := range problems {
+		seen[p.Key] = true
+		if !w.problems[p.Key] {
+			w.log.Warn().Str("key", p.Key).Err(p.Err).Msg("metadata key does not decode; treated as absent")
+		}
+	}
+	w.problems = seen
+}
+
+func (w *worker) logEvent(e LogEvent) {
+	var ev *zerolog.Event
+	switch e.Kind {
+	case EventCaptureEvicted, EventErrorRecorded, EventMoveRejected:
+		ev = w.log.Warn()
+	case EventTableDispatched:
+		ev = w.log.Debug()
+	default:
+		ev = w.log.Info()
+	}
+	ev = ev.Str("event", string(e.Kind))
+	if e.Changefeed != "" {
+		ev = ev.Str("changefeed", e.Changefeed)
+	}
+	if e.Capture != "" {
+		ev = ev.Str("capture", e.Capture)
+	}
+	if e.Target != "" {
+		ev = ev.Str("target_capture", e.Target)
+	}
+	if e.Table != 0 {
+		ev = ev.Int64("table_id", e.Table)
+	}
+	if e.Ts != 0 {
+		ev = ev.Uint64("ts", e.Ts)
+	}
+	ev.Msg(e.Message)
+}
