@@ -46,6 +46,8 @@ type Node struct {
 	leaderNotify chan bool
 	api          *api.Handler
 	apiAddons    []func(*api.Handler)
+	closers      []func() error
+	memberPokes  []chan struct{}
 
 	mu            sync.Mutex
 	bootstrapErr  error // a refused bootstrap, reported by /readyz
@@ -85,6 +87,38 @@ func (n *Node) OnNode(t NodeTask) { n.nodeAddons = append(n.nodeAddons, t) }
 
 // OnAPI registers extra API routes (changefeeds, captures). Call before Start.
 func (n *Node) OnAPI(f func(*api.Handler)) { n.apiAddons = append(n.apiAddons, f) }
+
+// onClose registers cleanup that runs after every task has stopped.
+func (n *Node) onClose(f func() error) { n.closers = append(n.closers, f) }
+
+// memberPoke returns a channel poked (without blocking) on every membership
+// change. Call before Start.
+func (n *Node) memberPoke() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	n.memberPokes = append(n.memberPokes, ch)
+	return ch
+}
+
+func (n *Node) forwardMemberEvents(ctx context.Context) {
+	events, cancel := n.members.Subscribe()
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-events:
+			if !ok {
+				return
+			}
+			for _, ch := range n.memberPokes {
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+}
 
 // ID is the node's stable ID, known after Start.
 func (n *Node) ID() string { return n.id }
@@ -162,6 +196,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		n.goRun(func() { n.bootstrapLoop(ctxRun) })
 	}
 	n.goRun(func() { n.leaderLoop(ctxRun) })
+	if len(n.memberPokes) > 0 {
+		n.goRun(func() { n.forwardMemberEvents(ctxRun) })
+	}
 	for _, t := range n.nodeAddons {
 		t := t
 		n.goRun(func() {
@@ -488,6 +525,10 @@ func (n *Node) closeAll() error {
 		errs = append(errs, n.fsm.Close())
 		n.fsm = nil
 	}
+	for _, c := range n.closers {
+		errs = append(errs, c())
+	}
+	n.closers = nil
 	if n.stores != nil {
 		errs = append(errs, n.stores.Close())
 		n.stores = nil
