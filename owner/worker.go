@@ -246,10 +246,10 @@ func (w *worker) tick(ctx context.Context) (retick bool, err error) {
 type applyResult int
 
 const (
-	applyOK      applyResult = iota
-	applyRefused             // lost a race: decide again soon
-	applyRejected            // refused for another reason: logged, retried on the timer
-	applyFailed              // not committed (leadership moving, timeout)
+	applyOK       applyResult = iota
+	applyRefused              // lost a race: decide again soon
+	applyRejected             // refused for another reason: logged, retried on the timer
+	applyFailed               // not committed (leadership moving, timeout)
 )
 
 // apply proposes one command. Its error is non-nil only when this owner is
