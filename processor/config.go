@@ -1,0 +1,107 @@
+// Package processor runs the table pipelines that the owner assigns to this
+// capture and reports their progress. See DESIGN.md beside this file.
+package processor
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink"
+	"github.com/raftcdc/raftcdc/source"
+)
+
+// Proposer submits a command to the Raft group. The node forwards it to the
+// leader; Result.Err is a deterministic refusal, the error a failure to get
+// an answer at all (no leader, timeout).
+type Proposer interface {
+	Apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error)
+}
+
+// StateSource is the local replica of the state machine.
+type StateSource interface {
+	View(fn func(r fsm.Reader, appliedIndex uint64) error) error
+	Watch(prefix string, buffer int) (<-chan fsm.WatchBatch, func())
+}
+
+// Connectors opens sources and sinks by URI (connector.Pool).
+type Connectors interface {
+	Source(ctx context.Context, uri string) (source.Source, error)
+	OpenSink(ctx context.Context, uri string) (sink.Sink, error)
+}
+
+// QuorumMonitor tells when this node last knew it was connected to a working
+// leader and quorum.
+type QuorumMonitor interface {
+	LastQuorumContact() time.Time
+}
+
+// Config configures a Manager. Zero durations take the defaults below.
+type Config struct {
+	CaptureID     model.CaptureID
+	AdvertiseAddr string
+	Version       string
+
+	// FlushInterval is how often each processor reports its position.
+	FlushInterval time.Duration
+	// WorkloadInterval is how often the per-table workload is reported; it
+	// only feeds balancing, so it is reported much less often than positions.
+	WorkloadInterval time.Duration
+	// QuorumLossFence is how long without quorum contact this node keeps
+	// writing to sinks before it pauses them (the local fence).
+	QuorumLossFence time.Duration
+	// ProposeTimeout bounds one command proposal.
+	ProposeTimeout time.Duration
+	// RetryBackoff and MaxRetryBackoff shape the exponential backoff between
+	// attempts (registration, opening connectors, restarting a pipeline).
+	RetryBackoff    time.Duration
+	MaxRetryBackoff time.Duration
+	// MaxRetries is how many consecutive failed attempts a pipeline or a
+	// connector gets before the error is reported in the position.
+	MaxRetries int
+}
+
+// Defaults.
+const (
+	DefaultFlushInterval    = 100 * time.Millisecond
+	DefaultWorkloadInterval = 5 * time.Second
+	DefaultQuorumLossFence  = 5 * time.Second
+	DefaultProposeTimeout   = 3 * time.Second
+	DefaultRetryBackoff     = 100 * time.Millisecond
+	DefaultMaxRetryBackoff  = 5 * time.Second
+	DefaultMaxRetries       = 5
+)
+
+func (c Config) withDefaults() Config {
+	setDur := func(d *time.Duration, def time.Duration) {
+		if *d <= 0 {
+			*d = def
+		}
+	}
+	setDur(&c.FlushInterval, DefaultFlushInterval)
+	setDur(&c.WorkloadInterval, DefaultWorkloadInterval)
+	setDur(&c.QuorumLossFence, DefaultQuorumLossFence)
+	setDur(&c.ProposeTimeout, DefaultProposeTimeout)
+	setDur(&c.RetryBackoff, DefaultRetryBackoff)
+	setDur(&c.MaxRetryBackoff, DefaultMaxRetryBackoff)
+	if c.MaxRetries <= 0 {
+		c.MaxRetries = DefaultMaxRetries
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if err := model.ValidateNodeID(c.CaptureID); err != nil {
+		return fmt.Errorf("processor manager: capture ID: %w", err)
+	}
+	return nil
+}
+
+// Error codes a processor reports in TaskPosition.Error.
+const (
+	CodeSnapshotLost = "snapshot_lost"
+	CodeSourceError  = "source_error"
+	CodeSinkError    = "sink_error"
+)

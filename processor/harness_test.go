@@ -1,0 +1,454 @@
+package processor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/raftcdc/raftcdc/connector"
+	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink"
+	"github.com/raftcdc/raftcdc/sink/file"
+	"github.com/raftcdc/raftcdc/source/datagen"
+	"github.com/rs/zerolog"
+)
+
+const (
+	testCapture = "c1"
+	testFeed    = "cf1"
+	waitFor     = 15 * time.Second
+)
+
+// cluster stands in for Raft: it applies each command to a real FSM at the
+// next index, as a single-node group would.
+type cluster struct {
+	t     *testing.T
+	f     *fsm.FSM
+	epoch uint64
+
+	mu    sync.Mutex
+	index uint64
+	// failNext makes the next n proposals fail as if there were no leader.
+	failNext int
+	// refuse, if set, can turn a command into a refusal before it applies.
+	refuse func(fsm.Command) *fsm.Error
+	// probes counts fenced commands without operations (fencing probes).
+	probes int
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	f, err := fsm.Open(filepath.Join(t.TempDir(), "fsm.db"), fsm.Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	c := &cluster{t: t, f: f}
+	res, err := c.Apply(context.Background(), fsm.Command{Kind: fsm.KindClaimOwner, NodeID: "owner", UnixMilli: time.Now().UnixMilli()})
+	if err != nil || res.Err != nil {
+		t.Fatalf("claim owner: %v %v", err, res.Error())
+	}
+	c.epoch = res.Index
+	return c
+}
+
+func (c *cluster) Apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failNext > 0 {
+		c.failNext--
+		return nil, errors.New("no leader")
+	}
+	if cmd.Capture != nil && len(cmd.Ops) == 0 {
+		c.probes++
+	}
+	if c.refuse != nil {
+		if e := c.refuse(cmd); e != nil {
+			c.index++
+			return &fsm.Result{Index: c.index, Err: e}, nil
+		}
+	}
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		return nil, err
+	}
+	c.index++
+	res := c.f.Apply(&raft.Log{Index: c.index, Type: raft.LogCommand, Data: data}).(*fsm.Result)
+	return res, nil
+}
+
+func (c *cluster) setFailNext(n int) {
+	c.mu.Lock()
+	c.failNext = n
+	c.mu.Unlock()
+}
+
+func (c *cluster) probeCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.probes
+}
+
+func (c *cluster) setRefuse(f func(fsm.Command) *fsm.Error) {
+	c.mu.Lock()
+	c.refuse = f
+	c.mu.Unlock()
+}
+
+// owner applies an owner command and fails the test if it is refused.
+func (c *cluster) owner(ops ...fsm.Op) {
+	c.t.Helper()
+	res, err := c.Apply(context.Background(), fsm.Command{OwnerEpoch: c.epoch, Ops: ops})
+	if err != nil || res.Err != nil {
+		c.t.Fatalf("owner command: %v %v", err, res.Error())
+	}
+}
+
+func put(t *testing.T, key string, v any) fsm.Op {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fsm.Op{Type: fsm.OpPut, Key: key, Value: b}
+}
+
+func (c *cluster) get(key string, v any) bool {
+	c.t.Helper()
+	kv, ok, err := c.f.Get(key)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if !ok {
+		return false
+	}
+	if err := json.Unmarshal(kv.Value, v); err != nil {
+		c.t.Fatalf("decode %s: %v", key, err)
+	}
+	return true
+}
+
+func (c *cluster) position() (model.TaskPosition, bool) {
+	var pos model.TaskPosition
+	ok := c.get(model.TaskPositionKey(testFeed, testCapture), &pos)
+	return pos, ok
+}
+
+// waitPosition polls the reported position until cond holds.
+func (c *cluster) waitPosition(what string, cond func(model.TaskPosition) bool) model.TaskPosition {
+	c.t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for {
+		pos, ok := c.position()
+		if ok && cond(pos) {
+			return pos
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out waiting for position: %s; last position %+v (present %v)", what, pos, ok)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// feed is a changefeed set up in the FSM the way the owner would.
+type feed struct {
+	sourceURI string
+	sinkDir   string
+	startTs   model.Ts
+	gen       *datagen.Generator
+}
+
+func newFeed(t *testing.T, sourceParams string, startTs model.Ts) *feed {
+	t.Helper()
+	uri := "datagen://?" + sourceParams
+	cfg, err := datagen.ParseURI(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen, err := datagen.NewGenerator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &feed{sourceURI: uri, sinkDir: t.TempDir(), startTs: startTs, gen: gen}
+}
+
+// create writes the changefeed's info and status and assigns tables to the
+// test capture.
+func (f *feed) create(c *cluster, barrier model.Ts, tables ...model.TableID) {
+	c.t.Helper()
+	info := model.ChangefeedInfo{ID: testFeed, SourceURI: f.sourceURI, SinkURI: "file://" + f.sinkDir, StartTs: f.startTs, State: model.StateNormal}
+	res, err := c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{put(c.t, model.ChangefeedInfoKey(testFeed), info)}})
+	if err != nil || res.Err != nil {
+		c.t.Fatalf("create changefeed info: %v %v", err, res.Error())
+	}
+	task := model.TaskStatus{Tables: map[model.TableID]model.TableReplicaInfo{}}
+	for _, id := range tables {
+		task.Tables[id] = model.TableReplicaInfo{StartTs: f.startTs}
+	}
+	c.owner(
+		put(c.t, model.ChangefeedStatusKey(testFeed), model.ChangefeedStatus{ResolvedTs: barrier, CheckpointTs: f.startTs, Tables: f.gen.Tables(), Initialized: true}),
+		put(c.t, model.TaskStatusKey(testFeed, testCapture), task),
+	)
+}
+
+func (c *cluster) task() model.TaskStatus {
+	c.t.Helper()
+	var task model.TaskStatus
+	if !c.get(model.TaskStatusKey(testFeed, testCapture), &task) {
+		c.t.Fatal("no task status")
+	}
+	return task
+}
+
+func (c *cluster) setTask(task model.TaskStatus) {
+	c.t.Helper()
+	c.owner(put(c.t, model.TaskStatusKey(testFeed, testCapture), task))
+}
+
+func (c *cluster) setBarrier(f *feed, barrier model.Ts) {
+	c.t.Helper()
+	c.owner(put(c.t, model.ChangefeedStatusKey(testFeed), model.ChangefeedStatus{ResolvedTs: barrier, CheckpointTs: f.startTs, Tables: f.gen.Tables(), Initialized: true}))
+}
+
+// sinkRows reads every row the file sink made durable for a table, by
+// commit ts (a table's commit ts are unique in datagen).
+func (f *feed) sinkRows(t *testing.T, id model.TableID) map[model.Ts]model.RowChange {
+	t.Helper()
+	name, _ := f.gen.Table(id)
+	dir := file.TableDir(f.sinkDir, name)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[model.Ts]model.RowChange{}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") || !strings.HasSuffix(e.Name(), file.DataSuffix) {
+			continue
+		}
+		fh, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(fh)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var r model.RowChange
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				t.Fatalf("%s: %v", e.Name(), err)
+			}
+			out[r.CommitTs] = r
+		}
+		fh.Close()
+		if err := sc.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// checkSink asserts the sink holds exactly the generator's rows of a table
+// in (startTs, upto], and nothing above maxTs.
+func (f *feed) checkSink(t *testing.T, id model.TableID, upto, maxTs model.Ts) {
+	t.Helper()
+	rows := f.sinkRows(t, id)
+	want := 0
+	f.gen.Events(id, f.startTs, upto, func(r model.RowChange) bool {
+		want++
+		got, ok := rows[r.CommitTs]
+		if !ok {
+			t.Fatalf("table %d: row at commit ts %d (<= %d) is missing from the sink", id, r.CommitTs, upto)
+		}
+		if got.Key != r.Key || got.Op != r.Op {
+			t.Fatalf("table %d: row at %d is %s/%s, want %s/%s", id, r.CommitTs, got.Key, got.Op, r.Key, r.Op)
+		}
+		return true
+	})
+	if want == 0 {
+		t.Fatalf("table %d: no rows expected in (%d, %d]; the test proves nothing", id, f.startTs, upto)
+	}
+	for ts := range rows {
+		if ts <= f.startTs || ts > maxTs {
+			t.Fatalf("table %d: sink has a row at %d outside (%d, %d]", id, ts, f.startTs, maxTs)
+		}
+	}
+}
+
+// probeSink wraps a sink to watch and steer what the pipeline does to it.
+type probeSink struct {
+	sink.Sink
+	p *probe
+}
+
+type probe struct {
+	flushes atomic.Int64
+	entered atomic.Int64 // flushes that found the block in place
+
+	mu     sync.Mutex
+	block  chan struct{} // while non-nil, Flush waits for it to close
+	tables []*probeTable
+}
+
+type probeTable struct {
+	sink.TableSink
+	p      *probe
+	closed atomic.Bool
+}
+
+func (s probeSink) OpenTable(ctx context.Context, table model.TableName) (sink.TableSink, error) {
+	ts, err := s.Sink.OpenTable(ctx, table)
+	if err != nil {
+		return nil, err
+	}
+	pt := &probeTable{TableSink: ts, p: s.p}
+	s.p.mu.Lock()
+	s.p.tables = append(s.p.tables, pt)
+	s.p.mu.Unlock()
+	return pt, nil
+}
+
+func (t *probeTable) Flush(ctx context.Context, upto model.Ts) error {
+	t.p.flushes.Add(1)
+	t.p.mu.Lock()
+	block := t.p.block
+	t.p.mu.Unlock()
+	if block != nil {
+		t.p.entered.Add(1)
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return t.TableSink.Flush(ctx, upto)
+}
+
+func (t *probeTable) Close() error {
+	t.closed.Store(true)
+	return t.TableSink.Close()
+}
+
+func (p *probe) setBlock(ch chan struct{}) {
+	p.mu.Lock()
+	p.block = ch
+	p.mu.Unlock()
+}
+
+func (p *probe) openedTables() []*probeTable {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*probeTable(nil), p.tables...)
+}
+
+type probeConns struct {
+	*connector.Pool
+	p *probe
+}
+
+func (c probeConns) OpenSink(ctx context.Context, uri string) (sink.Sink, error) {
+	s, err := c.Pool.OpenSink(ctx, uri)
+	if err != nil {
+		return nil, err
+	}
+	return probeSink{Sink: s, p: c.p}, nil
+}
+
+// fakeQuorum reports quorum contact "now" unless told otherwise.
+type fakeQuorum struct{ lostAt atomic.Pointer[time.Time] }
+
+func (q *fakeQuorum) LastQuorumContact() time.Time {
+	if t := q.lostAt.Load(); t != nil {
+		return *t
+	}
+	return time.Now()
+}
+
+type env struct {
+	c     *cluster
+	m     *Manager
+	probe *probe
+	q     *fakeQuorum
+	reg   *prometheus.Registry
+}
+
+// startManager runs a manager for the test capture until the test ends.
+func startManager(t *testing.T, c *cluster, tweak func(*Config)) *env {
+	t.Helper()
+	cfg := Config{
+		CaptureID: testCapture, AdvertiseAddr: "127.0.0.1:8300", Version: "test",
+		FlushInterval: 20 * time.Millisecond, WorkloadInterval: 100 * time.Millisecond,
+		QuorumLossFence: 200 * time.Millisecond, RetryBackoff: 10 * time.Millisecond,
+		MaxRetryBackoff: 50 * time.Millisecond, MaxRetries: 3,
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	pool := connector.NewPool()
+	pr := &probe{}
+	q := &fakeQuorum{}
+	reg := prometheus.NewRegistry()
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+	m := NewManager(cfg, c, c.f, probeConns{Pool: pool, p: pr}, q, log, reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v", err)
+			}
+		case <-time.After(waitFor):
+			t.Errorf("Run did not return after cancel")
+		}
+		pool.Close()
+	})
+	return &env{c: c, m: m, probe: pr, q: q, reg: reg}
+}
+
+func (e *env) fencedTotal(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "raftcdc_processor_fenced_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("raftcdc_processor_fenced_total is not registered")
+	return 0
+}
+
+const maxTs = ^model.Ts(0)
+
+func pastTs(d time.Duration) model.Ts { return model.TsFromTime(time.Now().Add(-d)) }

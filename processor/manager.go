@@ -1,0 +1,459 @@
+package processor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/rs/zerolog"
+)
+
+// Manager registers this capture and runs one processor per changefeed that
+// the owner assigned to it.
+type Manager struct {
+	cfg      Config
+	proposer Proposer
+	state    StateSource
+	conns    Connectors
+	quorum   QuorumMonitor
+	log      zerolog.Logger
+	metrics  *metrics
+	gate     *gate
+	started  time.Time
+
+	incarnation atomic.Uint64
+
+	mu    sync.Mutex
+	procs map[model.ChangefeedID]*procEntry
+}
+
+type procEntry struct {
+	p   *processor
+	key string // what a processor cannot change while running; see runKey
+}
+
+// NewManager builds a manager; nothing runs until Run. quorum may be nil
+// (no local fence), reg may be nil (no metrics).
+func NewManager(cfg Config, p Proposer, st StateSource, c Connectors, quorum QuorumMonitor, log zerolog.Logger, reg prometheus.Registerer) *Manager {
+	cfg = cfg.withDefaults()
+	return &Manager{
+		cfg:      cfg,
+		proposer: p,
+		state:    st,
+		conns:    c,
+		quorum:   quorum,
+		log:      log.With().Str("component", "processor").Str("capture_id", cfg.CaptureID).Logger(),
+		metrics:  newMetrics(reg),
+		gate:     newGate(),
+		started:  time.Now().UTC(),
+		procs:    map[model.ChangefeedID]*procEntry{},
+	}
+}
+
+// Incarnation is the incarnation this capture is registered with, or 0 while
+// it is not registered (at start and while resetting after a fence).
+func (m *Manager) Incarnation() uint64 { return m.incarnation.Load() }
+
+// Processors describes the running processors, ordered by changefeed.
+func (m *Manager) Processors() []ProcessorInfo {
+	m.mu.Lock()
+	procs := make([]*processor, 0, len(m.procs))
+	for _, e := range m.procs {
+		procs = append(procs, e.p)
+	}
+	m.mu.Unlock()
+	out := make([]ProcessorInfo, 0, len(procs))
+	for _, p := range procs {
+		out = append(out, p.info())
+	}
+	slices.SortFunc(out, func(a, b ProcessorInfo) int { return strings.Compare(a.Changefeed, b.Changefeed) })
+	return out
+}
+
+// fencedError means this incarnation may no longer act.
+type fencedError struct{ reason error }
+
+func (e *fencedError) Error() string { return "capture fenced: " + e.reason.Error() }
+func (e *fencedError) Unwrap() error { return e.reason }
+
+// Run registers the capture and runs processors until ctx is cancelled. A
+// fence stops every processor and registers again with a new incarnation.
+func (m *Manager) Run(ctx context.Context) error {
+	if err := m.cfg.validate(); err != nil {
+		return err
+	}
+	// Watch before the first read so that no change falls between the two.
+	var watches []<-chan fsm.WatchBatch
+	for _, prefix := range []string{model.PrefixTaskStatus, model.PrefixChangefeedInfo, model.PrefixChangefeedStatus, model.CaptureKey(m.cfg.CaptureID)} {
+		ch, cancel := m.state.Watch(prefix, 64)
+		defer cancel()
+		watches = append(watches, ch)
+	}
+	for {
+		inc, regIndex, err := m.register(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		err = m.session(ctx, watches, inc, regIndex)
+		m.incarnation.Store(0)
+		m.gate.setOpen(false)
+		m.stopAll()
+		if ctx.Err() != nil {
+			return nil
+		}
+		var fe *fencedError
+		if !errors.As(err, &fe) {
+			return err
+		}
+		m.metrics.fenced.Inc()
+		m.log.Warn().Uint64("incarnation", inc).Str("reason", fe.reason.Error()).
+			Msg("capture fenced: stopped every processor and dropped unflushed data; registering with a new incarnation")
+	}
+}
+
+func newIncarnation(prev uint64) uint64 {
+	for {
+		var b [8]byte
+		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+		if v := binary.BigEndian.Uint64(b[:]); v != 0 && v != prev {
+			return v
+		}
+	}
+}
+
+// register writes /capture/<self> with a fresh incarnation, retrying until
+// the cluster accepts it: right after start there is often no leader yet.
+func (m *Manager) register(ctx context.Context) (inc, index uint64, err error) {
+	inc = newIncarnation(m.incarnation.Load())
+	info := model.CaptureInfo{ID: m.cfg.CaptureID, AdvertiseAddr: m.cfg.AdvertiseAddr, Version: m.cfg.Version, StartTime: m.started, Incarnation: inc}
+	val, err := json.Marshal(info)
+	if err != nil {
+		return 0, 0, fmt.Errorf("encoding capture record: %w", err)
+	}
+	cmd := fsm.Command{Kind: fsm.KindRegisterCapture, Ops: []fsm.Op{{Type: fsm.OpPut, Key: model.CaptureKey(m.cfg.CaptureID), Value: val}}}
+	bo := backoff{base: m.cfg.RetryBackoff, max: m.cfg.MaxRetryBackoff}
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
+		res, err := m.proposer.Apply(actx, cmd)
+		cancel()
+		if err == nil {
+			err = res.Error()
+		}
+		if err == nil {
+			m.incarnation.Store(inc)
+			m.log.Info().Uint64("incarnation", inc).Uint64("index", res.Index).Msg("capture registered")
+			return inc, res.Index, nil
+		}
+		if ctx.Err() != nil {
+			return 0, 0, fmt.Errorf("registering capture: %w", ctx.Err())
+		}
+		wait := bo.next()
+		ev := m.log.Debug()
+		if attempt >= 5 {
+			ev = m.log.Warn()
+		}
+		ev.Err(err).Int("attempt", attempt).Dur("retry_in", wait).Msg("capture registration not accepted yet; retrying")
+		if sleepCtx(ctx, wait) != nil {
+			return 0, 0, fmt.Errorf("registering capture: %w", ctx.Err())
+		}
+	}
+}
+
+// session runs processors for one incarnation. It returns a *fencedError
+// when the incarnation is fenced, nil when ctx ends, another error if the
+// state machine's watches end.
+func (m *Manager) session(ctx context.Context, watches []<-chan fsm.WatchBatch, inc, regIndex uint64) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fenced := make(chan error, 1)
+	deps := processorDeps{
+		cfg: m.cfg, log: m.log.With().Uint64("incarnation", inc).Logger(), proposer: m.proposer, conns: m.conns,
+		gate: m.gate, metrics: m.metrics, incarnation: inc,
+		onFenced: func(err error) {
+			select {
+			case fenced <- err:
+			default:
+			}
+		},
+	}
+	// A successful registration is proof of quorum contact.
+	m.gate.setOpen(true)
+	m.metrics.localFence.Set(0)
+	check := func() error { return m.reconcile(sctx, deps, regIndex) }
+	if err := check(); err != nil {
+		return err
+	}
+	ticker := time.NewTicker(m.cfg.FlushInterval)
+	defer ticker.Stop()
+	var probeIndex uint64
+	for tick := 1; ; tick++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-fenced:
+			return &fencedError{reason: err}
+		case _, ok := <-watches[0]:
+			if !ok {
+				return errors.New("state machine watch closed")
+			}
+			if err := check(); err != nil {
+				return err
+			}
+		case _, ok := <-watches[1]:
+			if !ok {
+				return errors.New("state machine watch closed")
+			}
+			if err := check(); err != nil {
+				return err
+			}
+		case _, ok := <-watches[2]:
+			if !ok {
+				return errors.New("state machine watch closed")
+			}
+			if err := check(); err != nil {
+				return err
+			}
+		case _, ok := <-watches[3]:
+			if !ok {
+				return errors.New("state machine watch closed")
+			}
+			if err := check(); err != nil {
+				return err
+			}
+		case <-ticker.C:
+			if err := m.checkQuorum(sctx, inc, &probeIndex, check); err != nil {
+				return err
+			}
+			// Watches carry every change; the periodic pass only guards
+			// against a bug there leaving a processor wrong forever.
+			if tick%50 == 0 {
+				if err := check(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// checkQuorum is the local fence. Without quorum contact for longer than
+// QuorumLossFence, sink writes pause: the owner may already have given this
+// capture's tables to another. When contact returns, writes resume only after
+// a fenced no-op command went through the leader (so this incarnation is
+// still registered) and the local replica has caught up to it (so every task
+// change the owner made meanwhile is visible before a table flushes again).
+func (m *Manager) checkQuorum(ctx context.Context, inc uint64, probeIndex *uint64, check func() error) error {
+	if m.quorum == nil {
+		return nil
+	}
+	since := time.Since(m.quorum.LastQuorumContact())
+	if since > m.cfg.QuorumLossFence {
+		*probeIndex = 0
+		if m.gate.setOpen(false) {
+			m.metrics.localFence.Set(1)
+			m.log.Warn().Dur("since_quorum_contact", since).Msg("local fence: no quorum contact; pausing sink writes")
+		}
+		return nil
+	}
+	if m.gate.isOpen() {
+		return nil
+	}
+	if *probeIndex == 0 {
+		actx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
+		res, err := m.proposer.Apply(actx, fsm.Command{Kind: fsm.KindTxn, Capture: &fsm.CaptureFence{ID: m.cfg.CaptureID, Incarnation: inc}})
+		cancel()
+		if err != nil {
+			m.log.Debug().Err(err).Msg("fencing probe not applied; retrying")
+			return nil
+		}
+		if err := res.Error(); err != nil {
+			if errors.Is(err, fsm.ErrFenced) {
+				return &fencedError{reason: err}
+			}
+			m.log.Warn().Err(err).Msg("fencing probe refused; retrying")
+			return nil
+		}
+		*probeIndex = res.Index
+	}
+	var applied uint64
+	if err := m.state.View(func(_ fsm.Reader, idx uint64) error { applied = idx; return nil }); err != nil {
+		return nil
+	}
+	if applied < *probeIndex {
+		return nil
+	}
+	if err := check(); err != nil {
+		return err
+	}
+	*probeIndex = 0
+	m.gate.setOpen(true)
+	m.metrics.localFence.Set(0)
+	m.log.Info().Msg("quorum contact restored and incarnation still registered; resuming sink writes")
+	return nil
+}
+
+type wantedFeed struct {
+	st   feedState
+	prev *model.TaskPosition
+	key  string
+}
+
+// runKey is what cannot change under a running processor: a resume (new
+// epoch) or an update of the URIs or the configuration restarts it.
+func runKey(info model.ChangefeedInfo) string {
+	b, _ := json.Marshal(struct {
+		Epoch     uint64
+		SourceURI string
+		SinkURI   string
+		Config    model.ChangefeedConfig
+	}{info.Epoch, info.SourceURI, info.SinkURI, info.Config})
+	return string(b)
+}
+
+func runnable(info model.ChangefeedInfo, task model.TaskStatus) bool {
+	if info.State != "" && info.State != model.StateNormal {
+		return false
+	}
+	return task.AdminJob == model.AdminNone
+}
+
+// reconcile reads the local state, checks this incarnation is still the
+// registered one, and starts, updates or stops processors to match.
+func (m *Manager) reconcile(ctx context.Context, deps processorDeps, regIndex uint64) error {
+	self := m.cfg.CaptureID
+	var (
+		fence      error
+		notCaught  bool
+		wants      = map[model.ChangefeedID]wantedFeed{}
+		decodeErrs []error
+	)
+	err := m.state.View(func(r fsm.Reader, applied uint64) error {
+		if applied < regIndex {
+			// Our registration has not reached this replica yet; judging
+			// the capture record now would see the previous incarnation.
+			notCaught = true
+			return nil
+		}
+		kv, ok := r.Get(model.CaptureKey(self))
+		if !ok {
+			fence = errors.New("the capture record was removed")
+			return nil
+		}
+		var ci model.CaptureInfo
+		if err := json.Unmarshal(kv.Value, &ci); err != nil {
+			fence = fmt.Errorf("the capture record does not decode: %w", err)
+			return nil
+		}
+		if ci.Incarnation != deps.incarnation {
+			fence = fmt.Errorf("the capture record shows incarnation %d", ci.Incarnation)
+			return nil
+		}
+		r.Range(model.PrefixTaskStatus, func(kv fsm.KV) bool {
+			cf, capture, err := model.SplitTaskKey(model.PrefixTaskStatus, kv.Key)
+			if err != nil || capture != self {
+				return true
+			}
+			var w wantedFeed
+			if err := json.Unmarshal(kv.Value, &w.st.task); err != nil {
+				decodeErrs = append(decodeErrs, fmt.Errorf("task status %s: %w", kv.Key, err))
+				return true
+			}
+			ikv, ok := r.Get(model.ChangefeedInfoKey(cf))
+			if !ok {
+				return true
+			}
+			if err := json.Unmarshal(ikv.Value, &w.st.info); err != nil {
+				decodeErrs = append(decodeErrs, fmt.Errorf("changefeed info %s: %w", ikv.Key, err))
+				return true
+			}
+			if !runnable(w.st.info, w.st.task) {
+				return true
+			}
+			if skv, ok := r.Get(model.ChangefeedStatusKey(cf)); ok {
+				var s model.ChangefeedStatus
+				if err := json.Unmarshal(skv.Value, &s); err == nil {
+					w.st.status = &s
+				}
+			}
+			if pkv, ok := r.Get(model.TaskPositionKey(cf, self)); ok {
+				var pos model.TaskPosition
+				if err := json.Unmarshal(pkv.Value, &pos); err == nil {
+					w.prev = &pos
+				}
+			}
+			w.key = runKey(w.st.info)
+			wants[cf] = w
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		m.log.Warn().Err(err).Msg("reading the state machine")
+		return nil
+	}
+	for _, e := range decodeErrs {
+		m.log.Warn().Err(e).Msg("ignoring a record that does not decode")
+	}
+	if fence != nil {
+		return &fencedError{reason: fence}
+	}
+	if notCaught {
+		return nil
+	}
+
+	var toStop []*processor
+	m.mu.Lock()
+	for cf, e := range m.procs {
+		if w, ok := wants[cf]; !ok || w.key != e.key {
+			toStop = append(toStop, e.p)
+			delete(m.procs, cf)
+		}
+	}
+	m.mu.Unlock()
+	// Stop before starting a replacement, so that two processors of one
+	// changefeed never write the same tables.
+	for _, p := range toStop {
+		p.stop()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for cf, w := range wants {
+		if e, ok := m.procs[cf]; ok {
+			e.p.update(w.st)
+			continue
+		}
+		p := newProcessor(cf, w.st, w.prev, deps)
+		m.procs[cf] = &procEntry{p: p, key: w.key}
+		p.start(ctx)
+	}
+	return nil
+}
+
+// stopAll stops every processor in parallel and waits for all of them.
+func (m *Manager) stopAll() {
+	m.mu.Lock()
+	procs := make([]*processor, 0, len(m.procs))
+	for cf, e := range m.procs {
+		procs = append(procs, e.p)
+		delete(m.procs, cf)
+	}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Go(p.stop)
+	}
+	wg.Wait()
+}

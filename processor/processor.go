@@ -1,0 +1,575 @@
+package processor
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink"
+	"github.com/raftcdc/raftcdc/source"
+	"github.com/rs/zerolog"
+)
+
+// feedState is what a processor needs from the FSM, read in one view.
+type feedState struct {
+	info   model.ChangefeedInfo
+	status *model.ChangefeedStatus // nil until the owner writes it
+	task   model.TaskStatus
+}
+
+// processorDeps is what a processor borrows from its manager.
+type processorDeps struct {
+	cfg         Config
+	log         zerolog.Logger
+	proposer    Proposer
+	conns       Connectors
+	gate        *gate
+	metrics     *metrics
+	incarnation uint64
+	// onFenced reports that a write was refused because this incarnation is
+	// no longer registered.
+	onFenced func(error)
+}
+
+// processor runs one changefeed's tables on this capture.
+type processor struct {
+	cf   model.ChangefeedID
+	deps processorDeps
+	log  zerolog.Logger
+	// prevPos is the position an earlier processor of this changefeed left
+	// on this capture; it answers for delete operations on tables this one
+	// never ran.
+	prevPos *model.TaskPosition
+
+	stateMu   sync.Mutex
+	state     feedState
+	stateKick kick
+	tableKick kick
+
+	barrier *tsCell
+	ready   chan struct{} // closed once src and snk are open
+	src     source.Source
+	snk     sink.Sink
+
+	namesMu sync.Mutex
+	names   map[model.TableID]model.TableName
+
+	count atomic.Uint64 // rows flushed by every table this processor ran
+
+	mu      sync.Mutex // guards what Processors() reads
+	tables  map[model.TableID]*table
+	stopped map[model.TableID]model.Ts
+	err     *model.RunningError
+
+	// Owned by the run goroutine.
+	lastPos        []byte
+	lastWorkload   []byte
+	lastWorkloadAt time.Time
+	lastCounts     map[model.TableID]uint64
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newProcessor(cf model.ChangefeedID, st feedState, prev *model.TaskPosition, deps processorDeps) *processor {
+	return &processor{
+		cf:         cf,
+		deps:       deps,
+		log:        deps.log.With().Str("changefeed", cf).Logger(),
+		prevPos:    prev,
+		state:      st,
+		stateKick:  newKick(),
+		tableKick:  newKick(),
+		barrier:    newTsCell(),
+		ready:      make(chan struct{}),
+		names:      map[model.TableID]model.TableName{},
+		tables:     map[model.TableID]*table{},
+		stopped:    map[model.TableID]model.Ts{},
+		lastCounts: map[model.TableID]uint64{},
+		done:       make(chan struct{}),
+	}
+}
+
+// start runs the processor until stop.
+func (p *processor) start(ctx context.Context) {
+	ctx, p.cancel = context.WithCancel(ctx)
+	go p.run(ctx)
+}
+
+// stop cancels every table, waits for them, and closes the connectors.
+// Unflushed rows are dropped.
+func (p *processor) stop() {
+	p.cancel()
+	<-p.done
+}
+
+func (p *processor) update(st feedState) {
+	p.stateMu.Lock()
+	p.state = st
+	p.stateMu.Unlock()
+	p.stateKick.poke()
+}
+
+func (p *processor) currentState() feedState {
+	p.stateMu.Lock()
+	defer p.stateMu.Unlock()
+	return p.state
+}
+
+func (p *processor) run(ctx context.Context) {
+	defer close(p.done)
+	p.log.Info().Str("source_uri", p.currentState().info.SourceURI).Msg("processor started")
+
+	var openerDone sync.WaitGroup
+	openerDone.Add(1)
+	go func() { defer openerDone.Done(); p.openConnectors(ctx) }()
+
+	defer func() {
+		p.mu.Lock()
+		tables := slices.Collect(maps.Values(p.tables))
+		p.mu.Unlock()
+		for _, t := range tables {
+			t.cancel()
+		}
+		for _, t := range tables {
+			<-t.done
+		}
+		openerDone.Wait()
+		if p.snk != nil {
+			if err := p.snk.Close(); err != nil {
+				p.log.Warn().Err(err).Msg("closing sink")
+			}
+		}
+		if p.src != nil {
+			if err := p.src.Close(); err != nil {
+				p.log.Warn().Err(err).Msg("closing source")
+			}
+		}
+		p.log.Info().Msg("processor stopped")
+	}()
+
+	ticker := time.NewTicker(p.deps.cfg.FlushInterval)
+	defer ticker.Stop()
+	p.reconcile(ctx, p.currentState())
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.stateKick:
+			p.reconcile(ctx, p.currentState())
+		case <-p.tableKick:
+			p.reconcile(ctx, p.currentState())
+		case <-ticker.C:
+			p.report(ctx)
+		}
+	}
+}
+
+// openConnectors opens the changefeed's source and sink, retrying; after
+// MaxRetries failures the error is reported and the processor waits for the
+// owner to act on it.
+func (p *processor) openConnectors(ctx context.Context) {
+	info := p.currentState().info
+	cfg := p.deps.cfg
+	bo := backoff{base: cfg.RetryBackoff, max: cfg.MaxRetryBackoff}
+	for attempt := 1; ; attempt++ {
+		code := CodeSourceError
+		src, err := p.deps.conns.Source(ctx, info.SourceURI)
+		if err == nil {
+			var snk sink.Sink
+			snk, err = p.deps.conns.OpenSink(ctx, info.SinkURI)
+			if err == nil {
+				p.src, p.snk = src, snk
+				close(p.ready)
+				return
+			}
+			code = CodeSinkError
+			err = fmt.Errorf("opening sink: %w", err)
+			src.Close()
+		} else {
+			err = fmt.Errorf("opening source: %w", err)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if attempt >= cfg.MaxRetries {
+			p.setError(code, err)
+			return
+		}
+		wait := bo.next()
+		p.log.Warn().Err(err).Str("code", code).Int("attempt", attempt).Dur("retry_in", wait).Msg("cannot open connectors; retrying")
+		if sleepCtx(ctx, wait) != nil {
+			return
+		}
+	}
+}
+
+func (p *processor) connectors(ctx context.Context) (source.Source, sink.Sink, error) {
+	select {
+	case <-p.ready:
+		return p.src, p.snk, nil
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+}
+
+func (p *processor) resolveName(ctx context.Context, id model.TableID) (model.TableName, error) {
+	p.namesMu.Lock()
+	name, ok := p.names[id]
+	p.namesMu.Unlock()
+	if ok {
+		return name, nil
+	}
+	// The owner records the changefeed's tables in its status; asking the
+	// source is the fallback for a status that does not list them yet.
+	all, err := p.src.Tables(ctx)
+	if err != nil {
+		return model.TableName{}, fmt.Errorf("listing source tables to find table %d: %w", id, err)
+	}
+	p.namesMu.Lock()
+	defer p.namesMu.Unlock()
+	for _, n := range all {
+		if _, known := p.names[n.ID]; !known {
+			p.names[n.ID] = n
+		}
+	}
+	if name, ok := p.names[id]; ok {
+		return name, nil
+	}
+	return model.TableName{}, fmt.Errorf("table %d is not in the source", id)
+}
+
+func (p *processor) setError(code string, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return // the first error is the cause; keep the report stable
+	}
+	p.err = &model.RunningError{Addr: p.deps.cfg.AdvertiseAddr, Code: code, Message: err.Error(), Time: time.Now().UTC()}
+	p.log.Error().Err(err).Str("code", code).Msg("processor error reported")
+}
+
+func (p *processor) tableEnv() *tableEnv {
+	return &tableEnv{
+		cfg:         p.deps.cfg,
+		log:         p.log,
+		gate:        p.deps.gate,
+		barrier:     p.barrier,
+		connectors:  p.connectors,
+		resolveName: p.resolveName,
+		flushed: func(n uint64) {
+			p.count.Add(n)
+			p.deps.metrics.rowsFlushed.WithLabelValues(p.cf).Add(float64(n))
+		},
+		finished: p.tableKick,
+	}
+}
+
+// reconcile brings the running tables in line with the task status.
+func (p *processor) reconcile(ctx context.Context, st feedState) {
+	p.setBarrier(st)
+	if st.status != nil {
+		p.namesMu.Lock()
+		for _, n := range st.status.Tables {
+			p.names[n.ID] = n
+		}
+		p.namesMu.Unlock()
+	}
+	task := st.task
+	isDelete := func(id model.TableID) (model.Ts, bool) {
+		if op := task.Operations[id]; op != nil && op.Delete {
+			return op.BoundaryTs, true
+		}
+		return 0, false
+	}
+
+	var toStop []*table
+	p.mu.Lock()
+	for id, t := range p.tables {
+		if t.finished() {
+			ti := t.info()
+			switch ti.State {
+			case TableStopped:
+				p.stopped[id] = ti.CheckpointTs
+				delete(p.tables, id)
+				continue
+			case TableFailed:
+				// A failed table stays so that its checkpoint keeps holding
+				// the changefeed back; the error goes into the position.
+				if p.err == nil {
+					e := *ti.Error
+					e.Addr = p.deps.cfg.AdvertiseAddr
+					p.err = &e
+				}
+			}
+		}
+		_, inTables := task.Tables[id]
+		boundary, del := isDelete(id)
+		switch {
+		case !inTables && !del:
+			toStop = append(toStop, t)
+			delete(p.tables, id)
+			delete(p.stopped, id)
+		case del:
+			t.setBoundary(boundary)
+		}
+	}
+	for id := range p.stopped {
+		if _, del := isDelete(id); !del {
+			delete(p.stopped, id)
+		}
+	}
+	var toStart []*table
+	start := func(id model.TableID, startTs model.Ts) *table {
+		t := newTable(id, startTs, p.tableEnv())
+		p.tables[id] = t
+		toStart = append(toStart, t)
+		return t
+	}
+	for id, op := range task.Operations {
+		if op == nil || !op.Delete {
+			continue
+		}
+		if _, running := p.tables[id]; running {
+			continue
+		}
+		if _, done := p.stopped[id]; done {
+			continue
+		}
+		if rep, ok := task.Tables[id]; ok {
+			// Assigned and already being deleted: run it up to the
+			// boundary (it stops at once if it starts past it).
+			start(id, rep.StartTs).setBoundary(op.BoundaryTs)
+			continue
+		}
+		p.stopped[id] = p.fallbackStop(id, st)
+	}
+	for id, rep := range task.Tables {
+		if _, del := isDelete(id); del {
+			continue
+		}
+		if _, running := p.tables[id]; !running {
+			start(id, rep.StartTs)
+		}
+	}
+	p.mu.Unlock()
+
+	for _, t := range toStop {
+		t.cancel()
+	}
+	for _, t := range toStop {
+		<-t.done
+		p.log.Info().Int64("table_id", t.id).Msg("table removed from the task; stopped")
+	}
+	for _, t := range toStart {
+		tctx, cancel := context.WithCancel(ctx)
+		t.cancel = cancel
+		go t.run(tctx)
+	}
+}
+
+// fallbackStop answers a delete operation for a table this processor never
+// ran, with the highest ts known to be durable for it: what an earlier
+// processor on this capture reported, or else the changefeed checkpoint,
+// which no table's durable position is below.
+func (p *processor) fallbackStop(id model.TableID, st feedState) model.Ts {
+	if p.prevPos != nil {
+		if ts, ok := p.prevPos.Stopped[id]; ok {
+			return ts
+		}
+		if ts, ok := p.prevPos.Running[id]; ok {
+			return ts
+		}
+	}
+	var ts model.Ts
+	if st.status != nil {
+		ts = st.status.CheckpointTs
+	}
+	p.log.Warn().Int64("table_id", id).Uint64("stopped_ts", ts).Msg("delete operation for a table never run here; reporting the changefeed checkpoint")
+	return ts
+}
+
+// setBarrier publishes how far tables may flush: the changefeed's global
+// resolved ts (see DESIGN.md, "flush barrier"), never past the target ts.
+func (p *processor) setBarrier(st feedState) {
+	var b model.Ts
+	if st.status != nil {
+		b = st.status.ResolvedTs
+	}
+	if st.info.TargetTs != 0 {
+		b = min(b, st.info.TargetTs)
+	}
+	p.barrier.set(b)
+}
+
+// position summarises the tables. A processor with no running tables
+// reports the changefeed's own status so that it neither holds the
+// changefeed back nor moves it backwards.
+func (p *processor) position() model.TaskPosition {
+	st := p.currentState()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pos := model.TaskPosition{Count: p.count.Load(), Error: p.err}
+	if len(p.tables) > 0 {
+		pos.Running = make(map[model.TableID]model.Ts, len(p.tables))
+		first := true
+		for id, t := range p.tables {
+			cp, rs := t.progress()
+			pos.Running[id] = cp
+			if first || cp < pos.CheckpointTs {
+				pos.CheckpointTs = cp
+			}
+			if first || rs < pos.ResolvedTs {
+				pos.ResolvedTs = rs
+			}
+			first = false
+		}
+	} else if st.status != nil {
+		pos.CheckpointTs, pos.ResolvedTs = st.status.CheckpointTs, st.status.ResolvedTs
+	}
+	if len(p.stopped) > 0 {
+		pos.Stopped = maps.Clone(p.stopped)
+	}
+	return pos
+}
+
+// workload is rows per second per table since the last report; every table
+// costs at least 1 so that idle tables still count when balancing.
+func (p *processor) workload(now time.Time) model.TaskWorkload {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	elapsed := now.Sub(p.lastWorkloadAt).Seconds()
+	wl := make(model.TaskWorkload, len(p.tables))
+	counts := make(map[model.TableID]uint64, len(p.tables))
+	for id, t := range p.tables {
+		c := t.info().Count
+		counts[id] = c
+		w := uint64(1)
+		if prev, ok := p.lastCounts[id]; ok && elapsed > 0 && c > prev {
+			w = max(1, uint64(float64(c-prev)/elapsed+0.5))
+		}
+		wl[id] = model.WorkloadInfo{Workload: w}
+	}
+	p.lastCounts = counts
+	return wl
+}
+
+// report proposes the position (and, less often, the workload) in one
+// command, if anything changed since the last accepted report.
+func (p *processor) report(ctx context.Context) {
+	cfg := p.deps.cfg
+	now := time.Now()
+	pos := p.position()
+	posBytes, err := json.Marshal(pos)
+	if err != nil {
+		p.log.Error().Err(err).Msg("encoding position")
+		return
+	}
+	self := cfg.CaptureID
+	var ops []fsm.Op
+	if !bytes.Equal(posBytes, p.lastPos) {
+		ops = append(ops, fsm.Op{Type: fsm.OpPut, Key: model.TaskPositionKey(p.cf, self), Value: posBytes})
+	}
+	var wlBytes []byte
+	if now.Sub(p.lastWorkloadAt) >= cfg.WorkloadInterval {
+		wl := p.workload(now)
+		p.lastWorkloadAt = now
+		if wlBytes, err = json.Marshal(wl); err == nil && !bytes.Equal(wlBytes, p.lastWorkload) {
+			ops = append(ops, fsm.Op{Type: fsm.OpPut, Key: model.TaskWorkloadKey(p.cf, self), Value: wlBytes})
+		}
+	}
+	if len(pos.Running) > 0 {
+		p.deps.metrics.checkpointLag.WithLabelValues(p.cf).Set(model.LagSeconds(pos.CheckpointTs, now))
+	}
+	if len(ops) == 0 {
+		return
+	}
+	cmd := fsm.Command{
+		Kind:    fsm.KindTxn,
+		Capture: &fsm.CaptureFence{ID: self, Incarnation: p.deps.incarnation},
+		// Once the owner takes the task away it may clean up the position;
+		// a late report must not bring it back.
+		Conds: []fsm.Cond{{Type: fsm.CondExists, Key: model.TaskStatusKey(p.cf, self)}},
+		Ops:   ops,
+	}
+	actx, cancel := context.WithTimeout(ctx, cfg.ProposeTimeout)
+	res, err := p.deps.proposer.Apply(actx, cmd)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			p.deps.metrics.positionWrites.WithLabelValues("error").Inc()
+			p.log.Debug().Err(err).Msg("position report not applied; retrying next interval")
+		}
+		return
+	}
+	if err := res.Error(); err != nil {
+		p.deps.metrics.positionWrites.WithLabelValues("refused").Inc()
+		if errors.Is(err, fsm.ErrFenced) {
+			p.deps.onFenced(err)
+			return
+		}
+		p.log.Debug().Err(err).Msg("position report refused")
+		return
+	}
+	p.deps.metrics.positionWrites.WithLabelValues("ok").Inc()
+	for _, op := range ops {
+		if op.Key == model.TaskPositionKey(p.cf, self) {
+			p.lastPos = posBytes
+		} else {
+			p.lastWorkload = wlBytes
+		}
+	}
+}
+
+// ProcessorInfo is one processor's state, for the API.
+type ProcessorInfo struct {
+	Changefeed   model.ChangefeedID         `json:"changefeed"`
+	CaptureID    model.CaptureID            `json:"capture_id"`
+	Incarnation  uint64                     `json:"incarnation"`
+	State        string                     `json:"state"`
+	CheckpointTs model.Ts                   `json:"checkpoint_ts"`
+	ResolvedTs   model.Ts                   `json:"resolved_ts"`
+	Count        uint64                     `json:"count"`
+	Tables       []TableInfo                `json:"tables"`
+	Stopped      map[model.TableID]model.Ts `json:"stopped,omitempty"`
+	Error        *model.RunningError        `json:"error,omitempty"`
+}
+
+// Processor states in ProcessorInfo.
+const (
+	StateRunning = "running"
+	StatePaused  = "paused" // local fence: sink writes are held
+	StateError   = "error"
+)
+
+func (p *processor) info() ProcessorInfo {
+	pos := p.position()
+	pi := ProcessorInfo{
+		Changefeed: p.cf, CaptureID: p.deps.cfg.CaptureID, Incarnation: p.deps.incarnation,
+		State: StateRunning, CheckpointTs: pos.CheckpointTs, ResolvedTs: pos.ResolvedTs,
+		Count: pos.Count, Stopped: pos.Stopped, Error: pos.Error,
+	}
+	p.mu.Lock()
+	for _, t := range p.tables {
+		pi.Tables = append(pi.Tables, t.info())
+	}
+	p.mu.Unlock()
+	slices.SortFunc(pi.Tables, func(a, b TableInfo) int { return cmp.Compare(a.ID, b.ID) })
+	switch {
+	case pos.Error != nil:
+		pi.State = StateError
+	case !p.deps.gate.isOpen():
+		pi.State = StatePaused
+	}
+	return pi
+}

@@ -1,0 +1,301 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/model"
+)
+
+const fastSource = "tables=3&rate=200&resolve-interval=10ms"
+
+func TestReplicatesAssignedTables(t *testing.T) {
+	c := newCluster(t)
+	f := newFeed(t, fastSource, pastTs(2*time.Second))
+	f.create(c, maxTs, 1, 2, 3)
+	// No leader at first: registration has to retry.
+	c.setFailNext(3)
+	e := startManager(t, c, nil)
+
+	caughtUp := model.TsFromTime(time.Now())
+	pos := c.waitPosition("all three tables past the present", func(p model.TaskPosition) bool {
+		return len(p.Running) == 3 && p.CheckpointTs >= caughtUp
+	})
+	if pos.Error != nil || pos.Count == 0 || pos.ResolvedTs < pos.CheckpointTs {
+		t.Fatalf("position %+v", pos)
+	}
+	for id, cp := range pos.Running {
+		if cp < pos.CheckpointTs {
+			t.Fatalf("table %d checkpoint %d below the processor checkpoint %d", id, cp, pos.CheckpointTs)
+		}
+		// Rows flushed after the report may be there too, but nothing
+		// beyond what the source has produced by now.
+		f.checkSink(t, id, cp, model.TsFromTime(time.Now()))
+	}
+
+	var wl model.TaskWorkload
+	waitUntil(t, "the workload lists every table", func() bool {
+		return c.get(model.TaskWorkloadKey(testFeed, testCapture), &wl) && len(wl) == 3
+	})
+	infos := e.m.Processors()
+	if len(infos) != 1 || infos[0].Changefeed != testFeed || len(infos[0].Tables) != 3 || infos[0].State != StateRunning {
+		t.Fatalf("Processors() = %+v", infos)
+	}
+	if e.m.Incarnation() == 0 {
+		t.Fatal("no incarnation after registration")
+	}
+	var ci model.CaptureInfo
+	if !c.get(model.CaptureKey(testCapture), &ci) || ci.Incarnation != e.m.Incarnation() || ci.AdvertiseAddr != "127.0.0.1:8300" {
+		t.Fatalf("capture record %+v, manager incarnation %d", ci, e.m.Incarnation())
+	}
+}
+
+func TestCheckpointNeverPassesFlush(t *testing.T) {
+	c := newCluster(t)
+	f := newFeed(t, fastSource, pastTs(2*time.Second))
+	f.create(c, maxTs, 1)
+	release := make(chan struct{})
+	e := startManager(t, c, nil)
+	e.probe.setBlock(release)
+
+	c.waitPosition("rows resolved while the flush is held", func(p model.TaskPosition) bool {
+		return len(p.Running) == 1 && p.ResolvedTs > f.startTs
+	})
+	waitUntil(t, "a flush is held", func() bool { return e.probe.entered.Load() > 0 })
+	// Several report intervals pass; the checkpoint must stay where the
+	// last completed flush left it: the start.
+	hold := time.Now().Add(10 * e.m.cfg.FlushInterval)
+	for time.Now().Before(hold) {
+		pos, _ := c.position()
+		if pos.Running[1] != f.startTs || pos.CheckpointTs != f.startTs {
+			t.Fatalf("checkpoint moved to %d (table %d) while the flush was held; start %d", pos.CheckpointTs, pos.Running[1], f.startTs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if rows := f.sinkRows(t, 1); len(rows) != 0 {
+		t.Fatalf("%d rows reached the sink before any flush completed", len(rows))
+	}
+
+	e.probe.setBlock(nil)
+	close(release)
+	pos := c.waitPosition("checkpoint advances once flushes complete", func(p model.TaskPosition) bool {
+		return p.Running[1] > f.startTs
+	})
+	f.checkSink(t, 1, pos.Running[1], model.TsFromTime(time.Now()))
+}
+
+func TestFlushBarrierCapsCheckpoint(t *testing.T) {
+	c := newCluster(t)
+	start := time.Now().Add(-2 * time.Second)
+	f := newFeed(t, fastSource, model.TsFromTime(start))
+	barrier := model.TsFromTime(start.Add(time.Second))
+	f.create(c, barrier, 1)
+	startManager(t, c, nil)
+
+	c.waitPosition("table resolved past the barrier, flushed exactly to it", func(p model.TaskPosition) bool {
+		return p.Running[1] == barrier && p.ResolvedTs > barrier
+	})
+	f.checkSink(t, 1, barrier, barrier)
+
+	c.setBarrier(f, maxTs)
+	now := model.TsFromTime(time.Now())
+	pos := c.waitPosition("checkpoint follows the raised barrier", func(p model.TaskPosition) bool {
+		return p.Running[1] >= now
+	})
+	f.checkSink(t, 1, pos.Running[1], model.TsFromTime(time.Now()))
+}
+
+func TestDeleteOperationStopsAtBoundary(t *testing.T) {
+	c := newCluster(t)
+	f := newFeed(t, fastSource, pastTs(2*time.Second))
+	f.create(c, maxTs, 1, 2)
+	startManager(t, c, nil)
+	c.waitPosition("both tables running", func(p model.TaskPosition) bool {
+		return len(p.Running) == 2 && p.CheckpointTs > f.startTs
+	})
+
+	// Move table 1 away at a boundary a little in the future, the way the
+	// owner does: out of Tables, a delete operation in.
+	boundary := model.TsFromTime(time.Now().Add(300 * time.Millisecond))
+	task := c.task()
+	delete(task.Tables, 1)
+	task.Operations = map[model.TableID]*model.TableOperation{1: {Delete: true, IsMove: true, TargetCapture: "c2", BoundaryTs: boundary, Status: model.OperDispatched}}
+	c.setTask(task)
+	pos := c.waitPosition("table 1 reported stopped", func(p model.TaskPosition) bool {
+		_, ok := p.Stopped[1]
+		return ok
+	})
+	if pos.Stopped[1] != boundary {
+		t.Fatalf("table 1 stopped at %d, want exactly the boundary %d", pos.Stopped[1], boundary)
+	}
+	if _, running := pos.Running[1]; running || len(pos.Running) != 1 {
+		t.Fatalf("Running = %v after table 1 stopped", pos.Running)
+	}
+	// Table 2 keeps going well past the boundary; table 1's sink must hold
+	// exactly its rows up to the stop point and nothing after.
+	later := model.TsFromTime(time.Now().Add(200 * time.Millisecond))
+	c.waitPosition("table 2 past the boundary", func(p model.TaskPosition) bool { return p.Running[2] > later })
+	f.checkSink(t, 1, boundary, boundary)
+
+	// A delete whose boundary the table is already past stops it at once,
+	// at its checkpoint.
+	task = c.task()
+	delete(task.Tables, 2)
+	task.Operations[2] = &model.TableOperation{Delete: true, BoundaryTs: f.startTs + 1, Status: model.OperDispatched}
+	c.setTask(task)
+	pos = c.waitPosition("table 2 reported stopped", func(p model.TaskPosition) bool {
+		_, ok := p.Stopped[2]
+		return ok
+	})
+	if pos.Stopped[2] < later || len(pos.Running) != 0 {
+		t.Fatalf("table 2 stopped at %d (want >= %d), running %v", pos.Stopped[2], later, pos.Running)
+	}
+	f.checkSink(t, 2, pos.Stopped[2], pos.Stopped[2])
+
+	// The owner finishes the move of table 1: the operation goes, and so
+	// does the Stopped entry; then table 1 comes back from the boundary.
+	task = c.task()
+	delete(task.Operations, 1)
+	c.setTask(task)
+	c.waitPosition("Stopped forgets table 1", func(p model.TaskPosition) bool {
+		_, ok := p.Stopped[1]
+		return !ok && p.Stopped[2] != 0
+	})
+	task.Tables[1] = model.TableReplicaInfo{StartTs: boundary}
+	c.setTask(task)
+	now := model.TsFromTime(time.Now())
+	pos = c.waitPosition("table 1 runs again from the boundary", func(p model.TaskPosition) bool { return p.Running[1] > now })
+	f.checkSink(t, 1, pos.Running[1], model.TsFromTime(time.Now()))
+
+	// A table dropped from the task altogether stops at once and leaves
+	// the position.
+	c.setTask(model.TaskStatus{Tables: map[model.TableID]model.TableReplicaInfo{}})
+	c.waitPosition("every table gone", func(p model.TaskPosition) bool { return len(p.Running) == 0 && len(p.Stopped) == 0 })
+}
+
+func TestFencedCaptureResets(t *testing.T) {
+	c := newCluster(t)
+	f := newFeed(t, fastSource, pastTs(2*time.Second))
+	f.create(c, maxTs, 1, 2)
+	e := startManager(t, c, nil)
+	c.waitPosition("tables running", func(p model.TaskPosition) bool {
+		return len(p.Running) == 2 && p.CheckpointTs > f.startTs
+	})
+	inc1 := e.m.Incarnation()
+	before := e.probe.openedTables()
+
+	// The owner removes this incarnation.
+	c.owner(fsm.Op{Type: fsm.OpDelete, Key: model.CaptureKey(testCapture)})
+	var ci model.CaptureInfo
+	waitUntil(t, "the capture registers again", func() bool {
+		return c.get(model.CaptureKey(testCapture), &ci) && ci.Incarnation != inc1 && e.m.Incarnation() == ci.Incarnation
+	})
+	for i, pt := range before {
+		if !pt.closed.Load() {
+			t.Fatalf("table sink %d of the fenced incarnation is still open", i)
+		}
+	}
+	if got := e.fencedTotal(t); got != 1 {
+		t.Fatalf("raftcdc_processor_fenced_total = %v, want 1", got)
+	}
+	// A late write of the old incarnation is refused.
+	val, _ := json.Marshal(model.TaskPosition{CheckpointTs: maxTs})
+	res, err := c.Apply(context.Background(), fsm.Command{
+		Capture: &fsm.CaptureFence{ID: testCapture, Incarnation: inc1},
+		Ops:     []fsm.Op{{Type: fsm.OpPut, Key: model.TaskPositionKey(testFeed, testCapture), Value: val}},
+	})
+	if err != nil || !errors.Is(res.Error(), fsm.ErrFenced) {
+		t.Fatalf("old incarnation write: %v %v, want capture_fenced", err, res.Error())
+	}
+	// The task is still assigned, so the new incarnation runs it again.
+	now := model.TsFromTime(time.Now())
+	c.waitPosition("the new incarnation replicates", func(p model.TaskPosition) bool {
+		return len(p.Running) == 2 && p.CheckpointTs > now
+	})
+
+	// A write refused as fenced has the same effect as the record going.
+	inc2 := e.m.Incarnation()
+	c.setRefuse(func(cmd fsm.Command) *fsm.Error {
+		if cmd.Capture != nil && cmd.Capture.Incarnation == inc2 && len(cmd.Ops) > 0 {
+			return &fsm.Error{Code: fsm.CodeFenced, Message: "test"}
+		}
+		return nil
+	})
+	waitUntil(t, "reset after a fenced write", func() bool {
+		inc := e.m.Incarnation()
+		return inc != 0 && inc != inc2
+	})
+	c.setRefuse(nil)
+	if got := e.fencedTotal(t); got != 2 {
+		t.Fatalf("raftcdc_processor_fenced_total = %v, want 2", got)
+	}
+}
+
+func TestLocalQuorumFencePausesFlushes(t *testing.T) {
+	c := newCluster(t)
+	f := newFeed(t, fastSource, pastTs(2*time.Second))
+	f.create(c, maxTs, 1, 2)
+	e := startManager(t, c, nil)
+	c.waitPosition("tables running", func(p model.TaskPosition) bool {
+		return len(p.Running) == 2 && p.CheckpointTs > f.startTs
+	})
+
+	lost := time.Now().Add(-time.Hour)
+	e.q.lostAt.Store(&lost)
+	waitUntil(t, "sink writes paused with none in flight", e.m.gate.drained)
+	flushes := e.probe.flushes.Load()
+	// No table can flush now, so what they hold in memory is final; the
+	// report catches up with it and must then stay.
+	held := e.m.Processors()[0].CheckpointTs
+	paused := c.waitPosition("the report reaches the held checkpoint", func(p model.TaskPosition) bool { return p.CheckpointTs == held })
+	hold := time.Now().Add(10 * e.m.cfg.FlushInterval)
+	for time.Now().Before(hold) {
+		if n := e.probe.flushes.Load(); n != flushes {
+			t.Fatalf("%d flushes while locally fenced", n-flushes)
+		}
+		if pos, _ := c.position(); pos.CheckpointTs != paused.CheckpointTs {
+			t.Fatalf("checkpoint moved from %d to %d while locally fenced", paused.CheckpointTs, pos.CheckpointTs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if infos := e.m.Processors(); len(infos) != 1 || infos[0].State != StatePaused {
+		t.Fatalf("Processors() = %+v, want paused", infos)
+	}
+
+	probes := c.probeCount()
+	e.q.lostAt.Store(nil)
+	c.waitPosition("checkpoint moves again after quorum returns", func(p model.TaskPosition) bool {
+		return p.CheckpointTs > paused.CheckpointTs
+	})
+	if e.probe.flushes.Load() == flushes {
+		t.Fatal("checkpoint moved without a flush")
+	}
+	if c.probeCount() == probes {
+		t.Fatal("writes resumed without a fencing probe through the leader")
+	}
+	if got := e.fencedTotal(t); got != 0 {
+		t.Fatalf("raftcdc_processor_fenced_total = %v after a pause that was not a fence", got)
+	}
+}
+
+func TestSnapshotLostIsReported(t *testing.T) {
+	c := newCluster(t)
+	f := newFeed(t, fastSource+"&gc-life=1m", pastTs(time.Hour))
+	f.create(c, maxTs, 1)
+	e := startManager(t, c, nil)
+	pos := c.waitPosition("an error in the position", func(p model.TaskPosition) bool { return p.Error != nil })
+	if pos.Error.Code != CodeSnapshotLost || pos.Error.Addr != "127.0.0.1:8300" {
+		t.Fatalf("position error %+v, want %s from this capture", pos.Error, CodeSnapshotLost)
+	}
+	// The failed table still holds the changefeed back at its start.
+	if pos.Running[1] != f.startTs {
+		t.Fatalf("Running = %v, want table 1 held at %d", pos.Running, f.startTs)
+	}
+	if infos := e.m.Processors(); len(infos) != 1 || infos[0].State != StateError || infos[0].Tables[0].State != TableFailed {
+		t.Fatalf("Processors() = %+v", infos)
+	}
+}

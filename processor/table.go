@@ -1,0 +1,412 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink"
+	"github.com/raftcdc/raftcdc/source"
+	"github.com/rs/zerolog"
+)
+
+// TableState is where a table pipeline is in its life.
+type TableState string
+
+const (
+	// TableStarting: waiting for the changefeed's source and sink, or
+	// between attempts after an error.
+	TableStarting TableState = "starting"
+	// TableRunning: replicating.
+	TableRunning TableState = "running"
+	// TableStopping: a delete operation arrived; replicating up to its
+	// boundary ts.
+	TableStopping TableState = "stopping"
+	// TableStopped: flushed up to the boundary and closed.
+	TableStopped TableState = "stopped"
+	// TableFailed: gave up after an error that is reported in the position.
+	TableFailed TableState = "failed"
+)
+
+// pipeError says which side of the pipeline failed, so that the reported
+// error code points the operator at the right system.
+type pipeError struct {
+	code string
+	err  error
+}
+
+func (e *pipeError) Error() string { return e.err.Error() }
+func (e *pipeError) Unwrap() error { return e.err }
+
+func sourceErr(err error) error { return &pipeError{code: CodeSourceError, err: err} }
+func sinkErr(err error) error   { return &pipeError{code: CodeSinkError, err: err} }
+
+func errorCode(err error) string {
+	if errors.Is(err, source.ErrSnapshotLost) {
+		return CodeSnapshotLost
+	}
+	var pe *pipeError
+	if errors.As(err, &pe) {
+		return pe.code
+	}
+	return CodeSourceError
+}
+
+// tableEnv is what a table pipeline shares with its processor.
+type tableEnv struct {
+	cfg     Config
+	log     zerolog.Logger
+	gate    *gate
+	barrier *tsCell
+	// connectors blocks until the processor has opened its source and sink.
+	connectors func(ctx context.Context) (source.Source, sink.Sink, error)
+	// resolveName maps a table ID to the name the source and sink need.
+	resolveName func(ctx context.Context, id model.TableID) (model.TableName, error)
+	// flushed is told how many rows each flush made durable.
+	flushed func(n uint64)
+	// finished wakes the processor when a pipeline ends.
+	finished kick
+}
+
+// table is one table's pipeline: source subscription → sorter → table sink.
+type table struct {
+	id      model.TableID
+	startTs model.Ts
+	env     *tableEnv
+	log     zerolog.Logger
+	cancel  context.CancelFunc
+	done    chan struct{}
+	wake    kick // the boundary changed
+
+	mu          sync.Mutex
+	name        model.TableName
+	state       TableState
+	checkpoint  model.Ts // everything <= checkpoint is durable in the sink
+	resolved    model.Ts // the sorter has every row <= resolved
+	count       uint64   // rows flushed
+	hasBoundary bool
+	boundary    model.Ts
+	err         *model.RunningError
+}
+
+func newTable(id model.TableID, startTs model.Ts, env *tableEnv) *table {
+	return &table{
+		id:         id,
+		startTs:    startTs,
+		env:        env,
+		log:        env.log.With().Int64("table_id", id).Logger(),
+		done:       make(chan struct{}),
+		wake:       newKick(),
+		state:      TableStarting,
+		checkpoint: startTs,
+		resolved:   startTs,
+	}
+}
+
+// TableInfo is one table's progress, for the API.
+type TableInfo struct {
+	ID           model.TableID       `json:"id"`
+	Name         string              `json:"name,omitempty"`
+	State        TableState          `json:"state"`
+	StartTs      model.Ts            `json:"start_ts"`
+	CheckpointTs model.Ts            `json:"checkpoint_ts"`
+	ResolvedTs   model.Ts            `json:"resolved_ts"`
+	BoundaryTs   model.Ts            `json:"boundary_ts,omitempty"`
+	Count        uint64              `json:"count"`
+	Error        *model.RunningError `json:"error,omitempty"`
+}
+
+func (t *table) info() TableInfo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ti := TableInfo{ID: t.id, State: t.state, StartTs: t.startTs, CheckpointTs: t.checkpoint, ResolvedTs: t.resolved, Count: t.count, Error: t.err}
+	if t.name != (model.TableName{}) {
+		ti.Name = t.name.String()
+	}
+	if t.hasBoundary {
+		ti.BoundaryTs = t.boundary
+	}
+	return ti
+}
+
+func (t *table) finished() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// setBoundary hands the table a delete operation: replicate up to ts, then
+// stop.
+func (t *table) setBoundary(ts model.Ts) {
+	t.mu.Lock()
+	changed := !t.hasBoundary || t.boundary != ts
+	t.hasBoundary, t.boundary = true, ts
+	if t.state == TableRunning {
+		t.state = TableStopping
+	}
+	t.mu.Unlock()
+	if changed {
+		t.wake.poke()
+	}
+}
+
+// reachedBoundary reports whether a delete operation is done: the table is
+// durable up to its boundary (or was already past it when the operation came).
+func (t *table) reachedBoundary() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.hasBoundary && t.checkpoint >= t.boundary
+}
+
+func (t *table) setState(s TableState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s == TableRunning && t.hasBoundary {
+		s = TableStopping
+	}
+	t.state = s
+}
+
+func (t *table) progress() (checkpoint, resolved model.Ts) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.checkpoint, t.resolved
+}
+
+// flushTarget is how far the table may flush: what the sorter has released,
+// capped by the changefeed barrier and by a pending delete's boundary.
+func (t *table) flushTarget(resolved, barrier model.Ts) model.Ts {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	upto := min(resolved, barrier)
+	if t.hasBoundary {
+		upto = min(upto, t.boundary)
+	}
+	return upto
+}
+
+func (t *table) fail(err error) {
+	code := errorCode(err)
+	t.mu.Lock()
+	t.state = TableFailed
+	t.err = &model.RunningError{Code: code, Message: fmt.Sprintf("table %d: %v", t.id, err), Time: time.Now().UTC()}
+	cp := t.checkpoint
+	t.mu.Unlock()
+	t.log.Error().Err(err).Str("code", code).Uint64("checkpoint_ts", cp).Msg("table pipeline failed; reporting the error")
+}
+
+// run drives the pipeline until the table stops at its boundary, fails for
+// good, or ctx is cancelled. Any error tears the whole pipeline down and
+// restarts it from the checkpoint: after a failed Write or Flush the sink's
+// buffer is in an unknown state, and only the checkpoint is known durable.
+func (t *table) run(ctx context.Context) {
+	defer t.env.finished.poke()
+	defer close(t.done)
+
+	src, snk, err := t.env.connectors(ctx)
+	if err != nil {
+		return
+	}
+	bo := backoff{base: t.env.cfg.RetryBackoff, max: t.env.cfg.MaxRetryBackoff}
+	failures := 0
+	for {
+		if t.reachedBoundary() {
+			t.stop()
+			return
+		}
+		before, _ := t.progress()
+		err := t.runOnce(ctx, src, snk)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			t.stop()
+			return
+		}
+		if errors.Is(err, source.ErrSnapshotLost) {
+			t.fail(err)
+			return
+		}
+		if after, _ := t.progress(); after > before {
+			failures = 0
+			bo.reset()
+		}
+		failures++
+		if failures > t.env.cfg.MaxRetries {
+			t.fail(err)
+			return
+		}
+		t.setState(TableStarting)
+		wait := bo.next()
+		t.log.Warn().Err(err).Str("code", errorCode(err)).Int("attempt", failures).Dur("retry_in", wait).Msg("table pipeline error; restarting from the checkpoint")
+		if sleepCtx(ctx, wait) != nil {
+			return
+		}
+	}
+}
+
+func (t *table) stop() {
+	t.mu.Lock()
+	t.state = TableStopped
+	cp, b := t.checkpoint, t.boundary
+	t.mu.Unlock()
+	t.log.Info().Uint64("checkpoint_ts", cp).Uint64("boundary_ts", b).Msg("table stopped at its boundary")
+}
+
+// tsRun is a run of rows written to the sink with one commit ts; the queue of
+// them tells how many rows a flush made durable.
+type tsRun struct {
+	ts model.Ts
+	n  uint64
+}
+
+// runOnce is one attempt: open, subscribe from the checkpoint, replicate.
+// It returns nil once the table reached its boundary.
+func (t *table) runOnce(ctx context.Context, src source.Source, snk sink.Sink) (err error) {
+	name, err := t.env.resolveName(ctx, t.id)
+	if err != nil {
+		return sourceErr(err)
+	}
+	t.mu.Lock()
+	t.name = name
+	startTs := t.checkpoint
+	t.mu.Unlock()
+
+	ts, err := snk.OpenTable(ctx, name)
+	if err != nil {
+		return sinkErr(fmt.Errorf("opening table %s in the sink: %w", name, err))
+	}
+	// Closing drops whatever was written but not flushed, which is exactly
+	// what a stop, a fence or a restart from the checkpoint needs.
+	defer ts.Close()
+
+	sub, err := src.Subscribe(ctx, name, startTs)
+	if err != nil {
+		return sourceErr(fmt.Errorf("subscribing to table %s from ts %d: %w", name, startTs, err))
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	batches := make(chan source.Batch, 1)
+	readErr := make(chan error, 1)
+	readerDone := make(chan struct{})
+	// Next blocks; reading in its own goroutine lets the pipeline flush when
+	// the barrier moves even if the source is quiet.
+	go func() {
+		defer close(readerDone)
+		for {
+			b, err := sub.Next(rctx)
+			if err != nil {
+				readErr <- err
+				return
+			}
+			select {
+			case batches <- b:
+			case <-rctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		sub.Close()
+		<-readerDone
+	}()
+
+	t.setState(TableRunning)
+	t.log.Info().Str("table", name.String()).Uint64("start_ts", startTs).Msg("table pipeline started")
+
+	var (
+		pending    []model.RowChange // received, not yet released by a resolved ts
+		unflushed  []tsRun           // written to the sink, not yet flushed
+		resolved   = startTs         // released to the sink up to here
+		checkpoint = startTs
+	)
+	for {
+		barrier, barrierChanged := t.env.barrier.get()
+		if upto := t.flushTarget(resolved, barrier); upto > checkpoint {
+			leave, err := t.env.gate.enter(ctx)
+			if err != nil {
+				return err
+			}
+			err = ts.Flush(ctx, upto)
+			leave()
+			if err != nil {
+				return sinkErr(fmt.Errorf("flushing table %s up to %d: %w", name, upto, err))
+			}
+			var n uint64
+			for len(unflushed) > 0 && unflushed[0].ts <= upto {
+				n += unflushed[0].n
+				unflushed = unflushed[1:]
+			}
+			checkpoint = upto
+			t.mu.Lock()
+			t.checkpoint = upto
+			t.count += n
+			t.mu.Unlock()
+			t.env.flushed(n)
+		}
+		if t.reachedBoundary() {
+			return nil
+		}
+		select {
+		case b := <-batches:
+			for _, r := range b.Rows {
+				// Rows at or below what was already released would arrive out
+				// of order; the source promised there are none.
+				if r.CommitTs > resolved {
+					pending = append(pending, r)
+				}
+			}
+			if b.ResolvedTs <= resolved {
+				continue
+			}
+			slices.SortStableFunc(pending, func(a, b model.RowChange) int {
+				switch {
+				case a.CommitTs < b.CommitTs:
+					return -1
+				case a.CommitTs > b.CommitTs:
+					return 1
+				}
+				return 0
+			})
+			cut := sort.Search(len(pending), func(i int) bool { return pending[i].CommitTs > b.ResolvedTs })
+			if cut > 0 {
+				leave, err := t.env.gate.enter(ctx)
+				if err != nil {
+					return err
+				}
+				err = ts.Write(ctx, pending[:cut])
+				leave()
+				if err != nil {
+					return sinkErr(fmt.Errorf("writing %d rows of table %s: %w", cut, name, err))
+				}
+				for _, r := range pending[:cut] {
+					if k := len(unflushed) - 1; k >= 0 && unflushed[k].ts == r.CommitTs {
+						unflushed[k].n++
+					} else {
+						unflushed = append(unflushed, tsRun{ts: r.CommitTs, n: 1})
+					}
+				}
+				// Copy the rest so the released rows' memory can go.
+				pending = append([]model.RowChange(nil), pending[cut:]...)
+			}
+			resolved = b.ResolvedTs
+			t.mu.Lock()
+			t.resolved = max(t.resolved, resolved)
+			t.mu.Unlock()
+		case err := <-readErr:
+			return sourceErr(fmt.Errorf("reading table %s: %w", name, err))
+		case <-barrierChanged:
+		case <-t.wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
