@@ -941,3 +941,65 @@ func TestTickIsPure(t *testing.T) {
 		t.Fatal("expected work in this state")
 	}
 }
+
+// TestConcurrentAPIWriteWins: an admin job written between the owner's
+// snapshot and its command makes that changefeed's command fail instead of
+// being overwritten, without blocking the other changefeed; the next tick
+// carries the job out.
+func TestConcurrentAPIWriteWins(t *testing.T) {
+	w := newWorld(t)
+	w.capture("a", LivenessAlive)
+	for _, id := range []string{"cf1", "cf2"} {
+		w.info(model.ChangefeedInfo{ID: id, StartTs: 100})
+		w.status(id, initialized(100, 1))
+		w.task(id, "a", model.TaskStatus{Tables: replicas(1, 100)})
+		w.position(id, "a", model.TaskPosition{ResolvedTs: 200, Running: tsMap(1, 150)})
+	}
+	out := Tick(w.state(), w.inputs())
+	if len(out.Commands) != 2 {
+		t.Fatalf("want one command per changefeed, got %d", len(out.Commands))
+	}
+	w.info(model.ChangefeedInfo{ID: "cf1", StartTs: 100, AdminJob: model.AdminPause})
+	var codes []fsm.Code
+	for _, c := range out.Commands {
+		r := w.applyCmd(c)
+		if r.Err != nil {
+			codes = append(codes, r.Err.Code)
+		} else {
+			codes = append(codes, "ok")
+		}
+	}
+	if !reflect.DeepEqual(codes, []fsm.Code{fsm.CodePreconditionFailed, "ok"}) {
+		t.Fatalf("results = %v, want cf1 refused and cf2 applied", codes)
+	}
+	s := w.state()
+	if s.Changefeeds["cf1"].Info.AdminJob != model.AdminPause || s.Changefeeds["cf1"].Status.CheckpointTs != 100 {
+		t.Fatal("the refused command changed cf1")
+	}
+	if s.Changefeeds["cf2"].Status.CheckpointTs != 150 {
+		t.Fatalf("cf2 checkpoint = %d, want 150", s.Changefeeds["cf2"].Status.CheckpointTs)
+	}
+	w.tick()
+	if st := w.state().Changefeeds["cf1"].Info.State; st != model.StateStopped {
+		t.Fatalf("cf1 is %s after re-ticking, want stopped", st)
+	}
+}
+
+// TestDeposedOwnerCommandsAreRefused: commands built by an owner whose epoch
+// was superseded change nothing.
+func TestDeposedOwnerCommandsAreRefused(t *testing.T) {
+	w := newWorld(t)
+	w.capture("a", LivenessAlive)
+	w.info(model.ChangefeedInfo{ID: cf, StartTs: 100})
+	w.status(cf, initialized(100, 1, 2))
+	out := Tick(w.state(), w.inputs())
+	w.mustApply(fsm.Command{Kind: fsm.KindClaimOwner, NodeID: "usurper", UnixMilli: 1})
+	for _, c := range out.Commands {
+		if r := w.applyCmd(c); r.Err == nil || r.Err.Code != fsm.CodeStaleEpoch {
+			t.Fatalf("deposed owner's command: %v, want stale_owner_epoch", r.Err)
+		}
+	}
+	if got := assignment(w.state(), cf); len(got) != 0 {
+		t.Fatalf("deposed owner assigned tables: %v", got)
+	}
+}

@@ -62,7 +62,11 @@ func (w *world) applyCmd(c fsm.Command) *fsm.Result {
 	w.index++
 	idx := w.index
 	w.mu.Unlock()
-	return w.f.Apply(&raft.Log{Index: idx, Type: raft.LogCommand, Data: b}).(*fsm.Result)
+	return w.f.Apply(rawLog(idx, b)).(*fsm.Result)
+}
+
+func rawLog(index uint64, data []byte) *raft.Log {
+	return &raft.Log{Index: index, Type: raft.LogCommand, Data: data}
 }
 
 func (w *world) mustApply(c fsm.Command) *fsm.Result {
