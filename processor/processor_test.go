@@ -119,10 +119,10 @@ func TestDeleteOperationStopsAtBoundary(t *testing.T) {
 	})
 
 	// Move table 1 away at a boundary a little in the future, the way the
-	// owner does: out of Tables, a delete operation in.
+	// owner does: the table stays in Tables with a delete operation beside
+	// it until the processor reports it stopped.
 	boundary := model.TsFromTime(time.Now().Add(300 * time.Millisecond))
 	task := c.task()
-	delete(task.Tables, 1)
 	task.Operations = map[model.TableID]*model.TableOperation{1: {Delete: true, IsMove: true, TargetCapture: "c2", BoundaryTs: boundary, Status: model.OperDispatched}}
 	c.setTask(task)
 	pos := c.waitPosition("table 1 reported stopped", func(p model.TaskPosition) bool {
@@ -142,7 +142,8 @@ func TestDeleteOperationStopsAtBoundary(t *testing.T) {
 	f.checkSink(t, 1, boundary, boundary)
 
 	// A delete whose boundary the table is already past stops it at once,
-	// at its checkpoint.
+	// at its checkpoint. This one also leaves Tables at once, as TiCDC v4's
+	// owner did; the processor honours both forms.
 	task = c.task()
 	delete(task.Tables, 2)
 	task.Operations[2] = &model.TableOperation{Delete: true, BoundaryTs: f.startTs + 1, Status: model.OperDispatched}
@@ -156,9 +157,10 @@ func TestDeleteOperationStopsAtBoundary(t *testing.T) {
 	}
 	f.checkSink(t, 2, pos.Stopped[2], pos.Stopped[2])
 
-	// The owner finishes the move of table 1: the operation goes, and so
-	// does the Stopped entry; then table 1 comes back from the boundary.
+	// The owner finishes the move of table 1: table and operation go, and
+	// so does the Stopped entry; then table 1 comes back from the boundary.
 	task = c.task()
+	delete(task.Tables, 1)
 	delete(task.Operations, 1)
 	c.setTask(task)
 	c.waitPosition("Stopped forgets table 1", func(p model.TaskPosition) bool {
@@ -170,6 +172,23 @@ func TestDeleteOperationStopsAtBoundary(t *testing.T) {
 	now := model.TsFromTime(time.Now())
 	pos = c.waitPosition("table 1 runs again from the boundary", func(p model.TaskPosition) bool { return p.Running[1] > now })
 	f.checkSink(t, 1, pos.Running[1], model.TsFromTime(time.Now()))
+
+	// Assigned and deleted in one go, below its start: it never runs and
+	// reports its start ts as the stop point.
+	task = c.task()
+	task.Tables[3] = model.TableReplicaInfo{StartTs: now}
+	task.Operations[3] = &model.TableOperation{Delete: true, BoundaryTs: now - 1, Status: model.OperDispatched}
+	c.setTask(task)
+	pos = c.waitPosition("table 3 stopped at its start", func(p model.TaskPosition) bool {
+		_, ok := p.Stopped[3]
+		return ok
+	})
+	if _, running := pos.Running[3]; running || pos.Stopped[3] != now {
+		t.Fatalf("table 3: running %v, stopped at %d, want stopped at %d", pos.Running, pos.Stopped[3], now)
+	}
+	if rows := f.sinkRows(t, 3); len(rows) != 0 {
+		t.Fatalf("table 3 wrote %d rows", len(rows))
+	}
 
 	// A table dropped from the task altogether stops at once and leaves
 	// the position.
@@ -297,5 +316,51 @@ func TestSnapshotLostIsReported(t *testing.T) {
 	}
 	if infos := e.m.Processors(); len(infos) != 1 || infos[0].State != StateError || infos[0].Tables[0].State != TableFailed {
 		t.Fatalf("Processors() = %+v", infos)
+	}
+}
+
+func TestProcessorFollowsTaskAndChangefeedState(t *testing.T) {
+	c := newCluster(t)
+	f := newFeed(t, fastSource, pastTs(2*time.Second))
+	f.create(c, maxTs, 1)
+	e := startManager(t, c, nil)
+	c.waitPosition("table running", func(p model.TaskPosition) bool { return p.Running[1] > f.startTs })
+
+	// Paused by an operator: the processor stops and closes its tables.
+	var info model.ChangefeedInfo
+	c.get(model.ChangefeedInfoKey(testFeed), &info)
+	info.State = model.StateStopped
+	res, err := c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{put(t, model.ChangefeedInfoKey(testFeed), info)}})
+	if err != nil || res.Err != nil {
+		t.Fatal(err, res.Error())
+	}
+	waitUntil(t, "the processor stops", func() bool { return len(e.m.Processors()) == 0 })
+	for i, pt := range e.probe.openedTables() {
+		if !pt.closed.Load() {
+			t.Fatalf("table sink %d still open after pause", i)
+		}
+	}
+
+	// Resumed with a new epoch: it runs again.
+	info.State, info.Epoch = model.StateNormal, 2
+	res, err = c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{put(t, model.ChangefeedInfoKey(testFeed), info)}})
+	if err != nil || res.Err != nil {
+		t.Fatal(err, res.Error())
+	}
+	waitUntil(t, "the processor runs again", func() bool { return len(e.m.Processors()) == 1 })
+
+	// The owner takes the task away and cleans up: no late report may bring
+	// the position back.
+	c.owner(
+		fsm.Op{Type: fsm.OpDelete, Key: model.TaskStatusKey(testFeed, testCapture)},
+		fsm.Op{Type: fsm.OpDelete, Key: model.TaskPositionKey(testFeed, testCapture)},
+	)
+	waitUntil(t, "the processor stops", func() bool { return len(e.m.Processors()) == 0 })
+	hold := time.Now().Add(10 * e.m.cfg.FlushInterval)
+	for time.Now().Before(hold) {
+		if pos, ok := c.position(); ok {
+			t.Fatalf("position %+v written after the task was removed", pos)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

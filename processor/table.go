@@ -211,6 +211,12 @@ func (t *table) run(ctx context.Context) {
 	defer t.env.finished.poke()
 	defer close(t.done)
 
+	// A table assigned together with a delete it is already past needs no
+	// connectors at all; do not let a broken sink hold its stop up.
+	if t.reachedBoundary() {
+		t.stop()
+		return
+	}
 	src, snk, err := t.env.connectors(ctx)
 	if err != nil {
 		return
