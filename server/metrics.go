@@ -45,7 +45,7 @@ var (
 	descApplied     = prometheus.NewDesc("raftcdc_fsm_applied_index", "Raft index last applied to the state machine.", nil, nil)
 	descLastContact = prometheus.NewDesc("raftcdc_raft_last_contact_seconds", "Seconds since a follower last heard from the leader (0 on the leader).", nil, nil)
 	descMembers     = prometheus.NewDesc("raftcdc_gossip_members", "Gossip members by status.", []string{"status"}, nil)
-	descOwnerEpoch  = prometheus.NewDesc("raftcdc_owner_epoch", "Current owner epoch in the state machine.", nil, nil)
+	descOwnerEpoch  = prometheus.NewDesc("raftcdc_fsm_owner_epoch", "Owner epoch recorded in this replica of the state machine.", nil, nil)
 )
 
 func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {

@@ -27,6 +27,10 @@ type Options struct {
 	Setup func(i int, n *server.Node)
 	// Logger receives every node's logs; the default discards them.
 	Logger *zerolog.Logger
+	// NoCDC leaves out the owner, processors and changefeed API.
+	NoCDC bool
+	// CDC configures the CDC parts (zero values are the defaults).
+	CDC server.CDCOptions
 }
 
 // Cluster is a set of in-process nodes.
@@ -175,6 +179,9 @@ func (c *Cluster) startNode(i int) error {
 	node, err := server.New(cfg, log)
 	if err != nil {
 		return err
+	}
+	if !c.opts.NoCDC {
+		server.EnableCDC(node, c.opts.CDC)
 	}
 	if c.opts.Setup != nil {
 		c.opts.Setup(i, node)

@@ -24,6 +24,7 @@ func newServerCmd() *cobra.Command {
 		logFormat         string
 		clusterSecretFile string
 		shutdownTimeout   time.Duration
+		cdc               cdcOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -65,7 +66,7 @@ with --bootstrap-expect 3 and --join pointing at any other node.`,
 			if err != nil {
 				return usageError("%v", err)
 			}
-			if err := setupCDC(node, &cdcFlags, log); err != nil {
+			if err := cdc.enable(node); err != nil {
 				return usageError("%v", err)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -112,6 +113,6 @@ with --bootstrap-expect 3 and --join pointing at any other node.`,
 	f.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", cfg.ReconcileInterval, "leader's full membership reconcile period")
 	f.DurationVar(&cfg.DeadServerTimeout, "dead-server-timeout", 0, "remove voters dead this long (0 = never; removal is an operator decision)")
 	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a clean shutdown may take")
-	addCDCFlags(f)
+	cdc.addFlags(f)
 	return cmd
 }

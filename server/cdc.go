@@ -1,0 +1,135 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/raftcdc/raftcdc/api"
+	"github.com/raftcdc/raftcdc/connector"
+	"github.com/raftcdc/raftcdc/membership"
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/owner"
+	"github.com/raftcdc/raftcdc/processor"
+	"github.com/raftcdc/raftcdc/source"
+)
+
+// CDCOptions configure the change-data-capture parts of a node.
+type CDCOptions struct {
+	Owner     owner.Config
+	Processor processor.Config
+	// PoolOptions configure the sources and sinks (tests pass clocks).
+	PoolOptions []connector.PoolOption
+}
+
+// cdc is the CDC side of one node: the connector pool shared by the owner,
+// the processors and the API, so that all of them see one simulated upstream.
+type cdc struct {
+	n    *Node
+	pool *connector.Pool
+}
+
+// EnableCDC adds the owner (leader only), the processors (every node), the
+// GC mirror and the changefeed API to a node. Call before Start.
+func EnableCDC(n *Node, o CDCOptions) {
+	c := &cdc{n: n, pool: connector.NewPool(o.PoolOptions...)}
+	// One set of owner metrics per node, reused across leadership terms.
+	metrics, err := owner.NewMetrics(n.registry)
+	if err != nil {
+		n.log.Warn().Err(err).Msg("owner metrics unavailable")
+		metrics = nil
+	}
+	pokes := n.memberPoke()
+	n.OnAPI(func(h *api.Handler) { h.EnableCDC(c) })
+	n.OnLeader(func(ctx context.Context) error {
+		return owner.Run(ctx, owner.Deps{
+			NodeID:    n.ID(),
+			Proposer:  n,
+			State:     n.FSM(),
+			Members:   c,
+			Upstreams: c.pool,
+			Config:    o.Owner,
+			Logger:    n.log.With().Str("component", "owner").Logger(),
+			Metrics:      metrics,
+			MemberEvents: pokes,
+		})
+	})
+	n.OnNode(func(ctx context.Context) error {
+		pc := o.Processor
+		pc.CaptureID = n.ID()
+		pc.AdvertiseAddr = n.cfg.AdvertiseAPIAddr
+		pc.Version = n.cfg.Version
+		m := processor.NewManager(pc, n, n.FSM(), c.pool, n, n.log.With().Str("component", "processor").Logger(), n.registry)
+		return m.Run(ctx)
+	})
+	n.OnNode(c.mirrorGC)
+	n.onClose(func() error { return c.pool.Close() })
+}
+
+// Upstream implements api.CDC.
+func (c *cdc) Upstream(ctx context.Context, uri string) (source.Source, error) {
+	return c.pool.Source(ctx, uri)
+}
+
+// CaptureLiveness implements api.CDC.
+func (c *cdc) CaptureLiveness() map[string]string {
+	out := map[string]string{}
+	for _, m := range c.n.members.Members() {
+		s := string(m.Status)
+		if m.Status == membership.StatusAlive && m.Meta.Liveness == membership.LivenessDraining {
+			s = "draining"
+		}
+		out[m.Meta.ID] = s
+	}
+	return out
+}
+
+// Liveness implements owner.MembershipView.
+func (c *cdc) Liveness() map[model.CaptureID]owner.CaptureLiveness {
+	out := map[model.CaptureID]owner.CaptureLiveness{}
+	for id, s := range c.CaptureLiveness() {
+		out[id] = owner.CaptureLiveness(s)
+	}
+	return out
+}
+
+// mirrorGC copies the service GC safepoint the owner recorded in the FSM to
+// this node's sources. A real upstream keeps it in one place (PD); the
+// embedded datagen upstream lives in every process, so each node must be told.
+func (c *cdc) mirrorGC(ctx context.Context) error {
+	ch, cancel := c.n.FSM().Watch(model.PrefixGC, 16)
+	defer cancel()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		kvs, err := c.n.FSM().List(model.PrefixGC)
+		if err == nil {
+			for _, kv := range kvs {
+				var g model.GCSafepoint
+				if json.Unmarshal(kv.Value, &g) != nil || g.SourceURI == "" {
+					continue
+				}
+				src, err := c.pool.Source(ctx, g.SourceURI)
+				if err != nil {
+					continue
+				}
+				ttl := 24 * time.Hour
+				if g.Safepoint == 0 {
+					ttl = 0
+				}
+				if _, err := src.UpdateServiceGCSafepoint(ctx, g.ServiceID, ttl, g.Safepoint); err != nil {
+					c.n.log.Warn().Err(err).Str("source_uri", g.SourceURI).Msg("mirroring the GC safepoint")
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-ch:
+			if !ok {
+				return nil
+			}
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,289 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/raftcdc/raftcdc/api"
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/testcluster"
+	"github.com/raftcdc/raftcdc/verify"
+)
+
+// feedCluster is a three-node cluster with the helpers the changefeed
+// scenarios share.
+type feedCluster struct {
+	*testcluster.Cluster
+	t *testing.T
+}
+
+func makeFeedCluster(t *testing.T) *feedCluster {
+	c := testcluster.MakeCluster(t, 3, testcluster.Options{})
+	c.WaitForLeader(10 * time.Second)
+	return &feedCluster{Cluster: c, t: t}
+}
+
+// call sends a JSON request to the first running node (or node i >= 0).
+func (c *feedCluster) call(i int, method, path string, body any, out any) (int, string) {
+	c.t.Helper()
+	if i < 0 {
+		i = c.Up()[0]
+	}
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, "http://"+c.APIAddr(i)+path, rd)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(b, out); err != nil {
+			c.t.Fatalf("decoding %s: %v: %s", path, err, b)
+		}
+	}
+	return resp.StatusCode, string(b)
+}
+
+func (c *feedCluster) create(req api.ChangefeedRequest) {
+	c.t.Helper()
+	if code, body := c.call(-1, http.MethodPost, "/api/v1/changefeeds", req, nil); code != http.StatusCreated {
+		c.t.Fatalf("create: %d %s", code, body)
+	}
+}
+
+func (c *feedCluster) detail(id string) api.ChangefeedDetail {
+	c.t.Helper()
+	var d api.ChangefeedDetail
+	if code, body := c.call(-1, http.MethodGet, "/api/v1/changefeeds/"+id+"?consistent=true", nil, &d); code != http.StatusOK {
+		c.t.Fatalf("query: %d %s", code, body)
+	}
+	return d
+}
+
+func checkpoint(d api.ChangefeedDetail) model.Ts {
+	if d.Status == nil {
+		return 0
+	}
+	return d.Status.CheckpointTs
+}
+
+func (c *feedCluster) waitCheckpointAbove(id string, ts model.Ts, timeout time.Duration) model.Ts {
+	c.t.Helper()
+	var cp model.Ts
+	testcluster.WaitFor(c.t, timeout, fmt.Sprintf("checkpoint of %s above %d", id, ts), func() bool {
+		cp = checkpoint(c.detail(id))
+		return cp > ts
+	})
+	return cp
+}
+
+func (c *feedCluster) waitState(id string, state model.FeedState, timeout time.Duration) {
+	c.t.Helper()
+	testcluster.WaitFor(c.t, timeout, fmt.Sprintf("%s to be %s", id, state), func() bool {
+		d := c.detail(id)
+		return d.Info.State == state && d.Info.AdminJob == ""
+	})
+}
+
+// assignments maps table → captures running it, from the task statuses.
+func assignments(d api.ChangefeedDetail) map[model.TableID][]string {
+	out := map[model.TableID][]string{}
+	for capture, ts := range d.Tasks {
+		for table := range ts.Tables {
+			out[table] = append(out[table], capture)
+		}
+	}
+	return out
+}
+
+// waitAllAssignedOnce waits until every table of the changefeed is assigned
+// to exactly one of the given captures, balanced within one across all of
+// them, and returns the per-capture counts.
+func (c *feedCluster) waitAllAssignedOnce(id string, tables int, captures []string, timeout time.Duration) map[string]int {
+	c.t.Helper()
+	allowed := map[string]bool{}
+	for _, cp := range captures {
+		allowed[cp] = true
+	}
+	var counts map[string]int
+	testcluster.WaitFor(c.t, timeout, "every table on exactly one live capture", func() bool {
+		d := c.detail(id)
+		a := assignments(d)
+		if len(a) != tables {
+			return false
+		}
+		counts = map[string]int{}
+		for _, cs := range a {
+			if len(cs) != 1 || !allowed[cs[0]] {
+				return false
+			}
+			counts[cs[0]]++
+		}
+		// Balanced within one over every allowed capture.
+		min, max := tables, 0
+		for cp := range allowed {
+			n := counts[cp]
+			if n < min {
+				min = n
+			}
+			if n > max {
+				max = n
+			}
+		}
+		return max-min <= 1
+	})
+	return counts
+}
+
+func (c *feedCluster) verify(src, dir string, start, cp model.Ts) {
+	c.t.Helper()
+	rep, err := verify.Run(context.Background(), verify.Params{SourceURI: src, SinkDir: dir, StartTs: start, CheckpointTs: cp})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if !rep.OK() {
+		c.t.Fatalf("verification failed:\n%s", rep.String())
+	}
+	if rep.Expected == 0 {
+		c.t.Fatal("verification covered no rows")
+	}
+	c.t.Logf("verified %d rows up to %d (%d duplicates)", rep.Expected, cp, rep.Duplicates)
+}
+
+func nodeIDs(c *testcluster.Cluster, idx ...int) []string {
+	var out []string
+	for _, i := range idx {
+		out = append(out, c.NodeID(i))
+	}
+	return out
+}
+
+const feedSource = "datagen://?tables=12&rate=40"
+
+func TestChangefeedBalancedPauseResumeRemove(t *testing.T) {
+	c := makeFeedCluster(t)
+	dir := t.TempDir()
+	start := model.TsFromTime(time.Now().Add(-2 * time.Second))
+	c.create(api.ChangefeedRequest{ID: "orders", SourceURI: feedSource, SinkURI: "file://" + dir, StartTs: start})
+	counts := c.waitAllAssignedOnce("orders", 12, nodeIDs(c.Cluster, 0, 1, 2), 20*time.Second)
+	if len(counts) != 3 {
+		t.Fatalf("tables placed on %d captures, want 3: %v", len(counts), counts)
+	}
+	for capture, n := range counts {
+		if n < 3 || n > 5 {
+			t.Errorf("capture %s runs %d tables; 12 over 3 must be balanced within one", capture, n)
+		}
+	}
+	cp := c.waitCheckpointAbove("orders", start, 20*time.Second)
+	c.verify(feedSource, dir, start, cp)
+
+	// Pause: the checkpoint stops moving, the tasks are gone.
+	if code, body := c.call(-1, http.MethodPost, "/api/v1/changefeeds/orders/pause", nil, nil); code != http.StatusAccepted {
+		t.Fatalf("pause: %d %s", code, body)
+	}
+	c.waitState("orders", model.StateStopped, 10*time.Second)
+	paused := checkpoint(c.detail("orders"))
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		d := c.detail("orders")
+		if checkpoint(d) != paused || len(d.Tasks) != 0 {
+			t.Fatalf("paused changefeed moved: checkpoint %d → %d, %d tasks", paused, checkpoint(d), len(d.Tasks))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Resume continues from where it stopped.
+	if code, body := c.call(-1, http.MethodPost, "/api/v1/changefeeds/orders/resume", nil, nil); code != http.StatusAccepted {
+		t.Fatalf("resume: %d %s", code, body)
+	}
+	cp = c.waitCheckpointAbove("orders", paused+1, 20*time.Second)
+	c.verify(feedSource, dir, start, cp)
+
+	// Remove cleans every key but the tombstone.
+	if code, body := c.call(-1, http.MethodDelete, "/api/v1/changefeeds/orders", nil, nil); code != http.StatusAccepted {
+		t.Fatalf("remove: %d %s", code, body)
+	}
+	c.waitState("orders", model.StateRemoved, 10*time.Second)
+	testcluster.WaitFor(t, 10*time.Second, "every key of the removed changefeed gone", func() bool {
+		for _, prefix := range []string{model.ChangefeedStatusKey("orders"), model.TaskStatusPrefix("orders"), model.TaskPositionPrefix("orders"), model.TaskWorkloadPrefix("orders")} {
+			kvs, _ := c.Node(c.Up()[0]).FSM().List(prefix)
+			if len(kvs) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestChangefeedSurvivesFollowerAndLeaderDeath(t *testing.T) {
+	c := makeFeedCluster(t)
+	dir := t.TempDir()
+	start := model.TsFromTime(time.Now().Add(-time.Second))
+	c.create(api.ChangefeedRequest{ID: "survive", SourceURI: feedSource, SinkURI: "file://" + dir, StartTs: start})
+	c.waitAllAssignedOnce("survive", 12, nodeIDs(c.Cluster, 0, 1, 2), 20*time.Second)
+	cp := c.waitCheckpointAbove("survive", start, 20*time.Second)
+
+	// A follower dies: its tables move to the two others.
+	leader := c.WaitForLeader(10 * time.Second)
+	follower := (leader + 1) % 3
+	c.KillNode(follower)
+	others := []int{leader, (leader + 2) % 3}
+	c.waitAllAssignedOnce("survive", 12, nodeIDs(c.Cluster, others...), 30*time.Second)
+	cp = c.waitCheckpointAbove("survive", cp, 20*time.Second)
+	c.verify(feedSource, filepath.Clean(dir), start, cp)
+
+	// The leader dies: a new owner takes over, every table runs exactly once.
+	c.RestartNode(follower)
+	c.KillNode(leader)
+	newLeader := c.WaitForLeader(15*time.Second, follower, (leader+2)%3)
+	if newLeader == leader {
+		t.Fatal("no new leader")
+	}
+	c.waitAllAssignedOnce("survive", 12, nodeIDs(c.Cluster, follower, (leader+2)%3), 30*time.Second)
+	cp = c.waitCheckpointAbove("survive", cp, 20*time.Second)
+	c.verify(feedSource, dir, start, cp)
+}
+
+func TestChangefeedFullClusterRestartAndTargetTs(t *testing.T) {
+	c := makeFeedCluster(t)
+	dir, dir2 := t.TempDir(), t.TempDir()
+	start := model.TsFromTime(time.Now().Add(-time.Second))
+	c.create(api.ChangefeedRequest{ID: "restart", SourceURI: feedSource, SinkURI: "file://" + dir, StartTs: start})
+	target := model.TsFromTime(time.Now().Add(2 * time.Second))
+	c.create(api.ChangefeedRequest{ID: "bounded", SourceURI: "datagen://?tables=3&rate=20", SinkURI: "file://" + dir2, StartTs: start, TargetTs: target})
+	cp := c.waitCheckpointAbove("restart", start, 20*time.Second)
+
+	// A changefeed with a target ts finishes there, with every row up to it.
+	c.waitState("bounded", model.StateFinished, 30*time.Second)
+	if got := checkpoint(c.detail("bounded")); got < target {
+		t.Fatalf("finished at %d, before the target %d", got, target)
+	}
+	c.verify("datagen://?tables=3&rate=20", dir2, start, target)
+
+	// Everything stops; everything starts again; the checkpoint resumes from
+	// where it was and never goes back.
+	for i := 0; i < 3; i++ {
+		c.KillNode(i)
+	}
+	for i := 0; i < 3; i++ {
+		go c.RestartNode(i)
+	}
+	testcluster.WaitFor(t, 30*time.Second, "all three nodes back", func() bool { return len(c.Up()) == 3 })
+	c.WaitForLeader(20 * time.Second)
+	if got := checkpoint(c.detail("restart")); got < cp {
+		t.Fatalf("checkpoint went back from %d to %d across the restart", cp, got)
+	}
+	cp = c.waitCheckpointAbove("restart", cp, 30*time.Second)
+	c.verify(feedSource, dir, start, cp)
+}
