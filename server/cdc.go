@@ -43,13 +43,13 @@ func EnableCDC(n *Node, o CDCOptions) {
 	n.OnAPI(func(h *api.Handler) { h.EnableCDC(c) })
 	n.OnLeader(func(ctx context.Context) error {
 		return owner.Run(ctx, owner.Deps{
-			NodeID:    n.ID(),
-			Proposer:  n,
-			State:     n.FSM(),
-			Members:   c,
-			Upstreams: c.pool,
-			Config:    o.Owner,
-			Logger:    n.log.With().Str("component", "owner").Logger(),
+			NodeID:       n.ID(),
+			Proposer:     n,
+			State:        n.FSM(),
+			Members:      c,
+			Upstreams:    c.pool,
+			Config:       o.Owner,
+			Logger:       n.log.With().Str("component", "owner").Logger(),
 			Metrics:      metrics,
 			MemberEvents: pokes,
 		})

@@ -311,3 +311,60 @@ func TestMismatchedBootstrapExpectIsRefused(t *testing.T) {
 		t.Fatal("mismatched nodes formed a cluster")
 	}
 }
+
+func TestRestartWithNewRaftAddressUpdatesConfiguration(t *testing.T) {
+	c := testcluster.MakeCluster(t, 3, testcluster.Options{NoCDC: true})
+	leader := c.WaitForLeader(10 * time.Second)
+	moved := (leader + 1) % 3
+	c.KillNode(moved)
+	newAddr := c.MoveRaftAddr(moved)
+	c.RestartNode(moved)
+	testcluster.WaitFor(t, 20*time.Second, "the leader to update the moved node's address", func() bool {
+		l := c.WaitForLeader(10 * time.Second)
+		ms, err := c.Node(l).ClusterMembers()
+		if err != nil {
+			return false
+		}
+		for _, m := range ms {
+			if m.ID == c.NodeID(moved) {
+				return m.RaftAddr == newAddr && m.Suffrage == "voter"
+			}
+		}
+		return false
+	})
+	put(t, c, c.WaitForLeader(10*time.Second), "after-move", 1)
+	c.EnsureSame(model.PrefixUser, 10*time.Second)
+}
+
+func TestInternalEndpointsNeedTheClusterSecret(t *testing.T) {
+	c := testcluster.MakeCluster(t, 1, testcluster.Options{NoCDC: true, Configure: func(_ int, cfg *server.Config) { cfg.ClusterSecret = "s3cret" }})
+	c.WaitForLeader(10 * time.Second)
+	body := []byte(`{"v":2,"kind":"txn","ops":[{"type":"put","key":"/kv/x","value":1}]}`)
+	for _, secret := range []string{"", "wrong"} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+c.APIAddr(0)+"/internal/v1/apply", bytes.NewReader(body))
+		if secret != "" {
+			req.Header.Set("X-Raftcdc-Cluster-Secret", secret)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("secret %q: %s, want 401", secret, resp.Status)
+		}
+	}
+	if _, ok := get(c, 0, "x"); ok {
+		t.Fatal("an unauthenticated internal write was applied")
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+c.APIAddr(0)+"/internal/v1/apply", bytes.NewReader(body))
+	req.Header.Set("X-Raftcdc-Cluster-Secret", "s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("with the secret: %s", resp.Status)
+	}
+}

@@ -444,3 +444,18 @@ func randPerm(n int) []int {
 	}
 	return p
 }
+
+// MoveRaftAddr gives stopped node i a new Raft port, as if it came back on
+// another address, and returns the new address.
+func (c *Cluster) MoveRaftAddr(i int) string {
+	c.t.Helper()
+	addr := "127.0.0.1:" + strconv.Itoa(FreePorts(c.t, 1)[0])
+	c.mu.Lock()
+	c.cfgs[i].RaftAddr = addr
+	c.cfgs[i].AdvertiseRaftAddr = ""
+	c.mu.Unlock()
+	c.net.mu.Lock()
+	c.net.addrs[c.cfgs[i].NodeID] = addr
+	c.net.mu.Unlock()
+	return addr
+}
