@@ -1,0 +1,297 @@
+//go:build bench
+
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/raftcdc/raftcdc/integration"
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/source/datagen"
+)
+
+var (
+	steadyDuration = flag.Duration("steady-duration", 60*time.Second, "steady: sampling time")
+	cdcKills       = flag.Int("cdc-kills", 10, "cdc failover: kills of each kind")
+	bigTables      = flag.Int("big-tables", 10000, "big: tables of the large changefeed")
+)
+
+type feedDetail struct {
+	Info struct {
+		State string `json:"state"`
+	} `json:"info"`
+	Status *struct {
+		CheckpointTs uint64 `json:"checkpoint_ts"`
+		Tables       []any  `json:"tables"`
+	} `json:"status"`
+	Tasks map[string]struct {
+		Tables map[string]any `json:"tables"`
+	} `json:"tasks"`
+	Positions map[string]struct {
+		Running map[string]uint64 `json:"running"`
+	} `json:"positions"`
+	Count uint64 `json:"rows_written"`
+}
+
+func getFeed(c *integration.Cluster, i int, id string) (feedDetail, error) {
+	var d feedDetail
+	err := c.GetJSON(i, "/api/v1/changefeeds/"+id, &d)
+	return d, err
+}
+
+func anyFeed(c *integration.Cluster, id string) (feedDetail, error) {
+	var last error
+	for i := range c.Procs {
+		if c.Running(i) {
+			d, err := getFeed(c, i, id)
+			if err == nil {
+				return d, nil
+			}
+			last = err
+		}
+	}
+	return feedDetail{}, last
+}
+
+func createFeed(t *testing.T, c *integration.Cluster, body map[string]any) {
+	t.Helper()
+	integration.WaitFor(t, 30*time.Second, "changefeed created", func() bool {
+		for i := range c.Procs {
+			if !c.Running(i) {
+				continue
+			}
+			code, b, err := c.Do(i, http.MethodPost, "/api/v1/changefeeds", body)
+			if err == nil && code == http.StatusCreated {
+				return true
+			}
+			if err == nil && code != http.StatusServiceUnavailable {
+				t.Fatalf("create: %d %s", code, b)
+			}
+		}
+		return false
+	})
+}
+
+func cpOf(d feedDetail) uint64 {
+	if d.Status == nil {
+		return 0
+	}
+	return d.Status.CheckpointTs
+}
+
+// TestBenchThroughput compares one node replicating datagen → blackhole with
+// datagen generating alone, in the same run, on the same history.
+func TestBenchThroughput(t *testing.T) {
+	const uri = "datagen://?tables=8&rate=20000"
+	window := 8 * time.Second
+	history := 150 * time.Second
+	bin := buildBinary(t)
+
+	alone := func() float64 {
+		src, err := datagen.Open(uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), window)
+		defer cancel()
+		start := model.TsFromTime(time.Now().Add(-history))
+		tables, _ := src.Tables(ctx)
+		counts := make(chan uint64, len(tables))
+		t0 := time.Now()
+		for _, tb := range tables {
+			go func(tb model.TableName) {
+				var n uint64
+				sub, err := src.Subscribe(ctx, tb, start)
+				if err != nil {
+					counts <- 0
+					return
+				}
+				defer sub.Close()
+				for {
+					b, err := sub.Next(ctx)
+					if err != nil {
+						counts <- n
+						return
+					}
+					n += uint64(len(b.Rows))
+				}
+			}(tb)
+		}
+		var total uint64
+		for range tables {
+			total += <-counts
+		}
+		return float64(total) / time.Since(t0).Seconds()
+	}
+
+	cluster := func(round int) float64 {
+		c := integration.StartCluster(t, bin, 1, integration.ClusterOptions{ExtraArgs: []string{"--log-level", "warn"}})
+		defer c.StopAll()
+		c.WaitForLeader(30 * time.Second)
+		id := fmt.Sprintf("tp%d", round)
+		createFeed(t, c, map[string]any{"id": id, "source_uri": uri, "sink_uri": "blackhole://", "start_ts": model.TsFromTime(time.Now().Add(-history))})
+		integration.WaitFor(t, 30*time.Second, "rows flowing", func() bool {
+			d, err := getFeed(c, 0, id)
+			return err == nil && d.Count > 0
+		})
+		d0, _ := getFeed(c, 0, id)
+		t0 := time.Now()
+		time.Sleep(window) // a measurement window, not a wait for a condition
+		d1, _ := getFeed(c, 0, id)
+		return float64(d1.Count-d0.Count) / time.Since(t0).Seconds()
+	}
+
+	var a, b []float64
+	for round := 0; round < 2; round++ {
+		a = append(a, alone())
+		b = append(b, cluster(round))
+		t.Logf("round %d: datagen alone %.0f rows/s, one node → blackhole %.0f rows/s", round, a[round], b[round])
+	}
+	sa, sb := a[0]+a[1], b[0]+b[1]
+	fmt.Printf("RESULT throughput datagen-alone=%.0f rows/s node=%.0f rows/s ratio=%.2f\n", sa/2, sb/2, sb/sa)
+}
+
+func scrapeMetric(c *integration.Cluster, i int, name string) map[string]float64 {
+	resp, err := http.Get("http://" + c.Procs[i].API + "/metrics")
+	out := map[string]float64{}
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, name) {
+			f := strings.Fields(line)
+			if len(f) == 2 {
+				v, _ := strconv.ParseFloat(f[1], 64)
+				out[f[0]] = v
+			}
+		}
+	}
+	return out
+}
+
+// TestBenchSteady samples the checkpoint lag of a 1,000-table changefeed at
+// 20,000 rows/s over three nodes.
+func TestBenchSteady(t *testing.T) {
+	c := integration.StartCluster(t, buildBinary(t), 3, integration.ClusterOptions{ExtraArgs: []string{"--log-level", "warn"}})
+	c.WaitForLeader(30 * time.Second)
+	createFeed(t, c, map[string]any{"id": "steady", "source_uri": "datagen://?tables=1000&rate=20", "sink_uri": "blackhole://"})
+	start := time.Now()
+	integration.WaitFor(t, 120*time.Second, "every table replicating", func() bool {
+		d, err := anyFeed(c, "steady")
+		return err == nil && cpOf(d) > model.TsFromTime(start)
+	})
+	t.Logf("all 1000 tables replicating after %v", time.Since(start))
+	// Let the initial rebalancing settle before sampling.
+	time.Sleep(10 * time.Second)
+	var lags []time.Duration
+	end := time.Now().Add(*steadyDuration)
+	for time.Now().Before(end) {
+		d, err := anyFeed(c, "steady")
+		if err == nil && cpOf(d) != 0 {
+			lags = append(lags, time.Since(model.TsTime(cpOf(d))))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fmt.Printf("RESULT steady tables=1000 rows/s=20000 samples=%d lag_p50=%v lag_p99=%v lag_max=%v\n", len(lags),
+		percentile(lags, 0.5).Round(time.Millisecond), percentile(lags, 0.99).Round(time.Millisecond), percentile(lags, 1).Round(time.Millisecond))
+}
+
+// TestBenchCDCFailover measures kill -9 of the leader → checkpoint advancing
+// again, and kill -9 of a follower → its tables replicating elsewhere.
+func TestBenchCDCFailover(t *testing.T) {
+	c := integration.StartCluster(t, buildBinary(t), 3, integration.ClusterOptions{ExtraArgs: []string{"--log-level", "warn"}})
+	c.WaitForLeader(30 * time.Second)
+	createFeed(t, c, map[string]any{"id": "fo", "source_uri": "datagen://?tables=32&rate=50", "sink_uri": "blackhole://"})
+	integration.WaitFor(t, 60*time.Second, "replicating", func() bool {
+		d, err := anyFeed(c, "fo")
+		return err == nil && cpOf(d) > model.TsFromTime(time.Now().Add(-2*time.Second))
+	})
+	measure := func(kind string, victim func() int) []time.Duration {
+		var out []time.Duration
+		for k := 0; k < *cdcKills; k++ {
+			// Start from a settled state: every node up and the checkpoint fresh.
+			integration.WaitFor(t, 60*time.Second, "settled", func() bool {
+				d, err := anyFeed(c, "fo")
+				return err == nil && cpOf(d) > model.TsFromTime(time.Now().Add(-time.Second)) && len(d.Tasks) == 3
+			})
+			v := victim()
+			d, _ := anyFeed(c, "fo")
+			before := cpOf(d)
+			var onVictim int
+			if task, ok := d.Tasks[c.Procs[v].ID]; ok {
+				onVictim = len(task.Tables)
+			}
+			c.Kill(v, syscall.SIGKILL)
+			t0 := time.Now()
+			integration.WaitFor(t, 60*time.Second, "checkpoint advancing with the victim's tables elsewhere", func() bool {
+				d, err := anyFeed(c, "fo")
+				if err != nil || cpOf(d) <= before {
+					return false
+				}
+				_, still := d.Tasks[c.Procs[v].ID]
+				return !still || onVictim == 0
+			})
+			out = append(out, time.Since(t0))
+			t.Logf("%s kill %d (%s, %d tables): %v", kind, k+1, c.Procs[v].ID, onVictim, time.Since(t0).Round(time.Millisecond))
+			c.Restart(v)
+			integration.WaitFor(t, 30*time.Second, "restarted node ready", func() bool {
+				code, _, err := c.Do(v, http.MethodGet, "/readyz", nil)
+				return err == nil && code == http.StatusOK
+			})
+		}
+		return out
+	}
+	leaderTimes := measure("leader", func() int { return c.WaitForLeader(30 * time.Second) })
+	followerTimes := measure("follower", func() int { return (c.WaitForLeader(30*time.Second) + 1) % 3 })
+	fmt.Printf("RESULT cdc-failover leader kills=%d p50=%v max=%v\n", len(leaderTimes), percentile(leaderTimes, 0.5).Round(time.Millisecond), percentile(leaderTimes, 1).Round(time.Millisecond))
+	fmt.Printf("RESULT cdc-failover follower kills=%d p50=%v max=%v\n", len(followerTimes), percentile(followerTimes, 0.5).Round(time.Millisecond), percentile(followerTimes, 1).Round(time.Millisecond))
+}
+
+// TestBenchBigChangefeed creates a 10,000-table changefeed and measures the
+// time until every table replicates, the state machine's size, and the
+// owner's tick time.
+func TestBenchBigChangefeed(t *testing.T) {
+	c := integration.StartCluster(t, buildBinary(t), 3, integration.ClusterOptions{ExtraArgs: []string{"--log-level", "warn"}})
+	leader := c.WaitForLeader(30 * time.Second)
+	t0 := time.Now()
+	createFeed(t, c, map[string]any{"id": "big", "source_uri": fmt.Sprintf("datagen://?tables=%d&rate=0.5", *bigTables), "sink_uri": "blackhole://"})
+	var all time.Duration
+	integration.WaitFor(t, 300*time.Second, "every table replicating", func() bool {
+		d, err := getFeed(c, leader, "big")
+		if err != nil || cpOf(d) <= model.TsFromTime(t0) {
+			return false
+		}
+		all = time.Since(t0)
+		return true
+	})
+	time.Sleep(5 * time.Second) // a few more owner ticks for the tick-time histogram
+	m := scrapeMetric(c, leader, "raftcdc_owner_tick_duration_seconds")
+	tickAvg := m["raftcdc_owner_tick_duration_seconds_sum"] / m["raftcdc_owner_tick_duration_seconds_count"]
+	var fsmSize int64
+	if st, err := os.Stat(filepath.Join(c.Procs[leader].DataDir, "fsm.db")); err == nil {
+		fsmSize = st.Size()
+	}
+	var keys struct {
+		Members json.RawMessage `json:"members"`
+	}
+	_ = keys
+	fmt.Printf("RESULT big tables=%d all_replicating_after=%v fsm_file=%.1fMiB owner_tick_avg=%v ticks=%.0f\n",
+		*bigTables, all.Round(time.Millisecond), float64(fsmSize)/(1<<20), time.Duration(tickAvg*float64(time.Second)).Round(time.Microsecond), m["raftcdc_owner_tick_duration_seconds_count"])
+}
