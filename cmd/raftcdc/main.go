@@ -3,10 +3,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
 
+	"github.com/raftcdc/raftcdc/ctl"
 	"github.com/spf13/cobra"
 )
 
@@ -27,6 +31,10 @@ func usageError(format string, args ...any) error {
 }
 
 func main() {
+	os.Exit(runCLI(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "raftcdc",
 		Short:         "A change-data-capture cluster in one binary",
@@ -41,14 +49,32 @@ func main() {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError("%v\nRun '%s --help' for usage.", err, c.CommandPath())
 	})
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "Error:", err)
+	groupCommand(root)
+	return root
+}
+
+// runCLI runs the command line with the given arguments and streams and
+// returns the exit status: 0 ok, 1 error, 2 usage. Tests call it in-process.
+func runCLI(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(stderr, "Error:", err)
+		if hint := ctl.Hint(err); hint != "" {
+			fmt.Fprintln(stderr, "Hint:", hint)
+		}
 		var ec *exitCode
 		if errors.As(err, &ec) {
-			os.Exit(ec.code)
+			return ec.code
 		}
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // extraCommands are added by the other files of this package (ctl, tools).

@@ -1,0 +1,452 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftcdc/raftcdc/api"
+	"github.com/raftcdc/raftcdc/ctl"
+	"github.com/raftcdc/raftcdc/ctl/ctltest"
+	"github.com/raftcdc/raftcdc/model"
+)
+
+// The tests in this file run ctl against the real API handler over a real
+// state machine filled with fixed fixture data (ctltest), so the output is
+// deterministic and can be compared with golden files byte for byte, apart
+// from lags and ports.
+
+func TestCtlGoldenReads(t *testing.T) {
+	s := ctltest.NewServer(t, nil)
+	fixture(t, s)
+	cases := []struct {
+		name string
+		args []string
+	}{
+		{"changefeed-list", []string{"changefeed", "list"}},
+		{"changefeed-list-all", []string{"changefeed", "list", "--all"}},
+		{"changefeed-query", []string{"changefeed", "query", "-c", "orders"}},
+		{"changefeed-query-simple", []string{"changefeed", "query", "-c", "orders", "--simple"}},
+		{"changefeed-query-failed", []string{"changefeed", "query", "-c", "broken"}},
+		{"capture-list", []string{"capture", "list"}},
+		{"processor-list", []string{"processor", "list"}},
+		{"processor-query", []string{"processor", "query", "-c", "orders", "-p", "node2"}},
+		{"cluster-status", []string{"cluster", "status"}},
+		{"cluster-members", []string{"cluster", "members"}},
+	}
+	for _, c := range cases {
+		for _, format := range []string{"table", "json"} {
+			t.Run(c.name+"."+format, func(t *testing.T) {
+				before := s.Store.Dump(t)
+				r := ctlRun(t, s.Addr(), nil, append([]string{"-o", format}, c.args...)...).mustOK(t)
+				if r.stderr != "" {
+					t.Errorf("stderr: %s", r.stderr)
+				}
+				if format == "json" && !json.Valid([]byte(r.stdout)) {
+					t.Fatalf("-o json printed invalid JSON:\n%s", r.stdout)
+				}
+				golden(t, c.name+"."+format, normaliseFixture(r.stdout))
+				if s.Store.Dump(t) != before {
+					t.Error("a read changed the state")
+				}
+			})
+		}
+	}
+}
+
+// TestCtlJSONIsTheAPISchema checks that -o json prints the API's own
+// objects: decoding it strictly into the API types loses nothing.
+func TestCtlJSONIsTheAPISchema(t *testing.T) {
+	s := ctltest.NewServer(t, nil)
+	fixture(t, s)
+	r := ctlRun(t, s.Addr(), nil, "-o", "json", "changefeed", "query", "-c", "orders").mustOK(t)
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	dec.DisallowUnknownFields()
+	var d api.ChangefeedDetail
+	if err := dec.Decode(&d); err != nil {
+		t.Fatalf("changefeed query -o json is not an api.ChangefeedDetail: %v", err)
+	}
+	if d.ID != "orders" || d.Count != 1234 || d.Checkpoint == nil || d.Checkpoint.TSO != at(60*time.Second) {
+		t.Errorf("decoded %+v", d.ChangefeedSummary)
+	}
+	if len(d.Tasks) != 2 || len(d.Positions) != 2 {
+		t.Errorf("tasks %v positions %v", d.Tasks, d.Positions)
+	}
+}
+
+func TestCtlWrites(t *testing.T) {
+	s := ctltest.NewServer(t, nil)
+	fixture(t, s)
+	addr := s.Addr()
+	state := func(id string) model.ChangefeedInfo {
+		info, _, ok := s.Store.GetInfo(t, id)
+		if !ok {
+			t.Fatalf("changefeed %s is gone", id)
+		}
+		return info
+	}
+
+	t.Run("pause", func(t *testing.T) {
+		r := ctlRun(t, addr, nil, "changefeed", "pause", "-c", "orders").mustOK(t)
+		golden(t, "changefeed-pause.table", normaliseFixture(r.stdout))
+		if got := state("orders").AdminJob; got != model.AdminPause {
+			t.Errorf("admin job %q, want pause", got)
+		}
+		// A second request while the owner has not acted is refused.
+		r = ctlRun(t, addr, nil, "changefeed", "pause", "-c", "orders")
+		want := "Error: pausing changefeed orders: changefeed \"orders\" already has a pending pause request; retry when the owner has carried it out\n" +
+			"Hint: 'raftcdc ctl changefeed query -c ID' shows when the owner has carried it out.\n"
+		if r.code != 1 || r.stderr != want {
+			t.Errorf("exit %d stderr %q, want 1 %q", r.code, r.stderr, want)
+		}
+	})
+
+	t.Run("resume", func(t *testing.T) {
+		r := ctlRun(t, addr, nil, "-o", "json", "changefeed", "resume", "-c", "paused").mustOK(t)
+		golden(t, "changefeed-resume.json", normaliseFixture(r.stdout))
+		if got := state("paused"); got.AdminJob != model.AdminResume || got.OverwriteCheckpointTs != 0 {
+			t.Errorf("admin job %q overwrite %d", got.AdminJob, got.OverwriteCheckpointTs)
+		}
+	})
+
+	t.Run("update shows the diff", func(t *testing.T) {
+		cfg := writeFile(t, "cf.toml", "case-sensitive = true\n[filter]\nrules = ['datagen.t0001']\n[sink]\nmax-file-size = '64MiB'\n")
+		r := ctlRun(t, addr, nil, "changefeed", "update", "-c", "broken", "--sink-uri", "blackhole://", "--config", cfg, "--target-ts", "2030-01-01T00:00:00Z").mustOK(t)
+		golden(t, "changefeed-update.table", normaliseFixture(r.stdout))
+		got := state("broken")
+		if got.SinkURI != "blackhole://" || !got.Config.Filter.CaseSensitive || got.Config.Filter.Rules[0] != "datagen.t0001" ||
+			got.Config.Sink["max-file-size"] != "64MiB" || got.TargetTs != model.TsFromTime(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)) {
+			t.Errorf("after update: %+v", got)
+		}
+		r = ctlRun(t, addr, nil, "-o", "json", "changefeed", "update", "-c", "broken", "--sink-uri", "file:///again").mustOK(t)
+		var u api.UpdateChangefeedResponse
+		if err := json.Unmarshal([]byte(r.stdout), &u); err != nil || u.Before.SinkURI != "blackhole://" || u.After.SinkURI != "file:///again" {
+			t.Errorf("update -o json: %v %+v", err, u)
+		}
+	})
+
+	t.Run("move-table and rebalance", func(t *testing.T) {
+		// orders has a pending pause from above; use a fresh running one.
+		info := state("orders")
+		info.ID, info.AdminJob = "orders2", model.AdminNone
+		s.Store.PutInfo(t, info)
+		epoch := s.Store.Status().OwnerEpoch
+		s.Store.PutStatus(t, epoch, "orders2", model.ChangefeedStatus{CheckpointTs: at(time.Minute), Tables: []model.TableName{{ID: 1, Schema: "datagen", Table: "t0001"}}, Initialized: true})
+		r := ctlRun(t, addr, nil, "changefeed", "move-table", "-c", "orders2", "--table-id", "1", "--target-capture", "node2").mustOK(t)
+		golden(t, "changefeed-move-table.table", r.stdout)
+		if moves := state("orders2").PendingMoves; len(moves) != 1 || moves[0].TableID != 1 || moves[0].TargetCapture != "node2" {
+			t.Errorf("pending moves %+v", moves)
+		}
+		r = ctlRun(t, addr, nil, "changefeed", "rebalance", "-c", "orders2").mustOK(t)
+		golden(t, "changefeed-rebalance.table", r.stdout)
+		if !state("orders2").RebalanceRequested {
+			t.Error("rebalance not recorded")
+		}
+	})
+
+	t.Run("remove", func(t *testing.T) {
+		r := ctlRun(t, addr, nil, "changefeed", "remove", "-c", "paused", "--force")
+		// paused has a pending resume from above.
+		if r.code != 1 || !strings.Contains(r.stderr, "already has a pending resume request") {
+			t.Fatalf("exit %d %s", r.code, r.stderr)
+		}
+		r = ctlRun(t, addr, nil, "-o", "json", "changefeed", "remove", "-c", "broken").mustOK(t)
+		golden(t, "changefeed-remove.json", r.stdout)
+		if state("broken").AdminJob != model.AdminRemove {
+			t.Error("remove not recorded")
+		}
+	})
+
+	t.Run("create", func(t *testing.T) {
+		cfg := writeFile(t, "new.toml", "[filter]\nrules = ['datagen.t000?', '!datagen.t0002']\n")
+		r := ctlRun(t, addr, nil, "changefeed", "create", "-c", "fresh", "--source-uri", "datagen://?tables=12", "--sink-uri", "blackhole://", "--config", cfg).mustOK(t)
+		golden(t, "changefeed-create.table", normaliseLive(r.stdout))
+		got := state("fresh")
+		if got.State != model.StateNormal || got.SourceURI != "datagen://?tables=12" || len(got.Config.Filter.Rules) != 2 {
+			t.Errorf("created %+v", got)
+		}
+		if lag := time.Since(model.TsTime(got.StartTs)); lag < 0 || lag > time.Minute {
+			t.Errorf("start ts %d is not now", got.StartTs)
+		}
+		// Without an ID the server generates one; -o json says which.
+		r = ctlRun(t, addr, nil, "-o", "json", "changefeed", "create", "--source-uri", "datagen://", "--sink-uri", "blackhole://", "--start-ts", "now").mustOK(t)
+		var cr api.CreateChangefeedResponse
+		if err := json.Unmarshal([]byte(r.stdout), &cr); err != nil || !strings.HasPrefix(cr.ID, "cf-") || cr.StartTs == nil {
+			t.Fatalf("create -o json: %v %s", err, r.stdout)
+		}
+		state(cr.ID)
+		golden(t, "changefeed-create.json", normaliseLive(r.stdout))
+		// An explicit start ts is kept exactly.
+		start := model.TsFromTime(time.Now().Add(-time.Minute))
+		ctlRun(t, addr, nil, "changefeed", "create", "-c", "explicit", "--source-uri", "datagen://", "--sink-uri", "blackhole://", "--start-ts", itoa(start), "--no-confirm").mustOK(t)
+		if got := state("explicit").StartTs; got != start {
+			t.Errorf("start ts %d, want %d", got, start)
+		}
+	})
+
+	t.Run("cluster", func(t *testing.T) {
+		r := ctlRun(t, addr, nil, "cluster", "transfer-leader", "--to", "node2").mustOK(t)
+		golden(t, "cluster-transfer-leader.table", r.stdout)
+		r = ctlRun(t, addr, nil, "-o", "json", "cluster", "remove-node", "node2").mustOK(t)
+		golden(t, "cluster-remove-node.json", r.stdout)
+		if len(s.Store.Transfers) != 1 || s.Store.Transfers[0] != "node2" || len(s.Store.Removals) != 1 {
+			t.Errorf("transfers %v removals %v", s.Store.Transfers, s.Store.Removals)
+		}
+	})
+
+	t.Run("tso", func(t *testing.T) {
+		r := ctlRun(t, addr, nil, "tso").mustOK(t)
+		golden(t, "tso.table", normaliseLive(r.stdout))
+		r = ctlRun(t, addr, nil, "-o", "json", "tso").mustOK(t)
+		golden(t, "tso.json", normaliseLive(r.stdout))
+		var out struct {
+			TSO  model.Ts  `json:"tso"`
+			Time time.Time `json:"time"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+			t.Fatal(err)
+		}
+		if !model.TsTime(out.TSO).Equal(out.Time) || time.Since(out.Time).Abs() > time.Minute {
+			t.Errorf("tso %d and time %v disagree or are not now", out.TSO, out.Time)
+		}
+	})
+}
+
+func itoa(ts model.Ts) string { return strconv.FormatUint(ts, 10) }
+
+func writeFile(t testing.TB, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCtlConfirmations(t *testing.T) {
+	s := ctltest.NewServer(t, nil)
+	fixture(t, s)
+	addr := s.Addr()
+
+	t.Run("create shows the tables and stops on no", func(t *testing.T) {
+		before := s.Store.Dump(t)
+		cfg := writeFile(t, "c.toml", "[filter]\nrules = ['*.*', '!datagen.t0002']\n")
+		r := ctlRun(t, addr, typed("n\n"), "changefeed", "create", "-c", "asked", "--source-uri", "datagen://?tables=3", "--sink-uri", "blackhole://", "--config", cfg)
+		if r.code != 1 {
+			t.Fatalf("exit %d, want 1", r.code)
+		}
+		golden(t, "changefeed-create-confirm.stderr", r.stderr)
+		if s.Store.Dump(t) != before {
+			t.Error("declining changed the state")
+		}
+	})
+	t.Run("create goes on with yes", func(t *testing.T) {
+		r := ctlRun(t, addr, typed("yes\n"), "changefeed", "create", "-c", "asked", "--source-uri", "datagen://?tables=3", "--sink-uri", "blackhole://").mustOK(t)
+		if !strings.Contains(r.stderr, "3 of the source's 3 tables will be replicated:\n  datagen.t0001\n") {
+			t.Errorf("preview: %s", r.stderr)
+		}
+		if _, _, ok := s.Store.GetInfo(t, "asked"); !ok {
+			t.Error("not created")
+		}
+	})
+	t.Run("no-confirm does not ask", func(t *testing.T) {
+		r := ctlRun(t, addr, typed(""), "changefeed", "create", "-c", "unasked", "--source-uri", "datagen://", "--sink-uri", "blackhole://", "--no-confirm").mustOK(t)
+		if r.stderr != "" {
+			t.Errorf("stderr %q", r.stderr)
+		}
+	})
+	t.Run("resume says what is skipped", func(t *testing.T) {
+		before := s.Store.Dump(t)
+		r := ctlRun(t, addr, typed("n\n"), "changefeed", "resume", "-c", "paused", "--overwrite-checkpoint-ts", itoa(at(45*time.Second)))
+		want := "Resuming changefeed paused from " + ctl.FormatTs(at(45*time.Second)) + " SKIPS every change committed after its checkpoint " +
+			ctl.FormatTs(at(30*time.Second)) + " and up to that ts (15.0s of changes): they will never reach the sink. Resume? [y/N] Error: aborted: nothing was changed\n"
+		if r.code != 1 || r.stderr != want {
+			t.Errorf("exit %d\n got %q\nwant %q", r.code, r.stderr, want)
+		}
+		r = ctlRun(t, addr, typed("n\n"), "changefeed", "resume", "-c", "paused", "--overwrite-checkpoint-ts", itoa(at(10*time.Second)))
+		if r.code != 1 || !strings.Contains(r.stderr, " REPLAYS every change committed after that ts and up to its checkpoint "+ctl.FormatTs(at(30*time.Second))+" (20.0s of changes): the sink receives them again.") {
+			t.Errorf("exit %d %q", r.code, r.stderr)
+		}
+		if s.Store.Dump(t) != before {
+			t.Error("declining changed the state")
+		}
+	})
+	t.Run("resume from now asks the server for now", func(t *testing.T) {
+		// The fixture's GC safepoint is far above its checkpoint, so now is
+		// the one overwrite the server accepts.
+		r := ctlRun(t, addr, typed("y\n"), "changefeed", "resume", "-c", "paused", "--overwrite-checkpoint-ts", "now").mustOK(t)
+		if !strings.Contains(r.stderr, "SKIPS every change") {
+			t.Errorf("stderr %q", r.stderr)
+		}
+		info, _, _ := s.Store.GetInfo(t, "paused")
+		if d := time.Since(model.TsTime(info.OverwriteCheckpointTs)); info.AdminJob != model.AdminResume || d < 0 || d > time.Minute {
+			t.Errorf("overwrite %d job %q", info.OverwriteCheckpointTs, info.AdminJob)
+		}
+	})
+	t.Run("remove asks unless forced", func(t *testing.T) {
+		before := s.Store.Dump(t)
+		r := ctlRun(t, addr, typed("\n"), "changefeed", "remove", "-c", "orders")
+		want := "Remove changefeed orders (state normal, checkpoint " + ctl.FormatTs(at(60*time.Second)) + ")? Its progress is deleted and it cannot be resumed. [y/N] Error: aborted: nothing was changed\n"
+		if r.code != 1 || r.stderr != want {
+			t.Errorf("exit %d\n got %q\nwant %q", r.code, r.stderr, want)
+		}
+		if s.Store.Dump(t) != before {
+			t.Error("declining changed the state")
+		}
+		ctlRun(t, addr, typed(""), "changefeed", "remove", "-c", "orders", "--force").mustOK(t)
+		if info, _, _ := s.Store.GetInfo(t, "orders"); info.AdminJob != model.AdminRemove {
+			t.Error("forced remove not recorded")
+		}
+	})
+}
+
+func TestCtlStatistics(t *testing.T) {
+	s := ctltest.NewServer(t, nil)
+	fixture(t, s)
+	r := ctlRun(t, s.Addr(), nil, "changefeed", "statistics", "-c", "orders", "--interval", "20ms", "--count", "3").mustOK(t)
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "TIME ") || !strings.Contains(lines[0], "ROWS/S") {
+		t.Fatalf("want a header and 3 samples:\n%s", r.stdout)
+	}
+	for _, l := range lines[1:] {
+		// Nothing is written in the fixture, so the rate is exactly 0.
+		if f := strings.Fields(l); len(f) < 8 || f[4] != "0.0" || f[5] != "1234" {
+			t.Errorf("sample %q", l)
+		}
+	}
+	r = ctlRun(t, s.Addr(), nil, "-o", "json", "changefeed", "statistics", "-c", "orders", "--interval", "20ms", "--count", "2").mustOK(t)
+	lines = strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want 2 JSON lines:\n%s", r.stdout)
+	}
+	for _, l := range lines {
+		var sm ctl.Sample
+		if err := json.Unmarshal([]byte(l), &sm); err != nil || sm.Changefeed != "orders" || sm.RowsWritten != 1234 || !sm.RateKnown || sm.CheckpointLagSecs < 1e8 {
+			t.Errorf("sample %s: %v", l, err)
+		}
+	}
+	if r := ctlRun(t, s.Addr(), nil, "changefeed", "statistics", "-c", "orders", "--interval", "0s"); r.code != 2 {
+		t.Errorf("--interval 0s: exit %d", r.code)
+	}
+}
+
+// TestCtlStatisticsStopsOnInterrupt runs statistics without --count and
+// cancels its context, as Ctrl-C does: it must stop and exit 0.
+func TestCtlStatisticsStopsOnInterrupt(t *testing.T) {
+	s := ctltest.NewServer(t, nil)
+	fixture(t, s)
+	root := newRootCmd()
+	pr, pw := io.Pipe()
+	root.SetArgs([]string{"ctl", "--server", s.Addr(), "changefeed", "statistics", "-c", "orders", "--interval", "10ms"})
+	root.SetOut(pw)
+	root.SetErr(pw)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx); pw.Close() }()
+	// Wait for the first sample, then interrupt.
+	buf := make([]byte, 4096)
+	var got string
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(got, "\n") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no sample within 10s: %q", got)
+		}
+		n, err := pr.Read(buf)
+		got += string(buf[:n])
+		if err != nil {
+			t.Fatalf("reading output: %v (%q)", err, got)
+		}
+	}
+	cancel()
+	go func() {
+		for {
+			if _, err := pr.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("interrupted statistics returned %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("statistics did not stop on interrupt")
+	}
+}
+
+func TestCtlServerFailoverAndEnv(t *testing.T) {
+	s := ctltest.NewServer(t, nil)
+	fixture(t, s)
+	dead := closedAddr(t)
+	r := ctlRun(t, dead+","+s.Addr(), nil, "changefeed", "list").mustOK(t)
+	if !strings.Contains(r.stdout, "orders") {
+		t.Errorf("stdout %s", r.stdout)
+	}
+	// A write also moves on when the first server cannot be reached: it
+	// never arrived there, so it cannot apply twice.
+	ctlRun(t, dead+","+s.Addr(), nil, "changefeed", "pause", "-c", "orders").mustOK(t)
+
+	t.Setenv(envServer, dead+","+s.Addr())
+	r = run(t, nil, "ctl", "capture", "list").mustOK(t)
+	if !strings.Contains(r.stdout, "node3") {
+		t.Errorf("stdout %s", r.stdout)
+	}
+	r = run(t, nil, "ctl", "tso")
+	r.mustOK(t)
+
+	t.Setenv(envServer, dead)
+	r = run(t, nil, "ctl", "tso")
+	want := "Error: reading the TSO: cannot reach any server: " + dead + ": dial tcp " + dead + ": connect: connection refused\n" +
+		"Hint: is a raftcdc server running there? Give the API address of any node with --server host:port[,host:port] or RAFTCDC_SERVER.\n"
+	if r.code != 1 || r.stderr != want {
+		t.Errorf("exit %d\n got %q\nwant %q", r.code, r.stderr, want)
+	}
+	// The flag wins over the environment.
+	run(t, nil, "ctl", "--server", s.Addr(), "tso").mustOK(t)
+}
+
+// closedAddr is a loopback address where nothing listens.
+func closedAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestCtlTLS(t *testing.T) {
+	st := ctltest.NewStore(t)
+	h := api.New(st)
+	h.EnableCDC(ctltest.NewCDC(t, nil))
+	srv := httptest.NewTLSServer(h)
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+	ca := writeFile(t, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})))
+
+	r := ctlRun(t, addr, nil, "--ca", ca, "tso").mustOK(t)
+	if !strings.HasPrefix(r.stdout, "TSO:") {
+		t.Errorf("stdout %q", r.stdout)
+	}
+	r = ctlRun(t, "https://"+addr, nil, "tso")
+	if r.code != 1 || !strings.Contains(r.stderr, "certificate signed by unknown authority") || !strings.Contains(r.stderr, "Hint: pass the CA that signed the server's certificate with --ca FILE.") {
+		t.Errorf("without --ca: exit %d %s", r.code, r.stderr)
+	}
+	notPEM := writeFile(t, "bad.pem", "not a certificate")
+	r = ctlRun(t, addr, nil, "--ca", notPEM, "tso")
+	if r.code != 2 || r.stderr != "Error: the CA file "+notPEM+" holds no PEM certificate\n" {
+		t.Errorf("bad CA: exit %d %q", r.code, r.stderr)
+	}
+}

@@ -1,0 +1,236 @@
+// Package ctl is the client side of `raftcdc ctl`: an HTTP client for the
+// node API that fails over between nodes, the changefeed config file, and the
+// table and JSON renderings of every answer. It holds no global state; the
+// command line in cmd/raftcdc builds one Client per invocation.
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Options configure a Client.
+type Options struct {
+	// Servers are node API addresses, host:port or a URL with a scheme; they
+	// are tried in order, moving on only when a connection cannot be made.
+	Servers []string
+	// Token is sent as a bearer token when not empty.
+	Token string
+	// CAFile, when set, switches to https and trusts only this CA bundle.
+	CAFile string
+	// Timeout bounds each request, including reading the answer.
+	Timeout time.Duration
+}
+
+// Client talks to the node API.
+type Client struct {
+	bases   []*url.URL
+	token   string
+	timeout time.Duration
+	hc      *http.Client
+}
+
+// NewClient checks the options and builds a client.
+func NewClient(o Options) (*Client, error) {
+	if len(o.Servers) == 0 {
+		return nil, errors.New("no server address given")
+	}
+	scheme := "http"
+	tr := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 5 * time.Second,
+		MaxIdleConnsPerHost: 4,
+	}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading the CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("the CA file %s holds no PEM certificate", o.CAFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		scheme = "https"
+	}
+	c := &Client{token: o.Token, timeout: o.Timeout, hc: &http.Client{Transport: tr}}
+	for _, s := range o.Servers {
+		u, err := parseServer(s, scheme)
+		if err != nil {
+			return nil, err
+		}
+		c.bases = append(c.bases, u)
+	}
+	return c, nil
+}
+
+// SplitServers splits a comma-separated --server value, dropping blanks.
+func SplitServers(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func parseServer(s, scheme string) (*url.URL, error) {
+	if !strings.Contains(s, "://") {
+		s = scheme + "://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("server address %q is malformed: %w", s, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("server address %q: the scheme must be http or https", s)
+	}
+	if u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return nil, fmt.Errorf("server address %q: give host:port, for example 127.0.0.1:8300", s)
+	}
+	if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
+		return nil, fmt.Errorf("server address %q: give host:port, for example 127.0.0.1:8300", s)
+	}
+	u.Path = ""
+	return u, nil
+}
+
+// Close releases idle connections.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+// APIError is an error answer of the API: its stable code and its message.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+	// Server is the node that answered.
+	Server string
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// ConnError says that no server could be reached.
+type ConnError struct {
+	Errs []error
+}
+
+func (e *ConnError) Error() string {
+	parts := make([]string, len(e.Errs))
+	for i, err := range e.Errs {
+		parts[i] = err.Error()
+	}
+	return "cannot reach any server: " + strings.Join(parts, "; ")
+}
+
+func (e *ConnError) Unwrap() []error { return e.Errs }
+
+// isConnFailure is true when the request never reached a server, so that
+// trying the next one cannot apply a write twice.
+func isConnFailure(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var dns *net.DNSError
+	return errors.As(err, &dns)
+}
+
+// Do sends one request and decodes a successful JSON answer into out (unless
+// out is nil). in, when not nil, is sent as the JSON body.
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return fmt.Errorf("encoding the request: %w", err)
+		}
+	}
+	var connErrs []error
+	for _, base := range c.bases {
+		err := c.doOne(ctx, base, method, path, body, in != nil, out)
+		if err == nil {
+			return nil
+		}
+		if isConnFailure(err) && ctx.Err() == nil {
+			connErrs = append(connErrs, err)
+			continue
+		}
+		return err
+	}
+	return &ConnError{Errs: connErrs}
+}
+
+func (c *Client) doOne(ctx context.Context, base *url.URL, method, path string, body []byte, hasBody bool, out any) error {
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	var rd io.Reader
+	if hasBody {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base.String()+path, rd)
+	if err != nil {
+		return fmt.Errorf("building the request: %w", err)
+	}
+	if hasBody {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			return fmt.Errorf("%s: no answer to %s %s within %v", base.Host, method, path, c.timeout)
+		}
+		// url.Error repeats the method and URL; the host is enough.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("%s: %w", base.Host, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("reading the answer of %s: %w", base.Host, err)
+	}
+	if resp.StatusCode >= 300 {
+		e := &APIError{Status: resp.StatusCode, Server: base.Host}
+		var wire struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(data, &wire) == nil && wire.Code != "" {
+			e.Code, e.Message = wire.Code, wire.Message
+		} else {
+			e.Code = fmt.Sprintf("http_%d", resp.StatusCode)
+			e.Message = fmt.Sprintf("%s answered %s: %s", base.Host, resp.Status, strings.TrimSpace(string(data)))
+		}
+		return e
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("decoding the answer of %s to %s %s: %w", base.Host, method, path, err)
+	}
+	return nil
+}

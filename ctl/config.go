@@ -1,0 +1,111 @@
+package ctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+	"github.com/raftcdc/raftcdc/connector"
+	"github.com/raftcdc/raftcdc/filter"
+	"github.com/raftcdc/raftcdc/model"
+)
+
+// fileConfig is the changefeed config file. It has its own shape rather than
+// model.ChangefeedConfig's so that the file reads like TiCDC's
+// (case-sensitive at the top, [filter] rules, [sink] options) while the model
+// stays free to change.
+type fileConfig struct {
+	CaseSensitive bool `toml:"case-sensitive"`
+	Filter        struct {
+		Rules []string `toml:"rules"`
+	} `toml:"filter"`
+	Sink map[string]string `toml:"sink"`
+}
+
+// ConfigKeys describes the keys a config file may hold, for error messages.
+const ConfigKeys = `case-sensitive, [filter] rules and [sink] <option> = "value"`
+
+// LoadConfig reads a changefeed config file strictly: an unknown key or a
+// malformed filter rule is an error, so that a typo is reported instead of
+// silently replicating a different set of tables.
+func LoadConfig(path string) (model.ChangefeedConfig, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return model.ChangefeedConfig{}, fmt.Errorf("reading the config file: %w", err)
+	}
+	return ParseConfig(path, string(data))
+}
+
+// ParseConfig is LoadConfig on a file's contents; name is used in errors.
+func ParseConfig(name, data string) (model.ChangefeedConfig, error) {
+	var fc fileConfig
+	md, err := toml.Decode(data, &fc)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return model.ChangefeedConfig{}, fmt.Errorf("config file %s: line %d: %s", name, pe.Position.Line, pe.Message)
+		}
+		return model.ChangefeedConfig{}, fmt.Errorf("config file %s: %v", name, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		sort.Strings(keys)
+		return model.ChangefeedConfig{}, fmt.Errorf("config file %s: unknown key %q; the known keys are %s", name, keys[0], ConfigKeys)
+	}
+	cfg := model.ChangefeedConfig{
+		Filter: model.FilterConfig{Rules: fc.Filter.Rules, CaseSensitive: fc.CaseSensitive},
+		Sink:   fc.Sink,
+	}
+	if err := filter.Validate(cfg.Filter); err != nil {
+		return model.ChangefeedConfig{}, fmt.Errorf("config file %s: %v", name, err)
+	}
+	return cfg, nil
+}
+
+// Preview is what a changefeed would replicate.
+type Preview struct {
+	Matched []model.TableName
+	Total   int
+}
+
+// PreviewTables lists the upstream tables the filter selects, by opening the
+// source the way a node does. It is only shown to the operator before a
+// create; the server checks the same again and is the authority.
+func PreviewTables(ctx context.Context, sourceURI string, cfg model.ChangefeedConfig) (*Preview, error) {
+	flt, err := filter.New(cfg.Filter)
+	if err != nil {
+		return nil, err
+	}
+	pool := connector.NewPool()
+	defer pool.Close()
+	src, err := pool.Source(ctx, sourceURI)
+	if err != nil {
+		return nil, fmt.Errorf("opening the source: %w", err)
+	}
+	tables, err := src.Tables(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing the source's tables: %w", err)
+	}
+	p := &Preview{Total: len(tables)}
+	for _, t := range tables {
+		if flt.Match(t) {
+			p.Matched = append(p.Matched, t)
+		}
+	}
+	return p, nil
+}
+
+// FilterText shows filter rules on one line.
+func FilterText(f model.FilterConfig) string {
+	if len(f.Rules) == 0 {
+		return "all tables"
+	}
+	return strings.Join(f.Rules, ", ")
+}
