@@ -1,12 +1,22 @@
 // Package integration runs the real raftcdc binary as several processes on
-// loopback. The helpers here are the vocabulary the scenario tests share:
-// StartCluster, Leader, Kill, Restart, WaitForLeader, Put, Get.
+// loopback (or in network namespaces). The helpers here are the vocabulary
+// the scenario tests share:
+//
+//   - processes: StartCluster, NewCluster, Start, Kill(i, sig), Pause,
+//     Resume, Restart, Running, StopAll;
+//   - the Raft group: Status, Leader, WaitForLeader, WaitForOwner,
+//     WaitAgreement;
+//   - changefeeds (feed.go): CreateChangefeed, Changefeed, Checkpoint,
+//     WaitCheckpointAbove, WaitAllAssignedOnce, SampleCheckpoints, Verify;
+//   - evidence: Metric, LogLines, LogContains.
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -43,15 +54,26 @@ func repoRoot() string {
 	return wd
 }
 
-// Proc is one raftcdc server process.
+// Proc is one raftcdc server process slot: the same command line (and data
+// dir) every time it is started.
 type Proc struct {
 	ID                        string
 	DataDir                   string
 	GossipAddr, RaftAddr, API string
 	Args                      []string
-	LogPath                   string
-	cmd                       *exec.Cmd
-	exited                    chan struct{}
+	// Wrapper, if set, is run with the binary and Args appended, e.g.
+	// "ip netns exec ns1" (which execs, so the pid is still raftcdc's).
+	Wrapper []string
+	LogPath string
+	// Dial, if set, is how the test reaches API (a node in another
+	// network namespace).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	client *http.Client
+	cmd    *exec.Cmd
+	exited chan struct{}
+	paused bool
+	starts int
 }
 
 // Cluster is a set of server processes.
@@ -91,12 +113,30 @@ func FreePorts(t testing.TB, n int) []int {
 	return ports
 }
 
-// StartCluster starts n processes that find each other with --join.
+// StartCluster starts n processes on loopback that find each other with
+// --join (each joins the next one).
 func StartCluster(t testing.TB, bin string, n int, o ClusterOptions) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, Bin: bin}
+	c := NewClusterFromTemplate(t, bin, n, o)
+	order := o.Order
+	if order == nil {
+		for i := 0; i < n; i++ {
+			order = append(order, i)
+		}
+	}
+	for _, i := range order {
+		c.Start(i)
+	}
+	return c
+}
+
+// NewClusterFromTemplate lays out n loopback nodes as StartCluster does,
+// without starting any.
+func NewClusterFromTemplate(t testing.TB, bin string, n int, o ClusterOptions) *Cluster {
+	t.Helper()
 	ports := FreePorts(t, 3*n)
 	base := t.TempDir()
+	var procs []*Proc
 	for i := 0; i < n; i++ {
 		p := &Proc{
 			ID:         fmt.Sprintf("node%d", i+1),
@@ -110,18 +150,23 @@ func StartCluster(t testing.TB, bin string, n int, o ClusterOptions) *Cluster {
 		p.Args = append([]string{"server", "--node-id", p.ID, "--data-dir", p.DataDir,
 			"--gossip-addr", p.GossipAddr, "--raft-addr", p.RaftAddr, "--api-addr", p.API,
 			"--bootstrap-expect", strconv.Itoa(n), "--join", join, "--log-level", "debug"}, o.ExtraArgs...)
-		c.Procs = append(c.Procs, p)
+		procs = append(procs, p)
 	}
-	t.Cleanup(c.StopAll)
-	order := o.Order
-	if order == nil {
-		for i := 0; i < n; i++ {
-			order = append(order, i)
+	return NewCluster(t, bin, procs)
+}
+
+// NewCluster wraps process slots that the caller filled in (the compose
+// and namespace tests build their own command lines) without starting them.
+// Every process is killed when the test ends, also on failure.
+func NewCluster(t testing.TB, bin string, procs []*Proc) *Cluster {
+	c := &Cluster{t: t, Bin: bin, Procs: procs}
+	for _, p := range procs {
+		p.client = &http.Client{Timeout: 5 * time.Second}
+		if p.Dial != nil {
+			p.client.Transport = &http.Transport{DialContext: p.Dial, DisableKeepAlives: true}
 		}
 	}
-	for _, i := range order {
-		c.Start(i)
-	}
+	t.Cleanup(c.StopAll)
 	return c
 }
 
@@ -133,23 +178,31 @@ func (c *Cluster) Start(i int) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cmd := exec.Command(c.Bin, p.Args...)
+	argv := append(append(append([]string{}, p.Wrapper...), c.Bin), p.Args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own process group, so that cleanup reaches anything it forks.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
+		logf.Close()
 		c.t.Fatalf("starting %s: %v", p.ID, err)
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); logf.Close(); close(exited) }()
 	c.mu.Lock()
-	p.cmd, p.exited = cmd, exited
+	p.cmd, p.exited, p.paused = cmd, exited, false
+	p.starts++
 	c.mu.Unlock()
 }
 
-// Running says whether process i is up.
+// Running says whether process i is up (possibly paused).
 func (c *Cluster) Running(i int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.runningLocked(i)
+}
+
+func (c *Cluster) runningLocked(i int) bool {
 	p := c.Procs[i]
 	if p.cmd == nil {
 		return false
@@ -162,65 +215,136 @@ func (c *Cluster) Running(i int) bool {
 	}
 }
 
-// Kill sends sig to process i; for SIGKILL and SIGTERM it waits for the exit.
+// Serving says whether process i is up and not paused, so it can answer.
+func (c *Cluster) Serving(i int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.runningLocked(i) && !c.Procs[i].paused
+}
+
+// Up lists the indexes of the serving processes.
+func (c *Cluster) Up() []int {
+	var out []int
+	for i := range c.Procs {
+		if c.Serving(i) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Generation counts the starts of process i, so that observations can be
+// told apart by process lifetime.
+func (c *Cluster) Generation(i int) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Procs[i].starts
+}
+
+// Kill sends sig to process i; for SIGKILL, SIGTERM and SIGINT it waits for
+// the exit (a paused process is continued first so that it can exit).
 func (c *Cluster) Kill(i int, sig syscall.Signal) {
 	c.t.Helper()
 	c.mu.Lock()
 	p := c.Procs[i]
-	cmd, exited := p.cmd, p.exited
+	cmd, exited, paused := p.cmd, p.exited, p.paused
+	if sig == syscall.SIGSTOP {
+		p.paused = true
+	}
+	if sig == syscall.SIGCONT {
+		p.paused = false
+	}
 	c.mu.Unlock()
 	if cmd == nil || cmd.Process == nil {
 		return
 	}
+	waits := sig == syscall.SIGKILL || sig == syscall.SIGTERM || sig == syscall.SIGINT
+	if waits && paused && sig != syscall.SIGKILL {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+	}
 	_ = cmd.Process.Signal(sig)
-	if sig == syscall.SIGKILL || sig == syscall.SIGTERM || sig == syscall.SIGINT {
+	if waits {
 		select {
 		case <-exited:
 		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-exited
 			c.t.Errorf("%s did not exit within 30s of %v", p.ID, sig)
 		}
 	}
 }
 
+// Pause stops process i with SIGSTOP; Resume continues it.
+func (c *Cluster) Pause(i int)  { c.Kill(i, syscall.SIGSTOP) }
+func (c *Cluster) Resume(i int) { c.Kill(i, syscall.SIGCONT) }
+
 // Restart starts a stopped process with the same data dir.
 func (c *Cluster) Restart(i int) { c.Start(i) }
 
-// StopAll kills every process that is still running.
+// StopAll kills every process group that is still running, continuing
+// paused ones first, and on failure prints the tail of every log.
 func (c *Cluster) StopAll() {
 	for i := range c.Procs {
-		if c.Running(i) {
-			c.mu.Lock()
-			p := c.Procs[i]
-			c.mu.Unlock()
-			p.cmd.Process.Signal(syscall.SIGCONT)
-			c.Kill(i, syscall.SIGKILL)
+		c.mu.Lock()
+		p := c.Procs[i]
+		cmd, exited := p.cmd, p.exited
+		c.mu.Unlock()
+		if cmd == nil || cmd.Process == nil {
+			continue
+		}
+		select {
+		case <-exited:
+			continue
+		default:
+		}
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGCONT)
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			c.t.Errorf("%s (pid %d) survived SIGKILL", p.ID, cmd.Process.Pid)
 		}
 	}
 	if c.t.Failed() {
 		for _, p := range c.Procs {
 			b, _ := os.ReadFile(p.LogPath)
-			if len(b) > 4000 {
-				b = b[len(b)-4000:]
+			if len(b) > 6000 {
+				b = b[len(b)-6000:]
 			}
 			c.t.Logf("--- tail of %s log:\n%s", p.ID, b)
 		}
 	}
 }
 
-var httpClient = &http.Client{Timeout: 5 * time.Second}
-
 // GetJSON reads an API path from process i into out.
 func (c *Cluster) GetJSON(i int, path string, out any) error {
-	resp, err := httpClient.Get("http://" + c.Procs[i].API + path)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return c.GetJSONCtx(ctx, i, path, out)
+}
+
+// GetJSONCtx is GetJSON bounded by ctx.
+func (c *Cluster) GetJSONCtx(ctx context.Context, i int, path string, out any) error {
+	p := c.Procs[i]
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.API+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := p.client.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
+		return fmt.Errorf("GET %s from %s: %s: %s", path, p.ID, resp.Status, bytes.TrimSpace(b))
+	}
+	if out == nil {
+		return nil
+	}
+	if bs, ok := out.(*[]byte); ok {
+		*bs = b
+		return nil
 	}
 	return json.Unmarshal(b, out)
 }
@@ -232,8 +356,14 @@ func (c *Cluster) Do(i int, method, path string, body any) (int, []byte, error) 
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	req, _ := http.NewRequest(method, "http://"+c.Procs[i].API+path, rd)
-	resp, err := httpClient.Do(req)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	p := c.Procs[i]
+	req, _ := http.NewRequestWithContext(ctx, method, "http://"+p.API+path, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := p.client.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -244,12 +374,14 @@ func (c *Cluster) Do(i int, method, path string, body any) (int, []byte, error) 
 
 // Status is the subset of /api/v1/status the tests use.
 type Status struct {
-	NodeID     string `json:"node_id"`
-	RaftState  string `json:"raft_state"`
-	LeaderID   string `json:"leader_id"`
-	Term       uint64 `json:"term"`
-	OwnerEpoch uint64 `json:"owner_epoch"`
-	OwnerNode  string `json:"owner_node"`
+	NodeID       string `json:"node_id"`
+	RaftState    string `json:"raft_state"`
+	LeaderID     string `json:"leader_id"`
+	Term         uint64 `json:"term"`
+	AppliedIndex uint64 `json:"applied_index"`
+	CommitIndex  uint64 `json:"commit_index"`
+	OwnerEpoch   uint64 `json:"owner_epoch"`
+	OwnerNode    string `json:"owner_node"`
 }
 
 // Status of process i.
@@ -271,25 +403,47 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// Leader returns the index of the process every running node agrees leads,
+// Eventually polls cond until it holds or the timeout passes; on timeout
+// the failure names the last reason cond gave.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s; last: %s", timeout, what, why)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Index returns the slot of the node with this ID, or -1.
+func (c *Cluster) Index(id string) int {
+	for i, p := range c.Procs {
+		if p.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// Leader returns the index of the process every serving node agrees leads,
 // or -1.
 func (c *Cluster) Leader() int {
 	id := ""
-	for i := range c.Procs {
-		if !c.Running(i) {
-			continue
-		}
+	for _, i := range c.Up() {
 		s, err := c.Status(i)
 		if err != nil || s.LeaderID == "" || (id != "" && s.LeaderID != id) {
 			return -1
 		}
 		id = s.LeaderID
 	}
-	for i, p := range c.Procs {
-		if p.ID == id && c.Running(i) {
-			if s, err := c.Status(i); err == nil && s.RaftState == "Leader" {
-				return i
-			}
+	if i := c.Index(id); i >= 0 && c.Serving(i) {
+		if s, err := c.Status(i); err == nil && s.RaftState == "Leader" {
+			return i
 		}
 	}
 	return -1
@@ -301,6 +455,77 @@ func (c *Cluster) WaitForLeader(timeout time.Duration) int {
 	l := -1
 	WaitFor(c.t, timeout, "an agreed leader", func() bool { l = c.Leader(); return l >= 0 })
 	return l
+}
+
+// Owner is the owner every serving node agrees on: the leader, with an
+// epoch claimed in its term.
+type Owner struct {
+	Index int
+	ID    string
+	Epoch uint64
+	Term  uint64
+}
+
+// CurrentOwner returns the agreed owner, ok false while there is none or
+// the serving nodes disagree.
+func (c *Cluster) CurrentOwner() (Owner, bool) {
+	var o Owner
+	up := c.Up()
+	if len(up) == 0 {
+		return o, false
+	}
+	for k, i := range up {
+		s, err := c.Status(i)
+		if err != nil || s.OwnerNode == "" || s.OwnerEpoch == 0 {
+			return o, false
+		}
+		if k > 0 && (s.OwnerNode != o.ID || s.OwnerEpoch != o.Epoch) {
+			return o, false
+		}
+		o.ID, o.Epoch = s.OwnerNode, s.OwnerEpoch
+		if s.NodeID == s.OwnerNode {
+			if s.RaftState != "Leader" {
+				return o, false
+			}
+			o.Term = s.Term
+		}
+	}
+	o.Index = c.Index(o.ID)
+	return o, o.Index >= 0 && c.Serving(o.Index) && o.Term != 0
+}
+
+// WaitForOwner waits until every serving node names the same owner, that
+// owner is the leader and its epoch is above minEpoch (0 for any).
+func (c *Cluster) WaitForOwner(timeout time.Duration, minEpoch uint64) Owner {
+	c.t.Helper()
+	var o Owner
+	WaitFor(c.t, timeout, fmt.Sprintf("an agreed owner with epoch above %d", minEpoch), func() bool {
+		var ok bool
+		o, ok = c.CurrentOwner()
+		return ok && o.Epoch > minEpoch
+	})
+	return o
+}
+
+// WaitCaughtUp waits until every serving node has applied the leader's
+// commit index as it was when the wait began, so a restarted node serves
+// current state.
+func (c *Cluster) WaitCaughtUp(timeout time.Duration) {
+	c.t.Helper()
+	l := c.WaitForLeader(timeout)
+	s, err := c.Status(l)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	WaitFor(c.t, timeout, fmt.Sprintf("every node applied index %d", s.CommitIndex), func() bool {
+		for _, i := range c.Up() {
+			si, err := c.Status(i)
+			if err != nil || si.AppliedIndex < s.CommitIndex {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // Put writes a user key through process i.
@@ -332,7 +557,148 @@ func (c *Cluster) Get(i int, key string, consistent bool) (json.RawMessage, erro
 	return b.Bytes(), nil
 }
 
+// Metric sums the samples of a Prometheus metric on process i whose labels
+// include every given name=value pair; found is false when no sample matched.
+func (c *Cluster) Metric(i int, name string, labels ...string) (sum float64, found bool, err error) {
+	var body []byte
+	if err := c.GetJSON(i, "/metrics", &body); err != nil {
+		return 0, false, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		series, value, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		metric, lbls, _ := strings.Cut(series, "{")
+		if metric != name {
+			continue
+		}
+		match := true
+		for _, l := range labels {
+			if !strings.Contains(lbls, strings.Replace(l, "=", `="`, 1)+`"`) {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
+		if err != nil {
+			return 0, false, fmt.Errorf("metric %s: %v", line, err)
+		}
+		sum += v
+		found = true
+	}
+	return sum, found, sc.Err()
+}
+
+// LogLine is one JSON log line of a node.
+type LogLine map[string]any
+
+// Str returns a string field.
+func (l LogLine) Str(k string) string {
+	s, _ := l[k].(string)
+	return s
+}
+
+// LogLines returns the JSON lines of process i's log (all its lifetimes)
+// for which keep returns true; non-JSON lines (panics) are skipped.
+func (c *Cluster) LogLines(i int, keep func(LogLine) bool) []LogLine {
+	f, err := os.Open(c.Procs[i].LogPath)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []LogLine
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	for sc.Scan() {
+		b := sc.Bytes()
+		if len(b) == 0 || b[0] != '{' {
+			continue
+		}
+		var l LogLine
+		if json.Unmarshal(b, &l) != nil {
+			continue
+		}
+		if keep == nil || keep(l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// LogContains counts the lines of process i's log that contain s.
+func (c *Cluster) LogContains(i int, s string) int {
+	b, err := os.ReadFile(c.Procs[i].LogPath)
+	if err != nil {
+		return 0
+	}
+	return bytes.Count(b, []byte(s))
+}
+
+// LogSize is the current length of process i's log, to look only at what
+// comes after a point with LogSince.
+func (c *Cluster) LogSize(i int) int64 {
+	st, err := os.Stat(c.Procs[i].LogPath)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// LogSince returns process i's log from byte offset off on.
+func (c *Cluster) LogSince(i int, off int64) string {
+	f, err := os.Open(c.Procs[i].LogPath)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return ""
+	}
+	b, _ := io.ReadAll(f)
+	return string(b)
+}
+
+// Ctl runs `raftcdc ctl --server <node i> args...` and returns its
+// standard output; the error carries the exit status and standard error.
+func (c *Cluster) Ctl(ctx context.Context, i int, args ...string) ([]byte, error) {
+	argv := append([]string{"ctl", "--server", c.Procs[i].API, "--timeout", "5s"}, args...)
+	cmd := exec.CommandContext(ctx, c.Bin, argv...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("raftcdc %s: %v: %s", strings.Join(argv, " "), err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return out, nil
+}
+
+// CtlJSON runs a ctl command against node i with -o json and decodes its
+// output into out.
+func (c *Cluster) CtlJSON(i int, out any, args ...string) error {
+	ctx, cancel := Ctx(20 * time.Second)
+	defer cancel()
+	b, err := c.Ctl(ctx, i, append([]string{"-o", "json"}, args...)...)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("decoding ctl output %q: %w", b, err)
+	}
+	return nil
+}
+
 // Ctx is a context bounded by d.
 func Ctx(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
+
+var errNoNode = errors.New("no serving node")

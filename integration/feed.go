@@ -1,0 +1,362 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftcdc/raftcdc/api"
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/verify"
+)
+
+// CreateChangefeed creates a changefeed through any serving node, retrying
+// while the cluster has no leader to forward to.
+func (c *Cluster) CreateChangefeed(req api.ChangefeedRequest) {
+	c.t.Helper()
+	Eventually(c.t, 30*time.Second, "changefeed "+req.ID+" created", func() (bool, string) {
+		last := "no serving node"
+		for _, i := range c.Up() {
+			code, body, err := c.Do(i, http.MethodPost, "/api/v1/changefeeds", req)
+			switch {
+			case err != nil:
+				last = err.Error()
+			case code == http.StatusCreated:
+				return true, ""
+			case code == http.StatusServiceUnavailable:
+				last = string(body)
+			default:
+				c.t.Fatalf("create %s: %d %s", req.ID, code, body)
+			}
+		}
+		return false, last
+	})
+}
+
+// Changefeed reads a changefeed from process i; consistent makes it a
+// linearizable read through the leader.
+func (c *Cluster) Changefeed(ctx context.Context, i int, id string, consistent bool) (api.ChangefeedDetail, error) {
+	var d api.ChangefeedDetail
+	path := "/api/v1/changefeeds/" + id
+	if consistent {
+		path += "?consistent=true"
+	}
+	err := c.GetJSONCtx(ctx, i, path, &d)
+	return d, err
+}
+
+// Detail reads a changefeed consistently from the first serving node that
+// answers.
+func (c *Cluster) Detail(id string) (api.ChangefeedDetail, error) {
+	err := errNoNode
+	for _, i := range c.Up() {
+		ctx, cancel := Ctx(5 * time.Second)
+		var d api.ChangefeedDetail
+		d, err = c.Changefeed(ctx, i, id, true)
+		cancel()
+		if err == nil {
+			return d, nil
+		}
+	}
+	return api.ChangefeedDetail{}, err
+}
+
+// CheckpointOf is the changefeed's checkpoint ts (0 before it has one).
+func CheckpointOf(d api.ChangefeedDetail) model.Ts {
+	if d.Status == nil {
+		return 0
+	}
+	return d.Status.CheckpointTs
+}
+
+// WaitCheckpointAbove waits until a consistent read shows the checkpoint
+// above ts and returns it.
+func (c *Cluster) WaitCheckpointAbove(id string, ts model.Ts, timeout time.Duration) model.Ts {
+	c.t.Helper()
+	var cp model.Ts
+	WaitFor(c.t, timeout, fmt.Sprintf("checkpoint of %s above %d", id, ts), func() bool {
+		d, err := c.Detail(id)
+		if err != nil {
+			return false
+		}
+		cp = CheckpointOf(d)
+		return cp > ts
+	})
+	return cp
+}
+
+// Assignments maps table → captures whose task status holds it.
+func Assignments(d api.ChangefeedDetail) map[model.TableID][]string {
+	out := map[model.TableID][]string{}
+	for capture, ts := range d.Tasks {
+		if ts == nil {
+			continue
+		}
+		for table := range ts.Tables {
+			out[table] = append(out[table], capture)
+		}
+	}
+	for _, cs := range out {
+		sort.Strings(cs)
+	}
+	return out
+}
+
+// DoubleAssigned lists tables held by more than one capture.
+func DoubleAssigned(d api.ChangefeedDetail) []string {
+	var out []string
+	for table, cs := range Assignments(d) {
+		if len(cs) > 1 {
+			out = append(out, fmt.Sprintf("table %d on %v", table, cs))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// WaitAllAssignedOnce waits until each of the changefeed's tables is held
+// by exactly one of the given captures (any capture when none are given) and
+// none is an orphan, and returns the per-capture counts.
+func (c *Cluster) WaitAllAssignedOnce(id string, tables int, captures []string, timeout time.Duration) map[string]int {
+	c.t.Helper()
+	allowed := map[string]bool{}
+	for _, cp := range captures {
+		allowed[cp] = true
+	}
+	var counts map[string]int
+	Eventually(c.t, timeout, fmt.Sprintf("every table of %s on exactly one capture of %v", id, captures), func() (bool, string) {
+		d, err := c.Detail(id)
+		if err != nil {
+			return false, err.Error()
+		}
+		a := Assignments(d)
+		counts = map[string]int{}
+		for _, cs := range a {
+			if len(cs) != 1 || (len(allowed) > 0 && !allowed[cs[0]]) {
+				return false, fmt.Sprintf("assignments %v", a)
+			}
+			counts[cs[0]]++
+		}
+		if d.Status == nil || len(a) != tables || len(d.Status.Orphans) > 0 {
+			return false, fmt.Sprintf("%d of %d tables assigned (%v), status %+v", len(a), tables, counts, d.Status)
+		}
+		return true, ""
+	})
+	return counts
+}
+
+// Verify runs the exact verifier over the sink up to cp and fails the test
+// unless every row in (start, cp] is present with the right content.
+func Verify(t testing.TB, src, dir string, start, cp model.Ts) verify.Report {
+	t.Helper()
+	ctx, cancel := Ctx(5 * time.Minute)
+	defer cancel()
+	rep, err := verify.Run(ctx, verify.Params{SourceURI: src, SinkDir: dir, StartTs: start, CheckpointTs: cp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		t.Fatalf("verification failed:\n%s", rep.String())
+	}
+	if rep.Expected == 0 {
+		t.Fatal("verification covered no rows")
+	}
+	t.Logf("verified %d rows in (%d, %d]: %d files, %d duplicates", rep.Expected, start, cp, rep.Files, rep.Duplicates)
+	return rep
+}
+
+// Sample is one checkpoint read from one node.
+type Sample struct {
+	At         time.Time
+	Node       int
+	Generation int
+	Checkpoint model.Ts
+}
+
+// Sampler reads a changefeed's checkpoint from every serving node at a fixed
+// interval, each node on its own goroutine so that a paused node cannot
+// delay the others.
+type Sampler struct {
+	c      *Cluster
+	id     string
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu sync.Mutex
+	// last is the latest sample per (node, process generation); a node that
+	// restarts rebuilds its state from the log and starts a new sequence.
+	last       map[[2]int]Sample
+	decreases  []string
+	reads      int
+	max        model.Ts
+	maxAt      time.Time
+	longest    time.Duration
+	longestEnd time.Time
+	started    time.Time
+}
+
+// SampleCheckpoints starts a sampler; stop it with Stop.
+func (c *Cluster) SampleCheckpoints(id string, every time.Duration) *Sampler {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Sampler{c: c, id: id, cancel: cancel, last: map[[2]int]Sample{}, started: time.Now()}
+	for i := range c.Procs {
+		s.wg.Add(1)
+		go s.run(ctx, i, every)
+	}
+	c.t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Sampler) run(ctx context.Context, i int, every time.Duration) {
+	defer s.wg.Done()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if !s.c.Serving(i) {
+			continue
+		}
+		gen := s.c.Generation(i)
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		d, err := s.c.Changefeed(rctx, i, s.id, false)
+		cancel()
+		if err != nil || d.Status == nil || !d.Status.Initialized {
+			continue
+		}
+		s.observe(Sample{At: time.Now(), Node: i, Generation: gen, Checkpoint: d.Status.CheckpointTs})
+	}
+}
+
+func (s *Sampler) observe(x Sample) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reads++
+	key := [2]int{x.Node, x.Generation}
+	if prev, ok := s.last[key]; ok && x.Checkpoint < prev.Checkpoint {
+		s.decreases = append(s.decreases, fmt.Sprintf("%s (start %d): checkpoint %d at %s, then %d at %s",
+			s.c.Procs[x.Node].ID, x.Generation, prev.Checkpoint, prev.At.Format("15:04:05.000"), x.Checkpoint, x.At.Format("15:04:05.000")))
+	}
+	s.last[key] = x
+	if x.Checkpoint > s.max {
+		if !s.maxAt.IsZero() {
+			if gap := x.At.Sub(s.maxAt); gap > s.longest {
+				s.longest, s.longestEnd = gap, x.At
+			}
+		}
+		s.max, s.maxAt = x.Checkpoint, x.At
+	}
+}
+
+// SamplerReport is what a sampler saw.
+type SamplerReport struct {
+	Reads     int
+	Decreases []string
+	// Max is the highest checkpoint any node showed.
+	Max model.Ts
+	// LongestStall is the longest time the highest checkpoint seen did not
+	// move, including the stretch still open at the time of the report.
+	LongestStall time.Duration
+	StallEnd     time.Time
+}
+
+// Report returns what the sampler has seen so far.
+func (s *Sampler) Report() SamplerReport {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := SamplerReport{Reads: s.reads, Decreases: append([]string(nil), s.decreases...), Max: s.max, LongestStall: s.longest, StallEnd: s.longestEnd}
+	if !s.maxAt.IsZero() {
+		if open := time.Since(s.maxAt); open > r.LongestStall {
+			r.LongestStall, r.StallEnd = open, time.Now()
+		}
+	}
+	return r
+}
+
+// ResetStall forgets the stalls seen so far (for a phase that allows one).
+func (s *Sampler) ResetStall() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.longest = 0
+	s.maxAt = time.Now()
+}
+
+// Stop ends sampling; safe to call more than once.
+func (s *Sampler) Stop() {
+	s.cancel()
+	s.wg.Wait()
+}
+
+// Check fails the test if any node's checkpoint went down, or if no sample
+// was taken at all (a sampler that reads nothing proves nothing).
+func (r SamplerReport) Check(t testing.TB) {
+	t.Helper()
+	if r.Reads == 0 {
+		t.Fatal("checkpoint sampler read nothing")
+	}
+	if len(r.Decreases) > 0 {
+		t.Fatalf("checkpoint decreased %d times:\n%s", len(r.Decreases), strings.Join(r.Decreases, "\n"))
+	}
+}
+
+// durations summarises a list of durations.
+type durations []time.Duration
+
+func (d durations) percentile(p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append(durations(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	k := int(p*float64(len(s)-1) + 0.5)
+	return s[k]
+}
+
+func (d durations) max() time.Duration { return d.percentile(1) }
+
+func (d durations) String() string {
+	if len(d) == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("n=%d p50=%v max=%v", len(d), d.percentile(0.5).Round(time.Millisecond), d.max().Round(time.Millisecond))
+}
+
+// TSO is the cluster's current ts from process i.
+func (c *Cluster) TSO(i int) (model.Ts, error) {
+	var out struct {
+		TSO model.Ts `json:"tso"`
+	}
+	err := c.GetJSON(i, "/api/v1/tso", &out)
+	return out.TSO, err
+}
+
+// Captures lists the captures from the first serving node.
+func (c *Cluster) Captures() ([]api.CaptureView, error) {
+	var out struct {
+		Captures []api.CaptureView `json:"captures"`
+	}
+	err := errNoNode
+	for _, i := range c.Up() {
+		if err = c.GetJSON(i, "/api/v1/captures?consistent=true", &out); err == nil {
+			return out.Captures, nil
+		}
+	}
+	return nil, err
+}
+
+// decodeJSON is json.Unmarshal with the text in the error.
+func decodeJSON(b []byte, out any) error {
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("decoding %q: %w", b, err)
+	}
+	return nil
+}
