@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/http/pprof"
 	"net/url"
 	"sort"
 	"time"
@@ -37,6 +38,10 @@ func startHTTP(n *Node) (*httpServer, error) {
 		reg(n.api)
 	}
 	mux.Handle("/", n.api)
+	// Profiling for operators, as Consul and TiCDC expose it.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("POST /internal/v1/apply", n.internalOnly(n.handleInternalApply))
 	mux.HandleFunc("GET /internal/v1/read-index", n.internalOnly(n.handleReadIndex))
 	hs := &httpServer{
