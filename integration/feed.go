@@ -353,6 +353,42 @@ func (c *Cluster) Captures() ([]api.CaptureView, error) {
 	return nil, err
 }
 
+// WaitCaptureAlive waits until capture id is registered with an
+// incarnation other than notInc (0 for any) and gossip calls it alive, and
+// returns its incarnation.
+func (c *Cluster) WaitCaptureAlive(id string, notInc uint64, timeout time.Duration) uint64 {
+	c.t.Helper()
+	var inc uint64
+	Eventually(c.t, timeout, "capture "+id+" registered and alive", func() (bool, string) {
+		cs, err := c.Captures()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, cv := range cs {
+			if cv.ID == id {
+				inc = cv.Incarnation
+				return cv.Liveness == "alive" && cv.Incarnation != notInc, fmt.Sprintf("%+v", cv)
+			}
+		}
+		return false, fmt.Sprintf("not among %+v", cs)
+	})
+	return inc
+}
+
+// Incarnation is capture id's registered incarnation, 0 if none.
+func (c *Cluster) Incarnation(id string) uint64 {
+	cs, err := c.Captures()
+	if err != nil {
+		return 0
+	}
+	for _, cv := range cs {
+		if cv.ID == id {
+			return cv.Incarnation
+		}
+	}
+	return 0
+}
+
 // decodeJSON is json.Unmarshal with the text in the error.
 func decodeJSON(b []byte, out any) error {
 	if err := json.Unmarshal(b, out); err != nil {

@@ -1,0 +1,15 @@
+package integration
+
+import (
+	"flag"
+	"time"
+)
+
+// Longer variants of the scenarios; the defaults keep the package's default
+// run (CI, with -race, on two cores) to a few minutes.
+var (
+	flagKills = flag.Int("kills", 4, "leader kill -9 rounds in TestLeaderKillLoop (the issue's full run is 10)")
+	// make chaos DURATION=30m passes -chaos-duration.
+	flagChaosDuration = flag.Duration("chaos-duration", 0, "run TestChaosLong for this long (0 skips it)")
+	flagChaosShort    = flag.Duration("chaos-short", 45*time.Second, "duration of TestChaosShort, the chaos run in the default test run (0 skips it)")
+)
