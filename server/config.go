@@ -26,6 +26,14 @@ type Config struct {
 	// ClusterSecret authenticates internal forwarding between nodes.
 	ClusterSecret string
 
+	// APIToken, when set, is required as a bearer token on every write (and
+	// on reads too with APITokenProtectReads).
+	APIToken             string
+	APITokenProtectReads bool
+	// TLSCertFile and TLSKeyFile serve the API over HTTPS; TLSCAFile is what
+	// nodes trust when they forward to each other (system roots if empty).
+	TLSCertFile, TLSKeyFile, TLSCAFile string
+
 	// Raft timings. The defaults are tuned for a LAN: a dead leader is
 	// noticed within about a second, a new one elected right after.
 	HeartbeatTimeout   time.Duration
@@ -120,6 +128,9 @@ func (c *Config) Validate() error {
 	}
 	if n := len(c.GossipKey); n != 0 && n != 16 && n != 24 && n != 32 {
 		errs = append(errs, fmt.Errorf("--gossip-key must decode to 16, 24 or 32 bytes, got %d", n))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, fmt.Errorf("--tls-cert and --tls-key go together"))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, fmt.Errorf("--data-dir must not be empty"))

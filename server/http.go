@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +13,7 @@ import (
 	"net/http/httputil"
 	"net/http/pprof"
 	"net/url"
+	"os"
 	"sort"
 	"time"
 
@@ -37,6 +40,9 @@ func startHTTP(n *Node) (*httpServer, error) {
 	for _, reg := range n.apiAddons {
 		reg(n.api)
 	}
+	n.api.EnableOpenAPI()
+	// Last, so that the guard covers every route registered above.
+	n.api.RequireToken(n.cfg.APIToken, n.cfg.APITokenProtectReads, n.cfg.ClusterSecret)
 	mux.Handle("/", n.api)
 	// Profiling for operators, as Consul and TiCDC expose it.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
@@ -44,12 +50,37 @@ func startHTTP(n *Node) (*httpServer, error) {
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("POST /internal/v1/apply", n.internalOnly(n.handleInternalApply))
 	mux.HandleFunc("GET /internal/v1/read-index", n.internalOnly(n.handleReadIndex))
+	transport := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}
 	hs := &httpServer{
 		srv:    &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		ln:     ln,
-		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}},
+		client: &http.Client{Timeout: 30 * time.Second, Transport: transport},
 		scheme: "http",
 		done:   make(chan struct{}),
+	}
+	if n.cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(n.cfg.TLSCertFile, n.cfg.TLSKeyFile)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("loading --tls-cert/--tls-key: %w", err)
+		}
+		hs.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		hs.scheme = "https"
+		transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		if n.cfg.TLSCAFile != "" {
+			pem, err := os.ReadFile(n.cfg.TLSCAFile)
+			if err != nil {
+				ln.Close()
+				return nil, fmt.Errorf("reading --tls-ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				ln.Close()
+				return nil, fmt.Errorf("--tls-ca %s holds no PEM certificate", n.cfg.TLSCAFile)
+			}
+			transport.TLSClientConfig.RootCAs = pool
+		}
+		ln = tls.NewListener(ln, hs.srv.TLSConfig)
 	}
 	go func() {
 		defer close(hs.done)

@@ -61,6 +61,9 @@ with --bootstrap-expect 3 and --join pointing at any other node.`,
 			} else if s := os.Getenv("RAFTCDC_CLUSTER_SECRET"); s != "" {
 				cfg.ClusterSecret = s
 			}
+			if cfg.APIToken == "" {
+				cfg.APIToken = os.Getenv("RAFTCDC_API_TOKEN")
+			}
 			cfg.Version = version
 			node, err := server.New(cfg, log)
 			if err != nil {
@@ -100,6 +103,11 @@ with --bootstrap-expect 3 and --join pointing at any other node.`,
 	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", cfg.BootstrapExpect, "number of nodes that form a new cluster (1 = single node)")
 	f.StringVar(&gossipKey, "gossip-key", "", "base64 AES key (16, 24 or 32 bytes); encrypts gossip when set")
 	f.StringVar(&clusterSecretFile, "cluster-secret-file", "", "file holding the secret nodes use to authenticate forwarded requests (or RAFTCDC_CLUSTER_SECRET)")
+	f.StringVar(&cfg.APIToken, "api-token", "", "bearer token required on every API write (or RAFTCDC_API_TOKEN)")
+	f.BoolVar(&cfg.APITokenProtectReads, "api-token-protect-reads", false, "require the API token on reads too")
+	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "serve the API over HTTPS with this certificate (PEM)")
+	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "the certificate's private key (PEM)")
+	f.StringVar(&cfg.TLSCAFile, "tls-ca", "", "CA that nodes trust when forwarding to each other over HTTPS")
 	f.StringVar(&logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "json", "json or console")
 	f.DurationVar(&cfg.HeartbeatTimeout, "raft-heartbeat-timeout", cfg.HeartbeatTimeout, "Raft heartbeat timeout")
