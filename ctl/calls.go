@@ -67,23 +67,38 @@ func feedPath(id string, rest string) string {
 	return "/api/v1/changefeeds/" + url.PathEscape(id) + rest
 }
 
+// read adds ?consistent=true to a read path when the client asks for
+// linearizable reads.
+func (c *Client) read(path string, query url.Values) string {
+	if c.consistent {
+		if query == nil {
+			query = url.Values{}
+		}
+		query.Set("consistent", "true")
+	}
+	if len(query) == 0 {
+		return path
+	}
+	return path + "?" + query.Encode()
+}
+
 // ListChangefeeds lists changefeeds; all includes removed and finished ones.
 func (c *Client) ListChangefeeds(ctx context.Context, all bool) ([]api.ChangefeedSummary, error) {
 	var out struct {
 		Changefeeds []api.ChangefeedSummary `json:"changefeeds"`
 	}
-	path := "/api/v1/changefeeds"
+	q := url.Values{}
 	if all {
-		path += "?all=true"
+		q.Set("all", "true")
 	}
-	err := c.Do(ctx, http.MethodGet, path, nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.read("/api/v1/changefeeds", q), nil, &out)
 	return out.Changefeeds, err
 }
 
 // GetChangefeed reads one changefeed with everything known about it.
 func (c *Client) GetChangefeed(ctx context.Context, id string) (*api.ChangefeedDetail, error) {
 	var out api.ChangefeedDetail
-	if err := c.Do(ctx, http.MethodGet, feedPath(id, ""), nil, &out); err != nil {
+	if err := c.Do(ctx, http.MethodGet, c.read(feedPath(id, ""), nil), nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -163,7 +178,7 @@ func (c *Client) Captures(ctx context.Context) ([]api.CaptureView, error) {
 	var out struct {
 		Captures []api.CaptureView `json:"captures"`
 	}
-	err := c.Do(ctx, http.MethodGet, "/api/v1/captures", nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.read("/api/v1/captures", nil), nil, &out)
 	return out.Captures, err
 }
 
@@ -172,7 +187,7 @@ func (c *Client) Processors(ctx context.Context) ([]api.ProcessorView, error) {
 	var out struct {
 		Processors []api.ProcessorView `json:"processors"`
 	}
-	err := c.Do(ctx, http.MethodGet, "/api/v1/processors", nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.read("/api/v1/processors", nil), nil, &out)
 	return out.Processors, err
 }
 
@@ -180,7 +195,7 @@ func (c *Client) Processors(ctx context.Context) ([]api.ProcessorView, error) {
 func (c *Client) Processor(ctx context.Context, changefeed, capture string) (*api.ProcessorView, error) {
 	var out api.ProcessorView
 	path := "/api/v1/processors/" + url.PathEscape(changefeed) + "/" + url.PathEscape(capture)
-	if err := c.Do(ctx, http.MethodGet, path, nil, &out); err != nil {
+	if err := c.Do(ctx, http.MethodGet, c.read(path, nil), nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

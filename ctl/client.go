@@ -32,14 +32,19 @@ type Options struct {
 	CAFile string
 	// Timeout bounds each request, including reading the answer.
 	Timeout time.Duration
+	// Consistent makes reads of changefeeds, captures and processors
+	// linearizable: the answering node first catches up with the leader, so
+	// a read through any node sees every write acknowledged before it.
+	Consistent bool
 }
 
 // Client talks to the node API.
 type Client struct {
-	bases   []*url.URL
-	token   string
-	timeout time.Duration
-	hc      *http.Client
+	bases      []*url.URL
+	token      string
+	timeout    time.Duration
+	consistent bool
+	hc         *http.Client
 }
 
 // NewClient checks the options and builds a client.
@@ -66,7 +71,7 @@ func NewClient(o Options) (*Client, error) {
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		scheme = "https"
 	}
-	c := &Client{token: o.Token, timeout: o.Timeout, hc: &http.Client{Transport: tr}}
+	c := &Client{token: o.Token, timeout: o.Timeout, consistent: o.Consistent, hc: &http.Client{Transport: tr}}
 	for _, s := range o.Servers {
 		u, err := parseServer(s, scheme)
 		if err != nil {

@@ -47,6 +47,8 @@ func FormatLag(secs float64) string { return strconv.FormatFloat(secs, 'f', 1, 6
 func WriteJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	// URIs carry & and < >; escaping them for HTML would only hurt reading.
+	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		return fmt.Errorf("writing JSON: %w", err)
 	}

@@ -30,7 +30,7 @@ func Hint(err error) string {
 	case api.CodeUnauthorized:
 		return "pass the API token with --token or RAFTCDC_TOKEN."
 	case api.CodeNoLeader, api.CodeNotLeader:
-		return "the cluster is electing a leader or has lost its quorum; 'raftcdc ctl cluster status' against each node shows what it sees."
+		return "the cluster is electing a leader or has lost its quorum; 'raftcdc ctl cluster status' against each node shows what it sees, and reads work without a leader with --consistent=false (that node's own, possibly stale, state)."
 	case api.CodeChangefeedNotFound:
 		if !strings.Contains(ae.Message, "changefeed list") {
 			return "'raftcdc ctl changefeed list --all' lists every changefeed."

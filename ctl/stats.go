@@ -59,12 +59,12 @@ const statsRow = "%-23s  %-10s  %10s  %12s  %17s  %15s  %s\n"
 // Write prints one sample.
 func (sw *StatsWriter) Write(s Sample) error {
 	if sw.json {
-		b, err := json.Marshal(s)
-		if err != nil {
-			return fmt.Errorf("encoding a sample: %w", err)
+		enc := json.NewEncoder(sw.w)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(s); err != nil {
+			return fmt.Errorf("writing a sample: %w", err)
 		}
-		_, err = fmt.Fprintf(sw.w, "%s\n", b)
-		return err
+		return nil
 	}
 	if !sw.started {
 		sw.started = true

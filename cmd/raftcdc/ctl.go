@@ -27,11 +27,12 @@ const defaultServer = "127.0.0.1:8300"
 
 // ctlOptions are the global ctl flags of one invocation.
 type ctlOptions struct {
-	server  string
-	output  string
-	timeout time.Duration
-	token   string
-	ca      string
+	server     string
+	output     string
+	timeout    time.Duration
+	token      string
+	ca         string
+	consistent bool
 }
 
 func newCtlCmd() *cobra.Command {
@@ -53,6 +54,7 @@ Exit status: 0 ok, 1 error (the server's message is printed), 2 usage
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long one request may take")
 	f.StringVar(&o.token, "token", "", "API token, sent as a bearer token (or "+envToken+")")
 	f.StringVar(&o.ca, "ca", "", "PEM file of the CA that signed the API's certificate; switches to https")
+	f.BoolVar(&o.consistent, "consistent", true, "read changefeeds, captures and processors through the leader, so a read sees every earlier write (false: the node's own replica, which answers without a leader but may lag)")
 	cmd.AddCommand(newChangefeedCmd(o), newCaptureCmd(o), newProcessorCmd(o), newClusterCmd(o), newTSOCmd(o))
 	return cmd
 }
@@ -83,7 +85,7 @@ func (o *ctlOptions) resolve(cmd *cobra.Command) error {
 }
 
 func (o *ctlOptions) client() (*ctl.Client, error) {
-	c, err := ctl.NewClient(ctl.Options{Servers: ctl.SplitServers(o.server), Token: o.token, CAFile: o.ca, Timeout: o.timeout})
+	c, err := ctl.NewClient(ctl.Options{Servers: ctl.SplitServers(o.server), Token: o.token, CAFile: o.ca, Timeout: o.timeout, Consistent: o.consistent})
 	if err != nil {
 		return nil, usageError("%v", err)
 	}

@@ -214,7 +214,7 @@ func TestCtlNoLeaderStub(t *testing.T) {
 	before := s.Store.Dump(t)
 	r := ctlRun(t, s.Addr(), nil, "changefeed", "pause", "-c", "orders")
 	want := "Error: pausing changefeed orders: no Raft leader is known yet; retry shortly\n" +
-		"Hint: the cluster is electing a leader or has lost its quorum; 'raftcdc ctl cluster status' against each node shows what it sees.\n"
+		"Hint: the cluster is electing a leader or has lost its quorum; 'raftcdc ctl cluster status' against each node shows what it sees, and reads work without a leader with --consistent=false (that node's own, possibly stale, state).\n"
 	if r.code != 1 || r.stderr != want {
 		t.Errorf("exit %d\n got %q\nwant %q", r.code, r.stderr, want)
 	}

@@ -1,0 +1,415 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftcdc/raftcdc/api"
+	"github.com/raftcdc/raftcdc/ctl"
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/server"
+	"github.com/raftcdc/raftcdc/testcluster"
+)
+
+const (
+	clusterToken  = "cluster-test-token"
+	clusterSecret = "cluster-test-secret"
+)
+
+// liveCluster is a three-node in-process cluster whose API requires a token
+// for writes, with the cluster secret set so that forwarding authenticates
+// with it.
+type liveCluster struct {
+	*testcluster.Cluster
+}
+
+func startLiveCluster(t *testing.T) *liveCluster {
+	c := testcluster.MakeCluster(t, 3, testcluster.Options{
+		Configure: func(i int, cfg *server.Config) { cfg.ClusterSecret = clusterSecret },
+		Setup: func(i int, n *server.Node) {
+			// After EnableCDC's addon, so every route is documented and
+			// protected.
+			n.OnAPI(func(h *api.Handler) {
+				h.EnableOpenAPI()
+				h.RequireToken(clusterToken, false, clusterSecret)
+			})
+		},
+	})
+	c.WaitForLeader(15 * time.Second)
+	return &liveCluster{Cluster: c}
+}
+
+// ctlOn runs ctl against node i.
+func (c *liveCluster) ctlOn(t testing.TB, i int, args ...string) result {
+	t.Helper()
+	return ctlRun(t, c.APIAddr(i), nil, args...)
+}
+
+// jsonOn runs ctl -o json against node i and decodes the output.
+func (c *liveCluster) jsonOn(t testing.TB, i int, out any, args ...string) {
+	t.Helper()
+	r := c.ctlOn(t, i, append([]string{"-o", "json"}, args...)...).mustOK(t)
+	if err := json.Unmarshal([]byte(r.stdout), out); err != nil {
+		t.Fatalf("decoding %v: %v\n%s", args, err, r.stdout)
+	}
+}
+
+func (c *liveCluster) query(t testing.TB, i int, id string) api.ChangefeedDetail {
+	t.Helper()
+	var d api.ChangefeedDetail
+	c.jsonOn(t, i, &d, "changefeed", "query", "-c", id)
+	return d
+}
+
+func (c *liveCluster) waitFeed(t testing.TB, i int, id, what string, cond func(d api.ChangefeedDetail) bool) api.ChangefeedDetail {
+	t.Helper()
+	var d api.ChangefeedDetail
+	testcluster.WaitFor(t, 30*time.Second, id+": "+what, func() bool {
+		d = c.query(t, i, id)
+		return cond(d)
+	})
+	return d
+}
+
+func settled(state model.FeedState) func(d api.ChangefeedDetail) bool {
+	return func(d api.ChangefeedDetail) bool { return d.Info.State == state && d.Info.AdminJob == "" }
+}
+
+// infoDump is every changefeed definition with its revision on node i: the
+// part of the state the API writes, which a refused request must not touch.
+func (c *liveCluster) infoDump(t testing.TB, i int) string {
+	t.Helper()
+	kvs, err := c.Node(i).FSM().List(model.PrefixChangefeedInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(kvs)
+	return string(b)
+}
+
+func captureOf(d api.ChangefeedDetail, table model.TableID) string {
+	for c, ts := range d.Tasks {
+		if _, ok := ts.Tables[table]; ok {
+			return c
+		}
+	}
+	return ""
+}
+
+// TestCtlThreeNodeCluster runs every ctl command against a real three-node
+// cluster over TCP, always through a follower, with the token required for
+// writes; then the bad-input matrix; then it takes the cluster down to one
+// node and checks what a node without a leader answers.
+func TestCtlThreeNodeCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	t.Setenv(envToken, clusterToken)
+	c := startLiveCluster(t)
+
+	// Leadership to node1, asked of a follower, so that the rest of the test
+	// knows who leads (and owns): node2 and node3 are followers.
+	leader := c.WaitForLeader(10 * time.Second)
+	if leader == 0 {
+		r := c.ctlOn(t, 2, "cluster", "transfer-leader", "--to", "node2").mustOK(t)
+		if r.stdout != "Leadership moved from node1 to node2 (term "+termOf(r.stdout)+").\n" {
+			t.Fatalf("transfer output %q", r.stdout)
+		}
+		leader = c.WaitForLeader(10*time.Second, 0, 1, 2)
+	}
+	r := c.ctlOn(t, (leader+1)%3, "cluster", "transfer-leader", "--to", "node1").mustOK(t)
+	if want := fmt.Sprintf("Leadership moved from %s to node1 (term %s).\n", c.NodeID(leader), termOf(r.stdout)); r.stdout != want {
+		t.Fatalf("transfer output %q, want %q", r.stdout, want)
+	}
+	if got := c.WaitForLeader(10*time.Second, 0, 1, 2); got != 0 {
+		t.Fatalf("leader is node%d, want node1", got+1)
+	}
+	const f = 1 // node2, a follower, answers every command below
+
+	t.Run("cluster status and members", func(t *testing.T) {
+		var st struct {
+			Status  api.Status   `json:"status"`
+			Members []api.Member `json:"members"`
+		}
+		testcluster.WaitFor(t, 20*time.Second, "three alive voters seen from node2", func() bool {
+			c.jsonOn(t, f, &st, "cluster", "status")
+			alive := 0
+			for _, m := range st.Members {
+				if m.Suffrage == "voter" && m.GossipStatus == "alive" {
+					alive++
+				}
+			}
+			return alive == 3 && st.Status.LeaderID == "node1"
+		})
+		if st.Status.NodeID != "node2" || st.Status.RaftState != "Follower" {
+			t.Errorf("status %+v", st.Status)
+		}
+		r := c.ctlOn(t, f, "cluster", "members").mustOK(t)
+		golden(t, "live-cluster-members.table", normaliseLive(r.stdout))
+		r = c.ctlOn(t, f, "cluster", "status").mustOK(t)
+		if !strings.Contains(r.stdout, "Answered by:          node2 (Follower)\nLeader:               node1 at 127.0.0.1:") {
+			t.Errorf("status:\n%s", r.stdout)
+		}
+	})
+
+	var captures []api.CaptureView
+	testcluster.WaitFor(t, 20*time.Second, "three live captures, node1 the owner", func() bool {
+		var out api.CaptureList
+		c.jsonOn(t, f, &out, "capture", "list")
+		captures = out.Captures
+		owners, alive := 0, 0
+		for _, cv := range captures {
+			if cv.IsOwner && cv.ID == "node1" {
+				owners++
+			}
+			if cv.Liveness == "alive" {
+				alive++
+			}
+		}
+		return len(captures) == 3 && owners == 1 && alive == 3
+	})
+
+	dir := t.TempDir()
+	t.Run("create, list, query", func(t *testing.T) {
+		src := "datagen://?tables=4&rate=50"
+		r := c.ctlOn(t, f, "changefeed", "create", "-c", "orders", "--source-uri", src, "--sink-uri", "file://"+dir).mustOK(t)
+		golden(t, "live-changefeed-create.table", normaliseLive(r.stdout))
+		d := c.waitFeed(t, f, "orders", "4 tables assigned and a checkpoint", func(d api.ChangefeedDetail) bool {
+			n := 0
+			for _, ts := range d.Tasks {
+				n += len(ts.Tables)
+			}
+			return n == 4 && d.Status != nil && d.Status.CheckpointTs > d.Info.StartTs
+		})
+		if d.State != model.StateNormal || d.SourceURI != src {
+			t.Errorf("created %+v", d.ChangefeedSummary)
+		}
+		r = c.ctlOn(t, f, "changefeed", "list").mustOK(t)
+		golden(t, "live-changefeed-list.table", lagFree(normaliseLive(strings.ReplaceAll(r.stdout, dir, "<DIR>"))))
+		r = c.ctlOn(t, f, "-o", "json", "changefeed", "query", "-c", "orders", "--simple").mustOK(t)
+		golden(t, "live-changefeed-query-simple.json", normaliseLive(strings.ReplaceAll(r.stdout, dir, "<DIR>")))
+		r = c.ctlOn(t, f, "changefeed", "query", "-c", "orders").mustOK(t)
+		for _, want := range []string{"Tables (4):\n", "datagen.t0001", "datagen.t0004", "\nProcessors:\n", "Filter rules:     all tables"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("query output lacks %q:\n%s", want, r.stdout)
+			}
+		}
+	})
+
+	t.Run("capture and processor", func(t *testing.T) {
+		r := c.ctlOn(t, f, "capture", "list").mustOK(t)
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if len(lines) != 4 || !strings.HasPrefix(lines[1], "node1 ") || !strings.Contains(lines[1], " yes ") || !strings.Contains(lines[2], " no ") {
+			t.Errorf("capture list:\n%s", r.stdout)
+		}
+		var ps api.ProcessorList
+		c.jsonOn(t, f, &ps, "processor", "list")
+		total := 0
+		for _, p := range ps.Processors {
+			if p.Changefeed != "orders" {
+				t.Errorf("processor %+v", p)
+			}
+			total += p.Tables
+		}
+		if total != 4 {
+			t.Errorf("processors run %d tables, want 4: %+v", total, ps.Processors)
+		}
+		var p api.ProcessorView
+		c.jsonOn(t, f, &p, "processor", "query", "-c", "orders", "-p", ps.Processors[0].Capture)
+		if p.Status == nil || len(p.Status.Tables) != ps.Processors[0].Tables {
+			t.Errorf("processor query %+v", p)
+		}
+		r = c.ctlOn(t, f, "processor", "query", "-c", "orders", "-p", ps.Processors[0].Capture).mustOK(t)
+		if !strings.Contains(r.stdout, "Changefeed:   orders\n") || !strings.Contains(r.stdout, "\nTables:\n") {
+			t.Errorf("processor query:\n%s", r.stdout)
+		}
+	})
+
+	t.Run("statistics", func(t *testing.T) {
+		r := c.ctlOn(t, f, "-o", "json", "changefeed", "statistics", "-c", "orders", "--interval", "250ms", "--count", "8").mustOK(t)
+		moving := 0
+		for _, l := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+			var s ctl.Sample
+			if err := json.Unmarshal([]byte(l), &s); err != nil {
+				t.Fatalf("sample %q: %v", l, err)
+			}
+			if s.RowsPerSecond > 0 {
+				moving++
+			}
+			if s.CheckpointLagSecs < 0 || s.CheckpointLagSecs > 30 {
+				t.Errorf("checkpoint lag %v", s.CheckpointLagSecs)
+			}
+		}
+		if moving == 0 {
+			t.Errorf("no sample saw rows written at 200 rows/s:\n%s", r.stdout)
+		}
+		r = c.ctlOn(t, f, "changefeed", "statistics", "-c", "orders", "--interval", "100ms", "--count", "2").mustOK(t)
+		if n := strings.Count(r.stdout, "\n"); n != 3 {
+			t.Errorf("want header and 2 samples:\n%s", r.stdout)
+		}
+	})
+
+	t.Run("move-table and rebalance", func(t *testing.T) {
+		d := c.query(t, f, "orders")
+		from := captureOf(d, 1)
+		to := "node2"
+		if from == to {
+			to = "node3"
+		}
+		r := c.ctlOn(t, f, "changefeed", "move-table", "-c", "orders", "--table-id", "1", "--target-capture", to).mustOK(t)
+		if want := "Requested the move of table 1 of changefeed orders to capture " + to + "; the owner carries it out shortly.\n"; r.stdout != want {
+			t.Errorf("move-table output %q", r.stdout)
+		}
+		c.waitFeed(t, f, "orders", "table 1 on "+to, func(d api.ChangefeedDetail) bool { return captureOf(d, 1) == to && len(d.Info.PendingMoves) == 0 })
+		c.ctlOn(t, f, "changefeed", "rebalance", "-c", "orders").mustOK(t)
+		c.waitFeed(t, f, "orders", "rebalance carried out", func(d api.ChangefeedDetail) bool { return !d.Info.RebalanceRequested })
+	})
+
+	// A removed changefeed for the matrix, created and removed via ctl.
+	c.ctlOn(t, f, "changefeed", "create", "-c", "gone", "--source-uri", "datagen://?tables=2", "--sink-uri", "blackhole://").mustOK(t)
+	c.waitFeed(t, f, "gone", "running", func(d api.ChangefeedDetail) bool { return d.Status != nil && d.Status.Initialized })
+	c.ctlOn(t, f, "changefeed", "remove", "-c", "gone", "--force").mustOK(t)
+	c.waitFeed(t, f, "gone", "removed", settled(model.StateRemoved))
+
+	t.Run("bad input", func(t *testing.T) {
+		badInputMatrix(t, matrixEnv{
+			addr:     c.APIAddr(f),
+			snapshot: func() string { return c.infoDump(t, 0) },
+			extra: []matrixCase{
+				{"write without the token", []string{"--token", "", "changefeed", "pause", "-c", "orders"}, 1,
+					"Error: pausing changefeed orders: POST /api/v1/changefeeds/orders/pause: this request needs the API token: send the header 'Authorization: Bearer <token>' (ctl: --token or RAFTCDC_TOKEN)\n" +
+						"Hint: pass the API token with --token or RAFTCDC_TOKEN.\n"},
+				{"write with a wrong token", []string{"--token", "guess", "cluster", "transfer-leader"}, 1,
+					"Error: transferring leadership: POST /api/v1/cluster/transfer-leader: the API token is wrong\nHint: pass the API token with --token or RAFTCDC_TOKEN.\n"},
+				{"remove-node of an unknown node", []string{"cluster", "remove-node", "node9"}, 1,
+					"Error: removing node node9: node node9 is not in the Raft configuration\n"},
+				{"transfer-leader to an unknown node", []string{"cluster", "transfer-leader", "--to", "node9"}, 1,
+					"Error: transferring leadership: node node9 is not a voter of this cluster\n"},
+			},
+		})
+	})
+
+	t.Run("pause, update, resume, remove", func(t *testing.T) {
+		r := c.ctlOn(t, f, "changefeed", "pause", "-c", "orders").mustOK(t)
+		if !strings.HasPrefix(r.stdout, "Requested pause of changefeed orders (state now: normal)") {
+			t.Errorf("pause output %q", r.stdout)
+		}
+		paused := c.waitFeed(t, f, "orders", "stopped", settled(model.StateStopped))
+		dir2 := t.TempDir()
+		r = c.ctlOn(t, f, "changefeed", "update", "-c", "orders", "--sink-uri", "file://"+dir2).mustOK(t)
+		want := "Updated changefeed orders:\nFIELD     BEFORE" + strings.Repeat(" ", len("file://"+dir)-len("BEFORE")+2) + "AFTER\n" +
+			"sink-uri  file://" + dir + "  file://" + dir2 + "\n"
+		if r.stdout != want {
+			t.Errorf("update output\n got %q\nwant %q", r.stdout, want)
+		}
+		if d := c.query(t, f, "orders"); d.SinkURI != "file://"+dir2 || d.State != model.StateStopped {
+			t.Errorf("after update %+v", d.ChangefeedSummary)
+		}
+		var tso struct {
+			TSO model.Ts `json:"tso"`
+		}
+		c.jsonOn(t, f, &tso, "tso")
+		if tso.TSO <= checkpointOf(paused) {
+			t.Errorf("tso %d not after the checkpoint %d", tso.TSO, checkpointOf(paused))
+		}
+		r = c.ctlOn(t, f, "changefeed", "resume", "-c", "orders", "--overwrite-checkpoint-ts", "now", "--no-confirm").mustOK(t)
+		if !strings.HasPrefix(r.stdout, "Requested resume of changefeed orders (state now: stopped)") {
+			t.Errorf("resume output %q", r.stdout)
+		}
+		c.waitFeed(t, f, "orders", "running again past the overwritten checkpoint", func(d api.ChangefeedDetail) bool {
+			return d.Info.State == model.StateNormal && d.Info.AdminJob == "" && checkpointOf(d) >= tso.TSO
+		})
+		c.ctlOn(t, f, "changefeed", "remove", "-c", "orders", "--force").mustOK(t)
+		c.waitFeed(t, f, "orders", "removed", settled(model.StateRemoved))
+		var all api.ChangefeedList
+		c.jsonOn(t, f, &all, "changefeed", "list", "--all")
+		states := map[string]model.FeedState{}
+		for _, s := range all.Changefeeds {
+			states[s.ID] = s.State
+		}
+		if states["orders"] != model.StateRemoved || states["gone"] != model.StateRemoved {
+			t.Errorf("list --all %v", states)
+		}
+		r = c.ctlOn(t, f, "changefeed", "list").mustOK(t)
+		if r.stdout != "No changefeeds. Create one with 'raftcdc ctl changefeed create'.\n" {
+			t.Errorf("list without removed ones: %q", r.stdout)
+		}
+	})
+
+	t.Run("tso and openapi through a follower", func(t *testing.T) {
+		r := c.ctlOn(t, f, "tso").mustOK(t)
+		golden(t, "live-tso.table", normaliseLive(r.stdout))
+		// A dead first address: ctl moves on to the next one.
+		r = ctlRun(t, closedAddr(t)+","+c.APIAddr(f), nil, "tso").mustOK(t)
+		if !strings.HasPrefix(r.stdout, "TSO:  ") {
+			t.Errorf("tso via the second address: %q", r.stdout)
+		}
+	})
+
+	t.Run("remove-node and a node without a leader", func(t *testing.T) {
+		c.KillNode(2)
+		r := c.ctlOn(t, f, "cluster", "remove-node", "node3").mustOK(t)
+		if r.stdout != "Removed node node3 from the Raft configuration.\n" {
+			t.Errorf("remove-node output %q", r.stdout)
+		}
+		var ms api.MemberList
+		testcluster.WaitFor(t, 10*time.Second, "two voters", func() bool {
+			c.jsonOn(t, f, &ms, "cluster", "members")
+			voters := 0
+			for _, m := range ms.Members {
+				if m.Suffrage == "voter" {
+					voters++
+				}
+			}
+			return voters == 2
+		})
+
+		// Now node1 dies: node2 alone has no quorum and, soon, no leader.
+		c.KillNode(0)
+		testcluster.WaitFor(t, 30*time.Second, "node2 to know no leader", func() bool { return c.Node(1).Status().LeaderID == "" })
+		before := c.infoDump(t, 1)
+		r = c.ctlOn(t, f, "cluster", "transfer-leader")
+		want := "Error: transferring leadership: no Raft leader is known yet; retry shortly\n" +
+			"Hint: the cluster is electing a leader or has lost its quorum; 'raftcdc ctl cluster status' against each node shows what it sees, and reads work without a leader with --consistent=false (that node's own, possibly stale, state).\n"
+		if r.code != 1 || r.stderr != want {
+			t.Errorf("transfer-leader without a leader: exit %d\n got %q\nwant %q", r.code, r.stderr, want)
+		}
+		// A changefeed write waits for a leader as long as the API allows,
+		// then gives up with the same code.
+		r = c.ctlOn(t, f, "changefeed", "create", "-c", "late", "--source-uri", "datagen://", "--sink-uri", "blackhole://")
+		want = "Error: creating the changefeed: no Raft leader is known yet; retry shortly\n" +
+			"Hint: the cluster is electing a leader or has lost its quorum; 'raftcdc ctl cluster status' against each node shows what it sees, and reads work without a leader with --consistent=false (that node's own, possibly stale, state).\n"
+		if r.code != 1 || r.stderr != want {
+			t.Errorf("create without a leader: exit %d\n got %q\nwant %q", r.code, r.stderr, want)
+		}
+		if after := c.infoDump(t, 1); after != before {
+			t.Errorf("the state changed without a leader:\n%s\n%s", before, after)
+		}
+		// Reads still answer, from node2's replica.
+		r = c.ctlOn(t, f, "cluster", "status").mustOK(t)
+		if !strings.Contains(r.stdout, "Leader:               none known\n") {
+			t.Errorf("status without a leader:\n%s", r.stdout)
+		}
+		c.ctlOn(t, f, "--consistent=false", "changefeed", "list", "--all").mustOK(t)
+		if r := c.ctlOn(t, f, "changefeed", "list"); r.code != 1 || !strings.Contains(r.stderr, "--consistent=false") {
+			t.Errorf("a consistent read without a leader: exit %d %s", r.code, r.stderr)
+		}
+	})
+}
+
+func checkpointOf(d api.ChangefeedDetail) model.Ts {
+	if d.Status == nil {
+		return 0
+	}
+	return d.Status.CheckpointTs
+}
+
+// termOf picks the term out of "... (term N).".
+func termOf(s string) string {
+	_, rest, _ := strings.Cut(s, "(term ")
+	term, _, _ := strings.Cut(rest, ")")
+	return term
+}
