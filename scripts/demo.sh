@@ -28,7 +28,8 @@ for i in 1 2 3; do
 done
 echo "starting three nodes (APIs on $servers)..."
 for _ in $(seq 1 150); do
-  if "$bin" ctl --server "$servers" cluster status >/dev/null 2>&1; then break; fi
+  # Ready once a node reports a leader.
+  if "$bin" ctl --server "$servers" cluster status -o json 2>/dev/null | grep -Eq '"leader_id": *"[^"]+"'; then break; fi
   sleep 0.2
 done
 "$bin" ctl --server "$servers" cluster status
