@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -366,5 +367,54 @@ func TestInternalEndpointsNeedTheClusterSecret(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("with the secret: %s", resp.Status)
+	}
+}
+
+// A deposed owner's commands and a removed incarnation's commands go through
+// Raft like any other entry, and every replica refuses them identically.
+func TestFencedCommandsRefusedOnEveryReplica(t *testing.T) {
+	c := testcluster.MakeCluster(t, 3, testcluster.Options{NoCDC: true})
+	leader := c.WaitForLeader(10 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	apply := func(i int, cmd fsm.Command) *fsm.Result {
+		t.Helper()
+		res, err := c.Node(i).Apply(ctx, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	status := func(cp uint64) fsm.Op {
+		b, _ := json.Marshal(model.ChangefeedStatus{CheckpointTs: cp})
+		return fsm.Op{Type: fsm.OpPut, Key: model.ChangefeedStatusKey("cf"), Value: b}
+	}
+	old := apply(leader, fsm.Command{Kind: fsm.KindClaimOwner, NodeID: "a", UnixMilli: 1}).Index
+	if r := apply((leader+1)%3, fsm.Command{OwnerEpoch: old, Ops: []fsm.Op{status(1)}}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	apply(leader, fsm.Command{Kind: fsm.KindClaimOwner, NodeID: "b", UnixMilli: 2})
+	if r := apply((leader+2)%3, fsm.Command{OwnerEpoch: old, Ops: []fsm.Op{status(2)}}); !errors.Is(r.Error(), fsm.ErrStaleEpoch) {
+		t.Fatalf("deposed owner's command: %v", r.Error())
+	}
+	capture, _ := json.Marshal(model.CaptureInfo{ID: "c1", Incarnation: 7})
+	apply(leader, fsm.Command{Kind: fsm.KindRegisterCapture, Ops: []fsm.Op{{Type: fsm.OpPut, Key: model.CaptureKey("c1"), Value: capture}}})
+	capture, _ = json.Marshal(model.CaptureInfo{ID: "c1", Incarnation: 8})
+	apply(leader, fsm.Command{Kind: fsm.KindRegisterCapture, Ops: []fsm.Op{{Type: fsm.OpPut, Key: model.CaptureKey("c1"), Value: capture}}})
+	pos, _ := json.Marshal(model.TaskPosition{CheckpointTs: 5})
+	if r := apply((leader+1)%3, fsm.Command{Capture: &fsm.CaptureFence{ID: "c1", Incarnation: 7}, Ops: []fsm.Op{{Type: fsm.OpPut, Key: model.TaskPositionKey("cf", "c1"), Value: pos}}}); !errors.Is(r.Error(), fsm.ErrFenced) {
+		t.Fatalf("replaced incarnation's command: %v", r.Error())
+	}
+	c.EnsureSame("/", 10*time.Second)
+	for _, i := range c.Up() {
+		kv, ok, _ := c.Node(i).FSM().Get(model.ChangefeedStatusKey("cf"))
+		var st model.ChangefeedStatus
+		json.Unmarshal(kv.Value, &st)
+		if !ok || st.CheckpointTs != 1 {
+			t.Fatalf("node %d: status %+v, want the first owner's write only", i+1, st)
+		}
+		if _, ok, _ := c.Node(i).FSM().Get(model.TaskPositionKey("cf", "c1")); ok {
+			t.Fatalf("node %d: fenced position applied", i+1)
+		}
 	}
 }
