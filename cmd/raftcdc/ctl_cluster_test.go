@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -28,14 +29,9 @@ type liveCluster struct {
 
 func startLiveCluster(t *testing.T) *liveCluster {
 	c := testcluster.MakeCluster(t, 3, testcluster.Options{
-		Configure: func(i int, cfg *server.Config) { cfg.ClusterSecret = clusterSecret },
-		Setup: func(i int, n *server.Node) {
-			// After EnableCDC's addon, so every route is documented and
-			// protected.
-			n.OnAPI(func(h *api.Handler) {
-				h.EnableOpenAPI()
-				h.RequireToken(clusterToken, false, clusterSecret)
-			})
+		Configure: func(i int, cfg *server.Config) {
+			cfg.ClusterSecret = clusterSecret
+			cfg.APIToken = clusterToken
 		},
 	})
 	c.WaitForLeader(15 * time.Second)
@@ -340,6 +336,23 @@ func TestCtlThreeNodeCluster(t *testing.T) {
 	})
 
 	t.Run("tso and openapi through a follower", func(t *testing.T) {
+		// The node serves its OpenAPI document, and it lists every route
+		// the node registered.
+		resp, err := http.Get("http://" + c.APIAddr(f) + "/api/v1/openapi.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc api.OpenAPI
+		err = json.NewDecoder(resp.Body).Decode(&doc)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("openapi.json: %s %v", resp.Status, err)
+		}
+		for _, p := range []string{"/api/v1/changefeeds/{id}/move-table", "/api/v1/cluster/remove-node", "/api/v1/tso", "/api/v1/openapi.json"} {
+			if _, ok := doc.Paths[p]; !ok {
+				t.Errorf("the served document lacks %s", p)
+			}
+		}
 		r := c.ctlOn(t, f, "tso").mustOK(t)
 		golden(t, "live-tso.table", normaliseLive(r.stdout))
 		// A dead first address: ctl moves on to the next one.
