@@ -54,7 +54,7 @@ type StatsWriter struct {
 // NewStatsWriter writes samples to w.
 func NewStatsWriter(w io.Writer, asJSON bool) *StatsWriter { return &StatsWriter{w: w, json: asJSON} }
 
-const statsRow = "%-23s  %-10s  %10s  %12s  %17s  %15s  %s\n"
+const statsRow = "%-27s  %-8s  %8s  %12s  %17s  %15s  %s\n"
 
 // Write prints one sample.
 func (sw *StatsWriter) Write(s Sample) error {
