@@ -43,6 +43,9 @@ func startFeed(t *testing.T, tables int, rate string, extra ...string) *feedEnv 
 		src: fmt.Sprintf("datagen://?tables=%d&rate=%s", tables, rate)}
 	e.start = model.TsFromTime(time.Now().Add(-time.Second))
 	c.CreateChangefeed(api.ChangefeedRequest{ID: e.id, SourceURI: e.src, SinkURI: "file://" + e.dir, StartTs: e.start})
+	for _, p := range c.Procs {
+		c.WaitCaptureAlive(p.ID, 0, settleBound)
+	}
 	c.WaitAllAssignedOnce(e.id, tables, nil, settleBound)
 	c.WaitCheckpointAbove(e.id, e.start, advanceBound)
 	return e
