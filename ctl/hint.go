@@ -26,6 +26,9 @@ func Hint(err error) string {
 	if !errors.As(err, &ae) {
 		return ""
 	}
+	if strings.Contains(ae.Message, "HTTP request to an HTTPS server") {
+		return "this server uses TLS: pass --ca FILE, or https:// in --server."
+	}
 	switch ae.Code {
 	case api.CodeUnauthorized:
 		return "pass the API token with --token or RAFTCDC_TOKEN."

@@ -1,8 +1,16 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -425,4 +433,65 @@ func termOf(s string) string {
 	_, rest, _ := strings.Cut(s, "(term ")
 	term, _, _ := strings.Cut(rest, ")")
 	return term
+}
+
+// writeCert creates a self-signed certificate for 127.0.0.1 that is its own
+// CA, and returns the certificate and key files.
+func writeCert(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(7),
+		Subject:               pkix.Name{CommonName: "raftcdc ctl test"},
+		NotBefore:             time.Now().Add(-time.Minute),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile = writeFile(t, "cert.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	keyFile = writeFile(t, "key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})))
+	return certFile, keyFile
+}
+
+// TestCtlTLSCluster: with the API on HTTPS, ctl --ca works through a
+// follower, including a write the follower forwards to the leader over
+// HTTPS; without --ca ctl says what to pass.
+func TestCtlTLSCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	cert, key := writeCert(t)
+	c := testcluster.MakeCluster(t, 3, testcluster.Options{NoCDC: true, Configure: func(_ int, cfg *server.Config) {
+		cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSCAFile = cert, key, cert
+		cfg.ClusterSecret = clusterSecret
+	}})
+	leader := c.WaitForLeader(10 * time.Second)
+	f := (leader + 1) % 3
+	to := c.NodeID((leader + 2) % 3)
+	r := ctlRun(t, c.APIAddr(f), nil, "--ca", cert, "cluster", "transfer-leader", "--to", to).mustOK(t)
+	if want := fmt.Sprintf("Leadership moved from %s to %s (term %s).\n", c.NodeID(leader), to, termOf(r.stdout)); r.stdout != want {
+		t.Errorf("transfer over TLS: %q, want %q", r.stdout, want)
+	}
+	r = ctlRun(t, "https://"+c.APIAddr(f), nil, "cluster", "status")
+	if r.code != 1 || !strings.Contains(r.stderr, "Hint: pass the CA that signed the server's certificate with --ca FILE.") {
+		t.Errorf("without --ca: exit %d %s", r.code, r.stderr)
+	}
+	r = ctlRun(t, "http://"+c.APIAddr(f), nil, "cluster", "status")
+	if want := "Hint: this server uses TLS: pass --ca FILE, or https:// in --server.\n"; r.code != 1 || !strings.HasSuffix(r.stderr, want) {
+		t.Errorf("plain http against TLS: exit %d %q", r.code, r.stderr)
+	}
 }
