@@ -305,6 +305,18 @@ func (c *Cluster) StopAll() {
 			c.t.Errorf("%s (pid %d) survived SIGKILL", p.ID, cmd.Process.Pid)
 		}
 	}
+	if dir := os.Getenv("RAFTCDC_IT_KEEP_LOGS"); dir != "" && c.t.Failed() {
+		// Whole logs of a failed test, for a person to read.
+		dst := filepath.Join(dir, strings.ReplaceAll(c.t.Name(), "/", "_"))
+		if err := os.MkdirAll(dst, 0o755); err == nil {
+			for _, p := range c.Procs {
+				if b, err := os.ReadFile(p.LogPath); err == nil {
+					_ = os.WriteFile(filepath.Join(dst, p.ID+".log"), b, 0o644)
+				}
+			}
+			c.t.Logf("logs kept in %s", dst)
+		}
+	}
 	if c.t.Failed() {
 		for _, p := range c.Procs {
 			b, _ := os.ReadFile(p.LogPath)
