@@ -708,39 +708,31 @@ func readProcessors(rd fsm.Reader, cfFilter, capFilter string) []ProcessorView {
 		order = append(order, k)
 		return p
 	}
-	for _, kv := range rd.List(model.PrefixTaskStatus) {
-		cf, c, err := model.SplitTaskKey(model.PrefixTaskStatus, kv.Key)
-		if err != nil || (cfFilter != "" && cf != cfFilter) || (capFilter != "" && c != capFilter) {
-			continue
+	// each walks one kind of per-(changefeed, capture) key under the filters.
+	each := func(prefix string, fn func(p *ProcessorView, kv fsm.KV)) {
+		for _, kv := range rd.List(prefix) {
+			cf, c, err := model.SplitTaskKey(prefix, kv.Key)
+			if err != nil || (cfFilter != "" && cf != cfFilter) || (capFilter != "" && c != capFilter) {
+				continue
+			}
+			fn(get(cf, c), kv)
 		}
-		p := get(cf, c)
-		p.Status, _ = decodeInto[model.TaskStatus](kv)
-		if p.Status != nil {
+	}
+	each(model.PrefixTaskStatus, func(p *ProcessorView, kv fsm.KV) {
+		if p.Status, _ = decodeInto[model.TaskStatus](kv); p.Status != nil {
 			p.Tables = len(p.Status.Tables)
 		}
-	}
-	for _, kv := range rd.List(model.PrefixTaskPosition) {
-		cf, c, err := model.SplitTaskKey(model.PrefixTaskPosition, kv.Key)
-		if err != nil || (cfFilter != "" && cf != cfFilter) || (capFilter != "" && c != capFilter) {
-			continue
-		}
-		p := get(cf, c)
-		p.Position, _ = decodeInto[model.TaskPosition](kv)
-		if p.Position != nil {
+	})
+	each(model.PrefixTaskPosition, func(p *ProcessorView, kv fsm.KV) {
+		if p.Position, _ = decodeInto[model.TaskPosition](kv); p.Position != nil {
 			p.Checkpoint = timeInfo(p.Position.CheckpointTs)
 		}
-	}
-	for _, kv := range rd.List(model.PrefixTaskWorkload) {
-		cf, c, err := model.SplitTaskKey(model.PrefixTaskWorkload, kv.Key)
-		if err != nil {
-			continue
+	})
+	each(model.PrefixTaskWorkload, func(p *ProcessorView, kv fsm.KV) {
+		if wl, err := decodeInto[model.TaskWorkload](kv); err == nil {
+			p.Workload = *wl
 		}
-		if p, ok := byKey[[2]string{cf, c}]; ok {
-			if wl, err := decodeInto[model.TaskWorkload](kv); err == nil {
-				p.Workload = *wl
-			}
-		}
-	}
+	})
 	out := make([]ProcessorView, 0, len(order))
 	for _, k := range order {
 		out = append(out, *byKey[k])

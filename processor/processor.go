@@ -349,7 +349,7 @@ func (p *processor) reconcile(ctx context.Context, st feedState) {
 		if rep, ok := task.Tables[id]; ok {
 			// Assigned and already being deleted: run it up to the
 			// boundary (it stops at once if it starts past it).
-			start(id, rep.StartTs).setBoundary(op.BoundaryTs)
+			start(id, p.resumeTs(id, rep.StartTs)).setBoundary(op.BoundaryTs)
 			continue
 		}
 		p.stopped[id] = p.fallbackStop(id, st)
@@ -359,7 +359,7 @@ func (p *processor) reconcile(ctx context.Context, st feedState) {
 			continue
 		}
 		if _, running := p.tables[id]; !running {
-			start(id, rep.StartTs)
+			start(id, p.resumeTs(id, rep.StartTs))
 		}
 	}
 	p.mu.Unlock()
@@ -376,6 +376,20 @@ func (p *processor) reconcile(ctx context.Context, st feedState) {
 		t.cancel = cancel
 		go t.run(tctx)
 	}
+}
+
+// resumeTs is where a table's pipeline starts: its assigned start ts, or
+// further on if an earlier processor of this capture already made the table
+// durable beyond it (after a restart of the node the assignment is unchanged
+// but the rows up to the reported checkpoint are already in the sink, and
+// replaying them would write every one of them twice).
+func (p *processor) resumeTs(id model.TableID, startTs model.Ts) model.Ts {
+	if p.prevPos != nil {
+		if ts, ok := p.prevPos.Running[id]; ok && ts > startTs {
+			return ts
+		}
+	}
+	return startTs
 }
 
 // fallbackStop answers a delete operation for a table this processor never
