@@ -32,12 +32,18 @@ const (
 	samplerInterval = 100 * time.Millisecond
 )
 
-// startFeed starts three nodes (extra server flags appended) and a
+// startFeed starts three loopback nodes (extra server flags appended) and a
 // changefeed of `tables` tables at `rate` rows/s per table, and waits until
 // every table runs and the checkpoint has moved.
 func startFeed(t *testing.T, tables int, rate string, extra ...string) *feedEnv {
 	t.Helper()
 	c := StartCluster(t, binPath, 3, ClusterOptions{ExtraArgs: append([]string{"--log-level", "info"}, extra...)})
+	return startFeedOn(t, c, tables, rate)
+}
+
+// startFeedOn is startFeed on a cluster the caller started.
+func startFeedOn(t *testing.T, c *Cluster, tables int, rate string) *feedEnv {
+	t.Helper()
 	c.WaitForOwner(30*time.Second, 0)
 	e := &feedEnv{t: t, c: c, id: "feed", tables: tables, dir: t.TempDir(),
 		src: fmt.Sprintf("datagen://?tables=%d&rate=%s", tables, rate)}

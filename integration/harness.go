@@ -478,11 +478,15 @@ type Owner struct {
 	Term  uint64
 }
 
-// CurrentOwner returns the agreed owner, ok false while there is none or
-// the serving nodes disagree.
-func (c *Cluster) CurrentOwner() (Owner, bool) {
+// CurrentOwner returns the owner the given serving nodes (every serving
+// node when none are given) agree on; ok is false while there is none, the
+// nodes disagree, or the owner is not among them as the leader.
+func (c *Cluster) CurrentOwner(among ...int) (Owner, bool) {
 	var o Owner
-	up := c.Up()
+	up := among
+	if len(up) == 0 {
+		up = c.Up()
+	}
 	if len(up) == 0 {
 		return o, false
 	}
@@ -510,10 +514,17 @@ func (c *Cluster) CurrentOwner() (Owner, bool) {
 // owner is the leader and its epoch is above minEpoch (0 for any).
 func (c *Cluster) WaitForOwner(timeout time.Duration, minEpoch uint64) Owner {
 	c.t.Helper()
+	return c.WaitForOwnerAmong(timeout, minEpoch, nil)
+}
+
+// WaitForOwnerAmong is WaitForOwner asking only the given nodes (the
+// majority side of a partition).
+func (c *Cluster) WaitForOwnerAmong(timeout time.Duration, minEpoch uint64, among []int) Owner {
+	c.t.Helper()
 	var o Owner
 	WaitFor(c.t, timeout, fmt.Sprintf("an agreed owner with epoch above %d", minEpoch), func() bool {
 		var ok bool
-		o, ok = c.CurrentOwner()
+		o, ok = c.CurrentOwner(among...)
 		return ok && o.Epoch > minEpoch
 	})
 	return o
