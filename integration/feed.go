@@ -199,7 +199,14 @@ type Sampler struct {
 	longest    time.Duration
 	longestEnd time.Time
 	started    time.Time
+	// stalls are the gaps between increases of the highest checkpoint seen
+	// that were longer than stallThreshold.
+	stalls durations
 }
+
+// stallThreshold is the gap between checkpoint increases that counts as a
+// stall: several owner ticks and flush intervals with no progress.
+const stallThreshold = time.Second
 
 // SampleCheckpoints starts a sampler; stop it with Stop.
 func (c *Cluster) SampleCheckpoints(id string, every time.Duration) *Sampler {
@@ -249,8 +256,12 @@ func (s *Sampler) observe(x Sample) {
 	s.last[key] = x
 	if x.Checkpoint > s.max {
 		if !s.maxAt.IsZero() {
-			if gap := x.At.Sub(s.maxAt); gap > s.longest {
+			gap := x.At.Sub(s.maxAt)
+			if gap > s.longest {
 				s.longest, s.longestEnd = gap, x.At
+			}
+			if gap > stallThreshold {
+				s.stalls = append(s.stalls, gap)
 			}
 		}
 		s.max, s.maxAt = x.Checkpoint, x.At
@@ -267,13 +278,16 @@ type SamplerReport struct {
 	// move, including the stretch still open at the time of the report.
 	LongestStall time.Duration
 	StallEnd     time.Time
+	// Stalls lists every gap longer than a second between increases.
+	Stalls durations
 }
 
 // Report returns what the sampler has seen so far.
 func (s *Sampler) Report() SamplerReport {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := SamplerReport{Reads: s.reads, Decreases: append([]string(nil), s.decreases...), Max: s.max, LongestStall: s.longest, StallEnd: s.longestEnd}
+	r := SamplerReport{Reads: s.reads, Decreases: append([]string(nil), s.decreases...), Max: s.max, LongestStall: s.longest, StallEnd: s.longestEnd,
+		Stalls: append(durations(nil), s.stalls...)}
 	if !s.maxAt.IsZero() {
 		if open := time.Since(s.maxAt); open > r.LongestStall {
 			r.LongestStall, r.StallEnd = open, time.Now()
@@ -287,6 +301,7 @@ func (s *Sampler) ResetStall() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.longest = 0
+	s.stalls = nil
 	s.maxAt = time.Now()
 }
 
