@@ -244,7 +244,9 @@ func TestCaptureIncarnationFencing(t *testing.T) {
 	epoch := h.claim("n1")
 	h.register("c1", 1)
 	old := &CaptureFence{ID: "c1", Incarnation: 1}
-	pos := func(ts uint64) Op { return put(model.TaskPositionKey("cf", "c1"), model.TaskPosition{CheckpointTs: ts}) }
+	pos := func(ts uint64) Op {
+		return put(model.TaskPositionKey("cf", "c1"), model.TaskPosition{CheckpointTs: ts})
+	}
 	h.mustApply(Command{Capture: old, Ops: []Op{pos(1)}})
 
 	// The owner removes the capture: the old incarnation is fenced.
