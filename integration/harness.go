@@ -551,6 +551,25 @@ func (c *Cluster) WaitCaughtUp(timeout time.Duration) {
 	})
 }
 
+// Barrier commits a write in the current term through any serving node.
+// Once it is acknowledged the leader has applied every earlier entry, so
+// consistent reads after it see everything committed before; right after an
+// election they may not (see TestFullStopAndStart).
+func (c *Cluster) Barrier(timeout time.Duration) {
+	c.t.Helper()
+	n := 0
+	Eventually(c.t, timeout, "a write to commit", func() (bool, string) {
+		n++
+		err := errNoNode
+		for _, i := range c.Up() {
+			if err = c.Put(i, "integration-barrier", n); err == nil {
+				return true, ""
+			}
+		}
+		return false, err.Error()
+	})
+}
+
 // Put writes a user key through process i.
 func (c *Cluster) Put(i int, key string, v any) error {
 	code, body, err := c.Do(i, http.MethodPut, "/api/v1/kv/"+key, v)

@@ -130,6 +130,13 @@ func TestFullStopAndStart(t *testing.T) {
 		c.Start(i)
 	}
 	c.WaitForOwner(ownerBound, 0)
+	// The owner the nodes agree on may still be the one restored from the
+	// snapshot, and a new leader's applied index can trail what was
+	// committed before the stop until it commits in its own term: a
+	// consistent read then returns an older checkpoint (seen as a
+	// decrease here about one run in ten). A committed write first makes
+	// the read current.
+	c.Barrier(ownerBound)
 	for k, f := range feeds {
 		if cp := f.checkpoint(); cp < before[k] {
 			t.Fatalf("%s: checkpoint %d after the restart is below %d seen before the stop", f.id, cp, before[k])
@@ -155,14 +162,14 @@ func TestFullStopAndStart(t *testing.T) {
 		if *flagStrictReplay {
 			t.Fatal(strings.Join(replayed, "\n"))
 		}
-		// Known server bug: a processor that restarts with its task status
-		// intact starts each table at the task's StartTs (when the table
-		// was assigned) instead of the progress its previous incarnation
-		// reported in TaskPosition.Running, so everything since the
-		// assignment is written again. Nothing is lost (verified above).
-		// Remove this skip (or run with -strict-replay) once the processor
-		// starts from max(StartTs, previous Running[table]).
-		t.Skipf("KNOWN BUG, rows replayed below the checkpoint after a full restart:\n%s", strings.Join(replayed, "\n"))
+		// Known server bug, about one run in fifteen: a capture that had
+		// stopped a table at a move's boundary (TaskPosition.Stopped) and
+		// restarts before the owner finished the move starts the table
+		// again from the task's StartTs, writing everything since the
+		// assignment again until it reaches the boundary. Nothing is lost
+		// (verified above). Remove this skip once the processor reports
+		// the previous Stopped ts instead of restarting such a table.
+		t.Skipf("KNOWN BUG (run with -strict-replay to fail on it): rows replayed below the checkpoint after a full restart:\n%s", strings.Join(replayed, "\n"))
 	}
 }
 
