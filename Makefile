@@ -14,8 +14,9 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
 
+# ARGS go to the test binary, e.g. ARGS="-kills=10" or ARGS="-strict-replay".
 integration:
-	$(GO) test -race -count=1 -timeout 30m -v ./integration/...
+	$(GO) test -race -count=1 -timeout 30m -v ./integration/... $(if $(ARGS),-args $(ARGS))
 
 # Three local nodes on loopback in the foreground; Ctrl-C stops them all.
 # Data stays in .cluster/ so a second `make cluster` restarts the same cluster.
@@ -28,8 +29,9 @@ demo: build
 bench: build
 	./bench/run.sh
 
+# make chaos DURATION=30m [ARGS=-chaos-seed=N]: the long chaos run, summary at the end.
 chaos: build
-	$(GO) test -count=1 -timeout 0 -run TestChaosLong -v ./integration/... -args -chaos-duration=$(or $(DURATION),5m)
+	$(GO) test -count=1 -timeout 0 -run TestChaosLong -v ./integration/... -args -chaos-duration=$(or $(DURATION),5m) $(ARGS)
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))"

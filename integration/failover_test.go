@@ -155,17 +155,25 @@ func TestFollowerKillAndRestart(t *testing.T) {
 	c := e.c
 	s := c.SampleCheckpoints(e.id, samplerInterval)
 	o := c.WaitForOwner(ownerBound, 0)
-	f := (o.Index + 1) % len(c.Procs)
+	// The victim is a follower that runs tables (right after start the
+	// owner may still be spreading them).
+	var f, held int
+	Eventually(t, settleBound, "a follower running tables", func() (bool, string) {
+		d, err := c.Detail(e.id)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, k := range []int{1, 2} {
+			f = (o.Index + k) % 3
+			if task := d.Tasks[c.Procs[f].ID]; task != nil && len(task.Tables) > 0 {
+				held = len(task.Tables)
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("assignments %v", Assignments(d))
+	})
 	victim := c.Procs[f].ID
 	inc := c.Incarnation(victim)
-	d, err := c.Detail(e.id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.Tasks[victim] == nil || len(d.Tasks[victim].Tables) == 0 {
-		t.Fatalf("follower %s runs no table before the kill: %+v", victim, Assignments(d))
-	}
-	held := len(d.Tasks[victim].Tables)
 
 	c.Kill(f, syscall.SIGKILL)
 	killed := time.Now()
@@ -203,7 +211,22 @@ func TestMoveTableSourceKilled(t *testing.T) {
 	c := e.c
 	s := c.SampleCheckpoints(e.id, samplerInterval)
 	o := c.WaitForOwner(ownerBound, 0)
-	src, dst := (o.Index+1)%3, (o.Index+2)%3
+	// The source is a follower that runs tables (right after start the
+	// owner may still be spreading them).
+	var src, dst int
+	Eventually(t, settleBound, "a follower running tables", func() (bool, string) {
+		d, err := c.Detail(e.id)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, k := range []int{1, 2} {
+			src, dst = (o.Index+k)%3, (o.Index+3-k)%3
+			if task := d.Tasks[c.Procs[src].ID]; task != nil && len(task.Tables) > 0 {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("assignments %v", Assignments(d))
+	})
 	srcID, dstID := c.Procs[src].ID, c.Procs[dst].ID
 	inc := c.Incarnation(srcID)
 
@@ -216,6 +239,9 @@ func TestMoveTableSourceKilled(t *testing.T) {
 		d, err := c.Detail(e.id)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if d.Tasks[srcID] == nil {
+			t.Fatalf("%s holds no table: %+v", srcID, Assignments(d))
 		}
 		table = -1
 		for id := range d.Tasks[srcID].Tables {
