@@ -347,6 +347,15 @@ func (p *processor) reconcile(ctx context.Context, st feedState) {
 			continue
 		}
 		if rep, ok := task.Tables[id]; ok {
+			// An earlier processor of this capture (before a restart of the
+			// node) already stopped it for this very assignment: report that
+			// instead of running it again from its start.
+			if p.prevPos != nil {
+				if ts, ok := p.prevPos.Stopped[id]; ok && ts >= rep.StartTs {
+					p.stopped[id] = ts
+					continue
+				}
+			}
 			// Assigned and already being deleted: run it up to the
 			// boundary (it stops at once if it starts past it).
 			start(id, p.resumeTs(id, rep.StartTs)).setBoundary(op.BoundaryTs)
