@@ -132,10 +132,13 @@ func TestLeaderPausedAndResumed(t *testing.T) {
 	// Whatever the old owner proposed after waking was either refused by
 	// the epoch check or never committed; count both kinds of evidence.
 	stale, _, _ := c.Metric(o.Index, "raftcdc_owner_commands_refused_total", "code=stale_owner_epoch")
+	staleLogged := len(c.LogLines(o.Index, func(l LogLine) bool {
+		return l.Str("code") == "stale_owner_epoch" || strings.Contains(l.Str("error"), "stale_owner_epoch")
+	}))
 	notApplied := strings.Count(after, `"owner command not applied"`)
 	refusedPos, _, _ := c.Metric(o.Index, "raftcdc_processor_position_writes_total", "result=refused")
-	t.Logf("after SIGCONT: owner commands refused for a stale epoch %v, not committed %d; processor position writes refused %v",
-		stale, notApplied, refusedPos)
+	t.Logf("after SIGCONT: owner commands refused for a stale epoch %v (log lines %d), not committed %d; processor position writes refused %v",
+		stale, staleLogged, notApplied, refusedPos)
 
 	e.assertNoDoubleAssignment(3 * time.Second)
 	rep := e.settleAndVerify()

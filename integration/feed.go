@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -345,15 +344,6 @@ func (d durations) String() string {
 	return fmt.Sprintf("n=%d p50=%v max=%v", len(d), d.percentile(0.5).Round(time.Millisecond), d.max().Round(time.Millisecond))
 }
 
-// TSO is the cluster's current ts from process i.
-func (c *Cluster) TSO(i int) (model.Ts, error) {
-	var out struct {
-		TSO model.Ts `json:"tso"`
-	}
-	err := c.GetJSON(i, "/api/v1/tso", &out)
-	return out.TSO, err
-}
-
 // Captures lists the captures from the first serving node.
 func (c *Cluster) Captures() ([]api.CaptureView, error) {
 	var out struct {
@@ -402,12 +392,4 @@ func (c *Cluster) Incarnation(id string) uint64 {
 		}
 	}
 	return 0
-}
-
-// decodeJSON is json.Unmarshal with the text in the error.
-func decodeJSON(b []byte, out any) error {
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("decoding %q: %w", b, err)
-	}
-	return nil
 }
