@@ -14,7 +14,7 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
 
-# ARGS go to the test binary, e.g. ARGS="-kills=10" or ARGS="-strict-replay".
+# ARGS go to the test binary, e.g. ARGS="-kills=10".
 integration:
 	$(GO) test -race -count=1 -timeout 30m -v ./integration/... $(if $(ARGS),-args $(ARGS))
 

@@ -11,7 +11,6 @@ var (
 	flagKills = flag.Int("kills", 4, "leader kill -9 rounds in TestLeaderKillLoop (the issue's full run is 10)")
 	// make chaos DURATION=30m passes -chaos-duration.
 	flagChaosDuration = flag.Duration("chaos-duration", 0, "run TestChaosLong for this long (0 skips it)")
-	flagStrictReplay  = flag.Bool("strict-replay", false, "fail TestFullStopAndStart on rows replayed below the checkpoint instead of skipping on that known bug")
 	flagChaosSeed     = flag.Uint64("chaos-seed", 0, "seed of the chaos runs' fault choices (0 = from the clock); the seed is logged so a run can be repeated")
 	flagChaosShort    = flag.Duration("chaos-short", 45*time.Second, "duration of TestChaosShort, the chaos run in the default test run (0 skips it)")
 )

@@ -11,7 +11,7 @@
 //   - evidence: Metric, LogLines, LogContains, LogSince.
 //
 // Test flags (go test ./integration -args ...): -kills, -chaos-duration,
-// -chaos-short, -chaos-seed, -strict-replay (see flags_test.go). With
+// -chaos-short, -chaos-seed (see flags_test.go). With
 // RAFTCDC_IT_KEEP_LOGS=dir the whole node logs of a failed test are copied
 // there. TestLeaderPartitioned needs root and iproute2 (ip netns) and skips,
 // saying why, where they are missing.

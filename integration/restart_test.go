@@ -159,17 +159,7 @@ func TestFullStopAndStart(t *testing.T) {
 		}
 	}
 	if len(replayed) > 0 {
-		if *flagStrictReplay {
-			t.Fatal(strings.Join(replayed, "\n"))
-		}
-		// Known server bug, about one run in fifteen: a capture that had
-		// stopped a table at a move's boundary (TaskPosition.Stopped) and
-		// restarts before the owner finished the move starts the table
-		// again from the task's StartTs, writing everything since the
-		// assignment again until it reaches the boundary. Nothing is lost
-		// (verified above). Remove this skip once the processor reports
-		// the previous Stopped ts instead of restarting such a table.
-		t.Skipf("KNOWN BUG (run with -strict-replay to fail on it): rows replayed below the checkpoint after a full restart:\n%s", strings.Join(replayed, "\n"))
+		t.Fatal(strings.Join(replayed, "\n"))
 	}
 }
 
