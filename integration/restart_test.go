@@ -133,9 +133,14 @@ func TestFullStopAndStart(t *testing.T) {
 	// The owner the nodes agree on may still be the one restored from the
 	// snapshot, and a new leader's applied index can trail what was
 	// committed before the stop until it commits in its own term: a
-	// consistent read then returns an older checkpoint (seen as a
-	// decrease here about one run in ten). A committed write first makes
-	// the read current.
+	// consistent read then returns an older checkpoint (about one run in
+	// ten; a server bug, logged here rather than failed). A committed
+	// write first makes the read current.
+	for k, f := range feeds {
+		if d, err := c.Detail(f.id); err == nil && CheckpointOf(d) < before[k] {
+			t.Logf("STALE consistent read right after the election: %s checkpoint %d, below %d seen before the stop", f.id, CheckpointOf(d), before[k])
+		}
+	}
 	c.Barrier(ownerBound)
 	for k, f := range feeds {
 		if cp := f.checkpoint(); cp < before[k] {
