@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -82,8 +83,19 @@ with --bootstrap-expect 3 and --join pointing at any other node.`,
 			log.Info().Msg("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer cancel()
-			if err := node.Shutdown(sctx); err != nil {
-				return fmt.Errorf("shutting down: %w", err)
+			done := make(chan error, 1)
+			go func() { done <- node.Shutdown(sctx) }()
+			select {
+			case err := <-done:
+				if err != nil {
+					return fmt.Errorf("shutting down: %w", err)
+				}
+			case <-sctx.Done():
+				// Something did not stop: say what, with every goroutine's
+				// stack, rather than hang until someone kills the process.
+				log.Error().Dur("shutdown_timeout", shutdownTimeout).Msg("clean shutdown did not finish in time; dumping goroutines and exiting")
+				_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
+				return fmt.Errorf("shutting down: not finished after %v (goroutines dumped to the log)", shutdownTimeout)
 			}
 			log.Info().Msg("stopped")
 			return nil
