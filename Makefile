@@ -29,9 +29,11 @@ demo: build
 bench: build
 	./bench/run.sh
 
-# make chaos DURATION=30m [ARGS=-chaos-seed=N]: the long chaos run, summary at the end.
+# make chaos DURATION=30m [ARGS=-chaos-seed=N]: the long chaos run, summary at
+# the end; if it fails, the whole node logs are kept in $(CHAOS_LOGS).
+CHAOS_LOGS ?= /tmp/raftcdc-chaos-logs
 chaos: build
-	$(GO) test -count=1 -timeout 0 -run TestChaosLong -v ./integration/... -args -chaos-duration=$(or $(DURATION),5m) $(ARGS)
+	RAFTCDC_IT_KEEP_LOGS=$(CHAOS_LOGS) $(GO) test -count=1 -timeout 0 -run TestChaosLong -v ./integration/... -args -chaos-duration=$(or $(DURATION),5m) $(ARGS)
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))"

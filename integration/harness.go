@@ -298,9 +298,16 @@ func (c *Cluster) Kill(i int, sig syscall.Signal) {
 		select {
 		case <-exited:
 		case <-time.After(30 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-			c.t.Errorf("%s did not exit within 30s of %v", p.ID, sig)
+			// SIGQUIT makes the Go runtime write every goroutine's stack to
+			// the node's log before it exits: the evidence of what hung.
+			_ = cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-exited:
+			case <-time.After(5 * time.Second):
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				<-exited
+			}
+			c.t.Errorf("%s did not exit within 30s of %v; its goroutine stacks (SIGQUIT) are at the end of %s", p.ID, sig, p.LogPath)
 		}
 	}
 }
