@@ -125,13 +125,10 @@ func (n *Node) forwardApply(ctx context.Context, addr string, data []byte) (*fsm
 func (n *Node) ReadIndex(ctx context.Context) error {
 	var index uint64
 	if n.raft.State() == raft.Leader {
-		if err := n.raft.VerifyLeader().Error(); err != nil {
-			return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNotLeader, Message: fmt.Sprintf("confirming leadership: %v", err), RetryAfter: 1}
+		var err error
+		if index, err = n.leaderReadIndex(); err != nil {
+			return err
 		}
-		// Every write acknowledged to a client was applied here first, so
-		// the leader's applied command index covers them all. (The commit
-		// index could point at a no-op entry the state machine never sees.)
-		index = n.fsm.AppliedIndex()
 	} else {
 		_, addr := n.leaderAPI()
 		if addr == "" {
@@ -151,6 +148,25 @@ func (n *Node) ReadIndex(ctx context.Context) error {
 		index = out.Index
 	}
 	return n.fsm.WaitApplied(ctx, index)
+}
+
+// leaderReadIndex is the index a linearizable read must wait for, asked of
+// this node as leader. Every write acknowledged to a client was applied on
+// the leader that acknowledged it, so once this leader has confirmed it still
+// leads and has applied everything of earlier terms (its barrier), its
+// applied index covers them all. (The commit index could point at a no-op
+// entry the state machine never sees.)
+func (n *Node) leaderReadIndex() (uint64, error) {
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return 0, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNotLeader, Message: fmt.Sprintf("confirming leadership: %v", err), RetryAfter: 1}
+	}
+	if !n.IsLeader() {
+		// Freshly elected: entries of earlier terms may not be applied yet.
+		if err := n.raft.Barrier(5 * time.Second).Error(); err != nil {
+			return 0, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNotLeader, Message: fmt.Sprintf("new leader catching up: %v", err), RetryAfter: 1}
+		}
+	}
+	return n.fsm.AppliedIndex(), nil
 }
 
 // Status reports this node's view.
@@ -183,6 +199,9 @@ func (n *Node) Ready() error {
 	}
 	if lid, _ := n.leaderAPI(); lid == "" {
 		return errNoLeader()
+	}
+	if n.raft.State() == raft.Leader && !n.IsLeader() {
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: "newly elected leader is still applying earlier entries", RetryAfter: 1}
 	}
 	if applied, commit := n.raft.AppliedIndex(), n.raft.CommitIndex(); applied < commit {
 		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: fmt.Sprintf("catching up: applied %d of %d", applied, commit), RetryAfter: 1}

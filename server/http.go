@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/hashicorp/raft"
 	"io"
 	"net"
 	"net/http"
@@ -135,15 +136,16 @@ func (n *Node) handleInternalApply(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleReadIndex(w http.ResponseWriter, r *http.Request) {
-	if !n.IsLeader() {
+	if n.raft.State() != raft.Leader {
 		api.WriteError(w, api.Errorf(http.StatusServiceUnavailable, api.CodeNotLeader, "this node is not the leader"))
 		return
 	}
-	if err := n.raft.VerifyLeader().Error(); err != nil {
-		api.WriteError(w, api.Errorf(http.StatusServiceUnavailable, api.CodeNotLeader, "confirming leadership: %v", err))
+	index, err := n.leaderReadIndex()
+	if err != nil {
+		api.WriteError(w, err)
 		return
 	}
-	_ = api.WriteJSON(w, http.StatusOK, map[string]uint64{"index": n.fsm.AppliedIndex()})
+	_ = api.WriteJSON(w, http.StatusOK, map[string]uint64{"index": index})
 }
 
 // LeaderAPIAddr implements api.Store.
