@@ -192,13 +192,7 @@ func (h *Handler) loadFeed(r *http.Request, id string) (*feedView, error) {
 	if err := h.consistentRead(r); err != nil {
 		return nil, err
 	}
-	var f *feedView
-	var found bool
-	err := h.store.View(func(rd fsm.Reader, _ uint64) error {
-		var err error
-		f, found, err = readFeed(rd, id)
-		return err
-	})
+	f, found, err := h.viewFeed(id)
 	if err != nil {
 		return nil, err
 	}
@@ -206,6 +200,16 @@ func (h *Handler) loadFeed(r *http.Request, id string) (*feedView, error) {
 		return nil, Errorf(http.StatusNotFound, CodeChangefeedNotFound, "changefeed %q does not exist; 'ctl changefeed list --all' shows every changefeed", id)
 	}
 	return f, nil
+}
+
+// viewFeed reads one changefeed from one consistent view of the local state.
+func (h *Handler) viewFeed(id string) (f *feedView, found bool, err error) {
+	err = h.store.View(func(rd fsm.Reader, _ uint64) error {
+		var rerr error
+		f, found, rerr = readFeed(rd, id)
+		return rerr
+	})
+	return f, found, err
 }
 
 func (h *Handler) listChangefeeds(w http.ResponseWriter, r *http.Request) error {
@@ -336,12 +340,7 @@ func (h *Handler) createChangefeed(w http.ResponseWriter, r *http.Request) error
 	// A removed changefeed's tombstone may be replaced; anything else with
 	// the same ID may not.
 	cond := fsm.Cond{Type: fsm.CondAbsent, Key: model.ChangefeedInfoKey(info.ID)}
-	var existing *feedView
-	err := h.store.View(func(rd fsm.Reader, _ uint64) error {
-		var err error
-		existing, _, err = readFeed(rd, info.ID)
-		return err
-	})
+	existing, _, err := h.viewFeed(info.ID)
 	if err != nil {
 		return err
 	}
@@ -379,13 +378,7 @@ func (h *Handler) apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, erro
 // operator request never overwrites the owner's concurrent change.
 func (h *Handler) changeInfo(ctx context.Context, id string, fn func(f *feedView) error) (*feedView, error) {
 	for attempt := 0; ; attempt++ {
-		var f *feedView
-		var found bool
-		err := h.store.View(func(rd fsm.Reader, _ uint64) error {
-			var err error
-			f, found, err = readFeed(rd, id)
-			return err
-		})
+		f, found, err := h.viewFeed(id)
 		if err != nil {
 			return nil, err
 		}
