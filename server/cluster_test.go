@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/raftcdc/raftcdc/fsm"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/server"
@@ -417,4 +418,21 @@ func TestFencedCommandsRefusedOnEveryReplica(t *testing.T) {
 			t.Fatalf("node %d: fenced position applied", i+1)
 		}
 	}
+}
+
+// Pipelined replication is off on purpose (see DESIGN.md: raft v1.7.3's
+// pipeline can wedge a replication goroutine for good). Both transports a
+// node can have — plain TCP and the test stream — must refuse to pipeline.
+func TestReplicationIsNotPipelined(t *testing.T) {
+	c := testcluster.MakeCluster(t, 3, testcluster.Options{})
+	leader := c.WaitForLeader(10 * time.Second)
+	follower := (leader + 1) % 3
+	tr := c.Node(leader).RaftTransport()
+	_, err := tr.AppendEntriesPipeline(raft.ServerID(c.NodeID(follower)), raft.ServerAddress(c.Node(follower).Config().AdvertiseRaftAddr))
+	if !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
+		t.Fatalf("AppendEntriesPipeline: got %v, want %v", err, raft.ErrPipelineReplicationNotSupported)
+	}
+	// Replication still works without it.
+	put(t, c, leader, "unpipelined", 1)
+	c.EnsureSame(model.PrefixUser, 10*time.Second)
 }

@@ -237,7 +237,16 @@ func (n *Node) startRaft() error {
 	}
 	tcfg := &raft.NetworkTransportConfig{
 		MaxPool: 5, Timeout: 2 * time.Second,
-		Logger: logging.HCLog(n.log.With().Str("component", "raft-net").Logger(), "raft-net"),
+		// One RPC in flight per follower turns pipelined replication off.
+		// raft v1.7.3's pipeline can wedge: when a follower rejects an
+		// append (or answers with a newer term, as right after a leadership
+		// transfer) the decoder exits while the sender may still be parked
+		// handing a request to it, and nothing ever closes the pipeline. That
+		// replication goroutine then never ends — the follower gets
+		// heartbeats but no entries, and raft.Shutdown waits forever. The
+		// 30-minute chaos run hit it on a leader's SIGTERM (see DESIGN.md).
+		MaxRPCsInFlight: 1,
+		Logger:          logging.HCLog(n.log.With().Str("component", "raft-net").Logger(), "raft-net"),
 	}
 	if n.cfg.RaftStream != nil {
 		ln, err := net.Listen("tcp", n.cfg.RaftAddr)
