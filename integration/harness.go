@@ -297,6 +297,11 @@ func (c *Cluster) Kill(i int, sig syscall.Signal) {
 	if waits {
 		select {
 		case <-exited:
+			// A clean stop must be clean: the server exits non-zero when its
+			// own --shutdown-timeout ran out (after dumping its goroutines).
+			if sig != syscall.SIGKILL && !cmd.ProcessState.Success() {
+				c.t.Errorf("%s: %v, then %v; a clean shutdown exits 0 (the log may hold a goroutine dump): %s", p.ID, sig, cmd.ProcessState, p.LogPath)
+			}
 		case <-time.After(30 * time.Second):
 			// SIGQUIT makes the Go runtime write every goroutine's stack to
 			// the node's log before it exits: the evidence of what hung.
