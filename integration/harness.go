@@ -212,8 +212,10 @@ func (c *Cluster) Start(i int) {
 	argv := append(append(append([]string{}, p.Wrapper...), c.Bin), p.Args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group, so that cleanup reaches anything it forks.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, so that cleanup reaches anything it forks; and
+	// killed by the kernel if the test binary dies first (an interrupted
+	// run, a test timeout), so that no node outlives its test.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		c.t.Fatalf("starting %s: %v", p.ID, err)
