@@ -249,6 +249,10 @@ func (h *Handler) getChangefeed(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	d := ChangefeedDetail{ChangefeedSummary: f.summary(time.Now()), Info: f.info, Status: f.status, Tasks: f.tasks, Positions: f.pos, InfoRevision: f.infoRev}
+	// Counts of positions the owner deleted live on in the status.
+	if f.status != nil {
+		d.Count = f.status.RetiredCount
+	}
 	for _, p := range f.pos {
 		d.Count += p.Count
 	}

@@ -111,6 +111,11 @@ type ChangefeedStatus struct {
 	Orphans map[TableID]Ts `json:"orphans,omitempty"`
 	// Initialized is set once Tables holds the changefeed's table set.
 	Initialized bool `json:"initialized,omitempty"`
+	// RetiredCount is the rows counted by processors whose positions the
+	// owner has since deleted (a capture gone, a pause, a resume), so that
+	// the changefeed's rows_written — this plus every position's Count —
+	// does not fall back when a processor's counter goes away.
+	RetiredCount uint64 `json:"retired_count,omitempty"`
 }
 
 // TableReplicaInfo is one table assigned to a capture.
@@ -155,7 +160,10 @@ type TaskPosition struct {
 	Stopped map[TableID]Ts `json:"stopped,omitempty"`
 	// Running lists tables the processor has started, with their checkpoints.
 	Running map[TableID]Ts `json:"running,omitempty"`
-	Count   uint64         `json:"count"` // rows written to the sink since the processor started
+	// Count is the rows this capture's processors of the changefeed have
+	// flushed to the sink; a processor restarted on the same capture
+	// continues from the count it finds here.
+	Count uint64        `json:"count"`
 	Error   *RunningError  `json:"error,omitempty"`
 }
 

@@ -47,10 +47,15 @@ func (t *ticker) evict(cv *captureView) map[model.ChangefeedID]bool {
 		touched[id] = true
 		// Tables go back to the changefeed as orphans only while it runs;
 		// any other state re-derives its tables when it runs again.
+		// The status keeps the row counts of the positions deleted below.
 		var status *model.ChangefeedStatus
-		inSet := map[model.TableID]bool{}
-		if f.Info != nil && isNormal(f.Info.State) && f.Status != nil && f.Status.Initialized {
+		if f.Status != nil && f.Info != nil {
 			status = cloneStatus(f.Status)
+			status.RetiredCount += retiredCount(f, holders)
+		}
+		orphaning := status != nil && isNormal(f.Info.State) && status.Initialized
+		inSet := map[model.TableID]bool{}
+		if orphaning {
 			for _, tn := range status.Tables {
 				inSet[tn.ID] = true
 			}
@@ -59,7 +64,7 @@ func (t *ticker) evict(cv *captureView) map[model.ChangefeedID]bool {
 			task := f.Tasks[c]
 			if task.Status != nil {
 				cond(model.TaskStatusKey(id, c), task.StatusRev)
-				if status != nil {
+				if orphaning {
 					for _, table := range sortedKeys(task.Status.Tables) {
 						if !inSet[table] {
 							continue // not part of the changefeed any more: just dropped
@@ -79,7 +84,7 @@ func (t *ticker) evict(cv *captureView) map[model.ChangefeedID]bool {
 				cmd.Ops = append(cmd.Ops, fsm.Op{Type: fsm.OpDelete, Key: key})
 			}
 		}
-		if status != nil {
+		if status != nil && (orphaning || status.RetiredCount != f.Status.RetiredCount) {
 			cond(model.ChangefeedStatusKey(id), f.StatusRev)
 			op, err := putOp(model.ChangefeedStatusKey(id), status)
 			if err != nil {

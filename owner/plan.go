@@ -60,8 +60,15 @@ func (p *plan) position(c model.CaptureID) *model.TaskPosition {
 	return nil
 }
 
-// clearTasks drops every task of the changefeed.
+// clearTasks drops every task of the changefeed. The row counts of the
+// positions it deletes move into the status (when there is one to keep).
 func (p *plan) clearTasks() {
+	if !p.cleanTasks && p.status != nil {
+		if n := retiredCount(p.f, sortedKeys(p.f.Tasks)); n > 0 {
+			p.status.RetiredCount += n
+			p.statusDirty = true
+		}
+	}
 	p.cleanTasks = true
 	p.tasks = map[model.CaptureID]*model.TaskStatus{}
 	p.taskDirty = map[model.CaptureID]bool{}
@@ -181,4 +188,17 @@ func putOp(key string, v any) (fsm.Op, error) {
 		return fsm.Op{}, fmt.Errorf("encoding %s: %w", key, err)
 	}
 	return fsm.Op{Type: fsm.OpPut, Key: key, Value: b}, nil
+}
+
+// retiredCount sums the row counts in the positions of captures cs. Only
+// the snapshot's values are known: rows a processor reports between the
+// snapshot and the command that deletes its position are not carried over.
+func retiredCount(f *Feed, cs []model.CaptureID) uint64 {
+	var n uint64
+	for _, c := range cs {
+		if task := f.Tasks[c]; task != nil && task.Position != nil {
+			n += task.Position.Count
+		}
+	}
+	return n
 }

@@ -1003,3 +1003,120 @@ func TestDeposedOwnerCommandsAreRefused(t *testing.T) {
 		t.Fatalf("deposed owner assigned tables: %v", got)
 	}
 }
+
+// rowsWritten is the changefeed's row count as the API reports it: the
+// retired count in the status plus every position's count.
+func rowsWritten(s *State, id model.ChangefeedID) uint64 {
+	f := s.Changefeeds[id]
+	var n uint64
+	if f.Status != nil {
+		n = f.Status.RetiredCount
+	}
+	for _, task := range f.Tasks {
+		if task.Position != nil {
+			n += task.Position.Count
+		}
+	}
+	return n
+}
+
+// TestRowCountSurvivesTaskCleanup: whenever the owner deletes positions —
+// a capture evicted, a pause, an error, a resume — their row counts move into
+// the status, so the changefeed's count neither drops nor counts twice.
+func TestRowCountSurvivesTaskCleanup(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup func(w *world)
+		// wantRetired is the status's retired count after one tick;
+		// wantPositions the captures whose positions remain.
+		wantRetired   uint64
+		wantPositions []model.CaptureID
+	}{
+		{
+			name: "dead capture evicted",
+			setup: func(w *world) {
+				w.capture("b", LivenessDead)
+				w.task(cf, "b", model.TaskStatus{Tables: replicas(1, 100)})
+				w.position(cf, "b", model.TaskPosition{Running: tsMap(1, 150), Count: 7})
+			},
+			wantRetired:   40 + 7,
+			wantPositions: []model.CaptureID{"a"},
+		},
+		{
+			name: "dead capture evicted from a stopped changefeed",
+			setup: func(w *world) {
+				w.info(model.ChangefeedInfo{ID: cf, StartTs: 100, State: model.StateStopped})
+				w.capture("b", LivenessDead)
+				w.task(cf, "b", model.TaskStatus{Tables: replicas(1, 100)})
+				w.position(cf, "b", model.TaskPosition{Count: 5})
+			},
+			// The dead capture's task goes in the eviction pass; the
+			// stopped changefeed's own tasks go on the next tick.
+			wantRetired:   40 + 5,
+			wantPositions: []model.CaptureID{"a"},
+		},
+		{
+			name: "pause",
+			setup: func(w *world) {
+				w.info(model.ChangefeedInfo{ID: cf, StartTs: 100, State: model.StateNormal, AdminJob: model.AdminPause})
+				w.capture("b", LivenessAlive)
+				w.task(cf, "b", model.TaskStatus{Tables: replicas(1, 100)})
+				w.position(cf, "b", model.TaskPosition{Running: tsMap(1, 150), Count: 9})
+			},
+			wantRetired: 40 + 12 + 9,
+		},
+		{
+			name: "error clears the tasks",
+			setup: func(w *world) {
+				w.info(model.ChangefeedInfo{ID: cf, StartTs: 100, State: model.StateError,
+					Error: &model.RunningError{Code: "x", Message: "x", Time: w.now}})
+			},
+			wantRetired: 40 + 12,
+		},
+		{
+			name: "resume clears the tasks of the previous run",
+			setup: func(w *world) {
+				w.info(model.ChangefeedInfo{ID: cf, StartTs: 100, State: model.StateStopped, AdminJob: model.AdminResume})
+			},
+			wantRetired: 40 + 12,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.capture("a", LivenessAlive)
+			w.info(model.ChangefeedInfo{ID: cf, StartTs: 100, State: model.StateNormal})
+			st := initialized(100, 1, 2, 3, 4)
+			st.RetiredCount = 40
+			w.status(cf, st)
+			w.task(cf, "a", model.TaskStatus{Tables: replicas(4, 100)})
+			w.position(cf, "a", model.TaskPosition{Running: tsMap(4, 150), Count: 12})
+			tc.setup(w)
+			before := rowsWritten(w.state(), cf)
+
+			w.tick()
+			s := w.state()
+			if got := rowsWritten(s, cf); got != before {
+				t.Fatalf("rows written %d → %d across the cleanup", before, got)
+			}
+			if got := s.Changefeeds[cf].Status.RetiredCount; got != tc.wantRetired {
+				t.Errorf("retired count = %d, want %d", got, tc.wantRetired)
+			}
+			var withPos []model.CaptureID
+			for _, c := range sortedKeys(s.Changefeeds[cf].Tasks) {
+				if s.Changefeeds[cf].Tasks[c].Position != nil {
+					withPos = append(withPos, c)
+				}
+			}
+			if !reflect.DeepEqual(withPos, tc.wantPositions) {
+				t.Errorf("positions left for %v, want %v", withPos, tc.wantPositions)
+			}
+			// Further ticks (dispatching, the stopped changefeed's own
+			// cleanup) never lose or double the count.
+			w.settle()
+			if got := rowsWritten(w.state(), cf); got != before {
+				t.Fatalf("rows written %d → %d after settling", before, got)
+			}
+		})
+	}
+}

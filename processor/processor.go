@@ -82,7 +82,7 @@ type processor struct {
 }
 
 func newProcessor(cf model.ChangefeedID, st feedState, prev *model.TaskPosition, deps processorDeps) *processor {
-	return &processor{
+	p := &processor{
 		cf:         cf,
 		deps:       deps,
 		log:        deps.log.With().Str("changefeed", cf).Logger(),
@@ -98,6 +98,12 @@ func newProcessor(cf model.ChangefeedID, st feedState, prev *model.TaskPosition,
 		lastCounts: map[model.TableID]uint64{},
 		done:       make(chan struct{}),
 	}
+	// The capture's row count continues across processor restarts; the
+	// owner folds it into the changefeed status when it deletes the position.
+	if prev != nil {
+		p.count.Store(prev.Count)
+	}
+	return p
 }
 
 // start runs the processor until stop.

@@ -364,3 +364,48 @@ func TestProcessorFollowsTaskAndChangefeedState(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestRowCountContinuesAcrossRestart: a processor restarted on the same
+// capture (here: paused, then resumed with a new epoch, its position left in
+// place) continues the row count it finds in its position instead of
+// starting again from zero.
+func TestRowCountContinuesAcrossRestart(t *testing.T) {
+	c := newCluster(t)
+	f := newFeed(t, fastSource, pastTs(2*time.Second))
+	f.create(c, maxTs, 1, 2)
+	e := startManager(t, c, nil)
+	c.waitPosition("rows counted", func(p model.TaskPosition) bool { return p.Count > 0 })
+
+	var info model.ChangefeedInfo
+	c.get(model.ChangefeedInfoKey(testFeed), &info)
+	info.State = model.StateStopped
+	if res, err := c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{put(t, model.ChangefeedInfoKey(testFeed), info)}}); err != nil || res.Err != nil {
+		t.Fatal(err, res.Error())
+	}
+	waitUntil(t, "the processor stops", func() bool { return len(e.m.Processors()) == 0 })
+	before, ok := c.position()
+	if !ok {
+		t.Fatal("no position after the stop")
+	}
+
+	info.State, info.Epoch = model.StateNormal, 2
+	if res, err := c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{put(t, model.ChangefeedInfoKey(testFeed), info)}}); err != nil || res.Err != nil {
+		t.Fatal(err, res.Error())
+	}
+	// Every report of the new processor is at or above the old count; wait
+	// for one that counts new rows.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pos, _ := c.position()
+		if pos.Count < before.Count {
+			t.Fatalf("row count fell from %d to %d after the restart", before.Count, pos.Count)
+		}
+		if pos.Count > before.Count {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new rows counted after the restart (count %d)", pos.Count)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

@@ -189,17 +189,23 @@ func TestChangefeedBalancedPauseResumeRemove(t *testing.T) {
 	cp := c.waitCheckpointAbove("orders", start, 20*time.Second)
 	c.verify(feedSource, dir, start, cp)
 
-	// Pause: the checkpoint stops moving, the tasks are gone.
+	// Pause: the checkpoint stops moving, the tasks are gone, and the row
+	// count the processors had reported stays (in the status).
+	counted := c.detail("orders").Count
 	if code, body := c.call(-1, http.MethodPost, "/api/v1/changefeeds/orders/pause", nil, nil); code != http.StatusAccepted {
 		t.Fatalf("pause: %d %s", code, body)
 	}
 	c.waitState("orders", model.StateStopped, 10*time.Second)
-	paused := checkpoint(c.detail("orders"))
+	pausedDetail := c.detail("orders")
+	paused, pausedCount := checkpoint(pausedDetail), pausedDetail.Count
+	if pausedCount == 0 || pausedCount < counted {
+		t.Fatalf("rows_written %d before the pause, %d after it", counted, pausedCount)
+	}
 	deadline := time.Now().Add(time.Second)
 	for time.Now().Before(deadline) {
 		d := c.detail("orders")
-		if checkpoint(d) != paused || len(d.Tasks) != 0 {
-			t.Fatalf("paused changefeed moved: checkpoint %d → %d, %d tasks", paused, checkpoint(d), len(d.Tasks))
+		if checkpoint(d) != paused || len(d.Tasks) != 0 || d.Count != pausedCount {
+			t.Fatalf("paused changefeed moved: checkpoint %d → %d, %d tasks, rows_written %d → %d", paused, checkpoint(d), len(d.Tasks), pausedCount, d.Count)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -209,6 +215,9 @@ func TestChangefeedBalancedPauseResumeRemove(t *testing.T) {
 	}
 	cp = c.waitCheckpointAbove("orders", paused+1, 20*time.Second)
 	c.verify(feedSource, dir, start, cp)
+	if n := c.detail("orders").Count; n < pausedCount {
+		t.Errorf("rows_written fell from %d to %d after the resume", pausedCount, n)
+	}
 
 	// Remove cleans every key but the tombstone.
 	if code, body := c.call(-1, http.MethodDelete, "/api/v1/changefeeds/orders", nil, nil); code != http.StatusAccepted {
@@ -234,12 +243,23 @@ func TestChangefeedSurvivesFollowerAndLeaderDeath(t *testing.T) {
 	c.waitAllAssignedOnce("survive", 12, nodeIDs(c.Cluster, 0, 1, 2), 20*time.Second)
 	cp := c.waitCheckpointAbove("survive", start, 20*time.Second)
 
-	// A follower dies: its tables move to the two others.
+	// A follower dies: its tables move to the two others, and its rows stay
+	// counted after the owner deletes its position.
 	leader := c.WaitForLeader(10 * time.Second)
 	follower := (leader + 1) % 3
+	var followerRows uint64
+	testcluster.WaitFor(t, 10*time.Second, "the follower has counted rows", func() bool {
+		if p := c.detail("survive").Positions[c.NodeID(follower)]; p != nil {
+			followerRows = p.Count
+		}
+		return followerRows > 0
+	})
 	c.KillNode(follower)
 	others := []int{leader, (leader + 2) % 3}
 	c.waitAllAssignedOnce("survive", 12, nodeIDs(c.Cluster, others...), 30*time.Second)
+	if d := c.detail("survive"); d.Status == nil || d.Status.RetiredCount < followerRows || d.Positions[c.NodeID(follower)] != nil {
+		t.Errorf("after the follower's eviction: status %+v, its position %+v; it had counted %d rows", d.Status, d.Positions[c.NodeID(follower)], followerRows)
+	}
 	cp = c.waitCheckpointAbove("survive", cp, 20*time.Second)
 	c.verify(feedSource, filepath.Clean(dir), start, cp)
 
