@@ -164,7 +164,7 @@ type TaskPosition struct {
 	// flushed to the sink; a processor restarted on the same capture
 	// continues from the count it finds here.
 	Count uint64        `json:"count"`
-	Error   *RunningError  `json:"error,omitempty"`
+	Error *RunningError `json:"error,omitempty"`
 }
 
 // WorkloadInfo is the cost of one table, for balancing.
