@@ -49,6 +49,7 @@ func (h *Handler) EnableCDC(cdc CDC) {
 	h.cdc = cdc
 	h.handle("GET /api/v1/changefeeds", h.listChangefeeds)
 	h.handle("POST /api/v1/changefeeds", h.createChangefeed)
+	h.handle("POST /api/v1/changefeeds/preview", h.previewChangefeed)
 	h.handle("GET /api/v1/changefeeds/{id}", h.getChangefeed)
 	h.handle("PUT /api/v1/changefeeds/{id}", h.updateChangefeed)
 	h.handle("DELETE /api/v1/changefeeds/{id}", h.removeChangefeed)
@@ -266,58 +267,112 @@ func newFeedID() string {
 }
 
 // validateSpec checks URIs, ts and config; it reaches the upstream to check
-// the GC safepoint and that the filter leaves at least one table.
-func (h *Handler) validateSpec(ctx context.Context, info *model.ChangefeedInfo, checkStart bool) error {
+// the GC safepoint and that the filter leaves at least one table. It answers
+// the tables the filter selects, in the order the source lists them, and how
+// many tables the source has.
+func (h *Handler) validateSpec(ctx context.Context, info *model.ChangefeedInfo, checkStart bool) (matched []model.TableName, total int, err error) {
 	if info.SourceURI == "" {
-		return Errorf(http.StatusBadRequest, CodeInvalidURI, "source_uri is required (for example datagen://?tables=8)")
+		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidURI, "source_uri is required (for example datagen://?tables=8)")
 	}
 	if info.SinkURI == "" {
-		return Errorf(http.StatusBadRequest, CodeInvalidURI, "sink_uri is required (for example file:///tmp/out or blackhole://)")
+		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidURI, "sink_uri is required (for example file:///tmp/out or blackhole://)")
 	}
 	if err := connector.ValidateSourceURI(info.SourceURI); err != nil {
-		return Errorf(http.StatusBadRequest, CodeInvalidURI, "%v", err)
+		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidURI, "%v", err)
 	}
 	if err := connector.ValidateSinkURI(info.SinkURI); err != nil {
-		return Errorf(http.StatusBadRequest, CodeInvalidURI, "%v", err)
+		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidURI, "%v", err)
 	}
 	flt, err := filter.New(info.Config.Filter)
 	if err != nil {
-		return Errorf(http.StatusBadRequest, CodeInvalidConfig, "%v", err)
+		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidConfig, "%v", err)
 	}
 	if info.StartTs > model.TsFromTime(time.Now().Add(time.Minute)) {
-		return Errorf(http.StatusBadRequest, CodeInvalidTs, "start_ts %d (%s) is in the future", info.StartTs, model.TsTime(info.StartTs).UTC().Format(time.RFC3339))
+		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidTs, "start_ts %d (%s) is in the future", info.StartTs, model.TsTime(info.StartTs).UTC().Format(time.RFC3339))
 	}
 	if info.TargetTs != 0 && info.TargetTs <= info.StartTs {
-		return Errorf(http.StatusBadRequest, CodeInvalidTs, "target_ts %d must be after start_ts %d", info.TargetTs, info.StartTs)
+		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidTs, "target_ts %d must be after start_ts %d", info.TargetTs, info.StartTs)
 	}
 	src, err := h.cdc.Upstream(ctx, info.SourceURI)
 	if err != nil {
-		return Errorf(http.StatusBadRequest, CodeInvalidURI, "opening source %s: %v", info.SourceURI, err)
+		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidURI, "opening source %s: %v", info.SourceURI, err)
 	}
 	if checkStart {
 		gc, err := src.GCSafepoint(ctx)
 		if err != nil {
-			return Errorf(http.StatusServiceUnavailable, CodeUnavailable, "reading the upstream GC safepoint: %v", err)
+			return nil, 0, Errorf(http.StatusServiceUnavailable, CodeUnavailable, "reading the upstream GC safepoint: %v", err)
 		}
 		if info.StartTs < gc {
-			return Errorf(http.StatusBadRequest, CodeSnapshotLost, "start_ts %d (%s) is below the upstream GC safepoint %d (%s): that data is gone; choose a later start ts",
+			return nil, 0, Errorf(http.StatusBadRequest, CodeSnapshotLost, "start_ts %d (%s) is below the upstream GC safepoint %d (%s): that data is gone; choose a later start ts",
 				info.StartTs, model.TsTime(info.StartTs).UTC().Format(time.RFC3339), gc, model.TsTime(gc).UTC().Format(time.RFC3339))
 		}
 	}
 	tables, err := src.Tables(ctx)
 	if err != nil {
-		return Errorf(http.StatusServiceUnavailable, CodeUnavailable, "listing upstream tables: %v", err)
+		return nil, 0, Errorf(http.StatusServiceUnavailable, CodeUnavailable, "listing upstream tables: %v", err)
 	}
-	n := 0
 	for _, t := range tables {
 		if flt.Match(t) {
-			n++
+			matched = append(matched, t)
 		}
 	}
-	if n == 0 {
-		return Errorf(http.StatusBadRequest, CodeInvalidConfig, "the filter rules %q match none of the %d upstream tables", info.Config.Filter.Rules, len(tables))
+	if len(matched) == 0 {
+		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidConfig, "the filter rules %q match none of the %d upstream tables", info.Config.Filter.Rules, len(tables))
 	}
-	return nil
+	return matched, len(tables), nil
+}
+
+// createPlan is what a create writes once every check has passed.
+type createPlan struct {
+	info model.ChangefeedInfo
+	// cond makes the write fail if another create took the ID meanwhile:
+	// the ID is absent, or still holds the removed changefeed's tombstone
+	// that was read.
+	cond    fsm.Cond
+	matched []model.TableName
+	total   int
+}
+
+// planCreate runs every check of a create without writing anything. Create
+// and preview both go through it, so that a preview that passes means the
+// create would pass too (short of a concurrent change). An empty req.ID
+// skips the ID checks: create generates an ID before calling this, preview
+// leaves it empty.
+func (h *Handler) planCreate(ctx context.Context, req ChangefeedRequest) (*createPlan, error) {
+	if req.ID != "" {
+		if err := model.ValidateChangefeedID(req.ID); err != nil {
+			return nil, Errorf(http.StatusBadRequest, CodeBadRequest, "%v", err)
+		}
+	}
+	info := model.ChangefeedInfo{ID: req.ID, SourceURI: req.SourceURI, SinkURI: req.SinkURI, StartTs: req.StartTs, TargetTs: req.TargetTs, State: model.StateNormal, CreateTime: time.Now().UTC()}
+	if req.Config != nil {
+		info.Config = *req.Config
+	}
+	if info.StartTs == 0 {
+		info.StartTs = model.TsFromTime(time.Now())
+	}
+	matched, total, err := h.validateSpec(ctx, &info, true)
+	if err != nil {
+		return nil, err
+	}
+	p := &createPlan{info: info, matched: matched, total: total}
+	if req.ID == "" {
+		return p, nil
+	}
+	// A removed changefeed's tombstone may be replaced; anything else with
+	// the same ID may not.
+	p.cond = fsm.Cond{Type: fsm.CondAbsent, Key: model.ChangefeedInfoKey(info.ID)}
+	existing, _, err := h.viewFeed(info.ID)
+	if err != nil {
+		return nil, err
+	}
+	if existing != nil {
+		if existing.info.State != model.StateRemoved {
+			return nil, Errorf(http.StatusConflict, CodeChangefeedExists, "changefeed %q already exists (state %s); pick another ID or remove it first", info.ID, existing.info.State)
+		}
+		p.cond = fsm.Cond{Type: fsm.CondModRev, Key: model.ChangefeedInfoKey(info.ID), ModRev: existing.infoRev}
+	}
+	return p, nil
 }
 
 func (h *Handler) createChangefeed(w http.ResponseWriter, r *http.Request) error {
@@ -328,41 +383,39 @@ func (h *Handler) createChangefeed(w http.ResponseWriter, r *http.Request) error
 	if req.ID == "" {
 		req.ID = newFeedID()
 	}
-	if err := model.ValidateChangefeedID(req.ID); err != nil {
-		return Errorf(http.StatusBadRequest, CodeBadRequest, "%v", err)
-	}
-	info := model.ChangefeedInfo{ID: req.ID, SourceURI: req.SourceURI, SinkURI: req.SinkURI, StartTs: req.StartTs, TargetTs: req.TargetTs, State: model.StateNormal, CreateTime: time.Now().UTC()}
-	if req.Config != nil {
-		info.Config = *req.Config
-	}
-	if info.StartTs == 0 {
-		info.StartTs = model.TsFromTime(time.Now())
-	}
-	if err := h.validateSpec(r.Context(), &info, true); err != nil {
-		return err
-	}
-	// A removed changefeed's tombstone may be replaced; anything else with
-	// the same ID may not.
-	cond := fsm.Cond{Type: fsm.CondAbsent, Key: model.ChangefeedInfoKey(info.ID)}
-	existing, _, err := h.viewFeed(info.ID)
+	p, err := h.planCreate(r.Context(), req)
 	if err != nil {
 		return err
 	}
-	if existing != nil {
-		if existing.info.State != model.StateRemoved {
-			return Errorf(http.StatusConflict, CodeChangefeedExists, "changefeed %q already exists (state %s); pick another ID or remove it first", info.ID, existing.info.State)
-		}
-		cond = fsm.Cond{Type: fsm.CondModRev, Key: model.ChangefeedInfoKey(info.ID), ModRev: existing.infoRev}
-	}
-	val, _ := json.Marshal(info)
-	res, err := h.apply(r.Context(), fsm.Command{Conds: []fsm.Cond{cond}, Ops: []fsm.Op{{Type: fsm.OpPut, Key: model.ChangefeedInfoKey(info.ID), Value: val}}})
+	val, _ := json.Marshal(p.info)
+	res, err := h.apply(r.Context(), fsm.Command{Conds: []fsm.Cond{p.cond}, Ops: []fsm.Op{{Type: fsm.OpPut, Key: model.ChangefeedInfoKey(p.info.ID), Value: val}}})
 	if err != nil {
 		if errors.Is(err, fsm.ErrPreconditionFailed) {
-			return Errorf(http.StatusConflict, CodeChangefeedExists, "changefeed %q was created concurrently", info.ID)
+			return Errorf(http.StatusConflict, CodeChangefeedExists, "changefeed %q was created concurrently", p.info.ID)
 		}
 		return err
 	}
-	return WriteJSON(w, http.StatusCreated, map[string]any{"id": info.ID, "start_ts": timeInfo(info.StartTs), "index": res.Index})
+	return WriteJSON(w, http.StatusCreated, map[string]any{"id": p.info.ID, "start_ts": timeInfo(p.info.StartTs), "index": res.Index})
+}
+
+// previewChangefeed answers what a create with the same body would do. It
+// runs on the node that receives it, not the leader: it writes nothing, and
+// the source is reached from a node, where its network access and
+// credentials are, rather than from the operator's machine.
+func (h *Handler) previewChangefeed(w http.ResponseWriter, r *http.Request) error {
+	var req ChangefeedRequest
+	if err := DecodeBody(r, &req); err != nil {
+		return err
+	}
+	p, err := h.planCreate(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	names := make([]string, len(p.matched))
+	for i, t := range p.matched {
+		names[i] = t.String()
+	}
+	return WriteJSON(w, http.StatusOK, ChangefeedPreview{ID: p.info.ID, StartTs: timeInfo(p.info.StartTs), TargetTs: timeInfo(p.info.TargetTs), Tables: names, TotalTables: p.total})
 }
 
 func (h *Handler) apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
@@ -619,7 +672,8 @@ func (h *Handler) updateChangefeed(w http.ResponseWriter, r *http.Request) error
 		}
 		probe := f.info
 		probe.StartTs = start
-		return h.validateSpec(r.Context(), &probe, false)
+		_, _, err := h.validateSpec(r.Context(), &probe, false)
+		return err
 	})
 	if err != nil {
 		return err

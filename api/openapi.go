@@ -117,6 +117,15 @@ func routeDocs() []routeDoc {
 				http.StatusBadRequest: {CodeBadRequest, CodeInvalidURI, CodeInvalidTs, CodeInvalidConfig, CodeSnapshotLost},
 				http.StatusConflict:   {CodeChangefeedExists},
 			}},
+		{pattern: "POST /api/v1/changefeeds/preview", id: "previewChangefeed", tag: "changefeed", summary: "Check a changefeed as a create would, and list the tables it would replicate",
+			description: "Takes a create's body and runs every check of createChangefeed (ID, URIs, timestamps, filter, the source's GC safepoint, at least one selected table, the ID not taken by a changefeed that is not removed) but writes nothing. The node that receives it answers, from its own state and its own connection to the source; no leader is needed. An empty id stays empty (a create would generate one); start_ts 0 is answered as the node's now.",
+			body:        ChangefeedRequest{}, status: 200, resp: ChangefeedPreview{},
+			errors: map[int][]string{
+				http.StatusBadRequest: {CodeBadRequest, CodeInvalidURI, CodeInvalidTs, CodeInvalidConfig, CodeSnapshotLost},
+				http.StatusConflict:   {CodeChangefeedExists},
+				// The source's GC safepoint or table list could not be read.
+				http.StatusServiceUnavailable: {CodeUnavailable},
+			}},
 		{pattern: "GET /api/v1/changefeeds/{id}", id: "getChangefeed", tag: "changefeed", summary: "One changefeed: definition, owner status, every processor's task and position",
 			params: map[string]string{"id": feedIDDesc}, query: []Parameter{consistentParam()}, status: 200, resp: ChangefeedDetail{},
 			errors: map[int][]string{http.StatusBadRequest: {CodeBadRequest}, http.StatusNotFound: {CodeChangefeedNotFound}}},

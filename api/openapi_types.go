@@ -108,3 +108,18 @@ type TSOResponse struct {
 	// are doubles and would round it.
 	Text string `json:"text"`
 }
+
+// ChangefeedPreview is what a create with the same body would do, answered
+// by the preview route, which writes nothing.
+type ChangefeedPreview struct {
+	// ID is empty when the request had none: the create would generate one.
+	ID string `json:"id"`
+	// StartTs is the start the create would use; a request without one
+	// starts at the answering node's now.
+	StartTs  *TimeInfo `json:"start_ts"`
+	TargetTs *TimeInfo `json:"target_ts,omitempty"`
+	// Tables are the source's tables the filter selects, as schema.table,
+	// in the order the source lists them.
+	Tables      []string `json:"tables"`
+	TotalTables int      `json:"total_tables"`
+}
