@@ -113,6 +113,18 @@ func (c *Client) CreateChangefeed(ctx context.Context, req api.ChangefeedRequest
 	return &out, nil
 }
 
+// PreviewChangefeed has the server run every check of a create of req and
+// answer the tables it would replicate, without creating anything. The
+// server, not ctl, opens the source: it has the network access and the
+// credentials that ctl's machine may lack.
+func (c *Client) PreviewChangefeed(ctx context.Context, req api.ChangefeedRequest) (*api.ChangefeedPreview, error) {
+	var out api.ChangefeedPreview
+	if err := c.Do(ctx, http.MethodPost, "/api/v1/changefeeds/preview", req, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // UpdateChangefeed changes a stopped or failed changefeed.
 func (c *Client) UpdateChangefeed(ctx context.Context, id string, req api.ChangefeedRequest) (*UpdateResult, error) {
 	var out UpdateResult

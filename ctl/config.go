@@ -1,7 +1,6 @@
 package ctl
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
-	"github.com/raftcdc/raftcdc/connector"
 	"github.com/raftcdc/raftcdc/filter"
 	"github.com/raftcdc/raftcdc/model"
 )
@@ -67,39 +65,6 @@ func ParseConfig(name, data string) (model.ChangefeedConfig, error) {
 		return model.ChangefeedConfig{}, fmt.Errorf("config file %s: %v", name, err)
 	}
 	return cfg, nil
-}
-
-// Preview is what a changefeed would replicate.
-type Preview struct {
-	Matched []model.TableName
-	Total   int
-}
-
-// PreviewTables lists the upstream tables the filter selects, by opening the
-// source the way a node does. It is only shown to the operator before a
-// create; the server checks the same again and is the authority.
-func PreviewTables(ctx context.Context, sourceURI string, cfg model.ChangefeedConfig) (*Preview, error) {
-	flt, err := filter.New(cfg.Filter)
-	if err != nil {
-		return nil, err
-	}
-	pool := connector.NewPool()
-	defer pool.Close()
-	src, err := pool.Source(ctx, sourceURI)
-	if err != nil {
-		return nil, fmt.Errorf("opening the source: %w", err)
-	}
-	tables, err := src.Tables(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("listing the source's tables: %w", err)
-	}
-	p := &Preview{Total: len(tables)}
-	for _, t := range tables {
-		if flt.Match(t) {
-			p.Matched = append(p.Matched, t)
-		}
-	}
-	return p, nil
 }
 
 // FilterText shows filter rules on one line.

@@ -1,7 +1,6 @@
 package ctl
 
 import (
-	"context"
 	"errors"
 	"reflect"
 	"strings"
@@ -47,23 +46,6 @@ max-file-size = "64MiB"
 		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
 			t.Errorf("%q: got %v, want prefix %q", c.in, err, c.want)
 		}
-	}
-}
-
-func TestPreviewTables(t *testing.T) {
-	p, err := PreviewTables(context.Background(), "datagen://?tables=5", model.ChangefeedConfig{Filter: model.FilterConfig{Rules: []string{"*.*", "!*.t0003"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, tn := range p.Matched {
-		names = append(names, tn.String())
-	}
-	if p.Total != 5 || strings.Join(names, ",") != "datagen.t0001,datagen.t0002,datagen.t0004,datagen.t0005" {
-		t.Errorf("preview %d %v", p.Total, names)
-	}
-	if _, err := PreviewTables(context.Background(), "nope://", model.ChangefeedConfig{}); err == nil {
-		t.Error("unknown scheme previewed")
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/raftcdc/raftcdc/api"
@@ -26,7 +27,7 @@ func newChangefeedCmd(o *ctlOptions) *cobra.Command {
 // specFlags are the flags create and update share.
 type specFlags struct {
 	id, sourceURI, sinkURI, startTs, targetTs, configFile string
-	noConfirm                                             bool
+	noConfirm, dryRun                                     bool
 }
 
 func (s *specFlags) add(cmd *cobra.Command, create bool) {
@@ -35,6 +36,7 @@ func (s *specFlags) add(cmd *cobra.Command, create bool) {
 		f.StringVarP(&s.id, "changefeed-id", "c", "", "changefeed ID: letters, digits and single dashes (generated when absent)")
 		f.StringVar(&s.startTs, "start-ts", "now", "replicate changes committed after this ts: a TSO, now, or an RFC 3339 time")
 		f.BoolVar(&s.noConfirm, "no-confirm", false, "do not show the tables and ask before creating")
+		f.BoolVar(&s.dryRun, "dry-run", false, "have the server check the changefeed and show the tables it would replicate, without creating it")
 	} else {
 		f.StringVarP(&s.id, "changefeed-id", "c", "", "changefeed ID (required)")
 	}
@@ -65,9 +67,16 @@ func newCfCreateCmd(o *ctlOptions) *cobra.Command {
 		Short: "Create a changefeed",
 		Long: `Create a changefeed that replicates the upstream's changes to the sink. At a
 terminal it first lists the tables the filter selects and asks; --no-confirm
-(or a stdin that is not a terminal) skips that.`,
+(or a stdin that is not a terminal) skips that. The server opens the source
+to list the tables, so ctl needs no access to it.
+
+--dry-run has the server run every check of a create (ID, URIs, timestamps,
+filter, GC safepoint, ID not taken) and prints what would be created, with
+the tables the filter selects, without creating anything; it exits 0 when a
+create would pass. With -o json it prints the server's preview object.`,
 		Example: `  raftcdc ctl changefeed create -c orders --source-uri 'datagen://?tables=8' --sink-uri file:///var/lib/raftcdc-out
-  raftcdc ctl changefeed create -c orders --source-uri 'datagen://' --sink-uri blackhole:// --config orders.toml --no-confirm`,
+  raftcdc ctl changefeed create -c orders --source-uri 'datagen://' --sink-uri blackhole:// --config orders.toml --no-confirm
+  raftcdc ctl changefeed create -c orders --source-uri 'datagen://' --sink-uri blackhole:// --config orders.toml --dry-run`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkFeedID(s.id, false); err != nil {
@@ -103,7 +112,10 @@ terminal it first lists the tables the filter selects and asks; --no-confirm
 					req.StartTs = start
 				}
 				// 0 lets the server take its own now.
-				if err := confirmCreate(cmd, s, req); err != nil {
+				if s.dryRun {
+					return dryRunCreate(ctx, o, cmd, c, req)
+				}
+				if err := confirmCreate(ctx, cmd, c, s, req); err != nil {
 					return err
 				}
 				res, err := c.CreateChangefeed(ctx, req)
@@ -121,12 +133,58 @@ terminal it first lists the tables the filter selects and asks; --no-confirm
 	return cmd
 }
 
-// confirmCreate shows what the changefeed would replicate and asks.
-func confirmCreate(cmd *cobra.Command, s *specFlags, req api.ChangefeedRequest) error {
+// dryRunCreate shows what a create of req would do, as the server checked
+// it, and creates nothing.
+func dryRunCreate(ctx context.Context, o *ctlOptions, cmd *cobra.Command, c *ctl.Client, req api.ChangefeedRequest) error {
+	p, err := c.PreviewChangefeed(ctx, req)
+	if err != nil {
+		if previewUnsupported(err) {
+			return fmt.Errorf("checking the changefeed: this server cannot check a changefeed without creating it (it predates --dry-run): %w", err)
+		}
+		return fmt.Errorf("checking the changefeed: %w", err)
+	}
+	return o.print(cmd, p, func(w io.Writer) error {
+		_, err := io.WriteString(w, previewText(req, p)+"Dry run: nothing was created.\n")
+		return err
+	})
+}
+
+// confirmCreate shows what the changefeed would replicate, as the server's
+// preview says, and asks.
+func confirmCreate(ctx context.Context, cmd *cobra.Command, c *ctl.Client, s *specFlags, req api.ChangefeedRequest) error {
 	if s.noConfirm || !isTerminal(cmd.InOrStdin()) {
 		return nil
 	}
 	w := cmd.ErrOrStderr()
+	p, err := c.PreviewChangefeed(ctx, req)
+	switch {
+	case err == nil:
+		fmt.Fprint(w, previewText(req, p))
+	case previewUnsupported(err):
+		// An older server still creates; it just cannot say beforehand
+		// what. Its create runs the same checks.
+		fmt.Fprint(w, previewText(req, nil))
+		fmt.Fprintf(w, "The server cannot list the tables beforehand (%v); it checks them at create.\n", err)
+	default:
+		// The create runs the same checks and would fail the same way, so
+		// there is nothing to ask.
+		return fmt.Errorf("creating the changefeed: %w", err)
+	}
+	return confirm(cmd, false, "Create this changefeed?")
+}
+
+// previewUnsupported is true when the server has no preview route: a server
+// from before it answers with its router's plain 404 or 405, not an API
+// error object.
+func previewUnsupported(err error) bool {
+	var ae *ctl.APIError
+	return errors.As(err, &ae) && (ae.Code == "http_404" || ae.Code == "http_405")
+}
+
+// previewText describes the changefeed req would create. p is the server's
+// preview, or nil when the server cannot give one.
+func previewText(req api.ChangefeedRequest, p *api.ChangefeedPreview) string {
+	var b strings.Builder
 	id := req.ID
 	if id == "" {
 		id = "(generated by the server)"
@@ -135,27 +193,29 @@ func confirmCreate(cmd *cobra.Command, s *specFlags, req api.ChangefeedRequest) 
 	if req.Config != nil {
 		cfg = *req.Config
 	}
-	fmt.Fprintf(w, "Changefeed:  %s\nSource:      %s\nSink:        %s\n", id, req.SourceURI, req.SinkURI)
 	start := "now"
-	if req.StartTs != 0 {
+	switch {
+	case req.StartTs != 0:
 		start = ctl.FormatTs(req.StartTs)
+	case p != nil && p.StartTs != nil:
+		// The create takes the server's now again when it runs.
+		start = "now: " + ctl.FormatTs(p.StartTs.TSO)
 	}
-	fmt.Fprintf(w, "Start ts:    %s\nTarget ts:   %s\nFilter:      %s (case sensitive: %v)\n", start, ctl.FormatTs(req.TargetTs), ctl.FilterText(cfg.Filter), cfg.Filter.CaseSensitive)
-	p, err := ctl.PreviewTables(cmd.Context(), req.SourceURI, cfg)
-	if err != nil {
-		fmt.Fprintf(w, "The tables cannot be listed here (%v); the server checks the source again.\n", err)
-	} else {
-		fmt.Fprintf(w, "%d of the source's %d tables will be replicated:\n", len(p.Matched), p.Total)
-		const show = 20
-		for i, t := range p.Matched {
-			if i == show {
-				fmt.Fprintf(w, "  ... and %d more\n", len(p.Matched)-show)
-				break
-			}
-			fmt.Fprintf(w, "  %s\n", t)
+	fmt.Fprintf(&b, "Changefeed:  %s\nSource:      %s\nSink:        %s\n", id, req.SourceURI, req.SinkURI)
+	fmt.Fprintf(&b, "Start ts:    %s\nTarget ts:   %s\nFilter:      %s (case sensitive: %v)\n", start, ctl.FormatTs(req.TargetTs), ctl.FilterText(cfg.Filter), cfg.Filter.CaseSensitive)
+	if p == nil {
+		return b.String()
+	}
+	fmt.Fprintf(&b, "%d of the source's %d tables will be replicated:\n", len(p.Tables), p.TotalTables)
+	const show = 20
+	for i, t := range p.Tables {
+		if i == show {
+			fmt.Fprintf(&b, "  ... and %d more\n", len(p.Tables)-show)
+			break
 		}
+		fmt.Fprintf(&b, "  %s\n", t)
 	}
-	return confirm(cmd, false, "Create this changefeed?")
+	return b.String()
 }
 
 func newCfListCmd(o *ctlOptions) *cobra.Command {

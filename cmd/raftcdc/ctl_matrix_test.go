@@ -97,6 +97,12 @@ func badInputMatrix(t *testing.T, env matrixEnv) {
 			"Error: reading the config file: open <DIR>/absent.toml: no such file or directory\n"},
 		{"filter that selects no table", create("-c", "new1", "--source-uri", "datagen://", "--sink-uri", "blackhole://", "--config", noMatch), 1,
 			`Error: creating the changefeed: the filter rules ["nope.*"] match none of the 8 upstream tables` + "\n"},
+		// A dry run answers on the node it reaches (a follower, on a
+		// cluster) with the same refusals as the create.
+		{"dry run of a taken ID", []string{"changefeed", "create", "--dry-run", "-c", "orders", "--source-uri", "datagen://", "--sink-uri", "blackhole://"}, 1,
+			`Error: checking the changefeed: changefeed "orders" already exists (state normal); pick another ID or remove it first` + "\n"},
+		{"dry run with a filter that selects no table", []string{"changefeed", "create", "--dry-run", "-c", "new1", "--source-uri", "datagen://", "--sink-uri", "blackhole://", "--config", noMatch}, 1,
+			`Error: checking the changefeed: the filter rules ["nope.*"] match none of the 8 upstream tables` + "\n"},
 		{"update of a running changefeed", []string{"changefeed", "update", "-c", "orders", "--sink-uri", "blackhole://"}, 1,
 			`Error: updating changefeed orders: cannot update changefeed "orders" in state normal: pause it first` + "\n"},
 		{"update with nothing to change", []string{"changefeed", "update", "-c", "orders"}, 2,

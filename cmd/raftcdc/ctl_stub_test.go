@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -244,9 +245,21 @@ func TestCtlConfirmations(t *testing.T) {
 		if r.code != 1 {
 			t.Fatalf("exit %d, want 1", r.code)
 		}
-		golden(t, "changefeed-create-confirm.stderr", r.stderr)
+		// The start is the server's now, as its preview resolved it.
+		golden(t, "changefeed-create-confirm.stderr", normaliseLive(r.stderr))
 		if s.Store.Dump(t) != before {
 			t.Error("declining changed the state")
+		}
+	})
+	t.Run("create does not ask what the server refuses", func(t *testing.T) {
+		before := s.Store.Dump(t)
+		r := ctlRun(t, addr, typed("y\n"), "changefeed", "create", "-c", "orders", "--source-uri", "datagen://?tables=3", "--sink-uri", "blackhole://")
+		want := "Error: creating the changefeed: changefeed \"orders\" already exists (state normal); pick another ID or remove it first\n"
+		if r.code != 1 || r.stderr != want {
+			t.Errorf("exit %d\n got %q\nwant %q", r.code, r.stderr, want)
+		}
+		if s.Store.Dump(t) != before {
+			t.Error("a refused create changed the state")
 		}
 	})
 	t.Run("create goes on with yes", func(t *testing.T) {
@@ -307,6 +320,151 @@ func TestCtlConfirmations(t *testing.T) {
 			t.Error("forced remove not recorded")
 		}
 	})
+}
+
+// TestCtlDryRun: create --dry-run has the server run a create's checks and
+// prints what would be created, and creates nothing.
+func TestCtlDryRun(t *testing.T) {
+	s := ctltest.NewServer(t, nil)
+	fixture(t, s)
+	addr := s.Addr()
+	create := func(extra ...string) []string {
+		return append([]string{"changefeed", "create", "--dry-run"}, extra...)
+	}
+	// unchanged runs args, which must leave the state as it was.
+	unchanged := func(t *testing.T, stdin io.Reader, args ...string) result {
+		t.Helper()
+		before := s.Store.Dump(t)
+		r := ctlRun(t, addr, stdin, args...)
+		if s.Store.Dump(t) != before {
+			t.Errorf("%v changed the state", args)
+		}
+		return r
+	}
+
+	t.Run("prints the tables and creates nothing", func(t *testing.T) {
+		cfg := writeFile(t, "dry.toml", "[filter]\nrules = ['*.*', '!datagen.t0002']\n")
+		r := unchanged(t, nil, create("-c", "dry", "--source-uri", "datagen://?tables=25", "--sink-uri", "blackhole://", "--config", cfg)...).mustOK(t)
+		if r.stderr != "" {
+			t.Errorf("stderr %q", r.stderr)
+		}
+		golden(t, "changefeed-create-dry-run.table", normaliseLive(r.stdout))
+		// 24 tables: the first 20 are listed, then a count of the rest.
+		for _, want := range []string{"Changefeed:  dry\n", "24 of the source's 25 tables will be replicated:\n  datagen.t0001\n  datagen.t0003\n", "  datagen.t0021\n  ... and 4 more\n"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+			}
+		}
+		if !strings.HasSuffix(r.stdout, "Dry run: nothing was created.\n") || strings.Contains(r.stdout, "datagen.t0022") {
+			t.Errorf("stdout:\n%s", r.stdout)
+		}
+		q := ctlRun(t, addr, nil, "changefeed", "query", "-c", "dry")
+		if q.code != 1 || !strings.Contains(q.stderr, `changefeed "dry" does not exist`) {
+			t.Errorf("query after the dry run: exit %d %q", q.code, q.stderr)
+		}
+	})
+
+	t.Run("-o json prints the preview", func(t *testing.T) {
+		start := model.TsFromTime(time.Now().Add(-time.Minute))
+		target := model.TsFromTime(time.Now().Add(time.Hour))
+		r := unchanged(t, nil, append([]string{"-o", "json"}, create("-c", "dry", "--source-uri", "datagen://?tables=3", "--sink-uri", "blackhole://",
+			"--start-ts", itoa(start), "--target-ts", itoa(target))...)...).mustOK(t)
+		if !json.Valid([]byte(r.stdout)) {
+			t.Fatalf("invalid JSON:\n%s", r.stdout)
+		}
+		dec := json.NewDecoder(strings.NewReader(r.stdout))
+		dec.DisallowUnknownFields()
+		var p api.ChangefeedPreview
+		if err := dec.Decode(&p); err != nil {
+			t.Fatalf("not an api.ChangefeedPreview: %v\n%s", err, r.stdout)
+		}
+		if p.ID != "dry" || p.TotalTables != 3 || strings.Join(p.Tables, ",") != "datagen.t0001,datagen.t0002,datagen.t0003" ||
+			p.StartTs == nil || p.StartTs.TSO != start || p.TargetTs == nil || p.TargetTs.TSO != target {
+			t.Errorf("preview %s", r.stdout)
+		}
+		// Without an ID the server would generate one; the preview has none.
+		r = unchanged(t, nil, "-o", "json", "changefeed", "create", "--dry-run", "--source-uri", "datagen://", "--sink-uri", "blackhole://").mustOK(t)
+		var raw map[string]any
+		if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil || raw["id"] != "" || raw["total_tables"] != float64(8) {
+			t.Errorf("preview without an ID: %v\n%s", err, r.stdout)
+		}
+	})
+
+	t.Run("a removed changefeed's ID may be reused", func(t *testing.T) {
+		r := unchanged(t, nil, create("-c", "gone", "--source-uri", "datagen://", "--sink-uri", "blackhole://")...).mustOK(t)
+		if !strings.Contains(r.stdout, "Changefeed:  gone\n") || !strings.Contains(r.stdout, "8 of the source's 8 tables") {
+			t.Errorf("stdout:\n%s", r.stdout)
+		}
+	})
+
+	t.Run("never asks and never creates at a terminal", func(t *testing.T) {
+		r := unchanged(t, typed("y\n"), create("-c", "dry", "--source-uri", "datagen://", "--sink-uri", "blackhole://")...).mustOK(t)
+		if r.stderr != "" || !strings.HasSuffix(r.stdout, "Dry run: nothing was created.\n") {
+			t.Errorf("stdout %q stderr %q", r.stdout, r.stderr)
+		}
+		if _, _, ok := s.Store.GetInfo(t, "dry"); ok {
+			t.Error("a dry run created the changefeed")
+		}
+	})
+
+	noMatch := writeFile(t, "no-match.toml", "[filter]\nrules = ['nope.*']\n")
+	for _, c := range []struct {
+		name   string
+		args   []string
+		stderr string
+	}{
+		{"filter that selects no table", create("-c", "dry", "--source-uri", "datagen://", "--sink-uri", "blackhole://", "--config", noMatch),
+			`Error: checking the changefeed: the filter rules ["nope.*"] match none of the 8 upstream tables` + "\n"},
+		{"ID taken", create("-c", "orders", "--source-uri", "datagen://", "--sink-uri", "blackhole://"),
+			`Error: checking the changefeed: changefeed "orders" already exists (state normal); pick another ID or remove it first` + "\n"},
+		{"unknown source scheme", create("-c", "dry", "--source-uri", "mysql://db:3306", "--sink-uri", "blackhole://"),
+			`Error: checking the changefeed: source URI "mysql://db:3306": unknown scheme "mysql" (supported: datagen)` + "\n"},
+		{"start ts below the GC safepoint", create("-c", "dry", "--source-uri", "datagen://", "--sink-uri", "blackhole://", "--start-ts", "2020-03-04T05:06:07Z"),
+			"Error: checking the changefeed: start_ts <TSO> (<TIME>) is below the upstream GC safepoint <TSO> (<TIME>): that data is gone; choose a later start ts\n" +
+				"Hint: 'raftcdc ctl tso' shows the current TSO; a start ts within the upstream's GC life is kept.\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := unchanged(t, nil, c.args...)
+			if got := normaliseLive(r.stderr); r.code != 1 || got != c.stderr || r.stdout != "" {
+				t.Errorf("exit %d stdout %q\n got %q\nwant %q", r.code, r.stdout, got, c.stderr)
+			}
+		})
+	}
+}
+
+// TestCtlCreateWithoutServerPreview runs create against a server from
+// before the preview route. Its router has GET, PUT and DELETE on
+// /api/v1/changefeeds/{id} but no POST, so it answers the preview with
+// ServeMux's plain 405; the real handler answers everything else.
+func TestCtlCreateWithoutServerPreview(t *testing.T) {
+	s := ctltest.NewServer(t, nil)
+	fixture(t, s)
+	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/api/v1/changefeeds/preview" {
+			w.Header().Set("Allow", "DELETE, GET, HEAD, PUT")
+			http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+			return
+		}
+		s.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(old.Close)
+	addr := old.Listener.Addr().String()
+
+	// At a terminal create still asks, without the table list, and creates.
+	r := ctlRun(t, addr, typed("y\n"), "changefeed", "create", "-c", "asked", "--source-uri", "datagen://?tables=3", "--sink-uri", "blackhole://").mustOK(t)
+	if !strings.Contains(r.stderr, "Filter:      all tables (case sensitive: false)\nThe server cannot list the tables beforehand (") ||
+		!strings.HasSuffix(r.stderr, "it checks them at create.\nCreate this changefeed? [y/N] ") {
+		t.Errorf("stderr %q", r.stderr)
+	}
+	if _, _, ok := s.Store.GetInfo(t, "asked"); !ok {
+		t.Error("not created")
+	}
+	// A dry run cannot be done there, and says why.
+	r = ctlRun(t, addr, nil, "changefeed", "create", "--dry-run", "-c", "dry", "--source-uri", "datagen://", "--sink-uri", "blackhole://")
+	if r.code != 1 || !strings.HasPrefix(r.stderr, "Error: checking the changefeed: this server cannot check a changefeed without creating it (it predates --dry-run): ") ||
+		!strings.Contains(r.stderr, "405 Method Not Allowed") {
+		t.Errorf("exit %d %q", r.code, r.stderr)
+	}
 }
 
 func TestCtlStatistics(t *testing.T) {
