@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -37,6 +36,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftcdc/raftcdc/internal/freeport"
 )
 
 // BuildBinary builds cmd/raftcdc into dir and returns its path.
@@ -99,47 +100,13 @@ type ClusterOptions struct {
 	Order []int
 }
 
-// FreePorts returns n distinct ports that were free for TCP and UDP a
-// moment ago. They are drawn below the kernel's ephemeral range where it
-// leaves room, so that the many outgoing connections of a running cluster
-// cannot take one between this call and the node's bind; and a port is
-// never returned twice (a closed port is often handed out again at once).
+// FreePorts returns n distinct ports free for TCP and UDP a moment ago (see
+// freeport.Pick for how they are chosen).
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
-	lo, hi := 20000, 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if v, err := strconv.Atoi(f[0]); err == nil {
-				hi = v
-			}
-		}
-	}
-	seen := map[int]bool{}
-	var ports []int
-	for attempt := 0; len(ports) < n; attempt++ {
-		if attempt > 100*n {
-			t.Fatalf("found only %d of %d free ports", len(ports), n)
-		}
-		port := 0
-		if hi-lo >= 1000 {
-			port = lo + mrand.IntN(hi-lo)
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		port = l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		if seen[port] {
-			continue
-		}
-		seen[port] = true
-		ports = append(ports, port)
+	ports, err := freeport.Pick(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }

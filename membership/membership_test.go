@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/raftcdc/raftcdc/internal/freeport"
 	"github.com/raftcdc/raftcdc/logging"
 	"github.com/rs/zerolog"
 )
@@ -191,16 +192,14 @@ func nextEvent(t *testing.T, ch <-chan Event, timeout time.Duration, pred func(E
 	}
 }
 
-// freePort returns a port on 127.0.0.1 that nothing listens on (TCP).
+// freePort returns a port on 127.0.0.1 that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := freeport.Pick(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	return port
+	return ports[0]
 }
 
 func TestThreeNodesJoinAndSeeMeta(t *testing.T) {

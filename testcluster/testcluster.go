@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/raftcdc/raftcdc/internal/freeport"
 	"github.com/raftcdc/raftcdc/server"
 	"github.com/rs/zerolog"
 )
@@ -96,23 +97,13 @@ func (c *Cluster) streamFor(id string) func(ln net.Listener, adv net.Addr) raft.
 	}
 }
 
-// FreePorts returns n ports that were free a moment ago, for TCP and UDP.
+// FreePorts returns n distinct ports free for TCP and UDP a moment ago (see
+// freeport.Pick for how they are chosen).
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
-	var ports []int
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		ports = append(ports, port)
+	ports, err := freeport.Pick(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }
