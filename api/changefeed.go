@@ -113,6 +113,25 @@ type ChangefeedDetail struct {
 	InfoRevision uint64                         `json:"info_revision"`
 }
 
+// Assignments maps each table to the captures whose task status holds it,
+// sorted. More than one capture for a table is a scheduling fault that
+// callers (renderers, tests) want to see, so none is dropped.
+func (d ChangefeedDetail) Assignments() map[model.TableID][]string {
+	out := map[model.TableID][]string{}
+	for capture, ts := range d.Tasks {
+		if ts == nil {
+			continue
+		}
+		for table := range ts.Tables {
+			out[table] = append(out[table], capture)
+		}
+	}
+	for _, cs := range out {
+		sort.Strings(cs)
+	}
+	return out
+}
+
 type feedView struct {
 	info    model.ChangefeedInfo
 	infoRev uint64

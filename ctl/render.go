@@ -102,17 +102,15 @@ func RenderChangefeedDetail(w io.Writer, d *api.ChangefeedDetail) error {
 	}
 	if d.Status != nil && len(d.Status.Tables) > 0 {
 		fmt.Fprintf(w, "\nTables (%d):\n", len(d.Status.Tables))
-		where := map[model.TableID]string{}
-		for c, ts := range d.Tasks {
-			for id := range ts.Tables {
-				where[id] = c
-			}
-		}
+		where := d.Assignments()
 		t := NewTable(w, "TABLE ID", "TABLE", "CAPTURE", "CHECKPOINT")
 		tables := append([]model.TableName(nil), d.Status.Tables...)
 		sort.Slice(tables, func(i, j int) bool { return tables[i].ID < tables[j].ID })
 		for _, tn := range tables {
-			c := where[tn.ID]
+			var c string
+			if cs := where[tn.ID]; len(cs) > 0 {
+				c = cs[0]
+			}
 			var cp model.Ts
 			if p := d.Positions[c]; p != nil {
 				cp = p.Running[tn.ID]

@@ -90,27 +90,10 @@ func (c *Cluster) WaitCheckpointAbove(id string, ts model.Ts, timeout time.Durat
 	return cp
 }
 
-// Assignments maps table → captures whose task status holds it.
-func Assignments(d api.ChangefeedDetail) map[model.TableID][]string {
-	out := map[model.TableID][]string{}
-	for capture, ts := range d.Tasks {
-		if ts == nil {
-			continue
-		}
-		for table := range ts.Tables {
-			out[table] = append(out[table], capture)
-		}
-	}
-	for _, cs := range out {
-		sort.Strings(cs)
-	}
-	return out
-}
-
 // DoubleAssigned lists tables held by more than one capture.
 func DoubleAssigned(d api.ChangefeedDetail) []string {
 	var out []string
-	for table, cs := range Assignments(d) {
+	for table, cs := range d.Assignments() {
 		if len(cs) > 1 {
 			out = append(out, fmt.Sprintf("table %d on %v", table, cs))
 		}
@@ -134,7 +117,7 @@ func (c *Cluster) WaitAllAssignedOnce(id string, tables int, captures []string, 
 		if err != nil {
 			return false, err.Error()
 		}
-		a := Assignments(d)
+		a := d.Assignments()
 		counts = map[string]int{}
 		for _, cs := range a {
 			if len(cs) != 1 || (len(allowed) > 0 && !allowed[cs[0]]) {

@@ -97,17 +97,6 @@ func (c *feedCluster) waitState(id string, state model.FeedState, timeout time.D
 	})
 }
 
-// assignments maps table → captures running it, from the task statuses.
-func assignments(d api.ChangefeedDetail) map[model.TableID][]string {
-	out := map[model.TableID][]string{}
-	for capture, ts := range d.Tasks {
-		for table := range ts.Tables {
-			out[table] = append(out[table], capture)
-		}
-	}
-	return out
-}
-
 // waitAllAssignedOnce waits until every table of the changefeed is assigned
 // to exactly one of the given captures, balanced within one across all of
 // them, and returns the per-capture counts.
@@ -120,7 +109,7 @@ func (c *feedCluster) waitAllAssignedOnce(id string, tables int, captures []stri
 	var counts map[string]int
 	testcluster.WaitFor(c.t, timeout, "every table on exactly one live capture", func() bool {
 		d := c.detail(id)
-		a := assignments(d)
+		a := d.Assignments()
 		if len(a) != tables {
 			return false
 		}

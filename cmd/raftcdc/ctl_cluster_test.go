@@ -94,11 +94,10 @@ func (c *liveCluster) infoDump(t testing.TB, i int) string {
 	return string(b)
 }
 
+// captureOf is the (first) capture holding table, or "".
 func captureOf(d api.ChangefeedDetail, table model.TableID) string {
-	for c, ts := range d.Tasks {
-		if _, ok := ts.Tables[table]; ok {
-			return c
-		}
+	if cs := d.Assignments()[table]; len(cs) > 0 {
+		return cs[0]
 	}
 	return ""
 }
