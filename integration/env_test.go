@@ -83,6 +83,17 @@ func (e *feedEnv) settleAndVerify() verify.Report {
 	return Verify(e.t, e.src, e.dir, e.start, cp)
 }
 
+// finish ends a scenario that sampled the checkpoint: it verifies the sink,
+// stops the sampler and checks that the checkpoint never went backwards.
+func (e *feedEnv) finish(s *Sampler) {
+	e.t.Helper()
+	rep := e.settleAndVerify()
+	s.Stop()
+	sr := s.Report()
+	sr.Check(e.t)
+	e.t.Logf("%d rows verified, %d duplicates; %d checkpoint reads, longest stall %v", rep.Expected, rep.Duplicates, sr.Reads, sr.LongestStall.Round(time.Millisecond))
+}
+
 // assertNoDoubleAssignment watches the task statuses for d and fails if any
 // table is ever held by two captures.
 func (e *feedEnv) assertNoDoubleAssignment(d time.Duration) {

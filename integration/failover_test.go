@@ -141,11 +141,7 @@ func TestLeaderPausedAndResumed(t *testing.T) {
 		stale, staleLogged, notApplied, refusedPos)
 
 	e.assertNoDoubleAssignment(3 * time.Second)
-	rep := e.settleAndVerify()
-	s.Stop()
-	sr := s.Report()
-	sr.Check(t)
-	t.Logf("%d rows verified, %d duplicates; %d checkpoint reads, longest stall %v", rep.Expected, rep.Duplicates, sr.Reads, sr.LongestStall.Round(time.Millisecond))
+	e.finish(s)
 }
 
 // Scenario 4: a follower is killed with SIGKILL and restarted with the same
@@ -173,7 +169,7 @@ func TestFollowerKillAndRestart(t *testing.T) {
 				return true, ""
 			}
 		}
-		return false, fmt.Sprintf("assignments %v", Assignments(d))
+		return false, fmt.Sprintf("assignments %v", d.Assignments())
 	})
 	victim := c.Procs[f].ID
 	inc := c.Incarnation(victim)
@@ -228,7 +224,7 @@ func TestMoveTableSourceKilled(t *testing.T) {
 				return true, ""
 			}
 		}
-		return false, fmt.Sprintf("assignments %v", Assignments(d))
+		return false, fmt.Sprintf("assignments %v", d.Assignments())
 	})
 	srcID, dstID := c.Procs[src].ID, c.Procs[dst].ID
 	inc := c.Incarnation(srcID)
@@ -244,7 +240,7 @@ func TestMoveTableSourceKilled(t *testing.T) {
 			t.Fatal(err)
 		}
 		if d.Tasks[srcID] == nil {
-			t.Fatalf("%s holds no table: %+v", srcID, Assignments(d))
+			t.Fatalf("%s holds no table: %+v", srcID, d.Assignments())
 		}
 		table = -1
 		for id := range d.Tasks[srcID].Tables {
@@ -253,7 +249,7 @@ func TestMoveTableSourceKilled(t *testing.T) {
 			}
 		}
 		if table < 0 {
-			t.Fatalf("%s holds no table: %+v", srcID, Assignments(d))
+			t.Fatalf("%s holds no table: %+v", srcID, d.Assignments())
 		}
 		// The node answering must itself see the target alive in gossip.
 		Eventually(t, settleBound, "move-table accepted", func() (bool, string) {
@@ -306,7 +302,7 @@ func TestMoveTableSourceKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("table %d now on %v; tables per capture %v", table, Assignments(d)[table], counts)
+	t.Logf("table %d now on %v; tables per capture %v", table, d.Assignments()[table], counts)
 	e.assertNoDoubleAssignment(2 * time.Second)
 	e.rejoin(src, inc)
 	e.assertNoDoubleAssignment(2 * time.Second)

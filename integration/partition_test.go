@@ -81,9 +81,5 @@ func TestLeaderPartitioned(t *testing.T) {
 	c.WaitCaptureAlive(o.ID, oldInc, rejoinBound)
 	t.Logf("%s back %v after the heal", o.ID, time.Since(healed).Round(time.Millisecond))
 	e.assertNoDoubleAssignment(2 * time.Second)
-	rep := e.settleAndVerify()
-	s.Stop()
-	sr := s.Report()
-	sr.Check(t)
-	t.Logf("%d rows verified, %d duplicates; %d checkpoint reads, longest stall %v", rep.Expected, rep.Duplicates, sr.Reads, sr.LongestStall.Round(time.Millisecond))
+	e.finish(s)
 }
