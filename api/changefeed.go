@@ -113,6 +113,15 @@ type ChangefeedDetail struct {
 	InfoRevision uint64                         `json:"info_revision"`
 }
 
+// CheckpointTs is the changefeed's checkpoint, 0 before the owner has
+// written a status.
+func (d ChangefeedDetail) CheckpointTs() model.Ts {
+	if d.Status == nil {
+		return 0
+	}
+	return d.Status.CheckpointTs
+}
+
 // Assignments maps each table to the captures whose task status holds it,
 // sorted. More than one capture for a table is a scheduling fault that
 // callers (renderers, tests) want to see, so none is dropped.

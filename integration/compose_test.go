@@ -299,7 +299,7 @@ func TestComposeDemo(t *testing.T) {
 	}
 	tables := len(d.Status.Tables)
 	c.WaitAllAssignedOnce(ids[0], tables, nil, settleBound)
-	cp := c.WaitCheckpointAbove(ids[0], CheckpointOf(d), advanceBound)
+	cp := c.WaitCheckpointAbove(ids[0], d.CheckpointTs(), advanceBound)
 	dir := strings.TrimPrefix(d.Info.SinkURI, "file://")
 	if !strings.HasPrefix(dir, base) {
 		t.Fatalf("sink %s is outside the test's directories: the volume mapping missed it", d.Info.SinkURI)

@@ -67,7 +67,7 @@ func (e *feedEnv) checkpoint() model.Ts {
 		if err != nil {
 			return false, err.Error()
 		}
-		cp = CheckpointOf(d)
+		cp = d.CheckpointTs()
 		return true, ""
 	})
 	return cp

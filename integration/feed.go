@@ -66,14 +66,6 @@ func (c *Cluster) Detail(id string) (api.ChangefeedDetail, error) {
 	return api.ChangefeedDetail{}, err
 }
 
-// CheckpointOf is the changefeed's checkpoint ts (0 before it has one).
-func CheckpointOf(d api.ChangefeedDetail) model.Ts {
-	if d.Status == nil {
-		return 0
-	}
-	return d.Status.CheckpointTs
-}
-
 // WaitCheckpointAbove waits until a consistent read shows the checkpoint
 // above ts and returns it.
 func (c *Cluster) WaitCheckpointAbove(id string, ts model.Ts, timeout time.Duration) model.Ts {
@@ -84,7 +76,7 @@ func (c *Cluster) WaitCheckpointAbove(id string, ts model.Ts, timeout time.Durat
 		if err != nil {
 			return false
 		}
-		cp = CheckpointOf(d)
+		cp = d.CheckpointTs()
 		return cp > ts
 	})
 	return cp

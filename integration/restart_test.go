@@ -138,8 +138,8 @@ func TestFullStopAndStart(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: first read after the restart: %v", f.id, err)
 		}
-		if CheckpointOf(d) < before[k] {
-			t.Fatalf("stale consistent read right after the election: %s checkpoint %d, below %d seen before the stop", f.id, CheckpointOf(d), before[k])
+		if d.CheckpointTs() < before[k] {
+			t.Fatalf("stale consistent read right after the election: %s checkpoint %d, below %d seen before the stop", f.id, d.CheckpointTs(), before[k])
 		}
 	}
 	for k, f := range feeds {

@@ -72,18 +72,11 @@ func (c *feedCluster) detail(id string) api.ChangefeedDetail {
 	return d
 }
 
-func checkpoint(d api.ChangefeedDetail) model.Ts {
-	if d.Status == nil {
-		return 0
-	}
-	return d.Status.CheckpointTs
-}
-
 func (c *feedCluster) waitCheckpointAbove(id string, ts model.Ts, timeout time.Duration) model.Ts {
 	c.t.Helper()
 	var cp model.Ts
 	testcluster.WaitFor(c.t, timeout, fmt.Sprintf("checkpoint of %s above %d", id, ts), func() bool {
-		cp = checkpoint(c.detail(id))
+		cp = c.detail(id).CheckpointTs()
 		return cp > ts
 	})
 	return cp
@@ -186,15 +179,15 @@ func TestChangefeedBalancedPauseResumeRemove(t *testing.T) {
 	}
 	c.waitState("orders", model.StateStopped, 10*time.Second)
 	pausedDetail := c.detail("orders")
-	paused, pausedCount := checkpoint(pausedDetail), pausedDetail.Count
+	paused, pausedCount := pausedDetail.CheckpointTs(), pausedDetail.Count
 	if pausedCount == 0 || pausedCount < counted {
 		t.Fatalf("rows_written %d before the pause, %d after it", counted, pausedCount)
 	}
 	deadline := time.Now().Add(time.Second)
 	for time.Now().Before(deadline) {
 		d := c.detail("orders")
-		if checkpoint(d) != paused || len(d.Tasks) != 0 || d.Count != pausedCount {
-			t.Fatalf("paused changefeed moved: checkpoint %d → %d, %d tasks, rows_written %d → %d", paused, checkpoint(d), len(d.Tasks), pausedCount, d.Count)
+		if d.CheckpointTs() != paused || len(d.Tasks) != 0 || d.Count != pausedCount {
+			t.Fatalf("paused changefeed moved: checkpoint %d → %d, %d tasks, rows_written %d → %d", paused, d.CheckpointTs(), len(d.Tasks), pausedCount, d.Count)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -275,7 +268,7 @@ func TestChangefeedFullClusterRestartAndTargetTs(t *testing.T) {
 
 	// A changefeed with a target ts finishes there, with every row up to it.
 	c.waitState("bounded", model.StateFinished, 30*time.Second)
-	if got := checkpoint(c.detail("bounded")); got < target {
+	if got := c.detail("bounded").CheckpointTs(); got < target {
 		t.Fatalf("finished at %d, before the target %d", got, target)
 	}
 	c.verify("datagen://?tables=3&rate=20", dir2, start, target)
@@ -290,7 +283,7 @@ func TestChangefeedFullClusterRestartAndTargetTs(t *testing.T) {
 	}
 	testcluster.WaitFor(t, 30*time.Second, "all three nodes back", func() bool { return len(c.Up()) == 3 })
 	c.WaitForLeader(20 * time.Second)
-	if got := checkpoint(c.detail("restart")); got < cp {
+	if got := c.detail("restart").CheckpointTs(); got < cp {
 		t.Fatalf("checkpoint went back from %d to %d across the restart", cp, got)
 	}
 	cp = c.waitCheckpointAbove("restart", cp, 30*time.Second)
