@@ -142,7 +142,7 @@ func (p *Pool) cached(key string, open func() (source.Source, error)) (source.So
 }
 
 // OpenSink opens a new sink for the URI; the caller closes it.
-func (p *Pool) OpenSink(ctx context.Context, uri string) (sink.Sink, error) {
+func (p *Pool) OpenSink(ctx context.Context, uri string) (sink.LegacySink, error) {
 	s, err := scheme("sink", uri)
 	if err != nil {
 		return nil, err

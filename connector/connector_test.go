@@ -119,7 +119,7 @@ func TestPoolOpensSinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts.Write(ctx, []model.RowChange{{CommitTs: 1}})
+	ts.Write(ctx, []model.LegacyRow{{CommitTs: 1}})
 	if s.(*blackhole.Sink).Stats().WrittenRows != 1 {
 		t.Fatal("blackhole did not count")
 	}

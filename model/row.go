@@ -22,8 +22,9 @@ const (
 	OpDelete Op = "delete"
 )
 
-// RowChange is one committed change of one row, as it crosses from a source to a sink.
-type RowChange struct {
+// LegacyRow is the untyped row of the first round (a key and a column map).
+// It is being replaced by RowChange; datagen and the file sink still use it.
+type LegacyRow struct {
 	Table    TableName      `json:"table"`
 	Key      string         `json:"key"`
 	Op       Op             `json:"op"`

@@ -29,7 +29,7 @@ type StateSource interface {
 // Connectors opens sources and sinks by URI (connector.Pool).
 type Connectors interface {
 	Source(ctx context.Context, uri string) (source.Source, error)
-	OpenSink(ctx context.Context, uri string) (sink.Sink, error)
+	OpenSink(ctx context.Context, uri string) (sink.LegacySink, error)
 }
 
 // QuorumMonitor tells when this node last knew it was connected to a working

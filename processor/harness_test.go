@@ -237,7 +237,7 @@ func (c *cluster) setBarrier(f *feed, barrier model.Ts) {
 
 // sinkRows reads every row the file sink made durable for a table, by
 // commit ts (a table's commit ts are unique in datagen).
-func (f *feed) sinkRows(t *testing.T, id model.TableID) map[model.Ts]model.RowChange {
+func (f *feed) sinkRows(t *testing.T, id model.TableID) map[model.Ts]model.LegacyRow {
 	t.Helper()
 	name, _ := f.gen.Table(id)
 	dir := file.TableDir(f.sinkDir, name)
@@ -248,7 +248,7 @@ func (f *feed) sinkRows(t *testing.T, id model.TableID) map[model.Ts]model.RowCh
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[model.Ts]model.RowChange{}
+	out := map[model.Ts]model.LegacyRow{}
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), ".") || !strings.HasSuffix(e.Name(), file.DataSuffix) {
 			continue
@@ -260,7 +260,7 @@ func (f *feed) sinkRows(t *testing.T, id model.TableID) map[model.Ts]model.RowCh
 		sc := bufio.NewScanner(fh)
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
-			var r model.RowChange
+			var r model.LegacyRow
 			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 				t.Fatalf("%s: %v", e.Name(), err)
 			}
@@ -280,7 +280,7 @@ func (f *feed) checkSink(t *testing.T, id model.TableID, upto, maxTs model.Ts) {
 	t.Helper()
 	rows := f.sinkRows(t, id)
 	want := 0
-	f.gen.Events(id, f.startTs, upto, func(r model.RowChange) bool {
+	f.gen.Events(id, f.startTs, upto, func(r model.LegacyRow) bool {
 		want++
 		got, ok := rows[r.CommitTs]
 		if !ok {
@@ -303,7 +303,7 @@ func (f *feed) checkSink(t *testing.T, id model.TableID, upto, maxTs model.Ts) {
 
 // probeSink wraps a sink to watch and steer what the pipeline does to it.
 type probeSink struct {
-	sink.Sink
+	sink.LegacySink
 	p *probe
 }
 
@@ -317,12 +317,12 @@ type probe struct {
 }
 
 type probeTable struct {
-	sink.TableSink
+	sink.LegacyTableSink
 	p      *probe
 	closed atomic.Bool
 }
 
-func (s probeSink) OpenTable(ctx context.Context, table model.TableName) (sink.TableSink, error) {
+func (s probeSink) OpenTable(ctx context.Context, table model.TableName) (sink.LegacyTableSink, error) {
 	ts, err := s.Sink.OpenTable(ctx, table)
 	if err != nil {
 		return nil, err
@@ -372,7 +372,7 @@ type probeConns struct {
 	p *probe
 }
 
-func (c probeConns) OpenSink(ctx context.Context, uri string) (sink.Sink, error) {
+func (c probeConns) OpenSink(ctx context.Context, uri string) (sink.LegacySink, error) {
 	s, err := c.Pool.OpenSink(ctx, uri)
 	if err != nil {
 		return nil, err

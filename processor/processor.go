@@ -59,7 +59,7 @@ type processor struct {
 	barrier *tsCell
 	ready   chan struct{} // closed once src and snk are open
 	src     source.Source
-	snk     sink.Sink
+	snk     sink.LegacySink
 
 	namesMu sync.Mutex
 	names   map[model.TableID]model.TableName
@@ -192,7 +192,7 @@ func (p *processor) openConnectors(ctx context.Context) {
 		code := CodeSourceError
 		src, err := p.deps.conns.Source(ctx, info.SourceURI)
 		if err == nil {
-			var snk sink.Sink
+			var snk sink.LegacySink
 			snk, err = p.deps.conns.OpenSink(ctx, info.SinkURI)
 			if err == nil {
 				p.src, p.snk = src, snk
@@ -220,7 +220,7 @@ func (p *processor) openConnectors(ctx context.Context) {
 	}
 }
 
-func (p *processor) connectors(ctx context.Context) (source.Source, sink.Sink, error) {
+func (p *processor) connectors(ctx context.Context) (source.Source, sink.LegacySink, error) {
 	select {
 	case <-p.ready:
 		return p.src, p.snk, nil

@@ -64,7 +64,7 @@ type tableEnv struct {
 	gate    *gate
 	barrier *tsCell
 	// connectors blocks until the processor has opened its source and sink.
-	connectors func(ctx context.Context) (source.Source, sink.Sink, error)
+	connectors func(ctx context.Context) (source.Source, sink.LegacySink, error)
 	// resolveName maps a table ID to the name the source and sink need.
 	resolveName func(ctx context.Context, id model.TableID) (model.TableName, error)
 	// flushed is told how many rows each flush made durable.
@@ -276,7 +276,7 @@ type tsRun struct {
 
 // runOnce is one attempt: open, subscribe from the checkpoint, replicate.
 // It returns nil once the table reached its boundary.
-func (t *table) runOnce(ctx context.Context, src source.Source, snk sink.Sink) (err error) {
+func (t *table) runOnce(ctx context.Context, src source.Source, snk sink.LegacySink) (err error) {
 	name, err := t.env.resolveName(ctx, t.id)
 	if err != nil {
 		return sourceErr(err)
@@ -329,7 +329,7 @@ func (t *table) runOnce(ctx context.Context, src source.Source, snk sink.Sink) (
 	t.log.Info().Str("table", name.String()).Uint64("start_ts", startTs).Msg("table pipeline started")
 
 	var (
-		pending    []model.RowChange // received, not yet released by a resolved ts
+		pending    []model.LegacyRow // received, not yet released by a resolved ts
 		unflushed  []tsRun           // written to the sink, not yet flushed
 		resolved   = startTs         // released to the sink up to here
 		checkpoint = startTs
@@ -373,7 +373,7 @@ func (t *table) runOnce(ctx context.Context, src source.Source, snk sink.Sink) (
 			if b.ResolvedTs <= resolved {
 				continue
 			}
-			slices.SortStableFunc(pending, func(a, b model.RowChange) int {
+			slices.SortStableFunc(pending, func(a, b model.LegacyRow) int {
 				switch {
 				case a.CommitTs < b.CommitTs:
 					return -1
@@ -401,7 +401,7 @@ func (t *table) runOnce(ctx context.Context, src source.Source, snk sink.Sink) (
 					}
 				}
 				// Copy the rest so the released rows' memory can go.
-				pending = append([]model.RowChange(nil), pending[cut:]...)
+				pending = append([]model.LegacyRow(nil), pending[cut:]...)
 			}
 			resolved = b.ResolvedTs
 			t.mu.Lock()

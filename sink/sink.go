@@ -1,6 +1,23 @@
-// Package sink defines the downstream a changefeed writes row changes to.
-// Implementations live in subpackages and are chosen by URI scheme (see
-// package connector).
+// Package sink defines the downstream a changefeed writes to. Implementations
+// live in subpackages and are chosen by URI scheme (see package connector).
+//
+// Contract, version 2 (see ../shared/DESIGN.md §10 and sink/DESIGN.md):
+//   - One Sink per (changefeed, capture) owns the connections and workers;
+//     the TableSinks it opens are views onto it, one per table pipeline.
+//   - A TableSink receives whole transactions of its table, in commit-ts
+//     order (ties broken by start ts), and never a row of another table.
+//   - Flush(upto) returns once every transaction with CommitTs <= upto that
+//     was written is durable downstream; later ones stay buffered.
+//   - Rows above the changefeed checkpoint may be delivered again after a
+//     failover. TableOptions.ReplayUntil tells the sink which commit ts may
+//     already be downstream, so it can write those idempotently (safe mode).
+//   - EmitDDL executes one DDL downstream. Only the owner's sink instance
+//     calls it, once every table has flushed to the DDL's CommitTs − 1. It
+//     may be called again for the same DDL after an owner failover: the sink
+//     treats "already applied" as success.
+//   - EmitCheckpoint publishes the changefeed checkpoint where the sink has a
+//     place for it (Kafka resolved events, the storage sink's metadata file);
+//     others return nil.
 package sink
 
 import (
@@ -9,20 +26,72 @@ import (
 	"github.com/raftcdc/raftcdc/model"
 )
 
-// Sink is one downstream, shared by the tables of a processor.
+// TableOptions are what a table sink needs to know about where its table
+// pipeline starts.
+type TableOptions struct {
+	// StartTs is the table's checkpoint: everything at or below it is
+	// already downstream.
+	StartTs model.Ts
+	// ReplayUntil is the highest commit ts that an earlier run may already
+	// have written downstream. Transactions with StartTs < CommitTs <=
+	// ReplayUntil are in the replay window.
+	ReplayUntil model.Ts
+	// Schema is the table's schema at StartTs, when the source knows it.
+	Schema *model.TableSchema
+}
+
+// Sink is one downstream, shared by the table pipelines of one processor
+// and, for the owner, by its DDL and checkpoint calls.
 type Sink interface {
-	// OpenTable prepares the downstream for one table's rows.
-	OpenTable(ctx context.Context, table model.TableName) (TableSink, error)
+	// OpenTable prepares the downstream for one table's transactions.
+	OpenTable(ctx context.Context, table model.TableName, opts TableOptions) (TableSink, error)
+	// EmitDDL executes one DDL downstream; "already applied" is success.
+	EmitDDL(ctx context.Context, ddl *model.DDLEvent) error
+	// EmitCheckpoint publishes the changefeed checkpoint ts.
+	EmitCheckpoint(ctx context.Context, ts model.Ts) error
 	Close() error
 }
 
-// TableSink writes one table's rows. It is used by one goroutine at a time.
+// TableSink writes one table's transactions. It is used by one goroutine at
+// a time.
 type TableSink interface {
+	// Write buffers transactions of this table, in commit-ts order. The sink
+	// may keep the slices; the caller does not change them afterwards.
+	Write(ctx context.Context, txns []*model.Txn) error
+	// Flush returns once every written transaction with CommitTs <= upto is
+	// durable; later ones stay buffered.
+	Flush(ctx context.Context, upto model.Ts) error
+	// Close drops unflushed transactions.
+	Close() error
+}
+
+// LegacySink is the first round's untyped sink, used by the file and
+// blackhole sinks until they move to Sink.
+type LegacySink interface {
+	// OpenTable prepares the downstream for one table's rows.
+	OpenTable(ctx context.Context, table model.TableName) (LegacyTableSink, error)
+	Close() error
+}
+
+// LegacyTableSink writes one table's untyped rows.
+type LegacyTableSink interface {
 	// Write buffers rows, which arrive in commit-ts order.
-	Write(ctx context.Context, rows []model.RowChange) error
+	Write(ctx context.Context, rows []model.LegacyRow) error
 	// Flush returns once every written row with CommitTs <= upto is durable;
 	// rows above upto stay buffered.
 	Flush(ctx context.Context, upto model.Ts) error
 	// Close drops unflushed rows.
 	Close() error
 }
+
+// NopDDL can be embedded by sinks that have no schema to change (blackhole)
+// or that record DDL in their data stream themselves.
+type NopDDL struct{}
+
+func (NopDDL) EmitDDL(context.Context, *model.DDLEvent) error { return nil }
+
+// NopCheckpoint can be embedded by sinks that have nowhere to publish a
+// checkpoint.
+type NopCheckpoint struct{}
+
+func (NopCheckpoint) EmitCheckpoint(context.Context, model.Ts) error { return nil }

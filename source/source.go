@@ -20,7 +20,7 @@ var ErrSnapshotLost = errors.New("snapshot lost")
 // Batch is one step of a subscription.
 type Batch struct {
 	// Rows may be in any order; the sorter downstream orders them.
-	Rows []model.RowChange
+	Rows []model.LegacyRow
 	// ResolvedTs promises that no later row of this subscription has
 	// CommitTs <= ResolvedTs. It never decreases within a subscription.
 	ResolvedTs model.Ts
@@ -51,4 +51,115 @@ type Source interface {
 	// caller's data is gone).
 	UpdateServiceGCSafepoint(ctx context.Context, serviceID string, ttl time.Duration, safepoint model.Ts) (model.Ts, error)
 	Close() error
+}
+
+// ---- Contract version 2 (see ../shared/DESIGN.md §10, source/DESIGN.md) ----
+//
+// Two kinds of source, both behind Upstream:
+//   - SpanSource (datagen, TiDB): any capture can subscribe to any table
+//     from any ts at or above the GC safepoint; tables are the scheduling
+//     unit, and the owner reads the DDL stream separately.
+//   - StreamSource (PostgreSQL slot, MySQL binlog): one ordered stream per
+//     upstream that cannot be rewound below its confirmed position. The
+//     stream is a scheduling unit of its own; its native resume position is
+//     stored in the state machine next to the checkpoint, and it confirms
+//     upstream only up to the changefeed checkpoint.
+
+// Upstream is what the owner needs from any source.
+type Upstream interface {
+	// UpstreamID is the upstream's identity (PD's cluster ID for TiDB, the
+	// system identifier for PostgreSQL, datagen's cluster-id). GC safepoints
+	// are kept per identity, not per URI: two spellings of one upstream
+	// share one service safepoint.
+	UpstreamID(ctx context.Context) (string, error)
+	// TablesAt lists the tables that exist at ts, not now.
+	TablesAt(ctx context.Context, ts model.Ts) ([]model.TableName, error)
+	// SchemaAt is a table's schema in force at ts.
+	SchemaAt(ctx context.Context, table model.TableName, ts model.Ts) (*model.TableSchema, error)
+	// CurrentTs is the upstream's current timestamp.
+	CurrentTs(ctx context.Context) (model.Ts, error)
+	// GCSafepoint is the upstream GC safepoint now in force.
+	GCSafepoint(ctx context.Context) (model.Ts, error)
+	// UpdateServiceGCSafepoint behaves like PD's; see Source.
+	UpdateServiceGCSafepoint(ctx context.Context, serviceID string, ttl time.Duration, safepoint model.Ts) (model.Ts, error)
+	Close() error
+}
+
+// TxnBatch is one step of a table subscription.
+type TxnBatch struct {
+	// Txns are whole transactions of the subscribed table (each holding only
+	// that table's rows), in any order; the sorter orders them by TxnKey.
+	Txns []*model.Txn
+	// ResolvedTs promises that no later transaction of this subscription has
+	// CommitTs <= ResolvedTs. It never decreases within a subscription.
+	ResolvedTs model.Ts
+}
+
+// TxnSubscription streams one table's transactions.
+type TxnSubscription interface {
+	Next(ctx context.Context) (TxnBatch, error)
+	Close() error
+}
+
+// DDLBatch is one step of a DDL subscription.
+type DDLBatch struct {
+	// DDLs in commit-ts order.
+	DDLs []*model.DDLEvent
+	// ResolvedTs promises no later DDL with CommitTs <= ResolvedTs.
+	ResolvedTs model.Ts
+}
+
+// DDLSubscription streams the upstream's DDL events (TiCDC's DDL puller).
+type DDLSubscription interface {
+	Next(ctx context.Context) (DDLBatch, error)
+	Close() error
+}
+
+// SpanSource is a span-addressable upstream.
+type SpanSource interface {
+	Upstream
+	// SubscribeTxns streams one table's transactions with CommitTs > startTs;
+	// errors.Is(err, ErrSnapshotLost) if startTs is below the GC safepoint.
+	SubscribeTxns(ctx context.Context, table model.TableName, startTs model.Ts) (TxnSubscription, error)
+	// SubscribeDDL streams DDL events with CommitTs > startTs.
+	SubscribeDDL(ctx context.Context, startTs model.Ts) (DDLSubscription, error)
+}
+
+// StreamOptions say where a single stream resumes.
+type StreamOptions struct {
+	// Position is the native resume position stored with the checkpoint
+	// (empty on the first start).
+	Position string
+	// StartTs is the changefeed checkpoint the position belongs to.
+	StartTs model.Ts
+	// Tables are the tables the changefeed replicates.
+	Tables []model.TableName
+}
+
+// StreamBatch is one step of a single stream.
+type StreamBatch struct {
+	// Txns may span tables; the stream's capture splits them per table.
+	Txns []*model.Txn
+	// DDLs interleave with Txns by commit ts.
+	DDLs []*model.DDLEvent
+	// ResolvedTs promises nothing later at or below it.
+	ResolvedTs model.Ts
+	// Position is the native position to resume from once every change at
+	// or below ResolvedTs is durable downstream.
+	Position string
+}
+
+// Stream is a single-stream source's connection.
+type Stream interface {
+	Next(ctx context.Context) (StreamBatch, error)
+	// Confirm tells the upstream it may discard everything up to pos (a
+	// Position the stream returned, at or below the changefeed checkpoint).
+	Confirm(ctx context.Context, pos string) error
+	Close() error
+}
+
+// StreamSource is a single-stream upstream.
+type StreamSource interface {
+	Upstream
+	OpenStream(ctx context.Context, opts StreamOptions) (Stream, error)
 }

@@ -50,8 +50,8 @@ func writeSink(t testing.TB, uri string, start, upto, flushEvery model.Ts) fixtu
 		}
 		for from := start; from < upto; from += flushEvery {
 			to := min(from+flushEvery, upto)
-			var rows []model.RowChange
-			gen.Events(tb.ID, from, to, func(r model.RowChange) bool {
+			var rows []model.LegacyRow
+			gen.Events(tb.ID, from, to, func(r model.LegacyRow) bool {
 				rows = append(rows, r)
 				return true
 			})
@@ -118,9 +118,9 @@ func writeLines(t *testing.T, path string, lines []string) {
 	}
 }
 
-func decode(t *testing.T, line string) model.RowChange {
+func decode(t *testing.T, line string) model.LegacyRow {
 	t.Helper()
-	var r model.RowChange
+	var r model.LegacyRow
 	if err := json.Unmarshal([]byte(line), &r); err != nil {
 		t.Fatal(err)
 	}
@@ -219,25 +219,25 @@ func TestReorderedRowIsOutOfOrder(t *testing.T) {
 func TestCorruptedRowsAreUnexpected(t *testing.T) {
 	cases := []struct {
 		name    string
-		corrupt func(r *model.RowChange) string // returns the new line, "" to marshal r
+		corrupt func(r *model.LegacyRow) string // returns the new line, "" to marshal r
 		reason  string
 		missing uint64
 	}{
-		{"payload", func(r *model.RowChange) string {
+		{"payload", func(r *model.LegacyRow) string {
 			p := r.Columns[datagen.ColPayload].(string)
 			r.Columns[datagen.ColPayload] = "#" + p[1:]
 			return ""
 		}, `column "payload"`, 1},
-		{"op", func(r *model.RowChange) string {
+		{"op", func(r *model.LegacyRow) string {
 			r.Op = map[model.Op]model.Op{model.OpInsert: model.OpUpdate, model.OpUpdate: model.OpDelete, model.OpDelete: model.OpInsert}[r.Op]
 			return ""
 		}, "op", 1},
-		{"key", func(r *model.RowChange) string { r.Key += "0"; return "" }, "key", 1},
-		{"seq", func(r *model.RowChange) string { r.Columns[datagen.ColSeq] = 12; return "" }, `column "seq"`, 1},
-		{"extra column", func(r *model.RowChange) string { r.Columns["x"] = 1; return "" }, "columns", 1},
-		{"commit ts", func(r *model.RowChange) string { r.CommitTs++; return "" }, "no event", 1},
-		{"table", func(r *model.RowChange) string { r.Table.Table = "t9999"; return "" }, "no such datagen table", 1},
-		{"malformed", func(r *model.RowChange) string { return `{"table": {"id": 1` }, "malformed", 1},
+		{"key", func(r *model.LegacyRow) string { r.Key += "0"; return "" }, "key", 1},
+		{"seq", func(r *model.LegacyRow) string { r.Columns[datagen.ColSeq] = 12; return "" }, `column "seq"`, 1},
+		{"extra column", func(r *model.LegacyRow) string { r.Columns["x"] = 1; return "" }, "columns", 1},
+		{"commit ts", func(r *model.LegacyRow) string { r.CommitTs++; return "" }, "no event", 1},
+		{"table", func(r *model.LegacyRow) string { r.Table.Table = "t9999"; return "" }, "no such datagen table", 1},
+		{"malformed", func(r *model.LegacyRow) string { return `{"table": {"id": 1` }, "malformed", 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -264,7 +264,7 @@ func TestCorruptedRowsAreUnexpected(t *testing.T) {
 	}
 }
 
-func corruptLine(t *testing.T, r *model.RowChange, corrupt func(*model.RowChange) string) string {
+func corruptLine(t *testing.T, r *model.LegacyRow, corrupt func(*model.LegacyRow) string) string {
 	t.Helper()
 	if line := corrupt(r); line != "" {
 		return line

@@ -53,7 +53,7 @@ type Sink struct {
 	closed                    atomic.Bool
 }
 
-var _ sink.Sink = (*Sink)(nil)
+var _ sink.LegacySink = (*Sink)(nil)
 
 // Open checks the URI and returns a new sink.
 func Open(uri string) (*Sink, error) {
@@ -72,7 +72,7 @@ func (s *Sink) Stats() Stats {
 }
 
 // OpenTable returns a table sink that reports into s.
-func (s *Sink) OpenTable(ctx context.Context, table model.TableName) (sink.TableSink, error) {
+func (s *Sink) OpenTable(ctx context.Context, table model.TableName) (sink.LegacyTableSink, error) {
 	if s.closed.Load() {
 		return nil, errors.New("open table on blackhole sink: sink is closed")
 	}
@@ -99,7 +99,7 @@ type tableSink struct {
 	pending []model.Ts
 }
 
-func (t *tableSink) Write(ctx context.Context, rows []model.RowChange) error {
+func (t *tableSink) Write(ctx context.Context, rows []model.LegacyRow) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {

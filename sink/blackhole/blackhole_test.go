@@ -18,8 +18,8 @@ func TestCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := s.OpenTable(ctx, model.TableName{ID: 2, Schema: "s", Table: "b"})
-	rows := func(ts ...model.Ts) []model.RowChange {
-		out := make([]model.RowChange, len(ts))
+	rows := func(ts ...model.Ts) []model.LegacyRow {
+		out := make([]model.LegacyRow, len(ts))
 		for i, t := range ts {
 			out[i].CommitTs = t
 		}

@@ -70,7 +70,7 @@ type Sink struct {
 	closed bool
 }
 
-var _ sink.Sink = (*Sink)(nil)
+var _ sink.LegacySink = (*Sink)(nil)
 
 // Open parses the URI, creates the directory if needed and checks that it is
 // writable, so that a bad sink fails at creation instead of at the first flush.
@@ -113,7 +113,7 @@ func TableDir(root string, table model.TableName) string {
 }
 
 // OpenTable creates the table's directory.
-func (s *Sink) OpenTable(ctx context.Context, table model.TableName) (sink.TableSink, error) {
+func (s *Sink) OpenTable(ctx context.Context, table model.TableName) (sink.LegacyTableSink, error) {
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
@@ -154,11 +154,11 @@ type tableSink struct {
 
 	mu     sync.Mutex
 	closed bool
-	rows   []model.RowChange
+	rows   []model.LegacyRow
 	lastTs model.Ts // highest commit ts accepted, to enforce ordering
 }
 
-func (t *tableSink) Write(ctx context.Context, rows []model.RowChange) error {
+func (t *tableSink) Write(ctx context.Context, rows []model.LegacyRow) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -202,7 +202,7 @@ func (t *tableSink) Flush(ctx context.Context, upto model.Ts) error {
 
 // writeFile makes rows visible all at once: a reader sees either no file or
 // the whole file, even across a crash.
-func (t *tableSink) writeFile(ctx context.Context, rows []model.RowChange) (err error) {
+func (t *tableSink) writeFile(ctx context.Context, rows []model.LegacyRow) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -17,10 +17,10 @@ import (
 
 var tbl = model.TableName{ID: 7, Schema: "shop", Table: "orders"}
 
-func rowsAt(ts ...model.Ts) []model.RowChange {
-	out := make([]model.RowChange, len(ts))
+func rowsAt(ts ...model.Ts) []model.LegacyRow {
+	out := make([]model.LegacyRow, len(ts))
 	for i, t := range ts {
-		out[i] = model.RowChange{
+		out[i] = model.LegacyRow{
 			Table: tbl, Key: fmt.Sprint(t % 5), Op: model.OpUpdate, CommitTs: t,
 			Columns: map[string]any{"id": t % 5, "payload": fmt.Sprintf("v<%d>&\"q\"", t)},
 		}
@@ -28,7 +28,7 @@ func rowsAt(ts ...model.Ts) []model.RowChange {
 	return out
 }
 
-func openTable(t *testing.T) (string, sink.TableSink) {
+func openTable(t *testing.T) (string, sink.LegacyTableSink) {
 	t.Helper()
 	dir := t.TempDir()
 	s, err := Open(context.Background(), "file://"+dir)
@@ -61,17 +61,17 @@ func listDir(t *testing.T, dir string) (data, other []string) {
 	return data, other
 }
 
-func readRows(t *testing.T, path string) []model.RowChange {
+func readRows(t *testing.T, path string) []model.LegacyRow {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var out []model.RowChange
+	var out []model.LegacyRow
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		var r model.RowChange
+		var r model.LegacyRow
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("%s: bad line %q: %v", path, sc.Text(), err)
 		}
@@ -85,7 +85,7 @@ func readRows(t *testing.T, path string) []model.RowChange {
 
 // jsonEqual compares rows through their JSON form, since decoding turns
 // numbers into float64.
-func jsonEqual(t *testing.T, got, want []model.RowChange) {
+func jsonEqual(t *testing.T, got, want []model.LegacyRow) {
 	t.Helper()
 	g, _ := json.Marshal(got)
 	w, _ := json.Marshal(want)

@@ -163,7 +163,7 @@ func (g *Generator) KeyIndex(table model.TableID, k uint64) uint64 {
 }
 
 // Event builds event k of a table. The table must exist.
-func (g *Generator) Event(table model.TableID, k uint64) model.RowChange {
+func (g *Generator) Event(table model.TableID, k uint64) model.LegacyRow {
 	keyIdx, op, seed := g.parts(table, k)
 	cols := make(map[string]any, 3)
 	cols[ColID] = int64(keyIdx)
@@ -173,7 +173,7 @@ func (g *Generator) Event(table model.TableID, k uint64) model.RowChange {
 	if op != model.OpDelete {
 		cols[ColPayload] = string(g.appendPayload(make([]byte, 0, g.cfg.RowSize), seed))
 	}
-	return model.RowChange{
+	return model.LegacyRow{
 		Table:    g.names[table-1],
 		Key:      strconv.FormatUint(keyIdx, 10),
 		Op:       op,
@@ -217,13 +217,13 @@ func (g *Generator) AppendJSON(dst []byte, table model.TableID, k uint64) []byte
 }
 
 // EventAt builds the event of a table that commits exactly at ts, if any.
-func (g *Generator) EventAt(table model.TableID, ts model.Ts) (model.RowChange, bool) {
+func (g *Generator) EventAt(table model.TableID, ts model.Ts) (model.LegacyRow, bool) {
 	if _, ok := g.Table(table); !ok {
-		return model.RowChange{}, false
+		return model.LegacyRow{}, false
 	}
 	k, ok := g.IndexOf(table, ts)
 	if !ok {
-		return model.RowChange{}, false
+		return model.LegacyRow{}, false
 	}
 	return g.Event(table, k), true
 }
@@ -231,7 +231,7 @@ func (g *Generator) EventAt(table model.TableID, ts model.Ts) (model.RowChange, 
 // Events calls fn, in commit ts order, for every event of a table with
 // afterTs < commit ts <= uptoTs, until fn returns false. An unknown table has
 // no events.
-func (g *Generator) Events(table model.TableID, afterTs, uptoTs model.Ts, fn func(model.RowChange) bool) {
+func (g *Generator) Events(table model.TableID, afterTs, uptoTs model.Ts, fn func(model.LegacyRow) bool) {
 	if _, ok := g.Table(table); !ok || uptoTs <= afterTs {
 		return
 	}

@@ -23,9 +23,9 @@ func mustGenerator(t testing.TB, uri string) *Generator {
 	return g
 }
 
-func collect(g *Generator, table model.TableID, after, upto model.Ts) []model.RowChange {
-	var out []model.RowChange
-	g.Events(table, after, upto, func(r model.RowChange) bool {
+func collect(g *Generator, table model.TableID, after, upto model.Ts) []model.LegacyRow {
+	var out []model.LegacyRow
+	g.Events(table, after, upto, func(r model.LegacyRow) bool {
 		out = append(out, r)
 		return true
 	})
@@ -183,7 +183,7 @@ func BenchmarkGenerate(b *testing.B) {
 	start := model.TsFromTime(time.Now())
 	var n int
 	for b.Loop() {
-		g.Events(1, start, start+ticksPerSecond/10, func(model.RowChange) bool {
+		g.Events(1, start, start+ticksPerSecond/10, func(model.LegacyRow) bool {
 			n++
 			return true
 		})
@@ -197,7 +197,7 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 		start := model.TsFromTime(time.Now())
 		ops := map[model.Op]bool{}
 		for _, tb := range []model.TableID{1, model.TableID(g.Config().Tables)} {
-			g.Events(tb, start, start+ticksPerSecond, func(r model.RowChange) bool {
+			g.Events(tb, start, start+ticksPerSecond, func(r model.LegacyRow) bool {
 				ops[r.Op] = true
 				want, err := json.Marshal(r)
 				if err != nil {

@@ -254,10 +254,10 @@ func (sub *subscription) Next(ctx context.Context) (source.Batch, error) {
 		now := sub.src.clock.Now()
 		nowTs := model.TsFromTime(now)
 
-		var rows []model.RowChange
+		var rows []model.LegacyRow
 		for len(rows) < MaxBatchRows && gen.CommitTs(sub.table, sub.next) <= nowTs {
 			if rows == nil {
-				rows = make([]model.RowChange, 0, min(MaxBatchRows, gen.Count(sub.table, sub.resolved, nowTs)))
+				rows = make([]model.LegacyRow, 0, min(MaxBatchRows, gen.Count(sub.table, sub.resolved, nowTs)))
 			}
 			rows = append(rows, gen.Event(sub.table, sub.next))
 			sub.next++

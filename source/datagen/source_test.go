@@ -61,11 +61,11 @@ func subscribe(t *testing.T, s *Source, id model.TableID, startTs model.Ts) sour
 
 // drain reads until the resolved ts reaches upto, checking the subscription
 // contract on every batch.
-func drain(t *testing.T, sub source.Subscription, startTs, upto model.Ts) []model.RowChange {
+func drain(t *testing.T, sub source.Subscription, startTs, upto model.Ts) []model.LegacyRow {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var rows []model.RowChange
+	var rows []model.LegacyRow
 	resolved := startTs
 	for resolved < upto {
 		b, err := sub.Next(ctx)
@@ -132,7 +132,7 @@ func TestSourceReplayFromLaterTsIsSuffix(t *testing.T) {
 }
 
 // sameRows treats nil and empty as equal, unlike reflect.DeepEqual.
-func sameRows(a, b []model.RowChange) bool {
+func sameRows(a, b []model.LegacyRow) bool {
 	return len(a) == len(b) && (len(a) == 0 || reflect.DeepEqual(a, b))
 }
 
