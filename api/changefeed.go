@@ -311,6 +311,9 @@ func (h *Handler) validateSpec(ctx context.Context, info *model.ChangefeedInfo, 
 	if err := connector.ValidateSinkURI(info.SinkURI); err != nil {
 		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidURI, "%v", err)
 	}
+	if err := filter.ValidateConfig(info.Config); err != nil {
+		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidConfig, "%v", err)
+	}
 	flt, err := filter.New(info.Config.Filter)
 	if err != nil {
 		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidConfig, "%v", err)

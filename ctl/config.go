@@ -21,11 +21,13 @@ type fileConfig struct {
 	Filter        struct {
 		Rules []string `toml:"rules"`
 	} `toml:"filter"`
-	Sink map[string]string `toml:"sink"`
+	// Sink holds string options and, under "dispatchers", TiCDC's
+	// dispatcher rules; each is decoded by its key.
+	Sink map[string]toml.Primitive `toml:"sink"`
 }
 
 // ConfigKeys describes the keys a config file may hold, for error messages.
-const ConfigKeys = `case-sensitive, [filter] rules and [sink] <option> = "value"`
+const ConfigKeys = `case-sensitive, [filter] rules, [sink] dispatchers = [{matcher = [...], topic = "...", partition = "..."}] and [sink] <option> = "value"`
 
 // LoadConfig reads a changefeed config file strictly: an unknown key or a
 // malformed filter rule is an error, so that a typo is reported instead of
@@ -49,6 +51,31 @@ func ParseConfig(name, data string) (model.ChangefeedConfig, error) {
 		}
 		return model.ChangefeedConfig{}, fmt.Errorf("config file %s: %v", name, err)
 	}
+	var (
+		sinkOpts    map[string]string
+		dispatchers []model.DispatchRule
+	)
+	sinkKeys := make([]string, 0, len(fc.Sink))
+	for k := range fc.Sink {
+		sinkKeys = append(sinkKeys, k)
+	}
+	sort.Strings(sinkKeys)
+	for _, k := range sinkKeys {
+		if k == "dispatchers" {
+			if err := md.PrimitiveDecode(fc.Sink[k], &dispatchers); err != nil {
+				return model.ChangefeedConfig{}, fmt.Errorf("config file %s: [sink] dispatchers: %v", name, err)
+			}
+			continue
+		}
+		var v string
+		if err := md.PrimitiveDecode(fc.Sink[k], &v); err != nil {
+			return model.ChangefeedConfig{}, fmt.Errorf("config file %s: [sink] %s must be a string, as in %s = \"value\": %v", name, k, k, err)
+		}
+		if sinkOpts == nil {
+			sinkOpts = map[string]string{}
+		}
+		sinkOpts[k] = v
+	}
 	if und := md.Undecoded(); len(und) > 0 {
 		keys := make([]string, len(und))
 		for i, k := range und {
@@ -58,10 +85,11 @@ func ParseConfig(name, data string) (model.ChangefeedConfig, error) {
 		return model.ChangefeedConfig{}, fmt.Errorf("config file %s: unknown key %q; the known keys are %s", name, keys[0], ConfigKeys)
 	}
 	cfg := model.ChangefeedConfig{
-		Filter: model.FilterConfig{Rules: fc.Filter.Rules, CaseSensitive: fc.CaseSensitive},
-		Sink:   fc.Sink,
+		Filter:      model.FilterConfig{Rules: fc.Filter.Rules, CaseSensitive: fc.CaseSensitive},
+		Sink:        sinkOpts,
+		Dispatchers: dispatchers,
 	}
-	if err := filter.Validate(cfg.Filter); err != nil {
+	if err := filter.ValidateConfig(cfg); err != nil {
 		return model.ChangefeedConfig{}, fmt.Errorf("config file %s: %v", name, err)
 	}
 	return cfg, nil

@@ -30,6 +30,29 @@ max-file-size = "64MiB"
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got %+v, want %+v", cfg, want)
 	}
+	withDispatchers, err := ParseConfig("d.toml", `
+[sink]
+protocol = "canal-json"
+dispatchers = [
+  {matcher = ['shop.*'], topic = "{schema}_{table}", partition = "index-value", index = "uk_email"},
+  {matcher = ['log.*', '!log.tmp'], partition = "columns", columns = ["host", "day"]},
+  {matcher = ['*.*'], partition = "ts"},
+]
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantD := model.ChangefeedConfig{
+		Sink: map[string]string{"protocol": "canal-json"},
+		Dispatchers: []model.DispatchRule{
+			{Matcher: []string{"shop.*"}, Topic: "{schema}_{table}", Partition: "index-value", Index: "uk_email"},
+			{Matcher: []string{"log.*", "!log.tmp"}, Partition: "columns", Columns: []string{"host", "day"}},
+			{Matcher: []string{"*.*"}, Partition: "ts"},
+		},
+	}
+	if !reflect.DeepEqual(withDispatchers, wantD) {
+		t.Errorf("dispatchers: got %+v, want %+v", withDispatchers, wantD)
+	}
 	empty, err := ParseConfig("e.toml", "")
 	if err != nil || len(empty.Filter.Rules) != 0 || empty.Filter.CaseSensitive {
 		t.Errorf("empty config: %+v %v", empty, err)
@@ -37,7 +60,16 @@ max-file-size = "64MiB"
 	for _, c := range []struct{ in, want string }{
 		{"case_sensitive = true", `config file x: unknown key "case_sensitive"`},
 		{"[filter]\ncase-sensitive = true", `config file x: unknown key "filter.case-sensitive"`},
-		{"[sink]\nsize = 3", "config file x: toml: line 2 (last key \"sink.size\"): incompatible types: TOML value has type int64; destination has type string"},
+		{"[sink]\nsize = 3", `config file x: [sink] size must be a string, as in size = "value": toml: line 2 (last key "sink.size"): incompatible types: TOML value has type int64`},
+		{"[sink]\ndispatchers = [{matcher = ['a.*'], partiton = 'ts'}]", `config file x: unknown key "sink.dispatchers.partiton"`},
+		{"[sink]\ndispatchers = [{matcher = ['a.*'], partition = 'rowid'}]", `config file x: dispatcher 1 (matcher ["a.*"]): unknown partition rule "rowid" (known: default, ts, index-value, table, columns)`},
+		{"[sink]\ndispatchers = [{matcher = ['a'], partition = 'ts'}]", `config file x: dispatcher 1: matcher pattern 1 "a": no dot`},
+		{"[sink]\ndispatchers = [{matcher = ['a.*'], topic = '{db}_x'}]", `config file x: dispatcher 1 (matcher ["a.*"]): topic expression "{db}_x": unknown placeholder "{db}"`},
+		{"[sink]\ndispatchers = [{matcher = ['a.*'], topic = 'a b'}]", `config file x: dispatcher 1 (matcher ["a.*"]): topic expression "a b": character ' ' is not allowed`},
+		{"[sink]\ndispatchers = [{matcher = ['a.*'], partition = 'columns'}]", `config file x: dispatcher 1 (matcher ["a.*"]): partition = "columns" needs columns = [...]`},
+		{"[sink]\ndispatchers = [{matcher = ['a.*'], partition = 'ts', index = 'k'}]", `config file x: dispatcher 1 (matcher ["a.*"]): index "k" is only used with partition = "index-value", not "ts"`},
+		{"[sink]\ndispatchers = [{partition = 'ts'}]", `config file x: dispatcher 1 (matcher []): matcher is empty`},
+		{"[sink]\ndispatchers = 'x'", `config file x: [sink] dispatchers: toml: line 2 (last key "sink.dispatchers"): incompatible types`},
 		{"[filter]\nrules = 'a.*'", `config file x: toml: line 2 (last key "filter.rules"): incompatible types: TOML value has type string; destination has type slice`},
 		{"[filter]\nrules = ['*']", `config file x: filter rule 1 "*": no dot: write schema.table, for example db.* or *.orders`},
 		{"[filter]\nrules = ['']", `config file x: filter rule 1 "": rule is empty; write schema.table, for example db.*`},
@@ -54,7 +86,8 @@ func TestDiffInfo(t *testing.T) {
 	b := a
 	b.SinkURI = "file:///x"
 	b.TargetTs = model.TsFromTime(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
-	b.Config = model.ChangefeedConfig{Filter: model.FilterConfig{Rules: []string{"x.*"}}, Sink: map[string]string{"b": "3", "c": "4"}}
+	b.Config = model.ChangefeedConfig{Filter: model.FilterConfig{Rules: []string{"x.*"}}, Sink: map[string]string{"b": "3", "c": "4"},
+		Dispatchers: []model.DispatchRule{{Matcher: []string{"x.*"}, Topic: "{schema}_{table}", Partition: "index-value"}, {Matcher: []string{"y.*"}, Partition: "columns", Columns: []string{"a", "b"}}}}
 	got := DiffInfo(a, b)
 	want := [][3]string{
 		{"sink-uri", "blackhole://", "file:///x"},
@@ -63,6 +96,7 @@ func TestDiffInfo(t *testing.T) {
 		{"sink.a", "1", "(unset)"},
 		{"sink.b", "2", "3"},
 		{"sink.c", "(unset)", "4"},
+		{"sink.dispatchers", "(none)", "x.* → topic {schema}_{table} partition index-value; y.* → partition columns(a,b)"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("diff\n got %v\nwant %v", got, want)

@@ -86,6 +86,9 @@ func RenderChangefeedDetail(w io.Writer, d *api.ChangefeedDetail) error {
 	f.add("Filter rules", FilterText(d.Info.Config.Filter))
 	f.add("Case sensitive", strconv.FormatBool(d.Info.Config.Filter.CaseSensitive))
 	f.add("Sink options", sinkOptions(d.Info.Config.Sink))
+	if len(d.Info.Config.Dispatchers) > 0 {
+		f.add("Dispatchers", DispatchersText(d.Info.Config.Dispatchers))
+	}
 	var pending []string
 	if d.Info.RebalanceRequested {
 		pending = append(pending, "rebalance")
@@ -343,5 +346,33 @@ func DiffInfo(a, b model.ChangefeedInfo) [][3]string {
 		}
 		add("sink."+k, x, y)
 	}
+	add("sink.dispatchers", DispatchersText(a.Config.Dispatchers), DispatchersText(b.Config.Dispatchers))
 	return out
+}
+
+// DispatchersText shows dispatcher rules on one line, in config-file form.
+func DispatchersText(rules []model.DispatchRule) string {
+	if len(rules) == 0 {
+		return "(none)"
+	}
+	parts := make([]string, len(rules))
+	for i, r := range rules {
+		s := fmt.Sprintf("%s →", strings.Join(r.Matcher, ","))
+		if r.Topic != "" {
+			s += " topic " + r.Topic
+		}
+		p := r.Partition
+		if p == "" {
+			p = model.PartitionDefault
+		}
+		s += " partition " + p
+		if r.Index != "" {
+			s += "(" + r.Index + ")"
+		}
+		if len(r.Columns) > 0 {
+			s += "(" + strings.Join(r.Columns, ",") + ")"
+		}
+		parts[i] = s
+	}
+	return strings.Join(parts, "; ")
 }

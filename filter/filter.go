@@ -52,6 +52,37 @@ func Validate(cfg model.FilterConfig) error {
 	return err
 }
 
+// ValidateConfig checks a changefeed config's filter rules and dispatcher
+// rules (their shape and their matchers' syntax), naming what is wrong.
+func ValidateConfig(cfg model.ChangefeedConfig) error {
+	if err := Validate(cfg.Filter); err != nil {
+		return err
+	}
+	if err := model.ValidateDispatchRules(cfg.Dispatchers); err != nil {
+		return err
+	}
+	for i, d := range cfg.Dispatchers {
+		if _, err := NewMatcher(d.Matcher, cfg.Filter.CaseSensitive); err != nil {
+			return fmt.Errorf("dispatcher %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// NewMatcher compiles a dispatcher's matcher: the filter's rule syntax, with
+// errors that say "matcher" rather than "filter".
+func NewMatcher(patterns []string, caseSensitive bool) (*Filter, error) {
+	f := &Filter{caseSensitive: caseSensitive, rules: make([]rule, 0, len(patterns))}
+	for i, text := range patterns {
+		r, err := parseRule(text, caseSensitive)
+		if err != nil {
+			return nil, fmt.Errorf("matcher pattern %d %q: %w", i+1, text, err)
+		}
+		f.rules = append(f.rules, r)
+	}
+	return f, nil
+}
+
 func parseRule(text string, caseSensitive bool) (rule, error) {
 	s := strings.TrimSpace(text)
 	var r rule

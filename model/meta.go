@@ -64,6 +64,11 @@ type FilterConfig struct {
 type ChangefeedConfig struct {
 	Filter FilterConfig      `json:"filter" toml:"filter"`
 	Sink   map[string]string `json:"sink,omitempty" toml:"sink"`
+	// Dispatchers route tables to topics and partitions (message-queue
+	// sinks). A config file writes them as [sink] dispatchers, as TiCDC
+	// does; they are a field of their own here because they are structured,
+	// unlike the other sink options.
+	Dispatchers []DispatchRule `json:"dispatchers,omitempty" toml:"dispatchers"`
 }
 
 // ChangefeedInfo is a changefeed's definition and lifecycle, written by the API
