@@ -9,8 +9,11 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/raftcdc
 
 # The default test run: unit tests, in-process clusters and the short
-# multi-process scenarios, all with the race detector.
+# multi-process scenarios, all with the race detector. The tests start real
+# MariaDB, PostgreSQL, etcd and kcat: test-deps.sh installs the missing ones
+# as root, or stops at once with the apt-get command to run.
 test:
+	./scripts/test-deps.sh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
 
