@@ -23,7 +23,7 @@ import (
 type CDC interface {
 	// Upstream opens (or reuses) the source behind a URI, to list tables and
 	// check the GC safepoint.
-	Upstream(ctx context.Context, uri string) (source.Source, error)
+	Upstream(ctx context.Context, uri string) (source.SpanSource, error)
 	// CaptureLiveness is gossip's view of every node: alive, suspect, dead,
 	// left.
 	CaptureLiveness() map[string]string
@@ -314,6 +314,9 @@ func (h *Handler) validateSpec(ctx context.Context, info *model.ChangefeedInfo, 
 	if err := filter.ValidateConfig(info.Config); err != nil {
 		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidConfig, "%v", err)
 	}
+	if err := info.Config.Validate(); err != nil {
+		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidConfig, "%v", err)
+	}
 	flt, err := filter.New(info.Config.Filter)
 	if err != nil {
 		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidConfig, "%v", err)
@@ -338,7 +341,7 @@ func (h *Handler) validateSpec(ctx context.Context, info *model.ChangefeedInfo, 
 				info.StartTs, model.TsTime(info.StartTs).UTC().Format(time.RFC3339), gc, model.TsTime(gc).UTC().Format(time.RFC3339))
 		}
 	}
-	tables, err := src.Tables(ctx)
+	tables, err := src.TablesAt(ctx, info.StartTs)
 	if err != nil {
 		return nil, 0, Errorf(http.StatusServiceUnavailable, CodeUnavailable, "listing upstream tables: %v", err)
 	}

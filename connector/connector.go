@@ -86,12 +86,12 @@ type Pool struct {
 
 	mu      sync.Mutex
 	closed  bool
-	sources map[string]source.Source
+	sources map[string]source.SpanSource
 }
 
 // NewPool returns an empty pool.
 func NewPool(opts ...PoolOption) *Pool {
-	p := &Pool{sources: make(map[string]source.Source)}
+	p := &Pool{sources: make(map[string]source.SpanSource)}
 	for _, o := range opts {
 		o(p)
 	}
@@ -101,7 +101,7 @@ func NewPool(opts ...PoolOption) *Pool {
 // Source returns the pool's source for the URI, opening it on first use.
 // The pool owns it: the returned value's Close does nothing, and Pool.Close
 // closes it.
-func (p *Pool) Source(ctx context.Context, uri string) (source.Source, error) {
+func (p *Pool) Source(ctx context.Context, uri string) (source.SpanSource, error) {
 	s, err := scheme("source", uri)
 	if err != nil {
 		return nil, err
@@ -116,15 +116,19 @@ func (p *Pool) Source(ctx context.Context, uri string) (source.Source, error) {
 			return nil, err
 		}
 		// Equivalent spellings of one configuration share an instance.
-		return p.cached(cfg.URI(), func() (source.Source, error) {
-			return datagen.New(cfg, p.datagenOpts...)
+		return p.cached(cfg.URI(), func() (source.SpanSource, error) {
+			src, err := datagen.New(cfg, p.datagenOpts...)
+			if err != nil {
+				return nil, err
+			}
+			return &legacySource{Source: src, uri: cfg.URI()}, nil
 		})
 	default:
 		return nil, fmt.Errorf("source URI %q: unknown scheme %q (supported: %s)", uri, s, SourceSchemes)
 	}
 }
 
-func (p *Pool) cached(key string, open func() (source.Source, error)) (source.Source, error) {
+func (p *Pool) cached(key string, open func() (source.SpanSource, error)) (source.SpanSource, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -142,7 +146,7 @@ func (p *Pool) cached(key string, open func() (source.Source, error)) (source.So
 }
 
 // OpenSink opens a new sink for the URI; the caller closes it.
-func (p *Pool) OpenSink(ctx context.Context, uri string) (sink.LegacySink, error) {
+func (p *Pool) OpenSink(ctx context.Context, uri string) (sink.Sink, error) {
 	s, err := scheme("sink", uri)
 	if err != nil {
 		return nil, err
@@ -155,7 +159,11 @@ func (p *Pool) OpenSink(ctx context.Context, uri string) (sink.LegacySink, error
 	}
 	switch s {
 	case file.Scheme:
-		return file.Open(ctx, uri)
+		fs, err := file.Open(ctx, uri)
+		if err != nil {
+			return nil, err
+		}
+		return legacySink{LegacySink: fs}, nil
 	case blackhole.Scheme:
 		return blackhole.Open(uri)
 	default:
@@ -183,6 +191,6 @@ func (p *Pool) Close() error {
 
 // sharedSource hides Close so that one user cannot close the instance the
 // others share.
-type sharedSource struct{ source.Source }
+type sharedSource struct{ source.SpanSource }
 
 func (sharedSource) Close() error { return nil }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink"
 	"github.com/raftcdc/raftcdc/sink/blackhole"
 	"github.com/raftcdc/raftcdc/sink/file"
 )
@@ -81,7 +82,7 @@ func TestPoolSharesSourcesPerURI(t *testing.T) {
 	if got, err := b.UpdateServiceGCSafepoint(ctx, "x", time.Hour, gc-1); err != nil || got != gc {
 		t.Fatalf("shared instance: got %d, %v; want %d", got, err, gc)
 	}
-	tables, err := other.Tables(ctx)
+	tables, err := other.TablesAt(ctx, 0)
 	if err != nil || len(tables) != 3 {
 		t.Fatalf("other source: %d tables, %v", len(tables), err)
 	}
@@ -91,7 +92,7 @@ func TestPoolSharesSourcesPerURI(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Tables(ctx); err == nil {
+	if _, err := b.TablesAt(ctx, 0); err == nil {
 		t.Fatal("source still open after Pool.Close")
 	}
 	if _, err := p.Source(ctx, "datagen://"); err == nil {
@@ -108,18 +109,18 @@ func TestPoolOpensSinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fs, ok := s.(*file.Sink); !ok || fs.Dir() != dir {
+	if fs, ok := s.(legacySink).LegacySink.(*file.Sink); !ok || fs.Dir() != dir {
 		t.Fatalf("file URI opened %T", s)
 	}
 	s, err = p.OpenSink(ctx, "blackhole://")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts, err := s.OpenTable(ctx, model.TableName{ID: 1, Schema: "a", Table: "b"})
+	ts, err := s.OpenTable(ctx, model.TableName{ID: 1, Schema: "a", Table: "b"}, sink.TableOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts.Write(ctx, []model.LegacyRow{{CommitTs: 1}})
+	ts.Write(ctx, []*model.Txn{{CommitTs: 1, Rows: []*model.RowChange{{CommitTs: 1}}}})
 	if s.(*blackhole.Sink).Stats().WrittenRows != 1 {
 		t.Fatal("blackhole did not count")
 	}

@@ -182,3 +182,30 @@ func glob(pattern, name string) bool {
 	}
 	return pi == len(p)
 }
+
+// MatchSchema reports whether the filter may select some table of a schema:
+// whether an including rule's schema pattern matches it. Schema-level DDL
+// (create and drop database) is replicated for such schemas only.
+func (f *Filter) MatchSchema(schema string) bool {
+	if len(f.rules) == 0 {
+		return true
+	}
+	if !f.caseSensitive {
+		schema = strings.ToLower(schema)
+	}
+	for i := len(f.rules) - 1; i >= 0; i-- {
+		r := f.rules[i]
+		if !glob(r.schema, schema) {
+			continue
+		}
+		if r.exclude && r.table == "*" {
+			// Every table of the schema is excluded by the last rule that
+			// speaks about it.
+			return false
+		}
+		if !r.exclude {
+			return true
+		}
+	}
+	return false
+}

@@ -112,3 +112,19 @@ func TestGlob(t *testing.T) {
 		}
 	}
 }
+
+func TestMatchSchema(t *testing.T) {
+	f, err := New(model.FilterConfig{Rules: []string{"shop.*", "!shop.tmp_*", "logs.audit", "!old.*", "o*.*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for schema, want := range map[string]bool{"shop": true, "SHOP": true, "logs": true, "other": true, "old": true, "nope": false} {
+		if got := f.MatchSchema(schema); got != want {
+			t.Errorf("MatchSchema(%q) = %v, want %v", schema, got, want)
+		}
+	}
+	f, _ = New(model.FilterConfig{Rules: []string{"*.*", "!old.*"}})
+	if f.MatchSchema("old") || !f.MatchSchema("new") {
+		t.Error("a schema excluded entirely by the last rule about it must not match")
+	}
+}

@@ -69,6 +69,32 @@ type ChangefeedConfig struct {
 	// does; they are a field of their own here because they are structured,
 	// unlike the other sink options.
 	Dispatchers []DispatchRule `json:"dispatchers,omitempty" toml:"dispatchers"`
+	// MemoryQuota bounds, per processor (changefeed × capture), the bytes
+	// buffered between the source and the sink; 0 means the default.
+	MemoryQuota uint64 `json:"memory_quota,omitempty" toml:"memory-quota"`
+}
+
+// DefaultMemoryQuota is TiCDC's default per-changefeed memory quota.
+const DefaultMemoryQuota = 1 << 30
+
+// MinMemoryQuota is the smallest quota accepted: below it a processor spends
+// its time waiting for memory.
+const MinMemoryQuota = 1 << 20
+
+// MemoryQuotaBytes is the quota in force.
+func (c ChangefeedConfig) MemoryQuotaBytes() int64 {
+	if c.MemoryQuota == 0 {
+		return DefaultMemoryQuota
+	}
+	return int64(min(c.MemoryQuota, 1<<62))
+}
+
+// Validate checks the parts of the configuration that need no connector.
+func (c ChangefeedConfig) Validate() error {
+	if c.MemoryQuota != 0 && c.MemoryQuota < MinMemoryQuota {
+		return fmt.Errorf("memory-quota %d is below the minimum of %d bytes (1 MiB)", c.MemoryQuota, MinMemoryQuota)
+	}
+	return nil
 }
 
 // ChangefeedInfo is a changefeed's definition and lifecycle, written by the API
@@ -121,6 +147,10 @@ type ChangefeedStatus struct {
 	// the changefeed's rows_written — this plus every position's Count —
 	// does not fall back when a processor's counter goes away.
 	RetiredCount uint64 `json:"retired_count,omitempty"`
+	// LastDDLTs is the commit ts of the last DDL the owner executed
+	// downstream (or skipped as irrelevant); it is recorded in the command
+	// that applies the DDL's table-set changes, after the sink executed it.
+	LastDDLTs Ts `json:"last_ddl_ts,omitempty"`
 }
 
 // TableReplicaInfo is one table assigned to a capture.

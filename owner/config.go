@@ -41,6 +41,9 @@ type Config struct {
 	MaxMovesPerChangefeed int
 	// IOTimeout bounds each upstream call made by the worker.
 	IOTimeout time.Duration
+	// CheckpointPublishInterval is how often, at most, the owner publishes a
+	// changefeed's checkpoint through its sink (EmitCheckpoint).
+	CheckpointPublishInterval time.Duration
 }
 
 // Defaults.
@@ -56,6 +59,9 @@ const (
 	DefaultErrorHistoryMax       = 16
 	DefaultMaxMovesPerChangefeed = 4
 	DefaultIOTimeout             = 5 * time.Second
+	// DefaultCheckpointPublishInterval matches how often TiCDC's storage
+	// sink rewrites its metadata file at most.
+	DefaultCheckpointPublishInterval = time.Second
 	// ServiceIDPrefix starts the upstream GC service ID.
 	ServiceIDPrefix = "raftcdc-"
 )
@@ -78,6 +84,7 @@ func (c Config) withDefaults() Config {
 	setDur(&c.ErrorBackoffMax, DefaultErrorBackoffMax)
 	setDur(&c.ErrorHistoryWindow, DefaultErrorHistoryWindow)
 	setDur(&c.IOTimeout, DefaultIOTimeout)
+	setDur(&c.CheckpointPublishInterval, DefaultCheckpointPublishInterval)
 	if c.ErrorHistoryMax <= 0 {
 		c.ErrorHistoryMax = DefaultErrorHistoryMax
 	}

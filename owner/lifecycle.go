@@ -40,7 +40,10 @@ func (t *ticker) emit(p *plan) {
 		t.event(LogEvent{Kind: EventErrorRecorded, Changefeed: p.f.ID, Message: fmt.Sprintf("building command: %v", err)})
 		return
 	}
-	if cmd != nil {
+	switch {
+	case cmd != nil && p.ddl != nil:
+		t.out.DDL = append(t.out.DDL, DDLAction{Changefeed: p.f.ID, SinkURI: p.info.SinkURI, Event: p.ddl, Skip: p.ddlSkip, Record: *cmd})
+	case cmd != nil:
 		t.out.Commands = append(t.out.Commands, *cmd)
 	}
 }
@@ -194,6 +197,13 @@ func (t *ticker) normal(p *plan, cv *captureView) {
 		}
 		t.stopWithError(p, &e)
 		return
+	}
+	if ds, ok := t.in.DDL[p.f.ID]; ok && ds.ExecErr != nil {
+		if next, _, _ := t.nextDDL(p); next != nil && next.CommitTs == ds.ExecTs {
+			t.stopWithError(p, &model.RunningError{Addr: t.in.NodeID, Code: CodeDDLFailed,
+				Message: fmt.Sprintf("executing DDL %q (commit ts %d) downstream: %v", next.Query, next.CommitTs, ds.ExecErr), Time: t.in.Now})
+			return
+		}
 	}
 	if p.info.TargetTs != 0 && p.status.CheckpointTs >= p.info.TargetTs {
 		t.setState(p, model.StateFinished, fmt.Sprintf("checkpoint %d reached target %d", p.status.CheckpointTs, p.info.TargetTs))

@@ -27,6 +27,10 @@ type plan struct {
 	// captureRevs are capture records the plan gives tables to: if the
 	// capture re-registered meanwhile, the command must be refused.
 	captureRevs map[model.CaptureID]uint64
+	// ddl, when set, is executed downstream before the plan's command is
+	// applied (see ddl.go); ddlSkip marks one that is only recorded.
+	ddl     *model.DDLEvent
+	ddlSkip bool
 }
 
 func newPlan(f *Feed) *plan {

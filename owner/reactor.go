@@ -58,7 +58,9 @@ type Inputs struct {
 	// UpstreamGC is, per source URI, the upstream GC safepoint the worker
 	// last saw.
 	UpstreamGC map[string]model.Ts
-	Config     Config
+	// DDL is what the DDL puller of each running changefeed knows.
+	DDL    map[model.ChangefeedID]DDLState
+	Config Config
 }
 
 // GCAction asks the worker to set (or, with TTL 0, clear) this cluster's
@@ -112,7 +114,11 @@ type Output struct {
 	Commands   []fsm.Command
 	GC         []GCAction
 	NeedTables []model.ChangefeedID
-	Events     []LogEvent
+	// DDL are DDLs to execute downstream, each with the command that
+	// records it; the worker applies that command only after the sink
+	// succeeded.
+	DDL    []DDLAction
+	Events []LogEvent
 }
 
 // captureView classifies the registered captures for one tick.

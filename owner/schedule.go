@@ -56,11 +56,19 @@ func (t *ticker) schedule(p *plan, cv *captureView) {
 	ckpt, resolved := s.candidates(loc)
 	newCkpt := maxTs(st.CheckpointTs, ckpt)
 	newResolved := maxTs(resolved, newCkpt)
+	newResolved = t.ddlBarrier(p, newResolved, newCkpt)
 	if target := p.info.TargetTs; target != 0 && newResolved > target {
 		// Processors need not flush beyond the target.
 		newResolved = maxTs(target, newCkpt)
 	}
 	s.boundary = newResolved
+
+	if d := t.readyDDL(p, newCkpt); d != nil {
+		// Every table is flushed to the DDL's ts − 1: the DDL runs now, and
+		// its table-set changes are scheduled in this same plan, which the
+		// worker commits only once the DDL is executed downstream.
+		p.ddl, p.ddlSkip = d, !s.applyDDL(d)
+	}
 
 	s.completeDeletes()
 	s.loads = s.countLoads()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/raftcdc/raftcdc/fsm"
 	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink"
 	"github.com/raftcdc/raftcdc/source"
 	"github.com/rs/zerolog"
 )
@@ -31,7 +32,13 @@ type MembershipView interface {
 
 // Upstreams opens (and may cache) the sources changefeeds read from.
 type Upstreams interface {
-	Source(ctx context.Context, uri string) (source.Source, error)
+	Source(ctx context.Context, uri string) (source.SpanSource, error)
+}
+
+// Sinks opens the owner's own sink of a changefeed, through which it
+// executes DDL and publishes checkpoints.
+type Sinks interface {
+	OpenSink(ctx context.Context, uri string) (sink.Sink, error)
 }
 
 // Deps is what Run needs.
@@ -41,8 +48,11 @@ type Deps struct {
 	State     StateSource
 	Members   MembershipView
 	Upstreams Upstreams
-	Config    Config
-	Logger    zerolog.Logger
+	// Sinks may be nil: then DDLs are recorded without being executed and
+	// no checkpoint is published (tests of the scheduling alone).
+	Sinks  Sinks
+	Config Config
+	Logger zerolog.Logger
 	// Metrics may be nil.
 	Metrics *Metrics
 	// MemberEvents, if set, is poked on every membership change.
@@ -76,6 +86,10 @@ type worker struct {
 	gcPushed   map[string]gcPush
 	// problems are the undecodable keys already logged.
 	problems map[string]bool
+	// ddl runs one DDL puller per running changefeed; sinks holds the
+	// owner's sink of each changefeed.
+	ddl   *ddlPullers
+	sinks *ownerSinks
 }
 
 // Run claims ownership and runs the owner until ctx is cancelled (then it
@@ -106,6 +120,10 @@ func Run(ctx context.Context, d Deps) error {
 		w.now = time.Now
 	}
 	defer d.Metrics.reset()
+	w.ddl = newDDLPullers(d.Upstreams, w.log, w.cfg)
+	defer w.ddl.close()
+	w.sinks = newOwnerSinks(d.Sinks, w.log, w.cfg)
+	defer w.sinks.close()
 
 	// Subscribe before claiming, so no change after the claim is missed.
 	watch, cancelWatch := d.State.Watch("/", 256)
@@ -174,6 +192,8 @@ func (w *worker) loop(ctx context.Context, watch <-chan fsm.WatchBatch) error {
 			pending = true
 		case <-w.d.MemberEvents:
 			pending = true
+		case <-w.ddl.wake:
+			pending = true
 		case <-timer.C:
 			pending = true
 		}
@@ -215,6 +235,7 @@ func (w *worker) tick(ctx context.Context) (retick bool, err error) {
 		Membership:   w.d.Members.Liveness(),
 		SourceTables: w.tables,
 		UpstreamGC:   w.upstreamGC,
+		DDL:          w.ddl.sync(ctx, s),
 		Config:       w.cfg,
 	}
 	out := Tick(s, in)
@@ -233,9 +254,20 @@ func (w *worker) tick(ctx context.Context) (retick bool, err error) {
 		}
 		retick = retick || res == applyRefused
 	}
+	for _, a := range out.DDL {
+		res, err := w.runDDL(ctx, a)
+		if err != nil {
+			return false, err
+		}
+		if res == applyFailed {
+			return false, nil
+		}
+		retick = retick || res == applyRefused || res == applyOK
+	}
 	if err := w.runGC(ctx, out.GC); err != nil {
 		return false, err
 	}
+	w.sinks.publishCheckpoints(ctx, s, w.now())
 	if w.listTables(ctx, s, out.NeedTables) {
 		retick = true
 	}
@@ -348,7 +380,11 @@ func (w *worker) listTables(ctx context.Context, s *State, need []model.Changefe
 		if f == nil || f.Info == nil {
 			continue
 		}
-		tables, err := w.sourceTables(ctx, f.Info.SourceURI)
+		at := f.Info.StartTs
+		if f.Status != nil && f.Status.CheckpointTs != 0 {
+			at = f.Status.CheckpointTs
+		}
+		tables, err := w.sourceTables(ctx, f.Info.SourceURI, at)
 		if ctx.Err() != nil {
 			return false // cancelled: not the source's fault
 		}
@@ -366,16 +402,16 @@ func (w *worker) listTables(ctx context.Context, s *State, need []model.Changefe
 	return listed
 }
 
-func (w *worker) sourceTables(ctx context.Context, uri string) ([]model.TableName, error) {
+func (w *worker) sourceTables(ctx context.Context, uri string, at model.Ts) ([]model.TableName, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.IOTimeout)
 	defer cancel()
 	src, err := w.d.Upstreams.Source(ctx, uri)
 	if err != nil {
 		return nil, fmt.Errorf("opening the source: %w", err)
 	}
-	tables, err := src.Tables(ctx)
+	tables, err := src.TablesAt(ctx, at)
 	if err != nil {
-		return nil, fmt.Errorf("listing tables: %w", err)
+		return nil, fmt.Errorf("listing tables as of ts %d: %w", at, err)
 	}
 	return tables, nil
 }

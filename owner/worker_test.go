@@ -64,10 +64,33 @@ type fakeSource struct {
 	calls    int
 }
 
-func (s *fakeSource) Tables(context.Context) ([]model.TableName, error) { return s.tables, nil }
-func (s *fakeSource) Subscribe(context.Context, model.TableName, model.Ts) (source.Subscription, error) {
+func (s *fakeSource) TablesAt(context.Context, model.Ts) ([]model.TableName, error) {
+	return s.tables, nil
+}
+func (s *fakeSource) UpstreamID(context.Context) (string, error) { return "fake", nil }
+func (s *fakeSource) SchemaAt(context.Context, model.TableName, model.Ts) (*model.TableSchema, error) {
 	return nil, errors.New("not implemented")
 }
+func (s *fakeSource) SubscribeTxns(context.Context, model.TableName, model.Ts) (source.TxnSubscription, error) {
+	return nil, errors.New("not implemented")
+}
+func (s *fakeSource) SubscribeDDL(_ context.Context, startTs model.Ts) (source.DDLSubscription, error) {
+	return &quietDDL{ts: startTs}, nil
+}
+
+// quietDDL is a DDL stream with no DDL whose resolved ts keeps moving.
+type quietDDL struct{ ts model.Ts }
+
+func (q *quietDDL) Next(ctx context.Context) (source.DDLBatch, error) {
+	select {
+	case <-ctx.Done():
+		return source.DDLBatch{}, ctx.Err()
+	case <-time.After(10 * time.Millisecond):
+	}
+	q.ts = max(q.ts, model.TsFromTime(time.Now()))
+	return source.DDLBatch{ResolvedTs: q.ts}, nil
+}
+func (q *quietDDL) Close() error                                    { return nil }
 func (s *fakeSource) CurrentTs(context.Context) (model.Ts, error)   { return 0, nil }
 func (s *fakeSource) GCSafepoint(context.Context) (model.Ts, error) { return 0, nil }
 func (s *fakeSource) Close() error                                  { return nil }
@@ -92,7 +115,7 @@ func (s *fakeSource) service(id string) (model.Ts, bool) {
 
 type fakeUpstreams struct{ src *fakeSource }
 
-func (u fakeUpstreams) Source(context.Context, string) (source.Source, error) { return u.src, nil }
+func (u fakeUpstreams) Source(context.Context, string) (source.SpanSource, error) { return u.src, nil }
 
 func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
 	t.Helper()

@@ -3,8 +3,10 @@ package owner
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,6 +35,13 @@ type world struct {
 	tables     map[model.ChangefeedID]TablesResult
 	upstreamGC map[string]model.Ts
 	since      time.Time
+	// ddl is the DDL puller's view per changefeed; a changefeed missing here
+	// has a puller that saw no DDL and is resolved to the end of time.
+	ddl map[model.ChangefeedID]DDLState
+	// executed lists the DDLs the owner ran through the sink, in order;
+	// failDDL makes the sink refuse them.
+	executed []*model.DDLEvent
+	failDDL  error
 }
 
 var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -46,7 +55,7 @@ func newWorld(t *testing.T) *world {
 	t.Cleanup(func() { f.Close() })
 	w := &world{t: t, f: f, incs: map[model.CaptureID]uint64{}, now: t0, since: t0.Add(-time.Hour),
 		live: map[model.CaptureID]CaptureLiveness{}, tables: map[model.ChangefeedID]TablesResult{},
-		upstreamGC: map[string]model.Ts{}, cfg: Config{MaxMovesPerChangefeed: 100}}
+		upstreamGC: map[string]model.Ts{}, cfg: Config{MaxMovesPerChangefeed: 100}, ddl: map[model.ChangefeedID]DDLState{}}
 	w.epoch = w.mustApply(fsm.Command{Kind: fsm.KindClaimOwner, NodeID: "owner", UnixMilli: t0.UnixMilli()}).Index
 	return w
 }
@@ -160,8 +169,19 @@ func (w *world) state() *State {
 }
 
 func (w *world) inputs() Inputs {
+	ddl := map[model.ChangefeedID]DDLState{}
+	w.f.View(func(r fsm.Reader, _ uint64) error {
+		r.Range(model.PrefixChangefeedInfo, func(kv fsm.KV) bool {
+			ddl[strings.TrimPrefix(kv.Key, model.PrefixChangefeedInfo)] = DDLState{ResolvedTs: math.MaxUint64}
+			return true
+		})
+		return nil
+	})
+	for id, d := range w.ddl {
+		ddl[id] = d
+	}
 	return Inputs{Now: w.now, OwnerSince: w.since, NodeID: "owner", Membership: w.live,
-		SourceTables: w.tables, UpstreamGC: w.upstreamGC, Config: w.cfg}
+		SourceTables: w.tables, UpstreamGC: w.upstreamGC, DDL: ddl, Config: w.cfg}
 }
 
 // tick runs one reactor pass and applies its commands, like the worker.
@@ -175,6 +195,20 @@ func (w *world) tick() Output {
 		}
 		if r := w.applyCmd(c); r.Err != nil && r.Err.Code != fsm.CodePreconditionFailed {
 			w.t.Fatalf("owner command refused: %v\n%s", r.Err, cmdString(c))
+		}
+	}
+	for _, a := range out.DDL {
+		if !a.Skip {
+			if w.failDDL != nil {
+				d := w.ddl[a.Changefeed]
+				d.ExecErr, d.ExecTs = w.failDDL, a.Event.CommitTs
+				w.ddl[a.Changefeed] = d
+				continue
+			}
+			w.executed = append(w.executed, a.Event)
+		}
+		if r := w.applyCmd(a.Record); r.Err != nil && r.Err.Code != fsm.CodePreconditionFailed {
+			w.t.Fatalf("DDL record refused: %v\n%s", r.Err, cmdString(a.Record))
 		}
 	}
 	for _, a := range out.GC {
@@ -191,7 +225,7 @@ func (w *world) tick() Output {
 func (w *world) settle() {
 	w.t.Helper()
 	for i := 0; i < 20; i++ {
-		if out := w.tick(); len(out.Commands) == 0 {
+		if out := w.tick(); len(out.Commands) == 0 && len(out.DDL) == 0 {
 			return
 		}
 	}

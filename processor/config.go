@@ -28,8 +28,8 @@ type StateSource interface {
 
 // Connectors opens sources and sinks by URI (connector.Pool).
 type Connectors interface {
-	Source(ctx context.Context, uri string) (source.Source, error)
-	OpenSink(ctx context.Context, uri string) (sink.LegacySink, error)
+	Source(ctx context.Context, uri string) (source.SpanSource, error)
+	OpenSink(ctx context.Context, uri string) (sink.Sink, error)
 }
 
 // QuorumMonitor tells when this node last knew it was connected to a working

@@ -303,7 +303,7 @@ func (f *feed) checkSink(t *testing.T, id model.TableID, upto, maxTs model.Ts) {
 
 // probeSink wraps a sink to watch and steer what the pipeline does to it.
 type probeSink struct {
-	sink.LegacySink
+	sink.Sink
 	p *probe
 }
 
@@ -317,13 +317,13 @@ type probe struct {
 }
 
 type probeTable struct {
-	sink.LegacyTableSink
+	sink.TableSink
 	p      *probe
 	closed atomic.Bool
 }
 
-func (s probeSink) OpenTable(ctx context.Context, table model.TableName) (sink.LegacyTableSink, error) {
-	ts, err := s.Sink.OpenTable(ctx, table)
+func (s probeSink) OpenTable(ctx context.Context, table model.TableName, opts sink.TableOptions) (sink.TableSink, error) {
+	ts, err := s.Sink.OpenTable(ctx, table, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -372,7 +372,7 @@ type probeConns struct {
 	p *probe
 }
 
-func (c probeConns) OpenSink(ctx context.Context, uri string) (sink.LegacySink, error) {
+func (c probeConns) OpenSink(ctx context.Context, uri string) (sink.Sink, error) {
 	s, err := c.Pool.OpenSink(ctx, uri)
 	if err != nil {
 		return nil, err
@@ -399,7 +399,7 @@ type env struct {
 }
 
 // startManager runs a manager for the test capture until the test ends.
-func startManager(t *testing.T, c *cluster, tweak func(*Config)) *env {
+func startManager(t *testing.T, c *cluster, tweak func(*Config), probeOpts ...func(*probe)) *env {
 	t.Helper()
 	cfg := Config{
 		CaptureID: testCapture, AdvertiseAddr: "127.0.0.1:8300", Version: "test",
@@ -412,6 +412,9 @@ func startManager(t *testing.T, c *cluster, tweak func(*Config)) *env {
 	}
 	pool := connector.NewPool()
 	pr := &probe{}
+	for _, o := range probeOpts {
+		o(pr)
+	}
 	q := &fakeQuorum{}
 	reg := prometheus.NewRegistry()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)

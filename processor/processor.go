@@ -58,8 +58,9 @@ type processor struct {
 
 	barrier *tsCell
 	ready   chan struct{} // closed once src and snk are open
-	src     source.Source
-	snk     sink.LegacySink
+	src     source.SpanSource
+	snk     sink.Sink
+	quota   *memQuota
 
 	namesMu sync.Mutex
 	names   map[model.TableID]model.TableName
@@ -97,6 +98,7 @@ func newProcessor(cf model.ChangefeedID, st feedState, prev *model.TaskPosition,
 		stopped:    map[model.TableID]model.Ts{},
 		lastCounts: map[model.TableID]uint64{},
 		done:       make(chan struct{}),
+		quota:      newMemQuota(st.info.Config.MemoryQuotaBytes()),
 	}
 	// The capture's row count continues across processor restarts; the
 	// owner folds it into the changefeed status when it deletes the position.
@@ -192,7 +194,7 @@ func (p *processor) openConnectors(ctx context.Context) {
 		code := CodeSourceError
 		src, err := p.deps.conns.Source(ctx, info.SourceURI)
 		if err == nil {
-			var snk sink.LegacySink
+			var snk sink.Sink
 			snk, err = p.deps.conns.OpenSink(ctx, info.SinkURI)
 			if err == nil {
 				p.src, p.snk = src, snk
@@ -220,7 +222,7 @@ func (p *processor) openConnectors(ctx context.Context) {
 	}
 }
 
-func (p *processor) connectors(ctx context.Context) (source.Source, sink.LegacySink, error) {
+func (p *processor) connectors(ctx context.Context) (source.SpanSource, sink.Sink, error) {
 	select {
 	case <-p.ready:
 		return p.src, p.snk, nil
@@ -238,7 +240,7 @@ func (p *processor) resolveName(ctx context.Context, id model.TableID) (model.Ta
 	}
 	// The owner records the changefeed's tables in its status; asking the
 	// source is the fallback for a status that does not list them yet.
-	all, err := p.src.Tables(ctx)
+	all, err := p.src.TablesAt(ctx, p.currentCheckpoint())
 	if err != nil {
 		return model.TableName{}, fmt.Errorf("listing source tables to find table %d: %w", id, err)
 	}
@@ -253,6 +255,16 @@ func (p *processor) resolveName(ctx context.Context, id model.TableID) (model.Ta
 		return name, nil
 	}
 	return model.TableName{}, fmt.Errorf("table %d is not in the source", id)
+}
+
+// currentCheckpoint is the changefeed checkpoint as last seen, the ts at
+// which table names are looked up when the status does not list them.
+func (p *processor) currentCheckpoint() model.Ts {
+	st := p.currentState()
+	if st.status != nil {
+		return st.status.CheckpointTs
+	}
+	return st.info.StartTs
 }
 
 func (p *processor) setError(code string, err error) {
@@ -272,6 +284,7 @@ func (p *processor) tableEnv() *tableEnv {
 		gate:        p.deps.gate,
 		barrier:     p.barrier,
 		connectors:  p.connectors,
+		quota:       p.quota,
 		resolveName: p.resolveName,
 		flushed: func(n uint64) {
 			p.count.Add(n)

@@ -59,8 +59,8 @@ func TestCheckpointNeverPassesFlush(t *testing.T) {
 	f := newFeed(t, fastSource, pastTs(2*time.Second))
 	f.create(c, maxTs, 1)
 	release := make(chan struct{})
-	e := startManager(t, c, nil)
-	e.probe.setBlock(release)
+	// The block is in place before the pipeline can flush anything.
+	e := startManager(t, c, nil, func(p *probe) { p.setBlock(release) })
 
 	c.waitPosition("rows resolved while the flush is held", func(p model.TaskPosition) bool {
 		return len(p.Running) == 1 && p.ResolvedTs > f.startTs

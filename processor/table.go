@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftcdc/raftcdc/model"
@@ -64,7 +65,9 @@ type tableEnv struct {
 	gate    *gate
 	barrier *tsCell
 	// connectors blocks until the processor has opened its source and sink.
-	connectors func(ctx context.Context) (source.Source, sink.LegacySink, error)
+	connectors func(ctx context.Context) (source.SpanSource, sink.Sink, error)
+	// quota bounds the bytes buffered between the source and the sink.
+	quota *memQuota
 	// resolveName maps a table ID to the name the source and sink need.
 	resolveName func(ctx context.Context, id model.TableID) (model.TableName, error)
 	// flushed is told how many rows each flush made durable.
@@ -268,15 +271,30 @@ func (t *table) stop() {
 }
 
 // tsRun is a run of rows written to the sink with one commit ts; the queue of
-// them tells how many rows a flush made durable.
+// them tells how many rows (and quota bytes) a flush made durable.
 type tsRun struct {
-	ts model.Ts
-	n  uint64
+	ts    model.Ts
+	n     uint64
+	bytes int64
+}
+
+// sized is a batch read from the source with the quota bytes taken for it.
+type sized struct {
+	b     source.TxnBatch
+	bytes int64
+}
+
+func txnBytes(txns []*model.Txn) int64 {
+	var n int64
+	for _, t := range txns {
+		n += int64(t.ApproxSize())
+	}
+	return n
 }
 
 // runOnce is one attempt: open, subscribe from the checkpoint, replicate.
 // It returns nil once the table reached its boundary.
-func (t *table) runOnce(ctx context.Context, src source.Source, snk sink.LegacySink) (err error) {
+func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sink) (err error) {
 	name, err := t.env.resolveName(ctx, t.id)
 	if err != nil {
 		return sourceErr(err)
@@ -286,7 +304,19 @@ func (t *table) runOnce(ctx context.Context, src source.Source, snk sink.LegacyS
 	startTs := t.checkpoint
 	t.mu.Unlock()
 
-	ts, err := snk.OpenTable(ctx, name)
+	schema, err := src.SchemaAt(ctx, name, startTs)
+	if err != nil {
+		return sourceErr(fmt.Errorf("reading the schema of table %s at ts %d: %w", name, startTs, err))
+	}
+	// Anything committed upstream before now may already have been written
+	// downstream by an earlier run of this table (every flush is capped by
+	// a changefeed resolved ts, which is never above the upstream's current
+	// ts): that is the replay window the sink makes idempotent.
+	replayUntil, err := src.CurrentTs(ctx)
+	if err != nil {
+		return sourceErr(fmt.Errorf("reading the upstream's current ts for table %s: %w", name, err))
+	}
+	ts, err := snk.OpenTable(ctx, name, sink.TableOptions{StartTs: startTs, ReplayUntil: replayUntil, Schema: schema})
 	if err != nil {
 		return sinkErr(fmt.Errorf("opening table %s in the sink: %w", name, err))
 	}
@@ -294,12 +324,26 @@ func (t *table) runOnce(ctx context.Context, src source.Source, snk sink.LegacyS
 	// what a stop, a fence or a restart from the checkpoint needs.
 	defer ts.Close()
 
-	sub, err := src.Subscribe(ctx, name, startTs)
+	sub, err := src.SubscribeTxns(ctx, name, startTs)
 	if err != nil {
 		return sourceErr(fmt.Errorf("subscribing to table %s from ts %d: %w", name, startTs, err))
 	}
+
+	// held is every quota byte this attempt took; whatever is not released
+	// by a flush goes back when the attempt ends.
+	var held atomic.Int64
+	quota := t.env.quota
+	// The table holds the changefeed back when its resolved ts is at or
+	// below the flush barrier; then it may read past a full quota.
+	holdsBarrier := func() bool {
+		b, _ := t.env.barrier.get()
+		_, r := t.progress()
+		return r <= b
+	}
+	barrierWake := func() <-chan struct{} { _, ch := t.env.barrier.get(); return ch }
+
 	rctx, cancel := context.WithCancel(ctx)
-	batches := make(chan source.Batch, 1)
+	batches := make(chan sized, 1)
 	readErr := make(chan error, 1)
 	readerDone := make(chan struct{})
 	// Next blocks; reading in its own goroutine lets the pipeline flush when
@@ -312,8 +356,18 @@ func (t *table) runOnce(ctx context.Context, src source.Source, snk sink.LegacyS
 				readErr <- err
 				return
 			}
+			n := txnBytes(b.Txns)
+			if n > 0 {
+				// Asked again whenever memory is released or the barrier
+				// moves.
+				if err := quota.acquire(rctx, n, holdsBarrier, barrierWake); err != nil {
+					readErr <- err
+					return
+				}
+				held.Add(n)
+			}
 			select {
-			case batches <- b:
+			case batches <- sized{b: b, bytes: n}:
 			case <-rctx.Done():
 				return
 			}
@@ -323,15 +377,17 @@ func (t *table) runOnce(ctx context.Context, src source.Source, snk sink.LegacyS
 		cancel()
 		sub.Close()
 		<-readerDone
+		quota.release(held.Swap(0))
 	}()
 
 	t.setState(TableRunning)
 	t.log.Info().Str("table", name.String()).Uint64("start_ts", startTs).Msg("table pipeline started")
 
 	var (
-		pending    []model.LegacyRow // received, not yet released by a resolved ts
-		unflushed  []tsRun           // written to the sink, not yet flushed
-		resolved   = startTs         // released to the sink up to here
+		pending    []pendingTxn // received, not yet released by a resolved ts
+		toWrite    []*model.Txn
+		unflushed  []tsRun   // written to the sink, not yet flushed
+		resolved   = startTs // released to the sink up to here
 		checkpoint = startTs
 	)
 	for {
@@ -347,10 +403,14 @@ func (t *table) runOnce(ctx context.Context, src source.Source, snk sink.LegacyS
 				return sinkErr(fmt.Errorf("flushing table %s up to %d: %w", name, upto, err))
 			}
 			var n uint64
+			var freed int64
 			for len(unflushed) > 0 && unflushed[0].ts <= upto {
 				n += unflushed[0].n
+				freed += unflushed[0].bytes
 				unflushed = unflushed[1:]
 			}
+			quota.release(freed)
+			held.Add(-freed)
 			checkpoint = upto
 			t.mu.Lock()
 			t.checkpoint = upto
@@ -362,46 +422,62 @@ func (t *table) runOnce(ctx context.Context, src source.Source, snk sink.LegacyS
 			return nil
 		}
 		select {
-		case b := <-batches:
-			for _, r := range b.Rows {
-				// Rows at or below what was already released would arrive out
-				// of order; the source promised there are none.
-				if r.CommitTs > resolved {
-					pending = append(pending, r)
+		case sb := <-batches:
+			b := sb.b
+			// The reader took the sum of the transactions' sizes; each keeps
+			// its part until it is flushed or dropped.
+			var dropped int64
+			for _, txn := range b.Txns {
+				sz := int64(txn.ApproxSize())
+				// Transactions at or below what was already released would
+				// arrive out of order; the source promised there are none.
+				if txn.CommitTs > resolved {
+					pending = append(pending, pendingTxn{txn: txn, bytes: sz})
+				} else {
+					dropped += sz
 				}
 			}
+			quota.release(dropped)
+			held.Add(-dropped)
 			if b.ResolvedTs <= resolved {
 				continue
 			}
-			slices.SortStableFunc(pending, func(a, b model.LegacyRow) int {
+			slices.SortStableFunc(pending, func(a, b pendingTxn) int {
+				ka, kb := a.txn.Key(), b.txn.Key()
 				switch {
-				case a.CommitTs < b.CommitTs:
+				case ka.Less(kb):
 					return -1
-				case a.CommitTs > b.CommitTs:
+				case kb.Less(ka):
 					return 1
 				}
 				return 0
 			})
-			cut := sort.Search(len(pending), func(i int) bool { return pending[i].CommitTs > b.ResolvedTs })
+			cut := sort.Search(len(pending), func(i int) bool { return pending[i].txn.CommitTs > b.ResolvedTs })
 			if cut > 0 {
+				toWrite = toWrite[:0]
+				for _, p := range pending[:cut] {
+					toWrite = append(toWrite, p.txn)
+				}
 				leave, err := t.env.gate.enter(ctx)
 				if err != nil {
 					return err
 				}
-				err = ts.Write(ctx, pending[:cut])
+				err = ts.Write(ctx, toWrite)
 				leave()
+				clear(toWrite) // the sink may keep the transactions, not our slice
 				if err != nil {
-					return sinkErr(fmt.Errorf("writing %d rows of table %s: %w", cut, name, err))
+					return sinkErr(fmt.Errorf("writing %d transactions of table %s: %w", cut, name, err))
 				}
-				for _, r := range pending[:cut] {
-					if k := len(unflushed) - 1; k >= 0 && unflushed[k].ts == r.CommitTs {
-						unflushed[k].n++
+				for _, p := range pending[:cut] {
+					if k := len(unflushed) - 1; k >= 0 && unflushed[k].ts == p.txn.CommitTs {
+						unflushed[k].n += uint64(len(p.txn.Rows))
+						unflushed[k].bytes += p.bytes
 					} else {
-						unflushed = append(unflushed, tsRun{ts: r.CommitTs, n: 1})
+						unflushed = append(unflushed, tsRun{ts: p.txn.CommitTs, n: uint64(len(p.txn.Rows)), bytes: p.bytes})
 					}
 				}
-				// Copy the rest so the released rows' memory can go.
-				pending = append([]model.LegacyRow(nil), pending[cut:]...)
+				// Copy the rest so the released transactions' memory can go.
+				pending = append([]pendingTxn(nil), pending[cut:]...)
 			}
 			resolved = b.ResolvedTs
 			t.mu.Lock()
@@ -415,4 +491,10 @@ func (t *table) runOnce(ctx context.Context, src source.Source, snk sink.LegacyS
 			return ctx.Err()
 		}
 	}
+}
+
+// pendingTxn is a transaction in the sorter with the quota bytes it holds.
+type pendingTxn struct {
+	txn   *model.Txn
+	bytes int64
 }

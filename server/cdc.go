@@ -48,6 +48,7 @@ func EnableCDC(n *Node, o CDCOptions) {
 			State:        n.FSM(),
 			Members:      c,
 			Upstreams:    c.pool,
+			Sinks:        c.pool,
 			Config:       o.Owner,
 			Logger:       n.log.With().Str("component", "owner").Logger(),
 			Metrics:      metrics,
@@ -67,7 +68,7 @@ func EnableCDC(n *Node, o CDCOptions) {
 }
 
 // Upstream implements api.CDC.
-func (c *cdc) Upstream(ctx context.Context, uri string) (source.Source, error) {
+func (c *cdc) Upstream(ctx context.Context, uri string) (source.SpanSource, error) {
 	return c.pool.Source(ctx, uri)
 }
 

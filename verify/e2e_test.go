@@ -8,6 +8,7 @@ import (
 
 	"github.com/raftcdc/raftcdc/connector"
 	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink"
 	"github.com/raftcdc/raftcdc/source/datagen"
 )
 
@@ -40,18 +41,18 @@ func TestSubscriptionThroughFileSink(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer snk.Close()
-	tables, err := src.Tables(ctx)
+	tables, err := src.TablesAt(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := model.TsFromTime(now.Add(-3 * time.Second))
 	nowTs := model.TsFromTime(now)
 	for _, tb := range tables {
-		sub, err := src.Subscribe(ctx, tb, start)
+		sub, err := src.SubscribeTxns(ctx, tb, start)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ts, err := snk.OpenTable(ctx, tb)
+		ts, err := snk.OpenTable(ctx, tb, sink.TableOptions{StartTs: start})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -60,7 +61,7 @@ func TestSubscriptionThroughFileSink(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := ts.Write(ctx, b.Rows); err != nil {
+			if err := ts.Write(ctx, b.Txns); err != nil {
 				t.Fatal(err)
 			}
 			if err := ts.Flush(ctx, b.ResolvedTs); err != nil {

@@ -45,15 +45,17 @@ type Stats struct {
 	WrittenRows uint64 // rows passed to Write
 	FlushedRows uint64 // rows a Flush made "durable"
 	Flushes     uint64 // Flush calls that flushed at least one row
+	DDLs        uint64 // DDL events "executed"
+	Checkpoint  model.Ts
 }
 
 // Sink counts and drops.
 type Sink struct {
-	written, flushed, flushes atomic.Uint64
-	closed                    atomic.Bool
+	written, flushed, flushes, ddls, checkpoint atomic.Uint64
+	closed                                      atomic.Bool
 }
 
-var _ sink.LegacySink = (*Sink)(nil)
+var _ sink.Sink = (*Sink)(nil)
 
 // Open checks the URI and returns a new sink.
 func Open(uri string) (*Sink, error) {
@@ -68,11 +70,30 @@ func New() *Sink { return &Sink{} }
 
 // Stats returns the counters.
 func (s *Sink) Stats() Stats {
-	return Stats{WrittenRows: s.written.Load(), FlushedRows: s.flushed.Load(), Flushes: s.flushes.Load()}
+	return Stats{WrittenRows: s.written.Load(), FlushedRows: s.flushed.Load(), Flushes: s.flushes.Load(), DDLs: s.ddls.Load(), Checkpoint: s.checkpoint.Load()}
+}
+
+// EmitDDL counts the DDL.
+func (s *Sink) EmitDDL(ctx context.Context, ddl *model.DDLEvent) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("emit DDL on blackhole sink: %w", err)
+	}
+	s.ddls.Add(1)
+	return nil
+}
+
+// EmitCheckpoint remembers the highest checkpoint.
+func (s *Sink) EmitCheckpoint(ctx context.Context, ts model.Ts) error {
+	for {
+		old := s.checkpoint.Load()
+		if ts <= old || s.checkpoint.CompareAndSwap(old, ts) {
+			return nil
+		}
+	}
 }
 
 // OpenTable returns a table sink that reports into s.
-func (s *Sink) OpenTable(ctx context.Context, table model.TableName) (sink.LegacyTableSink, error) {
+func (s *Sink) OpenTable(ctx context.Context, table model.TableName, _ sink.TableOptions) (sink.TableSink, error) {
 	if s.closed.Load() {
 		return nil, errors.New("open table on blackhole sink: sink is closed")
 	}
@@ -99,7 +120,7 @@ type tableSink struct {
 	pending []model.Ts
 }
 
-func (t *tableSink) Write(ctx context.Context, rows []model.LegacyRow) error {
+func (t *tableSink) Write(ctx context.Context, txns []*model.Txn) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -108,10 +129,14 @@ func (t *tableSink) Write(ctx context.Context, rows []model.LegacyRow) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("write to blackhole table %s: %w", t.table, err)
 	}
-	for i := range rows {
-		t.pending = append(t.pending, rows[i].CommitTs)
+	n := 0
+	for _, txn := range txns {
+		for range txn.Rows {
+			t.pending = append(t.pending, txn.CommitTs)
+		}
+		n += len(txn.Rows)
 	}
-	t.parent.written.Add(uint64(len(rows)))
+	t.parent.written.Add(uint64(n))
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink"
 )
 
 func TestCounts(t *testing.T) {
@@ -13,15 +14,15 @@ func TestCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := s.OpenTable(ctx, model.TableName{ID: 1, Schema: "s", Table: "a"})
+	a, err := s.OpenTable(ctx, model.TableName{ID: 1, Schema: "s", Table: "a"}, sink.TableOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := s.OpenTable(ctx, model.TableName{ID: 2, Schema: "s", Table: "b"})
-	rows := func(ts ...model.Ts) []model.LegacyRow {
-		out := make([]model.LegacyRow, len(ts))
+	b, _ := s.OpenTable(ctx, model.TableName{ID: 2, Schema: "s", Table: "b"}, sink.TableOptions{})
+	rows := func(ts ...model.Ts) []*model.Txn {
+		out := make([]*model.Txn, len(ts))
 		for i, t := range ts {
-			out[i].CommitTs = t
+			out[i] = &model.Txn{CommitTs: t, Rows: []*model.RowChange{{CommitTs: t}}}
 		}
 		return out
 	}
