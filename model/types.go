@@ -272,12 +272,20 @@ func QuoteIdent(s string) string {
 // IntRange is the range of an integer kind; for unsigned kinds min is 0 and
 // max is given by umax.
 func IntRange(k TypeKind) (min int64, max int64, umax uint64) {
-	bits := map[TypeKind]uint{TypeTinyInt: 8, TypeSmallInt: 16, TypeMediumInt: 24, TypeInt: 32, TypeBigInt: 64}[k]
-	if bits == 0 {
-		return 0, 0, 0
-	}
-	if bits == 64 {
+	var bits uint
+	switch k {
+	case TypeTinyInt:
+		bits = 8
+	case TypeSmallInt:
+		bits = 16
+	case TypeMediumInt:
+		bits = 24
+	case TypeInt:
+		bits = 32
+	case TypeBigInt:
 		return -1 << 63, 1<<63 - 1, ^uint64(0)
+	default:
+		return 0, 0, 0
 	}
 	return -(1 << (bits - 1)), 1<<(bits-1) - 1, 1<<bits - 1
 }
