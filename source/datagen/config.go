@@ -22,6 +22,13 @@ const (
 	maxRateDecimals    = 6
 	minResolveInterval = time.Millisecond
 	maxResolveInterval = time.Minute
+	MaxTxnRows         = 10000
+	minDDLEvery        = 100 * time.Millisecond
+	maxDDLEvery        = 24 * time.Hour
+	// The epoch may be set anywhere in this century: far enough from the
+	// TSO's limits that every offset computed from it fits.
+	minEpochUnixMilli = 946684800000  // 2000-01-01T00:00:00Z
+	maxEpochUnixMilli = 4102444800000 // 2100-01-01T00:00:00Z
 )
 
 // Config is a parsed datagen URI.
@@ -39,6 +46,15 @@ type Config struct {
 	Schema          string
 	GCLife          time.Duration
 	ResolveInterval time.Duration
+	// TxnRows is the number of rows of one transaction and TxnTables the
+	// number of tables it spans (version 2 streams only).
+	TxnRows, TxnTables int
+	// DDLEvery is the interval between two DDL events of the whole
+	// upstream; zero means no DDL (version 2 streams only).
+	DDLEvery time.Duration
+	// EpochMs is the wall time (Unix milliseconds) at which the history
+	// begins: the tables exist, empty, before it.
+	EpochMs int64
 }
 
 // DefaultConfig is the configuration of a bare "datagen://".
@@ -54,6 +70,9 @@ func DefaultConfig() Config {
 		Schema:          "datagen",
 		GCLife:          10 * time.Minute,
 		ResolveInterval: 50 * time.Millisecond,
+		TxnRows:         1,
+		TxnTables:       1,
+		EpochMs:         epochUnixMilli,
 	}
 }
 
@@ -73,6 +92,10 @@ func (c Config) URI() string {
 	q.Set("schema", c.Schema)
 	q.Set("gc-life", c.GCLife.String())
 	q.Set("resolve-interval", c.ResolveInterval.String())
+	q.Set("txn-rows", strconv.Itoa(c.TxnRows))
+	q.Set("txn-tables", strconv.Itoa(c.TxnTables))
+	q.Set("ddl-every", c.DDLEvery.String())
+	q.Set("epoch", time.UnixMilli(c.EpochMs).UTC().Format(epochLayout))
 	return Scheme + "://?" + q.Encode()
 }
 
@@ -95,9 +118,23 @@ func (c Config) Validate() error {
 		return paramErr("gc-life", c.GCLife.String(), "a positive Go duration such as 10m")
 	case c.ResolveInterval < minResolveInterval || c.ResolveInterval > maxResolveInterval:
 		return paramErr("resolve-interval", c.ResolveInterval.String(), fmt.Sprintf("a Go duration from %v to %v", minResolveInterval, maxResolveInterval))
+	case c.TxnTables < 1 || c.TxnTables > c.Tables:
+		return paramErr("txn-tables", strconv.Itoa(c.TxnTables), fmt.Sprintf("an integer from 1 to the number of tables (%d)", c.Tables))
+	case c.TxnRows < c.TxnTables || c.TxnRows > MaxTxnRows || uint64(c.TxnRows) > c.Keys:
+		return paramErr("txn-rows", strconv.Itoa(c.TxnRows), fmt.Sprintf("an integer from txn-tables (%d) to %d and at most keys (%d)", c.TxnTables, MaxTxnRows, c.Keys))
+	case c.DDLEvery != 0 && (c.DDLEvery < minDDLEvery || c.DDLEvery > maxDDLEvery || c.DDLEvery%time.Millisecond != 0):
+		return paramErr("ddl-every", c.DDLEvery.String(), ddlEveryAccepted)
+	case c.EpochMs < minEpochUnixMilli || c.EpochMs >= maxEpochUnixMilli:
+		return paramErr("epoch", time.UnixMilli(c.EpochMs).UTC().Format(epochLayout), epochAccepted)
 	}
 	return nil
 }
+
+const (
+	epochLayout      = "2006-01-02T15:04:05.000Z07:00"
+	ddlEveryAccepted = "0 (no DDL) or a Go duration in whole milliseconds from 100ms to 24h, such as 30s"
+	epochAccepted    = "an RFC 3339 time in this century, such as 2026-01-01T00:00:00Z"
+)
 
 func paramErr(name, value, accepted string) error {
 	return fmt.Errorf("datagen URI parameter %q: invalid value %q (accepted: %s)", name, value, accepted)
@@ -142,7 +179,7 @@ func ParseURI(uri string) (Config, error) {
 	return cfg, nil
 }
 
-const paramNames = "tables, rate, row-size, mix, keys, seed, schema, gc-life, resolve-interval"
+const paramNames = "tables, rate, row-size, mix, keys, seed, schema, gc-life, resolve-interval, txn-rows, txn-tables, ddl-every, epoch"
 
 func (c *Config) set(name, v string) error {
 	switch name {
@@ -211,6 +248,28 @@ func (c *Config) set(name, v string) error {
 			return paramErr(name, v, fmt.Sprintf("a Go duration from %v to %v", minResolveInterval, maxResolveInterval))
 		}
 		c.ResolveInterval = d
+	case "txn-rows", "txn-tables":
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxTxnRows {
+			return paramErr(name, v, fmt.Sprintf("an integer from 1 to %d", MaxTxnRows))
+		}
+		if name == "txn-rows" {
+			c.TxnRows = n
+		} else {
+			c.TxnTables = n
+		}
+	case "ddl-every":
+		d, err := time.ParseDuration(v)
+		if err != nil || d != 0 && (d < minDDLEvery || d > maxDDLEvery || d%time.Millisecond != 0) {
+			return paramErr(name, v, ddlEveryAccepted)
+		}
+		c.DDLEvery = d
+	case "epoch":
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil || t.UnixMilli() < minEpochUnixMilli || t.UnixMilli() >= maxEpochUnixMilli {
+			return paramErr(name, v, epochAccepted)
+		}
+		c.EpochMs = t.UnixMilli()
 	default:
 		return fmt.Errorf("datagen URI: unknown parameter %q (known: %s)", name, paramNames)
 	}

@@ -11,10 +11,10 @@ import (
 	"github.com/raftcdc/raftcdc/model"
 )
 
-// epochUnixMilli (2020-01-01T00:00:00Z) is the wall time at which every
-// table's event 0 (give or take the table's offset) happens. It is fixed
-// rather than "process start" so that separate processes agree on the stream
-// without sharing any state.
+// epochUnixMilli (2020-01-01T00:00:00Z) is the default wall time at which
+// every table's event 0 (give or take the table's offset) happens (the
+// epoch parameter moves it). It is fixed rather than "process start" so that
+// separate processes agree on the stream without sharing any state.
 const epochUnixMilli = 1577836800000
 
 // ticksPerSecond is the number of TSO units in one second: milliseconds
@@ -64,7 +64,7 @@ func NewGenerator(cfg Config) (*Generator, error) {
 		names:    make([]model.TableName, cfg.Tables),
 		seedHash: mix64(cfg.Seed ^ 0x9e3779b97f4a7c15),
 	}
-	epoch := model.TsFromTime(time.UnixMilli(epochUnixMilli))
+	epoch := model.TsFromTime(time.UnixMilli(cfg.EpochMs))
 	// Spread tables within one event interval so that tables do not all
 	// commit at the same instants, as they would not in a real database.
 	spread := max(p/q, 1)
@@ -256,8 +256,13 @@ func (g *Generator) op(h uint64) model.Op {
 }
 
 func (g *Generator) appendPayload(dst []byte, h uint64) []byte {
+	return appendPayload(dst, g.cfg.RowSize, h)
+}
+
+// appendPayload appends n characters of payloadAlphabet drawn from h.
+func appendPayload(dst []byte, n int, h uint64) []byte {
 	start := len(dst)
-	dst = slices.Grow(dst, g.cfg.RowSize)[:start+g.cfg.RowSize]
+	dst = slices.Grow(dst, n)[:start+n]
 	buf := dst[start:]
 	for i := 0; i < len(buf); {
 		h = mix64(h + 0x9e3779b97f4a7c15)

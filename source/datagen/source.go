@@ -45,6 +45,7 @@ type serviceSafepoint struct {
 // up to the clock's current time; the simulated GC state is per instance.
 type Source struct {
 	gen   *Generator
+	hist  *History
 	clock Clock
 
 	closeOnce sync.Once
@@ -72,8 +73,13 @@ func New(cfg Config, opts ...Option) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	hist, err := NewHistory(cfg)
+	if err != nil {
+		return nil, err
+	}
 	s := &Source{
 		gen:      gen,
+		hist:     hist,
 		clock:    wallClock{},
 		closed:   make(chan struct{}),
 		services: make(map[string]serviceSafepoint),
