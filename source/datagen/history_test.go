@@ -493,7 +493,7 @@ func TestValuesAreCanonicalAndCoverTheEdges(t *testing.T) {
 var (
 	decimalREs = map[string]*regexp.Regexp{}
 	dateRE     = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
-	timeRE = regexp.MustCompile(`^-?(\d{2,3}):([0-5]\d):([0-5]\d)(\.\d+)?$`)
+	timeRE     = regexp.MustCompile(`^-?(\d{2,3}):([0-5]\d):([0-5]\d)(\.\d+)?$`)
 )
 
 func checkCanonical(t model.ColumnType, v model.Value, note func(string)) error {
