@@ -115,11 +115,11 @@ func (c *catalog) typ(ctx context.Context, oid uint32) (*pgType, error) {
 		return t, nil
 	}
 	var (
-		name            string
-		typtype         string
-		elem, base      uint32
-		baseTypmod      int32
-		category        string
+		name       string
+		typtype    string
+		elem, base uint32
+		baseTypmod int32
+		category   string
 	)
 	err := c.conn.QueryRow(ctx, `SELECT format_type(oid, NULL), typtype::text, typelem::int8, typbasetype::int8, typtypmod, typcategory::text FROM pg_type WHERE oid = $1`, int64(oid)).
 		Scan(&name, &typtype, &elem, &base, &baseTypmod, &category)
