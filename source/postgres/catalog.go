@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/raftcdc/raftcdc/internal/redact"
 	"github.com/raftcdc/raftcdc/model"
 )
 
@@ -65,18 +66,10 @@ func connectPgx(ctx context.Context, cfg *Config) (*pgx.Conn, error) {
 	return c, nil
 }
 
-// redactErr makes sure an error from the driver does not carry the
-// password (pgx's connect errors name the host and user, not the password,
-// but a parse error may quote the connection string).
+// redactErr hides the URI's secrets in a driver error (a parse error may
+// quote the connection string).
 func redactErr(err error, cfg *Config) error {
-	if err == nil {
-		return nil
-	}
-	pw := passwordOf(cfg)
-	if pw == "" || !strings.Contains(err.Error(), pw) {
-		return err
-	}
-	return fmt.Errorf("%s", strings.ReplaceAll(err.Error(), pw, "xxxxx"))
+	return redact.Error(err, cfg.ConnString)
 }
 
 // relCol is one column as a relation message or the catalog describes it.

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/raftcdc/raftcdc/internal/redact"
 )
 
 // Scheme is the URI scheme of this source; "postgresql" is accepted too.
@@ -108,7 +110,7 @@ func ParseURI(uri, changefeedID string) (Config, error) {
 		_ = err // its text repeats the URI, password included
 		return Config{}, fmt.Errorf("postgres URI does not parse as a URL (check %%-escapes in the password); write it as postgres://user:password@host:port/database?slot=...")
 	}
-	red := u.Redacted()
+	red := redact.URI(uri)
 	if u.Scheme != Scheme && u.Scheme != "postgresql" {
 		return Config{}, fmt.Errorf("postgres URI %q: scheme must be postgres", red)
 	}
@@ -185,7 +187,7 @@ func ParseURI(uri, changefeedID string) (Config, error) {
 	cu.RawQuery = pass.Encode()
 	cfg.ConnString = cu.String()
 	cu.RawQuery = u.RawQuery
-	cfg.redacted = cu.Redacted()
+	cfg.redacted = redact.URI(cu.String())
 	return cfg, nil
 }
 

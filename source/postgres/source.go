@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -696,13 +695,4 @@ func (s *Source) pollTables(ctx context.Context, c *pgx.Conn, st *Stream, known 
 	default: // the stream is busy with a copy; the next poll asks again
 	}
 	return nil
-}
-
-func passwordOf(cfg *Config) string {
-	u, err := url.Parse(cfg.ConnString)
-	if err != nil || u.User == nil {
-		return ""
-	}
-	p, _ := u.User.Password()
-	return p
 }
