@@ -249,6 +249,9 @@ func (p *processor) run(ctx context.Context, opts source.StreamOptions, flushEve
 		opts.StartTs = p.checkpoint
 	}
 	p.opens++
+	// A new stream replays from the checkpoint: its resolved ts starts
+	// there, not where the killed one had got to.
+	p.resolved = p.checkpoint
 	p.mu.Unlock()
 	st, err := p.src.OpenStream(ctx, opts)
 	if err != nil {

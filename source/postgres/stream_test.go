@@ -186,7 +186,14 @@ func TestWorkloadKilledAndResumedReplicatesExactly(t *testing.T) {
 		t.Fatalf("second run: %v", err)
 	}
 	t.Logf("after two interrupted snapshots: %d rows applied, stored position %s", p.rep.rows, p.stored)
-	// 3. Several runs killed mid-stream at varying points.
+	// 3. The copy finishes (a third start), and streaming goes on.
+	if err := p.run(ctx, opts, 1, 1, func(b source.StreamBatch, n int) bool {
+		pos, err := decodePosition(b.Position)
+		return err == nil && !pos.CopyAll && len(pos.Copy) == 0
+	}); err != nil {
+		t.Fatalf("third run: %v", err)
+	}
+	// 4. Several runs killed mid-stream at varying points.
 	rng := rand.New(rand.NewSource(1))
 	for i := 0; i < 5; i++ {
 		until := time.Now().Add(time.Duration(500+rng.Intn(1500)) * time.Millisecond)
@@ -195,7 +202,7 @@ func TestWorkloadKilledAndResumedReplicatesExactly(t *testing.T) {
 		}
 		flush := 1 + rng.Intn(5)
 		if err := p.run(ctx, opts, flush, rng.Intn(3), func(b source.StreamBatch, n int) bool { return time.Now().After(until) }); err != nil {
-			t.Fatalf("run %d: %v", i+3, err)
+			t.Fatalf("run %d: %v", i+4, err)
 		}
 	}
 	stopWork()
