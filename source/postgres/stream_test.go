@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/raftcdc/raftcdc/internal/testserver"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/source"
 )
@@ -377,5 +378,54 @@ func TestRemoveDropsSlotAndDroppedSlotFailsClearly(t *testing.T) {
 	}
 	if err := Remove(ctx, cfg2); err != nil {
 		t.Fatalf("second remove: %v", err)
+	}
+}
+
+// TestCheckNamesEachProblem: wal_level, the REPLICATION attribute, free
+// slots and senders, and keyless tables each get their own message; a
+// filter that excludes the keyless table makes that problem go away.
+func TestCheckNamesEachProblem(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	plain := testserver.StartPostgres(t, testserver.PostgresSettings("max_replication_slots=1", "max_wal_senders=1"))
+	plain.CreateDatabase(t, "shop")
+	plain.CreateUser(t, "reader", "reader-pw")
+	plain.Exec(t, "shop", "CREATE TABLE keyed (id int PRIMARY KEY)", "CREATE TABLE nokey (v text)", "GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader")
+	cfg := mustConfig(t, plain.ConnString("reader", "reader-pw", "shop"), "", "chk")
+	err := Check(ctx, cfg, nil)
+	var ce *CheckError
+	if !errors.As(err, &ce) {
+		t.Fatalf("Check: %v, want a CheckError", err)
+	}
+	for _, want := range []string{`wal_level is "replica"`, `user "reader" has neither the REPLICATION attribute`, "max_replication_slots is 1", "max_wal_senders is 1", "public.nokey"} {
+		found := false
+		for _, p := range ce.Problems {
+			found = found || strings.Contains(p, want)
+		}
+		if !found {
+			t.Errorf("no problem mentions %q: %q", want, ce.Problems)
+		}
+	}
+	if strings.Contains(err.Error(), "reader-pw") {
+		t.Errorf("the error shows the password: %v", err)
+	}
+
+	pg, uri := startServer(t)
+	pg.Exec(t, "shop", "CREATE TABLE keyed (id int PRIMARY KEY)", "CREATE TABLE nokey (v text)", "CREATE TABLE full_ident (v text)", "ALTER TABLE full_ident REPLICA IDENTITY FULL")
+	cfg = mustConfig(t, uri, "", "chk")
+	err = Check(ctx, cfg, nil)
+	if !errors.As(err, &ce) || len(ce.Problems) != 1 || !strings.Contains(ce.Problems[0], "public.nokey") || strings.Contains(ce.Problems[0], "full_ident") {
+		t.Fatalf("Check with a keyless table: %v", err)
+	}
+	if err := Check(ctx, cfg, func(tn model.TableName) bool { return tn.Table != "nokey" }); err != nil {
+		t.Fatalf("Check with the keyless table excluded: %v", err)
+	}
+	cfg = mustConfig(t, uri, "publication=nope", "chk")
+	if err := Check(ctx, cfg, func(tn model.TableName) bool { return tn.Table != "nokey" }); err == nil || !strings.Contains(err.Error(), `publication "nope" (named by publication=) does not exist`) {
+		t.Fatalf("Check with a missing publication: %v", err)
+	}
+	bad := mustConfig(t, pg.ConnString("postgres", "wrong-pw", "shop"), "", "chk")
+	if err := Check(ctx, bad, nil); err == nil || strings.Contains(err.Error(), "wrong-pw") {
+		t.Fatalf("Check with a wrong password: %v", err)
 	}
 }
