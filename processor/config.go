@@ -5,6 +5,8 @@ package processor
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/raftcdc/raftcdc/fsm"
@@ -61,6 +63,10 @@ type Config struct {
 	// MaxRetries is how many consecutive failed attempts a pipeline or a
 	// connector gets before the error is reported in the position.
 	MaxRetries int
+	// SpillDir is where table sorters put what does not fit in the memory
+	// quota (the server uses <data-dir>/spill). Empty means a directory
+	// under the system's temporary directory.
+	SpillDir string
 }
 
 // Defaults.
@@ -88,6 +94,9 @@ func (c Config) withDefaults() Config {
 	setDur(&c.MaxRetryBackoff, DefaultMaxRetryBackoff)
 	if c.MaxRetries <= 0 {
 		c.MaxRetries = DefaultMaxRetries
+	}
+	if c.SpillDir == "" {
+		c.SpillDir = filepath.Join(os.TempDir(), "raftcdc-spill-"+c.CaptureID)
 	}
 	return c
 }

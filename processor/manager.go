@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -92,6 +93,11 @@ func (e *fencedError) Unwrap() error { return e.reason }
 func (m *Manager) Run(ctx context.Context) error {
 	if err := m.cfg.validate(); err != nil {
 		return err
+	}
+	// Spill files of an earlier process are garbage: every table restarts
+	// from its checkpoint.
+	if err := os.RemoveAll(m.cfg.SpillDir); err != nil {
+		return fmt.Errorf("clearing the spill directory %s: %w", m.cfg.SpillDir, err)
 	}
 	// Watch before the first read so that no change falls between the two.
 	var watches []<-chan fsm.WatchBatch

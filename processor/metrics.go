@@ -12,6 +12,9 @@ type metrics struct {
 	rowsFlushed    *prometheus.CounterVec
 	positionWrites *prometheus.CounterVec
 	checkpointLag  *prometheus.GaugeVec
+	quotaUsed      *prometheus.GaugeVec
+	quotaLimit     *prometheus.GaugeVec
+	spilledBytes   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -36,6 +39,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "raftcdc_processor_checkpoint_lag_seconds",
 			Help: "How far the processor's checkpoint is behind wall time, by changefeed.",
 		}, []string{"changefeed"}),
+		quotaUsed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "raftcdc_processor_memory_quota_used_bytes",
+			Help: "Bytes of transactions this capture holds in memory between source and sink, by changefeed.",
+		}, []string{"changefeed"}),
+		quotaLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "raftcdc_processor_memory_quota_limit_bytes",
+			Help: "The changefeed's memory quota on this capture (memory-quota), by changefeed.",
+		}, []string{"changefeed"}),
+		spilledBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "raftcdc_processor_spilled_bytes_total",
+			Help: "Bytes of buffered transactions moved to disk because the memory quota was full, by changefeed.",
+		}, []string{"changefeed"}),
 	}
 	if reg == nil {
 		return m
@@ -45,6 +60,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.rowsFlushed = register(reg, m.rowsFlushed)
 	m.positionWrites = register(reg, m.positionWrites)
 	m.checkpointLag = register(reg, m.checkpointLag)
+	m.quotaUsed = register(reg, m.quotaUsed)
+	m.quotaLimit = register(reg, m.quotaLimit)
+	m.spilledBytes = register(reg, m.spilledBytes)
 	return m
 }
 

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -257,6 +260,16 @@ func (p *processor) resolveName(ctx context.Context, id model.TableID) (model.Ta
 	return model.TableName{}, fmt.Errorf("table %d is not in the source", id)
 }
 
+// spillDir is a fresh directory name for one run of a table's sorter:
+// <SpillDir>/<changefeed>/<table>-<random>, so that two attempts never share
+// files and a stale directory from a crash is told apart (and removed at
+// start, see Manager.Run).
+func (p *processor) spillDir(id model.TableID) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return filepath.Join(p.deps.cfg.SpillDir, p.cf, fmt.Sprintf("%d-%s", id, hex.EncodeToString(b[:])))
+}
+
 // currentCheckpoint is the changefeed checkpoint as last seen, the ts at
 // which table names are looked up when the status does not list them.
 func (p *processor) currentCheckpoint() model.Ts {
@@ -279,12 +292,16 @@ func (p *processor) setError(code string, err error) {
 
 func (p *processor) tableEnv() *tableEnv {
 	return &tableEnv{
-		cfg:         p.deps.cfg,
-		log:         p.log,
-		gate:        p.deps.gate,
-		barrier:     p.barrier,
-		connectors:  p.connectors,
-		quota:       p.quota,
+		cfg:        p.deps.cfg,
+		log:        p.log,
+		gate:       p.deps.gate,
+		barrier:    p.barrier,
+		connectors: p.connectors,
+		quota:      p.quota,
+		spillDir:   p.spillDir,
+		spilled: func(n int64) {
+			p.deps.metrics.spilledBytes.WithLabelValues(p.cf).Add(float64(n))
+		},
 		resolveName: p.resolveName,
 		flushed: func(n uint64) {
 			p.count.Add(n)
@@ -533,6 +550,9 @@ func (p *processor) report(ctx context.Context) {
 	if len(pos.Running) > 0 {
 		p.deps.metrics.checkpointLag.WithLabelValues(p.cf).Set(model.LagSeconds(pos.CheckpointTs, now))
 	}
+	used, _, limit := p.quota.usage()
+	p.deps.metrics.quotaUsed.WithLabelValues(p.cf).Set(float64(used))
+	p.deps.metrics.quotaLimit.WithLabelValues(p.cf).Set(float64(limit))
 	if len(ops) == 0 {
 		return
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +66,9 @@ type tableEnv struct {
 	connectors func(ctx context.Context) (source.SpanSource, sink.Sink, error)
 	// quota bounds the bytes buffered between the source and the sink.
 	quota *memQuota
+	// spillDir is where a table's sorter spills; spilled counts the bytes.
+	spillDir func(model.TableID) string
+	spilled  func(bytes int64)
 	// resolveName maps a table ID to the name the source and sink need.
 	resolveName func(ctx context.Context, id model.TableID) (model.TableName, error)
 	// flushed is told how many rows each flush made durable.
@@ -270,14 +271,6 @@ func (t *table) stop() {
 	t.log.Info().Uint64("checkpoint_ts", cp).Uint64("boundary_ts", b).Msg("table stopped at its boundary")
 }
 
-// tsRun is a run of rows written to the sink with one commit ts; the queue of
-// them tells how many rows (and quota bytes) a flush made durable.
-type tsRun struct {
-	ts    model.Ts
-	n     uint64
-	bytes int64
-}
-
 // sized is a batch read from the source with the quota bytes taken for it.
 type sized struct {
 	b     source.TxnBatch
@@ -383,16 +376,34 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 	t.setState(TableRunning)
 	t.log.Info().Str("table", name.String()).Uint64("start_ts", startTs).Msg("table pipeline started")
 
+	srt := newSorter(t.env.spillDir(t.id))
+	defer srt.close()
 	var (
-		pending    []pendingTxn // received, not yet released by a resolved ts
-		toWrite    []*model.Txn
-		unflushed  []tsRun   // written to the sink, not yet flushed
-		resolved   = startTs // released to the sink up to here
+		resolved   = startTs // the source has given every transaction up to here
 		checkpoint = startTs
 	)
+	write := func(txns []*model.Txn) error {
+		leave, err := t.env.gate.enter(ctx)
+		if err != nil {
+			return err
+		}
+		defer leave()
+		return ts.Write(ctx, txns)
+	}
 	for {
 		barrier, barrierChanged := t.env.barrier.get()
+		// Transactions go to the sink only once they can be flushed: the
+		// sorter (which can spill) holds them until then, not the sink.
 		if upto := t.flushTarget(resolved, barrier); upto > checkpoint {
+			n, freed, err := srt.release(upto, write)
+			quota.release(freed)
+			held.Add(-freed)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return sinkErr(fmt.Errorf("writing transactions of table %s up to %d: %w", name, upto, err))
+			}
 			leave, err := t.env.gate.enter(ctx)
 			if err != nil {
 				return err
@@ -402,15 +413,6 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 			if err != nil {
 				return sinkErr(fmt.Errorf("flushing table %s up to %d: %w", name, upto, err))
 			}
-			var n uint64
-			var freed int64
-			for len(unflushed) > 0 && unflushed[0].ts <= upto {
-				n += unflushed[0].n
-				freed += unflushed[0].bytes
-				unflushed = unflushed[1:]
-			}
-			quota.release(freed)
-			held.Add(-freed)
 			checkpoint = upto
 			t.mu.Lock()
 			t.checkpoint = upto
@@ -429,60 +431,34 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 			var dropped int64
 			for _, txn := range b.Txns {
 				sz := int64(txn.ApproxSize())
-				// Transactions at or below what was already released would
-				// arrive out of order; the source promised there are none.
+				// Transactions at or below the resolved ts would arrive out
+				// of order; the source promised there are none.
 				if txn.CommitTs > resolved {
-					pending = append(pending, pendingTxn{txn: txn, bytes: sz})
+					srt.add(pendingTxn{txn: txn, bytes: sz})
 				} else {
 					dropped += sz
 				}
 			}
 			quota.release(dropped)
 			held.Add(-dropped)
-			if b.ResolvedTs <= resolved {
-				continue
-			}
-			slices.SortStableFunc(pending, func(a, b pendingTxn) int {
-				ka, kb := a.txn.Key(), b.txn.Key()
-				switch {
-				case ka.Less(kb):
-					return -1
-				case kb.Less(ka):
-					return 1
-				}
-				return 0
-			})
-			cut := sort.Search(len(pending), func(i int) bool { return pending[i].txn.CommitTs > b.ResolvedTs })
-			if cut > 0 {
-				toWrite = toWrite[:0]
-				for _, p := range pending[:cut] {
-					toWrite = append(toWrite, p.txn)
-				}
-				leave, err := t.env.gate.enter(ctx)
+			if used, _, limit := quota.usage(); used > limit && srt.memBytes > 0 {
+				// Over the quota (a table that holds the barrier back may
+				// read past it): move this table's buffered transactions to
+				// disk.
+				freed, err := srt.spill()
 				if err != nil {
-					return err
+					return sourceErr(fmt.Errorf("spilling table %s to disk: %w", name, err))
 				}
-				err = ts.Write(ctx, toWrite)
-				leave()
-				clear(toWrite) // the sink may keep the transactions, not our slice
-				if err != nil {
-					return sinkErr(fmt.Errorf("writing %d transactions of table %s: %w", cut, name, err))
-				}
-				for _, p := range pending[:cut] {
-					if k := len(unflushed) - 1; k >= 0 && unflushed[k].ts == p.txn.CommitTs {
-						unflushed[k].n += uint64(len(p.txn.Rows))
-						unflushed[k].bytes += p.bytes
-					} else {
-						unflushed = append(unflushed, tsRun{ts: p.txn.CommitTs, n: uint64(len(p.txn.Rows)), bytes: p.bytes})
-					}
-				}
-				// Copy the rest so the released transactions' memory can go.
-				pending = append([]pendingTxn(nil), pending[cut:]...)
+				quota.release(freed)
+				held.Add(-freed)
+				t.env.spilled(freed)
 			}
-			resolved = b.ResolvedTs
-			t.mu.Lock()
-			t.resolved = max(t.resolved, resolved)
-			t.mu.Unlock()
+			if b.ResolvedTs > resolved {
+				resolved = b.ResolvedTs
+				t.mu.Lock()
+				t.resolved = max(t.resolved, resolved)
+				t.mu.Unlock()
+			}
 		case err := <-readErr:
 			return sourceErr(fmt.Errorf("reading table %s: %w", name, err))
 		case <-barrierChanged:

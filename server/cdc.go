@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"time"
 
 	"github.com/raftcdc/raftcdc/api"
@@ -60,6 +61,7 @@ func EnableCDC(n *Node, o CDCOptions) {
 		pc.CaptureID = n.ID()
 		pc.AdvertiseAddr = n.cfg.AdvertiseAPIAddr
 		pc.Version = n.cfg.Version
+		pc.SpillDir = filepath.Join(n.cfg.DataDir, "spill")
 		m := processor.NewManager(pc, n, n.FSM(), c.pool, n, n.log.With().Str("component", "processor").Logger(), n.registry)
 		return m.Run(ctx)
 	})

@@ -6,8 +6,20 @@
 //     the TableSinks it opens are views onto it, one per table pipeline.
 //   - A TableSink receives whole transactions of its table, in commit-ts
 //     order (ties broken by start ts), and never a row of another table.
+//     A large transaction arrives as several consecutive Txn values with
+//     the same (CommitTs, StartTs), possibly over several Write calls: the
+//     transaction ends where the key changes or at the next Flush. Sinks
+//     that apply transactions atomically group such fragments.
+//   - The processor writes only what it is about to flush: every Write is
+//     followed by Flush(upto) covering it. A sink must not need to hold a
+//     whole large transaction in memory: it may push fragments downstream
+//     as they come (an open database transaction, a file being written, a
+//     producer) and make them durable or visible at Flush.
 //   - Flush(upto) returns once every transaction with CommitTs <= upto that
-//     was written is durable downstream; later ones stay buffered.
+//     was written is durable downstream.
+//   - Rows carry their own schema (RowChange.Schema), whose table name is
+//     the one to write to: a table renamed by a DDL keeps its TableSink, and
+//     its rows after the DDL carry the new name.
 //   - Rows above the changefeed checkpoint may be delivered again after a
 //     failover. TableOptions.ReplayUntil tells the sink which commit ts may
 //     already be downstream, so it can write those idempotently (safe mode).
