@@ -1,0 +1,74 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/raftcdc/raftcdc/codec/open"
+	"github.com/raftcdc/raftcdc/model"
+)
+
+// rowOpts are the large-message variants of a row's encoding.
+type rowOpts struct {
+	onlyHandleKey bool
+	claimCheck    string // where the full value was stored
+}
+
+// protocol is what the sink needs from a message format. Each codec
+// package has its own API; the adapters below fit them to this.
+type protocol interface {
+	encodeRow(ctx context.Context, r *model.RowChange, opt rowOpts) (key, value []byte, err error)
+	encodeDDL(ctx context.Context, d *model.DDLEvent) (key, value []byte, err error)
+	// encodeWatermark returns ok=false when the protocol, as configured,
+	// publishes no watermark.
+	encodeWatermark(ts model.Ts) (key, value []byte, ok bool)
+	// batch is how many row events one message may hold (1: no batching);
+	// frame joins them and overhead is what framing n events adds.
+	batch() int
+	frame(keys, values [][]byte) (key, value []byte)
+	overhead(n int) int
+}
+
+func newProtocol(cfg *Config) (protocol, error) {
+	switch cfg.Protocol {
+	case ProtocolOpen:
+		return openProtocol{maxBatch: cfg.MaxBatchSize}, nil
+	}
+	return nil, fmt.Errorf("protocol %s is not available in this build yet", cfg.Protocol)
+}
+
+// single is the framing of protocols with one event per message.
+type single struct{}
+
+func (single) batch() int { return 1 }
+func (single) frame(keys, values [][]byte) ([]byte, []byte) {
+	return keys[0], values[0]
+}
+func (single) overhead(int) int { return 0 }
+
+type openProtocol struct{ maxBatch int }
+
+func (p openProtocol) encodeRow(_ context.Context, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
+	return open.EncodeRow(r, open.RowOptions{OnlyHandleKey: o.onlyHandleKey, ClaimCheck: o.claimCheck})
+}
+
+func (p openProtocol) encodeDDL(_ context.Context, d *model.DDLEvent) ([]byte, []byte, error) {
+	k, v, err := open.EncodeDDL(d)
+	if err != nil {
+		return nil, nil, err
+	}
+	k, v = open.Frame([][]byte{k}, [][]byte{v})
+	return k, v, nil
+}
+
+func (p openProtocol) encodeWatermark(ts model.Ts) ([]byte, []byte, bool) {
+	k, v := open.EncodeResolved(ts)
+	k, v = open.Frame([][]byte{k}, [][]byte{v})
+	return k, v, true
+}
+
+func (p openProtocol) batch() int { return p.maxBatch }
+func (p openProtocol) frame(keys, values [][]byte) ([]byte, []byte) {
+	return open.Frame(keys, values)
+}
+func (p openProtocol) overhead(n int) int { return open.FrameOverhead(n) }

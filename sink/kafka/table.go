@@ -1,0 +1,263 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink"
+)
+
+// tableSink encodes a table's rows and hands them to the shared producer as
+// they are written; Flush waits for the broker's acknowledgements. Sending
+// early costs nothing in correctness (rows above the checkpoint may reach
+// the topic; consumers see them again after a failover either way) and
+// keeps the producer's pipeline full.
+type tableSink struct {
+	s     *Sink
+	table model.TableName
+	topic string
+	info  *topicInfo
+	part  *partitioner
+
+	// ctx lives until Close: records in flight are tied to it, not to the
+	// Write call's context, so that a short-lived Write context does not
+	// fail records that were already handed over.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// groups are the writes not yet known acknowledged, in order.
+	mu     sync.Mutex
+	groups []*ackGroup
+	failed error
+}
+
+var _ sink.TableSink = (*tableSink)(nil)
+
+// ackGroup tracks the messages of one Write call.
+type ackGroup struct {
+	firstTs model.Ts
+	pending atomic.Int64
+	done    chan struct{}
+	errOnce sync.Once
+	err     error
+}
+
+func (g *ackGroup) finish(err error) {
+	if err != nil {
+		g.errOnce.Do(func() { g.err = err })
+	}
+	if g.pending.Add(-1) == 0 {
+		close(g.done)
+	}
+}
+
+// pendingBatch collects consecutive row events bound for one partition.
+type pendingBatch struct {
+	keys, values [][]byte
+	size, rows   int
+}
+
+func (t *tableSink) Write(ctx context.Context, txns []*model.Txn) error {
+	if err := t.err(); err != nil {
+		return err
+	}
+	if len(txns) == 0 {
+		return nil
+	}
+	g := &ackGroup{firstTs: txns[0].CommitTs, done: make(chan struct{})}
+	// One extra count held until every message of the call is handed
+	// over, so the group cannot complete early.
+	g.pending.Store(1)
+	t.mu.Lock()
+	t.groups = append(t.groups, g)
+	t.mu.Unlock()
+	defer g.finish(nil)
+
+	batches := map[int32]*pendingBatch{}
+	limit := t.info.maxMessageBytes
+	maxBatch := t.s.proto.batch()
+	var order []int32
+	send := func(p int32) error {
+		b := batches[p]
+		if b == nil || len(b.keys) == 0 {
+			return nil
+		}
+		k, v := t.s.proto.frame(b.keys, b.values)
+		delete(batches, p)
+		return t.produce(ctx, g, p, k, v, b.rows)
+	}
+	for _, txn := range txns {
+		for _, row := range txn.Rows {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if row.Schema == nil || row.Schema.Table.Schema != t.table.Schema || row.Schema.Table.Table != t.table.Table {
+				return fmt.Errorf("kafka sink: table sink of %s got a row of another table", t.table)
+			}
+			p, err := t.part.partition(row, t.info.partitions)
+			if err != nil {
+				return t.fail(err)
+			}
+			k, v, err := t.encode(ctx, row, limit)
+			if err != nil {
+				return t.fail(err)
+			}
+			b := batches[p]
+			if b != nil && (len(b.keys) >= maxBatch || b.size+len(k)+len(v)+t.s.proto.overhead(len(b.keys)+1)+recordOverhead > limit) {
+				if err := send(p); err != nil {
+					return err
+				}
+				b = nil
+			}
+			if b == nil {
+				b = &pendingBatch{}
+				batches[p] = b
+				order = append(order, p)
+			}
+			b.keys = append(b.keys, k)
+			b.values = append(b.values, v)
+			b.size += len(k) + len(v)
+			b.rows++
+			if maxBatch <= 1 {
+				if err := send(p); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for _, p := range order {
+		if err := send(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// encode encodes a row, applying large-message-handle-option when the
+// message would be over the limit.
+func (t *tableSink) encode(ctx context.Context, row *model.RowChange, limit int) ([]byte, []byte, error) {
+	k, v, err := t.s.proto.encodeRow(ctx, row, rowOpts{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("kafka sink: encoding a row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
+	}
+	size := len(k) + len(v) + t.s.proto.overhead(1) + recordOverhead
+	if size <= limit {
+		return k, v, nil
+	}
+	cfg := t.s.cfg
+	switch cfg.LargeMessageHandle {
+	case LargeMessageHandleKeyOnly:
+		k2, v2, err := t.s.proto.encodeRow(ctx, row, rowOpts{onlyHandleKey: true})
+		if err != nil {
+			return nil, nil, fmt.Errorf("kafka sink: encoding the handle key of a large row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
+		}
+		if len(k2)+len(v2)+t.s.proto.overhead(1)+recordOverhead > limit {
+			t.s.fm.large(LargeMessageNone).Inc()
+			return nil, nil, fmt.Errorf("kafka sink: table %s: a row at commit ts %d is %d bytes even with only its handle key, over max-message-bytes=%d", t.table, row.CommitTs, len(k2)+len(v2), limit)
+		}
+		t.s.fm.large(LargeMessageHandleKeyOnly).Inc()
+		t.s.log.Warn().Str("table", t.table.String()).Uint64("commit_ts", row.CommitTs).Int("bytes", size).Msg("row over max-message-bytes sent with only its handle key")
+		return k2, v2, nil
+	case LargeMessageClaimCheck:
+		loc, err := t.s.claims.Put(ctx, row, v)
+		if err != nil {
+			return nil, nil, fmt.Errorf("kafka sink: table %s: storing a large row at commit ts %d: %w", t.table, row.CommitTs, err)
+		}
+		k2, v2, err := t.s.proto.encodeRow(ctx, row, rowOpts{onlyHandleKey: true, claimCheck: loc})
+		if err != nil {
+			return nil, nil, fmt.Errorf("kafka sink: encoding the claim check of a large row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
+		}
+		if len(k2)+len(v2)+t.s.proto.overhead(1)+recordOverhead > limit {
+			return nil, nil, fmt.Errorf("kafka sink: table %s: the claim-check message of a row at commit ts %d is %d bytes, over max-message-bytes=%d", t.table, row.CommitTs, len(k2)+len(v2), limit)
+		}
+		t.s.fm.large(LargeMessageClaimCheck).Inc()
+		t.s.log.Info().Str("table", t.table.String()).Uint64("commit_ts", row.CommitTs).Int("bytes", size).Str("location", loc).Msg("row over max-message-bytes stored for claim check")
+		return k2, v2, nil
+	default:
+		t.s.fm.large(LargeMessageNone).Inc()
+		return nil, nil, fmt.Errorf("kafka sink: table %s: a row at commit ts %d encodes to %d bytes, over max-message-bytes=%d (set large-message-handle-option=handle-key-only or claim-check to send such rows)", t.table, row.CommitTs, size, limit)
+	}
+}
+
+func (t *tableSink) produce(ctx context.Context, g *ackGroup, p int32, k, v []byte, rows int) error {
+	g.pending.Add(1)
+	start := time.Now()
+	rec := &kgo.Record{Topic: t.topic, Partition: p, Key: k, Value: v}
+	fm := t.s.fm
+	t.s.client.Produce(t.ctx, rec, func(r *kgo.Record, err error) {
+		if err == nil {
+			fm.latency.Observe(time.Since(start).Seconds())
+			fm.messages.Inc()
+			fm.bytes.Add(float64(len(r.Key) + len(r.Value)))
+			fm.rows.Add(float64(rows))
+		} else {
+			err = fmt.Errorf("kafka sink: table %s: producing to %s partition %d: %w", t.table, t.topic, p, err)
+		}
+		g.finish(err)
+	})
+	return ctx.Err()
+}
+
+// Flush waits until every message of writes that hold a transaction at or
+// below upto is acknowledged with the required acks.
+func (t *tableSink) Flush(ctx context.Context, upto model.Ts) error {
+	for {
+		if err := t.err(); err != nil {
+			return err
+		}
+		t.mu.Lock()
+		if len(t.groups) == 0 || t.groups[0].firstTs > upto {
+			t.mu.Unlock()
+			return nil
+		}
+		g := t.groups[0]
+		t.mu.Unlock()
+		select {
+		case <-g.done:
+		case <-ctx.Done():
+			return fmt.Errorf("kafka sink: table %s: waiting for acknowledgements: %w", t.table, ctx.Err())
+		}
+		if g.err != nil {
+			return t.fail(g.err)
+		}
+		t.mu.Lock()
+		if len(t.groups) > 0 && t.groups[0] == g {
+			t.groups = t.groups[1:]
+		}
+		t.mu.Unlock()
+	}
+}
+
+func (t *tableSink) err() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.failed
+}
+
+// fail makes the error sticky: a table sink that lost a message cannot
+// go on writing later ones, or a consumer would see a gap.
+func (t *tableSink) fail(err error) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.failed == nil {
+		t.failed = err
+	}
+	return t.failed
+}
+
+func (t *tableSink) Close() error {
+	t.cancel()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.failed == nil {
+		t.failed = errors.New("kafka sink: table sink is closed")
+	}
+	return nil
+}
