@@ -1,0 +1,149 @@
+package kafka
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/raftcdc/raftcdc/codec/open"
+	"github.com/raftcdc/raftcdc/model"
+)
+
+// failProduceTransiently makes every produce request fail with one of the
+// transient errors the issue names, in turn, until the returned func is
+// called. It returns a counter of faulted requests.
+func failProduceTransiently(c *kfake.Cluster) (stop func(), hits *atomic.Int64) {
+	var n atomic.Int64
+	errs := []*kerr.Error{kerr.LeaderNotAvailable, kerr.NotEnoughReplicas, kerr.RequestTimedOut}
+	var handles []*kfake.FaultHandle
+	for i, e := range errs {
+		i := i
+		handles = append(handles, c.Fault(kfake.Fault{
+			Keys:  []kmsg.Key{kmsg.Produce},
+			Err:   e,
+			Count: -1,
+			When: func(kmsg.Request) bool {
+				if n.Load()%int64(len(errs)) != int64(i) {
+					return false
+				}
+				n.Add(1)
+				return true
+			},
+		}))
+	}
+	return func() {
+		for _, h := range handles {
+			h.Remove()
+		}
+	}, &n
+}
+
+func TestTransientBrokerErrorsFor10sLoseNothingAndFailNothing(t *testing.T) {
+	c := startBroker(t)
+	s := openSink(t, brokerURI(c, "cdc", "protocol=open-protocol&partition-num=3&max-batch-size=1"),
+		WithDispatchers([]model.DispatchRule{{Matcher: []string{"*.*"}, Partition: model.PartitionIndexValue}}, false))
+	sc := usersSchema("shop", "users")
+	ts := openTable(t, s, sc.Table)
+	ctx := testCtx(t)
+	const keys, updates = 20, 4
+	txns := keyedWorkload(sc, keys, updates, 1000)
+
+	stop, hits := failProduceTransiently(c)
+	faultStart := time.Now()
+	for i := range txns {
+		if err := ts.Write(ctx, txns[i:i+1]); err != nil {
+			t.Fatalf("write during broker errors: %v", err)
+		}
+	}
+	flushed := make(chan error, 1)
+	go func() { flushed <- ts.Flush(ctx, txns[len(txns)-1].CommitTs) }()
+	waitFor(t, "produce requests to be refused", 10*time.Second, func() bool { return hits.Load() >= 3 })
+	for time.Since(faultStart) < 10*time.Second {
+		select {
+		case err := <-flushed:
+			t.Fatalf("flush returned while every produce was being refused: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	stop()
+	t.Logf("%d produce requests refused over %v", hits.Load(), time.Since(faultStart).Round(time.Millisecond))
+	select {
+	case err := <-flushed:
+		if err != nil {
+			t.Fatalf("flush after the errors stopped: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("flush did not return within 30s of the broker recovering")
+	}
+
+	// Everything arrived once, in per-key order: REQUEST_TIMED_OUT is
+	// answered after the broker appended the batch, so only the idempotent
+	// producer's sequence numbers keep the retry from duplicating it.
+	recs := consume(t, c, "cdc")
+	total := 0
+	for p, evs := range openEvents(t, recs) {
+		last := map[string]int{}
+		for _, e := range evs {
+			img := e.Row.Update
+			if img == nil {
+				img = e.Row.Delete
+			}
+			id := string(img["id"].Value)
+			last[id]++
+			total++
+			_ = p
+		}
+		for id, n := range last {
+			if n != updates+2 {
+				t.Errorf("partition %d key %s: %d events, want %d (lost or duplicated)", p, id, n, updates+2)
+			}
+		}
+	}
+	if total != keys*(updates+2) {
+		t.Fatalf("%d events, want %d", total, keys*(updates+2))
+	}
+}
+
+func TestWatermarksAndDDLReachEveryPartition(t *testing.T) {
+	c := startBroker(t)
+	s := openSink(t, brokerURI(c, "cdc", "protocol=open-protocol&partition-num=3"),
+		WithDispatchers([]model.DispatchRule{{Matcher: []string{"shop.*"}, Topic: "{schema}_{table}"}}, false))
+	ctx := testCtx(t)
+	// The owner's sink opens no table: SetTables tells it where
+	// checkpoints go.
+	s.SetTables([]model.TableName{{Schema: "shop", Table: "a"}, {Schema: "log", Table: "b"}})
+	ddl := &model.DDLEvent{CommitTs: 500, Kind: model.DDLAddColumn, Query: "ALTER TABLE `shop`.`a` ADD COLUMN `c` INT", Schema: "shop",
+		Tables: []model.TableName{{Schema: "shop", Table: "a"}}}
+	if err := s.EmitDDL(ctx, ddl); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EmitCheckpoint(ctx, 600); err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{"shop_a", "cdc"} {
+		evs := openEvents(t, consume(t, c, topic))
+		if len(evs) != 3 {
+			t.Fatalf("topic %s: events in %d partitions, want 3", topic, len(evs))
+		}
+		for p, es := range evs {
+			var types []int
+			for _, e := range es {
+				types = append(types, e.Key.Type)
+			}
+			want := []int{open.TypeResolved}
+			if topic == "shop_a" {
+				want = []int{open.TypeDDL, open.TypeResolved}
+				if es[0].DDL.Query != ddl.Query || es[0].DDL.Type != 5 || es[0].Key.Ts != 500 {
+					t.Errorf("topic %s partition %d: DDL event %+v %+v", topic, p, es[0].Key, es[0].DDL)
+				}
+			}
+			if len(types) != len(want) || types[len(types)-1] != open.TypeResolved || es[len(es)-1].Key.Ts != 600 {
+				t.Errorf("topic %s partition %d: events %v (last ts %d), want types %v ending in resolved 600", topic, p, types, es[len(es)-1].Key.Ts, want)
+			}
+		}
+	}
+}
