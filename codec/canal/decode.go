@@ -35,6 +35,10 @@ type Message struct {
 type TiDBExtension struct {
 	CommitTs    model.Ts `json:"commitTs,omitempty"`
 	WatermarkTs model.Ts `json:"watermarkTs,omitempty"`
+	// OnlyHandleKey and ClaimCheckLocation mark a large row's stand-in
+	// (see LargeMessage).
+	OnlyHandleKey      bool   `json:"onlyHandleKey,omitempty"`
+	ClaimCheckLocation string `json:"claimCheckLocation,omitempty"`
 }
 
 // Kind is what a message carries.

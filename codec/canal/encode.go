@@ -87,7 +87,57 @@ func (e *Encoder) AppendRow(dst []byte, r *model.RowChange) ([]byte, error) {
 	return out, nil
 }
 
+// LargeMessage describes a row sent in place of one too large for a
+// message (TiCDC's large-message-handle-option): the images keep only the
+// handle-key columns, and "_tidb" says so ("onlyHandleKey") and, with a
+// claim check, where the full message was stored ("claimCheckLocation").
+// Consumers need the marker whether or not the TiDB extension is on, so
+// "_tidb" is written for such a row either way.
+type LargeMessage struct {
+	OnlyHandleKey      bool
+	ClaimCheckLocation string
+}
+
+// AppendLargeRow appends a large row's stand-in message to dst: the row
+// with only its handle-key columns, marked as lm says.
+func (e *Encoder) AppendLargeRow(dst []byte, r *model.RowChange, lm LargeMessage) ([]byte, error) {
+	if r == nil || r.Schema == nil {
+		return dst, errors.New("canal-json: encode row: row has no schema")
+	}
+	lm.OnlyHandleKey = true
+	keyOnly := *r
+	keep := make([]bool, len(r.Schema.Columns))
+	for _, i := range r.Schema.KeyColumns(r.Schema.HandleKey()) {
+		if i >= 0 {
+			keep[i] = true
+		}
+	}
+	strip := func(img []model.Value) []model.Value {
+		if img == nil {
+			return nil
+		}
+		out := make([]model.Value, len(img))
+		for i, v := range img {
+			if i < len(keep) && keep[i] {
+				out[i] = v
+			}
+		}
+		return out
+	}
+	keyOnly.Before, keyOnly.After = strip(r.Before), strip(r.After)
+	start := len(dst)
+	out, err := e.appendRowWith(dst, &keyOnly, &lm)
+	if err != nil {
+		return dst[:start], err
+	}
+	return out, nil
+}
+
 func (e *Encoder) appendRow(dst []byte, r *model.RowChange) ([]byte, error) {
+	return e.appendRowWith(dst, r, nil)
+}
+
+func (e *Encoder) appendRowWith(dst []byte, r *model.RowChange, lm *LargeMessage) ([]byte, error) {
 	if r == nil || r.Schema == nil {
 		return dst, errors.New("canal-json: encode row: row has no schema")
 	}
@@ -159,9 +209,16 @@ func (e *Encoder) appendRow(dst []byte, r *model.RowChange) ([]byte, error) {
 			return dst, fmt.Errorf("canal-json: encode row of %s at %d: old image: %w", s.Table, r.CommitTs, err)
 		}
 	}
-	if e.opts.EnableTiDBExtension {
+	if e.opts.EnableTiDBExtension || lm != nil {
 		dst = append(dst, `,"_tidb":{"commitTs":`...)
 		dst = strconv.AppendUint(dst, r.CommitTs, 10)
+		if lm != nil && lm.OnlyHandleKey {
+			dst = append(dst, `,"onlyHandleKey":true`...)
+		}
+		if lm != nil && lm.ClaimCheckLocation != "" {
+			dst = append(dst, `,"claimCheckLocation":`...)
+			dst = appendString(dst, lm.ClaimCheckLocation)
+		}
 		dst = append(dst, '}')
 	}
 	return append(dst, '}'), nil
