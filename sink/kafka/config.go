@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftcdc/raftcdc/internal/redact"
 	"github.com/raftcdc/raftcdc/model"
 )
 
@@ -265,10 +266,10 @@ func ParamNames() []string {
 // parameter is an error. Nothing is contacted. Errors show the URI with the
 // password redacted.
 func ParseURI(uri string) (*Config, error) {
-	shown := Redact(uri)
+	shown := redact.URI(uri)
 	u, err := url.Parse(uri)
 	if err != nil {
-		return nil, fmt.Errorf("kafka sink URI %s: malformed: %v", shown, redactErr(err, uri, shown))
+		return nil, fmt.Errorf("kafka sink URI %s: malformed: %v", shown, redact.Error(err, uri))
 	}
 	if u.Scheme != Scheme {
 		return nil, fmt.Errorf("kafka sink URI %s: scheme must be %q", shown, Scheme)
@@ -316,7 +317,7 @@ func ParseURI(uri string) (*Config, error) {
 	}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
-		return nil, fmt.Errorf("kafka sink URI %s: malformed query: %v", shown, redactErr(err, uri, shown))
+		return nil, fmt.Errorf("kafka sink URI %s: malformed query: %v", shown, redact.Error(err, uri))
 	}
 	names := make([]string, 0, len(q))
 	for k := range q {
@@ -341,7 +342,7 @@ func ParseURI(uri string) (*Config, error) {
 		if err := p.set(c, vs[0]); err != nil {
 			v := vs[0]
 			if name == "sasl-password" {
-				v = redacted
+				v = redact.Mask
 			}
 			return nil, fmt.Errorf("kafka sink URI %s: parameter %s=%q: %v; it takes %s", shown, name, v, err, p.takes)
 		}

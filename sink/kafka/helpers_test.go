@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/raftcdc/raftcdc/internal/redact"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
 )
@@ -42,7 +43,7 @@ func openSink(t *testing.T, uri string, opts ...Option) *Sink {
 	defer cancel()
 	s, err := Open(ctx, uri, opts...)
 	if err != nil {
-		t.Fatalf("open %s: %v", Redact(uri), err)
+		t.Fatalf("open %s: %v", redact.URI(uri), err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s

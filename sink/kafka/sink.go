@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/raftcdc/raftcdc/internal/redact"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
 )
@@ -100,6 +101,13 @@ var _ sink.Sink = (*Sink)(nil)
 // default topic, and reads its max.message.bytes. A bad URI, an unreachable
 // broker or a missing topic fail here rather than at the first row.
 func Open(ctx context.Context, uri string, opts ...Option) (*Sink, error) {
+	s, err := openSinkURI(ctx, uri, opts...)
+	// Broker and TLS errors do not quote the URI today; this keeps any
+	// that ever do from showing the password.
+	return s, redact.Error(err, uri)
+}
+
+func openSinkURI(ctx context.Context, uri string, opts ...Option) (*Sink, error) {
 	cfg, err := ParseURI(uri)
 	if err != nil {
 		return nil, err
