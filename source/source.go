@@ -139,8 +139,14 @@ type StreamOptions struct {
 // StreamBatch is one step of a single stream.
 type StreamBatch struct {
 	// Txns may span tables; the stream's capture splits them per table.
+	// A transaction too large to hold in memory arrives in pieces:
+	// several Txn values with the same key, in order, possibly across
+	// batches; ResolvedTs passes its CommitTs only after the last piece.
 	Txns []*model.Txn
-	// DDLs interleave with Txns by commit ts.
+	// DDLs interleave with Txns by commit ts. A DDL may share its CommitTs
+	// with a transaction (a source that learns of a schema change only
+	// from the first row written after it, as PostgreSQL's pgoutput);
+	// it then applies before that transaction's rows.
 	DDLs []*model.DDLEvent
 	// ResolvedTs promises nothing later at or below it.
 	ResolvedTs model.Ts
