@@ -6,15 +6,16 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/raftcdc/raftcdc/connector"
 	"github.com/raftcdc/raftcdc/filter"
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/source"
 )
@@ -111,6 +112,9 @@ type ChangefeedDetail struct {
 	Positions    map[string]*model.TaskPosition `json:"positions,omitempty"`
 	Count        uint64                         `json:"rows_written"`
 	InfoRevision uint64                         `json:"info_revision"`
+	// CorruptKeys are the changefeed's task keys that do not decode; they
+	// are skipped, and the owner deletes them.
+	CorruptKeys []meta.CorruptKey `json:"corrupt_keys,omitempty"`
 }
 
 // CheckpointTs is the changefeed's checkpoint, 0 before the owner has
@@ -147,47 +151,42 @@ type feedView struct {
 	status  *model.ChangefeedStatus
 	tasks   map[string]*model.TaskStatus
 	pos     map[string]*model.TaskPosition
+	// corrupt are the changefeed's keys that do not decode; they are
+	// skipped (see meta/DESIGN.md) and shown.
+	corrupt []meta.CorruptKey
 }
 
-func decodeInto[T any](kv fsm.KV) (*T, error) {
-	var v T
-	if err := json.Unmarshal(kv.Value, &v); err != nil {
-		return nil, fmt.Errorf("decoding %s: %w", kv.Key, err)
-	}
-	return &v, nil
-}
+// CodeMetadataCorrupt answers a request about a changefeed whose info or
+// status does not decode.
+const CodeMetadataCorrupt = "metadata_corrupt"
 
+// readFeed reads one changefeed. Keys that do not decode are skipped, as
+// everywhere (package meta); a changefeed whose own info or status does not
+// decode is skipped by the owner and the processors, and reading it is an
+// error that names the keys, rather than an answer that looks whole.
 func readFeed(r fsm.Reader, id string) (*feedView, bool, error) {
-	kv, ok := r.Get(model.ChangefeedInfoKey(id))
-	if !ok {
+	mf, found, corrupt := meta.LoadFeed(r, id)
+	if !found {
 		return nil, false, nil
 	}
-	info, err := decodeInto[model.ChangefeedInfo](kv)
-	if err != nil {
-		return nil, false, err
+	if mf.Skipped() {
+		keys := make([]string, 0, len(corrupt))
+		for _, c := range corrupt {
+			keys = append(keys, c.Key+" ("+c.Reason+")")
+		}
+		return nil, true, Errorf(http.StatusInternalServerError, CodeMetadataCorrupt,
+			"changefeed %q is skipped by the cluster: its metadata does not decode: %s; 'ctl cluster status' lists every corrupt key", id, strings.Join(keys, "; "))
 	}
-	f := &feedView{info: *info, infoRev: kv.ModRev, tasks: map[string]*model.TaskStatus{}, pos: map[string]*model.TaskPosition{}}
-	if kv, ok := r.Get(model.ChangefeedStatusKey(id)); ok {
-		if f.status, err = decodeInto[model.ChangefeedStatus](kv); err != nil {
-			return nil, false, err
-		}
+	if mf.Info == nil {
+		return nil, false, nil // left-over status or tasks; the owner deletes them
 	}
-	for _, kv := range r.List(model.TaskStatusPrefix(id)) {
-		_, c, err := model.SplitTaskKey(model.PrefixTaskStatus, kv.Key)
-		if err != nil {
-			continue
+	f := &feedView{info: *mf.Info, infoRev: mf.InfoRev, status: mf.Status, tasks: map[string]*model.TaskStatus{}, pos: map[string]*model.TaskPosition{}, corrupt: corrupt}
+	for c, t := range mf.Tasks {
+		if t.Status != nil {
+			f.tasks[c] = t.Status
 		}
-		if f.tasks[c], err = decodeInto[model.TaskStatus](kv); err != nil {
-			return nil, false, err
-		}
-	}
-	for _, kv := range r.List(model.TaskPositionPrefix(id)) {
-		_, c, err := model.SplitTaskKey(model.PrefixTaskPosition, kv.Key)
-		if err != nil {
-			continue
-		}
-		if f.pos[c], err = decodeInto[model.TaskPosition](kv); err != nil {
-			return nil, false, err
+		if t.Position != nil {
+			f.pos[c] = t.Position
 		}
 	}
 	return f, true, nil
@@ -249,9 +248,12 @@ func (h *Handler) listChangefeeds(w http.ResponseWriter, r *http.Request) error 
 	out := []ChangefeedSummary{}
 	now := time.Now()
 	err := h.store.View(func(rd fsm.Reader, _ uint64) error {
-		for _, kv := range rd.List(model.PrefixChangefeedInfo) {
-			id := kv.Key[len(model.PrefixChangefeedInfo):]
-			f, ok, err := readFeed(rd, id)
+		for _, kv := range rd.List(meta.PrefixChangefeedInfo) {
+			k, err := meta.ParseKey(kv.Key)
+			if err != nil {
+				continue
+			}
+			f, ok, err := readFeed(rd, k.Changefeed)
 			if err != nil || !ok {
 				continue
 			}
@@ -277,7 +279,7 @@ func (h *Handler) getChangefeed(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	d := ChangefeedDetail{ChangefeedSummary: f.summary(time.Now()), Info: f.info, Status: f.status, Tasks: f.tasks, Positions: f.pos, InfoRevision: f.infoRev}
+	d := ChangefeedDetail{ChangefeedSummary: f.summary(time.Now()), Info: f.info, Status: f.status, Tasks: f.tasks, Positions: f.pos, InfoRevision: f.infoRev, CorruptKeys: f.corrupt}
 	// Counts of positions the owner deleted live on in the status.
 	if f.status != nil {
 		d.Count = f.status.RetiredCount
@@ -395,7 +397,7 @@ func (h *Handler) planCreate(ctx context.Context, req ChangefeedRequest) (*creat
 	}
 	// A removed changefeed's tombstone may be replaced; anything else with
 	// the same ID may not.
-	p.cond = fsm.Cond{Type: fsm.CondAbsent, Key: model.ChangefeedInfoKey(info.ID)}
+	p.cond = fsm.Cond{Type: fsm.CondAbsent, Key: meta.ChangefeedInfoKey(info.ID)}
 	existing, _, err := h.viewFeed(info.ID)
 	if err != nil {
 		return nil, err
@@ -404,7 +406,7 @@ func (h *Handler) planCreate(ctx context.Context, req ChangefeedRequest) (*creat
 		if existing.info.State != model.StateRemoved {
 			return nil, Errorf(http.StatusConflict, CodeChangefeedExists, "changefeed %q already exists (state %s); pick another ID or remove it first", info.ID, existing.info.State)
 		}
-		p.cond = fsm.Cond{Type: fsm.CondModRev, Key: model.ChangefeedInfoKey(info.ID), ModRev: existing.infoRev}
+		p.cond = fsm.Cond{Type: fsm.CondModRev, Key: meta.ChangefeedInfoKey(info.ID), ModRev: existing.infoRev}
 	}
 	return p, nil
 }
@@ -422,7 +424,7 @@ func (h *Handler) createChangefeed(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	val, _ := json.Marshal(p.info)
-	res, err := h.apply(r.Context(), fsm.Command{Conds: []fsm.Cond{p.cond}, Ops: []fsm.Op{{Type: fsm.OpPut, Key: model.ChangefeedInfoKey(p.info.ID), Value: val}}})
+	res, err := h.apply(r.Context(), fsm.Command{Conds: []fsm.Cond{p.cond}, Ops: []fsm.Op{{Type: fsm.OpPut, Key: meta.ChangefeedInfoKey(p.info.ID), Value: val}}})
 	if err != nil {
 		if errors.Is(err, fsm.ErrPreconditionFailed) {
 			return Errorf(http.StatusConflict, CodeChangefeedExists, "changefeed %q was created concurrently", p.info.ID)
@@ -481,8 +483,8 @@ func (h *Handler) changeInfo(ctx context.Context, id string, fn func(f *feedView
 		}
 		val, _ := json.Marshal(f.info)
 		_, err = h.apply(ctx, fsm.Command{
-			Conds: []fsm.Cond{{Type: fsm.CondModRev, Key: model.ChangefeedInfoKey(id), ModRev: f.infoRev}},
-			Ops:   []fsm.Op{{Type: fsm.OpPut, Key: model.ChangefeedInfoKey(id), Value: val}},
+			Conds: []fsm.Cond{{Type: fsm.CondModRev, Key: meta.ChangefeedInfoKey(id), ModRev: f.infoRev}},
+			Ops:   []fsm.Op{{Type: fsm.OpPut, Key: meta.ChangefeedInfoKey(id), Value: val}},
 		})
 		if err == nil {
 			return f, nil
@@ -628,7 +630,7 @@ func (h *Handler) moveTable(w http.ResponseWriter, r *http.Request) error {
 	}
 	var captureKnown bool
 	err = h.store.View(func(rd fsm.Reader, _ uint64) error {
-		_, captureKnown = rd.Get(model.CaptureKey(req.TargetCapture))
+		_, captureKnown = rd.Get(meta.CaptureKey(req.TargetCapture))
 		return nil
 	})
 	if err != nil {
@@ -734,25 +736,21 @@ func (h *Handler) listCaptures(w http.ResponseWriter, r *http.Request) error {
 	live := h.cdc.CaptureLiveness()
 	out := []CaptureView{}
 	err := h.store.View(func(rd fsm.Reader, _ uint64) error {
-		var owner model.OwnerInfo
-		if kv, ok := rd.Get(model.KeyOwner); ok {
-			_ = json.Unmarshal(kv.Value, &owner)
-		}
+		owner, _ := meta.GetOwner(rd)
 		tables := map[string]int{}
-		for _, kv := range rd.List(model.PrefixTaskStatus) {
-			_, c, err := model.SplitTaskKey(model.PrefixTaskStatus, kv.Key)
+		rd.Range(meta.PrefixTaskStatus, func(kv fsm.KV) bool {
+			if v, err := meta.Decode(kv.Key, kv.Value); err == nil {
+				k, _ := meta.ParseKey(kv.Key)
+				tables[k.Capture] += len(v.(*model.TaskStatus).Tables)
+			}
+			return true
+		})
+		for _, kv := range rd.List(meta.PrefixCapture) {
+			v, err := meta.Decode(kv.Key, kv.Value)
 			if err != nil {
 				continue
 			}
-			if ts, err := decodeInto[model.TaskStatus](kv); err == nil {
-				tables[c] += len(ts.Tables)
-			}
-		}
-		for _, kv := range rd.List(model.PrefixCapture) {
-			ci, err := decodeInto[model.CaptureInfo](kv)
-			if err != nil {
-				continue
-			}
+			ci := v.(*model.CaptureInfo)
 			l := live[ci.ID]
 			if l == "" {
 				l = "unknown"
@@ -794,29 +792,32 @@ func readProcessors(rd fsm.Reader, cfFilter, capFilter string) []ProcessorView {
 		return p
 	}
 	// each walks one kind of per-(changefeed, capture) key under the filters.
-	each := func(prefix string, fn func(p *ProcessorView, kv fsm.KV)) {
-		for _, kv := range rd.List(prefix) {
-			cf, c, err := model.SplitTaskKey(prefix, kv.Key)
-			if err != nil || (cfFilter != "" && cf != cfFilter) || (capFilter != "" && c != capFilter) {
-				continue
+	// each walks one kind of per-(changefeed, capture) key under the
+	// filters; keys that do not decode are skipped.
+	each := func(prefix string, fn func(p *ProcessorView, v any)) {
+		rd.Range(prefix, func(kv fsm.KV) bool {
+			k, err := meta.ParseKey(kv.Key)
+			if err != nil || (cfFilter != "" && k.Changefeed != cfFilter) || (capFilter != "" && k.Capture != capFilter) {
+				return true
 			}
-			fn(get(cf, c), kv)
-		}
+			v, err := meta.Decode(kv.Key, kv.Value)
+			if err != nil {
+				return true
+			}
+			fn(get(k.Changefeed, k.Capture), v)
+			return true
+		})
 	}
-	each(model.PrefixTaskStatus, func(p *ProcessorView, kv fsm.KV) {
-		if p.Status, _ = decodeInto[model.TaskStatus](kv); p.Status != nil {
-			p.Tables = len(p.Status.Tables)
-		}
+	each(meta.PrefixTaskStatus, func(p *ProcessorView, v any) {
+		p.Status = v.(*model.TaskStatus)
+		p.Tables = len(p.Status.Tables)
 	})
-	each(model.PrefixTaskPosition, func(p *ProcessorView, kv fsm.KV) {
-		if p.Position, _ = decodeInto[model.TaskPosition](kv); p.Position != nil {
-			p.Checkpoint = timeInfo(p.Position.CheckpointTs)
-		}
+	each(meta.PrefixTaskPosition, func(p *ProcessorView, v any) {
+		p.Position = v.(*model.TaskPosition)
+		p.Checkpoint = timeInfo(p.Position.CheckpointTs)
 	})
-	each(model.PrefixTaskWorkload, func(p *ProcessorView, kv fsm.KV) {
-		if wl, err := decodeInto[model.TaskWorkload](kv); err == nil {
-			p.Workload = *wl
-		}
+	each(meta.PrefixTaskWorkload, func(p *ProcessorView, v any) {
+		p.Workload = v.(model.TaskWorkload)
 	})
 	out := make([]ProcessorView, 0, len(order))
 	for _, k := range order {

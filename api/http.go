@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 )
 
@@ -204,7 +205,7 @@ func userKey(r *http.Request) (string, error) {
 	if k == "" || strings.Contains(k, "//") || len(k) > 512 {
 		return "", Errorf(http.StatusBadRequest, CodeBadRequest, "key %q is invalid: use a non-empty path of at most 512 characters without empty segments", k)
 	}
-	return model.PrefixUser + k, nil
+	return meta.PrefixUser + k, nil
 }
 
 // consistentRead honours ?consistent=true.
@@ -232,7 +233,7 @@ func (h *Handler) kvGet(w http.ResponseWriter, r *http.Request) error {
 	err = h.store.View(func(rd fsm.Reader, applied uint64) error {
 		kv, ok := rd.Get(key)
 		found = ok
-		out = KVResponse{Key: strings.TrimPrefix(kv.Key, model.PrefixUser), Value: kv.Value, CreateRev: kv.CreateRev, ModRev: kv.ModRev, AppliedIndex: applied}
+		out = KVResponse{Key: strings.TrimPrefix(kv.Key, meta.PrefixUser), Value: kv.Value, CreateRev: kv.CreateRev, ModRev: kv.ModRev, AppliedIndex: applied}
 		return nil
 	})
 	if err != nil {
@@ -291,13 +292,13 @@ func (h *Handler) txn(w http.ResponseWriter, r *http.Request) error {
 		return Errorf(http.StatusBadRequest, CodeBadRequest, "a txn needs at least one op")
 	}
 	for i := range req.Ops {
-		if !strings.HasPrefix(req.Ops[i].Key, model.PrefixUser) {
-			req.Ops[i].Key = model.PrefixUser + strings.TrimPrefix(req.Ops[i].Key, "/")
+		if !strings.HasPrefix(req.Ops[i].Key, meta.PrefixUser) {
+			req.Ops[i].Key = meta.PrefixUser + strings.TrimPrefix(req.Ops[i].Key, "/")
 		}
 	}
 	for i := range req.Conds {
-		if !strings.HasPrefix(req.Conds[i].Key, model.PrefixUser) {
-			req.Conds[i].Key = model.PrefixUser + strings.TrimPrefix(req.Conds[i].Key, "/")
+		if !strings.HasPrefix(req.Conds[i].Key, meta.PrefixUser) {
+			req.Conds[i].Key = meta.PrefixUser + strings.TrimPrefix(req.Conds[i].Key, "/")
 		}
 	}
 	return h.applyAndReply(w, r, fsm.Command{Conds: req.Conds, Ops: req.Ops})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 )
 
 // Error is the body of every failed request: a stable code and a message
@@ -59,6 +60,10 @@ type Status struct {
 	OwnerNode     string     `json:"owner_node,omitempty"`
 	Version       string     `json:"version"`
 	APIAddr       string     `json:"api_addr"`
+	// CorruptKeys are the metadata keys in this node's replica that do not
+	// decode. Every component skips them (see meta/DESIGN.md); an operator
+	// repairs them or removes their changefeed.
+	CorruptKeys []meta.CorruptKey `json:"corrupt_keys"`
 }
 
 // Member is one node as gossip and Raft each see it.

@@ -283,11 +283,25 @@ func RenderStatus(w io.Writer, s *api.Status, ms []api.Member) error {
 	}
 	f.add("Owner", fmt.Sprintf("%s (epoch %d)", owner, s.OwnerEpoch))
 	f.add("Version", s.Version)
+	if n := len(s.CorruptKeys); n > 0 {
+		f.add("Corrupt keys", fmt.Sprintf("%d, skipped by every component until repaired or removed (listed below)", n))
+	}
 	if err := f.flush(); err != nil {
 		return err
 	}
 	fmt.Fprintln(w)
-	return RenderMembers(w, ms)
+	if err := RenderMembers(w, ms); err != nil {
+		return err
+	}
+	if len(s.CorruptKeys) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	t := NewTable(w, "CORRUPT KEY", "REVISION", "REASON")
+	for _, c := range s.CorruptKeys {
+		t.Row(c.Key, strconv.FormatUint(c.ModRev, 10), c.Reason)
+	}
+	return t.Flush()
 }
 
 // RenderMembers is `cluster members`.

@@ -54,8 +54,13 @@ var (
 	ErrInvalid            = &Error{Code: CodeInvalid}
 )
 
-func newErr(code Code, key, format string, args ...any) *Error {
+// Errorf builds a refusal; the schema's Rules use it.
+func Errorf(code Code, key, format string, args ...any) *Error {
 	return &Error{Code: code, Key: key, Message: fmt.Sprintf(format, args...)}
+}
+
+func newErr(code Code, key, format string, args ...any) *Error {
+	return Errorf(code, key, format, args...)
 }
 
 // Result is what Apply returns to the proposer.

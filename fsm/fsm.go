@@ -7,17 +7,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
-	"github.com/raftcdc/raftcdc/model"
 	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
 )
@@ -38,6 +35,9 @@ type KV struct {
 
 // Options tune an FSM.
 type Options struct {
+	// Rules is the schema every command is checked against (required; for
+	// raftcdc's metadata, meta.Rules).
+	Rules  Rules
 	Logger zerolog.Logger
 	// ObserveApply, if set, is told how long each command took to apply.
 	ObserveApply func(time.Duration, *Result)
@@ -63,6 +63,9 @@ type FSM struct {
 // from the Raft snapshot and log on start, so a leftover file from an earlier
 // run is removed rather than trusted.
 func Open(path string, opts Options) (*FSM, error) {
+	if opts.Rules == nil {
+		return nil, errors.New("opening FSM: Options.Rules is required: the state machine enforces a schema's fences and invariants (raftcdc's is meta.Rules)")
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("creating FSM directory: %w", err)
 	}
@@ -163,7 +166,7 @@ func (f *FSM) applyCommand(index uint64, data []byte) *Result {
 		res.Err = newErr(CodeInvalid, "", "%v", decodeErr)
 	} else {
 		err = f.db.Update(func(tx *bolt.Tx) error {
-			t := &txn{tx: tx, kv: tx.Bucket(bucketKV), index: index}
+			t := &txn{tx: tx, kv: tx.Bucket(bucketKV), index: index, rules: f.opts.Rules}
 			if e := t.apply(cmd); e != nil {
 				res.Err = e
 				return errRefused // rolls back every change the command made
@@ -297,26 +300,4 @@ func (f *FSM) List(prefix string) (kvs []KV, err error) {
 		return nil
 	})
 	return kvs, err
-}
-
-// Owner is the current owner record; its Epoch is 0 if no owner ever claimed.
-func (f *FSM) Owner() (model.OwnerInfo, error) {
-	var o model.OwnerInfo
-	kv, ok, err := f.Get(model.KeyOwner)
-	if err != nil || !ok {
-		return o, err
-	}
-	if err := json.Unmarshal(kv.Value, &o); err != nil {
-		return o, fmt.Errorf("decoding owner record: %w", err)
-	}
-	return o, nil
-}
-
-func hasPrefixAny(key string, prefixes ...string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(key, p) {
-			return true
-		}
-	}
-	return false
 }

@@ -8,13 +8,39 @@ import (
 	"io"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
-	"github.com/raftcdc/raftcdc/model"
 	"github.com/rs/zerolog"
 )
+
+// kvRules is a schema of free-form keys under /kv/, with one invariant
+// to show that a refusal after the operations rolls them back: no key may
+// hold the value "forbidden".
+type kvRules struct{}
+
+func (kvRules) Admit(r Reader, cmd Command, index uint64) ([]Op, *Error) {
+	if cmd.Kind != KindTxn && cmd.Kind != "" {
+		return nil, Errorf(CodeInvalid, "", "this schema has no %s", cmd.Kind)
+	}
+	for _, op := range cmd.Ops {
+		if !strings.HasPrefix(op.Key, "/kv/") {
+			return nil, Errorf(CodeForbidden, op.Key, "outside /kv/")
+		}
+	}
+	return cmd.Ops, nil
+}
+
+func (kvRules) Check(r Reader, changed []string) *Error {
+	for _, k := range changed {
+		if kv, ok := r.Get(k); ok && string(kv.Value) == `"forbidden"` {
+			return Errorf(CodeInvalid, k, "holds the forbidden value")
+		}
+	}
+	return nil
+}
 
 // harness applies commands at increasing indexes, like Raft would.
 type harness struct {
@@ -25,7 +51,7 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	f, err := Open(filepath.Join(t.TempDir(), "fsm.db"), Options{Logger: zerolog.Nop()})
+	f, err := Open(filepath.Join(t.TempDir(), "fsm.db"), Options{Rules: kvRules{}, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,16 +94,6 @@ func (h *harness) dump() []KV {
 func put(key string, v any) Op {
 	b, _ := json.Marshal(v)
 	return Op{Type: OpPut, Key: key, Value: b}
-}
-
-func (h *harness) claim(node string) uint64 {
-	h.t.Helper()
-	return h.mustApply(Command{Kind: KindClaimOwner, NodeID: node, UnixMilli: 1}).Index
-}
-
-func (h *harness) register(id string, inc uint64) {
-	h.t.Helper()
-	h.mustApply(Command{Kind: KindRegisterCapture, Ops: []Op{put(model.CaptureKey(id), model.CaptureInfo{ID: id, Incarnation: inc})}})
 }
 
 func TestPutDeleteAndRevisions(t *testing.T) {
@@ -158,6 +174,37 @@ func TestInvalidCommandsAreRefused(t *testing.T) {
 	}
 }
 
+func TestOpenNeedsRules(t *testing.T) {
+	if _, err := Open(filepath.Join(t.TempDir(), "fsm.db"), Options{}); err == nil || !strings.Contains(err.Error(), "Rules is required") {
+		t.Fatalf("Open without rules: %v", err)
+	}
+}
+
+// The schema's Check runs after the operations, with the keys they changed,
+// and its refusal rolls back everything the command did.
+func TestRulesCheckRefusalRollsBack(t *testing.T) {
+	h := newHarness(t)
+	h.mustApply(Command{Ops: []Op{put("/kv/a", 1)}})
+	before := h.dump()
+	res := h.apply(Command{Ops: []Op{put("/kv/a", 2), put("/kv/b", "forbidden")}})
+	if !errors.Is(res.Error(), ErrInvalid) || res.Err.Key != "/kv/b" {
+		t.Fatalf("got %v, want invalid_command on /kv/b", res.Error())
+	}
+	if !reflect.DeepEqual(before, h.dump()) {
+		t.Fatal("a command refused by Check changed state")
+	}
+	if h.f.AppliedIndex() != h.index {
+		t.Fatal("a refused command must still advance the applied index")
+	}
+	// Admit sees the command before anything applied.
+	if err := h.apply(Command{Ops: []Op{put("/kv/c", 1), put("/etc/x", 1)}}).Error(); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("got %v, want forbidden_key", err)
+	}
+	if _, ok, _ := h.f.Get("/kv/c"); ok {
+		t.Fatal("a command refused by Admit changed state")
+	}
+}
+
 func TestDecodeVersion1(t *testing.T) {
 	h := newHarness(t)
 	res := h.applyRaw([]byte(`{"v":1,"ops":[{"op":"put","k":"/kv/x","val":{"a":1}},{"op":"put","k":"/kv/y","val":2}]}`))
@@ -175,142 +222,11 @@ func TestDecodeVersion1(t *testing.T) {
 	}
 }
 
-func TestOwnerEpochFencing(t *testing.T) {
-	h := newHarness(t)
-	e1 := h.claim("n1")
-	h.mustApply(Command{OwnerEpoch: e1, Ops: []Op{put(model.ChangefeedStatusKey("cf"), model.ChangefeedStatus{CheckpointTs: 1})}})
-	e2 := h.claim("n2")
-	if e2 <= e1 {
-		t.Fatalf("epochs must grow: %d then %d", e1, e2)
-	}
-	o, _ := h.f.Owner()
-	if o.Epoch != e2 || o.NodeID != "n2" {
-		t.Fatalf("owner = %+v", o)
-	}
-	before := h.dump()
-	res := h.apply(Command{OwnerEpoch: e1, Ops: []Op{put(model.ChangefeedStatusKey("cf"), model.ChangefeedStatus{CheckpointTs: 2})}})
-	if !errors.Is(res.Error(), ErrStaleEpoch) {
-		t.Fatalf("deposed owner's command: %v, want stale epoch", res.Error())
-	}
-	if !reflect.DeepEqual(before, h.dump()) {
-		t.Fatal("deposed owner's command changed state")
-	}
-	h.mustApply(Command{OwnerEpoch: e2, Ops: []Op{put(model.ChangefeedStatusKey("cf"), model.ChangefeedStatus{CheckpointTs: 3})}})
-}
-
-func TestKeyAccessRules(t *testing.T) {
-	h := newHarness(t)
-	epoch := h.claim("n1")
-	h.register("c1", 10)
-	cases := []struct {
-		name string
-		cmd  Command
-		want error
-	}{
-		{"task status without epoch", Command{Ops: []Op{put(model.TaskStatusKey("cf", "c1"), model.TaskStatus{})}}, ErrForbidden},
-		{"changefeed status without epoch", Command{Ops: []Op{put(model.ChangefeedStatusKey("cf"), model.ChangefeedStatus{})}}, ErrForbidden},
-		{"owner key by txn", Command{OwnerEpoch: epoch, Ops: []Op{put(model.KeyOwner, model.OwnerInfo{Epoch: 1})}}, ErrForbidden},
-		{"position without capture", Command{Ops: []Op{put(model.TaskPositionKey("cf", "c1"), model.TaskPosition{})}}, ErrForbidden},
-		{"position of another capture", Command{Capture: &CaptureFence{ID: "c1", Incarnation: 10}, Ops: []Op{put(model.TaskPositionKey("cf", "c2"), model.TaskPosition{})}}, ErrForbidden},
-		{"capture record by txn", Command{OwnerEpoch: epoch, Ops: []Op{put(model.CaptureKey("c1"), model.CaptureInfo{ID: "c1", Incarnation: 11})}}, ErrForbidden},
-		{"owner writes position", Command{OwnerEpoch: epoch, Ops: []Op{put(model.TaskPositionKey("cf", "c1"), model.TaskPosition{})}}, ErrForbidden},
-		{"own position", Command{Capture: &CaptureFence{ID: "c1", Incarnation: 10}, Ops: []Op{put(model.TaskPositionKey("cf", "c1"), model.TaskPosition{CheckpointTs: 5})}}, nil},
-		{"owner deletes position", Command{OwnerEpoch: epoch, Ops: []Op{{Type: OpDelete, Key: model.TaskPositionKey("cf", "c1")}}}, nil},
-		{"owner removes capture", Command{OwnerEpoch: epoch, Ops: []Op{{Type: OpDelete, Key: model.CaptureKey("c1")}}}, nil},
-		{"api writes changefeed info", Command{Ops: []Op{put(model.ChangefeedInfoKey("cf"), model.ChangefeedInfo{ID: "cf"})}}, nil},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			before := h.dump()
-			err := h.apply(tc.cmd).Error()
-			if tc.want == nil {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				return
-			}
-			if !errors.Is(err, tc.want) {
-				t.Fatalf("got %v, want %v", err, tc.want)
-			}
-			if !reflect.DeepEqual(before, h.dump()) {
-				t.Fatal("refused command changed state")
-			}
-		})
-	}
-}
-
-func TestCaptureIncarnationFencing(t *testing.T) {
-	h := newHarness(t)
-	epoch := h.claim("n1")
-	h.register("c1", 1)
-	old := &CaptureFence{ID: "c1", Incarnation: 1}
-	pos := func(ts uint64) Op {
-		return put(model.TaskPositionKey("cf", "c1"), model.TaskPosition{CheckpointTs: ts})
-	}
-	h.mustApply(Command{Capture: old, Ops: []Op{pos(1)}})
-
-	// The owner removes the capture: the old incarnation is fenced.
-	h.mustApply(Command{OwnerEpoch: epoch, Ops: []Op{{Type: OpDelete, Key: model.CaptureKey("c1")}}})
-	if err := h.apply(Command{Capture: old, Ops: []Op{pos(2)}}).Error(); !errors.Is(err, ErrFenced) {
-		t.Fatalf("removed incarnation wrote: %v", err)
-	}
-	// It re-registers with a new incarnation; the old one stays fenced.
-	h.register("c1", 2)
-	if err := h.apply(Command{Capture: old, Ops: []Op{pos(3)}}).Error(); !errors.Is(err, ErrFenced) {
-		t.Fatalf("replaced incarnation wrote: %v", err)
-	}
-	h.mustApply(Command{Capture: &CaptureFence{ID: "c1", Incarnation: 2}, Ops: []Op{pos(4)}})
-	var p model.TaskPosition
-	kv, _, _ := h.f.Get(model.TaskPositionKey("cf", "c1"))
-	json.Unmarshal(kv.Value, &p)
-	if p.CheckpointTs != 4 {
-		t.Fatalf("checkpoint %d, want 4", p.CheckpointTs)
-	}
-	// Registration must be well formed.
-	bad := Command{Kind: KindRegisterCapture, Ops: []Op{put(model.CaptureKey("c9"), model.CaptureInfo{ID: "c8", Incarnation: 1})}}
-	if err := h.apply(bad).Error(); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("mismatched registration: %v", err)
-	}
-}
-
-func TestTableAssignedToOneCapture(t *testing.T) {
-	h := newHarness(t)
-	epoch := h.claim("n1")
-	ts := func(tables ...int64) model.TaskStatus {
-		s := model.TaskStatus{Tables: map[model.TableID]model.TableReplicaInfo{}}
-		for _, t := range tables {
-			s.Tables[t] = model.TableReplicaInfo{StartTs: 1}
-		}
-		return s
-	}
-	h.mustApply(Command{OwnerEpoch: epoch, Ops: []Op{put(model.TaskStatusKey("cf", "a"), ts(1, 2)), put(model.TaskStatusKey("cf", "b"), ts(3))}})
-	// Same table on another capture, in a separate command or in one batch.
-	for _, cmd := range []Command{
-		{OwnerEpoch: epoch, Ops: []Op{put(model.TaskStatusKey("cf", "b"), ts(3, 2))}},
-		{OwnerEpoch: epoch, Ops: []Op{put(model.TaskStatusKey("cf", "c"), ts(5)), put(model.TaskStatusKey("cf", "d"), ts(5))}},
-	} {
-		before := h.dump()
-		if err := h.apply(cmd).Error(); !errors.Is(err, ErrTableConflict) {
-			t.Fatalf("got %v, want table conflict", err)
-		}
-		if !reflect.DeepEqual(before, h.dump()) {
-			t.Fatal("conflicting assignment changed state")
-		}
-	}
-	// A move within one batch (remove from a, add to b) is fine, and other
-	// changefeeds are independent.
-	h.mustApply(Command{OwnerEpoch: epoch, Ops: []Op{put(model.TaskStatusKey("cf", "a"), ts(1)), put(model.TaskStatusKey("cf", "b"), ts(3, 2))}})
-	h.mustApply(Command{OwnerEpoch: epoch, Ops: []Op{put(model.TaskStatusKey("other", "a"), ts(2))}})
-}
-
 func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	h := newHarness(t)
-	epoch := h.claim("n1")
-	h.register("c1", 7)
 	for i := 0; i < 50; i++ {
 		h.mustApply(Command{Ops: []Op{put("/kv/"+string(rune('a'+i%26))+"/"+time.Duration(i).String(), map[string]int{"i": i})}})
 	}
-	h.mustApply(Command{OwnerEpoch: epoch, Ops: []Op{put(model.ChangefeedStatusKey("cf"), model.ChangefeedStatus{CheckpointTs: 42})}})
 	want := h.dump()
 
 	snap, err := h.f.Snapshot()
@@ -346,9 +262,10 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	default:
 		t.Fatal("no watch batch after restore")
 	}
-	// Fencing state travels with the snapshot.
-	if o, _ := other.f.Owner(); o.Epoch != epoch {
-		t.Fatalf("restored owner epoch %d, want %d", o.Epoch, epoch)
+	// Revisions travel with the snapshot, so compare-and-set keeps working.
+	kv, _, _ := other.f.Get("/kv/a/0s")
+	if kv.CreateRev != 1 || kv.ModRev != 1 {
+		t.Fatalf("restored revisions %d/%d, want 1/1", kv.CreateRev, kv.ModRev)
 	}
 	if err := other.f.Restore(io.NopCloser(bytes.NewReader([]byte(`{"version":9}`)))); err == nil {
 		t.Fatal("restore of an unknown format succeeded")

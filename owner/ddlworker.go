@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
 	"github.com/rs/zerolog"
@@ -55,7 +56,7 @@ func (d *ddlPullers) poke() {
 
 // sync starts pullers for running changefeeds, stops the rest, drops DDLs
 // that are done, and returns what every puller knows.
-func (d *ddlPullers) sync(ctx context.Context, s *State) map[model.ChangefeedID]DDLState {
+func (d *ddlPullers) sync(ctx context.Context, s *meta.State) map[model.ChangefeedID]DDLState {
 	out := map[model.ChangefeedID]DDLState{}
 	want := map[model.ChangefeedID]bool{}
 	for _, id := range s.FeedIDs() {
@@ -294,7 +295,7 @@ func (o *ownerSinks) emitDDL(ctx context.Context, id model.ChangefeedID, uri str
 // publishCheckpoints calls EmitCheckpoint for running changefeeds whose
 // checkpoint moved, at most once per CheckpointPublishInterval each, and
 // closes the sinks of changefeeds that stopped.
-func (o *ownerSinks) publishCheckpoints(ctx context.Context, s *State, now time.Time) {
+func (o *ownerSinks) publishCheckpoints(ctx context.Context, s *meta.State, now time.Time) {
 	if o.opener == nil {
 		return
 	}

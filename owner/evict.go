@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 )
 
@@ -28,7 +29,7 @@ func (t *ticker) evict(cv *captureView) map[model.ChangefeedID]bool {
 		cmd.Conds = append(cmd.Conds, fsm.Cond{Type: fsm.CondModRev, Key: key, ModRev: rev})
 	}
 	for _, c := range sortedKeys(cv.evict) {
-		key := model.CaptureKey(c)
+		key := meta.CaptureKey(c)
 		cond(key, t.s.Captures[c].Rev)
 		cmd.Ops = append(cmd.Ops, fsm.Op{Type: fsm.OpDelete, Key: key})
 		t.event(LogEvent{Kind: EventCaptureEvicted, Capture: c, Message: fmt.Sprintf("liveness %s", cv.evict[c])})
@@ -63,7 +64,7 @@ func (t *ticker) evict(cv *captureView) map[model.ChangefeedID]bool {
 		for _, c := range holders {
 			task := f.Tasks[c]
 			if task.Status != nil {
-				cond(model.TaskStatusKey(id, c), task.StatusRev)
+				cond(meta.TaskStatusKey(id, c), task.StatusRev)
 				if orphaning {
 					for _, table := range sortedKeys(task.Status.Tables) {
 						if !inSet[table] {
@@ -80,13 +81,13 @@ func (t *ticker) evict(cv *captureView) map[model.ChangefeedID]bool {
 					}
 				}
 			}
-			for _, key := range []string{model.TaskStatusKey(id, c), model.TaskPositionKey(id, c), model.TaskWorkloadKey(id, c)} {
+			for _, key := range []string{meta.TaskStatusKey(id, c), meta.TaskPositionKey(id, c), meta.TaskWorkloadKey(id, c)} {
 				cmd.Ops = append(cmd.Ops, fsm.Op{Type: fsm.OpDelete, Key: key})
 			}
 		}
 		if status != nil && (orphaning || status.RetiredCount != f.Status.RetiredCount) {
-			cond(model.ChangefeedStatusKey(id), f.StatusRev)
-			op, err := putOp(model.ChangefeedStatusKey(id), status)
+			cond(meta.ChangefeedStatusKey(id), f.StatusRev)
+			op, err := meta.Put(meta.ChangefeedStatusKey(id), status)
 			if err != nil {
 				t.event(LogEvent{Kind: EventCleanup, Changefeed: id, Message: err.Error()})
 				continue
@@ -106,7 +107,7 @@ func (t *ticker) evict(cv *captureView) map[model.ChangefeedID]bool {
 // capture-wide position checkpoint is deliberately not used: a table added
 // after that checkpoint was computed would be skipped ahead past rows it
 // never replicated.
-func tableProgress(task *Task, table model.TableID) model.Ts {
+func tableProgress(task *meta.Task, table model.TableID) model.Ts {
 	ts := task.Status.Tables[table].StartTs
 	if p := task.Position; p != nil {
 		if r, ok := p.Running[table]; ok {

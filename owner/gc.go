@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 )
 
@@ -13,7 +14,7 @@ import (
 // contain characters (and sometimes credentials) that do not belong in a key.
 func GCKeyFor(sourceURI string) string {
 	sum := sha256.Sum256([]byte(sourceURI))
-	return model.GCKey(hex.EncodeToString(sum[:8]))
+	return meta.GCKey(hex.EncodeToString(sum[:8]))
 }
 
 // gc keeps, per upstream, this cluster's service safepoint at the minimum
@@ -41,7 +42,7 @@ func (t *ticker) gc() {
 			if rec != nil {
 				rev = rec.Rev
 			}
-			op, err := putOp(key, model.GCSafepoint{ServiceID: serviceID, SourceURI: uri, Safepoint: a.Safepoint, Updated: t.in.Now})
+			op, err := meta.Put(key, model.GCSafepoint{ServiceID: serviceID, SourceURI: uri, Safepoint: a.Safepoint, Updated: t.in.Now})
 			if err != nil {
 				t.event(LogEvent{Kind: EventErrorRecorded, Message: fmt.Sprintf("GC record for %s: %v", uri, err)})
 				continue

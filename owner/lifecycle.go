@@ -6,14 +6,16 @@ import (
 	"time"
 
 	"github.com/raftcdc/raftcdc/filter"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 )
 
 // feed runs one changefeed's share of a tick and emits at most one command.
-func (t *ticker) feed(f *Feed, cv *captureView) {
-	if f.InfoCorrupt || f.StatusCorrupt {
-		// Reported in State.Problems; rewriting either key blindly could
-		// lose the changefeed or move its checkpoint backwards.
+func (t *ticker) feed(f *meta.Feed, cv *captureView) {
+	if f.Skipped() {
+		// Its info or status does not decode (meta's Tracker reports it):
+		// rewriting either key blindly could lose the changefeed or move
+		// its checkpoint backwards.
 		return
 	}
 	p := newPlan(f)
@@ -213,7 +215,7 @@ func (t *ticker) normal(p *plan, cv *captureView) {
 	t.schedule(p, cv)
 }
 
-func firstPositionError(f *Feed) (model.CaptureID, *model.RunningError) {
+func firstPositionError(f *meta.Feed) (model.CaptureID, *model.RunningError) {
 	for _, c := range sortedKeys(f.Tasks) {
 		if pos := f.Tasks[c].Position; pos != nil && pos.Error != nil {
 			return c, pos.Error
@@ -337,14 +339,14 @@ func holdsGC(s model.FeedState) bool {
 }
 
 // feedCheckpoint is the ts a changefeed needs upstream history from.
-func feedCheckpoint(f *Feed) model.Ts {
+func feedCheckpoint(f *meta.Feed) model.Ts {
 	if f.Status != nil && f.Status.CheckpointTs != 0 {
 		return f.Status.CheckpointTs
 	}
 	return f.Info.StartTs
 }
 
-func (t *ticker) snapshotLost(f *Feed) (ckpt, gcTs model.Ts, lost bool) {
+func (t *ticker) snapshotLost(f *meta.Feed) (ckpt, gcTs model.Ts, lost bool) {
 	gcTs, ok := t.in.UpstreamGC[f.Info.SourceURI]
 	if !ok {
 		return 0, 0, false

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 )
 
@@ -83,7 +84,7 @@ func (m *Metrics) refusedCommand(code string) {
 }
 
 // observeState exports the progress and assignment of running changefeeds.
-func (m *Metrics) observeState(s *State, now time.Time) {
+func (m *Metrics) observeState(s *meta.State, now time.Time) {
 	if m == nil {
 		return
 	}

@@ -1,10 +1,8 @@
 package owner
 
 import (
-	"encoding/json"
-	"fmt"
-
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 )
 
@@ -12,7 +10,7 @@ import (
 // turns into exactly one command, guarded by the revisions of every key the
 // decision read, so one changefeed's conflict never blocks another's.
 type plan struct {
-	f      *Feed
+	f      *meta.Feed
 	info   *model.ChangefeedInfo
 	status *model.ChangefeedStatus
 	// tasks are copies of the task statuses, keyed by capture.
@@ -33,7 +31,7 @@ type plan struct {
 	ddlSkip bool
 }
 
-func newPlan(f *Feed) *plan {
+func newPlan(f *meta.Feed) *plan {
 	p := &plan{
 		f:           f,
 		status:      cloneStatus(f.Status),
@@ -131,22 +129,22 @@ func (p *plan) command(epoch uint64) (*fsm.Command, error) {
 	// Stopped, stays), so acting on an older one is merely conservative,
 	// and guarding on them would make the owner lose most races against
 	// busy processors.
-	cond(model.ChangefeedInfoKey(cf), p.f.InfoRev)
-	cond(model.ChangefeedStatusKey(cf), p.f.StatusRev)
+	cond(meta.ChangefeedInfoKey(cf), p.f.InfoRev)
+	cond(meta.ChangefeedStatusKey(cf), p.f.StatusRev)
 	for _, c := range sortedKeys(p.f.Tasks) {
-		cond(model.TaskStatusKey(cf, c), p.f.Tasks[c].StatusRev)
+		cond(meta.TaskStatusKey(cf, c), p.f.Tasks[c].StatusRev)
 	}
 	for _, c := range sortedKeys(p.taskDirty) {
 		if p.f.Tasks[c] == nil {
-			cond(model.TaskStatusKey(cf, c), 0)
+			cond(meta.TaskStatusKey(cf, c), 0)
 		}
 	}
 	for _, c := range sortedKeys(p.captureRevs) {
-		cond(model.CaptureKey(c), p.captureRevs[c])
+		cond(meta.CaptureKey(c), p.captureRevs[c])
 	}
 
 	if p.infoDirty {
-		op, err := putOp(model.ChangefeedInfoKey(cf), p.info)
+		op, err := meta.Put(meta.ChangefeedInfoKey(cf), p.info)
 		if err != nil {
 			return nil, err
 		}
@@ -154,16 +152,16 @@ func (p *plan) command(epoch uint64) (*fsm.Command, error) {
 	}
 	switch {
 	case p.statusDelete:
-		cmd.Ops = append(cmd.Ops, fsm.Op{Type: fsm.OpDelete, Key: model.ChangefeedStatusKey(cf)})
+		cmd.Ops = append(cmd.Ops, fsm.Op{Type: fsm.OpDelete, Key: meta.ChangefeedStatusKey(cf)})
 	case p.statusDirty:
-		op, err := putOp(model.ChangefeedStatusKey(cf), p.status)
+		op, err := meta.Put(meta.ChangefeedStatusKey(cf), p.status)
 		if err != nil {
 			return nil, err
 		}
 		cmd.Ops = append(cmd.Ops, op)
 	}
 	if p.cleanTasks {
-		for _, prefix := range []string{model.TaskStatusPrefix(cf), model.TaskPositionPrefix(cf), model.TaskWorkloadPrefix(cf)} {
+		for _, prefix := range []string{meta.TaskStatusPrefix(cf), meta.TaskPositionPrefix(cf), meta.TaskWorkloadPrefix(cf)} {
 			cmd.Ops = append(cmd.Ops, fsm.Op{Type: fsm.OpDeletePrefix, Key: prefix})
 		}
 	} else {
@@ -177,7 +175,7 @@ func (p *plan) command(epoch uint64) (*fsm.Command, error) {
 		if len(ts.Operations) == 0 {
 			ts.Operations = nil
 		}
-		op, err := putOp(model.TaskStatusKey(cf, c), ts)
+		op, err := meta.Put(meta.TaskStatusKey(cf, c), ts)
 		if err != nil {
 			return nil, err
 		}
@@ -186,18 +184,10 @@ func (p *plan) command(epoch uint64) (*fsm.Command, error) {
 	return cmd, nil
 }
 
-func putOp(key string, v any) (fsm.Op, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fsm.Op{}, fmt.Errorf("encoding %s: %w", key, err)
-	}
-	return fsm.Op{Type: fsm.OpPut, Key: key, Value: b}, nil
-}
-
 // retiredCount sums the row counts in the positions of captures cs. Only
 // the snapshot's values are known: rows a processor reports between the
 // snapshot and the command that deletes its position are not carried over.
-func retiredCount(f *Feed, cs []model.CaptureID) uint64 {
+func retiredCount(f *meta.Feed, cs []model.CaptureID) uint64 {
 	var n uint64
 	for _, c := range cs {
 		if task := f.Tasks[c]; task != nil && task.Position != nil {

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 )
 
@@ -132,7 +133,7 @@ type captureView struct {
 
 // ticker carries one tick's inputs and collects its output.
 type ticker struct {
-	s   *State
+	s   *meta.State
 	in  Inputs
 	cfg Config
 	out Output
@@ -146,7 +147,7 @@ type ticker struct {
 // towards the desired state. It keeps no memory between calls, so a new
 // owner's first tick continues exactly where the last owner stopped. It
 // never modifies s.
-func Tick(s *State, in Inputs) Output {
+func Tick(s *meta.State, in Inputs) Output {
 	t := &ticker{s: s, in: in, cfg: in.Config.withDefaults(), releasedGC: map[model.ChangefeedID]bool{}}
 	cv := t.classifyCaptures()
 	touched := t.evict(cv)

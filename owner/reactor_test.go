@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 )
 
@@ -891,20 +892,20 @@ func TestCorruptKeys(t *testing.T) {
 	// The FSM validates task statuses but not positions, so a processor of
 	// another version can leave one this build cannot read.
 	w.mustApply(fsm.Command{Capture: &fsm.CaptureFence{ID: "a", Incarnation: w.incs["a"]},
-		Ops: []fsm.Op{{Type: fsm.OpPut, Key: model.TaskPositionKey(cf, "a"), Value: json.RawMessage(`"not a position"`)}}})
-	w.raw(model.ChangefeedInfoKey("bad"), `[1,2]`)
+		Ops: []fsm.Op{{Type: fsm.OpPut, Key: meta.TaskPositionKey(cf, "a"), Value: json.RawMessage(`"not a position"`)}}})
+	w.raw(meta.ChangefeedInfoKey("bad"), `[1,2]`)
 	w.task("bad", "a", model.TaskStatus{Tables: replicas(7, 1)})
 	s := w.state()
-	if len(s.Problems) != 2 {
-		t.Fatalf("problems = %v, want the two bad keys", s.Problems)
+	if len(s.Corrupt) != 2 {
+		t.Fatalf("problems = %v, want the two bad keys", s.Corrupt)
 	}
 	w.settle()
 	s = w.state()
 	if got := assignment(s, cf); got[1] != "a@100" {
 		t.Fatalf("table not dispatched next to a corrupt position: %v", got)
 	}
-	if len(s.Problems) != 1 || s.Problems[0].Key != model.ChangefeedInfoKey("bad") {
-		t.Fatalf("problems after settling = %v, want only the corrupt info (left alone)", s.Problems)
+	if len(s.Corrupt) != 1 || s.Corrupt[0].Key != meta.ChangefeedInfoKey("bad") {
+		t.Fatalf("problems after settling = %v, want only the corrupt info (left alone)", s.Corrupt)
 	}
 	if got := assignment(s, "bad"); got[7] != "a@1" {
 		t.Fatalf("changefeed with corrupt info must be left alone, tasks now %v", got)
@@ -1006,7 +1007,7 @@ func TestDeposedOwnerCommandsAreRefused(t *testing.T) {
 
 // rowsWritten is the changefeed's row count as the API reports it: the
 // retired count in the status plus every position's count.
-func rowsWritten(s *State, id model.ChangefeedID) uint64 {
+func rowsWritten(s *meta.State, id model.ChangefeedID) uint64 {
 	f := s.Changefeeds[id]
 	var n uint64
 	if f.Status != nil {

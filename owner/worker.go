@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
 	"github.com/raftcdc/raftcdc/source"
@@ -84,8 +85,6 @@ type worker struct {
 	// upstreamGC is the upstream GC safepoint each push returned.
 	upstreamGC map[string]model.Ts
 	gcPushed   map[string]gcPush
-	// problems are the undecodable keys already logged.
-	problems map[string]bool
 	// ddl runs one DDL puller per running changefeed; sinks holds the
 	// owner's sink of each changefeed.
 	ddl   *ddlPullers
@@ -114,7 +113,6 @@ func Run(ctx context.Context, d Deps) error {
 		tables:     map[model.ChangefeedID]TablesResult{},
 		upstreamGC: map[string]model.Ts{},
 		gcPushed:   map[string]gcPush{},
-		problems:   map[string]bool{},
 	}
 	if w.now == nil {
 		w.now = time.Now
@@ -206,10 +204,10 @@ func (w *worker) tick(ctx context.Context) (retick bool, err error) {
 	start := time.Now()
 	defer func() { w.d.Metrics.observeTick(time.Since(start)) }()
 
-	var s *State
+	var s *meta.State
 	err = w.d.State.View(func(r fsm.Reader, applied uint64) error {
 		var err error
-		s, err = LoadState(r)
+		s, err = meta.Load(r)
 		if s != nil {
 			s.AppliedIndex = applied
 		}
@@ -225,7 +223,6 @@ func (w *worker) tick(ctx context.Context) (retick bool, err error) {
 		// Our claim is not applied here yet; the watch will wake us.
 		return false, nil
 	}
-	w.logProblems(s.Problems)
 
 	now := w.now()
 	in := Inputs{
@@ -368,7 +365,7 @@ func (w *worker) pushGC(ctx context.Context, a GCAction) (model.Ts, error) {
 // listTables lists the source tables of changefeeds waiting to initialise
 // and forgets listings nobody waits for any more. It reports whether it
 // listed anything new.
-func (w *worker) listTables(ctx context.Context, s *State, need []model.ChangefeedID) bool {
+func (w *worker) listTables(ctx context.Context, s *meta.State, need []model.ChangefeedID) bool {
 	wanted := map[model.ChangefeedID]bool{}
 	listed := false
 	for _, id := range need {
@@ -414,17 +411,6 @@ func (w *worker) sourceTables(ctx context.Context, uri string, at model.Ts) ([]m
 		return nil, fmt.Errorf("listing tables as of ts %d: %w", at, err)
 	}
 	return tables, nil
-}
-
-func (w *worker) logProblems(problems []Problem) {
-	seen := map[string]bool{}
-	for _, p := range problems {
-		seen[p.Key] = true
-		if !w.problems[p.Key] {
-			w.log.Warn().Str("key", p.Key).Err(p.Err).Msg("metadata key does not decode; treated as absent")
-		}
-	}
-	w.problems = seen
 }
 
 func (w *worker) logEvent(e LogEvent) {

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/source"
 	"github.com/rs/zerolog"
@@ -201,7 +202,7 @@ func TestRunEstablishesDispatchesAndIsDeposed(t *testing.T) {
 		l := loads(w.state(), cf)
 		return len(assignment(w.state(), cf)) == 4 && l["a"] == 2 && l["b"] == 2
 	})
-	o, err := w.f.Owner()
+	o, err := meta.ReadOwner(w.f)
 	if err != nil || o.NodeID != "n1" {
 		t.Fatalf("owner = %+v, %v", o, err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/rs/zerolog"
 )
@@ -48,7 +49,7 @@ var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	f, err := fsm.Open(filepath.Join(t.TempDir(), "fsm.db"), fsm.Options{Logger: zerolog.Nop()})
+	f, err := fsm.Open(filepath.Join(t.TempDir(), "fsm.db"), fsm.Options{Rules: meta.Rules{}, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +100,7 @@ func putJSON(key string, v any) fsm.Op {
 func (w *world) capture(id model.CaptureID, l CaptureLiveness) *world {
 	w.t.Helper()
 	w.incs[id]++
-	w.mustApply(fsm.Command{Kind: fsm.KindRegisterCapture, Ops: []fsm.Op{putJSON(model.CaptureKey(id), model.CaptureInfo{ID: id, Incarnation: w.incs[id]})}})
+	w.mustApply(fsm.Command{Kind: fsm.KindRegisterCapture, Ops: []fsm.Op{putJSON(meta.CaptureKey(id), model.CaptureInfo{ID: id, Incarnation: w.incs[id]})}})
 	if l != "" {
 		w.live[id] = l
 	}
@@ -112,7 +113,7 @@ func (w *world) info(info model.ChangefeedInfo) *world {
 	if info.SourceURI == "" {
 		info.SourceURI = "datagen://test"
 	}
-	w.mustApply(fsm.Command{Ops: []fsm.Op{putJSON(model.ChangefeedInfoKey(info.ID), info)}})
+	w.mustApply(fsm.Command{Ops: []fsm.Op{putJSON(meta.ChangefeedInfoKey(info.ID), info)}})
 	return w
 }
 
@@ -124,26 +125,26 @@ func (w *world) owner(key string, v any) *world {
 }
 
 func (w *world) status(cf model.ChangefeedID, st model.ChangefeedStatus) *world {
-	return w.owner(model.ChangefeedStatusKey(cf), st)
+	return w.owner(meta.ChangefeedStatusKey(cf), st)
 }
 
 func (w *world) task(cf model.ChangefeedID, c model.CaptureID, ts model.TaskStatus) *world {
 	if ts.Tables == nil {
 		ts.Tables = map[model.TableID]model.TableReplicaInfo{}
 	}
-	return w.owner(model.TaskStatusKey(cf, c), ts)
+	return w.owner(meta.TaskStatusKey(cf, c), ts)
 }
 
 // position writes a processor's progress, fenced by its incarnation.
 func (w *world) position(cf model.ChangefeedID, c model.CaptureID, p model.TaskPosition) *world {
 	w.t.Helper()
-	w.mustApply(fsm.Command{Capture: &fsm.CaptureFence{ID: c, Incarnation: w.incs[c]}, Ops: []fsm.Op{putJSON(model.TaskPositionKey(cf, c), p)}})
+	w.mustApply(fsm.Command{Capture: &fsm.CaptureFence{ID: c, Incarnation: w.incs[c]}, Ops: []fsm.Op{putJSON(meta.TaskPositionKey(cf, c), p)}})
 	return w
 }
 
 func (w *world) workload(cf model.ChangefeedID, c model.CaptureID, wl model.TaskWorkload) *world {
 	w.t.Helper()
-	w.mustApply(fsm.Command{Capture: &fsm.CaptureFence{ID: c, Incarnation: w.incs[c]}, Ops: []fsm.Op{putJSON(model.TaskWorkloadKey(cf, c), wl)}})
+	w.mustApply(fsm.Command{Capture: &fsm.CaptureFence{ID: c, Incarnation: w.incs[c]}, Ops: []fsm.Op{putJSON(meta.TaskWorkloadKey(cf, c), wl)}})
 	return w
 }
 
@@ -154,12 +155,12 @@ func (w *world) raw(key string, value string) *world {
 	return w
 }
 
-func (w *world) state() *State {
+func (w *world) state() *meta.State {
 	w.t.Helper()
-	var s *State
+	var s *meta.State
 	err := w.f.View(func(r fsm.Reader, _ uint64) error {
 		var err error
-		s, err = LoadState(r)
+		s, err = meta.Load(r)
 		return err
 	})
 	if err != nil {
@@ -171,8 +172,8 @@ func (w *world) state() *State {
 func (w *world) inputs() Inputs {
 	ddl := map[model.ChangefeedID]DDLState{}
 	w.f.View(func(r fsm.Reader, _ uint64) error {
-		r.Range(model.PrefixChangefeedInfo, func(kv fsm.KV) bool {
-			ddl[strings.TrimPrefix(kv.Key, model.PrefixChangefeedInfo)] = DDLState{ResolvedTs: math.MaxUint64}
+		r.Range(meta.PrefixChangefeedInfo, func(kv fsm.KV) bool {
+			ddl[strings.TrimPrefix(kv.Key, meta.PrefixChangefeedInfo)] = DDLState{ResolvedTs: math.MaxUint64}
 			return true
 		})
 		return nil
@@ -277,7 +278,7 @@ func (w *world) processors(cf model.ChangefeedID, progress func(model.TableID) m
 }
 
 // assignment maps each assigned table to "capture@startTs".
-func assignment(s *State, cf model.ChangefeedID) map[model.TableID]string {
+func assignment(s *meta.State, cf model.ChangefeedID) map[model.TableID]string {
 	out := map[model.TableID]string{}
 	f := s.Changefeeds[cf]
 	if f == nil {
@@ -295,7 +296,7 @@ func assignment(s *State, cf model.ChangefeedID) map[model.TableID]string {
 }
 
 // loads counts tables per capture.
-func loads(s *State, cf model.ChangefeedID) map[model.CaptureID]int {
+func loads(s *meta.State, cf model.ChangefeedID) map[model.CaptureID]int {
 	out := map[model.CaptureID]int{}
 	for c, task := range s.Changefeeds[cf].Tasks {
 		if task.Status != nil {

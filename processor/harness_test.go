@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/raftcdc/raftcdc/connector"
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
 	"github.com/raftcdc/raftcdc/sink/file"
@@ -49,7 +50,7 @@ type cluster struct {
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	f, err := fsm.Open(filepath.Join(t.TempDir(), "fsm.db"), fsm.Options{Logger: zerolog.Nop()})
+	f, err := fsm.Open(filepath.Join(t.TempDir(), "fsm.db"), fsm.Options{Rules: meta.Rules{}, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +145,7 @@ func (c *cluster) get(key string, v any) bool {
 
 func (c *cluster) position() (model.TaskPosition, bool) {
 	var pos model.TaskPosition
-	ok := c.get(model.TaskPositionKey(testFeed, testCapture), &pos)
+	ok := c.get(meta.TaskPositionKey(testFeed, testCapture), &pos)
 	return pos, ok
 }
 
@@ -202,7 +203,7 @@ func newFeed(t *testing.T, sourceParams string, startTs model.Ts) *feed {
 func (f *feed) create(c *cluster, barrier model.Ts, tables ...model.TableID) {
 	c.t.Helper()
 	info := model.ChangefeedInfo{ID: testFeed, SourceURI: f.sourceURI, SinkURI: "file://" + f.sinkDir, StartTs: f.startTs, State: model.StateNormal}
-	res, err := c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{put(c.t, model.ChangefeedInfoKey(testFeed), info)}})
+	res, err := c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{put(c.t, meta.ChangefeedInfoKey(testFeed), info)}})
 	if err != nil || res.Err != nil {
 		c.t.Fatalf("create changefeed info: %v %v", err, res.Error())
 	}
@@ -211,15 +212,15 @@ func (f *feed) create(c *cluster, barrier model.Ts, tables ...model.TableID) {
 		task.Tables[id] = model.TableReplicaInfo{StartTs: f.startTs}
 	}
 	c.owner(
-		put(c.t, model.ChangefeedStatusKey(testFeed), model.ChangefeedStatus{ResolvedTs: barrier, CheckpointTs: f.startTs, Tables: f.gen.Tables(), Initialized: true}),
-		put(c.t, model.TaskStatusKey(testFeed, testCapture), task),
+		put(c.t, meta.ChangefeedStatusKey(testFeed), model.ChangefeedStatus{ResolvedTs: barrier, CheckpointTs: f.startTs, Tables: f.gen.Tables(), Initialized: true}),
+		put(c.t, meta.TaskStatusKey(testFeed, testCapture), task),
 	)
 }
 
 func (c *cluster) task() model.TaskStatus {
 	c.t.Helper()
 	var task model.TaskStatus
-	if !c.get(model.TaskStatusKey(testFeed, testCapture), &task) {
+	if !c.get(meta.TaskStatusKey(testFeed, testCapture), &task) {
 		c.t.Fatal("no task status")
 	}
 	return task
@@ -227,12 +228,12 @@ func (c *cluster) task() model.TaskStatus {
 
 func (c *cluster) setTask(task model.TaskStatus) {
 	c.t.Helper()
-	c.owner(put(c.t, model.TaskStatusKey(testFeed, testCapture), task))
+	c.owner(put(c.t, meta.TaskStatusKey(testFeed, testCapture), task))
 }
 
 func (c *cluster) setBarrier(f *feed, barrier model.Ts) {
 	c.t.Helper()
-	c.owner(put(c.t, model.ChangefeedStatusKey(testFeed), model.ChangefeedStatus{ResolvedTs: barrier, CheckpointTs: f.startTs, Tables: f.gen.Tables(), Initialized: true}))
+	c.owner(put(c.t, meta.ChangefeedStatusKey(testFeed), model.ChangefeedStatus{ResolvedTs: barrier, CheckpointTs: f.startTs, Tables: f.gen.Tables(), Initialized: true}))
 }
 
 // sinkRows reads every row the file sink made durable for a table, by

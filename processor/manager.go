@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/rs/zerolog"
 )
@@ -101,7 +102,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	// Watch before the first read so that no change falls between the two.
 	var watches []<-chan fsm.WatchBatch
-	for _, prefix := range []string{model.PrefixTaskStatus, model.PrefixChangefeedInfo, model.PrefixChangefeedStatus, model.CaptureKey(m.cfg.CaptureID)} {
+	for _, prefix := range []string{meta.PrefixTaskStatus, meta.PrefixChangefeedInfo, meta.PrefixChangefeedStatus, meta.CaptureKey(m.cfg.CaptureID)} {
 		ch, cancel := m.state.Watch(prefix, 64)
 		defer cancel()
 		watches = append(watches, ch)
@@ -150,7 +151,7 @@ func (m *Manager) register(ctx context.Context) (inc, index uint64, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("encoding capture record: %w", err)
 	}
-	cmd := fsm.Command{Kind: fsm.KindRegisterCapture, Ops: []fsm.Op{{Type: fsm.OpPut, Key: model.CaptureKey(m.cfg.CaptureID), Value: val}}}
+	cmd := fsm.Command{Kind: fsm.KindRegisterCapture, Ops: []fsm.Op{{Type: fsm.OpPut, Key: meta.CaptureKey(m.cfg.CaptureID), Value: val}}}
 	bo := backoff{base: m.cfg.RetryBackoff, max: m.cfg.MaxRetryBackoff}
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
@@ -341,10 +342,9 @@ func runnable(info model.ChangefeedInfo, task model.TaskStatus) bool {
 func (m *Manager) reconcile(ctx context.Context, deps processorDeps, regIndex uint64) error {
 	self := m.cfg.CaptureID
 	var (
-		fence      error
-		notCaught  bool
-		wants      = map[model.ChangefeedID]wantedFeed{}
-		decodeErrs []error
+		fence     error
+		notCaught bool
+		wants     = map[model.ChangefeedID]wantedFeed{}
 	)
 	err := m.state.View(func(r fsm.Reader, applied uint64) error {
 		if applied < regIndex {
@@ -353,52 +353,46 @@ func (m *Manager) reconcile(ctx context.Context, deps processorDeps, regIndex ui
 			notCaught = true
 			return nil
 		}
-		kv, ok := r.Get(model.CaptureKey(self))
-		if !ok {
-			fence = errors.New("the capture record was removed")
-			return nil
-		}
-		var ci model.CaptureInfo
-		if err := json.Unmarshal(kv.Value, &ci); err != nil {
+		ci, _, ok, err := meta.GetCapture(r, self)
+		switch {
+		case err != nil:
+			// Registering again overwrites it with a good record.
 			fence = fmt.Errorf("the capture record does not decode: %w", err)
 			return nil
-		}
-		if ci.Incarnation != deps.incarnation {
+		case !ok:
+			fence = errors.New("the capture record was removed")
+			return nil
+		case ci.Incarnation != deps.incarnation:
 			fence = fmt.Errorf("the capture record shows incarnation %d", ci.Incarnation)
 			return nil
 		}
-		r.Range(model.PrefixTaskStatus, func(kv fsm.KV) bool {
-			cf, capture, err := model.SplitTaskKey(model.PrefixTaskStatus, kv.Key)
-			if err != nil || capture != self {
+		// Corrupt keys are skipped without a word here: meta's Tracker
+		// reports each one once. A changefeed whose info, status or task
+		// status of this capture does not decode does not run here.
+		r.Range(meta.PrefixTaskStatus, func(kv fsm.KV) bool {
+			k, err := meta.ParseKey(kv.Key)
+			if err != nil || k.Capture != self {
 				return true
 			}
-			var w wantedFeed
-			if err := json.Unmarshal(kv.Value, &w.st.task); err != nil {
-				decodeErrs = append(decodeErrs, fmt.Errorf("task status %s: %w", kv.Key, err))
+			cf := k.Changefeed
+			task, _, ok, err := meta.GetTaskStatus(r, cf, self)
+			if err != nil || !ok {
 				return true
 			}
-			ikv, ok := r.Get(model.ChangefeedInfoKey(cf))
-			if !ok {
+			info, _, ok, err := meta.GetInfo(r, cf)
+			if err != nil || !ok {
 				return true
 			}
-			if err := json.Unmarshal(ikv.Value, &w.st.info); err != nil {
-				decodeErrs = append(decodeErrs, fmt.Errorf("changefeed info %s: %w", ikv.Key, err))
+			status, _, _, err := meta.GetStatus(r, cf)
+			if err != nil {
 				return true
 			}
+			w := wantedFeed{st: feedState{info: *info, status: status, task: *task}}
 			if !runnable(w.st.info, w.st.task) {
 				return true
 			}
-			if skv, ok := r.Get(model.ChangefeedStatusKey(cf)); ok {
-				var s model.ChangefeedStatus
-				if err := json.Unmarshal(skv.Value, &s); err == nil {
-					w.st.status = &s
-				}
-			}
-			if pkv, ok := r.Get(model.TaskPositionKey(cf, self)); ok {
-				var pos model.TaskPosition
-				if err := json.Unmarshal(pkv.Value, &pos); err == nil {
-					w.prev = &pos
-				}
+			if pos, _, ok, err := meta.GetPosition(r, cf, self); err == nil && ok {
+				w.prev = pos
 			}
 			w.key = runKey(w.st.info)
 			wants[cf] = w
@@ -409,9 +403,6 @@ func (m *Manager) reconcile(ctx context.Context, deps processorDeps, regIndex ui
 	if err != nil {
 		m.log.Warn().Err(err).Msg("reading the state machine")
 		return nil
-	}
-	for _, e := range decodeErrs {
-		m.log.Warn().Err(e).Msg("ignoring a record that does not decode")
 	}
 	if fence != nil {
 		return &fencedError{reason: fence}

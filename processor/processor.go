@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
 	"github.com/raftcdc/raftcdc/source"
@@ -537,14 +538,14 @@ func (p *processor) report(ctx context.Context) {
 	self := cfg.CaptureID
 	var ops []fsm.Op
 	if !bytes.Equal(posBytes, p.lastPos) {
-		ops = append(ops, fsm.Op{Type: fsm.OpPut, Key: model.TaskPositionKey(p.cf, self), Value: posBytes})
+		ops = append(ops, fsm.Op{Type: fsm.OpPut, Key: meta.TaskPositionKey(p.cf, self), Value: posBytes})
 	}
 	var wlBytes []byte
 	if now.Sub(p.lastWorkloadAt) >= cfg.WorkloadInterval {
 		wl := p.workload(now)
 		p.lastWorkloadAt = now
 		if wlBytes, err = json.Marshal(wl); err == nil && !bytes.Equal(wlBytes, p.lastWorkload) {
-			ops = append(ops, fsm.Op{Type: fsm.OpPut, Key: model.TaskWorkloadKey(p.cf, self), Value: wlBytes})
+			ops = append(ops, fsm.Op{Type: fsm.OpPut, Key: meta.TaskWorkloadKey(p.cf, self), Value: wlBytes})
 		}
 	}
 	if len(pos.Running) > 0 {
@@ -561,7 +562,7 @@ func (p *processor) report(ctx context.Context) {
 		Capture: &fsm.CaptureFence{ID: self, Incarnation: p.deps.incarnation},
 		// Once the owner takes the task away it may clean up the position;
 		// a late report must not bring it back.
-		Conds: []fsm.Cond{{Type: fsm.CondExists, Key: model.TaskStatusKey(p.cf, self)}},
+		Conds: []fsm.Cond{{Type: fsm.CondExists, Key: meta.TaskStatusKey(p.cf, self)}},
 		Ops:   ops,
 	}
 	actx, cancel := context.WithTimeout(ctx, cfg.ProposeTimeout)
@@ -585,7 +586,7 @@ func (p *processor) report(ctx context.Context) {
 	}
 	p.deps.metrics.positionWrites.WithLabelValues("ok").Inc()
 	for _, op := range ops {
-		if op.Key == model.TaskPositionKey(p.cf, self) {
+		if op.Key == meta.TaskPositionKey(p.cf, self) {
 			p.lastPos = posBytes
 		} else {
 			p.lastWorkload = wlBytes

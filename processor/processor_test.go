@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 )
 
@@ -39,7 +40,7 @@ func TestReplicatesAssignedTables(t *testing.T) {
 
 	var wl model.TaskWorkload
 	waitUntil(t, "the workload lists every table", func() bool {
-		return c.get(model.TaskWorkloadKey(testFeed, testCapture), &wl) && len(wl) == 3
+		return c.get(meta.TaskWorkloadKey(testFeed, testCapture), &wl) && len(wl) == 3
 	})
 	infos := e.m.Processors()
 	if len(infos) != 1 || infos[0].Changefeed != testFeed || len(infos[0].Tables) != 3 || infos[0].State != StateRunning {
@@ -49,7 +50,7 @@ func TestReplicatesAssignedTables(t *testing.T) {
 		t.Fatal("no incarnation after registration")
 	}
 	var ci model.CaptureInfo
-	if !c.get(model.CaptureKey(testCapture), &ci) || ci.Incarnation != e.m.Incarnation() || ci.AdvertiseAddr != "127.0.0.1:8300" {
+	if !c.get(meta.CaptureKey(testCapture), &ci) || ci.Incarnation != e.m.Incarnation() || ci.AdvertiseAddr != "127.0.0.1:8300" {
 		t.Fatalf("capture record %+v, manager incarnation %d", ci, e.m.Incarnation())
 	}
 }
@@ -208,10 +209,10 @@ func TestFencedCaptureResets(t *testing.T) {
 	before := e.probe.openedTables()
 
 	// The owner removes this incarnation.
-	c.owner(fsm.Op{Type: fsm.OpDelete, Key: model.CaptureKey(testCapture)})
+	c.owner(fsm.Op{Type: fsm.OpDelete, Key: meta.CaptureKey(testCapture)})
 	var ci model.CaptureInfo
 	waitUntil(t, "the capture registers again", func() bool {
-		return c.get(model.CaptureKey(testCapture), &ci) && ci.Incarnation != inc1 && e.m.Incarnation() == ci.Incarnation
+		return c.get(meta.CaptureKey(testCapture), &ci) && ci.Incarnation != inc1 && e.m.Incarnation() == ci.Incarnation
 	})
 	for i, pt := range before {
 		if !pt.closed.Load() {
@@ -225,7 +226,7 @@ func TestFencedCaptureResets(t *testing.T) {
 	val, _ := json.Marshal(model.TaskPosition{CheckpointTs: maxTs})
 	res, err := c.Apply(context.Background(), fsm.Command{
 		Capture: &fsm.CaptureFence{ID: testCapture, Incarnation: inc1},
-		Ops:     []fsm.Op{{Type: fsm.OpPut, Key: model.TaskPositionKey(testFeed, testCapture), Value: val}},
+		Ops:     []fsm.Op{{Type: fsm.OpPut, Key: meta.TaskPositionKey(testFeed, testCapture), Value: val}},
 	})
 	if err != nil || !errors.Is(res.Error(), fsm.ErrFenced) {
 		t.Fatalf("old incarnation write: %v %v, want capture_fenced", err, res.Error())
@@ -328,9 +329,9 @@ func TestProcessorFollowsTaskAndChangefeedState(t *testing.T) {
 
 	// Paused by an operator: the processor stops and closes its tables.
 	var info model.ChangefeedInfo
-	c.get(model.ChangefeedInfoKey(testFeed), &info)
+	c.get(meta.ChangefeedInfoKey(testFeed), &info)
 	info.State = model.StateStopped
-	res, err := c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{put(t, model.ChangefeedInfoKey(testFeed), info)}})
+	res, err := c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{put(t, meta.ChangefeedInfoKey(testFeed), info)}})
 	if err != nil || res.Err != nil {
 		t.Fatal(err, res.Error())
 	}
@@ -348,7 +349,7 @@ func TestProcessorFollowsTaskAndChangefeedState(t *testing.T) {
 
 	// Resumed with a new epoch: it runs again.
 	info.State, info.Epoch = model.StateNormal, 2
-	res, err = c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{put(t, model.ChangefeedInfoKey(testFeed), info)}})
+	res, err = c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{put(t, meta.ChangefeedInfoKey(testFeed), info)}})
 	if err != nil || res.Err != nil {
 		t.Fatal(err, res.Error())
 	}
@@ -357,8 +358,8 @@ func TestProcessorFollowsTaskAndChangefeedState(t *testing.T) {
 	// The owner takes the task away and cleans up: no late report may bring
 	// the position back.
 	c.owner(
-		fsm.Op{Type: fsm.OpDelete, Key: model.TaskStatusKey(testFeed, testCapture)},
-		fsm.Op{Type: fsm.OpDelete, Key: model.TaskPositionKey(testFeed, testCapture)},
+		fsm.Op{Type: fsm.OpDelete, Key: meta.TaskStatusKey(testFeed, testCapture)},
+		fsm.Op{Type: fsm.OpDelete, Key: meta.TaskPositionKey(testFeed, testCapture)},
 	)
 	waitUntil(t, "the processor stops", func() bool { return len(e.m.Processors()) == 0 })
 	hold := time.Now().Add(10 * e.m.cfg.FlushInterval)
@@ -382,9 +383,9 @@ func TestRowCountContinuesAcrossRestart(t *testing.T) {
 	c.waitPosition("rows counted", func(p model.TaskPosition) bool { return p.Count > 0 })
 
 	var info model.ChangefeedInfo
-	c.get(model.ChangefeedInfoKey(testFeed), &info)
+	c.get(meta.ChangefeedInfoKey(testFeed), &info)
 	info.State = model.StateStopped
-	if res, err := c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{put(t, model.ChangefeedInfoKey(testFeed), info)}}); err != nil || res.Err != nil {
+	if res, err := c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{put(t, meta.ChangefeedInfoKey(testFeed), info)}}); err != nil || res.Err != nil {
 		t.Fatal(err, res.Error())
 	}
 	waitUntil(t, "the processor stops", func() bool { return len(e.m.Processors()) == 0 })
@@ -394,7 +395,7 @@ func TestRowCountContinuesAcrossRestart(t *testing.T) {
 	}
 
 	info.State, info.Epoch = model.StateNormal, 2
-	if res, err := c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{put(t, model.ChangefeedInfoKey(testFeed), info)}}); err != nil || res.Err != nil {
+	if res, err := c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{put(t, meta.ChangefeedInfoKey(testFeed), info)}}); err != nil || res.Err != nil {
 		t.Fatal(err, res.Error())
 	}
 	// Every report of the new processor is at or above the old count; wait

@@ -2,13 +2,13 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"path/filepath"
 	"time"
 
 	"github.com/raftcdc/raftcdc/api"
 	"github.com/raftcdc/raftcdc/connector"
 	"github.com/raftcdc/raftcdc/membership"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/owner"
 	"github.com/raftcdc/raftcdc/processor"
@@ -100,16 +100,20 @@ func (c *cdc) Liveness() map[model.CaptureID]owner.CaptureLiveness {
 // this node's sources. A real upstream keeps it in one place (PD); the
 // embedded datagen upstream lives in every process, so each node must be told.
 func (c *cdc) mirrorGC(ctx context.Context) error {
-	ch, cancel := c.n.FSM().Watch(model.PrefixGC, 16)
+	ch, cancel := c.n.FSM().Watch(meta.PrefixGC, 16)
 	defer cancel()
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
-		kvs, err := c.n.FSM().List(model.PrefixGC)
+		kvs, err := c.n.FSM().List(meta.PrefixGC)
 		if err == nil {
 			for _, kv := range kvs {
-				var g model.GCSafepoint
-				if json.Unmarshal(kv.Value, &g) != nil || g.SourceURI == "" {
+				v, err := meta.Decode(kv.Key, kv.Value)
+				if err != nil {
+					continue // skipped; meta's Tracker reports it
+				}
+				g := v.(*model.GCSafepoint)
+				if g.SourceURI == "" {
 					continue
 				}
 				src, err := c.pool.Source(ctx, g.SourceURI)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/raftcdc/raftcdc/api"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/testcluster"
 	"github.com/raftcdc/raftcdc/verify"
@@ -207,7 +208,7 @@ func TestChangefeedBalancedPauseResumeRemove(t *testing.T) {
 	}
 	c.waitState("orders", model.StateRemoved, 10*time.Second)
 	testcluster.WaitFor(t, 10*time.Second, "every key of the removed changefeed gone", func() bool {
-		for _, prefix := range []string{model.ChangefeedStatusKey("orders"), model.TaskStatusPrefix("orders"), model.TaskPositionPrefix("orders"), model.TaskWorkloadPrefix("orders")} {
+		for _, prefix := range []string{meta.ChangefeedStatusKey("orders"), meta.TaskStatusPrefix("orders"), meta.TaskPositionPrefix("orders"), meta.TaskWorkloadPrefix("orders")} {
 			kvs, _ := c.Node(c.Up()[0]).FSM().List(prefix)
 			if len(kvs) > 0 {
 				return false

@@ -14,6 +14,7 @@ import (
 	"github.com/raftcdc/raftcdc/api"
 	"github.com/raftcdc/raftcdc/fsm"
 	"github.com/raftcdc/raftcdc/membership"
+	"github.com/raftcdc/raftcdc/meta"
 )
 
 func errNoLeader() *api.Error { return api.NoLeader() }
@@ -176,13 +177,14 @@ func (n *Node) Status() api.Status {
 		NodeID: n.id, RaftState: n.raft.State().String(), LeaderID: lid, LeaderAPIAddr: laddr,
 		Term: n.raft.CurrentTerm(), AppliedIndex: n.fsm.AppliedIndex(), CommitIndex: n.raft.CommitIndex(),
 		LastIndex: n.raft.LastIndex(), Version: n.cfg.Version, APIAddr: n.cfg.AdvertiseAPIAddr,
+		CorruptKeys: n.tracker.Corrupt(),
 	}
 	if n.raft.State() != raft.Leader {
 		if lc := n.raft.LastContact(); !lc.IsZero() {
 			s.LastContact = &lc
 		}
 	}
-	if o, err := n.fsm.Owner(); err == nil {
+	if o, err := meta.ReadOwner(n.fsm); err == nil {
 		s.OwnerEpoch, s.OwnerNode = o.Epoch, o.NodeID
 	}
 	return s

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/server"
 	"github.com/raftcdc/raftcdc/testcluster"
@@ -26,7 +27,7 @@ func put(t *testing.T, c *testcluster.Cluster, i int, key string, v any) {
 	b, _ := json.Marshal(v)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, err := c.Node(i).Apply(ctx, fsm.Command{Ops: []fsm.Op{{Type: fsm.OpPut, Key: model.PrefixUser + key, Value: b}}})
+	res, err := c.Node(i).Apply(ctx, fsm.Command{Ops: []fsm.Op{{Type: fsm.OpPut, Key: meta.PrefixUser + key, Value: b}}})
 	if err != nil {
 		t.Fatalf("put %s via node %d: %v", key, i+1, err)
 	}
@@ -36,7 +37,7 @@ func put(t *testing.T, c *testcluster.Cluster, i int, key string, v any) {
 }
 
 func get(c *testcluster.Cluster, i int, key string) (string, bool) {
-	kv, ok, err := c.Node(i).FSM().Get(model.PrefixUser + key)
+	kv, ok, err := c.Node(i).FSM().Get(meta.PrefixUser + key)
 	if err != nil || !ok {
 		return "", false
 	}
@@ -105,11 +106,11 @@ func TestRestartedNodeRejoinsWithState(t *testing.T) {
 	leader := c.WaitForLeader(10 * time.Second)
 	follower := (leader + 1) % 3
 	put(t, c, leader, "a", 1)
-	c.EnsureSame(model.PrefixUser, 10*time.Second)
+	c.EnsureSame(meta.PrefixUser, 10*time.Second)
 	c.KillNode(follower)
 	put(t, c, leader, "b", 2)
 	c.RestartNode(follower)
-	c.EnsureSame(model.PrefixUser, 15*time.Second)
+	c.EnsureSame(meta.PrefixUser, 15*time.Second)
 	if v, ok := get(c, follower, "b"); !ok || v != "2" {
 		t.Fatalf("restarted node has b=%q ok=%v", v, ok)
 	}
@@ -120,7 +121,7 @@ func TestWriteToFollowerAppliedOnce(t *testing.T) {
 	c := testcluster.MakeCluster(t, 3, testcluster.Options{})
 	leader := c.WaitForLeader(10 * time.Second)
 	follower := (leader + 1) % 3
-	watch, cancel := c.Node((leader+2)%3).FSM().Watch(model.PrefixUser+"once", 16)
+	watch, cancel := c.Node((leader+2)%3).FSM().Watch(meta.PrefixUser+"once", 16)
 	defer cancel()
 
 	req, _ := http.NewRequest(http.MethodPut, "http://"+c.APIAddr(follower)+"/api/v1/kv/once", bytes.NewReader([]byte(`{"n":1}`)))
@@ -133,7 +134,7 @@ func TestWriteToFollowerAppliedOnce(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("PUT via follower: %s %s", resp.Status, body)
 	}
-	c.EnsureSame(model.PrefixUser, 10*time.Second)
+	c.EnsureSame(meta.PrefixUser, 10*time.Second)
 	for _, i := range c.Up() {
 		if v, ok := get(c, i, "once"); !ok || v != `{"n":1}` {
 			t.Fatalf("node %d has %q", i+1, v)
@@ -241,7 +242,7 @@ func TestMinorityLeaderStepsDown(t *testing.T) {
 	put(t, c, newLeader, "majority", 1)
 	c.Heal()
 	c.WaitForLeader(10 * time.Second)
-	c.EnsureSame(model.PrefixUser, 10*time.Second)
+	c.EnsureSame(meta.PrefixUser, 10*time.Second)
 }
 
 func TestGracefulStopOfLeaderTransfersLeadership(t *testing.T) {
@@ -261,7 +262,7 @@ func TestGracefulStopOfLeaderTransfersLeadership(t *testing.T) {
 	c.WaitForVoters(3, time.Second)
 	c.RestartNode(old)
 	put(t, c, leader, "after-restart", 1)
-	c.EnsureSame(model.PrefixUser, 10*time.Second)
+	c.EnsureSame(meta.PrefixUser, 10*time.Second)
 }
 
 func TestMismatchedBootstrapExpectIsRefused(t *testing.T) {
@@ -335,7 +336,7 @@ func TestRestartWithNewRaftAddressUpdatesConfiguration(t *testing.T) {
 		return false
 	})
 	put(t, c, c.WaitForLeader(10*time.Second), "after-move", 1)
-	c.EnsureSame(model.PrefixUser, 10*time.Second)
+	c.EnsureSame(meta.PrefixUser, 10*time.Second)
 }
 
 func TestInternalEndpointsNeedTheClusterSecret(t *testing.T) {
@@ -388,7 +389,7 @@ func TestFencedCommandsRefusedOnEveryReplica(t *testing.T) {
 	}
 	status := func(cp uint64) fsm.Op {
 		b, _ := json.Marshal(model.ChangefeedStatus{CheckpointTs: cp})
-		return fsm.Op{Type: fsm.OpPut, Key: model.ChangefeedStatusKey("cf"), Value: b}
+		return fsm.Op{Type: fsm.OpPut, Key: meta.ChangefeedStatusKey("cf"), Value: b}
 	}
 	old := apply(leader, fsm.Command{Kind: fsm.KindClaimOwner, NodeID: "a", UnixMilli: 1}).Index
 	if r := apply((leader+1)%3, fsm.Command{OwnerEpoch: old, Ops: []fsm.Op{status(1)}}); r.Err != nil {
@@ -399,22 +400,22 @@ func TestFencedCommandsRefusedOnEveryReplica(t *testing.T) {
 		t.Fatalf("deposed owner's command: %v", r.Error())
 	}
 	capture, _ := json.Marshal(model.CaptureInfo{ID: "c1", Incarnation: 7})
-	apply(leader, fsm.Command{Kind: fsm.KindRegisterCapture, Ops: []fsm.Op{{Type: fsm.OpPut, Key: model.CaptureKey("c1"), Value: capture}}})
+	apply(leader, fsm.Command{Kind: fsm.KindRegisterCapture, Ops: []fsm.Op{{Type: fsm.OpPut, Key: meta.CaptureKey("c1"), Value: capture}}})
 	capture, _ = json.Marshal(model.CaptureInfo{ID: "c1", Incarnation: 8})
-	apply(leader, fsm.Command{Kind: fsm.KindRegisterCapture, Ops: []fsm.Op{{Type: fsm.OpPut, Key: model.CaptureKey("c1"), Value: capture}}})
+	apply(leader, fsm.Command{Kind: fsm.KindRegisterCapture, Ops: []fsm.Op{{Type: fsm.OpPut, Key: meta.CaptureKey("c1"), Value: capture}}})
 	pos, _ := json.Marshal(model.TaskPosition{CheckpointTs: 5})
-	if r := apply((leader+1)%3, fsm.Command{Capture: &fsm.CaptureFence{ID: "c1", Incarnation: 7}, Ops: []fsm.Op{{Type: fsm.OpPut, Key: model.TaskPositionKey("cf", "c1"), Value: pos}}}); !errors.Is(r.Error(), fsm.ErrFenced) {
+	if r := apply((leader+1)%3, fsm.Command{Capture: &fsm.CaptureFence{ID: "c1", Incarnation: 7}, Ops: []fsm.Op{{Type: fsm.OpPut, Key: meta.TaskPositionKey("cf", "c1"), Value: pos}}}); !errors.Is(r.Error(), fsm.ErrFenced) {
 		t.Fatalf("replaced incarnation's command: %v", r.Error())
 	}
 	c.EnsureSame("/", 10*time.Second)
 	for _, i := range c.Up() {
-		kv, ok, _ := c.Node(i).FSM().Get(model.ChangefeedStatusKey("cf"))
+		kv, ok, _ := c.Node(i).FSM().Get(meta.ChangefeedStatusKey("cf"))
 		var st model.ChangefeedStatus
 		json.Unmarshal(kv.Value, &st)
 		if !ok || st.CheckpointTs != 1 {
 			t.Fatalf("node %d: status %+v, want the first owner's write only", i+1, st)
 		}
-		if _, ok, _ := c.Node(i).FSM().Get(model.TaskPositionKey("cf", "c1")); ok {
+		if _, ok, _ := c.Node(i).FSM().Get(meta.TaskPositionKey("cf", "c1")); ok {
 			t.Fatalf("node %d: fenced position applied", i+1)
 		}
 	}
@@ -434,5 +435,5 @@ func TestReplicationIsNotPipelined(t *testing.T) {
 	}
 	// Replication still works without it.
 	put(t, c, leader, "unpipelined", 1)
-	c.EnsureSame(model.PrefixUser, 10*time.Second)
+	c.EnsureSame(meta.PrefixUser, 10*time.Second)
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 )
 
 type nodeMetrics struct {
@@ -85,7 +86,7 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 	for s, v := range counts {
 		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(v), s)
 	}
-	if o, err := f.Owner(); err == nil {
+	if o, err := meta.ReadOwner(f); err == nil {
 		ch <- prometheus.MustNewConstMetric(descOwnerEpoch, prometheus.GaugeValue, float64(o.Epoch))
 	}
 }

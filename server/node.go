@@ -22,6 +22,7 @@ import (
 	"github.com/raftcdc/raftcdc/fsm"
 	"github.com/raftcdc/raftcdc/logging"
 	"github.com/raftcdc/raftcdc/membership"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/storage"
 	"github.com/rs/zerolog"
 )
@@ -35,6 +36,7 @@ type Node struct {
 	lock      *storage.DirLock
 	stores    *storage.Stores
 	fsm       *fsm.FSM
+	tracker   *meta.Tracker // reports corrupt metadata keys
 	transport *raft.NetworkTransport
 	raft      *raft.Raft
 	members   *membership.Membership
@@ -170,7 +172,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("checking for existing Raft state: %w", err)
 	}
 	n.metrics = newNodeMetrics(n)
-	if n.fsm, err = fsm.Open(filepath.Join(n.cfg.DataDir, "fsm.db"), fsm.Options{Logger: n.log.With().Str("component", "fsm").Logger(), ObserveApply: n.metrics.observeApply}); err != nil {
+	if n.fsm, err = fsm.Open(filepath.Join(n.cfg.DataDir, "fsm.db"), fsm.Options{Rules: meta.Rules{}, Logger: n.log.With().Str("component", "fsm").Logger(), ObserveApply: n.metrics.observeApply}); err != nil {
+		return err
+	}
+	if n.tracker, err = meta.NewTracker(n.log, n.registry); err != nil {
 		return err
 	}
 	if err := n.startRaft(); err != nil {
@@ -196,6 +201,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		n.goRun(func() { n.bootstrapLoop(ctxRun) })
 	}
 	n.goRun(func() { n.leaderLoop(ctxRun) })
+	n.goRun(func() {
+		if err := n.tracker.Run(ctxRun, n.fsm); err != nil {
+			n.log.Error().Err(err).Msg("metadata tracker stopped")
+		}
+	})
 	if len(n.memberPokes) > 0 {
 		n.goRun(func() { n.forwardMemberEvents(ctxRun) })
 	}

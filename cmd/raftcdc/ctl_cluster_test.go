@@ -18,6 +18,7 @@ import (
 
 	"github.com/raftcdc/raftcdc/api"
 	"github.com/raftcdc/raftcdc/ctl"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/server"
 	"github.com/raftcdc/raftcdc/testcluster"
@@ -86,7 +87,7 @@ func settled(state model.FeedState) func(d api.ChangefeedDetail) bool {
 // part of the state the API writes, which a refused request must not touch.
 func (c *liveCluster) infoDump(t testing.TB, i int) string {
 	t.Helper()
-	kvs, err := c.Node(i).FSM().List(model.PrefixChangefeedInfo)
+	kvs, err := c.Node(i).FSM().List(meta.PrefixChangefeedInfo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/raftcdc/raftcdc/api"
 	"github.com/raftcdc/raftcdc/ctl"
 	"github.com/raftcdc/raftcdc/ctl/ctltest"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 )
 
@@ -606,5 +607,46 @@ func TestCtlTLS(t *testing.T) {
 	r = ctlRun(t, addr, nil, "--ca", notPEM, "tso")
 	if r.code != 2 || r.stderr != "Error: the CA file "+notPEM+" holds no PEM certificate\n" {
 		t.Errorf("bad CA: exit %d %q", r.code, r.stderr)
+	}
+}
+
+// TestCtlCorruptMetadata: a key that does not decode is skipped by every
+// read and listed by `cluster status`; asking for a changefeed whose own
+// info does not decode is an error that names the key. (Before package
+// meta, one corrupt position made `changefeed query` of its changefeed fail.)
+func TestCtlCorruptMetadata(t *testing.T) {
+	s := ctltest.NewServer(t, nil)
+	fixture(t, s)
+	epoch := s.Store.ClaimOwner(t, "node1", fixtureT0)
+	s.Store.PutRaw(t, 0, meta.ChangefeedInfoKey("mangled"), `{"id":"mangled","start_ts":"yesterday"}`)
+	s.Store.PutRaw(t, epoch, meta.TaskStatusKey("orders", "node3"), `{"tables":[3]}`)
+	s.Store.PutRawPosition(t, "orders", "node2", `{"running":{"3":"soon"}}`)
+
+	r := ctlRun(t, s.Addr(), nil, "cluster", "status").mustOK(t)
+	golden(t, "cluster-status-corrupt.table", normaliseFixture(r.stdout))
+	var st api.Status
+	if err := json.Unmarshal([]byte(ctlRun(t, s.Addr(), nil, "-o", "json", "cluster", "status").mustOK(t).stdout), &struct{ Status *api.Status }{&st}); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.CorruptKeys) != 3 || st.CorruptKeys[0].Key != meta.ChangefeedInfoKey("mangled") || st.CorruptKeys[1].Key != meta.TaskPositionKey("orders", "node2") {
+		t.Fatalf("corrupt_keys = %+v", st.CorruptKeys)
+	}
+
+	// The list skips the mangled changefeed; orders still reads, with its
+	// corrupt task key shown and skipped.
+	list := ctlRun(t, s.Addr(), nil, "changefeed", "list").mustOK(t).stdout
+	if strings.Contains(list, "mangled") || !strings.Contains(list, "orders") {
+		t.Fatalf("changefeed list:\n%s", list)
+	}
+	var d api.ChangefeedDetail
+	if err := json.Unmarshal([]byte(ctlRun(t, s.Addr(), nil, "-o", "json", "changefeed", "query", "-c", "orders").mustOK(t).stdout), &d); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.CorruptKeys) != 2 || len(d.Tasks) != 2 || d.Tasks["node3"] != nil || len(d.Positions) != 1 {
+		t.Fatalf("orders: corrupt %+v, tasks %v, positions %v", d.CorruptKeys, d.Tasks, d.Positions)
+	}
+	q := ctlRun(t, s.Addr(), nil, "changefeed", "query", "-c", "mangled")
+	if q.code == 0 || !strings.Contains(q.stderr, "does not decode") || !strings.Contains(q.stderr, meta.ChangefeedInfoKey("mangled")) {
+		t.Fatalf("query of a corrupt changefeed: exit %d\n%s", q.code, q.stderr)
 	}
 }

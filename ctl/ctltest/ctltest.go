@@ -18,6 +18,7 @@ import (
 	"github.com/raftcdc/raftcdc/api"
 	"github.com/raftcdc/raftcdc/connector"
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/source"
 )
@@ -42,7 +43,7 @@ var _ api.Store = (*Store)(nil)
 // NewStore opens an empty state machine that leads its one-node "cluster".
 func NewStore(t testing.TB) *Store {
 	t.Helper()
-	f, err := fsm.Open(filepath.Join(t.TempDir(), "fsm.db"), fsm.Options{})
+	f, err := fsm.Open(filepath.Join(t.TempDir(), "fsm.db"), fsm.Options{Rules: meta.Rules{}})
 	if err != nil {
 		t.Fatalf("opening the FSM: %v", err)
 	}
@@ -79,9 +80,14 @@ func (s *Store) Status() api.Status {
 	st.AppliedIndex = s.FSM.AppliedIndex()
 	st.CommitIndex = st.AppliedIndex
 	st.LastIndex = st.AppliedIndex
-	if o, err := s.FSM.Owner(); err == nil {
+	if o, err := meta.ReadOwner(s.FSM); err == nil {
 		st.OwnerEpoch, st.OwnerNode = o.Epoch, o.NodeID
 	}
+	st.CorruptKeys = []meta.CorruptKey{}
+	_ = s.FSM.View(func(r fsm.Reader, _ uint64) error {
+		st.CorruptKeys = append(st.CorruptKeys, meta.Scan(r)...)
+		return nil
+	})
 	return st
 }
 
@@ -273,19 +279,19 @@ func (s *Store) RegisterCapture(t testing.TB, info model.CaptureInfo) {
 	if info.Incarnation == 0 {
 		info.Incarnation = 1
 	}
-	s.must(t, fsm.Command{Kind: fsm.KindRegisterCapture, Ops: []fsm.Op{put(model.CaptureKey(info.ID), info)}})
+	s.must(t, fsm.Command{Kind: fsm.KindRegisterCapture, Ops: []fsm.Op{put(meta.CaptureKey(info.ID), info)}})
 }
 
 // PutInfo writes a changefeed's definition as the API would.
 func (s *Store) PutInfo(t testing.TB, info model.ChangefeedInfo) {
 	t.Helper()
-	s.must(t, fsm.Command{Ops: []fsm.Op{put(model.ChangefeedInfoKey(info.ID), info)}})
+	s.must(t, fsm.Command{Ops: []fsm.Op{put(meta.ChangefeedInfoKey(info.ID), info)}})
 }
 
 // GetInfo reads a changefeed's definition; ok is false when absent.
 func (s *Store) GetInfo(t testing.TB, id string) (model.ChangefeedInfo, uint64, bool) {
 	t.Helper()
-	kv, ok, err := s.FSM.Get(model.ChangefeedInfoKey(id))
+	kv, ok, err := s.FSM.Get(meta.ChangefeedInfoKey(id))
 	if err != nil {
 		t.Fatalf("reading changefeed %s: %v", id, err)
 	}
@@ -301,22 +307,22 @@ func (s *Store) GetInfo(t testing.TB, id string) (model.ChangefeedInfo, uint64, 
 // PutStatus writes a changefeed's status as the owner of epoch would.
 func (s *Store) PutStatus(t testing.TB, epoch uint64, id string, st model.ChangefeedStatus) {
 	t.Helper()
-	s.must(t, fsm.Command{OwnerEpoch: epoch, Ops: []fsm.Op{put(model.ChangefeedStatusKey(id), st)}})
+	s.must(t, fsm.Command{OwnerEpoch: epoch, Ops: []fsm.Op{put(meta.ChangefeedStatusKey(id), st)}})
 }
 
 // PutTask writes a capture's task as the owner of epoch would.
 func (s *Store) PutTask(t testing.TB, epoch uint64, cf, capture string, ts model.TaskStatus) {
 	t.Helper()
-	s.must(t, fsm.Command{OwnerEpoch: epoch, Ops: []fsm.Op{put(model.TaskStatusKey(cf, capture), ts)}})
+	s.must(t, fsm.Command{OwnerEpoch: epoch, Ops: []fsm.Op{put(meta.TaskStatusKey(cf, capture), ts)}})
 }
 
 // PutPosition writes a processor's position and workload as that capture
 // (incarnation 1) would.
 func (s *Store) PutPosition(t testing.TB, cf, capture string, p model.TaskPosition, wl model.TaskWorkload) {
 	t.Helper()
-	ops := []fsm.Op{put(model.TaskPositionKey(cf, capture), p)}
+	ops := []fsm.Op{put(meta.TaskPositionKey(cf, capture), p)}
 	if wl != nil {
-		ops = append(ops, put(model.TaskWorkloadKey(cf, capture), wl))
+		ops = append(ops, put(meta.TaskWorkloadKey(cf, capture), wl))
 	}
 	s.must(t, fsm.Command{Capture: &fsm.CaptureFence{ID: capture, Incarnation: 1}, Ops: ops})
 }
@@ -331,4 +337,17 @@ func (s *Store) Dump(t testing.TB) string {
 	}
 	b, _ := json.Marshal(kvs)
 	return string(b)
+}
+
+// PutRaw stores value under key as it is, as a bug or another build could
+// have written it; with a non-zero epoch it writes as that owner.
+func (s *Store) PutRaw(t testing.TB, epoch uint64, key, value string) {
+	t.Helper()
+	s.must(t, fsm.Command{OwnerEpoch: epoch, Ops: []fsm.Op{{Type: fsm.OpPut, Key: key, Value: json.RawMessage(value)}}})
+}
+
+// PutRawPosition stores value as capture's position (incarnation 1) as it is.
+func (s *Store) PutRawPosition(t testing.TB, cf, capture, value string) {
+	t.Helper()
+	s.must(t, fsm.Command{Capture: &fsm.CaptureFence{ID: capture, Incarnation: 1}, Ops: []fsm.Op{{Type: fsm.OpPut, Key: meta.TaskPositionKey(cf, capture), Value: json.RawMessage(value)}}})
 }

@@ -1,0 +1,190 @@
+package meta
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/model"
+)
+
+// Records are stored as JSON: inspectable with ordinary tools, and a field
+// added by a newer build is ignored by an older one. Every read goes through
+// Decode, so "what is this key's value, and is it valid?" has one answer on
+// every node and in every component.
+
+// Put is the operation that stores v under key.
+func Put(key string, v any) (fsm.Op, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fsm.Op{}, fmt.Errorf("encoding %s: %w", key, err)
+	}
+	return fsm.Op{Type: fsm.OpPut, Key: key, Value: b}, nil
+}
+
+// ErrCorrupt is wrapped by every decode failure: the key holds something
+// that is not a record of its kind.
+var ErrCorrupt = errors.New("metadata key does not decode")
+
+// CorruptError says which key is corrupt and why.
+type CorruptError struct {
+	Key    string
+	Reason error
+}
+
+func (e *CorruptError) Error() string { return fmt.Sprintf("%s: %v", e.Key, e.Reason) }
+func (e *CorruptError) Unwrap() error { return ErrCorrupt }
+
+func corrupt(key string, format string, args ...any) error {
+	return &CorruptError{Key: key, Reason: fmt.Errorf(format, args...)}
+}
+
+// Decode parses a stored value by its key's kind and checks what can be
+// checked from the record alone. It returns a *model.CaptureInfo,
+// *model.ChangefeedInfo, *model.ChangefeedStatus, *model.TaskStatus,
+// *model.TaskPosition, model.TaskWorkload, *model.GCSafepoint,
+// *model.OwnerInfo or, for user keys, json.RawMessage. Any failure is a
+// *CorruptError.
+func Decode(key string, value []byte) (any, error) {
+	k, err := ParseKey(key)
+	if err != nil {
+		return nil, &CorruptError{Key: key, Reason: err}
+	}
+	return decodeKind(k, key, value)
+}
+
+func decodeKind(k Key, key string, value []byte) (any, error) {
+	switch k.Kind {
+	case KindCapture:
+		v, err := strict[model.CaptureInfo](key, value)
+		if err != nil {
+			return nil, err
+		}
+		if v.ID != k.Capture {
+			return nil, corrupt(key, "capture record names capture %q", v.ID)
+		}
+		return v, nil
+	case KindChangefeedInfo:
+		v, err := strict[model.ChangefeedInfo](key, value)
+		if err != nil {
+			return nil, err
+		}
+		if v.ID != "" && v.ID != k.Changefeed {
+			return nil, corrupt(key, "changefeed info names changefeed %q", v.ID)
+		}
+		return v, nil
+	case KindChangefeedStatus:
+		return strict[model.ChangefeedStatus](key, value)
+	case KindTaskStatus:
+		return strict[model.TaskStatus](key, value)
+	case KindTaskPosition:
+		return strict[model.TaskPosition](key, value)
+	case KindTaskWorkload:
+		if string(bytes.TrimSpace(value)) == "null" {
+			return model.TaskWorkload{}, nil // a nil map, as json.Marshal writes it
+		}
+		v, err := strict[model.TaskWorkload](key, value)
+		if err != nil {
+			return nil, err
+		}
+		if *v == nil {
+			return model.TaskWorkload{}, nil
+		}
+		return *v, nil
+	case KindGC:
+		return strict[model.GCSafepoint](key, value)
+	case KindOwner:
+		return strict[model.OwnerInfo](key, value)
+	default:
+		return json.RawMessage(value), nil
+	}
+}
+
+// strict decodes a JSON object into T. null, arrays and scalars are
+// corrupt: a record is always an object (a workload is a map, which is one).
+func strict[T any](key string, value []byte) (*T, error) {
+	trimmed := bytes.TrimSpace(value)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, corrupt(key, "value is not a JSON object")
+	}
+	var v T
+	if err := json.Unmarshal(trimmed, &v); err != nil {
+		return nil, corrupt(key, "%v", err)
+	}
+	return &v, nil
+}
+
+// get reads and decodes one key of a known kind. ok is false when the key
+// is absent; err is a *CorruptError when it does not decode.
+func get[T any](r fsm.Reader, key string) (v T, rev uint64, ok bool, err error) {
+	kv, found := r.Get(key)
+	if !found {
+		return v, 0, false, nil
+	}
+	d, err := Decode(key, kv.Value)
+	if err != nil {
+		return v, kv.ModRev, false, err
+	}
+	v, isT := d.(T)
+	if !isT {
+		return v, kv.ModRev, false, corrupt(key, "key holds %T, not %T", d, v)
+	}
+	return v, kv.ModRev, true, nil
+}
+
+// The typed readers below return ok=false for an absent key and a
+// *CorruptError for one that does not decode. Callers treat a corrupt key
+// as absent and do not log it: the Tracker reports every corrupt key once.
+
+// GetOwner reads the owner record; an absent one is the zero record.
+func GetOwner(r fsm.Reader) (model.OwnerInfo, error) {
+	v, _, ok, err := get[*model.OwnerInfo](r, KeyOwner)
+	if err != nil || !ok {
+		return model.OwnerInfo{}, err
+	}
+	return *v, nil
+}
+
+// GetCapture reads one capture record.
+func GetCapture(r fsm.Reader, id model.CaptureID) (*model.CaptureInfo, uint64, bool, error) {
+	return get[*model.CaptureInfo](r, CaptureKey(id))
+}
+
+// GetInfo reads one changefeed's info.
+func GetInfo(r fsm.Reader, id model.ChangefeedID) (*model.ChangefeedInfo, uint64, bool, error) {
+	return get[*model.ChangefeedInfo](r, ChangefeedInfoKey(id))
+}
+
+// GetStatus reads one changefeed's status.
+func GetStatus(r fsm.Reader, id model.ChangefeedID) (*model.ChangefeedStatus, uint64, bool, error) {
+	return get[*model.ChangefeedStatus](r, ChangefeedStatusKey(id))
+}
+
+// GetTaskStatus reads one capture's task status of one changefeed.
+func GetTaskStatus(r fsm.Reader, cf model.ChangefeedID, c model.CaptureID) (*model.TaskStatus, uint64, bool, error) {
+	return get[*model.TaskStatus](r, TaskStatusKey(cf, c))
+}
+
+// GetPosition reads one capture's position in one changefeed.
+func GetPosition(r fsm.Reader, cf model.ChangefeedID, c model.CaptureID) (*model.TaskPosition, uint64, bool, error) {
+	return get[*model.TaskPosition](r, TaskPositionKey(cf, c))
+}
+
+// Viewer is anything that reads a consistent view of the state (*fsm.FSM).
+type Viewer interface {
+	View(fn func(r fsm.Reader, appliedIndex uint64) error) error
+}
+
+// ReadOwner reads the owner record from its own view.
+func ReadOwner(v Viewer) (o model.OwnerInfo, err error) {
+	verr := v.View(func(r fsm.Reader, _ uint64) error {
+		o, err = GetOwner(r)
+		return nil
+	})
+	if verr != nil {
+		return o, verr
+	}
+	return o, err
+}
