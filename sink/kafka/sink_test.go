@@ -122,3 +122,30 @@ func TestOpenProtocolKeepsPerKeyOrderWithinPartitions(t *testing.T) {
 	}
 
 }
+
+func TestRenamedTableRoutesByItsNewName(t *testing.T) {
+	c := startBroker(t)
+	s := openSink(t, brokerURI(c, "cdc", "protocol=open-protocol&partition-num=2"),
+		WithDispatchers([]model.DispatchRule{{Matcher: []string{"shop.*"}, Topic: "{schema}_{table}"}}, false))
+	old := usersSchema("shop", "users")
+	ts := openTable(t, s, old.Table)
+	renamed := old.Clone()
+	renamed.Table.Table, renamed.Version = "customers", 2
+	ctx := testCtx(t)
+	txns := []*model.Txn{
+		{CommitTs: 100, StartTs: 99, Rows: []*model.RowChange{userRow(old, model.OpInsert, 100, 1, 0, "")}},
+		{CommitTs: 200, StartTs: 199, Rows: []*model.RowChange{userRow(renamed, model.OpInsert, 200, 2, 0, "")}},
+	}
+	if err := ts.Write(ctx, txns); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Flush(ctx, 200); err != nil {
+		t.Fatal(err)
+	}
+	for topic, want := range map[string]string{"shop_users": "users", "shop_customers": "customers"} {
+		evs := allOpenEvents(t, consume(t, c, topic))
+		if len(evs) != 1 || evs[0].Key.Table != want {
+			t.Fatalf("topic %s: %d events %+v, want one row of %s", topic, len(evs), evs, want)
+		}
+	}
+}

@@ -81,7 +81,6 @@ func (t *tableSink) Write(ctx context.Context, txns []*model.Txn) error {
 	defer g.finish(nil)
 
 	batches := map[int32]*pendingBatch{}
-	limit := t.info.maxMessageBytes
 	maxBatch := t.s.proto.batch()
 	var order []int32
 	send := func(p int32) error {
@@ -98,13 +97,28 @@ func (t *tableSink) Write(ctx context.Context, txns []*model.Txn) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if row.Schema == nil || row.Schema.Table.Schema != t.table.Schema || row.Schema.Table.Table != t.table.Table {
-				return fmt.Errorf("kafka sink: table sink of %s got a row of another table", t.table)
+			if row.Schema == nil {
+				return t.fail(fmt.Errorf("kafka sink: table %s: a row at commit ts %d has no schema", t.table, row.CommitTs))
+			}
+			if n := row.Schema.Table; n.Schema != t.table.Schema || n.Table != t.table.Table {
+				// A rename keeps the table sink; rows after it carry the
+				// new name, which may route to another topic. Earlier
+				// messages of the call go out first, in order.
+				for _, p := range order {
+					if err := send(p); err != nil {
+						return err
+					}
+				}
+				order = order[:0]
+				if err := t.rename(ctx, n); err != nil {
+					return t.fail(err)
+				}
 			}
 			p, err := t.part.partition(row, t.info.partitions)
 			if err != nil {
 				return t.fail(err)
 			}
+			limit := t.info.maxMessageBytes
 			k, v, err := t.encode(ctx, row, limit)
 			if err != nil {
 				return t.fail(err)
@@ -137,6 +151,21 @@ func (t *tableSink) Write(ctx context.Context, txns []*model.Txn) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// rename routes the table's rows by its new name from here on.
+func (t *tableSink) rename(ctx context.Context, n model.TableName) error {
+	rt := t.s.route.route(n)
+	ti, err := t.s.ensureTopic(ctx, rt.topic)
+	if err != nil {
+		return fmt.Errorf("table %s renamed to %s: %w", t.table, n, err)
+	}
+	t.s.mu.Lock()
+	t.s.watermarkTopics[rt.topic] = true
+	t.s.mu.Unlock()
+	t.s.log.Info().Str("table", t.table.String()).Str("new_name", n.String()).Str("topic", rt.topic).Msg("table renamed; routing by the new name")
+	t.table, t.topic, t.info, t.part = n, rt.topic, ti, newPartitioner(rt, n)
 	return nil
 }
 
