@@ -10,7 +10,10 @@ import (
 	"net/url"
 	"sync"
 
-	"github.com/raftcdc/raftcdc/internal/redact"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
 	"github.com/raftcdc/raftcdc/sink/blackhole"
 	"github.com/raftcdc/raftcdc/sink/file"
@@ -83,11 +86,25 @@ func WithDatagenOptions(opts ...datagen.Option) PoolOption {
 	return func(p *Pool) { p.datagenOpts = append(p.datagenOpts, opts...) }
 }
 
+// WithMetricsRegistry registers the sinks' metrics (Kafka's messages,
+// bytes, batch sizes, produce latency, large messages) with reg, once for
+// the pool.
+func WithMetricsRegistry(reg prometheus.Registerer) PoolOption {
+	return func(p *Pool) { p.kafkaMetrics = kafka.NewMetrics(reg) }
+}
+
+// WithLogger gives the sinks a logger.
+func WithLogger(l zerolog.Logger) PoolOption {
+	return func(p *Pool) { p.log = l }
+}
+
 // Pool opens sources and sinks. It keeps one source per URI for the life of
 // the process, so that the owner and the processors on one node talk to the
 // same upstream (for datagen: the same simulated GC state).
 type Pool struct {
-	datagenOpts []datagen.Option
+	datagenOpts  []datagen.Option
+	kafkaMetrics *kafka.Metrics
+	log          zerolog.Logger
 
 	mu      sync.Mutex
 	closed  bool
@@ -96,9 +113,12 @@ type Pool struct {
 
 // NewPool returns an empty pool.
 func NewPool(opts ...PoolOption) *Pool {
-	p := &Pool{sources: make(map[string]source.SpanSource)}
+	p := &Pool{sources: make(map[string]source.SpanSource), log: zerolog.Nop()}
 	for _, o := range opts {
 		o(p)
+	}
+	if p.kafkaMetrics == nil {
+		p.kafkaMetrics = kafka.NewMetrics(nil)
 	}
 	return p
 }
@@ -150,8 +170,17 @@ func (p *Pool) cached(key string, open func() (source.SpanSource, error)) (sourc
 	return sharedSource{src}, nil
 }
 
-// OpenSink opens a new sink for the URI; the caller closes it.
+// OpenSink opens a new sink for the URI; the caller closes it. Sinks that
+// route by the changefeed's configuration (Kafka's dispatchers) get the
+// defaults; OpenChangefeedSink gives them the changefeed.
 func (p *Pool) OpenSink(ctx context.Context, uri string) (sink.Sink, error) {
+	return p.OpenChangefeedSink(ctx, "", uri, model.ChangefeedConfig{})
+}
+
+// OpenChangefeedSink opens a new sink for one changefeed: its ID labels
+// the sink's metrics and logs, and its config carries the sink options
+// that are not in the URI (Kafka's [sink] dispatchers).
+func (p *Pool) OpenChangefeedSink(ctx context.Context, id model.ChangefeedID, uri string, cfg model.ChangefeedConfig) (sink.Sink, error) {
 	s, err := scheme("sink", uri)
 	if err != nil {
 		return nil, err
@@ -172,9 +201,11 @@ func (p *Pool) OpenSink(ctx context.Context, uri string) (sink.Sink, error) {
 	case blackhole.Scheme:
 		return blackhole.Open(uri)
 	case kafka.Scheme:
-		// kafka.Open gives a v2 sink (transactions, DDL, checkpoints); it
-		// is wired here when the processor runs the v2 contract.
-		return nil, fmt.Errorf("sink URI %s: the kafka sink needs the v2 pipeline, which this build's processor does not run yet", redact.URI(uri))
+		if id == "" {
+			id = "-"
+		}
+		return kafka.Open(ctx, uri, kafka.WithChangefeed(id), kafka.WithMetrics(p.kafkaMetrics), kafka.WithLogger(p.log),
+			kafka.WithDispatchers(cfg.Dispatchers, cfg.Filter.CaseSensitive))
 	default:
 		return nil, fmt.Errorf("sink URI %q: unknown scheme %q (supported: %s)", uri, s, SinkSchemes)
 	}

@@ -6,6 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
 	"github.com/raftcdc/raftcdc/sink/blackhole"
@@ -129,5 +134,50 @@ func TestPoolOpensSinks(t *testing.T) {
 	}
 	if _, err := p.OpenSink(ctx, "nats://x"); err == nil {
 		t.Fatal("unknown sink opened")
+	}
+}
+
+func TestPoolOpensKafkaSinksWithTheChangefeedsDispatchers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	reg := prometheus.NewRegistry()
+	p := NewPool(WithMetricsRegistry(reg))
+	defer p.Close()
+	cfg := model.ChangefeedConfig{Dispatchers: []model.DispatchRule{{Matcher: []string{"a.*"}, Topic: "t_{table}"}}}
+	s, err := p.OpenChangefeedSink(ctx, "cf1", "kafka://"+c.ListenAddrs()[0]+"/main?protocol=canal-json", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.OpenTable(ctx, model.TableName{ID: 1, Schema: "a", Table: "b"}, sink.TableOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	topics, err := kadm.NewClient(cl).ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !topics.Has("t_b") || !topics.Has("main") {
+		t.Fatalf("topics %v: the dispatcher's t_b and the URI's main should exist", topics.Names())
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		found = found || mf.GetName() == "raftcdc_kafka_produce_latency_seconds"
+	}
+	if !found {
+		t.Error("the Kafka sink's metrics are not in the pool's registry")
 	}
 }

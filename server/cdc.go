@@ -33,7 +33,8 @@ type cdc struct {
 // EnableCDC adds the owner (leader only), the processors (every node), the
 // GC mirror and the changefeed API to a node. Call before Start.
 func EnableCDC(n *Node, o CDCOptions) {
-	c := &cdc{n: n, pool: connector.NewPool(o.PoolOptions...)}
+	poolOpts := append([]connector.PoolOption{connector.WithMetricsRegistry(n.registry), connector.WithLogger(n.log)}, o.PoolOptions...)
+	c := &cdc{n: n, pool: connector.NewPool(poolOpts...)}
 	// One set of owner metrics per node, reused across leadership terms.
 	metrics, err := owner.NewMetrics(n.registry)
 	if err != nil {
