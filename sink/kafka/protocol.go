@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/raftcdc/raftcdc/codec/canal"
+	"github.com/raftcdc/raftcdc/codec/debezium"
 	"github.com/raftcdc/raftcdc/codec/open"
 	"github.com/raftcdc/raftcdc/model"
 )
@@ -34,6 +35,8 @@ func newProtocol(cfg *Config) (protocol, error) {
 	switch cfg.Protocol {
 	case ProtocolOpen:
 		return openProtocol{maxBatch: cfg.MaxBatchSize}, nil
+	case ProtocolDebezium:
+		return debeziumProtocol{enc: debezium.NewEncoder(debezium.Options{DisableSchema: cfg.DebeziumDisableSchema, EnableTiDBExtension: cfg.EnableTiDBExtension})}, nil
 	case ProtocolCanalJSON:
 		return canalProtocol{enc: canal.NewEncoder(canal.Options{EnableTiDBExtension: cfg.EnableTiDBExtension})}, nil
 	}
@@ -104,4 +107,22 @@ func (p canalProtocol) encodeDDL(_ context.Context, d *model.DDLEvent) ([]byte, 
 func (p canalProtocol) encodeWatermark(ts model.Ts) ([]byte, []byte, bool) {
 	v := p.enc.EncodeCheckpoint(ts)
 	return nil, v, v != nil
+}
+
+// debeziumProtocol is Debezium's JSON envelope (codec/debezium).
+type debeziumProtocol struct {
+	single
+	enc *debezium.Encoder
+}
+
+func (p debeziumProtocol) encodeRow(_ context.Context, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
+	return p.enc.EncodeRow(r, debezium.RowOptions{OnlyHandleKey: o.onlyHandleKey, ClaimCheck: o.claimCheck})
+}
+
+func (p debeziumProtocol) encodeDDL(_ context.Context, d *model.DDLEvent) ([]byte, []byte, error) {
+	return p.enc.EncodeDDL(d)
+}
+
+func (p debeziumProtocol) encodeWatermark(ts model.Ts) ([]byte, []byte, bool) {
+	return p.enc.EncodeWatermark(ts)
 }

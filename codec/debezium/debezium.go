@@ -1,0 +1,617 @@
+// Package debezium encodes changes in Debezium's JSON envelope, as TiCDC's
+// debezium protocol writes it for a MySQL-compatible upstream: a key with
+// the handle-key columns and a value
+//
+//	{"payload":{"before":{...},"after":{...},"source":{...},"op":"c","ts_ms":...,"transaction":null},
+//	 "schema":{...}}
+//
+// op is c (insert), u (update) or d (delete); source carries the connector
+// ("TiCDC"), db, table, ts_ms (the commit's physical time) and TiCDC's
+// commit_ts. The Kafka Connect schema is included unless DisableSchema is
+// set (TiCDC's debezium-disable-schema).
+//
+// Column values follow Debezium's MySQL connector with
+// decimal.handling.mode=string and time.precision.mode=adaptive_time_microseconds:
+// integers as numbers, decimal as its text, float and double as numbers,
+// text as strings, binary and blobs as base64 (Kafka Connect's JSON form of
+// bytes), date as days since the epoch (io.debezium.time.Date), datetime as
+// milliseconds or, with fsp > 3, microseconds since the epoch
+// (Timestamp / MicroTimestamp), timestamp as an ISO-8601 UTC string
+// (ZonedTimestamp), time as microseconds (MicroTime), year as a number,
+// enum and set as their text, bit(1) as a boolean and wider bits as
+// little-endian bytes (io.debezium.data.Bits), json as its text
+// (io.debezium.data.Json).
+//
+// DDL messages are TiCDC's (Debezium's schema-change event): key
+// {"databaseName":...}, value with source, ts_ms, databaseName, ddl and
+// tableChanges. With the TiDB extension a watermark message (op "m",
+// source.commit_ts the watermark) is sent at each checkpoint.
+package debezium
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/raftcdc/raftcdc/model"
+)
+
+// Options select the encoder's variants.
+type Options struct {
+	// DisableSchema leaves the Kafka Connect schema out of keys and values.
+	DisableSchema bool
+	// EnableTiDBExtension enables watermark messages.
+	EnableTiDBExtension bool
+	// ClusterName is source.name and the schema names' prefix ("default").
+	ClusterName string
+	// Now is the clock for payload.ts_ms (time.Now if nil).
+	Now func() time.Time
+}
+
+// Encoder encodes rows, DDLs and watermarks. Safe for concurrent use.
+type Encoder struct{ opts Options }
+
+// NewEncoder returns an encoder.
+func NewEncoder(o Options) *Encoder {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.ClusterName == "" {
+		o.ClusterName = "default"
+	}
+	return &Encoder{opts: o}
+}
+
+// Field is a Kafka Connect schema field.
+type Field struct {
+	Type       string            `json:"type"`
+	Optional   bool              `json:"optional"`
+	Name       string            `json:"name,omitempty"`
+	Version    int               `json:"version,omitempty"`
+	Field      string            `json:"field,omitempty"`
+	Parameters map[string]string `json:"parameters,omitempty"`
+	Fields     []Field           `json:"fields,omitempty"`
+}
+
+// Source is the envelope's source block.
+type Source struct {
+	Version   string  `json:"version"`
+	Connector string  `json:"connector"`
+	Name      string  `json:"name"`
+	TsMs      int64   `json:"ts_ms"`
+	Snapshot  string  `json:"snapshot"`
+	DB        string  `json:"db"`
+	Table     string  `json:"table,omitempty"`
+	ServerID  int64   `json:"server_id"`
+	GTID      *string `json:"gtid"`
+	File      string  `json:"file"`
+	Pos       int64   `json:"pos"`
+	Row       int     `json:"row"`
+	Thread    int64   `json:"thread"`
+	Query     *string `json:"query"`
+	CommitTs  uint64  `json:"commit_ts"`
+	ClusterID string  `json:"cluster_id"`
+}
+
+// Payload is a row or watermark envelope's payload.
+type Payload struct {
+	Before      map[string]json.RawMessage `json:"before"`
+	After       map[string]json.RawMessage `json:"after"`
+	Source      Source                     `json:"source"`
+	Op          string                     `json:"op"`
+	TsMs        int64                      `json:"ts_ms"`
+	Transaction json.RawMessage            `json:"transaction"`
+	// DDL fields (schema-change events).
+	DatabaseName string        `json:"databaseName,omitempty"`
+	DDL          string        `json:"ddl,omitempty"`
+	TableChanges []TableChange `json:"tableChanges,omitempty"`
+	// Large-message marks (TiCDC's, in the TiDB extension's spirit).
+	OnlyHandleKey      bool   `json:"onlyHandleKey,omitempty"`
+	ClaimCheckLocation string `json:"claimCheckLocation,omitempty"`
+}
+
+// TableChange describes a table after a DDL.
+type TableChange struct {
+	Type  string      `json:"type"`
+	ID    string      `json:"id"`
+	Table *TableShape `json:"table"`
+}
+
+// TableShape is a table's columns and key in a schema-change event.
+type TableShape struct {
+	PrimaryKeyColumnNames []string      `json:"primaryKeyColumnNames"`
+	Columns               []ColumnShape `json:"columns"`
+}
+
+// ColumnShape is one column in a schema-change event.
+type ColumnShape struct {
+	Name           string `json:"name"`
+	TypeName       string `json:"typeName"`
+	TypeExpression string `json:"typeExpression"`
+	Optional       bool   `json:"optional"`
+	Position       int    `json:"position"`
+}
+
+// Envelope is a whole value (or key) message.
+type Envelope struct {
+	Payload json.RawMessage `json:"payload"`
+	Schema  *Field          `json:"schema,omitempty"`
+}
+
+// RowOptions are the large-message variants of a row.
+type RowOptions struct {
+	OnlyHandleKey bool
+	ClaimCheck    string
+}
+
+func physicalMillis(ts model.Ts) int64 { return int64(ts >> 18) }
+
+func (e *Encoder) source(db, table string, ts model.Ts) Source {
+	return Source{Version: "2.4.0.Final", Connector: "TiCDC", Name: e.opts.ClusterName, TsMs: physicalMillis(ts), Snapshot: "false",
+		DB: db, Table: table, CommitTs: ts}
+}
+
+// EncodeRow encodes one row change as key and value.
+func (e *Encoder) EncodeRow(r *model.RowChange, o RowOptions) (key, value []byte, err error) {
+	s := r.Schema
+	if s == nil {
+		return nil, nil, fmt.Errorf("debezium: row at %d has no schema", r.CommitTs)
+	}
+	keyCols := s.KeyColumns(s.HandleKey())
+	isKey := make([]bool, len(s.Columns))
+	for _, i := range keyCols {
+		isKey[i] = true
+	}
+	only := o.OnlyHandleKey || o.ClaimCheck != ""
+	image := func(img []model.Value) (map[string]json.RawMessage, error) {
+		if img == nil {
+			return nil, nil
+		}
+		out := make(map[string]json.RawMessage, len(img))
+		for i, v := range img {
+			if v.IsMissing() || v.IsUnchanged() || (only && !isKey[i]) {
+				continue
+			}
+			raw, err := EncodeValue(s.Columns[i].Type, v)
+			if err != nil {
+				return nil, fmt.Errorf("table %s column %s: %w", s.Table, s.Columns[i].Name, err)
+			}
+			out[s.Columns[i].Name] = raw
+		}
+		return out, nil
+	}
+	p := Payload{Source: e.source(s.Table.Schema, s.Table.Table, r.CommitTs), TsMs: e.opts.Now().UnixMilli(),
+		Transaction: json.RawMessage("null"), OnlyHandleKey: only, ClaimCheckLocation: o.ClaimCheck}
+	switch r.Op {
+	case model.OpInsert:
+		p.Op = "c"
+	case model.OpUpdate:
+		p.Op = "u"
+	case model.OpDelete:
+		p.Op = "d"
+	default:
+		return nil, nil, fmt.Errorf("debezium: table %s: unknown op %q", s.Table, r.Op)
+	}
+	if p.Before, err = image(r.Before); err != nil {
+		return nil, nil, err
+	}
+	if p.After, err = image(r.After); err != nil {
+		return nil, nil, err
+	}
+	// The key: the handle-key columns of the row's current image.
+	kp := map[string]json.RawMessage{}
+	img := r.Image()
+	for _, i := range keyCols {
+		if i < 0 || img[i].IsMissing() {
+			continue
+		}
+		raw, err := EncodeValue(s.Columns[i].Type, img[i])
+		if err != nil {
+			return nil, nil, err
+		}
+		kp[s.Columns[i].Name] = raw
+	}
+	prefix := e.opts.ClusterName + "." + s.Table.Schema + "." + s.Table.Table
+	var keySchema, valueSchema *Field
+	if !e.opts.DisableSchema {
+		kf := Field{Type: "struct", Name: prefix + ".Key", Optional: false}
+		vf := Field{Type: "struct", Name: prefix + ".Value", Optional: true}
+		for i, c := range s.Columns {
+			f := ColumnField(c)
+			vf.Fields = append(vf.Fields, f)
+			if isKey[i] {
+				kf.Fields = append(kf.Fields, f)
+			}
+		}
+		before, after := vf, vf
+		before.Field, after.Field = "before", "after"
+		valueSchema = &Field{Type: "struct", Optional: false, Name: prefix + ".Envelope", Version: 1, Fields: []Field{
+			before, after, sourceSchema(),
+			{Type: "string", Optional: false, Field: "op"},
+			{Type: "int64", Optional: true, Field: "ts_ms"},
+			{Type: "struct", Optional: true, Name: "event.block", Version: 1, Field: "transaction", Fields: []Field{
+				{Type: "string", Field: "id"}, {Type: "int64", Field: "total_order"}, {Type: "int64", Field: "data_collection_order"}}},
+		}}
+		keySchema = &kf
+	}
+	if key, err = envelope(kp, keySchema); err != nil {
+		return nil, nil, err
+	}
+	value, err = envelope(p, valueSchema)
+	return key, value, err
+}
+
+func envelope(payload any, schema *Field) ([]byte, error) {
+	pb, err := json.Marshal(payload)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(Envelope{Payload: pb, Schema: schema})
+}
+
+func sourceSchema() Field {
+	str := func(n string, opt bool) Field { return Field{Type: "string", Optional: opt, Field: n} }
+	i64 := func(n string, opt bool) Field { return Field{Type: "int64", Optional: opt, Field: n} }
+	return Field{Type: "struct", Optional: false, Name: "io.debezium.connector.mysql.Source", Field: "source", Fields: []Field{
+		str("version", false), str("connector", false), str("name", false), i64("ts_ms", false),
+		{Type: "string", Optional: true, Name: "io.debezium.data.Enum", Version: 1, Parameters: map[string]string{"allowed": "true,last,false,incremental"}, Field: "snapshot"},
+		str("db", false), str("sequence", true), str("table", true), i64("server_id", false), str("gtid", true), str("file", false),
+		i64("pos", false), {Type: "int32", Optional: false, Field: "row"}, i64("thread", true), str("query", true),
+		i64("commit_ts", false), str("cluster_id", false),
+	}}
+}
+
+// ColumnField is a column's Kafka Connect schema field.
+func ColumnField(c model.Column) Field {
+	f := Field{Field: c.Name, Optional: c.Nullable}
+	t := c.Type
+	switch t.Kind {
+	case model.TypeTinyInt, model.TypeSmallInt:
+		f.Type = "int16"
+		if t.Unsigned && t.Kind == model.TypeSmallInt {
+			f.Type = "int32"
+		}
+	case model.TypeMediumInt:
+		f.Type = "int32"
+	case model.TypeInt:
+		f.Type = "int32"
+		if t.Unsigned {
+			f.Type = "int64"
+		}
+	case model.TypeBigInt:
+		f.Type = "int64"
+	case model.TypeFloat:
+		f.Type = "float"
+	case model.TypeDouble:
+		f.Type = "double"
+	case model.TypeDecimal:
+		f.Type = "string"
+	case model.TypeDate:
+		f.Type, f.Name, f.Version = "int32", "io.debezium.time.Date", 1
+	case model.TypeDatetime:
+		f.Type, f.Name, f.Version = "int64", "io.debezium.time.Timestamp", 1
+		if t.Fsp > 3 {
+			f.Name = "io.debezium.time.MicroTimestamp"
+		}
+	case model.TypeTimestamp:
+		f.Type, f.Name, f.Version = "string", "io.debezium.time.ZonedTimestamp", 1
+	case model.TypeTime:
+		f.Type, f.Name, f.Version = "int64", "io.debezium.time.MicroTime", 1
+	case model.TypeYear:
+		f.Type, f.Name, f.Version = "int32", "io.debezium.time.Year", 1
+	case model.TypeEnum:
+		f.Type, f.Name, f.Version = "string", "io.debezium.data.Enum", 1
+		f.Parameters = map[string]string{"allowed": strings.Join(t.Elems, ",")}
+	case model.TypeSet:
+		f.Type, f.Name, f.Version = "string", "io.debezium.data.EnumSet", 1
+		f.Parameters = map[string]string{"allowed": strings.Join(t.Elems, ",")}
+	case model.TypeBit:
+		if t.Length <= 1 {
+			f.Type = "boolean"
+		} else {
+			f.Type, f.Name, f.Version = "bytes", "io.debezium.data.Bits", 1
+			f.Parameters = map[string]string{"length": strconv.Itoa(t.Length)}
+		}
+	case model.TypeJSON:
+		f.Type, f.Name, f.Version = "string", "io.debezium.data.Json", 1
+	default:
+		if t.IsBinary() {
+			f.Type = "bytes"
+		} else {
+			f.Type = "string"
+		}
+	}
+	return f
+}
+
+// EncodeValue renders one value in Debezium's JSON form for its type.
+func EncodeValue(t model.ColumnType, v model.Value) (json.RawMessage, error) {
+	if v.IsNull() {
+		return json.RawMessage("null"), nil
+	}
+	switch t.Kind {
+	case model.TypeDate:
+		d, err := time.Parse("2006-01-02", v.S)
+		if err != nil {
+			return nil, fmt.Errorf("date %q: %w", v.S, err)
+		}
+		return strconv.AppendInt(nil, floorDiv(d.Unix(), 86400), 10), nil
+	case model.TypeDatetime:
+		d, err := time.Parse("2006-01-02 15:04:05.999999", v.S)
+		if err != nil {
+			return nil, fmt.Errorf("datetime %q: %w", v.S, err)
+		}
+		if t.Fsp > 3 {
+			return strconv.AppendInt(nil, d.UnixMicro(), 10), nil
+		}
+		return strconv.AppendInt(nil, d.UnixMilli(), 10), nil
+	case model.TypeTimestamp:
+		d, err := time.Parse("2006-01-02 15:04:05.999999", v.S)
+		if err != nil {
+			return nil, fmt.Errorf("timestamp %q: %w", v.S, err)
+		}
+		return json.Marshal(d.UTC().Format("2006-01-02T15:04:05.999999Z"))
+	case model.TypeTime:
+		us, err := timeMicros(v.S)
+		if err != nil {
+			return nil, err
+		}
+		return strconv.AppendInt(nil, us, 10), nil
+	case model.TypeBit:
+		if t.Length <= 1 {
+			return json.RawMessage(strconv.FormatBool(v.U != 0)), nil
+		}
+		n := (t.Length + 7) / 8
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], v.U)
+		return json.Marshal(base64.StdEncoding.EncodeToString(b[:n]))
+	}
+	switch v.Kind {
+	case model.ValueInt:
+		return strconv.AppendInt(nil, v.I, 10), nil
+	case model.ValueUint:
+		return strconv.AppendUint(nil, v.U, 10), nil
+	case model.ValueFloat:
+		if t.Kind == model.TypeFloat {
+			return json.RawMessage(strconv.FormatFloat(v.F, 'g', -1, 32)), nil
+		}
+		return json.Marshal(v.F)
+	case model.ValueBytes:
+		return json.Marshal(base64.StdEncoding.EncodeToString(v.B))
+	case model.ValueString:
+		return json.Marshal(v.S)
+	}
+	return nil, fmt.Errorf("value of kind %s cannot be encoded", v.Kind)
+}
+
+// DecodeValue turns a Debezium JSON value back into a model.Value of the
+// column's type (for consumers and tests).
+func DecodeValue(t model.ColumnType, raw json.RawMessage) (model.Value, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return model.Null(), nil
+	}
+	str := func() (string, error) {
+		var s string
+		err := json.Unmarshal(raw, &s)
+		return s, err
+	}
+	switch t.Kind {
+	case model.TypeDate:
+		n, err := strconv.ParseInt(string(raw), 10, 64)
+		return model.StringValue(time.Unix(n*86400, 0).UTC().Format("2006-01-02")), err
+	case model.TypeDatetime:
+		n, err := strconv.ParseInt(string(raw), 10, 64)
+		var d time.Time
+		if t.Fsp > 3 {
+			d = time.UnixMicro(n).UTC()
+		} else {
+			d = time.UnixMilli(n).UTC()
+		}
+		return model.StringValue(d.Format("2006-01-02 15:04:05") + model.FormatFsp(d.Nanosecond()/1000, t.Fsp)), err
+	case model.TypeTimestamp:
+		s, err := str()
+		if err != nil {
+			return model.Value{}, err
+		}
+		d, err := time.Parse("2006-01-02T15:04:05.999999Z", s)
+		return model.StringValue(d.Format("2006-01-02 15:04:05") + model.FormatFsp(d.Nanosecond()/1000, t.Fsp)), err
+	case model.TypeTime:
+		n, err := strconv.ParseInt(string(raw), 10, 64)
+		return model.StringValue(formatTime(n, t.Fsp)), err
+	case model.TypeBit:
+		if t.Length <= 1 {
+			b, err := strconv.ParseBool(string(raw))
+			if b {
+				return model.UintValue(1), err
+			}
+			return model.UintValue(0), err
+		}
+		s, err := str()
+		if err != nil {
+			return model.Value{}, err
+		}
+		b, err := base64.StdEncoding.DecodeString(s)
+		var full [8]byte
+		copy(full[:], b)
+		return model.UintValue(binary.LittleEndian.Uint64(full[:])), err
+	}
+	switch t.ValueKind() {
+	case model.ValueInt:
+		n, err := strconv.ParseInt(string(raw), 10, 64)
+		return model.IntValue(n), err
+	case model.ValueUint:
+		n, err := strconv.ParseUint(string(raw), 10, 64)
+		return model.UintValue(n), err
+	case model.ValueFloat:
+		f, err := strconv.ParseFloat(string(raw), 64)
+		return model.FloatValue(f), err
+	case model.ValueBytes:
+		s, err := str()
+		if err != nil {
+			return model.Value{}, err
+		}
+		b, err := base64.StdEncoding.DecodeString(s)
+		return model.BytesValue(b), err
+	default:
+		s, err := str()
+		return model.StringValue(s), err
+	}
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
+
+// timeMicros parses "[-]HHH:MM:SS[.ffffff]" into microseconds.
+func timeMicros(s string) (int64, error) {
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	main, frac, _ := strings.Cut(s, ".")
+	parts := strings.Split(main, ":")
+	if len(parts) != 3 {
+		return 0, fmt.Errorf("time %q: want HH:MM:SS", s)
+	}
+	var n [3]int64
+	for i, p := range parts {
+		v, err := strconv.ParseInt(p, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("time %q: %w", s, err)
+		}
+		n[i] = v
+	}
+	us := ((n[0]*60+n[1])*60 + n[2]) * 1e6
+	if frac != "" {
+		f, err := strconv.ParseInt((frac + "000000")[:6], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("time %q: %w", s, err)
+		}
+		us += f
+	}
+	if neg {
+		us = -us
+	}
+	return us, nil
+}
+
+func formatTime(us int64, fsp int) string {
+	sign := ""
+	if us < 0 {
+		sign, us = "-", -us
+	}
+	sec := us / 1e6
+	return fmt.Sprintf("%s%02d:%02d:%02d%s", sign, sec/3600, sec/60%60, sec%60, model.FormatFsp(int(us%1e6), fsp))
+}
+
+// EncodeDDL encodes a DDL as Debezium's schema-change event.
+func (e *Encoder) EncodeDDL(d *model.DDLEvent) (key, value []byte, err error) {
+	kp := map[string]string{"databaseName": d.Schema}
+	var ks *Field
+	if !e.opts.DisableSchema {
+		ks = &Field{Type: "struct", Name: "io.debezium.connector.mysql.SchemaChangeKey", Optional: false, Version: 1,
+			Fields: []Field{{Type: "string", Optional: false, Field: "databaseName"}}}
+	}
+	if key, err = envelope(kp, ks); err != nil {
+		return nil, nil, err
+	}
+	table := ""
+	if len(d.Tables) > 0 {
+		table = d.Tables[0].Table
+	}
+	p := Payload{Source: e.source(d.Schema, table, d.CommitTs), TsMs: e.opts.Now().UnixMilli(), DatabaseName: d.Schema, DDL: d.Query,
+		Transaction: json.RawMessage("null")}
+	typ := "ALTER"
+	switch d.Kind {
+	case model.DDLCreateTable, model.DDLCreateSchema:
+		typ = "CREATE"
+	case model.DDLDropTable, model.DDLDropSchema:
+		typ = "DROP"
+	}
+	for i, t := range d.Tables {
+		tc := TableChange{Type: typ, ID: fmt.Sprintf("%q.%q", t.Schema, t.Table)}
+		if i < len(d.After) && d.After[i] != nil {
+			s := d.After[i]
+			tc.ID = fmt.Sprintf("%q.%q", s.Table.Schema, s.Table.Table)
+			shape := &TableShape{PrimaryKeyColumnNames: []string{}}
+			if pk := s.PrimaryKey(); pk != nil {
+				shape.PrimaryKeyColumnNames = pk.Columns
+			}
+			for j, c := range s.Columns {
+				shape.Columns = append(shape.Columns, ColumnShape{Name: c.Name, TypeName: strings.ToUpper(string(c.Type.Kind)),
+					TypeExpression: c.Type.String(), Optional: c.Nullable, Position: j + 1})
+			}
+			tc.Table = shape
+		}
+		p.TableChanges = append(p.TableChanges, tc)
+	}
+	var vs *Field
+	if !e.opts.DisableSchema {
+		vs = &Field{Type: "struct", Optional: false, Name: "io.debezium.connector.mysql.SchemaChangeValue", Version: 1, Fields: []Field{
+			sourceSchema(), {Type: "int64", Optional: false, Field: "ts_ms"}, {Type: "string", Optional: true, Field: "databaseName"},
+			{Type: "string", Optional: true, Field: "schemaName"}, {Type: "string", Optional: true, Field: "ddl"},
+			{Type: "array", Optional: false, Field: "tableChanges"},
+		}}
+	}
+	value, err = envelope(p, vs)
+	return key, value, err
+}
+
+// EncodeWatermark encodes a watermark (op "m", source.commit_ts the
+// watermark); ok is false without the TiDB extension.
+func (e *Encoder) EncodeWatermark(ts model.Ts) (key, value []byte, ok bool) {
+	if !e.opts.EnableTiDBExtension {
+		return nil, nil, false
+	}
+	p := Payload{Source: e.source("", "", ts), Op: "m", TsMs: e.opts.Now().UnixMilli(), Transaction: json.RawMessage("null")}
+	value, err := envelope(p, nil)
+	if err != nil {
+		return nil, nil, false
+	}
+	return nil, value, true
+}
+
+// Decoded is a decoded value message.
+type Decoded struct {
+	Payload Payload
+	Schema  *Field
+}
+
+// Decode parses a value message.
+func Decode(value []byte) (*Decoded, error) {
+	var env Envelope
+	if err := json.Unmarshal(value, &env); err != nil {
+		return nil, fmt.Errorf("debezium: %w", err)
+	}
+	d := &Decoded{Schema: env.Schema}
+	if err := json.Unmarshal(env.Payload, &d.Payload); err != nil {
+		return nil, fmt.Errorf("debezium: payload: %w", err)
+	}
+	return d, nil
+}
+
+// Image turns a decoded before or after map back into values aligned with s.
+func Image(s *model.TableSchema, m map[string]json.RawMessage) ([]model.Value, error) {
+	if m == nil {
+		return nil, nil
+	}
+	out := make([]model.Value, len(s.Columns))
+	for i, c := range s.Columns {
+		raw, ok := m[c.Name]
+		if !ok {
+			continue
+		}
+		v, err := DecodeValue(c.Type, raw)
+		if err != nil {
+			return nil, fmt.Errorf("debezium: column %s: %w", c.Name, err)
+		}
+		out[i] = v
+	}
+	return out, nil
+}

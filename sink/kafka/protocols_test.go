@@ -1,0 +1,203 @@
+package kafka
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/raftcdc/raftcdc/codec/canal"
+	"github.com/raftcdc/raftcdc/codec/debezium"
+	"github.com/raftcdc/raftcdc/codec/open"
+	"github.com/raftcdc/raftcdc/model"
+)
+
+// event is what the protocol-independent checks need from a message.
+type event struct {
+	kind  string // row, ddl, watermark
+	table string
+	op    model.Op
+	id    string
+	n     int64
+	ts    model.Ts
+	query string
+}
+
+// decoder turns one Kafka record into events.
+type decoder func(t *testing.T, r *kgo.Record) []event
+
+func jsonInt(t *testing.T, raw json.RawMessage) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil {
+		t.Fatalf("%s is not an integer", raw)
+	}
+	return n
+}
+
+func decodeOpen(t *testing.T, r *kgo.Record) []event {
+	evs, err := open.Decode(r.Key, r.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []event
+	for _, e := range evs {
+		switch e.Key.Type {
+		case open.TypeResolved:
+			out = append(out, event{kind: "watermark", ts: e.Key.Ts})
+		case open.TypeDDL:
+			out = append(out, event{kind: "ddl", table: e.Key.Table, ts: e.Key.Ts, query: e.DDL.Query})
+		default:
+			ev := event{kind: "row", table: e.Key.Table, ts: e.Key.Ts, op: model.OpInsert}
+			img := e.Row.Update
+			switch {
+			case e.Row.Delete != nil:
+				ev.op, img = model.OpDelete, e.Row.Delete
+			case e.Row.Prev != nil:
+				ev.op = model.OpUpdate
+			}
+			ev.id, ev.n = string(img["id"].Value), jsonInt(t, img["n"].Value)
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func decodeCanal(t *testing.T, r *kgo.Record) []event {
+	m, err := canal.Decode(r.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch m.Kind() {
+	case canal.KindWatermark:
+		return []event{{kind: "watermark", ts: m.TiDB.WatermarkTs}}
+	case canal.KindDDL:
+		return []event{{kind: "ddl", table: m.Table, ts: m.CommitTs(), query: m.SQL}}
+	}
+	n, _ := strconv.ParseInt(*m.Data[0]["n"], 10, 64)
+	return []event{{kind: "row", table: m.Table, op: m.Op(), id: *m.Data[0]["id"], n: n, ts: m.CommitTs()}}
+}
+
+func decodeDebezium(t *testing.T, r *kgo.Record) []event {
+	d, err := debezium.Decode(r.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := d.Payload
+	switch {
+	case p.Op == "m":
+		return []event{{kind: "watermark", ts: p.Source.CommitTs}}
+	case p.DDL != "":
+		return []event{{kind: "ddl", table: p.Source.Table, ts: p.Source.CommitTs, query: p.DDL}}
+	}
+	ev := event{kind: "row", table: p.Source.Table, ts: p.Source.CommitTs}
+	img := p.After
+	switch p.Op {
+	case "c":
+		ev.op = model.OpInsert
+	case "u":
+		ev.op = model.OpUpdate
+	case "d":
+		ev.op, img = model.OpDelete, p.Before
+	default:
+		t.Fatalf("debezium op %q", p.Op)
+	}
+	ev.id, ev.n = string(img["id"]), jsonInt(t, img["n"])
+	var key struct{ Payload map[string]json.RawMessage }
+	if err := json.Unmarshal(r.Key, &key); err != nil || string(key.Payload["id"]) != ev.id {
+		t.Fatalf("debezium key %s does not carry id %s", r.Key, ev.id)
+	}
+	return []event{ev}
+}
+
+// checkDelivery checks, per partition, that every key's rows arrive once
+// and in order, that the DDL reached every partition once, and that the
+// last event of every partition is the watermark.
+func checkDelivery(t *testing.T, recs map[int32][]*kgo.Record, dec decoder, keys, updates int, ddlTs, watermark model.Ts) {
+	t.Helper()
+	keyPart := map[string]int32{}
+	rows := 0
+	for p, rs := range recs {
+		var evs []event
+		for _, r := range rs {
+			evs = append(evs, dec(t, r)...)
+		}
+		last := map[string]int64{}
+		ddls := 0
+		for i, e := range evs {
+			switch e.kind {
+			case "watermark":
+				if i != len(evs)-1 || e.ts != watermark {
+					t.Errorf("partition %d: watermark %d at %d of %d, want %d last", p, e.ts, i, len(evs), watermark)
+				}
+				continue
+			case "ddl":
+				ddls++
+				if e.ts != ddlTs {
+					t.Errorf("partition %d: DDL at %d, want %d", p, e.ts, ddlTs)
+				}
+				continue
+			}
+			rows++
+			if q, ok := keyPart[e.id]; ok && q != p {
+				t.Fatalf("key %s in partitions %d and %d", e.id, q, p)
+			}
+			keyPart[e.id] = p
+			prev, seen := last[e.id]
+			want := map[model.Op]int64{model.OpInsert: 0, model.OpUpdate: prev + 1, model.OpDelete: int64(updates)}[e.op]
+			if (e.op == model.OpInsert) == seen || e.n != want || e.ts >= ddlTs {
+				t.Fatalf("partition %d key %s: %s n=%d at %d after n=%d: out of order", p, e.id, e.op, e.n, e.ts, prev)
+			}
+			last[e.id] = e.n
+		}
+		if ddls != 1 {
+			t.Errorf("partition %d: %d DDL messages, want 1", p, ddls)
+		}
+	}
+	if rows != keys*(updates+2) || len(keyPart) != keys {
+		t.Fatalf("%d row events for %d keys, want %d for %d", rows, len(keyPart), keys*(updates+2), keys)
+	}
+}
+
+func TestEveryProtocolDeliversRowsDDLAndWatermarks(t *testing.T) {
+	for _, tc := range []struct {
+		protocol, params string
+		dec              decoder
+	}{
+		{ProtocolOpen, "max-batch-size=8", decodeOpen},
+		{ProtocolCanalJSON, "enable-tidb-extension=true", decodeCanal},
+		{ProtocolDebezium, "enable-tidb-extension=true", decodeDebezium},
+	} {
+		t.Run(tc.protocol, func(t *testing.T) {
+			c := startBroker(t)
+			s := openSink(t, brokerURI(c, "cdc", fmt.Sprintf("protocol=%s&partition-num=3&%s", tc.protocol, tc.params)),
+				WithDispatchers([]model.DispatchRule{{Matcher: []string{"*.*"}, Topic: "{schema}_{table}", Partition: model.PartitionIndexValue}}, false))
+			sc := usersSchema("shop", "users")
+			ts := openTable(t, s, sc.Table)
+			ctx := testCtx(t)
+			const keys, updates = 24, 3
+			txns := keyedWorkload(sc, keys, updates, 1000)
+			if err := ts.Write(ctx, txns); err != nil {
+				t.Fatal(err)
+			}
+			end := txns[len(txns)-1].CommitTs
+			if err := ts.Flush(ctx, end); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.EmitDDL(ctx, &model.DDLEvent{CommitTs: end + 1, Kind: model.DDLAddColumn, Schema: "shop",
+				Query: "ALTER TABLE `shop`.`users` ADD COLUMN `z` INT", Tables: []model.TableName{sc.Table}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.EmitCheckpoint(ctx, end+1); err != nil {
+				t.Fatal(err)
+			}
+			recs := consume(t, c, "shop_users")
+			if len(recs) != 3 {
+				t.Fatalf("messages in %d partitions, want 3", len(recs))
+			}
+			checkDelivery(t, recs, tc.dec, keys, updates, end+1, end+1)
+		})
+	}
+}
