@@ -1,0 +1,228 @@
+package causality
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+type write struct {
+	key int
+	val int // -1 deletes
+}
+
+type txn struct {
+	id     int
+	writes []write
+}
+
+func (t txn) keys() []uint64 {
+	out := make([]uint64, len(t.writes))
+	for i, w := range t.writes {
+		out[i] = uint64(w.key)*0x9e3779b97f4a7c15 + 1
+	}
+	return out
+}
+
+// randomTxns makes n transactions over nkeys keys; each writes 1–4 keys
+// (possibly the same key twice) with values unique per transaction.
+func randomTxns(r *rand.Rand, n, nkeys int) []txn {
+	out := make([]txn, n)
+	for i := range out {
+		ws := make([]write, 1+r.IntN(4))
+		for j := range ws {
+			v := i*10 + j
+			if r.IntN(5) == 0 {
+				v = -1
+			}
+			ws[j] = write{key: r.IntN(nkeys), val: v}
+		}
+		out[i] = txn{id: i, writes: ws}
+	}
+	return out
+}
+
+func applySerial(txns []txn) map[int]int {
+	st := map[int]int{}
+	for _, t := range txns {
+		for _, w := range t.writes {
+			if w.val < 0 {
+				delete(st, w.key)
+			} else {
+				st[w.key] = w.val
+			}
+		}
+	}
+	return st
+}
+
+// runParallel adds every transaction (as a source would, in commit order,
+// while workers already run) and applies them with the given number of
+// workers that yield and sleep at random inside a transaction. It records,
+// per key, the order in which transactions touched it.
+func runParallel(t *testing.T, seed uint64, txns []txn, workers int) (map[int]int, map[int][]int) {
+	t.Helper()
+	d := New[txn](64) // few slots: collisions are part of what is tested
+	var mu sync.Mutex
+	st := map[int]int{}
+	order := map[int][]int{}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var finished sync.WaitGroup
+	finished.Add(len(txns))
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(seed, uint64(w)))
+			for {
+				n, err := d.Next(ctx)
+				if err != nil {
+					return
+				}
+				for _, wr := range n.Item.writes {
+					if r.IntN(3) == 0 {
+						runtime.Gosched()
+					}
+					if r.IntN(50) == 0 {
+						time.Sleep(time.Duration(r.IntN(200)) * time.Microsecond)
+					}
+					mu.Lock()
+					if wr.val < 0 {
+						delete(st, wr.key)
+					} else {
+						st[wr.key] = wr.val
+					}
+					if o := order[wr.key]; len(o) == 0 || o[len(o)-1] != n.Item.id {
+						order[wr.key] = append(o, n.Item.id)
+					}
+					mu.Unlock()
+				}
+				d.Done(n)
+				finished.Done()
+			}
+		}(w)
+	}
+	for _, tx := range txns {
+		d.Add(tx, tx.keys())
+	}
+	waitDone := make(chan struct{})
+	go func() { finished.Wait(); close(waitDone) }()
+	select {
+	case <-waitDone:
+	case <-ctx.Done():
+		t.Fatalf("seed %d: transactions never all finished (a lost wake-up or a dependency cycle)", seed)
+	}
+	d.Close()
+	wg.Wait()
+	return st, order
+}
+
+// TestParallelExecutionEqualsSerial is the property: whatever the
+// interleaving the workers produce, the final state equals applying the
+// transactions one by one in commit order, and every key sees the
+// transactions that touch it in commit order.
+func TestParallelExecutionEqualsSerial(t *testing.T) {
+	iterations := 200
+	if testing.Short() {
+		iterations = 40
+	}
+	for i := 0; i < iterations; i++ {
+		seed := uint64(i) + 1
+		r := rand.New(rand.NewPCG(seed, 7))
+		nkeys := 1 + r.IntN(40) // from one hot key to a spread
+		txns := randomTxns(r, 50+r.IntN(150), nkeys)
+		workers := []int{1, 2, 4, 16}[r.IntN(4)]
+		want := applySerial(txns)
+		got, order := runParallel(t, seed, txns, workers)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("seed %d (%d txns, %d keys, %d workers): parallel state\n%v\nserial state\n%v", seed, len(txns), nkeys, workers, got, want)
+		}
+		for k, ids := range order {
+			for j := 1; j < len(ids); j++ {
+				if ids[j] < ids[j-1] {
+					t.Fatalf("seed %d: key %d saw transaction %d after %d", seed, k, ids[j], ids[j-1])
+				}
+			}
+		}
+	}
+}
+
+func TestDisjointTransactionsAreReadyTogether(t *testing.T) {
+	d := New[int](0)
+	a := d.Add(1, []uint64{10, 11})
+	b := d.Add(2, []uint64{12})
+	c := d.Add(3, []uint64{11, 13}) // conflicts with a
+	if a.Waited || b.Waited || !c.Waited {
+		t.Fatalf("waited: a=%v b=%v c=%v, want false false true", a.Waited, b.Waited, c.Waited)
+	}
+	if got := d.Pending(); got != 2 {
+		t.Fatalf("%d ready before any finished, want 2 (a and b)", got)
+	}
+	ctx := context.Background()
+	n1, _ := d.Next(ctx)
+	n2, _ := d.Next(ctx)
+	if n1 != a || n2 != b {
+		t.Fatalf("ready order %d, %d; want 1, 2", n1.Item, n2.Item)
+	}
+	if d.TryNext(func(int) bool { return true }) != nil {
+		t.Fatal("c was handed out before a finished")
+	}
+	d.Done(a)
+	if n := d.TryNext(func(int) bool { return true }); n != c {
+		t.Fatalf("after a finished, got %v, want c", n)
+	}
+}
+
+func TestOneKeySerialisesInAddOrder(t *testing.T) {
+	// A table without a usable key is hashed to one key: its transactions
+	// run strictly one at a time, in order.
+	d := New[int](0)
+	nodes := make([]*Node[int], 5)
+	for i := range nodes {
+		nodes[i] = d.Add(i, []uint64{42})
+	}
+	ctx := context.Background()
+	for i := range nodes {
+		n, err := d.Next(ctx)
+		if err != nil || n.Item != i {
+			t.Fatalf("step %d: got %v %v", i, n, err)
+		}
+		if d.Pending() != 0 {
+			t.Fatalf("step %d: a later transaction is ready while %d runs", i, i)
+		}
+		d.Done(n)
+	}
+}
+
+func TestNextEndsOnCloseAndContext(t *testing.T) {
+	d := New[int](0)
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 1)
+	go func() { _, err := d.Next(ctx); errs <- err }()
+	cancel()
+	if err := <-errs; err != context.Canceled {
+		t.Fatalf("cancelled Next returned %v", err)
+	}
+	go func() { _, err := d.Next(context.Background()); errs <- err }()
+	d.Close()
+	if err := <-errs; err != ErrClosed {
+		t.Fatalf("Next after Close returned %v", err)
+	}
+}
+
+func TestDoneReleasesSlots(t *testing.T) {
+	d := New[int](8)
+	n := d.Add(1, []uint64{1, 2, 3})
+	d.Done(n)
+	for i, s := range d.slots {
+		if s != nil {
+			t.Fatalf("slot %d still holds a finished transaction", i)
+		}
+	}
+}
