@@ -1,0 +1,213 @@
+package mysql
+
+import (
+	"container/list"
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+	"strings"
+
+	"github.com/raftcdc/raftcdc/sink/sqlsink"
+)
+
+// conn is one worker's connection.
+type conn struct {
+	b        *backend
+	c        *sql.Conn
+	maxBytes int
+	cache    *stmtCache
+}
+
+// stmtCacheSize bounds the prepared statements a connection keeps: the
+// server's max_prepared_stmt_count (16382 by default) is shared by every
+// connection, and 64 workers × 128 stays well below it.
+const stmtCacheSize = 128
+
+// statementLimit is the most a multi-row statement or a multi-statement
+// request may hold: below max_allowed_packet, and small enough that one
+// request does not hold the server for long.
+func statementLimit(maxPacket int) int {
+	limit := 8 << 20
+	if maxPacket > 0 && maxPacket-4096 < limit {
+		limit = maxPacket - 4096
+	}
+	if limit < 4096 {
+		limit = 4096
+	}
+	return limit
+}
+
+func newConn(b *backend, c *sql.Conn, maxPacket int) *conn {
+	return &conn{b: b, c: c, maxBytes: statementLimit(maxPacket), cache: newStmtCache(stmtCacheSize)}
+}
+
+// Apply executes the statements in one downstream transaction.
+//
+// With multi-stmt-enable (the default) the whole transaction goes as
+// "BEGIN;…;COMMIT" in as few requests as the packet size allows, with
+// literal values: one round trip for a typical batch. Otherwise each
+// statement is its own round trip, as a cached server-side prepared
+// statement with cache-prep-stmts, or as text.
+func (c *conn) Apply(ctx context.Context, stmts []sqlsink.Stmt) error {
+	cfg := c.b.cfg
+	prepared := !cfg.MultiStmt && cfg.CachePrepStmts
+	r := renderer{tz: cfg.TimeZone, literal: !prepared, maxBytes: c.maxBytes, maxArgs: maxPlaceholders}
+	var rs []rendered
+	for i := range stmts {
+		var err error
+		if rs, err = r.render(rs, &stmts[i]); err != nil {
+			return err
+		}
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	return c.c.Raw(func(dc any) error {
+		ex, ok := dc.(driver.ExecerContext)
+		if !ok {
+			return fmt.Errorf("mysql driver connection %T cannot execute", dc)
+		}
+		if cfg.MultiStmt {
+			return c.applyMulti(ctx, ex, dc, rs)
+		}
+		return c.applyEach(ctx, ex, dc, rs, prepared)
+	})
+}
+
+func (c *conn) applyMulti(ctx context.Context, ex driver.ExecerContext, dc any, rs []rendered) error {
+	var chunks []string
+	var b strings.Builder
+	b.WriteString("BEGIN")
+	for _, r := range rs {
+		if b.Len()+len(r.sql)+1 > c.maxBytes && b.Len() > len("BEGIN") {
+			chunks = append(chunks, b.String())
+			b.Reset()
+		}
+		if b.Len() > 0 {
+			b.WriteByte(';')
+		}
+		b.WriteString(r.sql)
+	}
+	b.WriteString(";COMMIT")
+	chunks = append(chunks, b.String())
+	for _, q := range chunks {
+		if _, err := ex.ExecContext(ctx, q, nil); err != nil {
+			if transient, _ := classify(err); transient {
+				return err
+			}
+			// A multi-statement request does not say which statement
+			// failed: roll back and run the batch again one statement at a
+			// time to name the table and the kind of statement.
+			if _, rerr := ex.ExecContext(ctx, "ROLLBACK", nil); rerr != nil {
+				return err
+			}
+			if aerr := c.applyEach(ctx, ex, dc, rs, false, true); aerr != nil {
+				return aerr
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// applyEach runs the statements one by one inside BEGIN … COMMIT (or
+// ROLLBACK, with rollback set: the attribution re-run of a failed batch).
+func (c *conn) applyEach(ctx context.Context, ex driver.ExecerContext, dc any, rs []rendered, prepared bool, rollback ...bool) error {
+	if _, err := ex.ExecContext(ctx, "BEGIN", nil); err != nil {
+		return err
+	}
+	for _, r := range rs {
+		var err error
+		if prepared {
+			err = c.execPrepared(ctx, dc, r)
+		} else {
+			_, err = ex.ExecContext(ctx, r.sql, nil)
+		}
+		if err != nil {
+			return &sqlsink.StmtError{Stmt: r.stmt, Err: err}
+		}
+	}
+	end := "COMMIT"
+	if len(rollback) > 0 && rollback[0] {
+		end = "ROLLBACK"
+	}
+	_, err := ex.ExecContext(ctx, end, nil)
+	return err
+}
+
+func (c *conn) execPrepared(ctx context.Context, dc any, r rendered) error {
+	st, err := c.cache.get(ctx, dc, r.sql)
+	if err != nil {
+		return err
+	}
+	ex, ok := st.(driver.StmtExecContext)
+	if !ok {
+		return fmt.Errorf("mysql driver statement %T cannot execute", st)
+	}
+	args := make([]driver.NamedValue, len(r.args))
+	for i, a := range r.args {
+		args[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+	}
+	_, err = ex.ExecContext(ctx, args)
+	return err
+}
+
+// Close drops the connection for good: the engine closes a connection
+// after any error, when its state is unknown.
+func (c *conn) Close() error {
+	_ = c.c.Raw(func(any) error {
+		c.cache.closeAll()
+		return driver.ErrBadConn
+	})
+	return c.c.Close()
+}
+
+// stmtCache keeps the most recently used prepared statements of one
+// connection.
+type stmtCache struct {
+	size  int
+	order *list.List // of *cached, most recent first
+	bySQL map[string]*list.Element
+}
+
+type cached struct {
+	sql  string
+	stmt driver.Stmt
+}
+
+func newStmtCache(size int) *stmtCache {
+	return &stmtCache{size: size, order: list.New(), bySQL: map[string]*list.Element{}}
+}
+
+func (s *stmtCache) get(ctx context.Context, dc any, q string) (driver.Stmt, error) {
+	if e, ok := s.bySQL[q]; ok {
+		s.order.MoveToFront(e)
+		return e.Value.(*cached).stmt, nil
+	}
+	p, ok := dc.(driver.ConnPrepareContext)
+	if !ok {
+		return nil, fmt.Errorf("mysql driver connection %T cannot prepare", dc)
+	}
+	st, err := p.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	s.bySQL[q] = s.order.PushFront(&cached{sql: q, stmt: st})
+	for s.order.Len() > s.size {
+		e := s.order.Back()
+		s.order.Remove(e)
+		old := e.Value.(*cached)
+		delete(s.bySQL, old.sql)
+		old.stmt.Close()
+	}
+	return st, nil
+}
+
+func (s *stmtCache) closeAll() {
+	for e := s.order.Front(); e != nil; e = e.Next() {
+		e.Value.(*cached).stmt.Close()
+	}
+	s.order.Init()
+	s.bySQL = map[string]*list.Element{}
+}

@@ -1,0 +1,411 @@
+package mysql
+
+import (
+	"encoding/hex"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink/sqlsink"
+)
+
+// rendered is one SQL statement ready to send, with its placeholder
+// arguments (none in literal mode) and the planned statement it came from.
+type rendered struct {
+	sql  string
+	args []any
+	stmt *sqlsink.Stmt
+}
+
+// renderer turns planned statements into MySQL SQL: with literal values
+// (for multi-statement requests and the text protocol) or with '?'
+// placeholders (for cached prepared statements).
+type renderer struct {
+	tz       *time.Location
+	literal  bool
+	maxBytes int // a multi-row statement is cut before it grows past this
+	maxArgs  int // and before it has more placeholders than this
+}
+
+// maxPlaceholders is MySQL's limit of parameters in one prepared statement.
+const maxPlaceholders = 65535
+
+func qname(s *model.TableSchema) string {
+	return model.QuoteIdent(s.Table.Schema) + "." + model.QuoteIdent(s.Table.Table)
+}
+
+// render appends the SQL of one planned statement, cut into several
+// statements where it would exceed the size or placeholder limits.
+func (r *renderer) render(dst []rendered, st *sqlsink.Stmt) ([]rendered, error) {
+	switch st.Kind {
+	case sqlsink.Insert, sqlsink.Upsert:
+		return r.renderInsert(dst, st)
+	case sqlsink.Delete:
+		return r.renderDelete(dst, st)
+	case sqlsink.Update:
+		for _, row := range st.Rows {
+			var err error
+			if dst, err = r.renderUpdate(dst, st, row); err != nil {
+				return nil, err
+			}
+		}
+		return dst, nil
+	}
+	return nil, fmt.Errorf("unknown statement kind %v", st.Kind)
+}
+
+// stmtBuf accumulates one statement.
+type stmtBuf struct {
+	b    strings.Builder
+	args []any
+}
+
+func (r *renderer) renderInsert(dst []rendered, st *sqlsink.Stmt) ([]rendered, error) {
+	s := st.Schema
+	verb := "INSERT INTO "
+	if st.Kind == sqlsink.Upsert {
+		// REPLACE deletes every row that holds one of the new row's primary
+		// or unique key values before inserting: a replayed insert, or an
+		// update's new image, lands whatever the downstream holds.
+		verb = "REPLACE INTO "
+	}
+	var head strings.Builder
+	head.WriteString(verb + qname(s) + " (")
+	for i, c := range s.Columns {
+		if i > 0 {
+			head.WriteByte(',')
+		}
+		head.WriteString(model.QuoteIdent(c.Name))
+	}
+	head.WriteString(") VALUES ")
+	var cur stmtBuf
+	var row stmtBuf
+	n := 0
+	flush := func() {
+		if n > 0 {
+			dst = append(dst, rendered{sql: cur.b.String(), args: cur.args, stmt: st})
+		}
+		cur = stmtBuf{}
+		n = 0
+	}
+	for _, rc := range st.Rows {
+		row.b.Reset()
+		row.args = row.args[:0]
+		row.b.WriteByte('(')
+		for i, c := range s.Columns {
+			if i > 0 {
+				row.b.WriteByte(',')
+			}
+			v := rc.After[i]
+			if v.IsMissing() || v.IsUnchanged() {
+				row.b.WriteString("DEFAULT")
+				continue
+			}
+			if err := r.value(&row, c, v); err != nil {
+				return nil, rowErr(st, c, err)
+			}
+		}
+		row.b.WriteByte(')')
+		if n > 0 && (cur.b.Len()+row.b.Len()+1 > r.maxBytes || len(cur.args)+len(row.args) > r.maxArgs) {
+			flush()
+		}
+		if n == 0 {
+			cur.b.WriteString(head.String())
+		} else {
+			cur.b.WriteByte(',')
+		}
+		cur.b.WriteString(row.b.String())
+		cur.args = append(cur.args, row.args...)
+		n++
+	}
+	flush()
+	return dst, nil
+}
+
+func rowErr(st *sqlsink.Stmt, c model.Column, err error) error {
+	return &sqlsink.StmtError{Stmt: st, Err: fmt.Errorf("column %s: %w", c.Name, err)}
+}
+
+// whereKey writes the condition that finds one row: its handle key, or
+// every comparable column for a table without one.
+func (r *renderer) whereKey(b *stmtBuf, st *sqlsink.Stmt, img []model.Value) error {
+	s := st.Schema
+	if ix := s.HandleKey(); ix != nil {
+		for j, ci := range s.KeyColumns(ix) {
+			if j > 0 {
+				b.b.WriteString(" AND ")
+			}
+			c := s.Columns[ci]
+			if !img[ci].HasData() {
+				return rowErr(st, c, fmt.Errorf("the key value is %s", img[ci].Kind))
+			}
+			b.b.WriteString(model.QuoteIdent(c.Name) + "=")
+			if err := r.value(b, c, img[ci]); err != nil {
+				return rowErr(st, c, err)
+			}
+		}
+		return nil
+	}
+	first := true
+	for i, c := range s.Columns {
+		// JSON compares as a document on MySQL, not as the text we hold,
+		// and a float column's stored value is not the double we would
+		// compare it with: neither can find the row.
+		if c.Type.Kind == model.TypeJSON || c.Type.Kind == model.TypeFloat {
+			continue
+		}
+		v := img[i]
+		if v.IsMissing() || v.IsUnchanged() {
+			return rowErr(st, c, fmt.Errorf("a table without a usable key needs the full before image; the value is %s", v.Kind))
+		}
+		if !first {
+			b.b.WriteString(" AND ")
+		}
+		first = false
+		b.b.WriteString(model.QuoteIdent(c.Name))
+		if v.IsNull() {
+			b.b.WriteString(" IS NULL")
+			continue
+		}
+		b.b.WriteByte('=')
+		if err := r.value(b, c, v); err != nil {
+			return rowErr(st, c, err)
+		}
+	}
+	if first {
+		b.b.WriteString("1=1")
+	}
+	return nil
+}
+
+func (r *renderer) renderDelete(dst []rendered, st *sqlsink.Stmt) ([]rendered, error) {
+	s := st.Schema
+	head := "DELETE FROM " + qname(s) + " WHERE "
+	if s.HandleKey() == nil {
+		for _, rc := range st.Rows {
+			var b stmtBuf
+			b.b.WriteString(head)
+			if err := r.whereKey(&b, st, rc.Before); err != nil {
+				return nil, err
+			}
+			b.b.WriteString(" LIMIT 1")
+			dst = append(dst, rendered{sql: b.b.String(), args: b.args, stmt: st})
+		}
+		return dst, nil
+	}
+	keyCols := s.KeyColumns(s.HandleKey())
+	var cur, row stmtBuf
+	n := 0
+	flush := func() {
+		if n > 0 {
+			if len(keyCols) == 1 {
+				cur.b.WriteByte(')')
+			}
+			dst = append(dst, rendered{sql: cur.b.String(), args: cur.args, stmt: st})
+		}
+		cur = stmtBuf{}
+		n = 0
+	}
+	for _, rc := range st.Rows {
+		row.b.Reset()
+		row.args = row.args[:0]
+		if len(keyCols) == 1 {
+			c := s.Columns[keyCols[0]]
+			v := rc.Before[keyCols[0]]
+			if !v.HasData() {
+				return nil, rowErr(st, c, fmt.Errorf("the key value is %s", v.Kind))
+			}
+			if err := r.value(&row, c, v); err != nil {
+				return nil, rowErr(st, c, err)
+			}
+		} else {
+			row.b.WriteByte('(')
+			if err := r.whereKey(&row, st, rc.Before); err != nil {
+				return nil, err
+			}
+			row.b.WriteByte(')')
+		}
+		if n > 0 && (cur.b.Len()+row.b.Len()+4 > r.maxBytes || len(cur.args)+len(row.args) > r.maxArgs) {
+			flush()
+		}
+		switch {
+		case n == 0 && len(keyCols) == 1:
+			cur.b.WriteString(head + model.QuoteIdent(s.Columns[keyCols[0]].Name) + " IN (")
+		case n == 0:
+			cur.b.WriteString(head)
+		case len(keyCols) == 1:
+			cur.b.WriteByte(',')
+		default:
+			cur.b.WriteString(" OR ")
+		}
+		cur.b.WriteString(row.b.String())
+		cur.args = append(cur.args, row.args...)
+		n++
+	}
+	flush()
+	return dst, nil
+}
+
+func (r *renderer) renderUpdate(dst []rendered, st *sqlsink.Stmt, rc *model.RowChange) ([]rendered, error) {
+	s := st.Schema
+	var b stmtBuf
+	b.b.WriteString("UPDATE " + qname(s) + " SET ")
+	set := 0
+	for i, c := range s.Columns {
+		v := rc.After[i]
+		if v.IsMissing() || v.IsUnchanged() {
+			continue
+		}
+		if set > 0 {
+			b.b.WriteByte(',')
+		}
+		set++
+		b.b.WriteString(model.QuoteIdent(c.Name) + "=")
+		if err := r.value(&b, c, v); err != nil {
+			return nil, rowErr(st, c, err)
+		}
+	}
+	if set == 0 {
+		return dst, nil // nothing the upstream sent changed
+	}
+	b.b.WriteString(" WHERE ")
+	if err := r.whereKey(&b, st, sqlsink.KeyImage(sqlsink.Update, rc)); err != nil {
+		return nil, err
+	}
+	if s.HandleKey() == nil {
+		b.b.WriteString(" LIMIT 1")
+	}
+	return append(dst, rendered{sql: b.b.String(), args: b.args, stmt: st}), nil
+}
+
+// value writes one value as a literal or as a placeholder with its
+// argument.
+func (r *renderer) value(b *stmtBuf, c model.Column, v model.Value) error {
+	if !r.literal {
+		a, err := r.arg(c, v)
+		if err != nil {
+			return err
+		}
+		b.b.WriteByte('?')
+		b.args = append(b.args, a)
+		return nil
+	}
+	switch v.Kind {
+	case model.ValueNull:
+		b.b.WriteString("NULL")
+	case model.ValueInt:
+		b.b.WriteString(strconv.FormatInt(v.I, 10))
+	case model.ValueUint:
+		b.b.WriteString(strconv.FormatUint(v.U, 10))
+	case model.ValueFloat:
+		s, err := floatText(c, v.F)
+		if err != nil {
+			return err
+		}
+		b.b.WriteString(s)
+	case model.ValueBytes:
+		b.b.WriteString("X'")
+		b.b.WriteString(hex.EncodeToString(v.B))
+		b.b.WriteByte('\'')
+	case model.ValueString:
+		switch c.Type.Kind {
+		case model.TypeDecimal:
+			if !isDecimal(v.S) {
+				return fmt.Errorf("%q is not a decimal number", v.S)
+			}
+			b.b.WriteString(v.S)
+			return nil
+		case model.TypeTimestamp:
+			s, err := r.timestamp(v.S)
+			if err != nil {
+				return err
+			}
+			b.b.WriteString(model.QuoteString(s))
+			return nil
+		}
+		b.b.WriteString(model.QuoteString(v.S))
+	default:
+		return fmt.Errorf("cannot write a %s value", v.Kind)
+	}
+	return nil
+}
+
+// arg is a value as a prepared statement's argument.
+func (r *renderer) arg(c model.Column, v model.Value) (any, error) {
+	switch v.Kind {
+	case model.ValueNull:
+		return nil, nil
+	case model.ValueInt:
+		return v.I, nil
+	case model.ValueUint:
+		return v.U, nil
+	case model.ValueFloat:
+		if math.IsNaN(v.F) || math.IsInf(v.F, 0) {
+			return nil, fmt.Errorf("%v cannot be stored in MySQL", v.F)
+		}
+		return v.F, nil
+	case model.ValueBytes:
+		if v.B == nil {
+			return []byte{}, nil
+		}
+		return v.B, nil
+	case model.ValueString:
+		switch c.Type.Kind {
+		case model.TypeDecimal:
+			if !isDecimal(v.S) {
+				return nil, fmt.Errorf("%q is not a decimal number", v.S)
+			}
+		case model.TypeTimestamp:
+			return r.timestamp(v.S)
+		}
+		return v.S, nil
+	}
+	return nil, fmt.Errorf("cannot write a %s value", v.Kind)
+}
+
+func floatText(c model.Column, f float64) (string, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return "", fmt.Errorf("%v cannot be stored in MySQL", f)
+	}
+	if c.Type.Kind == model.TypeFloat {
+		// A float column holds a float32; written with float32's shortest
+		// form, the server parses back the same float32.
+		return strconv.FormatFloat(f, 'g', -1, 32), nil
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64), nil
+}
+
+// isDecimal accepts the canonical decimal text (and exponent forms), and
+// nothing that could change the statement.
+func isDecimal(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E') {
+			return false
+		}
+	}
+	return true
+}
+
+// timestamp converts a canonical UTC timestamp into the session time zone.
+func (r *renderer) timestamp(s string) (string, error) {
+	if r.tz == time.UTC || strings.HasPrefix(s, "0000-00-00") {
+		return s, nil
+	}
+	frac := ""
+	base := s
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		base, frac = s[:i], s[i:]
+	}
+	t, err := time.ParseInLocation("2006-01-02 15:04:05", base, time.UTC)
+	if err != nil {
+		return "", fmt.Errorf("timestamp %q: %v", s, err)
+	}
+	return t.In(r.tz).Format("2006-01-02 15:04:05") + frac, nil
+}
