@@ -87,6 +87,10 @@ func (c *conn) applyMulti(ctx context.Context, ex driver.ExecerContext, dc any, 
 		if b.Len() > 0 {
 			b.WriteByte(';')
 		}
+		if r.lenient {
+			b.WriteString(c.setMode(true) + ";" + r.sql + ";" + c.setMode(false))
+			continue
+		}
 		b.WriteString(r.sql)
 	}
 	b.WriteString(";COMMIT")
@@ -119,6 +123,11 @@ func (c *conn) applyEach(ctx context.Context, ex driver.ExecerContext, dc any, r
 	}
 	for _, r := range rs {
 		var err error
+		if r.lenient {
+			if _, err := ex.ExecContext(ctx, c.setMode(true), nil); err != nil {
+				return err
+			}
+		}
 		if prepared {
 			err = c.execPrepared(ctx, dc, r)
 		} else {
@@ -126,6 +135,11 @@ func (c *conn) applyEach(ctx context.Context, ex driver.ExecerContext, dc any, r
 		}
 		if err != nil {
 			return &sqlsink.StmtError{Stmt: r.stmt, Err: err}
+		}
+		if r.lenient {
+			if _, err := ex.ExecContext(ctx, c.setMode(false), nil); err != nil {
+				return err
+			}
 		}
 	}
 	end := "COMMIT"
@@ -151,6 +165,24 @@ func (c *conn) execPrepared(ctx context.Context, dc any, r rendered) error {
 	}
 	_, err = ex.ExecContext(ctx, args)
 	return err
+}
+
+// setMode is the statement that turns strict mode off (lenient) or back
+// on for the session.
+func (c *conn) setMode(lenient bool) string {
+	c.b.mu.Lock()
+	mode := c.b.sqlMode
+	c.b.mu.Unlock()
+	if lenient {
+		var keep []string
+		for _, m := range strings.Split(mode, ",") {
+			if m != "STRICT_TRANS_TABLES" && m != "STRICT_ALL_TABLES" {
+				keep = append(keep, m)
+			}
+		}
+		mode = strings.Join(keep, ",")
+	}
+	return "SET SESSION sql_mode = " + quote(mode)
 }
 
 // Close drops the connection for good: the engine closes a connection

@@ -18,6 +18,10 @@ type rendered struct {
 	sql  string
 	args []any
 	stmt *sqlsink.Stmt
+	// lenient statements hold an enum's empty error value (index 0),
+	// which MySQL stores only outside strict mode: they run with strict
+	// mode off.
+	lenient bool
 }
 
 // renderer turns planned statements into MySQL SQL: with literal values
@@ -59,8 +63,9 @@ func (r *renderer) render(dst []rendered, st *sqlsink.Stmt) ([]rendered, error) 
 
 // stmtBuf accumulates one statement.
 type stmtBuf struct {
-	b    strings.Builder
-	args []any
+	b       strings.Builder
+	args    []any
+	lenient bool
 }
 
 func (r *renderer) renderInsert(dst []rendered, st *sqlsink.Stmt) ([]rendered, error) {
@@ -86,7 +91,7 @@ func (r *renderer) renderInsert(dst []rendered, st *sqlsink.Stmt) ([]rendered, e
 	n := 0
 	flush := func() {
 		if n > 0 {
-			dst = append(dst, rendered{sql: cur.b.String(), args: cur.args, stmt: st})
+			dst = append(dst, rendered{sql: cur.b.String(), args: cur.args, stmt: st, lenient: cur.lenient})
 		}
 		cur = stmtBuf{}
 		n = 0
@@ -94,6 +99,7 @@ func (r *renderer) renderInsert(dst []rendered, st *sqlsink.Stmt) ([]rendered, e
 	for _, rc := range st.Rows {
 		row.b.Reset()
 		row.args = row.args[:0]
+		row.lenient = false
 		row.b.WriteByte('(')
 		for i, c := range s.Columns {
 			if i > 0 {
@@ -119,6 +125,7 @@ func (r *renderer) renderInsert(dst []rendered, st *sqlsink.Stmt) ([]rendered, e
 		}
 		cur.b.WriteString(row.b.String())
 		cur.args = append(cur.args, row.args...)
+		cur.lenient = cur.lenient || row.lenient
 		n++
 	}
 	flush()
@@ -192,7 +199,7 @@ func (r *renderer) renderDelete(dst []rendered, st *sqlsink.Stmt) ([]rendered, e
 				return nil, err
 			}
 			b.b.WriteString(" LIMIT 1")
-			dst = append(dst, rendered{sql: b.b.String(), args: b.args, stmt: st})
+			dst = append(dst, rendered{sql: b.b.String(), args: b.args, stmt: st, lenient: b.lenient})
 		}
 		return dst, nil
 	}
@@ -204,7 +211,7 @@ func (r *renderer) renderDelete(dst []rendered, st *sqlsink.Stmt) ([]rendered, e
 			if len(keyCols) == 1 {
 				cur.b.WriteByte(')')
 			}
-			dst = append(dst, rendered{sql: cur.b.String(), args: cur.args, stmt: st})
+			dst = append(dst, rendered{sql: cur.b.String(), args: cur.args, stmt: st, lenient: cur.lenient})
 		}
 		cur = stmtBuf{}
 		n = 0
@@ -212,6 +219,7 @@ func (r *renderer) renderDelete(dst []rendered, st *sqlsink.Stmt) ([]rendered, e
 	for _, rc := range st.Rows {
 		row.b.Reset()
 		row.args = row.args[:0]
+		row.lenient = false
 		if len(keyCols) == 1 {
 			c := s.Columns[keyCols[0]]
 			v := rc.Before[keyCols[0]]
@@ -243,6 +251,7 @@ func (r *renderer) renderDelete(dst []rendered, st *sqlsink.Stmt) ([]rendered, e
 		}
 		cur.b.WriteString(row.b.String())
 		cur.args = append(cur.args, row.args...)
+		cur.lenient = cur.lenient || row.lenient
 		n++
 	}
 	flush()
@@ -278,12 +287,15 @@ func (r *renderer) renderUpdate(dst []rendered, st *sqlsink.Stmt, rc *model.RowC
 	if s.HandleKey() == nil {
 		b.b.WriteString(" LIMIT 1")
 	}
-	return append(dst, rendered{sql: b.b.String(), args: b.args, stmt: st}), nil
+	return append(dst, rendered{sql: b.b.String(), args: b.args, stmt: st, lenient: b.lenient}), nil
 }
 
 // value writes one value as a literal or as a placeholder with its
 // argument.
 func (r *renderer) value(b *stmtBuf, c model.Column, v model.Value) error {
+	if c.Type.Kind == model.TypeEnum && v.Kind == model.ValueString && v.S == "" && !hasElem(c.Type.Elems, "") {
+		b.lenient = true
+	}
 	if !r.literal {
 		a, err := r.arg(c, v)
 		if err != nil {
@@ -370,12 +382,19 @@ func floatText(c model.Column, f float64) (string, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return "", fmt.Errorf("%v cannot be stored in MySQL", f)
 	}
-	if c.Type.Kind == model.TypeFloat {
-		// A float column holds a float32; written with float32's shortest
-		// form, the server parses back the same float32.
-		return strconv.FormatFloat(f, 'g', -1, 32), nil
-	}
+	// Even for a float column: float32's shortest form can round above
+	// FLT_MAX as a double (3.4028235e38), which the server refuses; the
+	// exact double of the float32 converts back to the same float32.
 	return strconv.FormatFloat(f, 'g', -1, 64), nil
+}
+
+func hasElem(elems []string, e string) bool {
+	for _, x := range elems {
+		if x == e {
+			return true
+		}
+	}
+	return false
 }
 
 // isDecimal accepts the canonical decimal text (and exponent forms), and
