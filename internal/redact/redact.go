@@ -79,7 +79,23 @@ func Secrets(uri string) []string {
 	}
 	u, err := url.Parse(uri)
 	if err != nil {
-		return nil
+		// Best effort for a URI that does not parse (often because of a '#',
+		// '?' or '/' in the password): whatever sits between "user:" and the
+		// last '@', and its pieces, since the parser's own message may
+		// quote one of them.
+		rest := uri
+		if i := strings.Index(rest, "://"); i >= 0 {
+			rest = rest[i+3:]
+		}
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if _, pw, ok := strings.Cut(rest[:at], ":"); ok {
+				add(pw)
+				for _, piece := range strings.FieldsFunc(pw, func(r rune) bool { return strings.ContainsRune("#?/@:", r) }) {
+					add(piece)
+				}
+			}
+		}
+		return out
 	}
 	if u.User != nil {
 		if p, ok := u.User.Password(); ok {

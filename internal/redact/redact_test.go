@@ -40,6 +40,14 @@ func TestTextHidesTheURIAndItsSecretsAnywhere(t *testing.T) {
 	}
 }
 
+func TestTextHidesPasswordPiecesOfAnUnparseableURI(t *testing.T) {
+	uri := "mysql://root:pw#x@h/"
+	got := Text(`invalid port ":pw" after host`, uri)
+	if strings.Contains(got, "pw") {
+		t.Fatalf("Text left a piece of the password: %q", got)
+	}
+}
+
 type numbered struct{ n int }
 
 func (e *numbered) Error() string { return fmt.Sprintf("error %d for user:hunter2", e.n) }
