@@ -51,17 +51,9 @@ func newConn(b *backend, c *sql.Conn, maxPacket int) *conn {
 // statement with cache-prep-stmts, or as text.
 func (c *conn) Apply(ctx context.Context, stmts []sqlsink.Stmt) error {
 	cfg := c.b.cfg
-	prepared := !cfg.MultiStmt && cfg.CachePrepStmts
-	r := renderer{tz: cfg.TimeZone, literal: !prepared, maxBytes: c.maxBytes, maxArgs: maxPlaceholders}
-	var rs []rendered
-	for i := range stmts {
-		var err error
-		if rs, err = r.render(rs, &stmts[i]); err != nil {
-			return err
-		}
-	}
-	if len(rs) == 0 {
-		return nil
+	rs, err := c.render(stmts, !cfg.MultiStmt && cfg.CachePrepStmts)
+	if err != nil || len(rs) == 0 {
+		return err
 	}
 	return c.c.Raw(func(dc any) error {
 		ex, ok := dc.(driver.ExecerContext)
@@ -71,8 +63,57 @@ func (c *conn) Apply(ctx context.Context, stmts []sqlsink.Stmt) error {
 		if cfg.MultiStmt {
 			return c.applyMulti(ctx, ex, dc, rs)
 		}
-		return c.applyEach(ctx, ex, dc, rs, prepared)
+		if _, err := ex.ExecContext(ctx, "BEGIN", nil); err != nil {
+			return err
+		}
+		if err := c.execEach(ctx, ex, dc, rs, !cfg.MultiStmt && cfg.CachePrepStmts); err != nil {
+			return err
+		}
+		_, err := ex.ExecContext(ctx, "COMMIT", nil)
+		return err
 	})
+}
+
+func (c *conn) render(stmts []sqlsink.Stmt, prepared bool) ([]rendered, error) {
+	r := renderer{tz: c.b.cfg.TimeZone, literal: !prepared, maxBytes: c.maxBytes, maxArgs: maxPlaceholders}
+	var rs []rendered
+	for i := range stmts {
+		var err error
+		if rs, err = r.render(rs, &stmts[i]); err != nil {
+			return nil, err
+		}
+	}
+	return rs, nil
+}
+
+// Begin opens a transaction that Exec adds to and Commit ends.
+func (c *conn) Begin(ctx context.Context) error {
+	_, err := c.c.ExecContext(ctx, "BEGIN")
+	return err
+}
+
+// Exec runs statements inside the open transaction, one round trip each,
+// so that an error names its statement and leaves the earlier ones in
+// place for nobody to run twice.
+func (c *conn) Exec(ctx context.Context, stmts []sqlsink.Stmt) error {
+	prepared := c.b.cfg.CachePrepStmts
+	rs, err := c.render(stmts, prepared)
+	if err != nil || len(rs) == 0 {
+		return err
+	}
+	return c.c.Raw(func(dc any) error {
+		ex, ok := dc.(driver.ExecerContext)
+		if !ok {
+			return fmt.Errorf("mysql driver connection %T cannot execute", dc)
+		}
+		return c.execEach(ctx, ex, dc, rs, prepared)
+	})
+}
+
+// Commit ends the transaction Begin opened.
+func (c *conn) Commit(ctx context.Context) error {
+	_, err := c.c.ExecContext(ctx, "COMMIT")
+	return err
 }
 
 func (c *conn) applyMulti(ctx context.Context, ex driver.ExecerContext, dc any, rs []rendered) error {
@@ -102,11 +143,12 @@ func (c *conn) applyMulti(ctx context.Context, ex driver.ExecerContext, dc any, 
 			}
 			// A multi-statement request does not say which statement
 			// failed: roll back and run the batch again one statement at a
-			// time to name the table and the kind of statement.
-			if _, rerr := ex.ExecContext(ctx, "ROLLBACK", nil); rerr != nil {
+			// time, rolled back again, to name the table and the kind of
+			// statement.
+			if _, rerr := ex.ExecContext(ctx, "ROLLBACK;BEGIN", nil); rerr != nil {
 				return err
 			}
-			if aerr := c.applyEach(ctx, ex, dc, rs, false, true); aerr != nil {
+			if aerr := c.execEach(ctx, ex, dc, rs, false); aerr != nil {
 				return aerr
 			}
 			return err
@@ -115,19 +157,15 @@ func (c *conn) applyMulti(ctx context.Context, ex driver.ExecerContext, dc any, 
 	return nil
 }
 
-// applyEach runs the statements one by one inside BEGIN … COMMIT (or
-// ROLLBACK, with rollback set: the attribution re-run of a failed batch).
-func (c *conn) applyEach(ctx context.Context, ex driver.ExecerContext, dc any, rs []rendered, prepared bool, rollback ...bool) error {
-	if _, err := ex.ExecContext(ctx, "BEGIN", nil); err != nil {
-		return err
-	}
+// execEach runs rendered statements one by one in the open transaction.
+func (c *conn) execEach(ctx context.Context, ex driver.ExecerContext, dc any, rs []rendered, prepared bool) error {
 	for _, r := range rs {
-		var err error
 		if r.lenient {
 			if _, err := ex.ExecContext(ctx, c.setMode(true), nil); err != nil {
 				return err
 			}
 		}
+		var err error
 		if prepared {
 			err = c.execPrepared(ctx, dc, r)
 		} else {
@@ -142,12 +180,7 @@ func (c *conn) applyEach(ctx context.Context, ex driver.ExecerContext, dc any, r
 			}
 		}
 	}
-	end := "COMMIT"
-	if len(rollback) > 0 && rollback[0] {
-		end = "ROLLBACK"
-	}
-	_, err := ex.ExecContext(ctx, end, nil)
-	return err
+	return nil
 }
 
 func (c *conn) execPrepared(ctx context.Context, dc any, r rendered) error {

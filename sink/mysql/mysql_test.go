@@ -92,6 +92,7 @@ func TestMySQLSink(t *testing.T) {
 	t.Run("ParallelWorkersEqualSerialExecution", e.parallelEqualsSerial)
 	t.Run("KeylessTableKeepsOrder", e.keylessKeepsOrder)
 	t.Run("TransactionIsAtomic", e.transactionIsAtomic)
+	t.Run("LargeTransactionStreamsAtomically", e.largeTransactionStreams)
 	t.Run("DDLRunsOnceAndReplayPasses", e.ddlReplay)
 	t.Run("PermanentErrorNamesTableAndKind", e.permanentErrorNamesTable)
 	t.Run("CheckReportsServerAndPrivileges", e.checkOK)
@@ -268,6 +269,67 @@ func (e *env) transactionIsAtomic(t *testing.T) {
 	}
 }
 
+// fragments writes one transaction as the processor hands over a large
+// one: several Txn values with one key, over several Write calls.
+func fragments(t *testing.T, ts sink.TableSink, commitTs model.Ts, rows []*model.RowChange, size int) error {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; i < len(rows); i += size {
+		part := rows[i:min(i+size, len(rows))]
+		for _, r := range part {
+			r.CommitTs, r.StartTs = commitTs, commitTs-1
+		}
+		if err := ts.Write(ctx, []*model.Txn{{CommitTs: commitTs, StartTs: commitTs - 1, Rows: part}}); err != nil {
+			return err
+		}
+	}
+	return ts.Flush(ctx, commitTs)
+}
+
+func (e *env) largeTransactionStreams(t *testing.T) {
+	schema := sqltest.KVSchema("large", "t")
+	s := e.open(t, "")
+	ts := openTable(t, s, schema, sink.TableOptions{})
+	m := sqltest.NewModel()
+	small := sqltest.Txn(10)
+	for i := int64(1); i <= 10; i++ {
+		small.Rows = append(small.Rows, sqltest.Insert(schema, sqltest.KV(i, "small", -1, 0)))
+	}
+	small = sqltest.Txn(10, small.Rows...)
+	m.Apply(small)
+	if err := ts.Write(context.Background(), []*model.Txn{small}); err != nil {
+		t.Fatal(err)
+	}
+	// 20,000 rows in fragments of 4,096 that also update the small
+	// transaction's rows: the stream must wait for it.
+	var big []*model.RowChange
+	for i := int64(1); i <= 10; i++ {
+		big = append(big, sqltest.Update(schema, sqltest.KV(i, "small", -1, 0), sqltest.KV(i, "big", -1, 1)))
+	}
+	for i := int64(100); len(big) < 20000; i++ {
+		big = append(big, sqltest.Insert(schema, sqltest.KV(i, "big", -1, 1)))
+	}
+	m.Apply(&model.Txn{CommitTs: 20, Rows: big})
+	if err := fragments(t, ts, 20, big, 4096); err != nil {
+		t.Fatal(err)
+	}
+	sqltest.RequireRows(t, schema, e.rows(t, schema), m.Rows(schema))
+
+	// A large transaction whose last fragment fails commits nothing.
+	var bad []*model.RowChange
+	for i := int64(100000); len(bad) < 12000; i++ {
+		bad = append(bad, sqltest.Insert(schema, sqltest.KV(i, "bad", -1, 2)))
+	}
+	bad = append(bad, sqltest.Insert(schema, sqltest.KV(999999, strings.Repeat("x", 65), -1, 2)))
+	err := fragments(t, ts, 30, bad, 4096)
+	if err == nil || !strings.Contains(err.Error(), "too long") || !strings.Contains(err.Error(), "large.t") {
+		t.Fatalf("a large transaction with a bad last row: %v", err)
+	}
+	if got := e.m.Query(t, "SELECT COUNT(*) FROM large.t WHERE n = 2"); *got[0][0] != "0" {
+		t.Fatalf("%s rows of the failed large transaction were committed", *got[0][0])
+	}
+}
+
 func (e *env) ddlReplay(t *testing.T) {
 	s := e.open(t, "")
 	ctx := context.Background()
@@ -291,6 +353,20 @@ func (e *env) ddlReplay(t *testing.T) {
 	img := append(sqltest.KV(1, "a", -1, 0), model.IntValue(5))
 	sqltest.WriteFlush(t, ts, sqltest.Txn(20, sqltest.Insert(after, img)))
 	sqltest.RequireRows(t, after, e.rows(t, after), [][]model.Value{img})
+
+	// A rename keeps the table sink; rows after it carry the new name.
+	renamed := after.Clone()
+	renamed.Table.Table, renamed.Version = "t2", 14
+	rename := &model.DDLEvent{CommitTs: 14, Kind: model.DDLRenameTable, Schema: "ddl", Query: "RENAME TABLE `ddl`.`t` TO `ddl`.`t2`",
+		Tables: []model.TableName{after.Table}, After: []*model.TableSchema{renamed}}
+	for round := 0; round < 2; round++ {
+		if err := s.EmitDDL(ctx, rename); err != nil {
+			t.Fatalf("rename, round %d: %v", round, err)
+		}
+	}
+	img2 := append(sqltest.KV(2, "b", -1, 0), model.IntValue(6))
+	sqltest.WriteFlush(t, ts, sqltest.Txn(21, sqltest.Insert(renamed, img2)))
+	sqltest.RequireRows(t, renamed, e.rows(t, renamed), [][]model.Value{img, img2})
 
 	bad := &model.DDLEvent{CommitTs: 30, Kind: model.DDLAddColumn, Schema: "ddl", Query: "ALTER TABLE `ddl`.`missing` ADD COLUMN `x` INT"}
 	err := s.EmitDDL(ctx, bad)

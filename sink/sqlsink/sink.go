@@ -54,6 +54,14 @@ type Conn interface {
 	// when the outcome is unknown (the engine then retries idempotently).
 	// An error caused by one statement is a *StmtError.
 	Apply(ctx context.Context, stmts []Stmt) error
+	// Begin, Exec and Commit apply one transaction in parts, for a
+	// transaction too large to hold in memory: Begin opens it, each Exec
+	// adds statements (one at a time, so that an error names its
+	// statement), Commit ends it. Closing the connection before Commit
+	// rolls it back.
+	Begin(ctx context.Context) error
+	Exec(ctx context.Context, stmts []Stmt) error
+	Commit(ctx context.Context) error
 	Close() error
 }
 
@@ -414,7 +422,22 @@ func (s *Sink) permanent(t *tableSink, units int, err error) error {
 	return s.errorf("table %s: applying %d transaction(s): %w", t.name, units, err)
 }
 
+// Streaming thresholds: a transaction (all its fragments) larger than
+// this is not held in memory to be scheduled as one unit; it is written
+// through one downstream transaction opened for it, fragment by fragment,
+// and committed when it ends. The processor hands fragments of up to 4,096
+// rows, so a transaction streams from its third fragment on.
+const (
+	streamRows  = 8192
+	streamBytes = 32 << 20
+)
+
 // tableSink is one table's view of the sink.
+//
+// Transactions are scheduled as they are written: the processor writes only
+// what it is about to flush, so nothing can be above the DDL barrier. A
+// transaction may come as several fragments with one key, over several
+// Write calls; it is complete when the key changes or at Flush.
 type tableSink struct {
 	s    *Sink
 	name model.TableName
@@ -424,66 +447,153 @@ type tableSink struct {
 	cancel context.CancelFunc
 	closed atomic.Bool
 
-	buffered []*model.Txn // written, not yet submitted
-	inflight []*unit      // submitted, in commit order
+	cur      *pendingTxn // the transaction whose fragments are arriving
+	last     model.TxnKey
+	inflight []*unit // submitted, in commit order
+	err      error   // a streamed transaction failed: the table must restart
 }
 
-// Write buffers transactions; nothing goes downstream before Flush, so a
-// row above the DDL barrier can never reach the downstream before its DDL.
+// pendingTxn collects the fragments of one transaction, or streams them.
+type pendingTxn struct {
+	key    model.TxnKey
+	safe   bool
+	rows   []*model.RowChange
+	bytes  int
+	stream *stream
+}
+
+// stream is one large transaction being written through its own
+// downstream transaction.
+type stream struct {
+	conn  Conn
+	rows  int
+	start time.Time
+}
+
+func (t *tableSink) fail(format string, args ...any) error {
+	return fmt.Errorf("%s sink: table %s: "+format, append([]any{t.s.name, t.name}, args...)...)
+}
+
+// Write schedules complete transactions and collects (or streams) the
+// fragments of the last one.
 func (t *tableSink) Write(ctx context.Context, txns []*model.Txn) error {
 	if t.closed.Load() {
-		return fmt.Errorf("%s sink: table %s: write after close", t.s.name, t.name)
+		return t.fail("write after close")
+	}
+	if t.err != nil {
+		return t.err
+	}
+	if err := t.s.failure(); err != nil {
+		return err
 	}
 	for _, txn := range txns {
 		if txn == nil {
-			return fmt.Errorf("%s sink: table %s: nil transaction", t.s.name, t.name)
+			return t.fail("nil transaction")
 		}
-		if n := len(t.buffered); n > 0 && txn.Key().Less(t.buffered[n-1].Key()) {
-			return fmt.Errorf("%s sink: table %s: transaction at %d written after one at %d", t.s.name, t.name, txn.CommitTs, t.buffered[n-1].CommitTs)
+		key := txn.Key()
+		if key.Less(t.last) {
+			return t.fail("transaction at %d written after one at %d", txn.CommitTs, t.last.CommitTs)
 		}
 		for _, r := range txn.Rows {
 			if r == nil || r.Schema == nil {
-				return fmt.Errorf("%s sink: table %s: transaction at %d has a row without a schema", t.s.name, t.name, txn.CommitTs)
-			}
-			if r.Schema.Table.Schema != t.name.Schema || r.Schema.Table.Table != t.name.Table {
-				return fmt.Errorf("%s sink: table %s: transaction at %d has a row of table %s", t.s.name, t.name, txn.CommitTs, r.Schema.Table)
+				return t.fail("transaction at %d has a row without a schema", txn.CommitTs)
 			}
 			if err := r.Validate(); err != nil {
 				return fmt.Errorf("%s sink: %w", t.s.name, err)
 			}
 		}
-		t.buffered = append(t.buffered, txn)
+		if t.cur != nil && t.cur.key != key {
+			if err := t.finish(ctx); err != nil {
+				return err
+			}
+		}
+		t.last = key
+		if t.cur == nil {
+			t.cur = &pendingTxn{key: key, safe: t.s.cfg.SafeMode == SafeAlways ||
+				(t.s.cfg.SafeMode == SafeAuto && txn.CommitTs <= t.opts.ReplayUntil)}
+		}
+		if err := t.add(ctx, txn.Rows); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// Flush submits the buffered transactions at or below upto to the worker
-// pool and waits until every transaction at or below upto is committed.
+// add takes one fragment of the current transaction.
+func (t *tableSink) add(ctx context.Context, rows []*model.RowChange) error {
+	p, cfg := t.cur, t.s.cfg
+	if cfg.Atomicity == AtomicityNone {
+		// Fragments need not be applied together: schedule them now, in
+		// chunks of max-txn-row.
+		for i := 0; i < len(rows); i += cfg.MaxTxnRow {
+			t.submit(p.key.CommitTs, rows[i:min(i+cfg.MaxTxnRow, len(rows))], p.safe)
+		}
+		return nil
+	}
+	if p.stream != nil {
+		return t.streamRows(ctx, rows)
+	}
+	p.rows = append(p.rows, rows...)
+	for _, r := range rows {
+		p.bytes += r.ApproxSize()
+	}
+	if len(p.rows) > streamRows || p.bytes > streamBytes {
+		return t.startStream(ctx)
+	}
+	return nil
+}
+
+// finish ends the current transaction: scheduled as one unit, or its
+// stream committed.
+func (t *tableSink) finish(ctx context.Context) error {
+	p := t.cur
+	t.cur = nil
+	if p == nil || t.s.cfg.Atomicity == AtomicityNone {
+		return nil
+	}
+	if p.stream != nil {
+		return t.commitStream(ctx, p.stream)
+	}
+	if len(p.rows) > 0 {
+		t.submit(p.key.CommitTs, p.rows, p.safe)
+	}
+	return nil
+}
+
+// Flush ends the current transaction and waits until every transaction at
+// or below upto is committed.
 func (t *tableSink) Flush(ctx context.Context, upto model.Ts) error {
+	if t.closed.Load() {
+		return t.fail("flush after close")
+	}
+	if t.err != nil {
+		return t.err
+	}
 	if err := t.s.failure(); err != nil {
 		return err
 	}
-	if t.closed.Load() {
-		return fmt.Errorf("%s sink: table %s: flush after close", t.s.name, t.name)
+	if t.cur != nil && t.cur.key.CommitTs <= upto {
+		if err := t.finish(ctx); err != nil {
+			return err
+		}
 	}
-	n := 0
-	for n < len(t.buffered) && t.buffered[n].CommitTs <= upto {
-		t.submit(t.buffered[n])
-		n++
-	}
-	t.buffered = append(t.buffered[:0:0], t.buffered[n:]...)
+	return t.wait(ctx, upto)
+}
+
+// wait waits for the submitted units at or below upto.
+func (t *tableSink) wait(ctx context.Context, upto model.Ts) error {
 	for len(t.inflight) > 0 && t.inflight[0].commitTs <= upto {
 		u := t.inflight[0]
 		select {
 		case <-u.done:
 		case <-t.s.stopped:
-			return fmt.Errorf("%s sink: table %s: sink closed during flush", t.s.name, t.name)
+			return t.fail("sink closed during flush")
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 		if u.err != nil {
 			if errors.Is(u.err, errTableClosed) {
-				return fmt.Errorf("%s sink: table %s: closed during flush", t.s.name, t.name)
+				return t.fail("closed during flush")
 			}
 			return u.err
 		}
@@ -493,29 +603,98 @@ func (t *tableSink) Flush(ctx context.Context, upto model.Ts) error {
 	return nil
 }
 
-func (t *tableSink) submit(txn *model.Txn) {
+func (t *tableSink) submit(commitTs model.Ts, rows []*model.RowChange, safe bool) {
 	s := t.s
-	safe := s.cfg.SafeMode == SafeAlways ||
-		(s.cfg.SafeMode == SafeAuto && txn.CommitTs <= t.opts.ReplayUntil)
-	chunks := [][]*model.RowChange{txn.Rows}
-	if s.cfg.Atomicity == AtomicityNone && len(txn.Rows) > s.cfg.MaxTxnRow {
-		chunks = chunks[:0]
-		for i := 0; i < len(txn.Rows); i += s.cfg.MaxTxnRow {
-			chunks = append(chunks, txn.Rows[i:min(i+s.cfg.MaxTxnRow, len(txn.Rows))])
-		}
-	}
+	u := &unit{table: t, commitTs: commitTs, rows: rows, safe: safe, done: make(chan struct{})}
 	var keys []uint64
-	for _, rows := range chunks {
-		u := &unit{table: t, commitTs: txn.CommitTs, rows: rows, safe: safe, done: make(chan struct{})}
-		keys = keys[:0]
-		for _, r := range rows {
-			keys = RowKeys(keys, r)
-		}
-		if n := s.det.Add(u, keys); n.Waited {
-			s.conflictsWaited.Inc()
-		}
-		t.inflight = append(t.inflight, u)
+	for _, r := range rows {
+		keys = RowKeys(keys, r)
 	}
+	if n := s.det.Add(u, keys); n.Waited {
+		s.conflictsWaited.Inc()
+	}
+	t.inflight = append(t.inflight, u)
+}
+
+// startStream switches the current transaction to streaming: once every
+// earlier transaction of the table is committed (a table-wide barrier, as
+// the keys of the whole transaction are not known yet), it opens a
+// downstream transaction on a connection of its own and writes what it
+// has collected.
+func (t *tableSink) startStream(ctx context.Context) error {
+	if err := t.wait(ctx, ^model.Ts(0)); err != nil {
+		return err
+	}
+	var conn Conn
+	err := t.s.retry(ctx, "connect for a large transaction", func(ctx context.Context) error {
+		c, err := t.s.backend.Connect(ctx)
+		if err != nil {
+			return err
+		}
+		if err := c.Begin(ctx); err != nil {
+			c.Close()
+			return err
+		}
+		conn = c
+		return nil
+	})
+	if err != nil {
+		return t.streamFailed(err)
+	}
+	p := t.cur
+	p.stream = &stream{conn: conn, start: time.Now()}
+	t.s.log.Info().Str("table", t.name.String()).Uint64("commit_ts", p.key.CommitTs).Int("rows_so_far", len(p.rows)).
+		Msg("large transaction: writing it through one downstream transaction as its fragments arrive")
+	rows := p.rows
+	p.rows, p.bytes = nil, 0
+	return t.streamRows(ctx, rows)
+}
+
+func (t *tableSink) streamRows(ctx context.Context, rows []*model.RowChange) error {
+	st := t.cur.stream
+	stmts := Plan([]planInput{{rows: rows, safe: t.cur.safe}}, t.s.cfg.BatchDML, t.s.cfg.MaxTxnRow)
+	sctx, cancel := context.WithTimeout(ctx, t.s.cfg.WriteTimeout)
+	defer cancel()
+	if err := st.conn.Exec(sctx, stmts); err != nil {
+		return t.streamFailed(err)
+	}
+	st.rows += len(rows)
+	for _, x := range stmts {
+		t.s.statements[x.Kind].Inc()
+	}
+	return nil
+}
+
+func (t *tableSink) commitStream(ctx context.Context, st *stream) error {
+	sctx, cancel := context.WithTimeout(ctx, t.s.cfg.WriteTimeout)
+	defer cancel()
+	err := st.conn.Commit(sctx)
+	st.conn.Close()
+	if err != nil {
+		return t.streamFailed(err)
+	}
+	t.s.rows.Add(float64(st.rows))
+	t.s.txnLatency.Observe(time.Since(st.start).Seconds())
+	return nil
+}
+
+// streamFailed ends a streamed transaction with an error. Its fragments
+// are gone from memory, so the sink cannot retry it by itself: a transient
+// error fails this table (the processor restarts it from its checkpoint,
+// and nothing of the transaction was committed); a permanent one fails the
+// sink.
+func (t *tableSink) streamFailed(err error) error {
+	if t.cur != nil && t.cur.stream != nil {
+		t.cur.stream.conn.Close()
+		t.cur.stream = nil
+	}
+	t.cur = nil
+	if transient, class := t.s.backend.Classify(err); transient || errors.Is(err, context.DeadlineExceeded) {
+		t.s.retries.WithLabelValues(class).Inc()
+		t.err = t.s.errorf("table %s: a large transaction was interrupted (%v); restart the table from its checkpoint", t.name, err)
+		return t.err
+	}
+	return t.s.fail(t.s.permanent(t, 1, err))
 }
 
 // Close drops unflushed transactions and waits for the ones being applied
@@ -526,12 +705,16 @@ func (t *tableSink) Close() error {
 		return nil
 	}
 	t.cancel()
+	if t.cur != nil && t.cur.stream != nil {
+		t.cur.stream.conn.Close() // rolls the open transaction back
+	}
+	t.cur = nil
 	for _, u := range t.inflight {
 		select {
 		case <-u.done:
 		case <-t.s.stopped:
 		}
 	}
-	t.inflight, t.buffered = nil, nil
+	t.inflight = nil
 	return nil
 }
