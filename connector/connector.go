@@ -13,11 +13,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/raftcdc/raftcdc/internal/redact"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
 	"github.com/raftcdc/raftcdc/sink/blackhole"
 	"github.com/raftcdc/raftcdc/sink/file"
 	"github.com/raftcdc/raftcdc/sink/kafka"
+	"github.com/raftcdc/raftcdc/sink/mysql"
+	"github.com/raftcdc/raftcdc/sink/sqlsink"
 	"github.com/raftcdc/raftcdc/source"
 	"github.com/raftcdc/raftcdc/source/datagen"
 )
@@ -25,7 +28,7 @@ import (
 // Supported schemes, for error messages and help text.
 const (
 	SourceSchemes = "datagen"
-	SinkSchemes   = "file, blackhole, kafka"
+	SinkSchemes   = "file, blackhole, kafka, mysql, tidb"
 )
 
 func scheme(kind, uri string) (string, error) {
@@ -34,10 +37,11 @@ func scheme(kind, uri string) (string, error) {
 	}
 	u, err := url.Parse(uri)
 	if err != nil {
-		return "", fmt.Errorf("malformed %s URI %q: %w", kind, uri, err)
+		// The parser's message can quote the URI, password included.
+		return "", fmt.Errorf("malformed %s URI %q: %w", kind, redact.URI(uri), redact.Error(err, uri))
 	}
 	if u.Scheme == "" {
-		return "", fmt.Errorf("malformed %s URI %q: no scheme, write it as scheme://...", kind, uri)
+		return "", fmt.Errorf("malformed %s URI %q: no scheme, write it as scheme://...", kind, redact.URI(uri))
 	}
 	return u.Scheme, nil
 }
@@ -53,7 +57,7 @@ func ValidateSourceURI(uri string) error {
 		_, err := datagen.ParseURI(uri)
 		return err
 	default:
-		return fmt.Errorf("source URI %q: unknown scheme %q (supported: %s)", uri, s, SourceSchemes)
+		return fmt.Errorf("source URI %q: unknown scheme %q (supported: %s)", redact.URI(uri), s, SourceSchemes)
 	}
 }
 
@@ -72,9 +76,44 @@ func ValidateSinkURI(uri string) error {
 	case kafka.Scheme:
 		_, err := kafka.ParseURI(uri)
 		return err
+	case mysql.Scheme, mysql.TiDBScheme:
+		_, err := mysql.ParseURI(uri)
+		return err
 	default:
-		return fmt.Errorf("sink URI %q: unknown scheme %q (supported: %s)", uri, s, SinkSchemes)
+		return fmt.Errorf("sink URI %q: unknown scheme %q (supported: %s)", redact.URI(uri), s, SinkSchemes)
 	}
+}
+
+// SinkCheck is what CheckSink found about a downstream.
+type SinkCheck struct {
+	Scheme string `json:"scheme"`
+	URI    string `json:"uri"` // redacted
+	// Server is set for the SQL sinks, which connect to check: flavour,
+	// version, user, and the databases whose privileges were checked.
+	Server *sqlsink.CheckResult `json:"server,omitempty"`
+}
+
+// CheckSink is the create-time (and preview / --dry-run) check of a sink
+// URI. Every URI is validated; for the SQL sinks it also connects, checks
+// the privileges the sink needs on the given downstream databases (the
+// upstream schemas of the changefeed's tables; none checks *.*), and
+// reports the server's flavour and version. It changes nothing downstream.
+// Errors name the problem and never show a password.
+func CheckSink(ctx context.Context, uri string, databases []string) (*SinkCheck, error) {
+	if err := ValidateSinkURI(uri); err != nil {
+		return nil, err
+	}
+	s, _ := scheme("sink", uri)
+	out := &SinkCheck{Scheme: s, URI: redact.URI(uri)}
+	switch s {
+	case mysql.Scheme, mysql.TiDBScheme:
+		res, err := mysql.Check(ctx, uri, databases)
+		if err != nil {
+			return nil, err
+		}
+		out.Server = res
+	}
+	return out, nil
 }
 
 // PoolOption configures a Pool.
@@ -87,10 +126,14 @@ func WithDatagenOptions(opts ...datagen.Option) PoolOption {
 }
 
 // WithMetricsRegistry registers the sinks' metrics (Kafka's messages,
-// bytes, batch sizes, produce latency, large messages) with reg, once for
-// the pool.
+// bytes, batch sizes, produce latency, large messages; the SQL sinks'
+// statements, rows, transaction latency, conflicts waited, retries and
+// DDL) with reg, once for the pool.
 func WithMetricsRegistry(reg prometheus.Registerer) PoolOption {
-	return func(p *Pool) { p.kafkaMetrics = kafka.NewMetrics(reg) }
+	return func(p *Pool) {
+		p.kafkaMetrics = kafka.NewMetrics(reg)
+		p.sqlMetrics = sqlsink.NewMetrics(reg)
+	}
 }
 
 // WithLogger gives the sinks a logger.
@@ -105,6 +148,7 @@ type Pool struct {
 	datagenOpts  []datagen.Option
 	kafkaMetrics *kafka.Metrics
 	log          zerolog.Logger
+	sqlMetrics   *sqlsink.Metrics
 
 	mu      sync.Mutex
 	closed  bool
@@ -119,6 +163,9 @@ func NewPool(opts ...PoolOption) *Pool {
 	}
 	if p.kafkaMetrics == nil {
 		p.kafkaMetrics = kafka.NewMetrics(nil)
+	}
+	if p.sqlMetrics == nil {
+		p.sqlMetrics = sqlsink.NewMetrics(nil)
 	}
 	return p
 }
@@ -149,7 +196,7 @@ func (p *Pool) Source(ctx context.Context, uri string) (source.SpanSource, error
 			return &legacySource{Source: src, uri: cfg.URI()}, nil
 		})
 	default:
-		return nil, fmt.Errorf("source URI %q: unknown scheme %q (supported: %s)", uri, s, SourceSchemes)
+		return nil, fmt.Errorf("source URI %q: unknown scheme %q (supported: %s)", redact.URI(uri), s, SourceSchemes)
 	}
 }
 
@@ -206,9 +253,20 @@ func (p *Pool) OpenChangefeedSink(ctx context.Context, id model.ChangefeedID, ur
 		}
 		return kafka.Open(ctx, uri, kafka.WithChangefeed(id), kafka.WithMetrics(p.kafkaMetrics), kafka.WithLogger(p.log),
 			kafka.WithDispatchers(cfg.Dispatchers, cfg.Filter.CaseSensitive))
+	case mysql.Scheme, mysql.TiDBScheme:
+		snk, err := mysql.Open(ctx, uri, p.sqlOptions(id)...)
+		if err != nil {
+			return nil, err
+		}
+		return snk, nil
 	default:
-		return nil, fmt.Errorf("sink URI %q: unknown scheme %q (supported: %s)", uri, s, SinkSchemes)
+		return nil, fmt.Errorf("sink URI %q: unknown scheme %q (supported: %s)", redact.URI(uri), s, SinkSchemes)
 	}
+}
+
+func (p *Pool) sqlOptions(changefeed model.ChangefeedID) []sqlsink.Option {
+	return []sqlsink.Option{sqlsink.WithChangefeed(changefeed), sqlsink.WithMetrics(p.sqlMetrics),
+		sqlsink.WithLogger(p.log.With().Str("changefeed", changefeed).Logger())}
 }
 
 // Close closes every source the pool opened.

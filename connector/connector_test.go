@@ -40,6 +40,11 @@ func TestValidateURIs(t *testing.T) {
 		{"sink relative", ValidateSinkURI, "file://out", "absolute"},
 		{"sink bad param", ValidateSinkURI, "blackhole://?x=1", `unknown parameter "x"`},
 		{"sink malformed", ValidateSinkURI, ":/x", "malformed sink URI"},
+		{"sink mysql ok", ValidateSinkURI, "mysql://u:pw@127.0.0.1:3306/?worker-count=4&safe-mode=true", ""},
+		{"sink tidb ok", ValidateSinkURI, "tidb://u:pw@127.0.0.1/?tidb-txn-mode=pessimistic", ""},
+		{"sink mysql unknown param", ValidateSinkURI, "mysql://u:pw@h/?workers=4", `unknown parameter "workers"`},
+		{"sink mysql password hidden", ValidateSinkURI, "mysql://u:hunter2@h/?workers=4", "mysql://u:xxxxx@h/"},
+		{"sink malformed password hidden", ValidateSinkURI, "mysql://u:hun#ter2@h/", "malformed"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -52,6 +57,11 @@ func TestValidateURIs(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want one saying %q", err, tc.want)
+			}
+			for _, secret := range []string{"hunter2", "ter2"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Fatalf("error shows a password: %v", err)
+				}
 			}
 		})
 	}
