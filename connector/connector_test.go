@@ -33,7 +33,7 @@ func TestValidateURIs(t *testing.T) {
 		{"source bad param", ValidateSourceURI, "datagen://?rate=-1", `"rate"`},
 		{"sink file ok", ValidateSinkURI, "file://" + dir, ""},
 		{"sink blackhole ok", ValidateSinkURI, "blackhole://", ""},
-		{"sink unknown", ValidateSinkURI, "amqp://x", "supported: file, blackhole, kafka"},
+		{"sink unknown", ValidateSinkURI, "amqp://x", "supported: file, blackhole, kafka, mysql, tidb"},
 		{"sink kafka ok", ValidateSinkURI, "kafka://127.0.0.1:9092/t?protocol=canal-json", ""},
 		{"sink kafka bad param", ValidateSinkURI, "kafka://127.0.0.1:9092/t?protocol=canal-json&acks=1", `unknown parameter "acks"`},
 		{"sink kafka password hidden", ValidateSinkURI, "kafka://127.0.0.1:9092/t?protocol=x&sasl-password=hunter2", "sasl-password=xxxxx"},

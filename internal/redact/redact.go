@@ -31,10 +31,14 @@ func IsSecretParam(name string) bool {
 
 // URI returns uri with the password of its user info and the value of
 // every secret query parameter replaced by Mask. A URI that does not parse
-// keeps only its scheme: where the secrets are cannot be known.
+// keeps only its scheme, unless it has neither user info nor a secret
+// parameter: where its secrets are cannot be known.
 func URI(uri string) string {
 	u, err := url.Parse(uri)
 	if err != nil {
+		if !strings.Contains(uri, "@") && !hasSecretParam(uri) {
+			return uri // no user info and no secret parameter: nothing to hide
+		}
 		if i := strings.Index(uri, "://"); i > 0 && !strings.ContainsAny(uri[:i], "@:/?#") {
 			return uri[:i] + "://" + Mask + "(unparseable URI)"
 		}
@@ -60,6 +64,22 @@ func URI(uri string) string {
 	// url.URL escapes the mask's characters in no case, but keep the form
 	// readable if the user info ever gets escaped.
 	return strings.Replace(s, url.QueryEscape(Mask), Mask, -1)
+}
+
+// hasSecretParam looks for a secret parameter name in a URI that does not
+// parse.
+func hasSecretParam(uri string) bool {
+	_, q, ok := strings.Cut(uri, "?")
+	if !ok {
+		return false
+	}
+	for _, p := range strings.Split(q, "&") {
+		k, _, _ := strings.Cut(p, "=")
+		if IsSecretParam(k) {
+			return true
+		}
+	}
+	return false
 }
 
 // Secrets are the secret values a URI carries (its password and every

@@ -18,6 +18,8 @@ func TestURIHidesPasswordsAndSecretParameters(t *testing.T) {
 		{"file:///tmp/out", "file:///tmp/out"},
 		{"mysql://root:pa ss@%zz/", "mysql://xxxxx(unparseable URI)"},
 		{"not a uri with :pass@", "xxxxx(unparseable URI)"},
+		{"file://%zz", "file://%zz"},
+		{"kafka://%zz/?sasl-password=x", "kafka://xxxxx(unparseable URI)"},
 	}
 	for _, c := range cases {
 		if got := URI(c.in); got != c.want {
