@@ -29,7 +29,8 @@ func TestOpenFailsClearlyOnBadDownstreams(t *testing.T) {
 			"kafka sink: reading metadata of topic t from [" + dead + "]"},
 		{"missing topic without auto-create", "kafka://" + brokers + "/absent?protocol=open-protocol&auto-create-topic=false",
 			"topic absent does not exist and auto-create-topic=false"},
-		{"protocol not in this build yet", "kafka://" + brokers + "/t?protocol=simple", "protocol simple is not available"},
+		{"bad claim-check directory", "kafka://" + brokers + "/t?protocol=simple&large-message-handle-option=claim-check&claim-check-storage-uri=file:///proc/nope",
+			"claim-check storage"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -7,6 +7,7 @@ import (
 	"github.com/raftcdc/raftcdc/codec/canal"
 	"github.com/raftcdc/raftcdc/codec/debezium"
 	"github.com/raftcdc/raftcdc/codec/open"
+	"github.com/raftcdc/raftcdc/codec/simple"
 	"github.com/raftcdc/raftcdc/model"
 )
 
@@ -37,6 +38,8 @@ func newProtocol(cfg *Config) (protocol, error) {
 		return openProtocol{maxBatch: cfg.MaxBatchSize}, nil
 	case ProtocolDebezium:
 		return debeziumProtocol{enc: debezium.NewEncoder(debezium.Options{DisableSchema: cfg.DebeziumDisableSchema, EnableTiDBExtension: cfg.EnableTiDBExtension})}, nil
+	case ProtocolSimple:
+		return simpleProtocol{enc: simple.NewEncoder(nil)}, nil
 	case ProtocolCanalJSON:
 		return canalProtocol{enc: canal.NewEncoder(canal.Options{EnableTiDBExtension: cfg.EnableTiDBExtension})}, nil
 	}
@@ -125,4 +128,25 @@ func (p debeziumProtocol) encodeDDL(_ context.Context, d *model.DDLEvent) ([]byt
 
 func (p debeziumProtocol) encodeWatermark(ts model.Ts) ([]byte, []byte, bool) {
 	return p.enc.EncodeWatermark(ts)
+}
+
+// simpleProtocol is TiCDC's simple protocol (codec/simple); it always
+// publishes watermarks.
+type simpleProtocol struct {
+	single
+	enc *simple.Encoder
+}
+
+func (p simpleProtocol) encodeRow(_ context.Context, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
+	v, err := p.enc.EncodeRow(r, simple.RowOptions{OnlyHandleKey: o.onlyHandleKey, ClaimCheck: o.claimCheck})
+	return nil, v, err
+}
+
+func (p simpleProtocol) encodeDDL(_ context.Context, d *model.DDLEvent) ([]byte, []byte, error) {
+	v, err := p.enc.EncodeDDL(d)
+	return nil, v, err
+}
+
+func (p simpleProtocol) encodeWatermark(ts model.Ts) ([]byte, []byte, bool) {
+	return nil, p.enc.EncodeWatermark(ts), true
 }

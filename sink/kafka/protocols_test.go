@@ -11,6 +11,7 @@ import (
 	"github.com/raftcdc/raftcdc/codec/canal"
 	"github.com/raftcdc/raftcdc/codec/debezium"
 	"github.com/raftcdc/raftcdc/codec/open"
+	"github.com/raftcdc/raftcdc/codec/simple"
 	"github.com/raftcdc/raftcdc/model"
 )
 
@@ -112,6 +113,28 @@ func decodeDebezium(t *testing.T, r *kgo.Record) []event {
 	return []event{ev}
 }
 
+func decodeSimple(t *testing.T, r *kgo.Record) []event {
+	m, err := simple.Decode(r.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch m.Type {
+	case "WATERMARK":
+		return []event{{kind: "watermark", ts: m.CommitTs}}
+	case "INSERT", "UPDATE", "DELETE":
+	default:
+		return []event{{kind: "ddl", table: m.Table, ts: m.CommitTs, query: m.SQL}}
+	}
+	ev := event{kind: "row", table: m.Table, ts: m.CommitTs, op: map[string]model.Op{"INSERT": model.OpInsert, "UPDATE": model.OpUpdate, "DELETE": model.OpDelete}[m.Type]}
+	img := m.Data
+	if ev.op == model.OpDelete {
+		img = m.Old
+	}
+	ev.id = *img["id"]
+	ev.n, _ = strconv.ParseInt(*img["n"], 10, 64)
+	return []event{ev}
+}
+
 // checkDelivery checks, per partition, that every key's rows arrive once
 // and in order, that the DDL reached every partition once, and that the
 // last event of every partition is the watermark.
@@ -169,6 +192,7 @@ func TestEveryProtocolDeliversRowsDDLAndWatermarks(t *testing.T) {
 		{ProtocolOpen, "max-batch-size=8", decodeOpen},
 		{ProtocolCanalJSON, "enable-tidb-extension=true", decodeCanal},
 		{ProtocolDebezium, "enable-tidb-extension=true", decodeDebezium},
+		{ProtocolSimple, "", decodeSimple},
 	} {
 		t.Run(tc.protocol, func(t *testing.T) {
 			c := startBroker(t)
