@@ -3,7 +3,9 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"net/http"
 
+	"github.com/raftcdc/raftcdc/codec/avro"
 	"github.com/raftcdc/raftcdc/codec/canal"
 	"github.com/raftcdc/raftcdc/codec/debezium"
 	"github.com/raftcdc/raftcdc/codec/open"
@@ -20,7 +22,7 @@ type rowOpts struct {
 // protocol is what the sink needs from a message format. Each codec
 // package has its own API; the adapters below fit them to this.
 type protocol interface {
-	encodeRow(ctx context.Context, r *model.RowChange, opt rowOpts) (key, value []byte, err error)
+	encodeRow(ctx context.Context, topic string, r *model.RowChange, opt rowOpts) (key, value []byte, err error)
 	encodeDDL(ctx context.Context, d *model.DDLEvent) (key, value []byte, err error)
 	// encodeWatermark returns ok=false when the protocol, as configured,
 	// publishes no watermark.
@@ -38,6 +40,11 @@ func newProtocol(cfg *Config) (protocol, error) {
 		return openProtocol{maxBatch: cfg.MaxBatchSize}, nil
 	case ProtocolDebezium:
 		return debeziumProtocol{enc: debezium.NewEncoder(debezium.Options{DisableSchema: cfg.DebeziumDisableSchema, EnableTiDBExtension: cfg.EnableTiDBExtension})}, nil
+	case ProtocolAvro:
+		opts := avro.Options{DecimalString: cfg.AvroDecimalHandlingMode == "string", BigintUnsignedString: cfg.AvroBigintUnsignedHandling == "string",
+			EnableTiDBExtension: cfg.EnableTiDBExtension}
+		reg := avro.NewRegistry(cfg.SchemaRegistry, &http.Client{Timeout: cfg.WriteTimeout})
+		return avroProtocol{enc: avro.NewEncoder(opts, reg)}, nil
 	case ProtocolSimple:
 		return simpleProtocol{enc: simple.NewEncoder(nil)}, nil
 	case ProtocolCanalJSON:
@@ -57,7 +64,7 @@ func (single) overhead(int) int { return 0 }
 
 type openProtocol struct{ maxBatch int }
 
-func (p openProtocol) encodeRow(_ context.Context, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
+func (p openProtocol) encodeRow(_ context.Context, _ string, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
 	return open.EncodeRow(r, open.RowOptions{OnlyHandleKey: o.onlyHandleKey, ClaimCheck: o.claimCheck})
 }
 
@@ -91,7 +98,7 @@ type canalProtocol struct {
 	enc *canal.Encoder
 }
 
-func (p canalProtocol) encodeRow(_ context.Context, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
+func (p canalProtocol) encodeRow(_ context.Context, _ string, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
 	var v []byte
 	var err error
 	if o.onlyHandleKey || o.claimCheck != "" {
@@ -118,7 +125,7 @@ type debeziumProtocol struct {
 	enc *debezium.Encoder
 }
 
-func (p debeziumProtocol) encodeRow(_ context.Context, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
+func (p debeziumProtocol) encodeRow(_ context.Context, _ string, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
 	return p.enc.EncodeRow(r, debezium.RowOptions{OnlyHandleKey: o.onlyHandleKey, ClaimCheck: o.claimCheck})
 }
 
@@ -137,7 +144,7 @@ type simpleProtocol struct {
 	enc *simple.Encoder
 }
 
-func (p simpleProtocol) encodeRow(_ context.Context, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
+func (p simpleProtocol) encodeRow(_ context.Context, _ string, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
 	v, err := p.enc.EncodeRow(r, simple.RowOptions{OnlyHandleKey: o.onlyHandleKey, ClaimCheck: o.claimCheck})
 	return nil, v, err
 }
@@ -149,4 +156,25 @@ func (p simpleProtocol) encodeDDL(_ context.Context, d *model.DDLEvent) ([]byte,
 
 func (p simpleProtocol) encodeWatermark(ts model.Ts) ([]byte, []byte, bool) {
 	return nil, p.enc.EncodeWatermark(ts), true
+}
+
+// avroProtocol is Avro records with a schema registry (codec/avro);
+// schemas are registered under the topic's subjects.
+type avroProtocol struct {
+	single
+	enc *avro.Encoder
+}
+
+func (p avroProtocol) encodeRow(ctx context.Context, topic string, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
+	return p.enc.EncodeRow(ctx, topic, r, o.onlyHandleKey)
+}
+
+func (p avroProtocol) encodeDDL(_ context.Context, d *model.DDLEvent) ([]byte, []byte, error) {
+	v, err := p.enc.EncodeDDL(d)
+	return nil, v, err
+}
+
+func (p avroProtocol) encodeWatermark(ts model.Ts) ([]byte, []byte, bool) {
+	v, ok := p.enc.EncodeWatermark(ts)
+	return nil, v, ok
 }

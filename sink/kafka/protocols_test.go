@@ -8,6 +8,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/raftcdc/raftcdc/codec/avro"
+	"github.com/raftcdc/raftcdc/codec/avro/avrotest"
 	"github.com/raftcdc/raftcdc/codec/canal"
 	"github.com/raftcdc/raftcdc/codec/debezium"
 	"github.com/raftcdc/raftcdc/codec/open"
@@ -135,6 +137,47 @@ func decodeSimple(t *testing.T, r *kgo.Record) []event {
 	return []event{ev}
 }
 
+// avroDecoder reads records with the registry, for a consumer that knows
+// the table's schema.
+func avroDecoder(registry string, sc *model.TableSchema) decoder {
+	opts := avro.Options{EnableTiDBExtension: true}
+	d := avro.NewDecoder(opts, avro.NewRegistry(registry, nil))
+	return func(t *testing.T, r *kgo.Record) []event {
+		ctx := testCtx(t)
+		if len(r.Value) > 0 && r.Value[0] != avro.RecordMarker {
+			switch r.Value[0] {
+			case avro.DDLMarker:
+				var m avro.DDL
+				if err := json.Unmarshal(r.Value[1:], &m); err != nil {
+					t.Fatal(err)
+				}
+				return []event{{kind: "ddl", table: m.Table, ts: m.CommitTs, query: m.Query}}
+			case avro.WatermarkMarker:
+				var m avro.Watermark
+				if err := json.Unmarshal(r.Value[1:], &m); err != nil {
+					t.Fatal(err)
+				}
+				return []event{{kind: "watermark", ts: m.Ts}}
+			}
+			t.Fatalf("unknown marker %d", r.Value[0])
+		}
+		k, err := d.DecodeKey(ctx, sc, r.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := strconv.FormatInt(k.Image[0].I, 10)
+		if r.Value == nil {
+			return []event{{kind: "row", table: sc.Table.Table, op: model.OpDelete, id: id, n: -1}}
+		}
+		v, err := d.DecodeValue(ctx, sc, r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		op := map[string]model.Op{"c": model.OpInsert, "u": model.OpUpdate}[v.Extension[avro.FieldOp].S]
+		return []event{{kind: "row", table: sc.Table.Table, op: op, id: id, n: int64(v.Image[4].U), ts: model.Ts(v.Extension[avro.FieldCommitTs].I)}}
+	}
+}
+
 // checkDelivery checks, per partition, that every key's rows arrive once
 // and in order, that the DDL reached every partition once, and that the
 // last event of every partition is the watermark.
@@ -170,6 +213,9 @@ func checkDelivery(t *testing.T, recs map[int32][]*kgo.Record, dec decoder, keys
 			keyPart[e.id] = p
 			prev, seen := last[e.id]
 			want := map[model.Op]int64{model.OpInsert: 0, model.OpUpdate: prev + 1, model.OpDelete: int64(updates)}[e.op]
+			if e.n == -1 && e.op == model.OpDelete { // a tombstone carries only the key
+				e.n = want
+			}
 			if (e.op == model.OpInsert) == seen || e.n != want || e.ts >= ddlTs {
 				t.Fatalf("partition %d key %s: %s n=%d at %d after n=%d: out of order", p, e.id, e.op, e.n, e.ts, prev)
 			}
@@ -185,16 +231,28 @@ func checkDelivery(t *testing.T, recs map[int32][]*kgo.Record, dec decoder, keys
 }
 
 func TestEveryProtocolDeliversRowsDDLAndWatermarks(t *testing.T) {
+	fixed := func(params string, dec decoder) func(t *testing.T) (string, decoder) {
+		return func(*testing.T) (string, decoder) { return params, dec }
+	}
 	for _, tc := range []struct {
-		protocol, params string
-		dec              decoder
+		protocol string
+		setup    func(t *testing.T) (params string, dec decoder)
 	}{
-		{ProtocolOpen, "max-batch-size=8", decodeOpen},
-		{ProtocolCanalJSON, "enable-tidb-extension=true", decodeCanal},
-		{ProtocolDebezium, "enable-tidb-extension=true", decodeDebezium},
-		{ProtocolSimple, "", decodeSimple},
+		{ProtocolOpen, fixed("max-batch-size=8", decodeOpen)},
+		{ProtocolCanalJSON, fixed("enable-tidb-extension=true", decodeCanal)},
+		{ProtocolDebezium, fixed("enable-tidb-extension=true", decodeDebezium)},
+		{ProtocolSimple, fixed("", decodeSimple)},
+		{ProtocolAvro, func(t *testing.T) (string, decoder) {
+			reg := avrotest.Start(t)
+			return "enable-tidb-extension=true&schema-registry=" + reg.URL, avroDecoder(reg.URL, usersSchema("shop", "users"))
+		}},
 	} {
 		t.Run(tc.protocol, func(t *testing.T) {
+			params, dec := tc.setup(t)
+			tc := struct {
+				protocol, params string
+				dec              decoder
+			}{tc.protocol, params, dec}
 			c := startBroker(t)
 			s := openSink(t, brokerURI(c, "cdc", fmt.Sprintf("protocol=%s&partition-num=3&%s", tc.protocol, tc.params)),
 				WithDispatchers([]model.DispatchRule{{Matcher: []string{"*.*"}, Topic: "{schema}_{table}", Partition: model.PartitionIndexValue}}, false))

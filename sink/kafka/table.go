@@ -172,7 +172,7 @@ func (t *tableSink) rename(ctx context.Context, n model.TableName) error {
 // encode encodes a row, applying large-message-handle-option when the
 // message would be over the limit.
 func (t *tableSink) encode(ctx context.Context, row *model.RowChange, limit int) ([]byte, []byte, error) {
-	k, v, err := t.s.proto.encodeRow(ctx, row, rowOpts{})
+	k, v, err := t.s.proto.encodeRow(ctx, t.topic, row, rowOpts{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("kafka sink: encoding a row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
 	}
@@ -183,7 +183,7 @@ func (t *tableSink) encode(ctx context.Context, row *model.RowChange, limit int)
 	cfg := t.s.cfg
 	switch cfg.LargeMessageHandle {
 	case LargeMessageHandleKeyOnly:
-		k2, v2, err := t.s.proto.encodeRow(ctx, row, rowOpts{onlyHandleKey: true})
+		k2, v2, err := t.s.proto.encodeRow(ctx, t.topic, row, rowOpts{onlyHandleKey: true})
 		if err != nil {
 			return nil, nil, fmt.Errorf("kafka sink: encoding the handle key of a large row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
 		}
@@ -199,7 +199,7 @@ func (t *tableSink) encode(ctx context.Context, row *model.RowChange, limit int)
 		if err != nil {
 			return nil, nil, fmt.Errorf("kafka sink: table %s: storing a large row at commit ts %d: %w", t.table, row.CommitTs, err)
 		}
-		k2, v2, err := t.s.proto.encodeRow(ctx, row, rowOpts{onlyHandleKey: true, claimCheck: loc})
+		k2, v2, err := t.s.proto.encodeRow(ctx, t.topic, row, rowOpts{onlyHandleKey: true, claimCheck: loc})
 		if err != nil {
 			return nil, nil, fmt.Errorf("kafka sink: encoding the claim check of a large row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
 		}

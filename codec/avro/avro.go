@@ -1,0 +1,232 @@
+package avro
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/raftcdc/raftcdc/model"
+)
+
+// Markers start the values of messages that are not Avro records.
+const (
+	// RecordMarker is Confluent's magic byte.
+	RecordMarker    = 0
+	DDLMarker       = 1
+	WatermarkMarker = 2
+)
+
+// Encoder encodes rows for one changefeed. Safe for concurrent use.
+type Encoder struct {
+	opts Options
+	reg  *Registry
+
+	mu      sync.Mutex
+	schemas map[schemaKey]*tableSchemas
+}
+
+type schemaKey struct {
+	table   model.TableName
+	version uint64
+}
+
+type tableSchemas struct {
+	key, value, handle *Schema
+}
+
+// NewEncoder returns an encoder that registers schemas with reg.
+func NewEncoder(opts Options, reg *Registry) *Encoder {
+	return &Encoder{opts: opts, reg: reg, schemas: map[schemaKey]*tableSchemas{}}
+}
+
+func (e *Encoder) tableSchemas(s *model.TableSchema) (*tableSchemas, error) {
+	k := schemaKey{s.Table, s.Version}
+	e.mu.Lock()
+	ts, ok := e.schemas[k]
+	e.mu.Unlock()
+	if ok {
+		return ts, nil
+	}
+	ks, err := e.opts.KeySchema(s)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := e.opts.ValueSchema(s)
+	if err != nil {
+		return nil, err
+	}
+	ho := e.opts
+	ho.EnableTiDBExtension = false
+	hs, err := handleSchema(ho, s)
+	if err != nil {
+		return nil, err
+	}
+	ts = &tableSchemas{key: ks, value: vs, handle: hs}
+	e.mu.Lock()
+	e.schemas[k] = ts
+	e.mu.Unlock()
+	return ts, nil
+}
+
+// handleSchema is the value schema of a large row sent with only its
+// handle key: the key's fields, named as a value.
+func handleSchema(o Options, s *model.TableSchema) (*Schema, error) {
+	ks, err := o.KeySchema(s)
+	if err != nil {
+		return nil, err
+	}
+	return build(o.namespace(s.Table), sanitize(s.Table.Table)+"_handle_key_only", ks.Fields)
+}
+
+// frame is Confluent's wire format: marker 0, the schema ID, the record.
+func frame(id int32, record []byte) []byte {
+	out := make([]byte, 5, 5+len(record))
+	out[0] = RecordMarker
+	binary.BigEndian.PutUint32(out[1:], uint32(id))
+	return append(out, record...)
+}
+
+// EncodeRow encodes one row for topic: key and value (nil for a delete's
+// tombstone). onlyHandleKey sends a large row's handle key as its value.
+func (e *Encoder) EncodeRow(ctx context.Context, topic string, r *model.RowChange, onlyHandleKey bool) (key, value []byte, err error) {
+	s := r.Schema
+	ts, err := e.tableSchemas(s)
+	if err != nil {
+		return nil, nil, fmt.Errorf("avro: %w", err)
+	}
+	keyID, err := e.reg.Register(ctx, topic+"-key", ts.key)
+	if err != nil {
+		return nil, nil, err
+	}
+	kb, err := appendRecord(nil, ts.key, r.Image(), nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("avro: table %s key: %w", s.Table, err)
+	}
+	key = frame(keyID, kb)
+	if r.Op == model.OpDelete {
+		return key, nil, nil
+	}
+	vs := ts.value
+	if onlyHandleKey {
+		vs = ts.handle
+	}
+	valueID, err := e.reg.Register(ctx, topic+"-value", vs)
+	if err != nil {
+		return nil, nil, err
+	}
+	op := "c"
+	if r.Op == model.OpUpdate {
+		op = "u"
+	}
+	vb, err := appendRecord(nil, vs, r.After, func(name string) (model.Value, bool) {
+		switch name {
+		case FieldOp:
+			return model.StringValue(op), true
+		case FieldCommitTs:
+			return model.IntValue(int64(r.CommitTs)), true
+		case FieldCommitPhysicalTime:
+			return model.IntValue(int64(r.CommitTs >> 18)), true
+		}
+		return model.Value{}, false
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("avro: table %s value: %w", s.Table, err)
+	}
+	return key, frame(valueID, vb), nil
+}
+
+// DDL is the JSON after a DDL message's marker.
+type DDL struct {
+	Query    string `json:"query"`
+	Type     string `json:"type"`
+	Schema   string `json:"schema"`
+	Table    string `json:"table,omitempty"`
+	CommitTs uint64 `json:"commitTs"`
+}
+
+// Watermark is the JSON after a watermark message's marker.
+type Watermark struct {
+	Ts uint64 `json:"ts"`
+}
+
+// EncodeDDL encodes a DDL message.
+func (e *Encoder) EncodeDDL(d *model.DDLEvent) ([]byte, error) {
+	m := DDL{Query: d.Query, Type: string(d.Kind), Schema: d.Schema, CommitTs: d.CommitTs}
+	if len(d.Tables) > 0 {
+		m.Table = d.Tables[0].Table
+	}
+	b, err := json.Marshal(m)
+	return append([]byte{DDLMarker}, b...), err
+}
+
+// EncodeWatermark encodes a watermark; ok is false without the TiDB
+// extension.
+func (e *Encoder) EncodeWatermark(ts model.Ts) ([]byte, bool) {
+	if !e.opts.EnableTiDBExtension {
+		return nil, false
+	}
+	b, _ := json.Marshal(Watermark{Ts: ts})
+	return append([]byte{WatermarkMarker}, b...), true
+}
+
+// Decoder reads records back for a consumer that knows the table's schema
+// version (from DDL messages or its own catalogue): it fetches the writer
+// schema by ID from the registry and checks that it is the one the
+// encoder derives for that version before decoding.
+type Decoder struct {
+	opts Options
+	reg  *Registry
+}
+
+// NewDecoder returns a decoder.
+func NewDecoder(opts Options, reg *Registry) *Decoder { return &Decoder{opts: opts, reg: reg} }
+
+// Decoded is one decoded record.
+type Decoded struct {
+	Image     []model.Value
+	Extension map[string]model.Value
+	SchemaID  int32
+}
+
+// DecodeValue decodes a value record of table s (nil value: a tombstone,
+// returned as nil). onlyHandleKey selects the large-row schema.
+func (d *Decoder) DecodeValue(ctx context.Context, s *model.TableSchema, value []byte) (*Decoded, error) {
+	if value == nil {
+		return nil, nil
+	}
+	vs, err := d.opts.ValueSchema(s)
+	if err != nil {
+		return nil, err
+	}
+	return d.decode(ctx, s, vs, value)
+}
+
+// DecodeKey decodes a key record.
+func (d *Decoder) DecodeKey(ctx context.Context, s *model.TableSchema, key []byte) (*Decoded, error) {
+	ks, err := d.opts.KeySchema(s)
+	if err != nil {
+		return nil, err
+	}
+	return d.decode(ctx, s, ks, key)
+}
+
+func (d *Decoder) decode(ctx context.Context, s *model.TableSchema, want *Schema, b []byte) (*Decoded, error) {
+	if len(b) < 5 || b[0] != RecordMarker {
+		return nil, fmt.Errorf("avro: not a Confluent-framed record")
+	}
+	id := int32(binary.BigEndian.Uint32(b[1:5]))
+	text, err := d.reg.SchemaText(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if text != want.JSON {
+		return nil, fmt.Errorf("avro: schema %d is not %s's schema for version %d:\n%s\nwant\n%s", id, s.Table, s.Version, text, want.JSON)
+	}
+	img, ext, err := decodeRecord(b[5:], want, len(s.Columns))
+	if err != nil {
+		return nil, err
+	}
+	return &Decoded{Image: img, Extension: ext, SchemaID: id}, nil
+}

@@ -1,0 +1,114 @@
+package avro
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftcdc/raftcdc/codec/avro/avrotest"
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/model/modeltest"
+)
+
+func TestAvroRoundTripsEveryTypeThroughARegistryOverHTTP(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reg := avrotest.Start(t)
+	s := modeltest.AllTypesSchema("db", "all", 1, 1)
+	for _, opts := range []Options{{}, {DecimalString: true, BigintUnsignedString: true, EnableTiDBExtension: true}} {
+		enc := NewEncoder(opts, NewRegistry(reg.URL, nil))
+		dec := NewDecoder(opts, NewRegistry(reg.URL, nil))
+		for i, img := range modeltest.EdgeImages() {
+			r := &model.RowChange{Schema: s, CommitTs: 449189129134866433, Op: model.OpUpdate, After: img}
+			k, v, err := enc.EncodeRow(ctx, "db_all", r, false)
+			if err != nil {
+				t.Fatalf("%+v image %d: %v", opts, i, err)
+			}
+			d, err := dec.DecodeValue(ctx, s, v)
+			if err != nil {
+				t.Fatalf("%+v image %d: %v", opts, i, err)
+			}
+			for j, c := range s.Columns {
+				if !model.ValueEqual(c.Type, img[j], d.Image[j]) {
+					t.Errorf("%+v image %d column %s (%s): got %#v want %#v", opts, i, c.Name, c.Type, d.Image[j], img[j])
+				}
+			}
+			if opts.EnableTiDBExtension && (d.Extension[FieldOp].S != "u" || d.Extension[FieldCommitTs].I != int64(r.CommitTs)) {
+				t.Errorf("extension fields %+v", d.Extension)
+			}
+			kd, err := dec.DecodeKey(ctx, s, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, j := range s.KeyColumns(s.HandleKey()) {
+				if !model.ValueEqual(s.Columns[j].Type, img[j], kd.Image[j]) {
+					t.Errorf("key column %s: got %#v want %#v", s.Columns[j].Name, kd.Image[j], img[j])
+				}
+			}
+		}
+	}
+	if n := len(reg.Versions("db_all-value")); n != 2 {
+		t.Errorf("db_all-value has %d versions, want 2 (one per option set)", n)
+	}
+}
+
+func TestAvroDeleteIsATombstoneAndSchemasAreRegisteredOnce(t *testing.T) {
+	ctx := context.Background()
+	reg := avrotest.Start(t)
+	s := modeltest.AllTypesSchema("db", "all", 1, 1)
+	enc := NewEncoder(Options{}, NewRegistry(reg.URL, nil))
+	img := modeltest.EdgeImages()[0]
+	for i := 0; i < 5; i++ {
+		if _, _, err := enc.EncodeRow(ctx, "t", &model.RowChange{Schema: s, CommitTs: 1, Op: model.OpInsert, After: img}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := reg.Requests(); n != 2 {
+		t.Errorf("%d registry requests for 5 rows, want 2 (key and value once)", n)
+	}
+	k, v, err := enc.EncodeRow(ctx, "t", &model.RowChange{Schema: s, CommitTs: 2, Op: model.OpDelete, Before: img}, false)
+	if err != nil || v != nil || len(k) < 5 {
+		t.Fatalf("delete: key %d bytes, value %v, %v", len(k), v, err)
+	}
+	// A new schema version registers a new value schema.
+	s2 := s.Clone()
+	s2.Version = 2
+	s2.Columns = append(s2.Columns, model.Column{Name: "added", Type: model.ColumnType{Kind: model.TypeInt}, Nullable: true})
+	img2 := append(append([]model.Value(nil), img...), model.Null())
+	if _, _, err := enc.EncodeRow(ctx, "t", &model.RowChange{Schema: s2, CommitTs: 3, Op: model.OpInsert, After: img2}, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(reg.Versions("t-value")); n != 2 {
+		t.Errorf("t-value has %d versions after a DDL, want 2", n)
+	}
+}
+
+func TestAvroRegistryErrorsAreClear(t *testing.T) {
+	ctx := context.Background()
+	s := modeltest.AllTypesSchema("db", "all", 1, 1)
+	enc := NewEncoder(Options{}, NewRegistry("http://127.0.0.1:1", nil))
+	_, _, err := enc.EncodeRow(ctx, "t", &model.RowChange{Schema: s, CommitTs: 1, Op: model.OpInsert, After: modeltest.EdgeImages()[0]}, false)
+	if err == nil || !strings.Contains(err.Error(), "schema registry: registering subject t-key") {
+		t.Fatalf("unreachable registry: %v", err)
+	}
+	reg := avrotest.Start(t)
+	if _, err := NewRegistry(reg.URL, nil).SchemaText(ctx, 99); err == nil || !strings.Contains(err.Error(), "Schema not found (HTTP 404, error code 40403)") {
+		t.Fatalf("missing schema: %v", err)
+	}
+}
+
+func TestAvroDecimalBytes(t *testing.T) {
+	for _, c := range []struct {
+		s     string
+		scale int
+	}{{"0.00", 2}, {"-0.01", 2}, {"123.45", 2}, {"-128", 0}, {"127", 0}, {"128", 0}, {"-129", 0}, {"99999999999999999999999999999.999999999", 9}} {
+		u, err := unscaled(c.s, c.scale)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := formatDecimal(fromTwosComplement(twosComplement(u)), c.scale); got != strings.TrimPrefix(strings.Replace(c.s, "-0.00", "0.00", 1), "") {
+			t.Errorf("%s: round trip gave %s", c.s, got)
+		}
+	}
+}
