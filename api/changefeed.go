@@ -24,7 +24,7 @@ import (
 type CDC interface {
 	// Upstream opens (or reuses) the source behind a URI, to list tables and
 	// check the GC safepoint.
-	Upstream(ctx context.Context, uri string) (source.SpanSource, error)
+	Upstream(ctx context.Context, uri string) (source.Upstream, error)
 	// CaptureLiveness is gossip's view of every node: alive, suspect, dead,
 	// left.
 	CaptureLiveness() map[string]string
@@ -354,6 +354,13 @@ func (h *Handler) validateSpec(ctx context.Context, info *model.ChangefeedInfo, 
 	}
 	if len(matched) == 0 {
 		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidConfig, "the filter rules %q match none of the %d upstream tables", info.Config.Filter.Rules, len(tables))
+	}
+	id := info.ID
+	if id == "" {
+		id = "preview"
+	}
+	if err := connector.CheckSource(ctx, id, info.SourceURI, flt.Match); err != nil {
+		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidURI, "checking the source: %v", err)
 	}
 	return matched, len(tables), nil
 }

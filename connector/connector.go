@@ -23,11 +23,12 @@ import (
 	"github.com/raftcdc/raftcdc/sink/sqlsink"
 	"github.com/raftcdc/raftcdc/source"
 	"github.com/raftcdc/raftcdc/source/datagen"
+	"github.com/raftcdc/raftcdc/source/postgres"
 )
 
 // Supported schemes, for error messages and help text.
 const (
-	SourceSchemes = "datagen"
+	SourceSchemes = "datagen, postgres"
 	SinkSchemes   = "file, blackhole, kafka, mysql, tidb"
 )
 
@@ -37,14 +38,24 @@ func scheme(kind, uri string) (string, error) {
 	}
 	u, err := url.Parse(uri)
 	if err != nil {
-		// The parser's message can quote the URI, password included.
-		return "", fmt.Errorf("malformed %s URI %q: %w", kind, redact.URI(uri), redact.Error(err, uri))
+		// url's error repeats the URI, password included: keep only its
+		// reason.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return "", fmt.Errorf("malformed %s URI: %v (a %% in a password must be written %%25)", kind, err)
 	}
 	if u.Scheme == "" {
 		return "", fmt.Errorf("malformed %s URI %q: no scheme, write it as scheme://...", kind, redact.URI(uri))
 	}
 	return u.Scheme, nil
 }
+
+// upstreamProbeID names the changefeed a source is opened for when no
+// changefeed is involved (GC, current ts, listing tables): a PostgreSQL
+// source needs one to name its slot, which these calls never touch.
+const upstreamProbeID = "upstream-probe"
 
 // ValidateSourceURI checks a source URI without opening anything.
 func ValidateSourceURI(uri string) error {
@@ -55,6 +66,9 @@ func ValidateSourceURI(uri string) error {
 	switch s {
 	case datagen.Scheme:
 		_, err := datagen.ParseURI(uri)
+		return err
+	case postgres.Scheme, "postgresql":
+		_, err := postgres.ParseURI(uri, upstreamProbeID)
 		return err
 	default:
 		return fmt.Errorf("source URI %q: unknown scheme %q (supported: %s)", redact.URI(uri), s, SourceSchemes)
@@ -119,6 +133,12 @@ func CheckSink(ctx context.Context, uri string, databases []string) (*SinkCheck,
 // PoolOption configures a Pool.
 type PoolOption func(*Pool)
 
+// WithPostgresOptions passes options (such as a logger) to every
+// PostgreSQL source the pool opens.
+func WithPostgresOptions(opts ...postgres.Option) PoolOption {
+	return func(p *Pool) { p.pgOpts = append(p.pgOpts, opts...) }
+}
+
 // WithDatagenOptions passes options (such as a test clock) to every datagen
 // source the pool opens.
 func WithDatagenOptions(opts ...datagen.Option) PoolOption {
@@ -149,15 +169,16 @@ type Pool struct {
 	kafkaMetrics *kafka.Metrics
 	log          zerolog.Logger
 	sqlMetrics   *sqlsink.Metrics
+	pgOpts       []postgres.Option
 
 	mu      sync.Mutex
 	closed  bool
-	sources map[string]source.SpanSource
+	sources map[string]source.Upstream
 }
 
 // NewPool returns an empty pool.
 func NewPool(opts ...PoolOption) *Pool {
-	p := &Pool{sources: make(map[string]source.SpanSource), log: zerolog.Nop()}
+	p := &Pool{sources: make(map[string]source.Upstream), log: zerolog.Nop()}
 	for _, o := range opts {
 		o(p)
 	}
@@ -170,16 +191,25 @@ func NewPool(opts ...PoolOption) *Pool {
 	return p
 }
 
-// Source returns the pool's source for the URI, opening it on first use.
-// The pool owns it: the returned value's Close does nothing, and Pool.Close
-// closes it.
-func (p *Pool) Source(ctx context.Context, uri string) (source.SpanSource, error) {
+// Source returns the pool's source for the URI, for what does not belong to
+// one changefeed (GC safepoints, the current ts, listing tables). The pool
+// owns it: the returned value's Close does nothing, and Pool.Close closes
+// it.
+func (p *Pool) Source(ctx context.Context, uri string) (source.Upstream, error) {
+	return p.SourceFor(ctx, upstreamProbeID, uri)
+}
+
+// SourceFor returns the source a changefeed reads: the same shared instance
+// as Source for span sources; for a single-stream source (PostgreSQL) one
+// instance per changefeed, whose slot and publication are named after it.
+// The result implements source.SpanSource or source.StreamSource.
+func (p *Pool) SourceFor(ctx context.Context, changefeedID, uri string) (source.Upstream, error) {
 	s, err := scheme("source", uri)
 	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("open source %q: %w", uri, err)
+		return nil, fmt.Errorf("open source %q: %w", redact.URI(uri), err)
 	}
 	switch s {
 	case datagen.Scheme:
@@ -188,33 +218,41 @@ func (p *Pool) Source(ctx context.Context, uri string) (source.SpanSource, error
 			return nil, err
 		}
 		// Equivalent spellings of one configuration share an instance.
-		return p.cached(cfg.URI(), func() (source.SpanSource, error) {
+		return p.cached(cfg.URI(), func() (source.Upstream, error) {
 			src, err := datagen.New(cfg, p.datagenOpts...)
 			if err != nil {
 				return nil, err
 			}
 			return &legacySource{Source: src, uri: cfg.URI()}, nil
 		})
+	case postgres.Scheme, "postgresql":
+		cfg, err := postgres.ParseURI(uri, changefeedID)
+		if err != nil {
+			return nil, err
+		}
+		return p.cached("postgres\x00"+changefeedID+"\x00"+uri, func() (source.Upstream, error) {
+			return &pgSource{Source: postgres.New(cfg, changefeedID, p.pgOpts...)}, nil
+		})
 	default:
 		return nil, fmt.Errorf("source URI %q: unknown scheme %q (supported: %s)", redact.URI(uri), s, SourceSchemes)
 	}
 }
 
-func (p *Pool) cached(key string, open func() (source.SpanSource, error)) (source.SpanSource, error) {
+func (p *Pool) cached(key string, open func() (source.Upstream, error)) (source.Upstream, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return nil, errors.New("open source: connector pool is closed")
 	}
 	if src, ok := p.sources[key]; ok {
-		return sharedSource{src}, nil
+		return shared(src), nil
 	}
 	src, err := open()
 	if err != nil {
-		return nil, fmt.Errorf("open source %q: %w", key, err)
+		return nil, fmt.Errorf("open source %q: %w", redact.Text(key), err)
 	}
 	p.sources[key] = src
-	return sharedSource{src}, nil
+	return shared(src), nil
 }
 
 // OpenSink opens a new sink for the URI; the caller closes it. Sinks that
@@ -287,8 +325,60 @@ func (p *Pool) Close() error {
 	return errors.Join(errs...)
 }
 
-// sharedSource hides Close so that one user cannot close the instance the
-// others share.
-type sharedSource struct{ source.SpanSource }
+// shared hides Close so that one user cannot close the instance the others
+// share, keeping the source's kind visible to type assertions.
+func shared(src source.Upstream) source.Upstream {
+	switch s := src.(type) {
+	case *pgSource:
+		return sharedStream{s}
+	case source.SpanSource:
+		return sharedSpan{s}
+	case source.StreamSource:
+		return sharedStream{s}
+	}
+	return src
+}
 
-func (sharedSource) Close() error { return nil }
+type sharedSpan struct{ source.SpanSource }
+
+func (sharedSpan) Close() error { return nil }
+
+type sharedStream struct{ source.StreamSource }
+
+func (sharedStream) Close() error { return nil }
+
+// RemoveUpstreamState passes through to sources that keep state upstream.
+func (s sharedStream) RemoveUpstreamState(ctx context.Context) error {
+	if r, ok := s.StreamSource.(source.UpstreamRemover); ok {
+		return r.RemoveUpstreamState(ctx)
+	}
+	return nil
+}
+
+// pgSource is a PostgreSQL source that can also drop its slot and
+// publication when its changefeed is removed.
+type pgSource struct{ *postgres.Source }
+
+func (s *pgSource) RemoveUpstreamState(ctx context.Context) error {
+	return postgres.Remove(ctx, s.Config())
+}
+
+// CheckSource runs a source's create-time checks for a changefeed whose
+// filter selects tables with match: for PostgreSQL, wal_level, the
+// replication privilege, free slots and WAL senders, and tables without a
+// key. Sources with nothing to check return nil.
+func CheckSource(ctx context.Context, changefeedID, uri string, match func(model.TableName) bool) error {
+	s, err := scheme("source", uri)
+	if err != nil {
+		return err
+	}
+	switch s {
+	case postgres.Scheme, "postgresql":
+		cfg, err := postgres.ParseURI(uri, changefeedID)
+		if err != nil {
+			return err
+		}
+		return postgres.Check(ctx, cfg, match)
+	}
+	return nil
+}

@@ -29,7 +29,7 @@ func TestValidateURIs(t *testing.T) {
 		{"source empty", ValidateSourceURI, "", "source URI is empty"},
 		{"source malformed", ValidateSourceURI, "datagen://%zz", "malformed source URI"},
 		{"source no scheme", ValidateSourceURI, "tables=3", "no scheme"},
-		{"source unknown", ValidateSourceURI, "mysql://root@x", "unknown scheme \"mysql\" (supported: datagen)"},
+		{"source unknown", ValidateSourceURI, "mysql://root@x", "unknown scheme \"mysql\" (supported: datagen, postgres)"},
 		{"source bad param", ValidateSourceURI, "datagen://?rate=-1", `"rate"`},
 		{"sink file ok", ValidateSinkURI, "file://" + dir, ""},
 		{"sink blackhole ok", ValidateSinkURI, "blackhole://", ""},

@@ -121,6 +121,9 @@ type ChangefeedInfo struct {
 	// consumes and clears, like AdminJob.
 	RebalanceRequested bool               `json:"rebalance_requested,omitempty"`
 	PendingMoves       []MoveTableRequest `json:"pending_moves,omitempty"`
+	// UpstreamCleaned is set once the owner has removed what the changefeed
+	// keeps upstream (a PostgreSQL slot and publication) after a remove.
+	UpstreamCleaned bool `json:"upstream_cleaned,omitempty"`
 }
 
 // MoveTableRequest asks the owner to move one table to another capture.
@@ -151,6 +154,32 @@ type ChangefeedStatus struct {
 	// downstream (or skipped as irrelevant); it is recorded in the command
 	// that applies the DDL's table-set changes, after the sink executed it.
 	LastDDLTs Ts `json:"last_ddl_ts,omitempty"`
+	// Stream is set for a changefeed whose source is a single stream
+	// (PostgreSQL): then Tables holds only the stream unit (StreamUnitID),
+	// which the owner schedules like a table, and StreamTables the tables
+	// replicated through it, all on the capture that holds the stream.
+	Stream       bool        `json:"stream,omitempty"`
+	StreamTables []TableName `json:"stream_tables,omitempty"`
+	// StreamPosition is where the stream resumes: the native position that
+	// is safe once everything at or below its ts is downstream. The owner
+	// records it from the stream capture's reports; the capture confirms it
+	// upstream only once it is here, so a failover never needs what the
+	// upstream already discarded.
+	StreamPosition *StreamPosition `json:"stream_position,omitempty"`
+}
+
+// StreamUnitID is the table ID under which a single-stream changefeed's
+// stream is scheduled (task statuses, positions, orphans, moves).
+const StreamUnitID TableID = -1
+
+// StreamUnitName is the stream unit's entry in ChangefeedStatus.Tables.
+var StreamUnitName = TableName{ID: StreamUnitID, Schema: "", Table: "<stream>"}
+
+// StreamPosition is a single stream's native resume position and the ts it
+// belongs to.
+type StreamPosition struct {
+	Ts       Ts     `json:"ts"`
+	Position string `json:"position"`
 }
 
 // TableReplicaInfo is one table assigned to a capture.
@@ -200,6 +229,9 @@ type TaskPosition struct {
 	// continues from the count it finds here.
 	Count uint64        `json:"count"`
 	Error *RunningError `json:"error,omitempty"`
+	// Stream is, on the capture that holds a single stream, the newest
+	// resume position whose ts every local table has flushed.
+	Stream *StreamPosition `json:"stream,omitempty"`
 }
 
 // WorkloadInfo is the cost of one table, for balancing.

@@ -2,6 +2,7 @@ package owner
 
 import (
 	"fmt"
+	"math"
 	"sort"
 
 	"github.com/raftcdc/raftcdc/filter"
@@ -61,6 +62,10 @@ const CodeDDLFailed = "ddl_failed"
 // changefeed's resolved ts may not pass. ok is false while the puller has
 // not reported for this changefeed.
 func (t *ticker) nextDDL(p *plan) (next *model.DDLEvent, limit model.Ts, ok bool) {
+	if p.status.Stream {
+		// The stream unit holds the DDL barrier on its own capture.
+		return nil, math.MaxUint64, true
+	}
 	ds, ok := t.in.DDL[p.f.ID]
 	if !ok || ds.StartTs > p.status.CheckpointTs {
 		// No puller yet, or one that started above the checkpoint (a resume

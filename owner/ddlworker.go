@@ -10,6 +10,7 @@ import (
 	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
+	"github.com/raftcdc/raftcdc/source"
 	"github.com/rs/zerolog"
 )
 
@@ -62,6 +63,11 @@ func (d *ddlPullers) sync(ctx context.Context, s *meta.State) map[model.Changefe
 	for _, id := range s.FeedIDs() {
 		f := s.Changefeeds[id]
 		if f.Info == nil || f.Status == nil || !f.Status.Initialized || !isNormal(f.Info.State) || f.Info.AdminJob != model.AdminNone {
+			continue
+		}
+		if f.Status.Stream {
+			// A single stream's DDL comes through the stream; its unit
+			// holds the barrier on its capture.
 			continue
 		}
 		want[id] = true
@@ -167,9 +173,13 @@ func (d *ddlPullers) run(ctx context.Context, id model.ChangefeedID, p *ddlPulle
 // arrives. Re-subscribing from p.resolved after an error neither loses nor
 // repeats a DDL: everything at or below it is already in pending.
 func (d *ddlPullers) pull(ctx context.Context, p *ddlPuller) error {
-	src, err := d.up.Source(ctx, p.uri)
+	up, err := d.up.Source(ctx, p.uri)
 	if err != nil {
 		return fmt.Errorf("opening the source for its DDL stream: %w", err)
+	}
+	src, ok := up.(source.SpanSource)
+	if !ok {
+		return fmt.Errorf("source %T has no DDL stream of its own", up)
 	}
 	p.mu.Lock()
 	from := p.resolved

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/raftcdc/raftcdc/filter"
+	"github.com/raftcdc/raftcdc/fsm"
 	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 )
@@ -161,6 +162,9 @@ func (t *ticker) lifecycle(p *plan, cv *captureView) {
 		if p.hasTaskKeys() {
 			p.clearTasks()
 		}
+		if !p.info.UpstreamCleaned && !p.dirty() {
+			t.cleanupUpstream(p)
+		}
 	case model.StateStopped, model.StateFailed, model.StateFinished:
 		if p.hasTaskKeys() {
 			p.clearTasks()
@@ -265,6 +269,12 @@ func (t *ticker) initialize(p *plan) {
 		Tables:       tables,
 		Initialized:  true,
 	}
+	if res.Stream {
+		// One unit carries the stream and every table (see DESIGN.md).
+		p.status.Stream = true
+		p.status.StreamTables = tables
+		p.status.Tables = []model.TableName{model.StreamUnitName}
+	}
 	orphanAll(p)
 	if p.hasTaskKeys() {
 		p.clearTasks()
@@ -353,4 +363,25 @@ func (t *ticker) snapshotLost(f *meta.Feed) (ckpt, gcTs model.Ts, lost bool) {
 	}
 	ckpt = feedCheckpoint(f)
 	return ckpt, gcTs, ckpt < gcTs
+}
+
+// cleanupUpstream asks the worker to remove what a removed changefeed keeps
+// upstream (a PostgreSQL slot and publication) and then to record that it
+// did, guarded by the info's revision. It comes only after the changefeed's
+// tasks are gone, so its stream is closing; a slot still in use makes the
+// worker retry later.
+func (t *ticker) cleanupUpstream(p *plan) {
+	info := cloneInfo(p.info)
+	info.UpstreamCleaned = true
+	op, err := meta.Put(meta.ChangefeedInfoKey(p.f.ID), info)
+	if err != nil {
+		return
+	}
+	t.out.Cleanup = append(t.out.Cleanup, CleanupAction{
+		Changefeed: p.f.ID,
+		SourceURI:  p.info.SourceURI,
+		Record: fsm.Command{Kind: fsm.KindTxn, OwnerEpoch: t.s.OwnerEpoch,
+			Conds: []fsm.Cond{{Type: fsm.CondModRev, Key: meta.ChangefeedInfoKey(p.f.ID), ModRev: p.f.InfoRev}},
+			Ops:   []fsm.Op{op}},
+	})
 }

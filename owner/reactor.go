@@ -42,6 +42,9 @@ const (
 // TablesResult is the worker's answer to Output.NeedTables.
 type TablesResult struct {
 	Tables []model.TableName
+	// Stream: the source is a single stream; the changefeed is scheduled
+	// as one stream unit.
+	Stream bool
 	Err    error
 }
 
@@ -118,8 +121,18 @@ type Output struct {
 	// DDL are DDLs to execute downstream, each with the command that
 	// records it; the worker applies that command only after the sink
 	// succeeded.
-	DDL    []DDLAction
-	Events []LogEvent
+	DDL []DDLAction
+	// Cleanup removes what removed changefeeds keep upstream.
+	Cleanup []CleanupAction
+	Events  []LogEvent
+}
+
+// CleanupAction asks the worker to remove a removed changefeed's upstream
+// state (source.UpstreamRemover), then apply Record.
+type CleanupAction struct {
+	Changefeed model.ChangefeedID
+	SourceURI  string
+	Record     fsm.Command
 }
 
 // captureView classifies the registered captures for one tick.

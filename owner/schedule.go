@@ -53,6 +53,9 @@ func (t *ticker) schedule(p *plan, cv *captureView) {
 		}
 	}
 
+	if st.Stream {
+		s.recordStreamPosition()
+	}
 	ckpt, resolved := s.candidates(loc)
 	newCkpt := maxTs(st.CheckpointTs, ckpt)
 	newResolved := maxTs(resolved, newCkpt)
@@ -88,6 +91,27 @@ func (t *ticker) schedule(p *plan, cv *captureView) {
 	}
 	if p.info.RebalanceRequested != p.f.Info.RebalanceRequested {
 		p.infoDirty = true
+	}
+}
+
+// recordStreamPosition keeps the newest stream position any capture
+// reported (the one holding the stream unit, or the one that just stopped
+// it for a move) in the status, where the next session resumes from and
+// up to which the stream capture confirms upstream. It is recorded before
+// the move step below, so a target never starts from an older position
+// than the one its source stopped at.
+func (s *sched) recordStreamPosition() {
+	st := s.p.status
+	for _, c := range sortedKeys(s.p.f.Tasks) {
+		pos := s.p.position(c)
+		if pos == nil || pos.Stream == nil {
+			continue
+		}
+		if st.StreamPosition == nil || pos.Stream.Ts > st.StreamPosition.Ts {
+			sp := *pos.Stream
+			st.StreamPosition = &sp
+			s.p.statusDirty = true
+		}
 	}
 }
 

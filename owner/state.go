@@ -44,6 +44,11 @@ func cloneStatus(in *model.ChangefeedStatus) *model.ChangefeedStatus {
 	for k, v := range in.Orphans {
 		out.Orphans[k] = v
 	}
+	out.StreamTables = append([]model.TableName(nil), in.StreamTables...)
+	if in.StreamPosition != nil {
+		sp := *in.StreamPosition
+		out.StreamPosition = &sp
+	}
 	return &out
 }
 

@@ -33,7 +33,10 @@ type MembershipView interface {
 
 // Upstreams opens (and may cache) the sources changefeeds read from.
 type Upstreams interface {
-	Source(ctx context.Context, uri string) (source.SpanSource, error)
+	// Source is the shared instance for upstream-wide calls (GC, DDL).
+	Source(ctx context.Context, uri string) (source.Upstream, error)
+	// SourceFor is the instance a changefeed reads through.
+	SourceFor(ctx context.Context, changefeedID, uri string) (source.Upstream, error)
 }
 
 // Sinks opens the owner's own sink of a changefeed, through which it
@@ -89,6 +92,60 @@ type worker struct {
 	// owner's sink of each changefeed.
 	ddl   *ddlPullers
 	sinks *ownerSinks
+	// cleanupAt spaces out retries of a failing upstream cleanup.
+	cleanupAt map[model.ChangefeedID]cleanupRetry
+}
+
+type cleanupRetry struct {
+	at   time.Time
+	wait time.Duration
+}
+
+// runCleanup removes removed changefeeds' upstream state and records it.
+// A failure (a slot still in use while its stream closes, an unreachable
+// server) is retried with backoff, by this owner or the next.
+func (w *worker) runCleanup(ctx context.Context, actions []CleanupAction) error {
+	now := w.now()
+	for _, a := range actions {
+		r := w.cleanupAt[a.Changefeed]
+		if now.Before(r.at) {
+			continue
+		}
+		err := w.removeUpstream(ctx, a)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			r.wait = min(max(2*r.wait, time.Second), time.Minute)
+			r.at = now.Add(r.wait)
+			w.cleanupAt[a.Changefeed] = r
+			w.log.Warn().Err(err).Str("changefeed", a.Changefeed).Dur("retry_in", r.wait).Msg("removing the changefeed's upstream state failed")
+			continue
+		}
+		delete(w.cleanupAt, a.Changefeed)
+		if _, err := w.apply(ctx, a.Record); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *worker) removeUpstream(ctx context.Context, a CleanupAction) error {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.IOTimeout)
+	defer cancel()
+	src, err := w.d.Upstreams.SourceFor(ctx, a.Changefeed, a.SourceURI)
+	if err != nil {
+		return fmt.Errorf("opening the source: %w", err)
+	}
+	r, ok := src.(source.UpstreamRemover)
+	if !ok {
+		return nil
+	}
+	if err := r.RemoveUpstreamState(ctx); err != nil {
+		return err
+	}
+	w.log.Info().Str("changefeed", a.Changefeed).Msg("removed the changefeed's upstream state")
+	return nil
 }
 
 // Run claims ownership and runs the owner until ctx is cancelled (then it
@@ -113,6 +170,7 @@ func Run(ctx context.Context, d Deps) error {
 		tables:     map[model.ChangefeedID]TablesResult{},
 		upstreamGC: map[string]model.Ts{},
 		gcPushed:   map[string]gcPush{},
+		cleanupAt:  map[model.ChangefeedID]cleanupRetry{},
 	}
 	if w.now == nil {
 		w.now = time.Now
@@ -264,6 +322,9 @@ func (w *worker) tick(ctx context.Context) (retick bool, err error) {
 	if err := w.runGC(ctx, out.GC); err != nil {
 		return false, err
 	}
+	if err := w.runCleanup(ctx, out.Cleanup); err != nil {
+		return false, err
+	}
 	w.sinks.publishCheckpoints(ctx, s, w.now())
 	if w.listTables(ctx, s, out.NeedTables) {
 		retick = true
@@ -381,14 +442,14 @@ func (w *worker) listTables(ctx context.Context, s *meta.State, need []model.Cha
 		if f.Status != nil && f.Status.CheckpointTs != 0 {
 			at = f.Status.CheckpointTs
 		}
-		tables, err := w.sourceTables(ctx, f.Info.SourceURI, at)
+		tables, stream, err := w.sourceTables(ctx, id, f.Info.SourceURI, at)
 		if ctx.Err() != nil {
 			return false // cancelled: not the source's fault
 		}
 		if err != nil {
 			w.log.Warn().Err(err).Str("changefeed", id).Msg("listing source tables failed")
 		}
-		w.tables[id] = TablesResult{Tables: tables, Err: err}
+		w.tables[id] = TablesResult{Tables: tables, Stream: stream, Err: err}
 		listed = true
 	}
 	for id := range w.tables {
@@ -399,18 +460,19 @@ func (w *worker) listTables(ctx context.Context, s *meta.State, need []model.Cha
 	return listed
 }
 
-func (w *worker) sourceTables(ctx context.Context, uri string, at model.Ts) ([]model.TableName, error) {
+func (w *worker) sourceTables(ctx context.Context, cf model.ChangefeedID, uri string, at model.Ts) ([]model.TableName, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.IOTimeout)
 	defer cancel()
-	src, err := w.d.Upstreams.Source(ctx, uri)
+	src, err := w.d.Upstreams.SourceFor(ctx, cf, uri)
 	if err != nil {
-		return nil, fmt.Errorf("opening the source: %w", err)
+		return nil, false, fmt.Errorf("opening the source: %w", err)
 	}
+	_, stream := src.(source.StreamSource)
 	tables, err := src.TablesAt(ctx, at)
 	if err != nil {
-		return nil, fmt.Errorf("listing tables as of ts %d: %w", at, err)
+		return nil, stream, fmt.Errorf("listing tables as of ts %d: %w", at, err)
 	}
-	return tables, nil
+	return tables, stream, nil
 }
 
 func (w *worker) logEvent(e LogEvent) {

@@ -116,7 +116,10 @@ func (s *fakeSource) service(id string) (model.Ts, bool) {
 
 type fakeUpstreams struct{ src *fakeSource }
 
-func (u fakeUpstreams) Source(context.Context, string) (source.SpanSource, error) { return u.src, nil }
+func (u fakeUpstreams) Source(context.Context, string) (source.Upstream, error) { return u.src, nil }
+func (u fakeUpstreams) SourceFor(context.Context, string, string) (source.Upstream, error) {
+	return u.src, nil
+}
 
 func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
 	t.Helper()

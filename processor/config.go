@@ -30,7 +30,9 @@ type StateSource interface {
 
 // Connectors opens sources and sinks by URI (connector.Pool).
 type Connectors interface {
-	Source(ctx context.Context, uri string) (source.SpanSource, error)
+	// SourceFor opens the source a changefeed reads; it implements
+	// source.SpanSource or source.StreamSource.
+	SourceFor(ctx context.Context, changefeedID, uri string) (source.Upstream, error)
 	OpenSink(ctx context.Context, uri string) (sink.Sink, error)
 }
 

@@ -62,7 +62,7 @@ type processor struct {
 
 	barrier *tsCell
 	ready   chan struct{} // closed once src and snk are open
-	src     source.SpanSource
+	src     source.Upstream
 	snk     sink.Sink
 	quota   *memQuota
 
@@ -71,10 +71,16 @@ type processor struct {
 
 	count atomic.Uint64 // rows flushed by every table this processor ran
 
-	mu      sync.Mutex // guards what Processors() reads
-	tables  map[model.TableID]*table
-	stopped map[model.TableID]model.Ts
-	err     *model.RunningError
+	// statusChanged wakes a stream unit when the state changes (a position
+	// recorded by the owner, to confirm upstream).
+	statusChanged *broadcast
+
+	mu     sync.Mutex // guards what Processors() reads
+	tables map[model.TableID]*table
+	// streamPos is the stream unit's newest safe position.
+	streamPos *model.StreamPosition
+	stopped   map[model.TableID]model.Ts
+	err       *model.RunningError
 
 	// Owned by the run goroutine.
 	lastPos        []byte
@@ -88,21 +94,22 @@ type processor struct {
 
 func newProcessor(cf model.ChangefeedID, st feedState, prev *model.TaskPosition, deps processorDeps) *processor {
 	p := &processor{
-		cf:         cf,
-		deps:       deps,
-		log:        deps.log.With().Str("changefeed", cf).Logger(),
-		prevPos:    prev,
-		state:      st,
-		stateKick:  newKick(),
-		tableKick:  newKick(),
-		barrier:    newTsCell(),
-		ready:      make(chan struct{}),
-		names:      map[model.TableID]model.TableName{},
-		tables:     map[model.TableID]*table{},
-		stopped:    map[model.TableID]model.Ts{},
-		lastCounts: map[model.TableID]uint64{},
-		done:       make(chan struct{}),
-		quota:      newMemQuota(st.info.Config.MemoryQuotaBytes()),
+		cf:            cf,
+		deps:          deps,
+		log:           deps.log.With().Str("changefeed", cf).Logger(),
+		prevPos:       prev,
+		state:         st,
+		stateKick:     newKick(),
+		tableKick:     newKick(),
+		barrier:       newTsCell(),
+		ready:         make(chan struct{}),
+		names:         map[model.TableID]model.TableName{},
+		tables:        map[model.TableID]*table{},
+		stopped:       map[model.TableID]model.Ts{},
+		lastCounts:    map[model.TableID]uint64{},
+		done:          make(chan struct{}),
+		quota:         newMemQuota(st.info.Config.MemoryQuotaBytes()),
+		statusChanged: newBroadcast(),
 	}
 	// The capture's row count continues across processor restarts; the
 	// owner folds it into the changefeed status when it deletes the position.
@@ -130,6 +137,7 @@ func (p *processor) update(st feedState) {
 	p.state = st
 	p.stateMu.Unlock()
 	p.stateKick.poke()
+	p.statusChanged.fire()
 }
 
 func (p *processor) currentState() feedState {
@@ -196,7 +204,7 @@ func (p *processor) openConnectors(ctx context.Context) {
 	bo := backoff{base: cfg.RetryBackoff, max: cfg.MaxRetryBackoff}
 	for attempt := 1; ; attempt++ {
 		code := CodeSourceError
-		src, err := p.deps.conns.Source(ctx, info.SourceURI)
+		src, err := p.deps.conns.SourceFor(ctx, p.cf, info.SourceURI)
 		if err == nil {
 			var snk sink.Sink
 			snk, err = p.deps.conns.OpenSink(ctx, info.SinkURI)
@@ -226,7 +234,7 @@ func (p *processor) openConnectors(ctx context.Context) {
 	}
 }
 
-func (p *processor) connectors(ctx context.Context) (source.SpanSource, sink.Sink, error) {
+func (p *processor) connectors(ctx context.Context) (source.Upstream, sink.Sink, error) {
 	select {
 	case <-p.ready:
 		return p.src, p.snk, nil
@@ -300,6 +308,21 @@ func (p *processor) tableEnv() *tableEnv {
 		connectors: p.connectors,
 		quota:      p.quota,
 		spillDir:   p.spillDir,
+		stream: streamEnv{
+			state: func() ([]model.TableName, *model.StreamPosition, model.Ts) {
+				st := p.currentState()
+				if st.status == nil {
+					return nil, nil, st.info.StartTs
+				}
+				return st.status.StreamTables, st.status.StreamPosition, max(st.info.StartTs, st.status.CheckpointTs)
+			},
+			changed: p.statusChanged.wait,
+			report: func(pos *model.StreamPosition) {
+				p.mu.Lock()
+				p.streamPos = pos
+				p.mu.Unlock()
+			},
+		},
 		spilled: func(n int64) {
 			p.deps.metrics.spilledBytes.WithLabelValues(p.cf).Add(float64(n))
 		},
@@ -499,6 +522,10 @@ func (p *processor) position() model.TaskPosition {
 	}
 	if len(p.stopped) > 0 {
 		pos.Stopped = maps.Clone(p.stopped)
+	}
+	if _, ok := p.tables[model.StreamUnitID]; ok && p.streamPos != nil {
+		sp := *p.streamPos
+		pos.Stream = &sp
 	}
 	return pos
 }

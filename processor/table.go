@@ -63,12 +63,17 @@ type tableEnv struct {
 	gate    *gate
 	barrier *tsCell
 	// connectors blocks until the processor has opened its source and sink.
-	connectors func(ctx context.Context) (source.SpanSource, sink.Sink, error)
+	connectors func(ctx context.Context) (source.Upstream, sink.Sink, error)
 	// quota bounds the bytes buffered between the source and the sink.
 	quota *memQuota
 	// spillDir is where a table's sorter spills; spilled counts the bytes.
 	spillDir func(model.TableID) string
 	spilled  func(bytes int64)
+	// preacquired: the subscription's transactions were already counted in
+	// the quota by whoever produced them (a stream unit's reader).
+	preacquired bool
+	// stream is what a stream unit needs from its processor.
+	stream streamEnv
 	// resolveName maps a table ID to the name the source and sink need.
 	resolveName func(ctx context.Context, id model.TableID) (model.TableName, error)
 	// flushed is told how many rows each flush made durable.
@@ -96,6 +101,9 @@ type table struct {
 	hasBoundary bool
 	boundary    model.Ts
 	err         *model.RunningError
+	// safePos is, for a stream unit, the newest stream position every local
+	// table has flushed past.
+	safePos *model.StreamPosition
 }
 
 func newTable(id model.TableID, startTs model.Ts, env *tableEnv) *table {
@@ -160,6 +168,12 @@ func (t *table) setBoundary(ts model.Ts) {
 	if changed {
 		t.wake.poke()
 	}
+}
+
+func (t *table) boundaryTs() (model.Ts, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.boundary, t.hasBoundary
 }
 
 // reachedBoundary reports whether a delete operation is done: the table is
@@ -233,7 +247,19 @@ func (t *table) run(ctx context.Context) {
 			return
 		}
 		before, _ := t.progress()
-		err := t.runOnce(ctx, src, snk)
+		var err error
+		switch s := src.(type) {
+		case source.StreamSource:
+			if t.id != model.StreamUnitID {
+				err = sourceErr(fmt.Errorf("table %d: the source is a single stream, whose tables run with its stream unit", t.id))
+				break
+			}
+			err = t.runStream(ctx, s, snk)
+		case source.SpanSource:
+			err = t.runOnce(ctx, s, snk)
+		default:
+			err = sourceErr(fmt.Errorf("source %T can be neither subscribed to nor streamed", src))
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -350,7 +376,9 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 				return
 			}
 			n := txnBytes(b.Txns)
-			if n > 0 {
+			if n > 0 && t.env.preacquired {
+				held.Add(n)
+			} else if n > 0 {
 				// Asked again whenever memory is released or the barrier
 				// moves.
 				if err := quota.acquire(rctx, n, holdsBarrier, barrierWake); err != nil {

@@ -71,7 +71,7 @@ func EnableCDC(n *Node, o CDCOptions) {
 }
 
 // Upstream implements api.CDC.
-func (c *cdc) Upstream(ctx context.Context, uri string) (source.SpanSource, error) {
+func (c *cdc) Upstream(ctx context.Context, uri string) (source.Upstream, error) {
 	return c.pool.Source(ctx, uri)
 }
 

@@ -169,3 +169,10 @@ type StreamSource interface {
 	Upstream
 	OpenStream(ctx context.Context, opts StreamOptions) (Stream, error)
 }
+
+// UpstreamRemover is implemented by sources that keep state upstream for a
+// changefeed (a PostgreSQL slot and publication). The owner calls it once a
+// removed changefeed's stream is closed; it is idempotent.
+type UpstreamRemover interface {
+	RemoveUpstreamState(ctx context.Context) error
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/raftcdc/raftcdc/connector"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
+	"github.com/raftcdc/raftcdc/source"
 	"github.com/raftcdc/raftcdc/source/datagen"
 )
 
@@ -31,10 +32,11 @@ func TestSubscriptionThroughFileSink(t *testing.T) {
 	now := time.Date(2026, 8, 1, 12, 0, 0, 0, time.UTC)
 	pool := connector.NewPool(connector.WithDatagenOptions(datagen.WithClock(&fixedClock{t: now})))
 	defer pool.Close()
-	src, err := pool.Source(ctx, uri)
+	up, err := pool.Source(ctx, uri)
 	if err != nil {
 		t.Fatal(err)
 	}
+	src := up.(source.SpanSource)
 	dir := t.TempDir()
 	snk, err := pool.OpenSink(ctx, "file://"+dir)
 	if err != nil {

@@ -202,7 +202,7 @@ func NewCDC(t testing.TB, live map[string]string) *CDC {
 }
 
 // Upstream implements api.CDC.
-func (c *CDC) Upstream(ctx context.Context, uri string) (source.SpanSource, error) {
+func (c *CDC) Upstream(ctx context.Context, uri string) (source.Upstream, error) {
 	return c.Pool.Source(ctx, uri)
 }
 
