@@ -107,6 +107,7 @@ func TestCSVRoundTripsEveryTypeUnderEveryOptionSet(t *testing.T) {
 		"old value":        func(o *Options) { o.OutputOldValue = true; o.IncludeCommitTs = true },
 		"no quote":         func(o *Options) { o.Quote = "" },
 		"no quote, 2-char": func(o *Options) { o.Quote = ""; o.Delimiter = "|~"; o.Null = `\N` },
+		"no quote, all":    func(o *Options) { o.Quote = ""; o.IncludeCommitTs = true; o.OutputOldValue = true },
 		"single quote":     func(o *Options) { o.Quote = "'"; o.Delimiter = ";"; o.Null = "" },
 		"hex, LF":          func(o *Options) { o.BinaryEncoding = BinaryHex; o.Terminator = "\n"; o.Null = "NULL" },
 	}

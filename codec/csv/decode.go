@@ -87,7 +87,7 @@ func (d *Decoder) record(fields []Field) (Record, error) {
 	i := 3
 	if d.opts.IncludeCommitTs {
 		ts, err := strconv.ParseUint(fields[i].Text, 10, 64)
-		if err != nil || fields[i].Quoted {
+		if err != nil || fields[i].Quoted && d.opts.Quote != "" {
 			return Record{}, fmt.Errorf("commit ts %q is not a number", fields[i].Text)
 		}
 		rec.CommitTs = ts

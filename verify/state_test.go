@@ -1,0 +1,371 @@
+package verify
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink"
+	"github.com/raftcdc/raftcdc/sink/storage"
+	"github.com/raftcdc/raftcdc/source/datagen"
+)
+
+const stateEpoch = "2026-01-01T00:00:00Z"
+
+// stateURI has DDL every 2 s over 3 tables (every kind within a minute),
+// 2-table transactions and a small key space so keys go through several
+// lives.
+const stateURI = "datagen://?tables=3&rate=40&keys=30&txn-rows=2&txn-tables=2&ddl-every=2s&row-size=8&epoch=" + stateEpoch
+
+func stateHistory(t *testing.T, uri string) *datagen.History {
+	t.Helper()
+	cfg, err := datagen.ParseURI(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := datagen.NewHistory(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func after(h *datagen.History, d time.Duration) model.Ts {
+	return model.TsFromTime(time.UnixMilli(h.Config().EpochMs).Add(d))
+}
+
+// replicate runs a changefeed's work against a storage sink without a
+// cluster: from start to upto, each step writes and flushes every table,
+// stops at the next DDL (the barrier), emits it, applies table-set
+// changes, and publishes the checkpoint. replayFrom > 0 makes every table
+// write again from that ts once, as a new capture does after a failover.
+func replicate(t *testing.T, h *datagen.History, uri string, start, upto model.Ts, replayFrom model.Ts) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := storage.Open(ctx, uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	open := map[model.TableID]sink.TableSink{}
+	openTable := func(tn model.TableName, ts model.Ts) {
+		sch, err := h.SchemaAt(tn.ID, ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tsk, err := s.OpenTable(ctx, tn, sink.TableOptions{StartTs: ts, Schema: sch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		open[tn.ID] = tsk
+	}
+	for _, tn := range h.TablesAt(start) {
+		openTable(tn, start)
+	}
+	step := after(h, 1500*time.Millisecond) - after(h, 0)
+	from := start
+	replayed := replayFrom == 0
+	for from < upto {
+		to := min(from+step, upto)
+		var ddl *model.DDLEvent
+		h.DDLs(from, to, func(d *model.DDLEvent) bool { ddl = d; return false })
+		if ddl != nil {
+			to = ddl.CommitTs - 1
+		}
+		var wg sync.WaitGroup
+		for id, tsk := range open {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var txns []*model.Txn
+				h.Txns(id, from, to, func(txn *model.Txn) bool { txns = append(txns, txn); return true })
+				if err := tsk.Write(ctx, txns); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := tsk.Flush(ctx, to); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		if err := s.EmitCheckpoint(ctx, to); err != nil {
+			t.Fatal(err)
+		}
+		from = to
+		if !replayed && from >= replayFrom {
+			// A failover: every table restarts from replayFrom, writing
+			// again what was already written.
+			replayed = true
+			for id, tsk := range open {
+				tsk.Close()
+				name, err := h.Name(id, replayFrom)
+				if err != nil {
+					t.Fatal(err)
+				}
+				openTable(name, replayFrom)
+			}
+			from = replayFrom
+			continue
+		}
+		if ddl != nil {
+			if err := s.EmitDDL(ctx, ddl); err != nil {
+				t.Fatal(err)
+			}
+			switch ddl.Kind {
+			case model.DDLDropTable, model.DDLTruncateTable:
+				open[ddl.Tables[0].ID].Close()
+				delete(open, ddl.Tables[0].ID)
+			}
+			switch ddl.Kind {
+			case model.DDLTruncateTable, model.DDLCreateTable:
+				openTable(ddl.After[0].Table, ddl.CommitTs)
+			}
+			from = ddl.CommitTs
+		}
+	}
+	for _, tsk := range open {
+		tsk.Close()
+	}
+}
+
+func mustCompare(t *testing.T, p StateParams) StateReport {
+	t.Helper()
+	rep, err := CompareState(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// A storage sink written the way a changefeed writes it — through every DDL
+// kind, with a failover that replays a stretch — verifies: every row equal,
+// every DDL there once, duplicates counted but not failed.
+func TestStateOfACanalJSONStorageSinkMatchesDatagen(t *testing.T) {
+	h := stateHistory(t, stateURI)
+	root := t.TempDir()
+	uri := "file://" + root + "?protocol=canal-json&enable-tidb-extension=true&flush-interval=10ms"
+	start, upto := h.EpochTs(), after(h, 25*time.Second)
+	replicate(t, h, uri, start, upto, after(h, 9*time.Second))
+	rep := mustCompare(t, StateParams{SourceURI: stateURI, Downstream: uri, StartTs: start})
+	if !rep.OK() || rep.CheckpointTs != upto || rep.Expected == 0 || rep.Matched != rep.Expected || rep.DDLs < 10 || rep.DDLsFound != rep.DDLs {
+		t.Fatalf("%s", rep)
+	}
+	if rep.Duplicates == 0 {
+		t.Fatalf("the replay after the failover was not counted as duplicates: %s", rep)
+	}
+	t.Log(rep)
+}
+
+func TestStateOfACSVStorageSinkMatchesDatagen(t *testing.T) {
+	const src = "datagen://?tables=3&rate=40&keys=1000&ddl-every=2s&row-size=8&epoch=" + stateEpoch
+	h := stateHistory(t, src)
+	root := t.TempDir()
+	uri := "file://" + root + "?protocol=csv&include-commit-ts=true&flush-interval=10ms&quote=&delimiter=%7C"
+	start, upto := after(h, 10*time.Second), after(h, 16*time.Second)
+	replicate(t, h, uri, start, upto, 0)
+	rep := mustCompare(t, StateParams{SourceURI: src, Downstream: uri, StartTs: start})
+	if !rep.OK() || rep.Expected == 0 || rep.Matched != rep.Expected || rep.DDLs == 0 {
+		t.Fatalf("%s", rep)
+	}
+	// Started after the epoch: rows last changed before the start are not
+	// downstream, and that is not an error.
+	if rep.Unchanged == 0 {
+		t.Fatalf("no unchanged rows counted: %s", rep)
+	}
+}
+
+// Damage to the files shows up as what it is.
+func TestStateReportsMissingExtraWrongAndDDLDamage(t *testing.T) {
+	h := stateHistory(t, "datagen://?tables=2&rate=30&keys=20&ddl-every=4s&row-size=8&epoch="+stateEpoch)
+	uriOf := func(root string) string {
+		return "file://" + root + "?protocol=canal-json&enable-tidb-extension=true&flush-interval=10ms&date-separator=none"
+	}
+	start, upto := h.EpochTs(), after(h, 13*time.Second)
+	fresh := func(t *testing.T) string {
+		root := t.TempDir()
+		replicate(t, h, uriOf(root), start, upto, 0)
+		return root
+	}
+	src := strings.Replace("datagen://?tables=2&rate=30&keys=20&ddl-every=4s&row-size=8&epoch="+stateEpoch, "", "", 1)
+	files := func(t *testing.T, root string) []storage.DataFile {
+		fs, err := storage.ListDataFiles(context.Background(), storage.OpenDir(root), ".json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fs
+	}
+	lastRowFile := func(t *testing.T, root string) storage.DataFile {
+		fs := files(t, root)
+		for i := len(fs) - 1; i >= 0; i-- {
+			if fs[i].Index > 1 || fs[i].Dir.Version == h.EpochTs() {
+				return fs[i]
+			}
+		}
+		t.Fatal("no row file")
+		return storage.DataFile{}
+	}
+
+	t.Run("a lost file is missing or wrong rows", func(t *testing.T) {
+		root := fresh(t)
+		f := lastRowFile(t, root)
+		if err := os.Remove(filepath.Join(root, f.Path)); err != nil {
+			t.Fatal(err)
+		}
+		rep := mustCompare(t, StateParams{SourceURI: src, Downstream: uriOf(root), StartTs: start})
+		if rep.OK() || rep.Missing+rep.Wrong == 0 {
+			t.Fatalf("%s", rep)
+		}
+	})
+	t.Run("a changed value names the column and both values", func(t *testing.T) {
+		root := fresh(t)
+		// The change that decides a key's final row: its last event.
+		tn := h.TablesAt(upto)[0]
+		var key uint64
+		var last model.Ts
+		h.StateAt(tn.ID, upto, func(_ *model.TableSchema, ks datagen.KeyState) bool {
+			if ks.Exists && ks.LastTs > start {
+				key, last = ks.Key, ks.LastTs
+				return false
+			}
+			return true
+		})
+		if last == 0 {
+			t.Fatal("no key changed")
+		}
+		changed := false
+		for _, f := range files(t, root) {
+			p := filepath.Join(root, f.Path)
+			b, _ := os.ReadFile(p)
+			lines := strings.Split(string(b), "\r\n")
+			for n, line := range lines {
+				if strings.Contains(line, fmt.Sprintf(`"commitTs":%d}`, last)) && strings.Contains(line, fmt.Sprintf(`"id":"%d"`, key)) {
+					d := strings.Index(line, `"data":[{`)
+					i := d + strings.Index(line[d:], `"seq":"`) + len(`"seq":"`) // in "data", before "old"
+					lines[n] = line[:i] + "99999" + line[i:]
+					changed = true
+				}
+			}
+			os.WriteFile(p, []byte(strings.Join(lines, "\r\n")), 0o644)
+		}
+		if !changed {
+			t.Fatalf("the last change of key %d at %d is not in the files", key, last)
+		}
+		rep := mustCompare(t, StateParams{SourceURI: src, Downstream: uriOf(root), StartTs: start})
+		if rep.OK() || rep.Wrong != 1 || rep.WrongExamples[0].Column != "seq" || !strings.HasPrefix(rep.WrongExamples[0].Got, "99999") || rep.WrongExamples[0].Row.Key != key {
+			t.Fatalf("%s", rep)
+		}
+	})
+	t.Run("a row of a deleted key is extra", func(t *testing.T) {
+		root := fresh(t)
+		// Find a key that does not exist at the checkpoint and write an
+		// insert for it, as a sink that lost a delete would leave it.
+		tn := h.TablesAt(upto)[0]
+		var key uint64
+		var img []model.Value
+		var sch *model.TableSchema
+		h.StateAt(tn.ID, upto, func(s *model.TableSchema, ks datagen.KeyState) bool {
+			if ks.Exists {
+				img, sch = ks.Row, s
+				return true
+			}
+			key = ks.Key
+			return img == nil
+		})
+		if img == nil {
+			t.Skip("no absent key")
+		}
+		img = append([]model.Value(nil), img...)
+		img[sch.ColumnIndex("id")] = model.IntValue(int64(key))
+		writeExtraRow(t, root, sch, img, upto-1)
+		rep := mustCompare(t, StateParams{SourceURI: src, Downstream: uriOf(root), StartTs: start})
+		if rep.OK() || rep.Extra != 1 || rep.ExtraExamples[0].Key != key {
+			t.Fatalf("%s", rep)
+		}
+	})
+	t.Run("a lost DDL is missing", func(t *testing.T) {
+		root := fresh(t)
+		defs, _ := storage.ReadSchemaFiles(context.Background(), storage.OpenDir(root))
+		var victim storage.TableDefinition
+		for _, d := range defs {
+			if d.Query != "" {
+				victim = d
+			}
+		}
+		matches, _ := filepath.Glob(filepath.Join(root, victim.Schema, victim.Table, "meta", fmt.Sprintf("schema_%d_*.json", victim.TableVersion)))
+		for _, m := range matches {
+			os.Remove(m)
+		}
+		rep := mustCompare(t, StateParams{SourceURI: src, Downstream: uriOf(root), StartTs: start})
+		if rep.OK() || rep.DDLsMissing != 1 {
+			t.Fatalf("%s", rep)
+		}
+	})
+	t.Run("a file written twice is duplicates, still OK", func(t *testing.T) {
+		root := fresh(t)
+		f := lastRowFile(t, root)
+		b, _ := os.ReadFile(filepath.Join(root, f.Path))
+		dup := filepath.Join(root, filepath.Dir(f.Path), fmt.Sprintf("CDC%06d.json", f.Index+100))
+		os.WriteFile(dup, b, 0o644)
+		rep := mustCompare(t, StateParams{SourceURI: src, Downstream: uriOf(root), StartTs: start})
+		if !rep.OK() || rep.Duplicates == 0 {
+			t.Fatalf("%s", rep)
+		}
+	})
+	t.Run("a checkpoint past the data is missing rows", func(t *testing.T) {
+		root := fresh(t)
+		rep := mustCompare(t, StateParams{SourceURI: src, Downstream: uriOf(root), StartTs: start, CheckpointTs: after(h, 20*time.Second)})
+		if rep.OK() || rep.Missing+rep.Wrong+uint64(rep.DDLsMissing) == 0 {
+			t.Fatalf("%s", rep)
+		}
+	})
+}
+
+// writeExtraRow writes one insert at ts as a new data file of its table
+// version.
+func writeExtraRow(t *testing.T, root string, s *model.TableSchema, img []model.Value, ts model.Ts) {
+	t.Helper()
+	ctx := context.Background()
+	snk, err := storage.Open(ctx, "file://"+root+"?protocol=canal-json&enable-tidb-extension=true&flush-interval=10ms&date-separator=none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snk.Close()
+	tsk, err := snk.OpenTable(ctx, s.Table, sink.TableOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	txn := &model.Txn{CommitTs: ts, StartTs: ts - 1, Rows: []*model.RowChange{{Schema: s, CommitTs: ts, StartTs: ts - 1, Op: model.OpInsert, After: img}}}
+	if err := tsk.Write(ctx, []*model.Txn{txn}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tsk.Flush(ctx, ts); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCompareStateRefusesWhatItCannotCheck(t *testing.T) {
+	root := t.TempDir()
+	for name, p := range map[string]StateParams{
+		"not datagen":        {SourceURI: "mysql://x", Downstream: "file://" + root + "?protocol=canal-json&enable-tidb-extension=true"},
+		"no commit ts":       {SourceURI: stateURI, Downstream: "file://" + root + "?protocol=canal-json"},
+		"csv no commit ts":   {SourceURI: stateURI, Downstream: "file://" + root + "?protocol=csv"},
+		"no metadata":        {SourceURI: stateURI, Downstream: "file://" + root + "?protocol=canal-json&enable-tidb-extension=true"},
+		"unknown scheme":     {SourceURI: stateURI, Downstream: "kafka://b:9092/t", CheckpointTs: 5},
+		"bad sink param":     {SourceURI: stateURI, Downstream: "file://" + root + "?flush=1", CheckpointTs: 5},
+		"checkpoint < start": {SourceURI: stateURI, Downstream: "file://" + root + "?protocol=canal-json&enable-tidb-extension=true", StartTs: 9, CheckpointTs: 5},
+	} {
+		if _, err := CompareState(context.Background(), p); err == nil {
+			t.Errorf("%s: compared", name)
+		}
+	}
+}
