@@ -41,15 +41,26 @@ func parseTs(flag, v string) (model.Ts, error) {
 
 func newVerifyCmd() *cobra.Command {
 	var p verify.Params
-	var start, checkpoint, rules string
+	var start, checkpoint, rules, downstream string
 	var caseSensitive bool
 	cmd := &cobra.Command{
 		Use:   "verify",
-		Short: "Check a file sink against a datagen source, exactly",
-		Long: `Recomputes from the datagen source every change with start-ts < commit ts <=
-checkpoint-ts of every table the filter selects, reads every file under the sink
-directory, and reports missing, duplicated, out-of-order and unexpected rows.
-Exits 0 when nothing is missing and nothing is unexpected, 1 otherwise.`,
+		Short: "Check a downstream against a datagen source, exactly",
+		Long: `With --downstream (a storage sink's file:// URI with its parameters, or a
+mysql:// or postgres:// database): compares the downstream's state at the
+checkpoint (for file://, the metadata file's unless --checkpoint-ts is given)
+with datagen's state at that ts, row by row and value by value, and checks every
+DDL and the schemas. Rows whose last change is at or before --start-ts are not
+expected downstream. Reports missing, extra and wrong rows (column and both
+values) and schema differences; duplicate deliveries are counted, not failed.
+Storage sinks need commit ts in their files: canal-json with
+enable-tidb-extension=true, csv with include-commit-ts=true.
+
+With --sink-dir (the first round's JSON-lines file sink): recomputes every change
+with start-ts < commit ts <= checkpoint-ts of every table the filter selects and
+reports missing, duplicated, out-of-order and unexpected rows.
+
+Exits 0 when the downstream is correct, 1 otherwise.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
@@ -59,14 +70,37 @@ Exits 0 when nothing is missing and nothing is unexpected, 1 otherwise.`,
 			if p.CheckpointTs, err = parseTs("checkpoint-ts", checkpoint); err != nil {
 				return err
 			}
-			if p.SourceURI == "" || p.SinkDir == "" || p.CheckpointTs == 0 {
-				return usageError("--source-uri, --sink-dir and --checkpoint-ts are required")
-			}
-			p.SinkDir = strings.TrimPrefix(p.SinkDir, "file://")
 			if rules != "" {
 				p.Filter.Rules = strings.Split(rules, ",")
 			}
 			p.Filter.CaseSensitive = caseSensitive
+			if downstream != "" {
+				if p.SinkDir != "" {
+					return usageError("give --downstream or --sink-dir, not both")
+				}
+				if p.SourceURI == "" {
+					return usageError("--source-uri is required")
+				}
+				ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+				defer stop()
+				rep, err := verify.CompareState(ctx, verify.StateParams{
+					SourceURI: p.SourceURI, Downstream: downstream,
+					StartTs: p.StartTs, CheckpointTs: p.CheckpointTs, Filter: p.Filter,
+				})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), rep.String())
+				if !rep.OK() {
+					return fmt.Errorf("verification failed: %d missing, %d extra, %d wrong rows, %d missing and %d extra DDLs, %d schema differences",
+						rep.Missing, rep.Extra, rep.Wrong, rep.DDLsMissing, rep.DDLsExtra, len(rep.SchemaDiffs))
+				}
+				return nil
+			}
+			if p.SourceURI == "" || p.SinkDir == "" || p.CheckpointTs == 0 {
+				return usageError("--source-uri and --downstream are required (or, for the first round's file sink, --source-uri, --sink-dir and --checkpoint-ts)")
+			}
+			p.SinkDir = strings.TrimPrefix(p.SinkDir, "file://")
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
 			rep, err := verify.Run(ctx, p)
@@ -82,9 +116,10 @@ Exits 0 when nothing is missing and nothing is unexpected, 1 otherwise.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&p.SourceURI, "source-uri", "", "the changefeed's datagen source URI")
-	f.StringVar(&p.SinkDir, "sink-dir", "", "the file sink's directory (or file:// URI)")
+	f.StringVar(&downstream, "downstream", "", "the changefeed's sink URI: file:///dir?protocol=... (storage sink), mysql://... or postgres://...")
+	f.StringVar(&p.SinkDir, "sink-dir", "", "the first round's JSON-lines file sink directory (or file:// URI)")
 	f.StringVar(&start, "start-ts", "0", "the changefeed's start ts (rows at or below it are not expected)")
-	f.StringVar(&checkpoint, "checkpoint-ts", "", "every row at or below this ts must be present")
+	f.StringVar(&checkpoint, "checkpoint-ts", "", "compare at this ts (a storage sink's metadata file gives it when omitted)")
 	f.StringVar(&rules, "filter-rules", "", "comma-separated filter rules of the changefeed")
 	f.BoolVar(&caseSensitive, "case-sensitive", false, "filter rules are case sensitive")
 	return cmd
