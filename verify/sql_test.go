@@ -291,7 +291,7 @@ func TestStateOfAPostgreSQLDatabase(t *testing.T) {
 		}
 	}
 	id := row[s.ColumnIndex("id")].I
-	exec("UPDATE datagen."+pgIdent(s.Table.Table)+" SET c_decimal65 = c_decimal65 + 1 WHERE id = $1", strconv.FormatInt(id, 10))
+	exec("UPDATE datagen."+pgIdent(s.Table.Table)+" SET c_decimal65 = CASE WHEN c_decimal65 = 1.5 THEN 2.5 ELSE 1.5 END WHERE id = $1", strconv.FormatInt(id, 10))
 	rep = mustCompare(t, p)
 	if rep.OK() || rep.Wrong != 1 || rep.WrongExamples[0].Column != "c_decimal65" {
 		t.Fatalf("changed decimal: %s", rep)
