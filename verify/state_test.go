@@ -47,12 +47,18 @@ func after(h *datagen.History, d time.Duration) model.Ts {
 // write again from that ts once, as a new capture does after a failover.
 func replicate(t *testing.T, h *datagen.History, uri string, start, upto model.Ts, replayFrom model.Ts) {
 	t.Helper()
-	ctx := context.Background()
-	s, err := storage.Open(ctx, uri)
+	s, err := storage.Open(context.Background(), uri)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	replicateTo(t, h, s, start, upto, replayFrom)
+}
+
+// replicateTo is replicate into any sink.
+func replicateTo(t *testing.T, h *datagen.History, s sink.Sink, start, upto model.Ts, replayFrom model.Ts) {
+	t.Helper()
+	ctx := context.Background()
 	open := map[model.TableID]sink.TableSink{}
 	openTable := func(tn model.TableName, ts model.Ts) {
 		sch, err := h.SchemaAt(tn.ID, ts)
