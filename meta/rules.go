@@ -41,8 +41,46 @@ func (Rules) Admit(r fsm.Reader, cmd fsm.Command, index uint64) ([]fsm.Op, *fsm.
 		if err := checkAccess(cmd, op); err != nil {
 			return nil, err
 		}
+		if err := checkPositionEpoch(r, op); err != nil {
+			return nil, err
+		}
 	}
 	return cmd.Ops, nil
+}
+
+// CodeStaleFeedEpoch refuses a position written by a processor of an
+// earlier run (epoch) of its changefeed.
+const CodeStaleFeedEpoch fsm.Code = "stale_changefeed_epoch"
+
+// checkPositionEpoch refuses a position whose epoch is not its
+// changefeed's current one. A processor reports every flush interval; a
+// report built just before a pause can commit after the resume that
+// re-dispatched the table, and would raise the table's progress past the
+// replay a resume with an overwritten checkpoint asked for, or fail the new
+// run with the old run's error.
+func checkPositionEpoch(r fsm.Reader, op fsm.Op) *fsm.Error {
+	if op.Type != fsm.OpPut {
+		return nil
+	}
+	k, err := ParseKey(op.Key)
+	if err != nil || k.Kind != KindTaskPosition {
+		return nil
+	}
+	v, err := Decode(op.Key, op.Value)
+	if err != nil {
+		return nil // judged when read, like every value (see DESIGN.md): skipped as corrupt
+	}
+	info, _, ok, err := GetInfo(r, k.Changefeed)
+	switch {
+	case err != nil:
+		return fsm.Errorf(CodeStaleFeedEpoch, op.Key, "changefeed %s is skipped: its info does not decode", k.Changefeed)
+	case !ok:
+		return fsm.Errorf(CodeStaleFeedEpoch, op.Key, "changefeed %s does not exist", k.Changefeed)
+	}
+	if got := v.(*model.TaskPosition).Epoch; got != info.Epoch {
+		return fsm.Errorf(CodeStaleFeedEpoch, op.Key, "position of changefeed epoch %d; the changefeed is at epoch %d", got, info.Epoch)
+	}
+	return nil
 }
 
 func checkFences(r fsm.Reader, cmd fsm.Command) *fsm.Error {

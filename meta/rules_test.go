@@ -106,6 +106,7 @@ func TestKeyAccessRules(t *testing.T) {
 	h := newHarness(t)
 	epoch := h.claim("n1")
 	h.register("c1", 10)
+	h.mustApply(fsm.Command{Ops: []fsm.Op{put(ChangefeedInfoKey("cf"), model.ChangefeedInfo{ID: "cf"})}})
 	cases := []struct {
 		name string
 		cmd  fsm.Command
@@ -147,6 +148,7 @@ func TestCaptureIncarnationFencing(t *testing.T) {
 	h := newHarness(t)
 	epoch := h.claim("n1")
 	h.register("c1", 1)
+	h.mustApply(fsm.Command{Ops: []fsm.Op{put(ChangefeedInfoKey("cf"), model.ChangefeedInfo{ID: "cf"})}})
 	old := &fsm.CaptureFence{ID: "c1", Incarnation: 1}
 	pos := func(ts uint64) fsm.Op {
 		return put(TaskPositionKey("cf", "c1"), model.TaskPosition{CheckpointTs: ts})
@@ -231,5 +233,34 @@ func TestPrefixDeleteRules(t *testing.T) {
 		if err := h.apply(cmd).Error(); !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
 			t.Errorf("delete prefix %s (owner %v): %v, want %v", tc.prefix, tc.owner, err, tc.want)
 		}
+	}
+}
+
+// A position carries the epoch of the run of its changefeed that wrote it;
+// one from an earlier run is refused.
+func TestPositionOfAnEarlierEpochIsRefused(t *testing.T) {
+	h := newHarness(t)
+	h.register("c1", 1)
+	fence := &fsm.CaptureFence{ID: "c1", Incarnation: 1}
+	info := model.ChangefeedInfo{ID: "cf", Epoch: 4}
+	h.mustApply(fsm.Command{Ops: []fsm.Op{put(ChangefeedInfoKey("cf"), info)}})
+	pos := func(epoch uint64, ts model.Ts) fsm.Command {
+		return fsm.Command{Capture: fence, Ops: []fsm.Op{put(TaskPositionKey("cf", "c1"), model.TaskPosition{Epoch: epoch, CheckpointTs: ts})}}
+	}
+	h.mustApply(pos(4, 10))
+	for _, stale := range []uint64{0, 3, 5} {
+		before := h.dump()
+		err := h.apply(pos(stale, 99)).Error()
+		var fe *fsm.Error
+		if !errors.As(err, &fe) || fe.Code != CodeStaleFeedEpoch {
+			t.Fatalf("position of epoch %d at changefeed epoch 4: %v, want %s", stale, err, CodeStaleFeedEpoch)
+		}
+		if !reflect.DeepEqual(before, h.dump()) {
+			t.Fatal("a refused position changed state")
+		}
+	}
+	// No changefeed, no position.
+	if err := h.apply(fsm.Command{Capture: fence, Ops: []fsm.Op{put(TaskPositionKey("gone", "c1"), model.TaskPosition{})}}).Error(); err == nil {
+		t.Fatal("a position of a changefeed that does not exist applied")
 	}
 }

@@ -217,8 +217,13 @@ type TaskStatus struct {
 // TaskPosition is one processor's progress, written once per flush interval.
 // Only the processor writes it (fenced by its capture incarnation).
 type TaskPosition struct {
-	CheckpointTs Ts `json:"checkpoint_ts"`
-	ResolvedTs   Ts `json:"resolved_ts"`
+	// Epoch is the changefeed epoch (ChangefeedInfo.Epoch) of the processor
+	// that wrote the position; the state machine refuses a position of any
+	// other epoch, so a report delayed across a pause and resume cannot
+	// move the new run's progress or fail it with the old run's error.
+	Epoch        uint64 `json:"epoch,omitempty"`
+	CheckpointTs Ts     `json:"checkpoint_ts"`
+	ResolvedTs   Ts     `json:"resolved_ts"`
 	// Stopped lists tables whose delete operation the processor carried out,
 	// with the ts each table was flushed to when it stopped.
 	Stopped map[TableID]Ts `json:"stopped,omitempty"`

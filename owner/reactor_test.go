@@ -614,15 +614,22 @@ func TestTime(t *testing.T) {
 		target       model.Ts
 		orphans      map[model.TableID]model.Ts
 		posA, posB   model.TaskPosition
+		startB       model.Ts // start ts of b's table 3 (default 100)
 		wantCkpt     model.Ts
 		wantResolved model.Ts
 	}{
 		{name: "minimum over tables and processors", ckpt: 100,
 			posA: model.TaskPosition{ResolvedTs: 160, Running: tsMap(1, 150, 2, 130)}, posB: model.TaskPosition{ResolvedTs: 180, Running: tsMap(3, 170)},
 			wantCkpt: 130, wantResolved: 160},
-		{name: "a table not reported yet: resolved falls back to the checkpoint", ckpt: 100,
+		{name: "a table not reported yet counts with its start ts", ckpt: 100,
 			posA: model.TaskPosition{ResolvedTs: 160, Running: tsMap(1, 150, 2, 130)}, posB: model.TaskPosition{ResolvedTs: 180},
 			wantCkpt: 100, wantResolved: 100},
+		// Table 3 just moved to b, starting at the move's boundary (the
+		// resolved ts when the move began): the resolved ts stays there
+		// instead of collapsing to the checkpoint for the whole move.
+		{name: "a moved table not reported yet does not pull resolved back to the checkpoint", ckpt: 100, startB: 175,
+			posA: model.TaskPosition{ResolvedTs: 200, Running: tsMap(1, 150, 2, 130)}, posB: model.TaskPosition{ResolvedTs: 100},
+			wantCkpt: 130, wantResolved: 175},
 		{name: "checkpoint never goes backwards", ckpt: 200,
 			posA: model.TaskPosition{ResolvedTs: 160, Running: tsMap(1, 150, 2, 130)}, posB: model.TaskPosition{ResolvedTs: 180, Running: tsMap(3, 170)},
 			wantCkpt: 200, wantResolved: 200},
@@ -637,7 +644,11 @@ func TestTime(t *testing.T) {
 			w.info(model.ChangefeedInfo{ID: cf, StartTs: 100, TargetTs: tc.target})
 			w.status(cf, initialized(tc.ckpt, 1, 2, 3))
 			w.task(cf, "a", model.TaskStatus{Tables: replicas(1, 100, 2, 100)})
-			w.task(cf, "b", model.TaskStatus{Tables: replicas(3, 100)})
+			startB := tc.startB
+			if startB == 0 {
+				startB = 100
+			}
+			w.task(cf, "b", model.TaskStatus{Tables: replicas(3, startB)})
 			w.position(cf, "a", tc.posA).position(cf, "b", tc.posB)
 			out := w.tick()
 			st := w.state().Changefeeds[cf].Status
@@ -1119,5 +1130,55 @@ func TestRowCountSurvivesTaskCleanup(t *testing.T) {
 				t.Fatalf("rows written %d → %d after settling", before, got)
 			}
 		})
+	}
+}
+
+// TestDelayedReportAcrossPauseAndResume: a processor builds a report just
+// before a pause, and it commits only after a resume that overwrote the
+// checkpoint and re-dispatched the table to the same capture. The report
+// carries the old epoch and is refused, so the table restarts where the
+// operator asked and the old run's error does not fail the new run.
+func TestDelayedReportAcrossPauseAndResume(t *testing.T) {
+	w := newWorld(t)
+	w.capture("a", LivenessAlive)
+	w.info(model.ChangefeedInfo{ID: cf, StartTs: 100, Epoch: 1})
+	w.status(cf, initialized(100, 1))
+	w.settle()
+	w.processors(cf, func(model.TableID) model.Ts { return 500 })
+	w.settle()
+	if ckpt := w.state().Changefeeds[cf].Status.CheckpointTs; ckpt != 500 {
+		t.Fatalf("checkpoint %d, want 500 before the pause", ckpt)
+	}
+	// The report the processor has in flight: further progress, and an error.
+	late := model.TaskPosition{Epoch: 1, CheckpointTs: 900, ResolvedTs: 900, Running: tsMap(1, 900),
+		Error: &model.RunningError{Code: "sink_error", Message: "old run"}}
+	lateCmd := fsm.Command{Capture: &fsm.CaptureFence{ID: "a", Incarnation: w.incs["a"]},
+		Conds: []fsm.Cond{{Type: fsm.CondExists, Key: meta.TaskStatusKey(cf, "a")}},
+		Ops:   []fsm.Op{putJSON(meta.TaskPositionKey(cf, "a"), late)}}
+
+	pause := w.state().Changefeeds[cf].Info
+	pause.AdminJob = model.AdminPause
+	w.info(*pause)
+	w.settle()
+	resume := w.state().Changefeeds[cf].Info
+	resume.AdminJob, resume.OverwriteCheckpointTs = model.AdminResume, 200
+	w.info(*resume)
+	w.settle()
+	if got := assignment(w.state(), cf); got[1] != "a@200" {
+		t.Fatalf("after the resume: assignment %v, want table 1 on a from 200", got)
+	}
+
+	res := w.applyCmd(lateCmd)
+	var fe *fsm.Error
+	if !errors.As(res.Error(), &fe) || fe.Code != meta.CodeStaleFeedEpoch {
+		t.Fatalf("the delayed report of epoch 1: %v, want %s", res.Error(), meta.CodeStaleFeedEpoch)
+	}
+	w.settle()
+	f := w.state().Changefeeds[cf]
+	if f.Info.State != model.StateNormal || f.Info.Error != nil {
+		t.Fatalf("state %s error %+v: the old run's error failed the new run", f.Info.State, f.Info.Error)
+	}
+	if f.Status.CheckpointTs != 200 || assignment(w.state(), cf)[1] != "a@200" {
+		t.Fatalf("checkpoint %d, assignment %v: the replay from 200 was skipped", f.Status.CheckpointTs, assignment(w.state(), cf))
 	}
 }

@@ -139,38 +139,35 @@ func (s *sched) locations() map[model.TableID]model.CaptureID {
 }
 
 // candidates computes the checkpoint and resolved ts the tables allow now.
+// A table whose holder has not reported it yet (just dispatched or moved)
+// counts with its own known progress: everything up to its start ts is
+// already downstream, so its resolved ts is at least that. Falling back to
+// the changefeed checkpoint instead would pull the flush barrier of every
+// table back for the length of each dispatch or move.
 func (s *sched) candidates(loc map[model.TableID]model.CaptureID) (ckpt, resolved model.Ts) {
 	st := s.p.status
 	if len(s.inSet) == 0 {
 		// Nothing tracks time; keep what there is.
 		return st.CheckpointTs, st.ResolvedTs
 	}
-	ckpt = math.MaxUint64
-	covered := true
-	holders := map[model.CaptureID]bool{}
+	ckpt, resolved = math.MaxUint64, math.MaxUint64
 	for table := range s.inSet {
 		c, assigned := loc[table]
 		if !assigned {
 			ckpt = minTs(ckpt, s.orphans[table])
-			covered = false
+			resolved = minTs(resolved, s.orphans[table])
 			continue
 		}
 		task := s.p.f.Tasks[c]
-		ckpt = minTs(ckpt, tableProgress(task, table))
-		holders[c] = true
-		if task.Position == nil {
-			covered = false
-		} else if _, ok := task.Position.Running[table]; !ok {
-			covered = false
+		progress := tableProgress(task, table)
+		ckpt = minTs(ckpt, progress)
+		if pos := task.Position; pos != nil {
+			if _, running := pos.Running[table]; running {
+				resolved = minTs(resolved, maxTs(pos.ResolvedTs, progress))
+				continue
+			}
 		}
-	}
-	if !covered {
-		// Some table's resolved ts is unknown: only the checkpoint is sure.
-		return ckpt, ckpt
-	}
-	resolved = math.MaxUint64
-	for c := range holders {
-		resolved = minTs(resolved, s.p.f.Tasks[c].Position.ResolvedTs)
+		resolved = minTs(resolved, progress)
 	}
 	return ckpt, resolved
 }

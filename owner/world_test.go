@@ -136,8 +136,12 @@ func (w *world) task(cf model.ChangefeedID, c model.CaptureID, ts model.TaskStat
 }
 
 // position writes a processor's progress, fenced by its incarnation.
+// A position of epoch 0 is written with the changefeed's current epoch.
 func (w *world) position(cf model.ChangefeedID, c model.CaptureID, p model.TaskPosition) *world {
 	w.t.Helper()
+	if f := w.state().Changefeeds[cf]; p.Epoch == 0 && f != nil && f.Info != nil {
+		p.Epoch = f.Info.Epoch
+	}
 	w.mustApply(fsm.Command{Capture: &fsm.CaptureFence{ID: c, Incarnation: w.incs[c]}, Ops: []fsm.Op{putJSON(meta.TaskPositionKey(cf, c), p)}})
 	return w
 }

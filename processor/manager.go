@@ -391,7 +391,9 @@ func (m *Manager) reconcile(ctx context.Context, deps processorDeps, regIndex ui
 			if !runnable(w.st.info, w.st.task) {
 				return true
 			}
-			if pos, _, ok, err := meta.GetPosition(r, cf, self); err == nil && ok {
+			if pos, _, ok, err := meta.GetPosition(r, cf, self); err == nil && ok && pos.Epoch == info.Epoch {
+				// Only a position of this run of the changefeed says what is
+				// already flushed for the current assignment.
 				w.prev = pos
 			}
 			w.key = runKey(w.st.info)

@@ -502,7 +502,7 @@ func (p *processor) position() model.TaskPosition {
 	st := p.currentState()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	pos := model.TaskPosition{Count: p.count.Load(), Error: p.err}
+	pos := model.TaskPosition{Epoch: st.info.Epoch, Count: p.count.Load(), Error: p.err}
 	if len(p.tables) > 0 {
 		pos.Running = make(map[model.TableID]model.Ts, len(p.tables))
 		first := true

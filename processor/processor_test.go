@@ -415,3 +415,23 @@ func TestRowCountContinuesAcrossRestart(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// TestPositionCarriesTheChangefeedEpoch: every report names the run
+// (epoch) of the changefeed it belongs to, so the state machine can refuse
+// one that outlived its run.
+func TestPositionCarriesTheChangefeedEpoch(t *testing.T) {
+	c := newCluster(t)
+	f := newFeed(t, fastSource, pastTs(2*time.Second))
+	f.create(c, maxTs, 1)
+	var info model.ChangefeedInfo
+	c.get(meta.ChangefeedInfoKey(testFeed), &info)
+	info.Epoch = 3
+	if res, err := c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{put(t, meta.ChangefeedInfoKey(testFeed), info)}}); err != nil || res.Err != nil {
+		t.Fatal(err, res.Error())
+	}
+	startManager(t, c, nil)
+	pos := c.waitPosition("table 1 running", func(p model.TaskPosition) bool { return p.Running[1] > f.startTs })
+	if pos.Epoch != 3 {
+		t.Fatalf("position epoch %d, want the changefeed's epoch 3", pos.Epoch)
+	}
+}
