@@ -55,6 +55,19 @@ type Config struct {
 	// EpochMs is the wall time (Unix milliseconds) at which the history
 	// begins: the tables exist, empty, before it.
 	EpochMs int64
+	// ClusterID is the simulated upstream's identity (the cluster-id
+	// parameter); empty means the one derived from the seed and schema.
+	// GC safepoints are kept per identity, so two URIs with one cluster ID
+	// are one upstream to the owner.
+	ClusterID string
+}
+
+// UpstreamID is the identity of the simulated upstream.
+func (c Config) UpstreamID() string {
+	if c.ClusterID != "" {
+		return c.ClusterID
+	}
+	return "datagen-" + strconv.FormatUint(c.Seed, 10) + "-" + c.Schema
 }
 
 // DefaultConfig is the configuration of a bare "datagen://".
@@ -96,6 +109,9 @@ func (c Config) URI() string {
 	q.Set("txn-tables", strconv.Itoa(c.TxnTables))
 	q.Set("ddl-every", c.DDLEvery.String())
 	q.Set("epoch", time.UnixMilli(c.EpochMs).UTC().Format(epochLayout))
+	if id := c.UpstreamID(); id != (Config{Seed: c.Seed, Schema: c.Schema}).UpstreamID() {
+		q.Set("cluster-id", id)
+	}
 	return Scheme + "://?" + q.Encode()
 }
 
@@ -179,7 +195,7 @@ func ParseURI(uri string) (Config, error) {
 	return cfg, nil
 }
 
-const paramNames = "tables, rate, row-size, mix, keys, seed, schema, gc-life, resolve-interval, txn-rows, txn-tables, ddl-every, epoch"
+const paramNames = "tables, rate, row-size, mix, keys, seed, schema, gc-life, resolve-interval, txn-rows, txn-tables, ddl-every, epoch, cluster-id"
 
 func (c *Config) set(name, v string) error {
 	switch name {
@@ -270,6 +286,11 @@ func (c *Config) set(name, v string) error {
 			return paramErr(name, v, epochAccepted)
 		}
 		c.EpochMs = t.UnixMilli()
+	case "cluster-id":
+		if !validClusterID(v) {
+			return paramErr(name, v, "1 to 64 letters, digits, dots, dashes or underscores")
+		}
+		c.ClusterID = v
 	default:
 		return fmt.Errorf("datagen URI: unknown parameter %q (known: %s)", name, paramNames)
 	}
@@ -321,6 +342,18 @@ func validSchema(s string) bool {
 	}
 	for _, r := range s {
 		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func validClusterID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
 			return false
 		}
 	}

@@ -1,6 +1,7 @@
 package datagen
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,9 @@ func TestParseURIInvalid(t *testing.T) {
 		{"datagen://?tabels=3", []string{`unknown parameter "tabels"`, "tables"}},
 		{"datagen://?tables=1&tables=2", []string{`"tables"`, "2 times"}},
 		{"datagen://?%zz", []string{"parse"}},
+		{"datagen://?cluster-id=", []string{`"cluster-id"`, "1 to 64"}},
+		{"datagen://?cluster-id=a/b", []string{`"cluster-id"`}},
+		{"datagen://?cluster-id=" + strings.Repeat("x", 65), []string{`"cluster-id"`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.uri, func(t *testing.T) {
@@ -96,5 +100,42 @@ func TestParseURIInvalid(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The cluster-id names the simulated upstream: by default it is derived
+// from the seed (and schema), and a URI that spells the default out is the
+// same upstream — and the same canonical URI — as one that leaves it out.
+func TestClusterID(t *testing.T) {
+	for _, tc := range []struct{ uri, want string }{
+		{"datagen://", "datagen-1-datagen"},
+		{"datagen://?seed=7", "datagen-7-datagen"},
+		{"datagen://?seed=7&schema=shop", "datagen-7-shop"},
+		{"datagen://?seed=7&cluster-id=prod-east.1", "prod-east.1"},
+	} {
+		cfg, err := ParseURI(tc.uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.UpstreamID(); got != tc.want {
+			t.Errorf("%s: upstream ID %q, want %q", tc.uri, got, tc.want)
+		}
+		src, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := src.UpstreamID(context.Background()); err != nil || got != tc.want {
+			t.Errorf("%s: Source.UpstreamID = %q, %v", tc.uri, got, err)
+		}
+		src.Close()
+	}
+	a, _ := ParseURI("datagen://?tables=4&seed=7")
+	b, _ := ParseURI("datagen://?cluster-id=datagen-7-datagen&seed=7&tables=4")
+	if a.URI() != b.URI() || strings.Contains(a.URI(), "cluster-id") {
+		t.Fatalf("spelling the default cluster-id out changes the canonical URI:\n%s\n%s", a.URI(), b.URI())
+	}
+	c, _ := ParseURI("datagen://?tables=4&seed=7&cluster-id=other")
+	if rt, err := ParseURI(c.URI()); err != nil || rt.UpstreamID() != "other" {
+		t.Fatalf("an explicit cluster-id does not survive the canonical URI: %v %v", rt, err)
 	}
 }

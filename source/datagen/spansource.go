@@ -21,8 +21,9 @@ var _ source.SpanSource = (*Source)(nil)
 // History is the version 2 history behind the source.
 func (s *Source) History() *History { return s.hist }
 
-// UpstreamID identifies the simulated upstream: two URIs with the same
-// seed and schema name are the same database.
+// UpstreamID identifies the simulated upstream: its cluster-id parameter,
+// by default derived from the seed and schema name, so that two URIs with
+// the same seed and schema are the same database.
 func (s *Source) UpstreamID(ctx context.Context) (string, error) {
 	if err := s.checkOpen(); err != nil {
 		return "", err
@@ -30,7 +31,7 @@ func (s *Source) UpstreamID(ctx context.Context) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("get datagen upstream ID: %w", err)
 	}
-	return "datagen-" + strconv.FormatUint(s.gen.cfg.Seed, 10) + "-" + s.gen.cfg.Schema, nil
+	return s.gen.cfg.UpstreamID(), nil
 }
 
 // TablesAt lists the tables that exist at ts.
