@@ -17,7 +17,8 @@ import (
 // (case-sensitive at the top, [filter] rules, [sink] options) while the model
 // stays free to change.
 type fileConfig struct {
-	CaseSensitive bool `toml:"case-sensitive"`
+	CaseSensitive bool   `toml:"case-sensitive"`
+	GCTTL         string `toml:"gc-ttl"`
 	Filter        struct {
 		Rules []string `toml:"rules"`
 	} `toml:"filter"`
@@ -27,7 +28,7 @@ type fileConfig struct {
 }
 
 // ConfigKeys describes the keys a config file may hold, for error messages.
-const ConfigKeys = `case-sensitive, [filter] rules, [sink] dispatchers = [{matcher = [...], topic = "...", partition = "..."}] and [sink] <option> = "value"`
+const ConfigKeys = `case-sensitive, gc-ttl, [filter] rules, [sink] dispatchers = [{matcher = [...], topic = "...", partition = "..."}] and [sink] <option> = "value"`
 
 // LoadConfig reads a changefeed config file strictly: an unknown key or a
 // malformed filter rule is an error, so that a typo is reported instead of
@@ -88,6 +89,10 @@ func ParseConfig(name, data string) (model.ChangefeedConfig, error) {
 		Filter:      model.FilterConfig{Rules: fc.Filter.Rules, CaseSensitive: fc.CaseSensitive},
 		Sink:        sinkOpts,
 		Dispatchers: dispatchers,
+		GCTTL:       fc.GCTTL,
+	}
+	if err := cfg.Validate(); err != nil {
+		return model.ChangefeedConfig{}, fmt.Errorf("config file %s: %v", name, err)
 	}
 	if err := filter.ValidateConfig(cfg); err != nil {
 		return model.ChangefeedConfig{}, fmt.Errorf("config file %s: %v", name, err)

@@ -72,6 +72,27 @@ type ChangefeedConfig struct {
 	// MemoryQuota bounds, per processor (changefeed × capture), the bytes
 	// buffered between the source and the sink; 0 means the default.
 	MemoryQuota uint64 `json:"memory_quota,omitempty" toml:"memory-quota"`
+	// GCTTL is how long the changefeed may hold its upstream's GC while it
+	// is not running (stopped, error, failed) — and how long failing to
+	// update the upstream's service GC safepoint is tolerated — as a Go
+	// duration; empty means DefaultGCTTL. TiCDC's gc-ttl.
+	GCTTL string `json:"gc_ttl,omitempty" toml:"gc-ttl"`
+}
+
+// DefaultGCTTL is TiCDC's default gc-ttl.
+const DefaultGCTTL = 24 * time.Hour
+
+// MinGCTTL is the smallest gc-ttl accepted.
+const MinGCTTL = time.Second
+
+// GCTTLDuration is the gc-ttl in force; a value Validate refuses reads as
+// the default.
+func (c ChangefeedConfig) GCTTLDuration() time.Duration {
+	d, err := time.ParseDuration(c.GCTTL)
+	if c.GCTTL == "" || err != nil || d < MinGCTTL {
+		return DefaultGCTTL
+	}
+	return d
 }
 
 // DefaultMemoryQuota is TiCDC's default per-changefeed memory quota.
@@ -93,6 +114,12 @@ func (c ChangefeedConfig) MemoryQuotaBytes() int64 {
 func (c ChangefeedConfig) Validate() error {
 	if c.MemoryQuota != 0 && c.MemoryQuota < MinMemoryQuota {
 		return fmt.Errorf("memory-quota %d is below the minimum of %d bytes (1 MiB)", c.MemoryQuota, MinMemoryQuota)
+	}
+	if c.GCTTL != "" {
+		d, err := time.ParseDuration(c.GCTTL)
+		if err != nil || d < MinGCTTL {
+			return fmt.Errorf("gc-ttl %q is not a Go duration of at least %v, such as 24h", c.GCTTL, MinGCTTL)
+		}
 	}
 	return nil
 }
@@ -256,7 +283,10 @@ type OwnerInfo struct {
 
 // GCSafepoint is the service safepoint the owner last pushed upstream.
 type GCSafepoint struct {
-	ServiceID string    `json:"service_id"`
+	ServiceID string `json:"service_id"`
+	// UpstreamID is the upstream's identity; the record is kept per
+	// upstream, under a key derived from it.
+	UpstreamID string    `json:"upstream_id,omitempty"`
 	SourceURI string    `json:"source_uri"`
 	Safepoint Ts        `json:"safepoint"`
 	Updated   time.Time `json:"updated"`

@@ -24,7 +24,9 @@ type Config struct {
 	// registered capture that gossip does not know at all: right after an
 	// election the new leader's gossip view may still be filling in.
 	EvictionGrace time.Duration
-	// GCTTL is the TTL of the upstream service GC safepoint.
+	// GCTTL is the gc-ttl of changefeeds that set none (see
+	// model.ChangefeedConfig.GCTTL); the service safepoint of an upstream is
+	// pushed with the largest gc-ttl of its changefeeds as its TTL.
 	GCTTL time.Duration
 	// GCRefreshInterval is how often an unchanged safepoint is pushed again
 	// to keep its TTL alive.

@@ -66,7 +66,7 @@ func (t *ticker) setState(p *plan, s model.FeedState, why string) {
 	t.event(LogEvent{Kind: EventStateChanged, Changefeed: p.f.ID, Message: fmt.Sprintf("%s -> %s: %s", p.state(), s, why)})
 	p.info.State = s
 	p.infoDirty = true
-	if !holdsGC(s) {
+	if !holdsGC(p.info) {
 		t.releasedGC[p.f.ID] = true
 	}
 }
@@ -144,7 +144,10 @@ func orphanAll(p *plan) {
 // lifecycle handles a changefeed with no admin job pending.
 func (t *ticker) lifecycle(p *plan, cv *captureView) {
 	state := p.state()
-	if holdsGC(state) {
+	if holdsGC(p.info) {
+		if t.gcExpired(p) {
+			return
+		}
 		if ckpt, gcTs, lost := t.snapshotLost(p.f); lost {
 			t.stopWithError(p, &model.RunningError{
 				Addr: t.in.NodeID,
@@ -288,13 +291,16 @@ func (t *ticker) initialize(p *plan) {
 // elapses.
 func (t *ticker) stopWithError(p *plan, err *model.RunningError) {
 	next := model.StateError
-	if err.Code == CodeSnapshotLost || err.Code == CodeInvalidFilter {
+	if err.Code == CodeSnapshotLost || err.Code == CodeInvalidFilter || err.Code == CodeGCUpdateFailed {
 		next = model.StateFailed
 	}
 	p.info.Error = err
 	p.info.ErrorHistory = trimHistory(append(p.info.ErrorHistory, t.in.Now), t.in.Now, t.cfg)
 	p.infoDirty = true
 	t.setState(p, next, err.Code)
+	if !holdsGC(p.info) {
+		t.releasedGC[p.f.ID] = true
+	}
 	p.clearTasks()
 	t.event(LogEvent{Kind: EventErrorRecorded, Changefeed: p.f.ID, Capture: err.Addr, Message: err.Code + ": " + err.Message})
 }
@@ -338,12 +344,16 @@ func backoff(recentErrors int, cfg Config) time.Duration {
 	return min(d, cfg.ErrorBackoffMax)
 }
 
-// holdsGC reports whether a changefeed in state s still needs its upstream
-// history: stopped does, or a pause would let GC eat the data to resume from.
-func holdsGC(s model.FeedState) bool {
-	switch s {
+// holdsGC reports whether a changefeed still needs its upstream history:
+// a running one does, and so do stopped, error and failed ones — they may be
+// resumed — for at most their gc-ttl (see gcExpired). One that failed
+// because its data is gone, finished or was removed does not.
+func holdsGC(info *model.ChangefeedInfo) bool {
+	switch info.State {
 	case model.StateNormal, "", model.StateStopped, model.StateError:
 		return true
+	case model.StateFailed:
+		return info.Error == nil || info.Error.Code != CodeSnapshotLost
 	}
 	return false
 }
@@ -357,7 +367,11 @@ func feedCheckpoint(f *meta.Feed) model.Ts {
 }
 
 func (t *ticker) snapshotLost(f *meta.Feed) (ckpt, gcTs model.Ts, lost bool) {
-	gcTs, ok := t.in.UpstreamGC[f.Info.SourceURI]
+	uid, ok := t.upstreamOf(f.Info)
+	if !ok {
+		return 0, 0, false
+	}
+	gcTs, ok = t.in.UpstreamGC[uid]
 	if !ok {
 		return 0, 0, false
 	}

@@ -32,6 +32,9 @@ const (
 	// CodeSnapshotLost: the checkpoint fell below the upstream GC
 	// safepoint. Not retried: the changefeed goes to failed.
 	CodeSnapshotLost = "snapshot_lost"
+	// CodeGCUpdateFailed: the upstream's service GC safepoint could not be
+	// updated for longer than the changefeed's gc-ttl. Not retried.
+	CodeGCUpdateFailed = "gc_update_failed"
 	// CodeListTablesFailed: the source could not list its tables.
 	CodeListTablesFailed = "list_tables_failed"
 	// CodeInvalidFilter: the filter rules do not compile. Not retried:
@@ -59,9 +62,15 @@ type Inputs struct {
 	// SourceTables holds tables listed for changefeeds that asked in an
 	// earlier Output.NeedTables.
 	SourceTables map[model.ChangefeedID]TablesResult
-	// UpstreamGC is, per source URI, the upstream GC safepoint the worker
-	// last saw.
+	// UpstreamIDs maps each source URI to its upstream's identity, for the
+	// URIs the worker has asked about; GC is kept per identity.
+	UpstreamIDs map[string]string
+	// UpstreamGC is, per upstream identity, the upstream GC safepoint the
+	// worker last saw.
 	UpstreamGC map[string]model.Ts
+	// GCFailures lists the upstreams whose service safepoint the worker
+	// has failed to update since some time, without a success since.
+	GCFailures map[string]GCFailure
 	// DDL is what the DDL puller of each running changefeed knows.
 	DDL    map[model.ChangefeedID]DDLState
 	Config Config
@@ -70,14 +79,20 @@ type Inputs struct {
 // GCAction asks the worker to set (or, with TTL 0, clear) this cluster's
 // service GC safepoint on one upstream.
 type GCAction struct {
+	UpstreamID string
+	// SourceURI is how the worker reaches the upstream.
 	SourceURI string
 	ServiceID string
 	Safepoint model.Ts
 	TTL       time.Duration
-	// Record, when set, stores the new value under /gc/. The worker applies
-	// it only after the upstream call succeeded, so the record never claims
-	// a safepoint that was not pushed (or cleared) upstream.
+	// Record, when set, stores the new value under /gc/ (or deletes it).
+	// The worker applies it only after the upstream call succeeded, so the
+	// record never claims a safepoint that was not pushed (or cleared)
+	// upstream.
 	Record *fsm.Command
+	// RecordOnly: apply Record without calling the upstream (a record left
+	// under an old key of an upstream that is still protected).
+	RecordOnly bool
 }
 
 // EventKind names something worth logging.

@@ -825,7 +825,7 @@ func TestGC(t *testing.T) {
 		feed(w, "y", u, model.StateNormal, 200)
 		feed(w, "z", v, model.StateNormal, 300)
 		a := actions(w.tick())
-		if a[u].Safepoint != 100 || a[v].Safepoint != 300 || a[u].TTL != DefaultGCTTL || a[u].ServiceID != "raftcdc-test" || a[u].Record == nil {
+		if a[u].Safepoint != 100 || a[v].Safepoint != 300 || a[u].TTL != w.cfg.GCTTL || a[u].ServiceID != "raftcdc-test" || a[u].Record == nil {
 			t.Fatalf("actions = %+v", a)
 		}
 		rec := w.state().GC[GCKeyFor(u)]
@@ -843,7 +843,7 @@ func TestGC(t *testing.T) {
 	t.Run("states that hold the safepoint", func(t *testing.T) {
 		for state, holds := range map[model.FeedState]bool{
 			model.StateNormal: true, model.StateStopped: true, model.StateError: true,
-			model.StateFailed: false, model.StateFinished: false, model.StateRemoved: false,
+			model.StateFailed: true, model.StateFinished: false, model.StateRemoved: false,
 		} {
 			w := newWorld(t)
 			feed(w, "x", u, state, 100)
@@ -891,6 +891,128 @@ func TestGC(t *testing.T) {
 		}
 		if s := w.state().Changefeeds["x"].Info.State; s != model.StateFailed {
 			t.Fatalf("x is %s, want failed", s)
+		}
+	})
+}
+
+// TestGCPerUpstream: the service safepoint belongs to an upstream's
+// identity, not to a source URI.
+func TestGCPerUpstream(t *testing.T) {
+	const u, v = "datagen://?seed=7&tables=4", "datagen://?tables=4&seed=7"
+	setup := func(t *testing.T) *world {
+		w := newWorld(t)
+		w.upstreamIDs[u], w.upstreamIDs[v] = "up-7", "up-7"
+		w.info(model.ChangefeedInfo{ID: "x", SourceURI: u, StartTs: 10})
+		w.status("x", initialized(100))
+		w.info(model.ChangefeedInfo{ID: "y", SourceURI: v, StartTs: 10})
+		w.status("y", initialized(300))
+		return w
+	}
+	t.Run("two spellings share one safepoint", func(t *testing.T) {
+		w := setup(t)
+		out := w.tick()
+		if len(out.GC) != 1 || out.GC[0].UpstreamID != "up-7" || out.GC[0].Safepoint != 100 || out.GC[0].TTL == 0 {
+			t.Fatalf("GC actions = %+v, want one for up-7 at 100", out.GC)
+		}
+		if gc := w.state().GC; len(gc) != 1 || gc[GCKeyFor("up-7")] == nil || gc[GCKeyFor("up-7")].Record.UpstreamID != "up-7" {
+			t.Fatalf("GC records = %+v, want one under up-7's key", gc)
+		}
+	})
+	t.Run("removing one keeps the other protected", func(t *testing.T) {
+		w := setup(t)
+		w.tick()
+		info := *w.state().Changefeeds["x"].Info
+		info.AdminJob = model.AdminRemove
+		w.info(info)
+		out := w.tick()
+		if len(out.GC) != 1 || out.GC[0].TTL == 0 || out.GC[0].Safepoint != 300 {
+			t.Fatalf("after removing x: GC actions %+v, want y's checkpoint 300 still held", out.GC)
+		}
+		if rec := w.state().GC[GCKeyFor("up-7")]; rec == nil || rec.Record.Safepoint != 300 {
+			t.Fatalf("GC record %+v, want 300", rec)
+		}
+	})
+	t.Run("a record under a source URI's key is retired without clearing the safepoint", func(t *testing.T) {
+		w := setup(t)
+		old := meta.GCKey("0123456789abcdef")
+		w.owner(old, model.GCSafepoint{ServiceID: "raftcdc-default", SourceURI: u, Safepoint: 50})
+		var only *GCAction
+		for _, a := range w.tick().GC {
+			if a.Record != nil && len(a.Record.Ops) == 1 && a.Record.Ops[0].Key == old {
+				only = &a
+			}
+		}
+		if only == nil || !only.RecordOnly {
+			t.Fatalf("old record: action %+v, want its record deleted without an upstream call", only)
+		}
+		if w.state().GC[old] != nil {
+			t.Fatal("old record still there")
+		}
+	})
+}
+
+// TestGCTTL: a changefeed that is not running holds its upstream's GC for
+// at most its gc-ttl; so does one whose upstream refuses GC updates.
+func TestGCTTL(t *testing.T) {
+	const u = "datagen://u"
+	now := t0
+	aged := func(d time.Duration) model.Ts { return model.TsFromTime(now.Add(-d)) }
+	setup := func(t *testing.T, state model.FeedState, age time.Duration) *world {
+		w := newWorld(t)
+		w.now = now
+		// An error changefeed retries after a backoff from its last error.
+		w.info(model.ChangefeedInfo{ID: "x", SourceURI: u, StartTs: 10, State: state, Config: model.ChangefeedConfig{GCTTL: "1h"}, ErrorHistory: []time.Time{now}})
+		w.status("x", initialized(aged(age)))
+		w.info(model.ChangefeedInfo{ID: "y", SourceURI: u, StartTs: 10})
+		w.status("y", initialized(aged(time.Minute)))
+		return w
+	}
+	for _, state := range []model.FeedState{model.StateStopped, model.StateError, model.StateFailed} {
+		t.Run(string(state)+" past its gc-ttl fails and lets go", func(t *testing.T) {
+			w := setup(t, state, 61*time.Minute)
+			out := w.tick()
+			info := w.state().Changefeeds["x"].Info
+			if info.State != model.StateFailed || info.Error == nil || info.Error.Code != CodeSnapshotLost || !strings.Contains(info.Error.Message, "gc-ttl 1h0m0s") {
+				t.Fatalf("x: state %s error %+v, want failed with snapshot_lost naming the gc-ttl", info.State, info.Error)
+			}
+			if len(out.GC) != 1 || out.GC[0].Safepoint != aged(time.Minute) {
+				t.Fatalf("GC actions %+v, want y's checkpoint only", out.GC)
+			}
+		})
+		t.Run(string(state)+" within its gc-ttl holds", func(t *testing.T) {
+			w := setup(t, state, 59*time.Minute)
+			out := w.tick()
+			if s := w.state().Changefeeds["x"].Info.State; s != state {
+				t.Fatalf("x is %s, want still %s", s, state)
+			}
+			if len(out.GC) != 1 || out.GC[0].Safepoint != aged(59*time.Minute) {
+				t.Fatalf("GC actions %+v, want x's checkpoint held", out.GC)
+			}
+		})
+	}
+	t.Run("a running changefeed is not aged out", func(t *testing.T) {
+		w := setup(t, model.StateNormal, 3*time.Hour)
+		w.tick()
+		if s := w.state().Changefeeds["x"].Info.State; !isNormal(s) {
+			t.Fatalf("x is %s, want normal", s)
+		}
+	})
+	t.Run("GC updates failing longer than gc-ttl fail the changefeeds they protect", func(t *testing.T) {
+		w := setup(t, model.StateNormal, time.Minute)
+		w.gcFailures[u] = GCFailure{Since: now.Add(-30 * time.Minute), Err: "pd: connection refused"}
+		w.tick()
+		if s := w.state().Changefeeds["x"].Info.State; !isNormal(s) {
+			t.Fatalf("x is %s after 30 minutes of failures, want normal", s)
+		}
+		w.gcFailures[u] = GCFailure{Since: now.Add(-61 * time.Minute), Err: "pd: connection refused"}
+		w.tick()
+		st := w.state()
+		x, y := st.Changefeeds["x"].Info, st.Changefeeds["y"].Info
+		if x.State != model.StateFailed || x.Error == nil || x.Error.Code != CodeGCUpdateFailed || !strings.Contains(x.Error.Message, "pd: connection refused") {
+			t.Fatalf("x: state %s error %+v, want failed with the upstream's error", x.State, x.Error)
+		}
+		if !isNormal(y.State) {
+			t.Fatalf("y (default gc-ttl) is %s, want normal", y.State)
 		}
 	})
 }

@@ -85,9 +85,16 @@ type worker struct {
 
 	// tables are table listings for changefeeds waiting to initialise.
 	tables map[model.ChangefeedID]TablesResult
+	// upstreams caches each source URI's upstream identity; the GC maps
+	// below are keyed by identity.
+	upstreams *upstreamIDs
 	// upstreamGC is the upstream GC safepoint each push returned.
 	upstreamGC map[string]model.Ts
 	gcPushed   map[string]gcPush
+	// gcFailing are upstreams whose pushes fail, since when; gcRetryAt
+	// paces the retries so that a dead upstream does not slow every tick.
+	gcFailing map[string]GCFailure
+	gcRetryAt map[string]time.Time
 	// ddl runs one DDL puller per running changefeed; sinks holds the
 	// owner's sink of each changefeed.
 	ddl   *ddlPullers
@@ -171,7 +178,10 @@ func Run(ctx context.Context, d Deps) error {
 		upstreamGC: map[string]model.Ts{},
 		gcPushed:   map[string]gcPush{},
 		cleanupAt:  map[model.ChangefeedID]cleanupRetry{},
+		gcFailing:  map[string]GCFailure{},
+		gcRetryAt:  map[string]time.Time{},
 	}
+	w.upstreams = newUpstreamIDs(d.Upstreams, w.cfg.IOTimeout)
 	if w.now == nil {
 		w.now = time.Now
 	}
@@ -289,7 +299,9 @@ func (w *worker) tick(ctx context.Context) (retick bool, err error) {
 		NodeID:       w.d.NodeID,
 		Membership:   w.d.Members.Liveness(),
 		SourceTables: w.tables,
+		UpstreamIDs:  w.upstreams.resolve(ctx, s, now),
 		UpstreamGC:   w.upstreamGC,
+		GCFailures:   w.gcFailing,
 		DDL:          w.ddl.sync(ctx, s),
 		Config:       w.cfg,
 	}
@@ -374,11 +386,25 @@ func (w *worker) apply(ctx context.Context, cmd fsm.Command) (applyResult, error
 }
 
 // runGC pushes service safepoints upstream. Unchanged values are pushed
-// again only every GCRefreshInterval, to keep their TTL alive.
+// again only every GCRefreshInterval (or a third of their TTL, if that is
+// shorter), to keep their TTL alive. A failing upstream is retried at most
+// once a second, and how long it has been failing goes into the next
+// tick's inputs (a changefeed fails once that passes its gc-ttl).
 func (w *worker) runGC(ctx context.Context, actions []GCAction) error {
 	for _, a := range actions {
-		last, pushed := w.gcPushed[a.SourceURI]
-		if a.Record == nil && pushed && last.safepoint == a.Safepoint && last.ttl == a.TTL && w.now().Sub(last.at) < w.cfg.GCRefreshInterval {
+		if a.RecordOnly {
+			if _, err := w.apply(ctx, *a.Record); err != nil {
+				return err
+			}
+			continue
+		}
+		now := w.now()
+		if at, waiting := w.gcRetryAt[a.UpstreamID]; waiting && now.Before(at) {
+			continue
+		}
+		last, pushed := w.gcPushed[a.UpstreamID]
+		refresh := min(w.cfg.GCRefreshInterval, a.TTL/3)
+		if a.Record == nil && pushed && last.safepoint == a.Safepoint && last.ttl == a.TTL && now.Sub(last.at) < refresh {
 			continue
 		}
 		actual, err := w.pushGC(ctx, a)
@@ -386,19 +412,31 @@ func (w *worker) runGC(ctx context.Context, actions []GCAction) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			w.log.Warn().Err(err).Str("service_id", a.ServiceID).Uint64("safepoint", a.Safepoint).Msg("upstream GC safepoint not updated")
+			if _, failing := w.gcFailing[a.UpstreamID]; !failing {
+				w.gcFailing[a.UpstreamID] = GCFailure{Since: now, Err: err.Error()}
+			} else {
+				w.gcFailing[a.UpstreamID] = GCFailure{Since: w.gcFailing[a.UpstreamID].Since, Err: err.Error()}
+			}
+			w.gcRetryAt[a.UpstreamID] = now.Add(time.Second)
+			w.log.Warn().Err(err).Str("upstream_id", a.UpstreamID).Str("service_id", a.ServiceID).Uint64("safepoint", a.Safepoint).
+				Dur("failing_for", now.Sub(w.gcFailing[a.UpstreamID].Since)).Msg("upstream GC safepoint not updated")
 			continue
 		}
+		if f, failing := w.gcFailing[a.UpstreamID]; failing {
+			w.log.Info().Str("upstream_id", a.UpstreamID).Dur("failed_for", now.Sub(f.Since)).Msg("upstream GC safepoint updated again")
+		}
+		delete(w.gcFailing, a.UpstreamID)
+		delete(w.gcRetryAt, a.UpstreamID)
 		if a.TTL > 0 {
-			w.upstreamGC[a.SourceURI] = actual
-			w.gcPushed[a.SourceURI] = gcPush{safepoint: a.Safepoint, ttl: a.TTL, at: w.now()}
+			w.upstreamGC[a.UpstreamID] = actual
+			w.gcPushed[a.UpstreamID] = gcPush{safepoint: a.Safepoint, ttl: a.TTL, at: now}
 			if actual > a.Safepoint {
-				w.log.Warn().Uint64("safepoint", a.Safepoint).Uint64("upstream_gc_safepoint", actual).Msg("upstream GC is past the owner's safepoint")
+				w.log.Warn().Str("upstream_id", a.UpstreamID).Uint64("safepoint", a.Safepoint).Uint64("upstream_gc_safepoint", actual).Msg("upstream GC is past the owner's safepoint")
 			}
 		} else {
-			delete(w.upstreamGC, a.SourceURI)
-			delete(w.gcPushed, a.SourceURI)
-			w.log.Info().Str("service_id", a.ServiceID).Msg("upstream GC safepoint cleared: no changefeed needs the source")
+			delete(w.upstreamGC, a.UpstreamID)
+			delete(w.gcPushed, a.UpstreamID)
+			w.log.Info().Str("upstream_id", a.UpstreamID).Str("service_id", a.ServiceID).Msg("upstream GC safepoint cleared: no changefeed needs the upstream")
 		}
 		if a.Record != nil {
 			if _, err := w.apply(ctx, *a.Record); err != nil {
@@ -421,6 +459,56 @@ func (w *worker) pushGC(ctx context.Context, a GCAction) (model.Ts, error) {
 		return 0, fmt.Errorf("updating the service GC safepoint: %w", err)
 	}
 	return actual, nil
+}
+
+// upstreamIDs learns, once per source URI, the identity of the upstream
+// behind it (it does not change), retrying a failed lookup at most once a
+// second.
+type upstreamIDs struct {
+	ups     Upstreams
+	timeout time.Duration
+	known   map[string]string
+	retryAt map[string]time.Time
+}
+
+func newUpstreamIDs(ups Upstreams, timeout time.Duration) *upstreamIDs {
+	return &upstreamIDs{ups: ups, timeout: timeout, known: map[string]string{}, retryAt: map[string]time.Time{}}
+}
+
+// resolve looks up the URIs of the changefeeds in s that it does not know
+// yet and returns what it knows.
+func (u *upstreamIDs) resolve(ctx context.Context, s *meta.State, now time.Time) map[string]string {
+	for _, f := range s.Changefeeds {
+		if f.Info == nil || !holdsGC(f.Info) {
+			continue
+		}
+		uri := f.Info.SourceURI
+		if _, ok := u.known[uri]; ok || now.Before(u.retryAt[uri]) {
+			continue
+		}
+		id, err := u.lookup(ctx, uri)
+		if err != nil || id == "" {
+			u.retryAt[uri] = now.Add(time.Second)
+			continue
+		}
+		u.known[uri] = id
+		delete(u.retryAt, uri)
+	}
+	out := make(map[string]string, len(u.known))
+	for k, v := range u.known {
+		out[k] = v
+	}
+	return out
+}
+
+func (u *upstreamIDs) lookup(ctx context.Context, uri string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, u.timeout)
+	defer cancel()
+	src, err := u.ups.Source(ctx, uri)
+	if err != nil {
+		return "", err
+	}
+	return src.UpstreamID(ctx)
 }
 
 // listTables lists the source tables of changefeeds waiting to initialise

@@ -3,6 +3,7 @@ package owner
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -63,6 +64,7 @@ type fakeSource struct {
 	tables   []model.TableName
 	services map[string]model.Ts
 	calls    int
+	gcErr    error // every service safepoint update fails with it
 }
 
 func (s *fakeSource) TablesAt(context.Context, model.Ts) ([]model.TableName, error) {
@@ -99,6 +101,9 @@ func (s *fakeSource) UpdateServiceGCSafepoint(_ context.Context, id string, ttl 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
+	if s.gcErr != nil {
+		return 0, s.gcErr
+	}
 	if ttl <= 0 {
 		delete(s.services, id)
 	} else {
@@ -214,7 +219,7 @@ func TestRunEstablishesDispatchesAndIsDeposed(t *testing.T) {
 	}
 	waitFor(t, "the GC safepoint pushed and recorded", func() bool {
 		sp, ok := fx.src.service("raftcdc-c1")
-		rec := w.state().GC[GCKeyFor("fake://u")]
+		rec := w.state().GC[GCKeyFor("fake")]
 		return ok && sp == 100 && rec != nil && rec.Record.Safepoint == 100
 	})
 
@@ -287,5 +292,28 @@ func TestRunStopsPromptlyOnCancel(t *testing.T) {
 func TestRunValidatesDeps(t *testing.T) {
 	if err := Run(context.Background(), Deps{}); err == nil {
 		t.Fatal("Run without dependencies succeeded")
+	}
+}
+
+// TestRunFailsChangefeedWhenGCUpdatesKeepFailing: the upstream refuses
+// every service safepoint update; once that has lasted longer than the
+// changefeed's gc-ttl, the changefeed fails with the upstream's error.
+func TestRunFailsChangefeedWhenGCUpdatesKeepFailing(t *testing.T) {
+	fx := startOwner(t)
+	w := fx.w
+	waitFor(t, "dispatch", func() bool { return len(assignment(w.state(), cf)) == 4 })
+	fx.src.mu.Lock()
+	fx.src.gcErr = errors.New("pd: service unavailable")
+	fx.src.mu.Unlock()
+	info := *w.state().Changefeeds[cf].Info
+	info.Config.GCTTL = "1s"
+	w.info(info)
+	began := time.Now()
+	waitFor(t, "the changefeed failed with the upstream's error", func() bool {
+		i := w.state().Changefeeds[cf].Info
+		return i.State == model.StateFailed && i.Error != nil && i.Error.Code == CodeGCUpdateFailed && strings.Contains(i.Error.Message, "pd: service unavailable")
+	})
+	if d := time.Since(began); d < time.Second {
+		t.Fatalf("failed after %v, before its gc-ttl of 1s had passed", d)
 	}
 }

@@ -35,7 +35,11 @@ type world struct {
 	// tables and upstreamGC are the worker-side inputs ticks use.
 	tables     map[model.ChangefeedID]TablesResult
 	upstreamGC map[string]model.Ts
-	since      time.Time
+	// upstreamIDs maps source URIs to upstream identities; a URI not in it
+	// is its own upstream. gcFailures are the worker's failing pushes.
+	upstreamIDs map[string]string
+	gcFailures  map[string]GCFailure
+	since       time.Time
 	// ddl is the DDL puller's view per changefeed; a changefeed missing here
 	// has a puller that saw no DDL and is resolved to the end of time.
 	ddl map[model.ChangefeedID]DDLState
@@ -56,7 +60,10 @@ func newWorld(t *testing.T) *world {
 	t.Cleanup(func() { f.Close() })
 	w := &world{t: t, f: f, incs: map[model.CaptureID]uint64{}, now: t0, since: t0.Add(-time.Hour),
 		live: map[model.CaptureID]CaptureLiveness{}, tables: map[model.ChangefeedID]TablesResult{},
-		upstreamGC: map[string]model.Ts{}, cfg: Config{MaxMovesPerChangefeed: 100}, ddl: map[model.ChangefeedID]DDLState{}}
+		upstreamGC: map[string]model.Ts{}, upstreamIDs: map[string]string{}, gcFailures: map[string]GCFailure{},
+		// Test timestamps are small numbers (1970): a default gc-ttl that
+		// ages them out would fail every stopped changefeed.
+		cfg: Config{MaxMovesPerChangefeed: 100, GCTTL: 200 * 365 * 24 * time.Hour}, ddl: map[model.ChangefeedID]DDLState{}}
 	w.epoch = w.mustApply(fsm.Command{Kind: fsm.KindClaimOwner, NodeID: "owner", UnixMilli: t0.UnixMilli()}).Index
 	return w
 }
@@ -175,9 +182,17 @@ func (w *world) state() *meta.State {
 
 func (w *world) inputs() Inputs {
 	ddl := map[model.ChangefeedID]DDLState{}
+	ids := map[string]string{}
 	w.f.View(func(r fsm.Reader, _ uint64) error {
 		r.Range(meta.PrefixChangefeedInfo, func(kv fsm.KV) bool {
 			ddl[strings.TrimPrefix(kv.Key, meta.PrefixChangefeedInfo)] = DDLState{ResolvedTs: math.MaxUint64}
+			if v, err := meta.Decode(kv.Key, kv.Value); err == nil {
+				uri := v.(*model.ChangefeedInfo).SourceURI
+				ids[uri] = uri
+				if id, ok := w.upstreamIDs[uri]; ok {
+					ids[uri] = id
+				}
+			}
 			return true
 		})
 		return nil
@@ -186,7 +201,7 @@ func (w *world) inputs() Inputs {
 		ddl[id] = d
 	}
 	return Inputs{Now: w.now, OwnerSince: w.since, NodeID: "owner", Membership: w.live,
-		SourceTables: w.tables, UpstreamGC: w.upstreamGC, DDL: ddl, Config: w.cfg}
+		SourceTables: w.tables, UpstreamIDs: ids, UpstreamGC: w.upstreamGC, GCFailures: w.gcFailures, DDL: ddl, Config: w.cfg}
 }
 
 // tick runs one reactor pass and applies its commands, like the worker.

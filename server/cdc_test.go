@@ -290,3 +290,55 @@ func TestChangefeedFullClusterRestartAndTargetTs(t *testing.T) {
 	cp = c.waitCheckpointAbove("restart", cp, 30*time.Second)
 	c.verify(feedSource, dir, start, cp)
 }
+
+// TestGCSafepointPerUpstream: two changefeeds read one datagen upstream
+// through two spellings of its URI. The owner keeps one service safepoint
+// for the upstream (one /gc/ record, at the lower checkpoint), and removing
+// one changefeed keeps the other's checkpoint protected.
+func TestGCSafepointPerUpstream(t *testing.T) {
+	c := makeFeedCluster(t)
+	const a = "datagen://?tables=2&rate=5&seed=9"
+	const b = "datagen://?seed=9&rate=5&tables=2&cluster-id=datagen-9-datagen"
+	start := model.TsFromTime(time.Now().Add(-time.Second))
+	c.create(api.ChangefeedRequest{ID: "spelled-a", SourceURI: a, SinkURI: "blackhole://", StartTs: start})
+	c.create(api.ChangefeedRequest{ID: "spelled-b", SourceURI: b, SinkURI: "blackhole://", StartTs: start})
+	c.waitCheckpointAbove("spelled-b", start, 20*time.Second)
+	// b paused holds the upstream's GC at its checkpoint while a goes on.
+	if code, body := c.call(-1, http.MethodPost, "/api/v1/changefeeds/spelled-b/pause", nil, nil); code != http.StatusAccepted {
+		t.Fatalf("pause: %d %s", code, body)
+	}
+	c.waitState("spelled-b", model.StateStopped, 10*time.Second)
+	held := c.detail("spelled-b").CheckpointTs()
+	c.waitCheckpointAbove("spelled-a", held, 20*time.Second)
+
+	records := func() []model.GCSafepoint {
+		kvs, _ := c.Node(c.Up()[0]).FSM().List(meta.PrefixGC)
+		var out []model.GCSafepoint
+		for _, kv := range kvs {
+			var g model.GCSafepoint
+			if err := json.Unmarshal(kv.Value, &g); err != nil {
+				t.Fatalf("%s: %v", kv.Key, err)
+			}
+			out = append(out, g)
+		}
+		return out
+	}
+	testcluster.WaitFor(t, 10*time.Second, "one GC record for the upstream at the paused checkpoint", func() bool {
+		r := records()
+		return len(r) == 1 && r[0].UpstreamID == "datagen-9-datagen" && r[0].Safepoint == held
+	})
+	// Removing a (the other spelling) must not clear b's protection.
+	if code, body := c.call(-1, http.MethodDelete, "/api/v1/changefeeds/spelled-a", nil, nil); code != http.StatusAccepted {
+		t.Fatalf("remove: %d %s", code, body)
+	}
+	c.waitState("spelled-a", model.StateRemoved, 10*time.Second)
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if r := records(); len(r) != 1 || r[0].Safepoint != held {
+			t.Fatalf("after removing spelled-a: GC records %+v, want the paused checkpoint %d still held", r, held)
+		}
+	}
+	if code, body := c.call(-1, http.MethodDelete, "/api/v1/changefeeds/spelled-b", nil, nil); code != http.StatusAccepted {
+		t.Fatalf("remove: %d %s", code, body)
+	}
+	testcluster.WaitFor(t, 10*time.Second, "the GC record cleared once no changefeed needs the upstream", func() bool { return len(records()) == 0 })
+}

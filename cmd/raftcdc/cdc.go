@@ -23,7 +23,7 @@ func (o *cdcOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.clusterID, "cluster-id", "default", "names this cluster's upstream GC service safepoint; the same on every node")
 	f.DurationVar(&o.tick, "owner-tick-interval", owner.DefaultTickInterval, "how often the owner re-evaluates when nothing changes")
 	f.DurationVar(&o.evictionGrace, "owner-eviction-grace", owner.DefaultEvictionGrace, "a new owner waits this long before evicting captures gossip does not know")
-	f.DurationVar(&o.gcTTL, "gc-ttl", owner.DefaultGCTTL, "TTL of the upstream GC service safepoint")
+	f.DurationVar(&o.gcTTL, "gc-ttl", owner.DefaultGCTTL, "default gc-ttl of changefeeds that set none: how long one that is not running (or cannot update its upstream's service GC safepoint) holds the upstream's GC, and the TTL of that safepoint")
 	f.DurationVar(&o.flushInterval, "flush-interval", 100*time.Millisecond, "how often each processor reports its position")
 	f.DurationVar(&o.quorumLossFence, "quorum-loss-fence", 5*time.Second, "stop writing to sinks after this long without a quorum")
 }
