@@ -105,6 +105,9 @@ func (h *History) image(inc incarnation, tv *tableVersion, x, n uint64) []model.
 // an update.
 func (h *History) imageFrom(inc incarnation, tv *tableVersion, x, n uint64, prev []model.Value) []model.Value {
 	img := make([]model.Value, len(tv.specs))
+	a := arenaPool.Get().(*arena)
+	a.reset()
+	defer arenaPool.Put(a)
 	_, start := h.op(x, n)
 	p := h.pos(x)
 	keyHash := mix64(mix64(h.seedHash^uint64(inc.id)*0x9e3779b97f4a7c15) ^ x)
@@ -114,11 +117,15 @@ func (h *History) imageFrom(inc incarnation, tv *tableVersion, x, n uint64, prev
 		case roleID:
 			img[i] = model.IntValue(int64(x))
 		case roleRegion:
-			img[i] = model.StringValue(regionOf(x))
+			s0 := len(a.s)
+			a.s = append(a.s, regionOf(x)...)
+			img[i] = a.str(i, s0)
 		case roleSeq:
 			img[i] = model.UintValue(n*h.cfg.Keys + p)
 		case rolePayload:
-			img[i] = model.StringValue(string(h.appendPayloadV2(nil, mix64(keyHash^n*0x8cb92ba72f3d8dd7))))
+			s0 := len(a.s)
+			a.s = h.appendPayloadV2(a.s, mix64(keyHash^n*0x8cb92ba72f3d8dd7))
+			img[i] = a.str(i, s0)
 		default:
 			m := lastChange(sp, n, start)
 			if prev != nil && m < n {
@@ -129,9 +136,10 @@ func (h *History) imageFrom(inc incarnation, tv *tableVersion, x, n uint64, prev
 				img[i] = model.Null() // written before the column existed
 				continue
 			}
-			img[i] = genValue(&sp.col, mix64(mix64(keyHash^sp.nameHash)^m*0xbf58476d1ce4e5b9))
+			img[i] = genValue(&sp.col, mix64(mix64(keyHash^sp.nameHash)^m*0xbf58476d1ce4e5b9), a, i)
 		}
 	}
+	a.finish(img)
 	return img
 }
 

@@ -3,6 +3,7 @@ package datagen
 import (
 	"math"
 	"strconv"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -182,10 +183,65 @@ var textRunes = []rune("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123
 // edgeTexts are strings that sinks and encoders get wrong.
 var edgeTexts = []string{"", "NULL", `\N`, "a,b\"c'd\\e\r\nf", "日本語テキスト", "😀", " leading", "null"}
 
+// arena collects the text and bytes of one image's values so that an image
+// costs a few allocations instead of one per column: values are appended
+// to two buffers and sliced out of them when the image is complete.
+type arena struct {
+	s   []byte     // text of string values
+	b   []byte     // content of binary values
+	fix []arenaFix // which value is which slice
+}
+
+type arenaFix struct {
+	col, start, end int
+	bytes           bool
+}
+
+var arenaPool = sync.Pool{New: func() any { return &arena{s: make([]byte, 0, 2048), b: make([]byte, 0, 1024)} }}
+
+func (a *arena) reset() {
+	a.s, a.b, a.fix = a.s[:0], a.b[:0], a.fix[:0]
+}
+
+func (a *arena) str(col, start int) model.Value {
+	a.fix = append(a.fix, arenaFix{col: col, start: start, end: len(a.s)})
+	return model.Value{Kind: model.ValueString}
+}
+
+func (a *arena) bin(col, start int) model.Value {
+	a.fix = append(a.fix, arenaFix{col: col, start: start, end: len(a.b), bytes: true})
+	return model.Value{Kind: model.ValueBytes}
+}
+
+// finish fills in the string and bytes values of img: one string and one
+// byte slice for all of them (binary values are capped so that appending
+// to one cannot reach its neighbour).
+func (a *arena) finish(img []model.Value) {
+	var text string
+	if len(a.s) > 0 {
+		text = string(a.s)
+	}
+	var bin []byte
+	if len(a.b) > 0 {
+		bin = append([]byte(nil), a.b...)
+	}
+	for _, f := range a.fix {
+		if f.bytes {
+			img[f.col].B = bin[f.start:f.end:f.end]
+			if img[f.col].B == nil {
+				img[f.col].B = []byte{}
+			}
+		} else {
+			img[f.col].S = text[f.start:f.end]
+		}
+	}
+}
+
 // genValue makes a column value from a hash: NULL sometimes for nullable
 // columns, an edge value of the type sometimes, a random value otherwise.
-// Every value is in model.Value's canonical form for the type.
-func genValue(c *model.Column, h uint64) model.Value {
+// Every value is in model.Value's canonical form for the type. Text and
+// bytes go into the arena as the value of column col.
+func genValue(c *model.Column, h uint64, a *arena, col int) model.Value {
 	if c.Nullable && h%13 == 0 {
 		return model.Null()
 	}
@@ -212,9 +268,11 @@ func genValue(c *model.Column, h uint64) model.Value {
 		}
 		return model.IntValue(min + int64(r.intn(uint64(max-min)+1)))
 	}
+	s0, b0 := len(a.s), len(a.b)
 	switch t.Kind {
 	case model.TypeDecimal:
-		return model.StringValue(genDecimal(&r, t.Length, t.Scale, edge))
+		a.s = appendDecimal(a.s, &r, t.Length, t.Scale, edge)
+		return a.str(col, s0)
 	case model.TypeFloat:
 		if edge {
 			return model.FloatValue(float64([]float32{math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32, 0, -1.5, 1}[r.intn(6)]))
@@ -226,45 +284,62 @@ func genValue(c *model.Column, h uint64) model.Value {
 		}
 		return model.FloatValue(float64(int64(r.next())) / float64(uint64(1)<<r.intn(60)))
 	case model.TypeChar:
-		s := genText(&r, int(r.intn(uint64(t.Length)+1)), 0, edge)
-		for len(s) > 0 && s[len(s)-1] == ' ' { // MySQL strips char's trailing spaces
-			s = s[:len(s)-1]
+		a.s = appendText(a.s, &r, int(r.intn(uint64(t.Length)+1)), 0, edge)
+		for len(a.s) > s0 && a.s[len(a.s)-1] == ' ' { // MySQL strips char's trailing spaces
+			a.s = a.s[:len(a.s)-1]
 		}
-		return model.StringValue(s)
+		return a.str(col, s0)
 	case model.TypeVarchar:
-		return model.StringValue(genText(&r, int(r.intn(uint64(t.Length)+1)), 0, edge))
+		a.s = appendText(a.s, &r, int(r.intn(uint64(t.Length)+1)), 0, edge)
+		return a.str(col, s0)
 	case model.TypeTinyText:
-		return model.StringValue(genText(&r, int(r.intn(64)), 255, edge))
+		a.s = appendText(a.s, &r, int(r.intn(64)), 255, edge)
+		return a.str(col, s0)
 	case model.TypeText:
-		return model.StringValue(genText(&r, int(r.intn(100)), 65535, edge))
+		a.s = appendText(a.s, &r, int(r.intn(100)), 65535, edge)
+		return a.str(col, s0)
 	case model.TypeMediumText, model.TypeLongText:
 		if edge && r.intn(16) == 0 { // rarely, a large value
-			return model.StringValue(genText(&r, 4000, 0, false))
+			a.s = appendText(a.s, &r, 4000, 0, false)
+		} else {
+			a.s = appendText(a.s, &r, int(r.intn(100)), 0, edge)
 		}
-		return model.StringValue(genText(&r, int(r.intn(100)), 0, edge))
+		return a.str(col, s0)
 	case model.TypeTinyBlob:
-		return model.BytesValue(genBytes(&r, int(r.intn(256)), edge))
+		a.b = appendBytes(a.b, &r, int(r.intn(256)), edge)
+		return a.bin(col, b0)
 	case model.TypeBlob, model.TypeMediumBlob:
-		return model.BytesValue(genBytes(&r, int(r.intn(100)), edge))
+		a.b = appendBytes(a.b, &r, int(r.intn(100)), edge)
+		return a.bin(col, b0)
 	case model.TypeLongBlob:
 		if edge && r.intn(16) == 0 {
-			return model.BytesValue(make([]byte, 8192))
+			a.b = append(a.b, make([]byte, 8192)...)
+		} else {
+			a.b = appendBytes(a.b, &r, int(r.intn(100)), edge)
 		}
-		return model.BytesValue(genBytes(&r, int(r.intn(100)), edge))
+		return a.bin(col, b0)
 	case model.TypeBinary:
-		b := make([]byte, t.Length) // padded with zero bytes, as MySQL stores it
-		copy(b, genBytes(&r, int(r.intn(uint64(t.Length)+1)), edge))
-		return model.BytesValue(b)
+		// Padded with zero bytes, as MySQL stores it.
+		a.b = appendBytes(a.b, &r, int(r.intn(uint64(t.Length)+1)), edge)
+		for len(a.b)-b0 < t.Length {
+			a.b = append(a.b, 0)
+		}
+		return a.bin(col, b0)
 	case model.TypeVarbinary:
-		return model.BytesValue(genBytes(&r, int(r.intn(uint64(t.Length)+1)), edge))
+		a.b = appendBytes(a.b, &r, int(r.intn(uint64(t.Length)+1)), edge)
+		return a.bin(col, b0)
 	case model.TypeDate:
-		return model.StringValue(genDate(&r, edge).Format("2006-01-02"))
+		a.s = genDate(&r, edge).AppendFormat(a.s, "2006-01-02")
+		return a.str(col, s0)
 	case model.TypeDatetime:
-		return model.StringValue(formatDatetime(genDatetime(&r, edge), t.Fsp))
+		a.s = appendDatetime(a.s, genDatetime(&r, edge), t.Fsp)
+		return a.str(col, s0)
 	case model.TypeTimestamp:
-		return model.StringValue(formatDatetime(genTimestamp(&r, edge), t.Fsp))
+		a.s = appendDatetime(a.s, genTimestamp(&r, edge), t.Fsp)
+		return a.str(col, s0)
 	case model.TypeTime:
-		return model.StringValue(genTime(&r, t.Fsp, edge))
+		a.s = appendTime(a.s, &r, t.Fsp, edge)
+		return a.str(col, s0)
 	case model.TypeYear:
 		if edge {
 			return model.IntValue([]int64{1901, 2155, 2000}[r.intn(3)])
@@ -277,16 +352,15 @@ func genValue(c *model.Column, h uint64) model.Value {
 		if edge {
 			bits = []uint64{0, math.MaxUint64}[r.intn(2)]
 		}
-		var b []byte
 		for i, e := range t.Elems {
 			if bits&(1<<uint(i)) != 0 {
-				if len(b) > 0 {
-					b = append(b, ',')
+				if len(a.s) > s0 {
+					a.s = append(a.s, ',')
 				}
-				b = append(b, e...)
+				a.s = append(a.s, e...)
 			}
 		}
-		return model.StringValue(string(b))
+		return a.str(col, s0)
 	case model.TypeBit:
 		v := r.next()
 		if edge {
@@ -297,21 +371,23 @@ func genValue(c *model.Column, h uint64) model.Value {
 		}
 		return model.UintValue(v)
 	case model.TypeJSON:
-		return model.StringValue(genJSON(&r, edge))
+		a.s = appendJSON(a.s, &r, edge)
+		return a.str(col, s0)
 	}
-	return model.StringValue(genText(&r, 8, 0, false))
+	a.s = appendText(a.s, &r, 8, 0, false)
+	return a.str(col, s0)
 }
 
-// genText makes n characters (fewer if maxBytes would be exceeded; 0 means
-// no byte limit), or an edge string.
-func genText(r *rng, n, maxBytes int, edge bool) string {
+// appendText appends n characters (fewer if maxBytes would be exceeded; 0
+// means no byte limit), or an edge string.
+func appendText(dst []byte, r *rng, n, maxBytes int, edge bool) []byte {
 	if edge {
 		s := edgeTexts[r.intn(uint64(len(edgeTexts)))]
 		if (maxBytes == 0 || len(s) <= maxBytes) && utf8.RuneCountInString(s) <= max(n, 1) {
-			return s
+			return append(dst, s...)
 		}
 	}
-	b := make([]byte, 0, n+n/2)
+	start := len(dst)
 	var v uint64
 	for i := range n {
 		if i%8 == 0 {
@@ -319,41 +395,38 @@ func genText(r *rng, n, maxBytes int, edge bool) string {
 		}
 		c := textRunes[v%uint64(len(textRunes))]
 		v >>= 8
-		if maxBytes > 0 && len(b)+utf8.RuneLen(c) > maxBytes {
+		if maxBytes > 0 && len(dst)-start+utf8.RuneLen(c) > maxBytes {
 			break
 		}
-		b = utf8.AppendRune(b, c)
+		dst = utf8.AppendRune(dst, c)
 	}
-	return string(b)
+	return dst
 }
 
-func genBytes(r *rng, n int, edge bool) []byte {
-	b := make([]byte, n)
+// appendBytes appends n random bytes, or for an edge value alternating
+// zero bytes and 0xff, which text-based encodings mangle first.
+func appendBytes(dst []byte, r *rng, n int, edge bool) []byte {
 	if edge {
-		// Zero bytes and 0xff, which text-based encodings mangle first.
-		for i := range b {
-			if i%2 == 1 {
-				b[i] = 0xff
-			}
+		for i := range n {
+			dst = append(dst, byte(0xff*(i%2)))
 		}
-		return b
+		return dst
 	}
 	var v uint64
-	for i := range b {
+	for i := range n {
 		if i%8 == 0 {
 			v = r.next()
 		}
-		b[i] = byte(v)
+		dst = append(dst, byte(v))
 		v >>= 8
 	}
-	return b
+	return dst
 }
 
-// genDecimal makes a decimal(p,s) in canonical form: exactly s fraction
-// digits, no leading zeros, no "-0".
-func genDecimal(r *rng, p, s int, edge bool) string {
+// appendDecimal appends a decimal(p,s) in canonical form: exactly s
+// fraction digits, no leading zeros, no "-0".
+func appendDecimal(b []byte, r *rng, p, s int, edge bool) []byte {
 	intDigits := p - s
-	b := make([]byte, 0, p+3)
 	neg := r.intn(2) == 0
 	if edge {
 		switch r.intn(4) {
@@ -373,7 +446,7 @@ func genDecimal(r *rng, p, s int, edge bool) string {
 					b = append(b, '9')
 				}
 			}
-			return string(b)
+			return b
 		case 2: // zero
 			b = append(b, '0')
 			if s > 0 {
@@ -382,13 +455,13 @@ func genDecimal(r *rng, p, s int, edge bool) string {
 					b = append(b, '0')
 				}
 			}
-			return string(b)
+			return b
 		default: // the smallest magnitude
 			if s == 0 {
 				if neg {
-					return "-1"
+					return append(b, "-1"...)
 				}
-				return "1"
+				return append(b, '1')
 			}
 			if neg {
 				b = append(b, '-')
@@ -397,20 +470,20 @@ func genDecimal(r *rng, p, s int, edge bool) string {
 			for range s - 1 {
 				b = append(b, '0')
 			}
-			return string(append(b, '1'))
+			return append(b, '1')
 		}
 	}
-	digits := make([]byte, 0, p)
+	var digits [65]byte
 	n := int(r.intn(uint64(intDigits) + 1))
 	var v uint64
 	for i := range n + s {
 		if i%18 == 0 {
 			v = r.next()
 		}
-		digits = append(digits, '0'+byte(v%10))
+		digits[i] = '0' + byte(v%10)
 		v /= 10
 	}
-	ip, fp := digits[:n], digits[n:]
+	ip, fp := digits[:n], digits[n:n+s]
 	for len(ip) > 0 && ip[0] == '0' {
 		ip = ip[1:]
 	}
@@ -431,7 +504,7 @@ func genDecimal(r *rng, p, s int, edge bool) string {
 		b = append(b, '.')
 		b = append(b, fp...)
 	}
-	return string(b)
+	return b
 }
 
 var (
@@ -463,15 +536,15 @@ func genTimestamp(r *rng, edge bool) time.Time {
 	return time.Unix(lo+int64(r.intn(hi-lo)), int64(r.intn(1000000))*1000).UTC()
 }
 
-// formatDatetime renders "YYYY-MM-DD HH:MM:SS" with exactly fsp digits,
+// appendDatetime renders "YYYY-MM-DD HH:MM:SS" with exactly fsp digits,
 // truncating the fraction to fsp digits.
-func formatDatetime(t time.Time, fsp int) string {
-	s := t.Format("2006-01-02 15:04:05")
-	return s + model.FormatFsp(t.Nanosecond()/1000, fsp)
+func appendDatetime(dst []byte, t time.Time, fsp int) []byte {
+	dst = t.AppendFormat(dst, "2006-01-02 15:04:05")
+	return append(dst, model.FormatFsp(t.Nanosecond()/1000, fsp)...)
 }
 
-// genTime makes a time(fsp) in [-838:59:59, 838:59:59].
-func genTime(r *rng, fsp int, edge bool) string {
+// appendTime appends a time(fsp) in [-838:59:59, 838:59:59].
+func appendTime(b []byte, r *rng, fsp int, edge bool) []byte {
 	const maxSec = 838*3600 + 59*60 + 59
 	var neg bool
 	var sec uint64
@@ -498,7 +571,6 @@ func genTime(r *rng, fsp int, edge bool) string {
 	if sec == 0 && m == 0 {
 		neg = false
 	}
-	b := make([]byte, 0, 20)
 	if neg {
 		b = append(b, '-')
 	}
@@ -508,27 +580,28 @@ func genTime(r *rng, fsp int, edge bool) string {
 	}
 	b = strconv.AppendUint(b, hh, 10)
 	b = append(b, ':', byte('0'+sec%3600/60/10), byte('0'+sec%3600/60%10), ':', byte('0'+sec%60/10), byte('0'+sec%60%10))
-	return string(b) + model.FormatFsp(m, fsp)
+	return append(b, model.FormatFsp(m, fsp)...)
 }
 
-// genJSON makes a JSON document: usually a small object, sometimes a large
-// one, a scalar, an empty container or JSON's own null.
-func genJSON(r *rng, edge bool) string {
+// appendJSON appends a JSON document: usually a small object, sometimes a
+// large one, a scalar, an empty container or JSON's own null.
+func appendJSON(b []byte, r *rng, edge bool) []byte {
+	var scratch [96]byte
 	if edge {
 		switch r.intn(5) {
 		case 0:
-			return `null`
+			return append(b, `null`...)
 		case 1:
-			return `[]`
+			return append(b, `[]`...)
 		case 2:
-			return `"only a string: \"q\" \\ ü"`
+			return append(b, `"only a string: \"q\" \\ ü"`...)
 		case 3:
-			return `-12.5`
+			return append(b, `-12.5`...)
 		}
 		if r.intn(4) != 0 {
-			return `{"k":"v"}`
+			return append(b, `{"k":"v"}`...)
 		}
-		b := []byte(`{"items":[`)
+		b = append(b, `{"items":[`...)
 		for i := range 150 {
 			if i > 0 {
 				b = append(b, ',')
@@ -536,15 +609,15 @@ func genJSON(r *rng, edge bool) string {
 			b = append(b, `{"i":`...)
 			b = strconv.AppendInt(b, int64(i), 10)
 			b = append(b, `,"s":`...)
-			b = appendJSONString(b, genText(r, 12, 0, false))
+			b = appendJSONString(b, appendText(scratch[:0], r, 12, 0, false))
 			b = append(b, `,"ok":true,"none":null}`...)
 		}
-		return string(append(b, "]}"...))
+		return append(b, "]}"...)
 	}
-	b := []byte(`{"n":`)
+	b = append(b, `{"n":`...)
 	b = strconv.AppendInt(b, int64(r.next()%2000001)-1000000, 10)
 	b = append(b, `,"s":`...)
-	b = appendJSONString(b, genText(r, int(r.intn(20)), 0, false))
+	b = appendJSONString(b, appendText(scratch[:0], r, int(r.intn(20)), 0, false))
 	b = append(b, `,"a":[`...)
 	for i := range int(r.intn(4)) {
 		if i > 0 {
@@ -554,13 +627,13 @@ func genJSON(r *rng, edge bool) string {
 	}
 	b = append(b, `],"o":{"ok":`...)
 	b = strconv.AppendBool(b, r.intn(2) == 0)
-	return string(append(b, `,"x":null}}`...))
+	return append(b, `,"x":null}}`...)
 }
 
 // appendJSONString quotes s as a JSON string.
-func appendJSONString(b []byte, s string) []byte {
+func appendJSONString(b []byte, s []byte) []byte {
 	b = append(b, '"')
-	for _, c := range []byte(s) {
+	for _, c := range s {
 		switch {
 		case c == '"' || c == '\\':
 			b = append(b, '\\', c)
