@@ -450,7 +450,7 @@ func sameTxn(a, b *model.Txn) bool {
 // Values are in model.Value's canonical form for their type, within the
 // type's range, and the edges the issue names all occur.
 func TestValuesAreCanonicalAndCoverTheEdges(t *testing.T) {
-	h := testHistory(t, "datagen://?tables=3&rate=200&keys=500&mix=6:3:1&epoch=2026-01-01T00:00:00Z&seed=3")
+	h := testHistory(t, "datagen://?tables=3&rate=100&keys=500&mix=6:3:1&epoch=2026-01-01T00:00:00Z&seed=3")
 	upto := epochPlus(h, 30*time.Second)
 	seen := map[string]bool{}
 	kinds := map[model.TypeKind]bool{}
