@@ -303,9 +303,21 @@ func (s *Sink) emitSchemaFile(ctx context.Context, ddl *model.DDLEvent, def Tabl
 	if err != nil {
 		return fmt.Errorf("storage sink DDL %s: look for its schema file: %w", ddl, err)
 	}
-	if len(names) > 0 {
-		s.log.Info().Str("ddl", ddl.String()).Msg("storage sink: DDL already applied")
-		return nil
+	// A schema file of this version with the statement marks the DDL as
+	// applied. One without it was written by a table sink that saw the new
+	// version first (it knows no statement); the DDL replaces it.
+	replace := false
+	for _, n := range names {
+		b, err := s.st.Get(ctx, n)
+		if err != nil {
+			return fmt.Errorf("storage sink DDL %s: read %s: %w", ddl, n, err)
+		}
+		var d TableDefinition
+		if json.Unmarshal(b, &d) == nil && d.Query != "" {
+			s.log.Info().Str("ddl", ddl.String()).Msg("storage sink: DDL already applied")
+			return nil
+		}
+		replace = true
 	}
 	if msg != nil {
 		dir := DataDir{Schema: def.Schema, Table: def.Table, Version: def.TableVersion, Date: dateOf(ddl.CommitTs, s.cfg.DateSeparator)}
@@ -313,7 +325,11 @@ func (s *Sink) emitSchemaFile(ctx context.Context, ddl *model.DDLEvent, def Tabl
 			return fmt.Errorf("storage sink DDL %s: write its message: %w", ddl, err)
 		}
 	}
-	if err := s.st.Create(ctx, def.Path(), def.Marshal()); err != nil && !errors.Is(err, errExists) {
+	write := s.st.Create
+	if replace {
+		write = s.st.Put
+	}
+	if err := write(ctx, def.Path(), def.Marshal()); err != nil && !errors.Is(err, errExists) {
 		return fmt.Errorf("storage sink DDL %s: write its schema file: %w", ddl, err)
 	}
 	s.dirMu.Lock()

@@ -64,7 +64,7 @@ func (r *recordingStore) checkSingleWrites(t *testing.T) {
 		}
 	}
 	for name := range r.puts {
-		if !strings.HasSuffix(name, "/meta/CDC.index") && name != MetadataFile {
+		if !strings.HasSuffix(name, "/meta/CDC.index") && name != MetadataFile && !strings.Contains(name, "/meta/schema_") {
 			t.Errorf("%s was overwritten in place", name)
 		}
 		if dataFileRE.MatchString(name) {
@@ -712,5 +712,38 @@ func TestOpenTableRefusesUnsafeNames(t *testing.T) {
 	b, _ := json.Marshal(Metadata{CheckpointTs: 5})
 	if string(b) != `{"checkpoint-ts":5}` {
 		t.Fatal(string(b))
+	}
+}
+
+// A table sink that sees a DDL's new version before the owner emits the DDL
+// writes a schema file without the statement; the DDL then replaces it with
+// one that has it (and still writes its message).
+func TestEmitDDLAfterATableSinkSawTheNewVersion(t *testing.T) {
+	h := testHistory(t, "datagen://?tables=1&rate=20&ddl-every=1s&epoch="+testEpoch)
+	root := t.TempDir()
+	ctx := context.Background()
+	var ddl *model.DDLEvent
+	h.DDLs(0, at(h, 1500*time.Millisecond), func(d *model.DDLEvent) bool { ddl = d; return false })
+	s, rec := openTestSink(t, "file://"+root+"?protocol=canal-json")
+	if _, err := s.OpenTable(ctx, ddl.After[0].Table, sink.TableOptions{StartTs: ddl.CommitTs, Schema: ddl.After[0]}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EmitDDL(ctx, ddl); err != nil {
+		t.Fatal(err)
+	}
+	defs, _ := ReadSchemaFiles(ctx, OpenDir(root))
+	if len(defs) != 1 || defs[0].Query != ddl.Query {
+		t.Fatalf("schema files %+v, want one with %q", defs, ddl.Query)
+	}
+	files, _ := ListDataFiles(ctx, OpenDir(root), ".json")
+	if len(files) != 1 {
+		t.Fatalf("%d data files, want the DDL message", len(files))
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for name, n := range rec.puts {
+		if strings.Contains(name, "/meta/schema_") && n != 1 {
+			t.Errorf("%s replaced %d times", name, n)
+		}
 	}
 }
