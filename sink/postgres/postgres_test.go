@@ -615,4 +615,3 @@ func TestPostgresSinkSurvivesDownstreamCrash(t *testing.T) {
 		t.Fatal("rows metric did not move")
 	}
 }
-
