@@ -20,6 +20,7 @@ import (
 	"github.com/raftcdc/raftcdc/sink/file"
 	"github.com/raftcdc/raftcdc/sink/kafka"
 	"github.com/raftcdc/raftcdc/sink/mysql"
+	pgsink "github.com/raftcdc/raftcdc/sink/postgres"
 	"github.com/raftcdc/raftcdc/sink/sqlsink"
 	"github.com/raftcdc/raftcdc/source"
 	"github.com/raftcdc/raftcdc/source/datagen"
@@ -29,7 +30,7 @@ import (
 // Supported schemes, for error messages and help text.
 const (
 	SourceSchemes = "datagen, postgres"
-	SinkSchemes   = "file, blackhole, kafka, mysql, tidb"
+	SinkSchemes   = "file, blackhole, kafka, mysql, tidb, postgres"
 )
 
 func scheme(kind, uri string) (string, error) {
@@ -93,6 +94,9 @@ func ValidateSinkURI(uri string) error {
 	case mysql.Scheme, mysql.TiDBScheme:
 		_, err := mysql.ParseURI(uri)
 		return err
+	case pgsink.Scheme, "postgresql":
+		_, err := pgsink.ParseURI(uri)
+		return err
 	default:
 		return fmt.Errorf("sink URI %q: unknown scheme %q (supported: %s)", redact.URI(uri), s, SinkSchemes)
 	}
@@ -122,6 +126,12 @@ func CheckSink(ctx context.Context, uri string, databases []string) (*SinkCheck,
 	switch s {
 	case mysql.Scheme, mysql.TiDBScheme:
 		res, err := mysql.Check(ctx, uri, databases)
+		if err != nil {
+			return nil, err
+		}
+		out.Server = res
+	case pgsink.Scheme, "postgresql":
+		res, err := pgsink.Check(ctx, uri, databases)
 		if err != nil {
 			return nil, err
 		}
@@ -293,6 +303,12 @@ func (p *Pool) OpenChangefeedSink(ctx context.Context, id model.ChangefeedID, ur
 			kafka.WithDispatchers(cfg.Dispatchers, cfg.Filter.CaseSensitive))
 	case mysql.Scheme, mysql.TiDBScheme:
 		snk, err := mysql.Open(ctx, uri, p.sqlOptions(id)...)
+		if err != nil {
+			return nil, err
+		}
+		return snk, nil
+	case pgsink.Scheme, "postgresql":
+		snk, err := pgsink.Open(ctx, uri, p.sqlOptions(id)...)
 		if err != nil {
 			return nil, err
 		}

@@ -33,7 +33,7 @@ func TestValidateURIs(t *testing.T) {
 		{"source bad param", ValidateSourceURI, "datagen://?rate=-1", `"rate"`},
 		{"sink file ok", ValidateSinkURI, "file://" + dir, ""},
 		{"sink blackhole ok", ValidateSinkURI, "blackhole://", ""},
-		{"sink unknown", ValidateSinkURI, "amqp://x", "supported: file, blackhole, kafka, mysql, tidb"},
+		{"sink unknown", ValidateSinkURI, "amqp://x", "supported: file, blackhole, kafka, mysql, tidb, postgres"},
 		{"sink kafka ok", ValidateSinkURI, "kafka://127.0.0.1:9092/t?protocol=canal-json", ""},
 		{"sink kafka bad param", ValidateSinkURI, "kafka://127.0.0.1:9092/t?protocol=canal-json&acks=1", `unknown parameter "acks"`},
 		{"sink kafka password hidden", ValidateSinkURI, "kafka://127.0.0.1:9092/t?protocol=x&sasl-password=hunter2", "sasl-password=xxxxx"},
@@ -45,6 +45,9 @@ func TestValidateURIs(t *testing.T) {
 		{"sink mysql unknown param", ValidateSinkURI, "mysql://u:pw@h/?workers=4", `unknown parameter "workers"`},
 		{"sink mysql password hidden", ValidateSinkURI, "mysql://u:hunter2@h/?workers=4", "mysql://u:xxxxx@h/"},
 		{"sink malformed password hidden", ValidateSinkURI, "mysql://u:hun#ter2@h/", "malformed"},
+		{"sink postgres ok", ValidateSinkURI, "postgres://u:pw@127.0.0.1:5432/db?sslmode=disable&worker-count=8", ""},
+		{"sink postgres no database", ValidateSinkURI, "postgres://u:hunter2@h/", "name one database"},
+		{"sink postgres unknown param", ValidateSinkURI, "postgres://u:hunter2@h/db?slot=x", `unknown parameter "slot"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -72,7 +72,7 @@ func badInputMatrix(t *testing.T, env matrixEnv) {
 		{"unknown source scheme", create("-c", "new1", "--source-uri", "mysql://db:3306", "--sink-uri", "blackhole://"), 1,
 			`Error: creating the changefeed: source URI "mysql://db:3306": unknown scheme "mysql" (supported: datagen, postgres)` + "\n"},
 		{"unknown sink scheme", create("-c", "new1", "--source-uri", "datagen://", "--sink-uri", "amqp://broker/topic"), 1,
-			`Error: creating the changefeed: sink URI "amqp://broker/topic": unknown scheme "amqp" (supported: file, blackhole, kafka, mysql, tidb)` + "\n"},
+			`Error: creating the changefeed: sink URI "amqp://broker/topic": unknown scheme "amqp" (supported: file, blackhole, kafka, mysql, tidb, postgres)` + "\n"},
 		{"kafka sink URI without a port", create("-c", "new1", "--source-uri", "datagen://", "--sink-uri", "kafka://broker/topic?protocol=canal-json&sasl-password=hunter2"), 1,
 			`Error: creating the changefeed: kafka sink URI kafka://broker/topic?protocol=canal-json&sasl-password=xxxxx: broker "broker" is not host:port` + "\n"},
 		{"unknown source parameter", create("-c", "new1", "--source-uri", "datagen://?tabels=3", "--sink-uri", "blackhole://"), 1,
