@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/raftcdc/raftcdc/internal/redact"
 	"net/http"
 	"sort"
 	"strconv"
@@ -25,6 +26,9 @@ type CDC interface {
 	// Upstream opens (or reuses) the source behind a URI, to list tables and
 	// check the GC safepoint.
 	Upstream(ctx context.Context, uri string) (source.Upstream, error)
+	// UpstreamFor opens the instance a changefeed reads through (for a
+	// PostgreSQL source, the one that knows the changefeed's slot).
+	UpstreamFor(ctx context.Context, changefeedID, uri string) (source.Upstream, error)
 	// CaptureLiveness is gossip's view of every node: alive, suspect, dead,
 	// left.
 	CaptureLiveness() map[string]string
@@ -115,6 +119,14 @@ type ChangefeedDetail struct {
 	// CorruptKeys are the changefeed's task keys that do not decode; they
 	// are skipped, and the owner deletes them.
 	CorruptKeys []meta.CorruptKey `json:"corrupt_keys,omitempty"`
+	// Snapshot is the initial copy's progress while a source copies
+	// existing rows (PostgreSQL's initial snapshot).
+	Snapshot *model.SnapshotProgress `json:"snapshot,omitempty"`
+	// Upstream is what the source keeps upstream for the changefeed (a
+	// PostgreSQL slot: retained WAL, confirmed position), read live;
+	// Warnings lists what needs an operator.
+	Upstream any      `json:"upstream,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // CheckpointTs is the changefeed's checkpoint, 0 before the owner has
@@ -286,8 +298,40 @@ func (h *Handler) getChangefeed(w http.ResponseWriter, r *http.Request) error {
 	}
 	for _, p := range f.pos {
 		d.Count += p.Count
+		if p.Snapshot != nil {
+			d.Snapshot = p.Snapshot
+		}
 	}
+	h.upstreamStatus(r.Context(), &d)
 	return WriteJSON(w, http.StatusOK, d)
+}
+
+// upstreamStatus adds, for sources that keep state upstream, that state
+// and its warnings, read live with a short timeout; a failure to read it is
+// a warning, not an error of the query.
+func (h *Handler) upstreamStatus(ctx context.Context, d *ChangefeedDetail) {
+	if d.Info.State == model.StateRemoved || h.cdc == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	src, err := h.cdc.UpstreamFor(ctx, d.Info.ID, d.Info.SourceURI)
+	if err != nil {
+		return
+	}
+	r, ok := src.(source.StatusReporter)
+	if !ok {
+		return
+	}
+	st, warning, err := r.UpstreamStatus(ctx)
+	if err != nil {
+		d.Warnings = append(d.Warnings, "reading the upstream state: "+redact.Text(err.Error(), d.Info.SourceURI))
+		return
+	}
+	d.Upstream = st
+	if warning != "" {
+		d.Warnings = append(d.Warnings, warning)
+	}
 }
 
 func newFeedID() string {

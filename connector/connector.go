@@ -363,6 +363,14 @@ type sharedStream struct{ source.StreamSource }
 
 func (sharedStream) Close() error { return nil }
 
+// UpstreamStatus passes through to sources that report upstream state.
+func (s sharedStream) UpstreamStatus(ctx context.Context) (any, string, error) {
+	if r, ok := s.StreamSource.(source.StatusReporter); ok {
+		return r.UpstreamStatus(ctx)
+	}
+	return nil, "", nil
+}
+
 // RemoveUpstreamState passes through to sources that keep state upstream.
 func (s sharedStream) RemoveUpstreamState(ctx context.Context) error {
 	if r, ok := s.StreamSource.(source.UpstreamRemover); ok {
@@ -377,6 +385,16 @@ type pgSource struct{ *postgres.Source }
 
 func (s *pgSource) RemoveUpstreamState(ctx context.Context) error {
 	return postgres.Remove(ctx, s.Config())
+}
+
+// UpstreamStatus shows the slot: retained WAL, confirmed position, and a
+// warning above wal-warn-bytes or near invalidation.
+func (s *pgSource) UpstreamStatus(ctx context.Context) (any, string, error) {
+	st, err := postgres.Status(ctx, s.Config())
+	if err != nil {
+		return nil, "", err
+	}
+	return st, st.Warning, nil
 }
 
 // CheckSource runs a source's create-time checks for a changefeed whose

@@ -1,11 +1,13 @@
 package ctl
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/raftcdc/raftcdc/api"
 	"github.com/raftcdc/raftcdc/model"
@@ -100,6 +102,34 @@ func RenderChangefeedDetail(w io.Writer, d *api.ChangefeedDetail) error {
 		pending = append(pending, "resume from "+FormatTs(d.Info.OverwriteCheckpointTs))
 	}
 	f.add("Pending requests", strings.Join(pending, "; "))
+	if d.Status != nil && d.Status.Stream {
+		names := make([]string, 0, len(d.Status.StreamTables))
+		for _, tn := range d.Status.StreamTables {
+			names = append(names, tn.String())
+		}
+		f.add("Stream tables", strings.Join(names, ", "))
+		if sp := d.Status.StreamPosition; sp != nil {
+			f.add("Stream position", FormatTs(sp.Ts)+" "+sp.Position)
+		}
+	}
+	if sn := d.Snapshot; sn != nil {
+		text := fmt.Sprintf("%d of %d tables, %d rows, %d bytes", sn.TablesDone, sn.TablesTotal, sn.Rows, sn.Bytes)
+		if sn.EstRows > 0 {
+			text += fmt.Sprintf(" of about %d rows", sn.EstRows)
+		}
+		if sn.ETASeconds > 0 {
+			text += fmt.Sprintf(", ETA %s", time.Duration(sn.ETASeconds*float64(time.Second)))
+		}
+		f.add("Initial snapshot", text)
+	}
+	if d.Upstream != nil {
+		if b, err := json.Marshal(d.Upstream); err == nil {
+			f.add("Upstream", string(b))
+		}
+	}
+	for _, w := range d.Warnings {
+		f.add("Warning", w)
+	}
 	if err := f.flush(); err != nil {
 		return err
 	}

@@ -220,9 +220,35 @@ func TestPostgresToMariaDBExact(t *testing.T) {
 	}()
 	defer func() { stopSampling(); sampler.Wait() }()
 
-	// The snapshot must be through before the faults start mattering.
+	// The initial snapshot's progress shows in changefeed query while it
+	// runs, and it must be through before the faults start.
 	snapTs := model.TsFromTime(time.Now())
+	var progress *model.SnapshotProgress
+	WaitFor(t, 3*time.Minute, "the snapshot's progress or its end", func() bool {
+		d, err := c.Detail("pg")
+		if err != nil {
+			return false
+		}
+		if d.Snapshot != nil && d.Snapshot.Rows > 0 {
+			progress = d.Snapshot
+		}
+		return progress != nil || d.CheckpointTs() > snapTs
+	})
+	if progress == nil {
+		t.Fatal("the initial snapshot of 100k rows finished before changefeed query ever showed its progress")
+	}
+	t.Logf("snapshot progress seen: %+v", *progress)
+	if progress.TablesTotal != len(pgbenchTables) {
+		t.Fatalf("snapshot progress counts %d tables, the changefeed has %d", progress.TablesTotal, len(pgbenchTables))
+	}
 	c.WaitCheckpointAbove("pg", snapTs, 3*time.Minute)
+	d, err := c.Detail("pg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := d.Upstream.(map[string]any); !ok || st["retained_wal_bytes"] == nil || st["confirmed_flush_lsn"] == nil {
+		t.Fatalf("changefeed query shows no slot state: %#v (warnings %v)", d.Upstream, d.Warnings)
+	}
 
 	wctx, stopWorkload := context.WithCancel(context.Background())
 	committed := pgbenchWorkload(wctx, t, source, 3)

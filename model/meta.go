@@ -264,6 +264,20 @@ type TaskPosition struct {
 	// Stream is, on the capture that holds a single stream, the newest
 	// resume position whose ts every local table has flushed.
 	Stream *StreamPosition `json:"stream,omitempty"`
+	// Snapshot is the stream's initial copy progress, while it copies.
+	Snapshot *SnapshotProgress `json:"snapshot,omitempty"`
+}
+
+// SnapshotProgress is a source's initial copy progress as reported by the
+// capture that runs it.
+type SnapshotProgress struct {
+	TablesTotal int   `json:"tables_total"`
+	TablesDone  int   `json:"tables_done"`
+	Rows        int64 `json:"rows"`
+	Bytes       int64 `json:"bytes"`
+	EstRows     int64 `json:"estimated_rows,omitempty"`
+	// ETASeconds is the estimated time left, 0 when unknown.
+	ETASeconds float64 `json:"eta_seconds,omitempty"`
 }
 
 // WorkloadInfo is the cost of one table, for balancing.

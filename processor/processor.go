@@ -523,9 +523,17 @@ func (p *processor) position() model.TaskPosition {
 	if len(p.stopped) > 0 {
 		pos.Stopped = maps.Clone(p.stopped)
 	}
-	if _, ok := p.tables[model.StreamUnitID]; ok && p.streamPos != nil {
-		sp := *p.streamPos
-		pos.Stream = &sp
+	if u, ok := p.tables[model.StreamUnitID]; ok {
+		if p.streamPos != nil {
+			sp := *p.streamPos
+			pos.Stream = &sp
+		}
+		u.mu.Lock()
+		if u.snapshot != nil {
+			sn := *u.snapshot
+			pos.Snapshot = &sn
+		}
+		u.mu.Unlock()
 	}
 	return pos
 }

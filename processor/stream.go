@@ -215,6 +215,13 @@ func (s *streamSession) update(ctx context.Context, streamResolved model.Ts) err
 		}
 		s.mu.Unlock()
 	}
+	var snap *model.SnapshotProgress
+	if pr, ok := s.stream.(source.ProgressReporter); ok {
+		if p := pr.SnapshotProgress(); p.Copying {
+			snap = &model.SnapshotProgress{TablesTotal: p.TablesTotal, TablesDone: p.TablesDone, Rows: p.Rows, Bytes: p.Bytes,
+				EstRows: p.EstRows, ETASeconds: p.ETA.Round(time.Second).Seconds()}
+		}
+	}
 	u.mu.Lock()
 	u.checkpoint = max(u.checkpoint, ckpt)
 	u.resolved = max(u.resolved, resolved)
@@ -222,6 +229,7 @@ func (s *streamSession) update(ctx context.Context, streamResolved model.Ts) err
 		u.safePos = safe
 	}
 	cur := u.safePos
+	u.snapshot = snap
 	u.mu.Unlock()
 	if safe != nil {
 		u.env.stream.report(cur)

@@ -102,8 +102,9 @@ type table struct {
 	boundary    model.Ts
 	err         *model.RunningError
 	// safePos is, for a stream unit, the newest stream position every local
-	// table has flushed past.
-	safePos *model.StreamPosition
+	// table has flushed past; snapshot its initial copy's progress.
+	safePos  *model.StreamPosition
+	snapshot *model.SnapshotProgress
 }
 
 func newTable(id model.TableID, startTs model.Ts, env *tableEnv) *table {

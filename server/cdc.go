@@ -75,6 +75,11 @@ func (c *cdc) Upstream(ctx context.Context, uri string) (source.Upstream, error)
 	return c.pool.Source(ctx, uri)
 }
 
+// UpstreamFor implements api.CDC.
+func (c *cdc) UpstreamFor(ctx context.Context, changefeedID, uri string) (source.Upstream, error) {
+	return c.pool.SourceFor(ctx, changefeedID, uri)
+}
+
 // CaptureLiveness implements api.CDC.
 func (c *cdc) CaptureLiveness() map[string]string {
 	out := map[string]string{}

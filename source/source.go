@@ -176,3 +176,28 @@ type StreamSource interface {
 type UpstreamRemover interface {
 	RemoveUpstreamState(ctx context.Context) error
 }
+
+// SnapshotProgress is how far a source's initial copy of existing rows is,
+// for changefeed query and statistics.
+type SnapshotProgress struct {
+	Copying     bool          `json:"copying"`
+	TablesTotal int           `json:"tables_total"`
+	TablesDone  int           `json:"tables_done"`
+	Rows        int64         `json:"rows"`
+	Bytes       int64         `json:"bytes"`
+	EstRows     int64         `json:"estimated_rows,omitempty"`
+	ETA         time.Duration `json:"eta_ns,omitempty"`
+}
+
+// ProgressReporter is implemented by streams that copy existing rows before
+// streaming (an initial snapshot).
+type ProgressReporter interface {
+	SnapshotProgress() SnapshotProgress
+}
+
+// StatusReporter is implemented by sources that keep state upstream worth
+// showing with a changefeed (a PostgreSQL slot's retained WAL); Warning is
+// set when that state needs an operator.
+type StatusReporter interface {
+	UpstreamStatus(ctx context.Context) (status any, warning string, err error)
+}

@@ -206,6 +206,11 @@ func (c *CDC) Upstream(ctx context.Context, uri string) (source.Upstream, error)
 	return c.Pool.Source(ctx, uri)
 }
 
+// UpstreamFor implements api.CDC.
+func (c *CDC) UpstreamFor(ctx context.Context, changefeedID, uri string) (source.Upstream, error) {
+	return c.Pool.SourceFor(ctx, changefeedID, uri)
+}
+
 // CaptureLiveness implements api.CDC.
 func (c *CDC) CaptureLiveness() map[string]string {
 	c.mu.Lock()

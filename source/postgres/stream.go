@@ -630,3 +630,11 @@ func classifyStreamErr(cfg *Config, err error) error {
 	}
 	return err
 }
+
+// SnapshotProgress reports the initial copy's progress through the generic
+// interface the processor reads (source.ProgressReporter).
+func (s *Stream) SnapshotProgress() source.SnapshotProgress {
+	p := s.Progress()
+	return source.SnapshotProgress{Copying: p.Copying, TablesTotal: p.TablesTotal, TablesDone: p.TablesDone,
+		Rows: p.Rows, Bytes: p.Bytes, EstRows: p.EstRows, ETA: p.ETA}
+}
