@@ -31,6 +31,7 @@ type sorter struct {
 	// memBytes is the quota held by mem.
 	memBytes int64
 	runs     []*run
+	tail     *runWriter
 	seq      int
 	// schemas maps the schema versions spilled rows point at back to the
 	// schema objects, which are never written to disk.
@@ -58,13 +59,16 @@ func (s *sorter) add(p pendingTxn) {
 	s.memBytes += p.bytes
 }
 
-func (s *sorter) empty() bool { return len(s.mem) == 0 && len(s.runs) == 0 }
+func (s *sorter) empty() bool { return len(s.mem) == 0 && len(s.runs) == 0 && s.tail == nil }
 
 // spilledRows is how many rows wait on disk.
 func (s *sorter) spilledRows() int64 {
 	var n int64
 	for _, r := range s.runs {
 		n += r.rows
+	}
+	if s.tail != nil {
+		n += s.tail.rows
 	}
 	return n
 }
@@ -80,25 +84,35 @@ func (s *sorter) sortMem() {
 	slices.SortStableFunc(s.mem, func(a, b pendingTxn) int { return keyCmp(a.txn, b.txn) })
 }
 
-// spill writes everything in memory to a new run and reports the quota
-// bytes that freed.
+// spill writes everything in memory to disk and reports the quota bytes
+// that freed. What comes in commit order after the last spill (the normal
+// case: sources deliver a table mostly in order, and a large transaction
+// entirely so) is appended to the same run, so one huge transaction makes
+// one file, not one per batch.
 func (s *sorter) spill() (freed int64, err error) {
 	if len(s.mem) == 0 {
 		return 0, nil
 	}
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		return 0, fmt.Errorf("creating the spill directory: %w", err)
-	}
 	s.sortMem()
-	s.seq++
-	path := filepath.Join(s.dir, fmt.Sprintf("run-%06d", s.seq))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return 0, fmt.Errorf("creating spill run: %w", err)
+	if s.tail != nil && s.tail.last != nil && keyCmp(s.mem[0].txn, s.tail.last) < 0 {
+		if err := s.sealTail(); err != nil {
+			return 0, err
+		}
 	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	enc := gob.NewEncoder(w)
-	var rows int64
+	if s.tail == nil {
+		if err := os.MkdirAll(s.dir, 0o700); err != nil {
+			return 0, fmt.Errorf("creating the spill directory: %w", err)
+		}
+		s.seq++
+		path := filepath.Join(s.dir, fmt.Sprintf("run-%06d", s.seq))
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return 0, fmt.Errorf("creating spill run: %w", err)
+		}
+		w := bufio.NewWriterSize(f, 256<<10)
+		s.tail = &runWriter{path: path, f: f, w: w, enc: gob.NewEncoder(w)}
+	}
+	t := s.tail
 	for _, p := range s.mem {
 		for start := 0; start < len(p.txn.Rows) || start == 0; start += spillFragmentRows {
 			end := min(start+spillFragmentRows, len(p.txn.Rows))
@@ -108,31 +122,20 @@ func (s *sorter) spill() (freed int64, err error) {
 				s.schemas[k] = r.Schema
 				rec.Rows = append(rec.Rows, spillRow{Table: k.table, Version: k.version, StartTs: r.StartTs, Op: r.Op, Before: r.Before, After: r.After})
 			}
-			if err := enc.Encode(&rec); err != nil {
-				f.Close()
-				os.Remove(path)
-				return 0, fmt.Errorf("writing spill run %s: %w", path, err)
+			if err := t.enc.Encode(&rec); err != nil {
+				s.dropTail()
+				return 0, fmt.Errorf("writing spill run %s: %w", t.path, err)
 			}
-			rows += int64(end - start)
+			t.rows += int64(end - start)
 			if end >= len(p.txn.Rows) {
 				break
 			}
 		}
+		t.last = &model.Txn{StartTs: p.txn.StartTs, CommitTs: p.txn.CommitTs}
+		if t.first == nil {
+			t.first = t.last
+		}
 	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		os.Remove(path)
-		return 0, fmt.Errorf("writing spill run %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(path)
-		return 0, fmt.Errorf("closing spill run %s: %w", path, err)
-	}
-	r, err := openRun(path, rows)
-	if err != nil {
-		return 0, err
-	}
-	s.runs = append(s.runs, r)
 	freed = s.memBytes
 	clear(s.mem)
 	s.mem = s.mem[:0]
@@ -140,11 +143,61 @@ func (s *sorter) spill() (freed int64, err error) {
 	return freed, nil
 }
 
+// runWriter is the run being appended to.
+type runWriter struct {
+	path string
+	f    *os.File
+	w    *bufio.Writer
+	enc  *gob.Encoder
+	rows int64
+	// first and last are the keys of the first and last transactions
+	// written: the run is sorted, so first is its smallest commit ts.
+	first, last *model.Txn
+}
+
+// sealTail finishes the run being written so it can be read.
+func (s *sorter) sealTail() error {
+	t := s.tail
+	if t == nil {
+		return nil
+	}
+	s.tail = nil
+	if err := t.w.Flush(); err != nil {
+		t.f.Close()
+		os.Remove(t.path)
+		return fmt.Errorf("writing spill run %s: %w", t.path, err)
+	}
+	if err := t.f.Close(); err != nil {
+		os.Remove(t.path)
+		return fmt.Errorf("closing spill run %s: %w", t.path, err)
+	}
+	r, err := openRun(t.path, t.rows)
+	if err != nil {
+		return err
+	}
+	s.runs = append(s.runs, r)
+	return nil
+}
+
+func (s *sorter) dropTail() {
+	if t := s.tail; t != nil {
+		t.f.Close()
+		os.Remove(t.path)
+		s.tail = nil
+	}
+}
+
 // release hands every transaction with CommitTs <= upto to emit, in commit
 // order, at most releaseChunkRows rows per call (a larger transaction goes
 // as consecutive fragments with the same key). It returns the rows handed
 // out and the quota bytes of the in-memory transactions it consumed.
 func (s *sorter) release(upto model.Ts, emit func([]*model.Txn) error) (rows uint64, freed int64, err error) {
+	if s.tail != nil && s.tail.first != nil && s.tail.first.CommitTs <= upto {
+		// Something on the tail is due: make it readable.
+		if err := s.sealTail(); err != nil {
+			return 0, 0, err
+		}
+	}
 	s.sortMem()
 	var (
 		batch  []*model.Txn
@@ -248,6 +301,7 @@ func (s *sorter) dropDoneRuns() {
 
 // close deletes the run files.
 func (s *sorter) close() {
+	s.dropTail()
 	for _, r := range s.runs {
 		r.remove()
 	}
@@ -285,7 +339,7 @@ func openRun(path string, rows int64) (*run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening spill run: %w", err)
 	}
-	return &run{path: path, rows: rows, f: f, dec: gob.NewDecoder(bufio.NewReaderSize(f, 1<<20))}, nil
+	return &run{path: path, rows: rows, f: f, dec: gob.NewDecoder(bufio.NewReaderSize(f, 256<<10))}, nil
 }
 
 func (r *run) peek(schemas map[schemaKey]*model.TableSchema) (*model.Txn, error) {

@@ -182,3 +182,35 @@ func TestMemQuotaForcedAcquireAndWakeup(t *testing.T) {
 		t.Fatalf("used %d after release and acquire, want 70", used)
 	}
 }
+
+// TestSorterAppendsInOrderSpillsToOneRun: a transaction spilled batch after
+// batch (as a huge one is) makes one run, not one file per batch, and a
+// release of an earlier ts takes what is due from the run being written.
+func TestSorterAppendsInOrderSpillsToOneRun(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spill")
+	s := newSorter(dir)
+	defer s.close()
+	s.add(pendingTxn{txn: sorterTxn(100, 0, 10), bytes: 1})
+	for i := 0; i < 50; i++ {
+		s.add(pendingTxn{txn: sorterTxn(200, i*100, 100), bytes: 1})
+		if _, err := s.spill(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("%d run files for in-order spills, want 1", len(entries))
+	}
+	ids, _ := drain(t, s, 150)
+	if len(ids) != 10 {
+		t.Fatalf("released %d rows up to 150, want the 10 of ts 100 (the rest is at 200)", len(ids))
+	}
+	ids, _ = drain(t, s, 250)
+	if len(ids) != 5000 {
+		t.Fatalf("released %d rows up to 250, want 5000", len(ids))
+	}
+	for i := 1; i < len(ids); i++ {
+		if ids[i] <= ids[i-1] {
+			t.Fatalf("fragment order lost at %d: %d after %d", i, ids[i], ids[i-1])
+		}
+	}
+}
