@@ -61,10 +61,16 @@ func mysqlArg(v model.Value) any {
 	return v.S
 }
 
+// One MariaDB for both MySQL tests (each uses its own database).
+func TestMySQLDownstream(t *testing.T) {
+	m := testserver.StartMariaDB(t, testserver.MariaDBArgs("--explicit-defaults-for-timestamp=ON"))
+	t.Run("a hand-filled database", func(t *testing.T) { testStateOfAMySQLDatabase(t, m) })
+	t.Run("written by the MySQL sink", func(t *testing.T) { testMySQLSinkOutputVerifies(t, m) })
+}
+
 // A MariaDB holding exactly datagen's state verifies; a changed value, a
 // lost row, an extra row and a dropped column are each reported as such.
-func TestStateOfAMySQLDatabase(t *testing.T) {
-	m := testserver.StartMariaDB(t, testserver.MariaDBArgs("--explicit-defaults-for-timestamp=ON"))
+func testStateOfAMySQLDatabase(t *testing.T, m *testserver.MariaDB) {
 	h := stateHistory(t, sqlURI)
 	cp := after(h, 10*time.Second)
 	cfg, err := mysql.ParseDSN(m.DSN("root", "", ""))
@@ -308,9 +314,8 @@ func TestStateOfAPostgreSQLDatabase(t *testing.T) {
 // 2-table transactions and a failover replay, written by sink/mysql into
 // MariaDB and read back by the verifier — the SQL sink's type mapping and
 // the verifier's reader agree on every column type.
-func TestMySQLSinkOutputVerifies(t *testing.T) {
-	m := testserver.StartMariaDB(t, testserver.MariaDBArgs("--explicit-defaults-for-timestamp=ON"))
-	const src = "datagen://?tables=3&rate=15&keys=25&txn-rows=2&txn-tables=2&ddl-every=2s&row-size=8&epoch=" + stateEpoch
+func testMySQLSinkOutputVerifies(t *testing.T, m *testserver.MariaDB) {
+	const src = "datagen://?tables=3&rate=15&keys=25&txn-rows=2&txn-tables=2&ddl-every=2s&row-size=8&schema=e2e&epoch=" + stateEpoch
 	h := stateHistory(t, src)
 	uri := m.URI("root", "", "")
 	s, err := mysqlsink.Open(context.Background(), uri)
