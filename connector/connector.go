@@ -22,6 +22,7 @@ import (
 	"github.com/raftcdc/raftcdc/sink/mysql"
 	pgsink "github.com/raftcdc/raftcdc/sink/postgres"
 	"github.com/raftcdc/raftcdc/sink/sqlsink"
+	"github.com/raftcdc/raftcdc/sinkroot"
 	"github.com/raftcdc/raftcdc/source"
 	"github.com/raftcdc/raftcdc/source/datagen"
 	"github.com/raftcdc/raftcdc/source/postgres"
@@ -171,6 +172,15 @@ func WithLogger(l zerolog.Logger) PoolOption {
 	return func(p *Pool) { p.log = l }
 }
 
+// WithSinkRoots confines sinks that write local files (any file:// sink
+// URI) to the policy's roots: Pool.ValidateSinkURI refuses other
+// directories at create, preview and update, and OpenSink refuses them
+// again when a sink is opened, after symlinks are resolved. Without it every
+// directory is allowed, which only tests and library users want.
+func WithSinkRoots(p *sinkroot.Policy) PoolOption {
+	return func(pool *Pool) { pool.sinkRoots = p }
+}
+
 // Pool opens sources and sinks. It keeps one source per URI for the life of
 // the process, so that the owner and the processors on one node talk to the
 // same upstream (for datagen: the same simulated GC state).
@@ -180,6 +190,10 @@ type Pool struct {
 	log          zerolog.Logger
 	sqlMetrics   *sqlsink.Metrics
 	pgOpts       []postgres.Option
+	// sinkRoots is applied to every sink URI in ValidateSinkURI and OpenSink,
+	// whichever package implements the scheme: a new sink that writes local
+	// files through a file:// URI is covered without doing anything.
+	sinkRoots *sinkroot.Policy
 
 	mu      sync.Mutex
 	closed  bool
@@ -265,6 +279,19 @@ func (p *Pool) cached(key string, open func() (source.Upstream, error)) (source.
 	return shared(src), nil
 }
 
+// ValidateSinkURI checks a sink URI as the package function does, and that a
+// local directory is inside the sink roots.
+func (p *Pool) ValidateSinkURI(uri string) error {
+	if err := ValidateSinkURI(uri); err != nil {
+		return err
+	}
+	return p.sinkRoots.CheckURI(uri)
+}
+
+// SinkRoots is the pool's sink-root policy (nil: no confinement), for sinks
+// that derive further local paths from their URI.
+func (p *Pool) SinkRoots() *sinkroot.Policy { return p.sinkRoots }
+
 // OpenSink opens a new sink for the URI; the caller closes it. Sinks that
 // route by the changefeed's configuration (Kafka's dispatchers) get the
 // defaults; OpenChangefeedSink gives them the changefeed.
@@ -279,6 +306,11 @@ func (p *Pool) OpenChangefeedSink(ctx context.Context, id model.ChangefeedID, ur
 	s, err := scheme("sink", uri)
 	if err != nil {
 		return nil, err
+	}
+	// Again at open, not only at create: the changefeed may predate the
+	// roots, and the directory may have become a symlink since.
+	if err := p.sinkRoots.CheckURI(uri); err != nil {
+		return nil, fmt.Errorf("open sink: %w", err)
 	}
 	p.mu.Lock()
 	closed := p.closed

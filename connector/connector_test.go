@@ -2,6 +2,8 @@ package connector
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/raftcdc/raftcdc/sink"
 	"github.com/raftcdc/raftcdc/sink/blackhole"
 	"github.com/raftcdc/raftcdc/sink/file"
+	"github.com/raftcdc/raftcdc/sinkroot"
 )
 
 func TestValidateURIs(t *testing.T) {
@@ -193,4 +196,46 @@ func TestPoolOpensKafkaSinksWithTheChangefeedsDispatchers(t *testing.T) {
 	if !found {
 		t.Error("the Kafka sink's metrics are not in the pool's registry")
 	}
+}
+
+func TestPoolConfinesFileSinksToTheRoots(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	policy, err := sinkroot.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPool(WithSinkRoots(policy))
+	defer p.Close()
+	if err := p.ValidateSinkURI("file://" + root + "/feed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ValidateSinkURI("blackhole://"); err != nil {
+		t.Fatal(err)
+	}
+	for _, uri := range []string{"file://" + outside, "file://" + root + "/../x", "file:///etc/cron.d"} {
+		if err := p.ValidateSinkURI(uri); err == nil || !strings.Contains(err.Error(), "--sink-root") {
+			t.Errorf("validate %s: %v", uri, err)
+		}
+		if _, err := p.OpenSink(context.Background(), uri); err == nil || !strings.Contains(err.Error(), "--sink-root") {
+			t.Errorf("open %s: %v", uri, err)
+		}
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Errorf("a refused open wrote %v", entries)
+	}
+	// A directory that became a symlink out of the root after create is
+	// refused at open.
+	link := filepath.Join(root, "moved")
+	if err := os.Symlink(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.OpenSink(context.Background(), "file://"+link); err == nil {
+		t.Error("opened a sink through a symlink out of the root")
+	}
+	s, err := p.OpenSink(context.Background(), "file://"+root+"/feed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
 }
