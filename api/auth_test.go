@@ -66,7 +66,7 @@ func TestRequireToken(t *testing.T) {
 			name = "reads too"
 		}
 		t.Run(name, func(t *testing.T) {
-			s := ctltest.NewServer(t, func(h *api.Handler) { h.RequireToken(token, protectReads, secret) })
+			s := ctltest.NewServer(t, func(h *api.Handler) { h.RequireToken(token, protectReads, api.ClusterSecretCheck(secret)) })
 			fill(t, s)
 			readStatus := http.StatusOK
 			if protectReads {
@@ -117,7 +117,7 @@ func TestRequireToken(t *testing.T) {
 }
 
 func TestRequireTokenMessages(t *testing.T) {
-	s := ctltest.NewServer(t, func(h *api.Handler) { h.RequireToken(token, false, "") })
+	s := ctltest.NewServer(t, func(h *api.Handler) { h.RequireToken(token, false, nil) })
 	_, body := doAuth(t, s.HTTP.URL, authCase{method: "POST", path: "/api/v1/changefeeds/orders/pause"})
 	var e api.Error
 	_ = json.Unmarshal([]byte(body), &e)
@@ -138,7 +138,7 @@ func TestRequireTokenMessages(t *testing.T) {
 }
 
 func TestRequireTokenEmptyIsOpen(t *testing.T) {
-	s := ctltest.NewServer(t, func(h *api.Handler) { h.RequireToken("", true, secret) })
+	s := ctltest.NewServer(t, func(h *api.Handler) { h.RequireToken("", true, api.ClusterSecretCheck(secret)) })
 	fill(t, s)
 	if got, body := doAuth(t, s.HTTP.URL, authCase{method: "POST", path: "/api/v1/changefeeds/orders/pause"}); got != http.StatusAccepted {
 		t.Errorf("no token configured: %d %s", got, body)

@@ -32,6 +32,9 @@ type CDC interface {
 	// CaptureLiveness is gossip's view of every node: alive, suspect, dead,
 	// left.
 	CaptureLiveness() map[string]string
+	// ValidateSinkURI checks a sink URI without touching the downstream,
+	// including this node's sink roots for local directories.
+	ValidateSinkURI(uri string) error
 }
 
 // Error codes of the changefeed routes.
@@ -221,8 +224,8 @@ func (f *feedView) summary(now time.Time) ChangefeedSummary {
 
 func (h *Handler) feedID(r *http.Request) (string, error) {
 	id := r.PathValue("id")
-	if err := model.ValidateChangefeedID(id); err != nil {
-		return "", Errorf(http.StatusBadRequest, CodeBadRequest, "%v", err)
+	if err := validateChangefeedID(id); err != nil {
+		return "", err
 	}
 	return id, nil
 }
@@ -253,13 +256,16 @@ func (h *Handler) viewFeed(id string) (f *feedView, found bool, err error) {
 }
 
 func (h *Handler) listChangefeeds(w http.ResponseWriter, r *http.Request) error {
-	all := r.URL.Query().Get("all") == "true"
+	all, err := BoolParam(r, "all")
+	if err != nil {
+		return err
+	}
 	if err := h.consistentRead(r); err != nil {
 		return err
 	}
 	out := []ChangefeedSummary{}
 	now := time.Now()
-	err := h.store.View(func(rd fsm.Reader, _ uint64) error {
+	err = h.store.View(func(rd fsm.Reader, _ uint64) error {
 		for _, kv := range rd.List(meta.PrefixChangefeedInfo) {
 			k, err := meta.ParseKey(kv.Key)
 			if err != nil {
@@ -354,7 +360,9 @@ func (h *Handler) validateSpec(ctx context.Context, info *model.ChangefeedInfo, 
 	if err := connector.ValidateSourceURI(info.SourceURI); err != nil {
 		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidURI, "%v", err)
 	}
-	if err := connector.ValidateSinkURI(info.SinkURI); err != nil {
+	// The CDC side checks the sink against this node's policy too: a
+	// file:// directory must be inside the sink roots.
+	if err := h.cdc.ValidateSinkURI(info.SinkURI); err != nil {
 		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidURI, "%v", err)
 	}
 	if err := filter.ValidateConfig(info.Config); err != nil {
@@ -427,8 +435,8 @@ type createPlan struct {
 // leaves it empty.
 func (h *Handler) planCreate(ctx context.Context, req ChangefeedRequest) (*createPlan, error) {
 	if req.ID != "" {
-		if err := model.ValidateChangefeedID(req.ID); err != nil {
-			return nil, Errorf(http.StatusBadRequest, CodeBadRequest, "%v", err)
+		if err := validateChangefeedID(req.ID); err != nil {
+			return nil, err
 		}
 	}
 	info := model.ChangefeedInfo{ID: req.ID, SourceURI: req.SourceURI, SinkURI: req.SinkURI, StartTs: req.StartTs, TargetTs: req.TargetTs, State: model.StateNormal, CreateTime: time.Now().UTC()}
@@ -676,8 +684,8 @@ func (h *Handler) moveTable(w http.ResponseWriter, r *http.Request) error {
 	if err := DecodeBody(r, &req); err != nil {
 		return err
 	}
-	if err := model.ValidateNodeID(req.TargetCapture); err != nil {
-		return Errorf(http.StatusBadRequest, CodeBadRequest, "target_capture: %v", err)
+	if err := validateNodeID("target_capture", req.TargetCapture); err != nil {
+		return err
 	}
 	var captureKnown bool
 	err = h.store.View(func(rd fsm.Reader, _ uint64) error {
@@ -725,7 +733,7 @@ func (h *Handler) updateChangefeed(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	if req.ID != "" && req.ID != id {
-		return Errorf(http.StatusBadRequest, CodeBadRequest, "the body's id %q differs from the path's %q; a changefeed cannot be renamed", req.ID, id)
+		return Errorf(http.StatusBadRequest, CodeBadRequest, "the body's id %s differs from the path's %q; a changefeed cannot be renamed", quoteClip(req.ID), id)
 	}
 	if req.StartTs != 0 {
 		return Errorf(http.StatusBadRequest, CodeInvalidTs, "start_ts cannot be updated; use resume with overwrite_checkpoint_ts")
@@ -903,11 +911,11 @@ func (h *Handler) listProcessors(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handler) getProcessor(w http.ResponseWriter, r *http.Request) error {
 	cf, c := r.PathValue("changefeed"), r.PathValue("capture")
-	if err := model.ValidateChangefeedID(cf); err != nil {
-		return Errorf(http.StatusBadRequest, CodeBadRequest, "%v", err)
+	if err := validateChangefeedID(cf); err != nil {
+		return err
 	}
-	if err := model.ValidateNodeID(c); err != nil {
-		return Errorf(http.StatusBadRequest, CodeBadRequest, "capture: %v", err)
+	if err := validateNodeID("capture", c); err != nil {
+		return err
 	}
 	if err := h.consistentRead(r); err != nil {
 		return err

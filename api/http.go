@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/raftcdc/raftcdc/fsm"
 	"github.com/raftcdc/raftcdc/meta"
@@ -18,12 +19,38 @@ import (
 
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
 
+// validateNodeID checks a node ID from a request; an overlong one is not
+// quoted back whole.
+func validateNodeID(field, id string) error {
+	if len(id) > 64 {
+		return Errorf(http.StatusBadRequest, CodeBadRequest, "%s: node ID %s is longer than 64 characters", field, quoteClip(id))
+	}
+	if err := model.ValidateNodeID(id); err != nil {
+		return Errorf(http.StatusBadRequest, CodeBadRequest, "%s: %v", field, err)
+	}
+	return nil
+}
+
+// validateChangefeedID is model.ValidateChangefeedID with a bounded echo.
+func validateChangefeedID(id string) error {
+	if len(id) > 128 {
+		return Errorf(http.StatusBadRequest, CodeBadRequest, "changefeed ID %s is longer than 128 characters", quoteClip(id))
+	}
+	if err := model.ValidateChangefeedID(id); err != nil {
+		return Errorf(http.StatusBadRequest, CodeBadRequest, "%v", err)
+	}
+	return nil
+}
+
 // Handler serves the public API.
 type Handler struct {
 	store Store
 	cdc   CDC
 	mux   *http.ServeMux
-	// Routes lists every registered route, for the OpenAPI cross-check.
+	// guard, when set, checks the API token before any route runs.
+	guard *tokenGuard
+	// Routes lists every registered public route, for the OpenAPI
+	// cross-check. Internal and profiling routes are not in it.
 	Routes []string
 }
 
@@ -54,7 +81,60 @@ func (h *Handler) handle(pattern string, fn func(w http.ResponseWriter, r *http.
 	})
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+// Internal registers a node-to-node route. It is served like the others
+// (JSON errors, 404/405) but is not part of the public API: not in Routes,
+// never opened by the API token. The caller guards it with node
+// credentials.
+func (h *Handler) Internal(pattern string, fn http.HandlerFunc) {
+	h.mux.HandleFunc(pattern, fn)
+}
+
+// ServeHTTP checks the API token (when one is required) and routes.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.guard != nil && !h.guard.admit(w, r) {
+		return
+	}
+	h.route(w, r)
+}
+
+// route serves from the mux, answering what it has no route for in the
+// API's JSON: 404 for an unknown path, 405 with Allow for a wrong method.
+// The mux's own answers are text/plain.
+func (h *Handler) route(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := h.mux.Handler(r); pattern != "" {
+		h.mux.ServeHTTP(w, r)
+		return
+	}
+	rec := &headerRecorder{header: http.Header{}}
+	h.mux.ServeHTTP(rec, r)
+	switch {
+	case rec.status == http.StatusMethodNotAllowed:
+		allow := rec.header.Get("Allow")
+		w.Header().Set("Allow", allow)
+		WriteError(w, Errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method %s is not allowed on %s; allowed: %s", Clip(r.Method), quoteClip(r.URL.Path), allow))
+	case rec.status >= 300 && rec.status < 400:
+		// The mux's redirect to a cleaned path.
+		w.Header().Set("Location", rec.header.Get("Location"))
+		w.WriteHeader(rec.status)
+	default:
+		WriteError(w, Errorf(http.StatusNotFound, CodeNotFound, "no route for %s %s; GET /api/v1/openapi.json lists the API", Clip(r.Method), quoteClip(r.URL.Path)))
+	}
+}
+
+// headerRecorder keeps the status and headers of the mux's fallback answer
+// and drops its text body.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (r *headerRecorder) Header() http.Header         { return r.header }
+func (r *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (r *headerRecorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+}
 
 // WriteJSON writes v with status.
 func WriteJSON(w http.ResponseWriter, status int, v any) error {
@@ -64,6 +144,9 @@ func WriteJSON(w http.ResponseWriter, status int, v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+// maxMessage bounds an error message in an answer.
+const maxMessage = 1024
 
 // WriteError maps any error to {code, message} and its status.
 func WriteError(w http.ResponseWriter, err error) {
@@ -88,21 +171,18 @@ func WriteError(w http.ResponseWriter, err error) {
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
 	}
-	_ = WriteJSON(w, e.Status, e)
-}
-
-// DecodeBody reads a JSON body strictly: unknown fields are errors, so a typo
-// in a request is reported instead of silently ignored.
-func DecodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 16<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return Errorf(http.StatusBadRequest, CodeBadRequest, "the request body is empty; send a JSON object")
+	if len(e.Message) > maxMessage {
+		// A message quoting something a client sent (a URI, say) stays
+		// bounded whatever was sent.
+		cut := *e
+		n := maxMessage
+		for n > 0 && !utf8.RuneStart(cut.Message[n]) {
+			n--
 		}
-		return Errorf(http.StatusBadRequest, CodeBadRequest, "the request body is not valid: %v", err)
+		cut.Message = fmt.Sprintf("%s… (message cut at %d of %d bytes)", cut.Message[:n], n, len(e.Message))
+		e = &cut
 	}
-	return nil
+	_ = WriteJSON(w, e.Status, e)
 }
 
 func (h *Handler) leaderOnly(fn func(w http.ResponseWriter, r *http.Request) error) func(w http.ResponseWriter, r *http.Request) error {
@@ -164,8 +244,8 @@ func (h *Handler) transferLeader(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if req.To != "" {
-		if err := model.ValidateNodeID(req.To); err != nil {
-			return Errorf(http.StatusBadRequest, CodeBadRequest, "%v", err)
+		if err := validateNodeID("to", req.To); err != nil {
+			return err
 		}
 	}
 	from := h.store.Status().NodeID
@@ -182,8 +262,8 @@ func (h *Handler) removeNode(w http.ResponseWriter, r *http.Request) error {
 	if err := DecodeBody(r, &req); err != nil {
 		return err
 	}
-	if err := model.ValidateNodeID(req.ID); err != nil {
-		return Errorf(http.StatusBadRequest, CodeBadRequest, "%v", err)
+	if err := validateNodeID("id", req.ID); err != nil {
+		return err
 	}
 	if err := h.store.RemoveNode(r.Context(), req.ID); err != nil {
 		return err
@@ -203,19 +283,16 @@ type KVResponse struct {
 func userKey(r *http.Request) (string, error) {
 	k := r.PathValue("key")
 	if k == "" || strings.Contains(k, "//") || len(k) > 512 {
-		return "", Errorf(http.StatusBadRequest, CodeBadRequest, "key %q is invalid: use a non-empty path of at most 512 characters without empty segments", k)
+		return "", Errorf(http.StatusBadRequest, CodeBadRequest, "key %s is invalid: use a non-empty path of at most 512 characters without empty segments", quoteClip(k))
 	}
 	return meta.PrefixUser + k, nil
 }
 
 // consistentRead honours ?consistent=true.
 func (h *Handler) consistentRead(r *http.Request) error {
-	v := r.URL.Query().Get("consistent")
-	if v == "" || v == "false" {
-		return nil
-	}
-	if v != "true" {
-		return Errorf(http.StatusBadRequest, CodeBadRequest, "consistent must be true or false, not %q", v)
+	consistent, err := BoolParam(r, "consistent")
+	if err != nil || !consistent {
+		return err
 	}
 	return h.store.ReadIndex(r.Context())
 }
@@ -250,18 +327,19 @@ func (h *Handler) kvPut(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+	body, err := ReadBody(r, ValueLimit)
 	if err != nil {
-		return Errorf(http.StatusBadRequest, CodeBadRequest, "reading the body: %v", err)
+		return err
 	}
+	// A value is free-form JSON, but still exactly one document.
 	if !json.Valid(body) {
-		return Errorf(http.StatusBadRequest, CodeBadRequest, "the value must be a JSON document")
+		return Errorf(http.StatusBadRequest, CodeBadRequest, "the value must be one JSON document")
 	}
 	cmd := fsm.Command{Ops: []fsm.Op{{Type: fsm.OpPut, Key: key, Value: body}}}
 	if pr := r.URL.Query().Get("prev_rev"); pr != "" {
 		rev, err := strconv.ParseUint(pr, 10, 64)
 		if err != nil {
-			return Errorf(http.StatusBadRequest, CodeBadRequest, "prev_rev %q is not a revision number", pr)
+			return Errorf(http.StatusBadRequest, CodeBadRequest, "prev_rev %s is not a revision number", quoteClip(pr))
 		}
 		cmd.Conds = []fsm.Cond{{Type: fsm.CondModRev, Key: key, ModRev: rev}}
 	}

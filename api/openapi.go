@@ -50,6 +50,7 @@ type routeDoc struct {
 func errorCodes() []string {
 	return []string{
 		CodeNoLeader, CodeNotLeader, CodeUnavailable, CodeBadRequest, CodeNotFound, CodeConflict, CodeUnauthorized, CodeInternal,
+		CodeForbidden, CodeTooLarge, CodeMethodNotAllowed,
 		CodeChangefeedExists, CodeChangefeedNotFound, CodeChangefeedRemoved, CodeWrongState, CodeAdminJobPending,
 		CodeInvalidURI, CodeInvalidTs, CodeInvalidConfig, CodeCaptureNotFound, CodeTableNotFound, CodeSnapshotLost,
 		string(fsm.CodePreconditionFailed), string(fsm.CodeStaleEpoch), string(fsm.CodeFenced), string(fsm.CodeTableConflict),

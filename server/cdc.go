@@ -33,7 +33,9 @@ type cdc struct {
 // EnableCDC adds the owner (leader only), the processors (every node), the
 // GC mirror and the changefeed API to a node. Call before Start.
 func EnableCDC(n *Node, o CDCOptions) {
-	poolOpts := append([]connector.PoolOption{connector.WithMetricsRegistry(n.registry), connector.WithLogger(n.log)}, o.PoolOptions...)
+	// The node's sink roots come first, so that a test's options cannot drop
+	// them by accident (a later WithSinkRoots still replaces them on purpose).
+	poolOpts := append([]connector.PoolOption{connector.WithSinkRoots(n.sinkRoots), connector.WithMetricsRegistry(n.registry), connector.WithLogger(n.log)}, o.PoolOptions...)
 	c := &cdc{n: n, pool: connector.NewPool(poolOpts...)}
 	// One set of owner metrics per node, reused across leadership terms.
 	metrics, err := owner.NewMetrics(n.registry)
@@ -79,6 +81,10 @@ func (c *cdc) Upstream(ctx context.Context, uri string) (source.Upstream, error)
 func (c *cdc) UpstreamFor(ctx context.Context, changefeedID, uri string) (source.Upstream, error) {
 	return c.pool.SourceFor(ctx, changefeedID, uri)
 }
+
+// ValidateSinkURI implements api.CDC: the URI's syntax and this node's sink
+// roots.
+func (c *cdc) ValidateSinkURI(uri string) error { return c.pool.ValidateSinkURI(uri) }
 
 // CaptureLiveness implements api.CDC.
 func (c *cdc) CaptureLiveness() map[string]string {

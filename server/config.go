@@ -2,10 +2,15 @@ package server
 
 import (
 	"fmt"
-	"github.com/hashicorp/raft"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/raftcdc/raftcdc/raftnet"
+	"github.com/raftcdc/raftcdc/sinkroot"
 )
 
 // Config is everything a node needs to start. Zero values mean the defaults
@@ -23,16 +28,41 @@ type Config struct {
 	BootstrapExpect int
 	GossipKey       []byte
 
-	// ClusterSecret authenticates internal forwarding between nodes.
+	// ClusterSecret authenticates internal forwarding between nodes (sent in
+	// a header; over plain HTTP anyone on the path can read it).
 	ClusterSecret string
 
 	// APIToken, when set, is required as a bearer token on every write (and
 	// on reads too with APITokenProtectReads).
 	APIToken             string
 	APITokenProtectReads bool
-	// TLSCertFile and TLSKeyFile serve the API over HTTPS; TLSCAFile is what
-	// nodes trust when they forward to each other (system roots if empty).
+	// TLSCertFile and TLSKeyFile are the node's certificate: the API is
+	// served over HTTPS with it, and every node-to-node path (Raft,
+	// forwarding, the internal endpoints) runs over TLS with it. TLSCAFile is
+	// the cluster's CA: peers' certificates are checked against it (against
+	// the system roots, by host name, without it). All three are re-read by
+	// ReloadTLS.
 	TLSCertFile, TLSKeyFile, TLSCAFile string
+	// TLSNoVerifyIncoming turns off mutual TLS, which is on whenever a CA is
+	// given: without it, a peer that connects to Raft need not present a
+	// certificate from the CA, and the internal endpoints need the cluster
+	// secret instead.
+	TLSNoVerifyIncoming bool
+
+	// RaftHandshakeTimeout bounds the TLS handshake of a new Raft connection
+	// and each read until its first request is answered;
+	// RaftMaxConnsPerPeer caps concurrent inbound Raft connections per
+	// remote address (see raftnet).
+	RaftHandshakeTimeout time.Duration
+	RaftMaxConnsPerPeer  int
+
+	// DisablePprof leaves /debug/pprof/ out. With an API token set, the
+	// profiles need it.
+	DisablePprof bool
+
+	// SinkRoots are the only directories (and their subdirectories) file://
+	// sinks may write to; empty means <DataDir>/sinks.
+	SinkRoots []string
 
 	// Raft timings. The defaults are tuned for a LAN: a dead leader is
 	// noticed within about a second, a new one elected right after.
@@ -56,10 +86,10 @@ type Config struct {
 
 	Version string
 
-	// RaftStream, when set, wraps the Raft listener into the stream layer
-	// the transport uses; the in-process test clusters use it to cut links
-	// between nodes, existing connections included.
-	RaftStream func(ln net.Listener, advertise net.Addr) raft.StreamLayer
+	// RaftStream, when set, wraps the node's Raft stream layer (TLS,
+	// deadlines and caps included); the in-process test clusters use it to
+	// cut links between nodes, existing connections included.
+	RaftStream func(inner raft.StreamLayer) raft.StreamLayer
 }
 
 // DefaultConfig is a working single-node cluster on loopback.
@@ -81,7 +111,41 @@ func DefaultConfig() Config {
 		ProbeTimeout:       250 * time.Millisecond,
 		ReconcileInterval:  2 * time.Second,
 		Version:            "dev",
+
+		RaftHandshakeTimeout: raftnet.DefaultHandshakeTimeout,
+		RaftMaxConnsPerPeer:  raftnet.DefaultMaxConnsPerPeer,
 	}
+}
+
+// MutualTLS says whether peers prove they are nodes with a certificate from
+// the cluster's CA.
+func (c *Config) MutualTLS() bool {
+	return c.TLSCertFile != "" && c.TLSCAFile != "" && !c.TLSNoVerifyIncoming
+}
+
+// HasNodeCredentials says whether the internal endpoints can tell a node
+// from anyone else: mutual TLS or the cluster secret.
+func (c *Config) HasNodeCredentials() bool { return c.MutualTLS() || c.ClusterSecret != "" }
+
+// EffectiveSinkRoots are SinkRoots, or the default under the data dir.
+func (c *Config) EffectiveSinkRoots() []string {
+	if len(c.SinkRoots) > 0 {
+		return c.SinkRoots
+	}
+	dir, err := filepath.Abs(filepath.Join(c.DataDir, "sinks"))
+	if err != nil {
+		dir = filepath.Join(c.DataDir, "sinks")
+	}
+	return []string{dir}
+}
+
+// isLoopback says whether a host (an IP or a name) can only be reached from
+// this machine.
+func isLoopback(host string) bool {
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	return host == "localhost"
 }
 
 func advertise(bind, adv string) string {
@@ -131,6 +195,30 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, fmt.Errorf("--tls-cert and --tls-key go together"))
+	}
+	if c.TLSCAFile != "" && c.TLSCertFile == "" {
+		errs = append(errs, fmt.Errorf("--tls-ca needs --tls-cert and --tls-key: a node presents its own certificate to the others"))
+	}
+	// The internal endpoints write straight into the state machine. A node
+	// that other hosts can reach must be able to tell its peers from
+	// anyone else, or it does not start (see DESIGN.md).
+	if host, _, err := net.SplitHostPort(c.AdvertiseAPIAddr); err == nil && !c.HasNodeCredentials() && !isLoopback(host) {
+		errs = append(errs, fmt.Errorf("--advertise-api-addr %s is reachable from other hosts, but nodes have no credential to prove they are nodes: "+
+			"set --tls-cert, --tls-key and --tls-ca (mutual TLS; raftcdc tools tls init|issue makes them) or --cluster-secret-file; "+
+			"without either a node only runs on loopback", c.AdvertiseAPIAddr))
+	}
+	if c.RaftHandshakeTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--raft-handshake-timeout must be positive, got %v", c.RaftHandshakeTimeout))
+	}
+	if c.RaftMaxConnsPerPeer < 1 {
+		errs = append(errs, fmt.Errorf("--raft-max-conns-per-peer must be at least 1, got %d", c.RaftMaxConnsPerPeer))
+	}
+	for _, r := range c.SinkRoots {
+		if !filepath.IsAbs(r) {
+			errs = append(errs, fmt.Errorf("%s %q must be an absolute path", sinkroot.Flag, r))
+		} else if st, err := os.Stat(r); err != nil || !st.IsDir() {
+			errs = append(errs, fmt.Errorf("%s %s is not an existing directory; create it first", sinkroot.Flag, r))
+		}
 	}
 	if c.DataDir == "" {
 		errs = append(errs, fmt.Errorf("--data-dir must not be empty"))

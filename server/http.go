@@ -2,26 +2,27 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/hashicorp/raft"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/http/pprof"
 	"net/url"
-	"os"
 	"sort"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/raftcdc/raftcdc/api"
 	"github.com/raftcdc/raftcdc/fsm"
 )
+
+// maxCommand bounds a forwarded command.
+const maxCommand = 64 << 20
 
 type httpServer struct {
 	srv    *http.Server
@@ -36,51 +37,34 @@ func startHTTP(n *Node) (*httpServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening for the API on %s: %w", n.cfg.APIAddr, err)
 	}
-	mux := http.NewServeMux()
 	n.api = api.New(n)
 	for _, reg := range n.apiAddons {
 		reg(n.api)
 	}
 	n.api.EnableOpenAPI()
-	// Last, so that the guard covers every route registered above.
-	n.api.RequireToken(n.cfg.APIToken, n.cfg.APITokenProtectReads, n.cfg.ClusterSecret)
-	mux.Handle("/", n.api)
-	// Profiling for operators, as Consul and TiCDC expose it.
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("POST /internal/v1/apply", n.internalOnly(n.handleInternalApply))
-	mux.HandleFunc("GET /internal/v1/read-index", n.internalOnly(n.handleReadIndex))
-	transport := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}
+	if !n.cfg.DisablePprof {
+		n.api.EnablePprof()
+	}
+	// Node-to-node routes: never opened by the API token, always behind a
+	// node's credential (or loopback, when the node has none).
+	n.api.Internal("POST /internal/v1/apply", n.internalOnly(n.handleInternalApply))
+	n.api.Internal("GET /internal/v1/read-index", n.internalOnly(n.handleReadIndex))
+	n.api.RequireToken(n.cfg.APIToken, n.cfg.APITokenProtectReads, n.isNode)
+	transport := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, TLSHandshakeTimeout: 10 * time.Second}
 	hs := &httpServer{
-		srv:    &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		srv:    &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second},
 		ln:     ln,
 		client: &http.Client{Timeout: 30 * time.Second, Transport: transport},
 		scheme: "http",
 		done:   make(chan struct{}),
 	}
-	if n.cfg.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(n.cfg.TLSCertFile, n.cfg.TLSKeyFile)
-		if err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("loading --tls-cert/--tls-key: %w", err)
-		}
-		hs.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if n.tls.Enabled() {
+		// One TLS configuration: the API presents the node's certificate and
+		// asks peers for theirs; forwarding presents it and checks the
+		// leader's against the cluster's CA.
+		hs.srv.TLSConfig = n.tls.APIServer()
 		hs.scheme = "https"
-		transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		if n.cfg.TLSCAFile != "" {
-			pem, err := os.ReadFile(n.cfg.TLSCAFile)
-			if err != nil {
-				ln.Close()
-				return nil, fmt.Errorf("reading --tls-ca: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				ln.Close()
-				return nil, fmt.Errorf("--tls-ca %s holds no PEM certificate", n.cfg.TLSCAFile)
-			}
-			transport.TLSClientConfig.RootCAs = pool
-		}
+		transport.TLSClientConfig = n.tls.Client("")
 		ln = tls.NewListener(ln, hs.srv.TLSConfig)
 	}
 	go func() {
@@ -105,22 +89,58 @@ func (h *httpServer) close() {
 // APIAddr is where the API actually listens (useful with port 0).
 func (n *Node) APIAddr() string { return n.http.ln.Addr().String() }
 
-// internalOnly guards node-to-node endpoints with the cluster secret, compared
-// in constant time, when one is configured.
+// isNode says whether a request comes from another node of this cluster:
+// its TLS client certificate is from the cluster's CA (mutual TLS), or it
+// carries the cluster secret.
+func (n *Node) isNode(r *http.Request) bool {
+	if n.tls.IsNode(r.TLS) {
+		return true
+	}
+	return n.secretOK(r)
+}
+
+func (n *Node) secretOK(r *http.Request) bool {
+	if n.cfg.ClusterSecret == "" {
+		return false
+	}
+	got := sha256.Sum256([]byte(r.Header.Get(headerSecret)))
+	want := sha256.Sum256([]byte(n.cfg.ClusterSecret))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
+}
+
+// internalOnly guards node-to-node endpoints. With a node credential
+// configured (mutual TLS, the cluster secret) the request must carry one;
+// the API token is never enough. Without one, Config.Validate has already
+// refused to start a node other hosts can reach, and this admits loopback
+// peers only — which also covers an API bound to a wildcard address.
 func (n *Node) internalOnly(fn http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if n.cfg.ClusterSecret != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get(headerSecret)), []byte(n.cfg.ClusterSecret)) != 1 {
-			api.WriteError(w, api.Errorf(http.StatusUnauthorized, api.CodeUnauthorized, "internal endpoint: missing or wrong cluster secret"))
+		if n.cfg.HasNodeCredentials() {
+			if !n.isNode(r) {
+				api.WriteError(w, api.Errorf(http.StatusUnauthorized, api.CodeUnauthorized, "internal endpoint: only nodes of this cluster may call it (a certificate from the cluster's CA, or the cluster secret); the API token does not open it"))
+				return
+			}
+		} else if !loopbackPeer(r) {
+			api.WriteError(w, api.Errorf(http.StatusForbidden, api.CodeForbidden, "internal endpoint: this node has no node credential configured, so it answers loopback peers only"))
 			return
 		}
 		fn(w, r)
 	}
 }
 
-func (n *Node) handleInternalApply(w http.ResponseWriter, r *http.Request) {
-	data, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+func loopbackPeer(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		api.WriteError(w, api.Errorf(http.StatusBadRequest, api.CodeBadRequest, "reading command: %v", err))
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (n *Node) handleInternalApply(w http.ResponseWriter, r *http.Request) {
+	data, err := api.ReadBody(r, maxCommand)
+	if err != nil {
+		api.WriteError(w, err)
 		return
 	}
 	if _, err := fsm.Decode(data); err != nil {

@@ -23,6 +23,9 @@ import (
 	"github.com/raftcdc/raftcdc/logging"
 	"github.com/raftcdc/raftcdc/membership"
 	"github.com/raftcdc/raftcdc/meta"
+	"github.com/raftcdc/raftcdc/nodetls"
+	"github.com/raftcdc/raftcdc/raftnet"
+	"github.com/raftcdc/raftcdc/sinkroot"
 	"github.com/raftcdc/raftcdc/storage"
 	"github.com/rs/zerolog"
 )
@@ -38,7 +41,12 @@ type Node struct {
 	fsm       *fsm.FSM
 	tracker   *meta.Tracker // reports corrupt metadata keys
 	transport *raft.NetworkTransport
+	stream    *raftnet.Stream
 	raft      *raft.Raft
+	// tls is the one TLS configuration of every node-to-node path and of
+	// the API; disabled when no certificate is configured.
+	tls       *nodetls.Config
+	sinkRoots *sinkroot.Policy
 	members   *membership.Membership
 	registry  *prometheus.Registry
 	metrics   *nodeMetrics
@@ -71,13 +79,40 @@ type LeaderTask func(ctx context.Context) error
 // NodeTask runs for the life of the node on every node.
 type NodeTask func(ctx context.Context) error
 
-// New checks the configuration; nothing is opened until Start.
+// New checks the configuration and loads the TLS files, so that a bad
+// certificate is reported before anything starts; nothing is opened until
+// Start.
 func New(cfg Config, log zerolog.Logger) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, log: log, stopCh: make(chan struct{}), reconcileKick: make(chan struct{}, 1), leaderNotify: make(chan bool, 16), registry: prometheus.NewRegistry()}, nil
+	tc, err := nodetls.New(nodetls.Options{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile, CAFile: cfg.TLSCAFile, VerifyIncoming: cfg.MutualTLS()})
+	if err != nil {
+		return nil, err
+	}
+	roots, err := sinkroot.New(cfg.EffectiveSinkRoots()...)
+	if err != nil {
+		return nil, err
+	}
+	return &Node{cfg: cfg, log: log, tls: tc, sinkRoots: roots, stopCh: make(chan struct{}), reconcileKick: make(chan struct{}, 1), leaderNotify: make(chan bool, 16), registry: prometheus.NewRegistry()}, nil
 }
+
+// ReloadTLS re-reads the certificate, key and CA files (SIGHUP). On error
+// the node keeps the files it had. Connections made afterwards use the new
+// ones; open connections keep theirs, except that the internal endpoints
+// check a peer's certificate against the current CA on every request.
+func (n *Node) ReloadTLS() error {
+	if err := n.tls.Reload(); err != nil {
+		n.log.Error().Err(err).Msg("TLS reload failed; keeping the certificates loaded before")
+		return err
+	}
+	d := n.tls.Describe()
+	n.log.Info().Str("subject", d.Subject).Time("not_after", d.NotAfter).Strs("ca", d.CA).Msg("TLS certificates reloaded")
+	return nil
+}
+
+// SinkRoots is the node's sink-root policy.
+func (n *Node) SinkRoots() *sinkroot.Policy { return n.sinkRoots }
 
 // OnLeader registers work that runs only on the leader (the owner). Call
 // before Start.
@@ -158,6 +193,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := mkdirAll(n.cfg.DataDir); err != nil {
 		return err
 	}
+	if len(n.cfg.SinkRoots) == 0 {
+		if err := sinkroot.EnsureDir(n.cfg.EffectiveSinkRoots()[0]); err != nil {
+			return err
+		}
+	}
 	if n.lock, err = storage.Lock(n.cfg.DataDir); err != nil {
 		return err
 	}
@@ -188,7 +228,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	n.log.Info().Str("raft_addr", n.cfg.AdvertiseRaftAddr).Str("gossip_addr", n.cfg.AdvertiseGossipAddr).
-		Str("api_addr", n.cfg.AdvertiseAPIAddr).Bool("has_raft_state", n.hadState).Int("bootstrap_expect", n.cfg.BootstrapExpect).Msg("node started")
+		Str("api_addr", n.cfg.AdvertiseAPIAddr).Bool("has_raft_state", n.hadState).Int("bootstrap_expect", n.cfg.BootstrapExpect).
+		Bool("tls", n.tls.Enabled()).Bool("mutual_tls", n.tls.Mutual()).Strs("sink_roots", n.sinkRoots.Roots()).Msg("node started")
+	n.warnInsecure()
 
 	if len(n.cfg.Join) > 0 {
 		if err := n.members.Join(ctx, n.cfg.Join, n.cfg.JoinTimeout); err != nil {
@@ -258,21 +300,47 @@ func (n *Node) startRaft() error {
 		MaxRPCsInFlight: 1,
 		Logger:          logging.HCLog(n.log.With().Str("component", "raft-net").Logger(), "raft-net"),
 	}
-	if n.cfg.RaftStream != nil {
-		ln, err := net.Listen("tcp", n.cfg.RaftAddr)
-		if err != nil {
-			return fmt.Errorf("listening for Raft on %s: %w", n.cfg.RaftAddr, err)
-		}
-		tcfg.Stream = n.cfg.RaftStream(ln, adv)
-		n.transport = raft.NewNetworkTransportWithConfig(tcfg)
-	} else if n.transport, err = raft.NewTCPTransportWithConfig(n.cfg.RaftAddr, adv, tcfg); err != nil {
-		return fmt.Errorf("listening for Raft on %s: %w", n.cfg.RaftAddr, err)
+	n.stream, err = raftnet.Listen(n.cfg.RaftAddr, adv, raftnet.Options{
+		TLS: n.tls, HandshakeTimeout: n.cfg.RaftHandshakeTimeout, MaxConnsPerPeer: n.cfg.RaftMaxConnsPerPeer,
+		Logger: n.log.With().Str("component", "raft-net").Logger(), Registerer: n.registry,
+	})
+	if err != nil {
+		return err
 	}
+	var layer raft.StreamLayer = n.stream
+	if n.cfg.RaftStream != nil {
+		layer = n.cfg.RaftStream(n.stream)
+	}
+	tcfg.Stream = layer
+	n.transport = raft.NewNetworkTransportWithConfig(tcfg)
 	n.raft, err = raft.NewRaft(rc, n.fsm, n.stores.Log, n.stores.Stable, n.stores.Snapshots, n.transport)
 	if err != nil {
 		return fmt.Errorf("starting Raft: %w", err)
 	}
 	return nil
+}
+
+// warnInsecure says, loudly, what an attacker on the network could do with
+// the configuration the node runs with.
+func (n *Node) warnInsecure() {
+	switch {
+	case !n.tls.Enabled():
+		n.log.Warn().Str("raft_addr", n.cfg.AdvertiseRaftAddr).Str("security", "raft_unauthenticated").
+			Msg("SECURITY: Raft runs without TLS. Anyone who can connect to the Raft port can append entries, vote, move leadership and install snapshots — that is, rewrite this cluster's state. " +
+				"Keep --raft-addr unreachable from untrusted hosts, or set --tls-cert, --tls-key and --tls-ca (raftcdc tools tls init|issue makes them).")
+	case !n.tls.Mutual():
+		n.log.Warn().Str("raft_addr", n.cfg.AdvertiseRaftAddr).Str("security", "raft_peers_unauthenticated").
+			Msg("SECURITY: Raft is encrypted, but peers are not asked for a certificate from the cluster's CA, so anyone who can connect to the Raft port can still rewrite this cluster's state. " +
+				"Set --tls-ca and leave --tls-verify-incoming on.")
+	}
+	if !n.cfg.HasNodeCredentials() {
+		n.log.Warn().Str("api_addr", n.cfg.AdvertiseAPIAddr).Str("security", "internal_loopback_only").
+			Msg("SECURITY: no node credential (mutual TLS or --cluster-secret-file) is configured, so the internal endpoints answer loopback peers only and this node cannot join nodes on other hosts.")
+	}
+	if len(n.cfg.GossipKey) == 0 {
+		n.log.Warn().Str("gossip_addr", n.cfg.AdvertiseGossipAddr).Str("security", "gossip_unencrypted").
+			Msg("SECURITY: gossip is neither encrypted nor authenticated; set --gossip-key so that hosts without it cannot join or spoof members.")
+	}
 }
 
 func (n *Node) startMembership() error {

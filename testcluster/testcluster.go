@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -63,15 +64,13 @@ func (nw *network) idOf(addr string) string {
 	return ""
 }
 
-// stream is one node's Raft stream layer.
+// stream wraps one node's own Raft stream layer (TLS, deadlines and caps
+// included) and records and refuses its dials.
 type stream struct {
-	net.Listener
+	raft.StreamLayer
 	self string
-	adv  net.Addr
 	nw   *network
 }
-
-func (s *stream) Addr() net.Addr { return s.adv }
 
 func (s *stream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	s.nw.mu.Lock()
@@ -81,7 +80,7 @@ func (s *stream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Co
 	if blocked {
 		return nil, fmt.Errorf("test partition: %s cannot reach %s", pair[0], pair[1])
 	}
-	conn, err := net.DialTimeout("tcp", string(address), timeout)
+	conn, err := s.StreamLayer.Dial(address, timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -91,9 +90,9 @@ func (s *stream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Co
 	return conn, nil
 }
 
-func (c *Cluster) streamFor(id string) func(ln net.Listener, adv net.Addr) raft.StreamLayer {
-	return func(ln net.Listener, adv net.Addr) raft.StreamLayer {
-		return &stream{Listener: ln, self: id, adv: adv, nw: c.net}
+func (c *Cluster) streamFor(id string) func(inner raft.StreamLayer) raft.StreamLayer {
+	return func(inner raft.StreamLayer) raft.StreamLayer {
+		return &stream{StreamLayer: inner, self: id, nw: c.net}
 	}
 }
 
@@ -125,6 +124,8 @@ func MakeCluster(t testing.TB, n int, opts Options) *Cluster {
 		cfg.BootstrapExpect = n
 		cfg.JoinTimeout = 30 * time.Second
 		cfg.ReconcileInterval = 500 * time.Millisecond
+		// File sinks of tests live in temporary directories.
+		cfg.SinkRoots = []string{os.TempDir()}
 		if i > 0 {
 			cfg.Join = []string{"127.0.0.1:" + strconv.Itoa(ports[0])}
 		} else if n > 1 {

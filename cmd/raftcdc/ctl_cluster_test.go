@@ -436,7 +436,8 @@ func termOf(s string) string {
 }
 
 // writeCert creates a self-signed certificate for 127.0.0.1 that is its own
-// CA, and returns the certificate and key files.
+// CA, usable by the nodes as server and client (mutual TLS), and returns the
+// certificate and key files.
 func writeCert(t *testing.T) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -452,7 +453,7 @@ func writeCert(t *testing.T) (certFile, keyFile string) {
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {

@@ -181,7 +181,7 @@ func TestCtlBadInputStub(t *testing.T) {
 // wrong one) are refused and change nothing; reads stay open; the right
 // token from the flag or RAFTCDC_TOKEN works.
 func TestCtlTokenStub(t *testing.T) {
-	s := ctltest.NewServer(t, func(h *api.Handler) { h.RequireToken("s3cret-token", false, "cluster-secret") })
+	s := ctltest.NewServer(t, func(h *api.Handler) { h.RequireToken("s3cret-token", false, api.ClusterSecretCheck("cluster-secret")) })
 	fixture(t, s)
 	before := s.Store.Dump(t)
 	r := ctlRun(t, s.Addr(), nil, "changefeed", "pause", "-c", "orders")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -26,6 +27,9 @@ func newServerCmd() *cobra.Command {
 		clusterSecretFile string
 		shutdownTimeout   time.Duration
 		cdc               cdcOptions
+		verifyIncoming    bool
+		enablePprof       bool
+		sinkRoots         []string
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -65,6 +69,19 @@ with --bootstrap-expect 3 and --join pointing at any other node.`,
 			if cfg.APIToken == "" {
 				cfg.APIToken = os.Getenv("RAFTCDC_API_TOKEN")
 			}
+			fl := cmd.Flags()
+			if fl.Changed("tls-verify-incoming") && verifyIncoming && cfg.TLSCAFile == "" {
+				return usageError("--tls-verify-incoming needs --tls-ca: peers' certificates are checked against it")
+			}
+			cfg.TLSNoVerifyIncoming = !verifyIncoming
+			cfg.DisablePprof = !enablePprof
+			for _, r := range sinkRoots {
+				abs, err := filepath.Abs(r)
+				if err != nil {
+					return usageError("--sink-root %q: %v", r, err)
+				}
+				cfg.SinkRoots = append(cfg.SinkRoots, abs)
+			}
 			cfg.Version = version
 			node, err := server.New(cfg, log)
 			if err != nil {
@@ -75,9 +92,29 @@ with --bootstrap-expect 3 and --join pointing at any other node.`,
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			// SIGHUP re-reads the TLS files, so that certificates can be
+			// rotated without a restart. Registered before Start so that an
+			// early SIGHUP does not kill the process.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			if err := node.Start(ctx); err != nil {
 				return err
 			}
+			go func() {
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-hup:
+						if cfg.TLSCertFile == "" {
+							log.Warn().Msg("SIGHUP: no TLS files configured, nothing to reload")
+							continue
+						}
+						_ = node.ReloadTLS() // logs its outcome
+					}
+				}
+			}()
 			<-ctx.Done()
 			stop()
 			log.Info().Msg("shutting down")
@@ -117,9 +154,14 @@ with --bootstrap-expect 3 and --join pointing at any other node.`,
 	f.StringVar(&clusterSecretFile, "cluster-secret-file", "", "file holding the secret nodes use to authenticate forwarded requests (or RAFTCDC_CLUSTER_SECRET)")
 	f.StringVar(&cfg.APIToken, "api-token", "", "bearer token required on every API write (or RAFTCDC_API_TOKEN)")
 	f.BoolVar(&cfg.APITokenProtectReads, "api-token-protect-reads", false, "require the API token on reads too")
-	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "serve the API over HTTPS with this certificate (PEM)")
-	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "the certificate's private key (PEM)")
-	f.StringVar(&cfg.TLSCAFile, "tls-ca", "", "CA that nodes trust when forwarding to each other over HTTPS")
+	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "this node's certificate (PEM): the API is served over HTTPS with it and Raft, forwarding and the internal endpoints run over TLS with it; re-read on SIGHUP")
+	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "the certificate's private key (PEM); re-read on SIGHUP")
+	f.StringVar(&cfg.TLSCAFile, "tls-ca", "", "the cluster's CA (PEM): peers must present certificates it signed (system roots and host names if empty); re-read on SIGHUP")
+	f.BoolVar(&verifyIncoming, "tls-verify-incoming", true, "mutual TLS: Raft peers must present a certificate from --tls-ca, which also serves as their credential on the internal endpoints (needs --tls-ca)")
+	f.DurationVar(&cfg.RaftHandshakeTimeout, "raft-handshake-timeout", cfg.RaftHandshakeTimeout, "a new Raft connection must complete its TLS handshake, and keep sending its first request, within this")
+	f.IntVar(&cfg.RaftMaxConnsPerPeer, "raft-max-conns-per-peer", cfg.RaftMaxConnsPerPeer, "most concurrent inbound Raft connections from one address")
+	f.BoolVar(&enablePprof, "enable-pprof", true, "serve Go profiles under /debug/pprof/ (they need the API token when one is set)")
+	f.StringArrayVar(&sinkRoots, "sink-root", nil, "directory file:// sinks may write below (repeatable; default <data-dir>/sinks)")
 	f.StringVar(&logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "json", "json or console")
 	f.DurationVar(&cfg.HeartbeatTimeout, "raft-heartbeat-timeout", cfg.HeartbeatTimeout, "Raft heartbeat timeout")

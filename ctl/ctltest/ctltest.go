@@ -211,6 +211,9 @@ func (c *CDC) UpstreamFor(ctx context.Context, changefeedID, uri string) (source
 	return c.Pool.SourceFor(ctx, changefeedID, uri)
 }
 
+// ValidateSinkURI implements api.CDC with the pool's checks.
+func (c *CDC) ValidateSinkURI(uri string) error { return c.Pool.ValidateSinkURI(uri) }
+
 // CaptureLiveness implements api.CDC.
 func (c *CDC) CaptureLiveness() map[string]string {
 	c.mu.Lock()
