@@ -32,11 +32,13 @@ demo: build
 bench: build
 	./bench/run.sh
 
-# make chaos DURATION=30m [ARGS=-chaos-seed=N]: the long chaos run, summary at
-# the end; if it fails, the whole node logs are kept in $(CHAOS_LOGS).
+# make chaos DURATION=30m [TLS=1] [ARGS=-chaos-seed=N]: the long chaos run,
+# summary at the end; TLS=1 runs the nodes with mutual TLS (certificates from
+# `raftcdc tools tls`). If it fails, the whole node logs are kept in
+# $(CHAOS_LOGS).
 CHAOS_LOGS ?= /tmp/raftcdc-chaos-logs
 chaos: build
-	RAFTCDC_IT_KEEP_LOGS=$(CHAOS_LOGS) $(GO) test -count=1 -timeout 0 -run TestChaosLong -v ./integration/... -args -chaos-duration=$(or $(DURATION),5m) $(ARGS)
+	RAFTCDC_IT_KEEP_LOGS=$(CHAOS_LOGS) $(GO) test -count=1 -timeout 0 -run TestChaosLong -v ./integration/... -args -chaos-duration=$(or $(DURATION),5m) $(if $(TLS),-chaos-tls) $(ARGS)
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))"

@@ -59,9 +59,9 @@ func runChaos(t *testing.T, d time.Duration, tables int) {
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
-	t.Logf("chaos: %v on %d tables, seed %d (repeat with -chaos-seed=%d)", d, tables, seed, seed)
+	t.Logf("chaos: %v on %d tables, seed %d (repeat with -chaos-seed=%d), TLS %v", d, tables, seed, seed, *flagChaosTLS)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	e := startFeed(t, tables, "20")
+	e := startFeedWith(t, tables, "20", ClusterOptions{TLS: *flagChaosTLS})
 	c := e.c
 	s := c.SampleCheckpoints(e.id, samplerInterval)
 	s.ResetStall()
@@ -156,7 +156,7 @@ func runChaos(t *testing.T, d time.Duration, tables int) {
 	}
 	sort.Strings(kinds)
 	summary := []string{
-		fmt.Sprintf("chaos summary: %v, %d tables, seed %d", time.Since(began).Round(time.Second), tables, seed),
+		fmt.Sprintf("chaos summary: %v, %d tables, seed %d, mutual TLS %v", time.Since(began).Round(time.Second), tables, seed, *flagChaosTLS),
 		fmt.Sprintf("  faults: %d (%s)", total, strings.Join(kinds, ", ")),
 		fmt.Sprintf("  failover (leader fault → new agreed owner): %v", st.failovers),
 		fmt.Sprintf("  recovery (fault → checkpoint past it): %v", st.recoveries),

@@ -69,9 +69,12 @@ func (e *envMap) UnmarshalYAML(n *yaml.Node) error {
 
 // interpolate does what docker compose does to the file's values before
 // anything runs: $$ is a dollar, ${NAME}, ${NAME:-default},
-// ${NAME-default} and $NAME come from the caller's environment.
-func interpolate(s string, env map[string]string) string {
-	re := regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:?-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)`)
+// ${NAME-default} and $NAME come from the caller's environment, and
+// ${NAME:?message} / ${NAME?message} fail the test like compose refuses to
+// start when NAME is unset (or, with the colon, empty).
+func interpolate(t *testing.T, s string, env map[string]string) string {
+	t.Helper()
+	re := regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?]([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)`)
 	return re.ReplaceAllStringFunc(s, func(m string) string {
 		if m == "$$" {
 			return "$"
@@ -84,6 +87,8 @@ func interpolate(s string, env map[string]string) string {
 			return g[3]
 		case strings.HasPrefix(g[2], "-") && !set:
 			return g[3]
+		case strings.HasPrefix(g[2], ":?") && v == "", strings.HasPrefix(g[2], "?") && !set:
+			t.Fatalf("docker compose would refuse to start: %s: %s", name, g[3])
 		}
 		return v
 	})
@@ -105,7 +110,7 @@ func TestComposeDemo(t *testing.T) {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
 	// What `docker compose up` would be given in its environment.
-	hostEnv := map[string]string{"DEMO_STATISTICS_ARGS": "-o json"}
+	hostEnv := map[string]string{"DEMO_STATISTICS_ARGS": "-o json", "RAFTCDC_CLUSTER_SECRET": "compose-test-secret"}
 
 	var servers, oneShots []string
 	for name, s := range cf.Services {
@@ -160,14 +165,21 @@ func TestComposeDemo(t *testing.T) {
 		s := cf.Services[name]
 		ip := hostIP[hostOr(s.Hostname, name)]
 		p := &Proc{ID: name, LogPath: filepath.Join(base, name+".log")}
-		for _, v := range s.Volumes {
-			volumeDir(v)
-		}
 		args := make([]string, len(s.Command))
 		for k, a := range s.Command {
-			a = interpolate(a, hostEnv)
+			a = interpolate(t, a, hostEnv)
 			a = strings.ReplaceAll(a, "0.0.0.0:", ip+":")
+			// A path inside a mounted volume is the volume's directory here.
+			for _, v := range s.Volumes {
+				dir, ctr := volumeDir(v)
+				if a == ctr || strings.HasPrefix(a, ctr+"/") {
+					a = dir + strings.TrimPrefix(a, ctr)
+				}
+			}
 			args[k] = mapHosts(a)
+		}
+		for k, v := range s.Environment {
+			p.Env = append(p.Env, k+"="+mapHosts(interpolate(t, v, hostEnv)))
 		}
 		for k := 0; k+1 < len(args); k++ {
 			switch args[k] {
@@ -231,7 +243,7 @@ func TestComposeDemo(t *testing.T) {
 		t.Fatalf("service %s has neither entrypoint nor command", oneShots[0])
 	}
 	for k, a := range argv {
-		a = interpolate(a, hostEnv)
+		a = interpolate(t, a, hostEnv)
 		for _, v := range demo.Volumes {
 			dir, ctr := volumeDir(v)
 			a = strings.ReplaceAll(a, "file://"+ctr, "file://"+dir)
@@ -240,7 +252,7 @@ func TestComposeDemo(t *testing.T) {
 	}
 	env := append(os.Environ(), "PATH="+filepath.Dir(binPath)+string(os.PathListSeparator)+os.Getenv("PATH"))
 	for k, v := range demo.Environment {
-		env = append(env, k+"="+mapHosts(interpolate(v, hostEnv)))
+		env = append(env, k+"="+mapHosts(interpolate(t, v, hostEnv)))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

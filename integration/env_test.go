@@ -37,7 +37,14 @@ const (
 // every table runs and the checkpoint has moved.
 func startFeed(t *testing.T, tables int, rate string, extra ...string) *feedEnv {
 	t.Helper()
-	c := StartCluster(t, binPath, 3, ClusterOptions{ExtraArgs: append([]string{"--log-level", "info"}, extra...)})
+	return startFeedWith(t, tables, rate, ClusterOptions{ExtraArgs: extra})
+}
+
+// startFeedWith is startFeed with cluster options (TLS, say).
+func startFeedWith(t *testing.T, tables int, rate string, o ClusterOptions) *feedEnv {
+	t.Helper()
+	o.ExtraArgs = append([]string{"--log-level", "info"}, o.ExtraArgs...)
+	c := StartCluster(t, binPath, 3, o)
 	return startFeedOn(t, c, tables, rate)
 }
 

@@ -21,6 +21,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,6 +75,8 @@ type Proc struct {
 	// "ip netns exec ns1" (which execs, so the pid is still raftcdc's).
 	Wrapper []string
 	LogPath string
+	// Env is added to the process's environment (NAME=value).
+	Env []string
 	// Dial, if set, is how the test reaches API (a node in another
 	// network namespace).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -90,6 +94,10 @@ type Cluster struct {
 	Bin   string
 	Procs []*Proc
 	mu    sync.Mutex
+	// Scheme is how the API is reached: http, or https with TLS.
+	Scheme string
+	// CAFile is the cluster CA when the nodes run TLS; clients trust it.
+	CAFile string
 }
 
 // ClusterOptions tune StartCluster.
@@ -98,6 +106,9 @@ type ClusterOptions struct {
 	ExtraArgs []string
 	// Order is the order nodes are started in (default 0..n-1).
 	Order []int
+	// TLS runs every node with mutual TLS: a CA and one certificate per
+	// node made by the binary's own `tools tls init|issue`.
+	TLS bool
 }
 
 // FreePorts returns n distinct ports free for TCP and UDP a moment ago (see
@@ -145,19 +156,80 @@ func NewClusterFromTemplate(t testing.TB, bin string, n int, o ClusterOptions) *
 		p.DataDir = filepath.Join(base, p.ID)
 		p.LogPath = filepath.Join(base, p.ID+".log")
 		join := "127.0.0.1:" + strconv.Itoa(ports[3*((i+1)%n)])
+		// File sinks of the scenarios live in the test's temporary
+		// directories.
 		p.Args = append([]string{"server", "--node-id", p.ID, "--data-dir", p.DataDir,
 			"--gossip-addr", p.GossipAddr, "--raft-addr", p.RaftAddr, "--api-addr", p.API,
-			"--bootstrap-expect", strconv.Itoa(n), "--join", join, "--log-level", "debug"}, o.ExtraArgs...)
+			"--bootstrap-expect", strconv.Itoa(n), "--join", join, "--log-level", "debug", "--sink-root", os.TempDir()}, o.ExtraArgs...)
 		procs = append(procs, p)
 	}
-	return NewCluster(t, bin, procs)
+	var caFile string
+	if o.TLS {
+		dir := filepath.Join(base, "certs")
+		caFile = MakeCerts(t, bin, dir, procs)
+		for _, p := range procs {
+			p.Args = append(p.Args, "--tls-cert", filepath.Join(dir, p.ID+".pem"), "--tls-key", filepath.Join(dir, p.ID+"-key.pem"), "--tls-ca", caFile)
+		}
+	}
+	c := NewCluster(t, bin, procs)
+	if o.TLS {
+		c.UseTLS(caFile)
+	}
+	return c
+}
+
+// MakeCerts makes a cluster CA and a certificate per process in dir with
+// the binary's own `tools tls`, and returns the CA file.
+func MakeCerts(t testing.TB, bin, dir string, procs []*Proc) string {
+	t.Helper()
+	run := func(args ...string) {
+		out, err := exec.Command(bin, append([]string{"tools", "tls"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("raftcdc tools tls %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("init", "--dir", dir)
+	for _, p := range procs {
+		args := []string{"issue", "--dir", dir, "--name", p.ID}
+		if host, _, err := net.SplitHostPort(p.API); err == nil && net.ParseIP(host) != nil {
+			args = append(args, "--ip", host)
+		}
+		run(args...)
+	}
+	return filepath.Join(dir, "ca.pem")
+}
+
+// UseTLS makes the cluster's clients speak https and trust caFile.
+func (c *Cluster) UseTLS(caFile string) {
+	c.t.Helper()
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		c.t.Fatalf("%s holds no certificate", caFile)
+	}
+	c.Scheme, c.CAFile = "https", caFile
+	for _, p := range c.Procs {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+		if p.Dial != nil {
+			tr.DialContext, tr.DisableKeepAlives = p.Dial, true
+		}
+		p.client.Transport = tr
+	}
+}
+
+// URL is the API URL of path on process i.
+func (c *Cluster) URL(i int, path string) string {
+	return c.Scheme + "://" + c.Procs[i].API + path
 }
 
 // NewCluster wraps process slots that the caller filled in (the compose
 // and namespace tests build their own command lines) without starting them.
 // Every process is killed when the test ends, also on failure.
 func NewCluster(t testing.TB, bin string, procs []*Proc) *Cluster {
-	c := &Cluster{t: t, Bin: bin, Procs: procs}
+	c := &Cluster{t: t, Bin: bin, Procs: procs, Scheme: "http"}
 	for _, p := range procs {
 		p.client = &http.Client{Timeout: 5 * time.Second}
 		if p.Dial != nil {
@@ -179,6 +251,9 @@ func (c *Cluster) Start(i int) {
 	argv := append(append(append([]string{}, p.Wrapper...), c.Bin), p.Args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if len(p.Env) > 0 {
+		cmd.Env = append(os.Environ(), p.Env...)
+	}
 	// Its own process group, so that cleanup reaches anything it forks; and
 	// killed by the kernel if the test binary dies first (an interrupted
 	// run, a test timeout), so that no node outlives its test.
@@ -350,7 +425,7 @@ func (c *Cluster) GetJSON(i int, path string, out any) error {
 // GetJSONCtx is GetJSON bounded by ctx.
 func (c *Cluster) GetJSONCtx(ctx context.Context, i int, path string, out any) error {
 	p := c.Procs[i]
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.API+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL(i, path), nil)
 	if err != nil {
 		return err
 	}
@@ -383,7 +458,7 @@ func (c *Cluster) Do(i int, method, path string, body any) (int, []byte, error) 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	p := c.Procs[i]
-	req, _ := http.NewRequestWithContext(ctx, method, "http://"+p.API+path, rd)
+	req, _ := http.NewRequestWithContext(ctx, method, c.URL(i, path), rd)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -724,7 +799,11 @@ func (c *Cluster) LogSince(i int, off int64) string {
 // Ctl runs `raftcdc ctl --server <node i> args...` and returns its
 // standard output; the error carries the exit status and standard error.
 func (c *Cluster) Ctl(ctx context.Context, i int, args ...string) ([]byte, error) {
-	argv := append([]string{"ctl", "--server", c.Procs[i].API, "--timeout", "5s"}, args...)
+	argv := []string{"ctl", "--server", c.Procs[i].API, "--timeout", "5s"}
+	if c.CAFile != "" {
+		argv = append(argv, "--ca", c.CAFile)
+	}
+	argv = append(argv, args...)
 	cmd := exec.CommandContext(ctx, c.Bin, argv...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -150,6 +150,12 @@ func startNetCluster(t *testing.T, l *netLab, extra ...string) *Cluster {
 	t.Helper()
 	base := t.TempDir()
 	n := len(l.nodes)
+	// Nodes on addresses other hosts could reach must prove they are nodes
+	// to each other (they refuse to start otherwise): a cluster secret.
+	secret := filepath.Join(base, "cluster-secret")
+	if err := os.WriteFile(secret, []byte("netns-test-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var procs []*Proc
 	for i, ns := range l.nodes {
 		addr := l.addrs[i]
@@ -166,7 +172,8 @@ func startNetCluster(t *testing.T, l *netLab, extra ...string) *Cluster {
 		p.Args = append([]string{"server", "--node-id", p.ID, "--data-dir", p.DataDir,
 			"--gossip-addr", p.GossipAddr, "--raft-addr", p.RaftAddr,
 			"--api-addr", "0.0.0.0:8300", "--advertise-api-addr", p.API,
-			"--bootstrap-expect", strconv.Itoa(n), "--join", l.addrs[(i+1)%n] + ":7946", "--log-level", "info"}, extra...)
+			"--bootstrap-expect", strconv.Itoa(n), "--join", l.addrs[(i+1)%n] + ":7946", "--log-level", "info",
+			"--cluster-secret-file", secret, "--sink-root", os.TempDir()}, extra...)
 		procs = append(procs, p)
 	}
 	c := NewCluster(t, binPath, procs)

@@ -23,7 +23,7 @@ for i in 1 2 3; do
   next=$(( i % 3 + 1 ))
   "$bin" server --node-id "node$i" --data-dir "$dir/node$i" \
     --gossip-addr "127.0.0.1:79${i}6" --raft-addr "127.0.0.1:79${i}7" --api-addr "127.0.0.1:83${i}0" \
-    --join "127.0.0.1:79${next}6" --bootstrap-expect 3 >>"$dir/node$i.log" 2>&1 &
+    --join "127.0.0.1:79${next}6" --bootstrap-expect 3 --sink-root "${sink#file://}" >>"$dir/node$i.log" 2>&1 &
   pids+=($!)
 done
 echo "starting three nodes (APIs on $servers)..."

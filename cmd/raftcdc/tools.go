@@ -17,8 +17,8 @@ import (
 func init() { extraCommands = append(extraCommands, newToolsCmd) }
 
 func newToolsCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "tools", Short: "Offline tools: the exact verifier"}
-	cmd.AddCommand(newVerifyCmd())
+	cmd := &cobra.Command{Use: "tools", Short: "Offline tools: the exact verifier, TLS certificates"}
+	cmd.AddCommand(newVerifyCmd(), newTLSCmd())
 	return cmd
 }
 
