@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/server"
 )
 
@@ -86,7 +86,7 @@ func TestSloppyJSONIsRejected(t *testing.T) {
 			t.Errorf("%s: the message does not mention %q: %s", c.name, c.want, msg)
 		}
 	}
-	for _, prefix := range []string{model.PrefixChangefeedInfo, model.PrefixUser} {
+	for _, prefix := range []string{meta.PrefixChangefeedInfo, meta.PrefixUser} {
 		if kvs, _ := s.Node(0).FSM().List(prefix); len(kvs) != 0 {
 			t.Errorf("rejected bodies wrote %v", kvs)
 		}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/raftcdc/raftcdc/fsm"
-	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/rs/zerolog"
 )
 
@@ -48,7 +48,7 @@ func newAttacker(t *testing.T, tlsConf *tls.Config) *raft.NetworkTransport {
 	return tr
 }
 
-const forgedKey = model.PrefixUser + "forged-by-attacker"
+const forgedKey = meta.PrefixUser + "forged-by-attacker"
 
 func forgedCommand(t *testing.T) []byte {
 	t.Helper()

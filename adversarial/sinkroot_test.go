@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/server"
 )
 
@@ -69,7 +69,7 @@ func TestFileSinkEscapesAreRefusedAtCreate(t *testing.T) {
 			t.Errorf("%s was created", dir)
 		}
 	}
-	kvs, err := s.Node(0).FSM().List(model.PrefixChangefeedInfo)
+	kvs, err := s.Node(0).FSM().List(meta.PrefixChangefeedInfo)
 	if err != nil {
 		t.Fatal(err)
 	}

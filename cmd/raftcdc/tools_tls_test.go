@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/raftcdc/raftcdc/fsm"
-	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/server"
 	"github.com/raftcdc/raftcdc/testcluster"
 )
@@ -111,9 +111,9 @@ func TestToolsTLSCertificatesRunACluster(t *testing.T) {
 	leader := c.WaitForLeader(10 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, err := c.Node((leader+1)%3).Apply(ctx, fsm.Command{Ops: []fsm.Op{{Type: fsm.OpPut, Key: model.PrefixUser + "tls", Value: []byte("1")}}})
+	res, err := c.Node((leader+1)%3).Apply(ctx, fsm.Command{Ops: []fsm.Op{{Type: fsm.OpPut, Key: meta.PrefixUser + "tls", Value: []byte("1")}}})
 	if err != nil || res.Err != nil {
 		t.Fatalf("write through a follower: %v %v", err, res)
 	}
-	c.EnsureSame(model.PrefixUser, 10*time.Second)
+	c.EnsureSame(meta.PrefixUser, 10*time.Second)
 }
