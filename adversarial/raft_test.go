@@ -70,7 +70,7 @@ func (*bufferSink) Close() error  { return nil }
 // product's own FSM, that holds only the attacker's key.
 func forgedSnapshot(t *testing.T) []byte {
 	t.Helper()
-	f, err := fsm.Open(filepath.Join(t.TempDir(), "forged.db"), fsm.Options{Logger: zerolog.Nop()})
+	f, err := fsm.Open(filepath.Join(t.TempDir(), "forged.db"), fsm.Options{Logger: zerolog.Nop(), Rules: meta.Rules{}})
 	if err != nil {
 		t.Fatal(err)
 	}

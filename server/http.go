@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/raftcdc/raftcdc/api"
 	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/logging"
 )
 
 // maxCommand bounds a forwarded command.
@@ -52,7 +53,9 @@ func startHTTP(n *Node) (*httpServer, error) {
 	n.api.RequireToken(n.cfg.APIToken, n.cfg.APITokenProtectReads, n.isNode)
 	transport := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, TLSHandshakeTimeout: 10 * time.Second}
 	hs := &httpServer{
-		srv:    &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second},
+		// The server's own complaints (a client's failed TLS handshake, say)
+		// go to the node's log, not to stderr unstructured.
+		srv:    &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: logging.StdLogger(n.log, "api-http")},
 		ln:     ln,
 		client: &http.Client{Timeout: 30 * time.Second, Transport: transport},
 		scheme: "http",

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/nodetls"
 	"github.com/raftcdc/raftcdc/server"
 	"github.com/raftcdc/raftcdc/testcluster"
@@ -149,8 +152,22 @@ func TestTLSReloadRotatesCertificates(t *testing.T) {
 	// that the nodes must dial again, then write through a follower.
 	c.Partition(leader)
 	c.Heal()
-	put(t, c, (leader+1)%3, "after-rotation", 1)
-	c.EnsureSame("/kv/", 10*time.Second)
+	// Cutting the links may cost the leader its leadership: write through
+	// a follower of whoever leads once the cluster has settled.
+	testcluster.WaitFor(t, 20*time.Second, "a write through a follower after the rotation", func() bool {
+		l := c.WaitForLeader(10 * time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		res, err := c.Node((l+1)%3).Apply(ctx, fsm.Command{Ops: []fsm.Op{{Type: fsm.OpPut, Key: meta.PrefixUser + "after-rotation", Value: []byte("1")}}})
+		if err == nil && res.Err != nil {
+			err = res.Err
+		}
+		if err != nil {
+			t.Logf("write after the rotation: %v", err)
+		}
+		return err == nil
+	})
+	c.EnsureSame(meta.PrefixUser, 10*time.Second)
 
 	cert := c.Node(0).Config().TLSCertFile
 	if err := os.WriteFile(cert, []byte("not a certificate"), 0o600); err != nil {
