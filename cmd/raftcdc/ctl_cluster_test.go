@@ -276,7 +276,11 @@ func TestCtlThreeNodeCluster(t *testing.T) {
 	c.ctlOn(t, f, "changefeed", "create", "-c", "gone", "--source-uri", "datagen://?tables=2", "--sink-uri", "blackhole://").mustOK(t)
 	c.waitFeed(t, f, "gone", "running", func(d api.ChangefeedDetail) bool { return d.Status != nil && d.Status.Initialized })
 	c.ctlOn(t, f, "changefeed", "remove", "-c", "gone", "--force").mustOK(t)
-	c.waitFeed(t, f, "gone", "removed", settled(model.StateRemoved))
+	// Removed, and the owner's last write to it done: the upstream
+	// clean-up, which would otherwise land in the middle of the matrix.
+	c.waitFeed(t, f, "gone", "removed and its upstream cleaned", func(d api.ChangefeedDetail) bool {
+		return settled(model.StateRemoved)(d) && d.Info.UpstreamCleaned
+	})
 
 	t.Run("bad input", func(t *testing.T) {
 		badInputMatrix(t, matrixEnv{
