@@ -17,6 +17,7 @@ import (
 	"github.com/raftcdc/raftcdc/codec/csv"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
+	"github.com/raftcdc/raftcdc/sinkroot"
 	"github.com/raftcdc/raftcdc/source/datagen"
 )
 
@@ -745,5 +746,28 @@ func TestEmitDDLAfterATableSinkSawTheNewVersion(t *testing.T) {
 		if strings.Contains(name, "/meta/schema_") && n != 1 {
 			t.Errorf("%s replaced %d times", name, n)
 		}
+	}
+}
+
+// The server's --sink-root policy plugs into WithDirPolicy: inside a root
+// opens, outside is refused naming the flag, before anything is created.
+func TestSinkRootPolicyConfinesTheRoot(t *testing.T) {
+	base := t.TempDir()
+	allowed := filepath.Join(base, "allowed")
+	policy, err := sinkroot.New(allowed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(context.Background(), "file://"+filepath.Join(allowed, "feed1"), WithDirPolicy(policy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	outside := filepath.Join(base, "elsewhere")
+	if _, err := Open(context.Background(), "file://"+outside, WithDirPolicy(policy)); err == nil || !strings.Contains(err.Error(), sinkroot.Flag) {
+		t.Fatalf("outside the sink root: %v", err)
+	}
+	if _, err := os.Stat(outside); !os.IsNotExist(err) {
+		t.Fatalf("the refused directory was created: %v", err)
 	}
 }
