@@ -8,6 +8,7 @@ import (
 	"errors"
 	"github.com/raftcdc/raftcdc/internal/redact"
 	"net/http"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -728,6 +729,14 @@ func (h *Handler) updateChangefeed(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
+	dryRun := false
+	switch v := r.URL.Query().Get("dry_run"); v {
+	case "", "false":
+	case "true":
+		dryRun = true
+	default:
+		return Errorf(http.StatusBadRequest, CodeBadRequest, "dry_run must be true or false, not %q", v)
+	}
 	var req ChangefeedRequest
 	if err := DecodeBody(r, &req); err != nil {
 		return err
@@ -738,8 +747,12 @@ func (h *Handler) updateChangefeed(w http.ResponseWriter, r *http.Request) error
 	if req.StartTs != 0 {
 		return Errorf(http.StatusBadRequest, CodeInvalidTs, "start_ts cannot be updated; use resume with overwrite_checkpoint_ts")
 	}
-	var before model.ChangefeedInfo
-	f, err := h.changeInfo(r.Context(), id, func(f *feedView) error {
+	var (
+		before  model.ChangefeedInfo
+		current []model.TableName
+		matched []model.TableName
+	)
+	change := func(f *feedView) error {
 		before = f.info
 		if err := checkNotGone(f, "update"); err != nil {
 			return err
@@ -761,19 +774,69 @@ func (h *Handler) updateChangefeed(w http.ResponseWriter, r *http.Request) error
 		if req.Config != nil {
 			f.info.Config = *req.Config
 		}
+		// The table set is derived again, at the checkpoint, when the
+		// changefeed runs next (see owner/DESIGN.md).
 		start := f.info.StartTs
+		current = nil
 		if f.status != nil && f.status.CheckpointTs > start {
 			start = f.status.CheckpointTs
 		}
+		if f.status != nil && f.status.Initialized {
+			current = f.status.Tables
+			if f.status.Stream {
+				current = f.status.StreamTables
+			}
+		}
 		probe := f.info
 		probe.StartTs = start
-		_, _, err := h.validateSpec(r.Context(), &probe, false)
-		return err
-	})
-	if err != nil {
+		var err error
+		matched, _, err = h.validateSpec(r.Context(), &probe, false)
 		return err
 	}
-	return WriteJSON(w, http.StatusOK, map[string]any{"id": id, "before": before, "after": f.info})
+	var f *feedView
+	if dryRun {
+		var found bool
+		if f, found, err = h.viewFeed(id); err != nil {
+			return err
+		}
+		if !found {
+			return Errorf(http.StatusNotFound, CodeChangefeedNotFound, "changefeed %q does not exist", id)
+		}
+		if err := change(f); err != nil {
+			return err
+		}
+	} else if f, err = h.changeInfo(r.Context(), id, change); err != nil {
+		return err
+	}
+	resp := UpdateChangefeedResponse{ID: id, Before: before, After: f.info, DryRun: dryRun}
+	if before.SourceURI != f.info.SourceURI || !reflect.DeepEqual(before.Config.Filter, f.info.Config.Filter) {
+		resp.TablesAdded, resp.TablesRemoved = tableDiff(current, matched)
+	}
+	return WriteJSON(w, http.StatusOK, resp)
+}
+
+// tableDiff names the tables of next missing from prev (added) and of prev
+// missing from next (removed), by ID, in the order given.
+func tableDiff(prev, next []model.TableName) (added, removed []string) {
+	in := func(set []model.TableName, id model.TableID) bool {
+		for _, t := range set {
+			if t.ID == id {
+				return true
+			}
+		}
+		return false
+	}
+	for _, t := range next {
+		if !in(prev, t.ID) {
+			added = append(added, t.String())
+		}
+	}
+	for _, t := range prev {
+		if !in(next, t.ID) {
+			removed = append(removed, t.String())
+		}
+	}
+	return added, removed
 }
 
 // CaptureView is one capture for the API.

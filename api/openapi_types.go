@@ -66,6 +66,13 @@ type UpdateChangefeedResponse struct {
 	ID     string               `json:"id"`
 	Before model.ChangefeedInfo `json:"before"`
 	After  model.ChangefeedInfo `json:"after"`
+	// TablesAdded and TablesRemoved are how the table set changes when the
+	// changefeed runs next, if the update changes its source or filter:
+	// the owner derives the set again at the checkpoint.
+	TablesAdded   []string `json:"tables_added,omitempty"`
+	TablesRemoved []string `json:"tables_removed,omitempty"`
+	// DryRun is set when nothing was written (?dry_run=true).
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // AdminJobResponse says an operator request (pause, resume, remove) was

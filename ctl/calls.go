@@ -31,9 +31,12 @@ type AdminResult struct {
 
 // UpdateResult is the changefeed before and after an update.
 type UpdateResult struct {
-	ID     string               `json:"id"`
-	Before model.ChangefeedInfo `json:"before"`
-	After  model.ChangefeedInfo `json:"after"`
+	ID            string               `json:"id"`
+	Before        model.ChangefeedInfo `json:"before"`
+	After         model.ChangefeedInfo `json:"after"`
+	TablesAdded   []string             `json:"tables_added,omitempty"`
+	TablesRemoved []string             `json:"tables_removed,omitempty"`
+	DryRun        bool                 `json:"dry_run,omitempty"`
 }
 
 // MoveResult is the answer to move-table.
@@ -125,10 +128,16 @@ func (c *Client) PreviewChangefeed(ctx context.Context, req api.ChangefeedReques
 	return &out, nil
 }
 
-// UpdateChangefeed changes a stopped or failed changefeed.
-func (c *Client) UpdateChangefeed(ctx context.Context, id string, req api.ChangefeedRequest) (*UpdateResult, error) {
+// UpdateChangefeed changes a stopped or failed changefeed; with dryRun the
+// server checks the update and answers what it would change, writing
+// nothing.
+func (c *Client) UpdateChangefeed(ctx context.Context, id string, req api.ChangefeedRequest, dryRun bool) (*UpdateResult, error) {
 	var out UpdateResult
-	if err := c.Do(ctx, http.MethodPut, feedPath(id, ""), req, &out); err != nil {
+	path := feedPath(id, "")
+	if dryRun {
+		path += "?dry_run=true"
+	}
+	if err := c.Do(ctx, http.MethodPut, path, req, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -350,12 +350,35 @@ func RenderUpdate(w io.Writer, u *UpdateResult) error {
 		_, err := fmt.Fprintf(w, "Changefeed %s is unchanged.\n", u.ID)
 		return err
 	}
-	fmt.Fprintf(w, "Updated changefeed %s:\n", u.ID)
+	if u.DryRun {
+		fmt.Fprintf(w, "Update of changefeed %s (not applied):\n", u.ID)
+	} else {
+		fmt.Fprintf(w, "Updated changefeed %s:\n", u.ID)
+	}
 	t := NewTable(w, "FIELD", "BEFORE", "AFTER")
 	for _, l := range lines {
 		t.Row(l[0], l[1], l[2])
 	}
-	return t.Flush()
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	return renderTableChanges(w, u)
+}
+
+// renderTableChanges lists how the table set changes when the changefeed
+// runs next.
+func renderTableChanges(w io.Writer, u *UpdateResult) error {
+	if len(u.TablesAdded) == 0 && len(u.TablesRemoved) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "When it runs again, the changefeed adds %d and removes %d tables (new tables start at its checkpoint):\n", len(u.TablesAdded), len(u.TablesRemoved))
+	for _, t := range u.TablesAdded {
+		fmt.Fprintf(w, "  + %s\n", t)
+	}
+	for _, t := range u.TablesRemoved {
+		fmt.Fprintf(w, "  - %s\n", t)
+	}
+	return nil
 }
 
 // DiffInfo lists the user-settable fields that differ, as field, before,

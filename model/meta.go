@@ -172,6 +172,11 @@ type ChangefeedStatus struct {
 	Orphans map[TableID]Ts `json:"orphans,omitempty"`
 	// Initialized is set once Tables holds the changefeed's table set.
 	Initialized bool `json:"initialized,omitempty"`
+	// TableSetKey identifies what Tables was derived from: the source URI
+	// and the filter (as hashes, "<source>/<filter>"). When an update
+	// changes either, the owner derives the table set again at the
+	// checkpoint.
+	TableSetKey string `json:"table_set_key,omitempty"`
 	// RetiredCount is the rows counted by processors whose positions the
 	// owner has since deleted (a capture gone, a pause, a resume), so that
 	// the changefeed's rows_written — this plus every position's Count —

@@ -1,8 +1,12 @@
 package owner
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/raftcdc/raftcdc/filter"
@@ -196,6 +200,18 @@ func (t *ticker) normal(p *plan, cv *captureView) {
 		t.initialize(p)
 		return
 	}
+	if key := TableSetKey(p.info); p.status.TableSetKey != key {
+		if p.status.TableSetKey != "" {
+			// An update changed the source or the filter: the table set
+			// follows (tables no longer selected go, new ones start at the
+			// checkpoint).
+			t.initialize(p)
+			return
+		}
+		// Derived before the key was recorded: record it, keep the set.
+		p.status.TableSetKey = key
+		p.statusDirty = true
+	}
 	if c, rerr := firstPositionError(p.f); rerr != nil {
 		e := *rerr
 		if e.Addr == "" {
@@ -266,11 +282,23 @@ func (t *ticker) initialize(p *plan) {
 		// progress recorded earlier: never go back to the start ts.
 		start = p.status.CheckpointTs
 	}
+	prev := p.status
 	p.status = &model.ChangefeedStatus{
 		CheckpointTs: start,
 		ResolvedTs:   start,
 		Tables:       tables,
 		Initialized:  true,
+		TableSetKey:  TableSetKey(p.info),
+	}
+	rederived := prev != nil && prev.Initialized
+	if prev != nil {
+		// Derived again after an update: what the changefeed has done so
+		// far stays. A stream's resume position belongs to its upstream,
+		// so it stays only if the source did not change.
+		p.status.RetiredCount, p.status.LastDDLTs = prev.RetiredCount, prev.LastDDLTs
+		if prev.StreamPosition != nil && sameSource(prev.TableSetKey, p.status.TableSetKey) {
+			p.status.StreamPosition = prev.StreamPosition
+		}
 	}
 	if res.Stream {
 		// One unit carries the stream and every table (see DESIGN.md).
@@ -282,8 +310,60 @@ func (t *ticker) initialize(p *plan) {
 	if p.hasTaskKeys() {
 		p.clearTasks()
 	}
-	t.event(LogEvent{Kind: EventInitialized, Changefeed: p.f.ID, Ts: start,
-		Message: fmt.Sprintf("%d of %d tables selected", len(tables), len(res.Tables))})
+	msg := fmt.Sprintf("%d of %d tables selected", len(tables), len(res.Tables))
+	if rederived {
+		added, removed := diffTables(prevTables(prev), tables)
+		msg = fmt.Sprintf("table set derived again after an update: %s; %d added, %d removed", msg, len(added), len(removed))
+	}
+	t.event(LogEvent{Kind: EventInitialized, Changefeed: p.f.ID, Ts: start, Message: msg})
+}
+
+// TableSetKey identifies what a changefeed's table set is derived from:
+// its source URI and its filter, each as a short hash.
+func TableSetKey(info *model.ChangefeedInfo) string {
+	src := sha256.Sum256([]byte(info.SourceURI))
+	flt, _ := json.Marshal(info.Config.Filter)
+	fh := sha256.Sum256(flt)
+	return hex.EncodeToString(src[:6]) + "/" + hex.EncodeToString(fh[:6])
+}
+
+func sameSource(a, b string) bool {
+	as, _, _ := strings.Cut(a, "/")
+	bs, _, _ := strings.Cut(b, "/")
+	return as == bs
+}
+
+// prevTables is the table set a status holds (a stream's tables are
+// behind its unit).
+func prevTables(st *model.ChangefeedStatus) []model.TableName {
+	if st.Stream {
+		return st.StreamTables
+	}
+	return st.Tables
+}
+
+// diffTables lists the tables of next that are not in prev, and of prev
+// that are not in next, by ID.
+func diffTables(prev, next []model.TableName) (added, removed []model.TableName) {
+	in := func(set []model.TableName, id model.TableID) bool {
+		for _, t := range set {
+			if t.ID == id {
+				return true
+			}
+		}
+		return false
+	}
+	for _, t := range next {
+		if !in(prev, t.ID) {
+			added = append(added, t)
+		}
+	}
+	for _, t := range prev {
+		if !in(next, t.ID) {
+			removed = append(removed, t)
+		}
+	}
+	return added, removed
 }
 
 // stopWithError records err and stops the changefeed: in failed for

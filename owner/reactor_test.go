@@ -1304,3 +1304,62 @@ func TestDelayedReportAcrossPauseAndResume(t *testing.T) {
 		t.Fatalf("checkpoint %d, assignment %v: the replay from 200 was skipped", f.Status.CheckpointTs, assignment(w.state(), cf))
 	}
 }
+
+// TestTableSetFollowsUpdate: an update of the filter (or the source) of a
+// paused changefeed changes its table set on resume: tables no longer
+// selected are removed, new ones start at the checkpoint, and the rest of
+// its progress (row count) stays. A resume without an update keeps the set.
+func TestTableSetFollowsUpdate(t *testing.T) {
+	w := newWorld(t)
+	w.capture("a", LivenessAlive).capture("b", LivenessAlive)
+	w.tables[cf] = TablesResult{Tables: tableNames(1, 2, 3)}
+	w.info(model.ChangefeedInfo{ID: cf, StartTs: 100, Config: model.ChangefeedConfig{Filter: model.FilterConfig{Rules: []string{"db.t1", "db.t2"}}}})
+	w.settle()
+	w.processors(cf, func(model.TableID) model.Ts { return 500 })
+	w.settle()
+	st := w.state().Changefeeds[cf].Status
+	if st.CheckpointTs != 500 || len(st.Tables) != 2 || st.TableSetKey == "" {
+		t.Fatalf("before: status %+v", st)
+	}
+	setInfo := func(change func(*model.ChangefeedInfo)) {
+		info := *w.state().Changefeeds[cf].Info
+		change(&info)
+		w.info(info)
+		w.settle()
+	}
+	setInfo(func(i *model.ChangefeedInfo) { i.AdminJob = model.AdminPause })
+	retired := w.state().Changefeeds[cf].Status.RetiredCount
+	// What the API's update writes: the new filter, while paused.
+	setInfo(func(i *model.ChangefeedInfo) { i.Config.Filter.Rules = []string{"db.t2", "db.t3"} })
+	setInfo(func(i *model.ChangefeedInfo) { i.AdminJob = model.AdminResume })
+
+	f := w.state().Changefeeds[cf]
+	var ids []model.TableID
+	for _, tn := range f.Status.Tables {
+		ids = append(ids, tn.ID)
+	}
+	if !reflect.DeepEqual(ids, []model.TableID{2, 3}) {
+		t.Fatalf("after the update: tables %v, want [2 3]", ids)
+	}
+	if got := assignment(w.state(), cf); len(got) != 2 || got[1] != "" || !strings.HasSuffix(got[2], "@500") || !strings.HasSuffix(got[3], "@500") {
+		t.Fatalf("assignment %v: want t1 gone and t2, t3 starting at the checkpoint 500", got)
+	}
+	if f.Status.CheckpointTs != 500 || f.Status.RetiredCount != retired {
+		t.Fatalf("checkpoint %d retired %d, want 500 and %d", f.Status.CheckpointTs, f.Status.RetiredCount, retired)
+	}
+
+	// Pause and resume without an update: no listing, same set.
+	setInfo(func(i *model.ChangefeedInfo) { i.AdminJob = model.AdminPause })
+	delete(w.tables, cf)
+	info := *w.state().Changefeeds[cf].Info
+	info.AdminJob = model.AdminResume
+	w.info(info)
+	for i := 0; i < 3; i++ {
+		if out := w.tick(); len(out.NeedTables) > 0 {
+			t.Fatalf("a resume without an update asked for the tables again")
+		}
+	}
+	if got := assignment(w.state(), cf); len(got) != 2 || got[2] == "" || got[3] == "" {
+		t.Fatalf("assignment %v after a plain resume", got)
+	}
+}

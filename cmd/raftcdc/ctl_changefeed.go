@@ -39,6 +39,8 @@ func (s *specFlags) add(cmd *cobra.Command, create bool) {
 		f.BoolVar(&s.dryRun, "dry-run", false, "have the server check the changefeed and show the tables it would replicate, without creating it")
 	} else {
 		f.StringVarP(&s.id, "changefeed-id", "c", "", "changefeed ID (required)")
+		f.BoolVar(&s.noConfirm, "no-confirm", false, "do not show the changes and ask before updating")
+		f.BoolVar(&s.dryRun, "dry-run", false, "have the server check the update and show what it would change, tables included, without applying it")
 	}
 	f.StringVar(&s.sourceURI, "source-uri", "", "upstream URI, for example datagen://?tables=8")
 	f.StringVar(&s.sinkURI, "sink-uri", "", "downstream URI, for example file:///var/lib/out or blackhole://")
@@ -420,7 +422,10 @@ func newCfUpdateCmd(o *ctlOptions) *cobra.Command {
 		Use:   "update",
 		Short: "Change a paused or failed changefeed's URIs, target ts or config",
 		Long: `Change a changefeed that is paused (or failed). Only the flags given change;
---config replaces the whole config. Prints each field before and after.`,
+--config replaces the whole config. On a terminal it first shows each field
+before and after and, when the source or the filter changes, the tables the
+changefeed will add and remove when it runs again, and asks. Prints each field
+before and after.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkFeedID(s.id, true); err != nil {
@@ -443,7 +448,24 @@ func newCfUpdateCmd(o *ctlOptions) *cobra.Command {
 				}
 				req.ID = ""
 				req.TargetTs = target
-				res, err := c.UpdateChangefeed(ctx, s.id, req)
+				if s.dryRun || (!s.noConfirm && isTerminal(cmd.InOrStdin())) {
+					// The server runs every check of the update and says
+					// what it would change, tables included, before asking.
+					preview, err := c.UpdateChangefeed(ctx, s.id, req, true)
+					if err != nil {
+						return fmt.Errorf("updating changefeed %s: %w", s.id, err)
+					}
+					if s.dryRun {
+						return o.print(cmd, preview, func(w io.Writer) error { return ctl.RenderUpdate(w, preview) })
+					}
+					if err := ctl.RenderUpdate(cmd.ErrOrStderr(), preview); err != nil {
+						return err
+					}
+					if err := confirm(cmd, false, "Update this changefeed?"); err != nil {
+						return err
+					}
+				}
+				res, err := c.UpdateChangefeed(ctx, s.id, req, false)
 				if err != nil {
 					return fmt.Errorf("updating changefeed %s: %w", s.id, err)
 				}

@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -499,4 +500,45 @@ func TestCtlTLSCluster(t *testing.T) {
 	if want := "Hint: this server uses TLS: pass --ca FILE, or https:// in --server.\n"; r.code != 1 || !strings.HasSuffix(r.stderr, want) {
 		t.Errorf("plain http against TLS: exit %d %q", r.code, r.stderr)
 	}
+}
+
+// TestCtlUpdateChangesTheTableSet: through ctl against a live cluster, an
+// update of a paused changefeed's filter says which tables it adds and
+// removes, and after the resume the changefeed replicates exactly the new
+// set, the added table from the checkpoint the changefeed had.
+func TestCtlUpdateChangesTheTableSet(t *testing.T) {
+	c := startLiveCluster(t)
+	cfg := writeFile(t, "a.toml", "[filter]\nrules = ['datagen.t0001', 'datagen.t0002']\n")
+	c.ctlOn(t, 0, "--token", clusterToken, "changefeed", "create", "-c", "shop", "--source-uri", "datagen://?tables=3&rate=20", "--sink-uri", "blackhole://", "--config", cfg, "--no-confirm").mustOK(t)
+	tableIDs := func(d api.ChangefeedDetail) []model.TableID {
+		var ids []model.TableID
+		for id, cs := range d.Assignments() {
+			if len(cs) == 1 {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	c.waitFeed(t, 1, "shop", "tables 1 and 2 running", func(d api.ChangefeedDetail) bool {
+		return slices.Equal(tableIDs(d), []model.TableID{1, 2}) && len(d.Positions) > 0
+	})
+	c.ctlOn(t, 1, "--token", clusterToken, "changefeed", "pause", "-c", "shop").mustOK(t)
+	paused := c.waitFeed(t, 1, "shop", "stopped", settled(model.StateStopped))
+
+	cfg2 := writeFile(t, "b.toml", "[filter]\nrules = ['datagen.t0002', 'datagen.t0003']\n")
+	r := c.ctlOn(t, 2, "--token", clusterToken, "changefeed", "update", "-c", "shop", "--config", cfg2, "--no-confirm").mustOK(t)
+	if !strings.Contains(r.stdout, "adds 1 and removes 1 tables") || !strings.Contains(r.stdout, "  + datagen.t0003\n  - datagen.t0001\n") {
+		t.Fatalf("update output:\n%s", r.stdout)
+	}
+	c.ctlOn(t, 2, "--token", clusterToken, "changefeed", "resume", "-c", "shop", "--no-confirm").mustOK(t)
+	d := c.waitFeed(t, 0, "shop", "tables 2 and 3 running, table 1 gone", func(d api.ChangefeedDetail) bool {
+		return d.Info.State == model.StateNormal && slices.Equal(tableIDs(d), []model.TableID{2, 3}) && d.Status != nil && len(d.Status.Tables) == 2
+	})
+	for capture, ts := range d.Tasks {
+		if rep, ok := ts.Tables[3]; ok && rep.StartTs < checkpointOf(paused) {
+			t.Fatalf("table 3 started on %s at %d, below the checkpoint %d", capture, rep.StartTs, checkpointOf(paused))
+		}
+	}
+	c.waitFeed(t, 0, "shop", "checkpoint past the pause", func(d api.ChangefeedDetail) bool { return checkpointOf(d) > checkpointOf(paused) })
 }

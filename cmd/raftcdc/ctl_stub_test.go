@@ -263,6 +263,34 @@ func TestCtlConfirmations(t *testing.T) {
 			t.Error("a refused create changed the state")
 		}
 	})
+	t.Run("update shows the tables it adds and removes and asks", func(t *testing.T) {
+		// paused replicates datagen.t0001 and t0002 of a two-table source.
+		cfg := writeFile(t, "u.toml", "[filter]\nrules = ['datagen.t0002', 'datagen.t0003']\n")
+		args := []string{"changefeed", "update", "-c", "paused", "--source-uri", "datagen://?tables=3", "--config", cfg}
+		before := s.Store.Dump(t)
+		r := ctlRun(t, addr, typed("n\n"), args...)
+		if r.code != 1 {
+			t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
+		}
+		golden(t, "changefeed-update-confirm.stderr", normaliseFixture(r.stderr))
+		if s.Store.Dump(t) != before {
+			t.Error("declining changed the state")
+		}
+		dry := ctlRun(t, addr, nil, append([]string{"changefeed", "update", "--dry-run"}, args[2:]...)...).mustOK(t)
+		if !strings.Contains(dry.stdout, "(not applied)") || !strings.Contains(dry.stdout, "  + datagen.t0003\n  - datagen.t0001\n") {
+			t.Errorf("--dry-run output:\n%s", dry.stdout)
+		}
+		if s.Store.Dump(t) != before {
+			t.Error("--dry-run changed the state")
+		}
+		r = ctlRun(t, addr, typed("y\n"), args...).mustOK(t)
+		if !strings.Contains(r.stdout, "Updated changefeed paused:") || !strings.Contains(r.stdout, "  + datagen.t0003\n  - datagen.t0001\n") {
+			t.Errorf("update output:\n%s", r.stdout)
+		}
+		if got, _, _ := s.Store.GetInfo(t, "paused"); got.SourceURI != "datagen://?tables=3" || len(got.Config.Filter.Rules) != 2 {
+			t.Errorf("after the update: %+v", got)
+		}
+	})
 	t.Run("create goes on with yes", func(t *testing.T) {
 		r := ctlRun(t, addr, typed("yes\n"), "changefeed", "create", "-c", "asked", "--source-uri", "datagen://?tables=3", "--sink-uri", "blackhole://").mustOK(t)
 		if !strings.Contains(r.stderr, "3 of the source's 3 tables will be replicated:\n  datagen.t0001\n") {
