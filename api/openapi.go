@@ -133,7 +133,7 @@ func routeDocs() []routeDoc {
 		{pattern: "PUT /api/v1/changefeeds/{id}", id: "updateChangefeed", tag: "changefeed", summary: "Change a stopped or failed changefeed",
 			description: "Empty fields keep their values; config replaces the whole config. start_ts cannot change (resume with overwrite_checkpoint_ts instead). Answers the definition before and after and, when the source or the filter changes, the tables that will be added and removed: the table set is derived again at the checkpoint when the changefeed runs next. With dry_run=true it runs every check and writes nothing.",
 			params:      map[string]string{"id": feedIDDesc}, body: ChangefeedRequest{}, status: 200, resp: UpdateChangefeedResponse{}, raft: true,
-			query:       []Parameter{{Name: "dry_run", In: "query", Description: "true checks the update and answers what it would change without writing it", Schema: &Schema{Type: "boolean"}}},
+			query: []Parameter{{Name: "dry_run", In: "query", Description: "true checks the update and answers what it would change without writing it", Schema: &Schema{Type: "boolean"}}},
 			errors: map[int][]string{
 				http.StatusBadRequest: {CodeBadRequest, CodeInvalidURI, CodeInvalidTs, CodeInvalidConfig},
 				http.StatusNotFound:   {CodeChangefeedNotFound},

@@ -306,9 +306,9 @@ type GCSafepoint struct {
 	// UpstreamID is the upstream's identity; the record is kept per
 	// upstream, under a key derived from it.
 	UpstreamID string    `json:"upstream_id,omitempty"`
-	SourceURI string    `json:"source_uri"`
-	Safepoint Ts        `json:"safepoint"`
-	Updated   time.Time `json:"updated"`
+	SourceURI  string    `json:"source_uri"`
+	Safepoint  Ts        `json:"safepoint"`
+	Updated    time.Time `json:"updated"`
 }
 
 var idPattern = regexp.MustCompile(`^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$`)
