@@ -277,6 +277,30 @@ func (c *Cluster) Running(i int) bool {
 	return c.runningLocked(i)
 }
 
+// RSS is process i's resident set size in bytes (0 when it is not running).
+func (c *Cluster) RSS(i int) int64 {
+	c.mu.Lock()
+	p := c.Procs[i]
+	if !c.runningLocked(i) || p.cmd.Process == nil {
+		c.mu.Unlock()
+		return 0
+	}
+	pid := p.cmd.Process.Pid
+	c.mu.Unlock()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
 func (c *Cluster) runningLocked(i int) bool {
 	p := c.Procs[i]
 	if p.cmd == nil {

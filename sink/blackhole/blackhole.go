@@ -6,10 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
@@ -18,26 +21,42 @@ import (
 // Scheme is the URI scheme of this sink.
 const Scheme = "blackhole"
 
-// ParseURI accepts "blackhole://" with nothing else.
+// ParseURI accepts "blackhole://" and its one parameter, rate.
 func ParseURI(uri string) error {
+	_, err := parseRate(uri)
+	return err
+}
+
+// parseRate checks the URI and returns its rate parameter: rows per second
+// the sink accepts, 0 for unlimited. A slow sink is what tests of
+// backpressure and memory need.
+func parseRate(uri string) (float64, error) {
 	u, err := url.Parse(uri)
 	if err != nil {
-		return fmt.Errorf("parse blackhole sink URI %q: %w", uri, err)
+		return 0, fmt.Errorf("parse blackhole sink URI %q: %w", uri, err)
 	}
 	if u.Scheme != Scheme {
-		return fmt.Errorf("blackhole sink URI %q: scheme must be %q", uri, Scheme)
+		return 0, fmt.Errorf("blackhole sink URI %q: scheme must be %q", uri, Scheme)
 	}
 	if u.Opaque != "" || u.User != nil || u.Host != "" || (u.Path != "" && u.Path != "/") || u.Fragment != "" {
-		return fmt.Errorf("blackhole sink URI %q: write just blackhole://", uri)
+		return 0, fmt.Errorf("blackhole sink URI %q: write just blackhole:// (optionally ?rate=N)", uri)
 	}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
-		return fmt.Errorf("blackhole sink URI %q: parse query: %w", uri, err)
+		return 0, fmt.Errorf("blackhole sink URI %q: parse query: %w", uri, err)
 	}
-	for name := range q {
-		return fmt.Errorf("blackhole sink URI %q: unknown parameter %q (the blackhole sink takes no parameters)", uri, name)
+	var rate float64
+	for name, vals := range q {
+		if name != "rate" {
+			return 0, fmt.Errorf("blackhole sink URI %q: unknown parameter %q (the blackhole sink takes only rate)", uri, name)
+		}
+		r, err := strconv.ParseFloat(vals[0], 64)
+		if err != nil || len(vals) != 1 || r <= 0 || math.IsInf(r, 0) || math.IsNaN(r) {
+			return 0, fmt.Errorf("blackhole sink URI %q: parameter rate: %q is not a positive number of rows per second", uri, vals[0])
+		}
+		rate = r
 	}
-	return nil
+	return rate, nil
 }
 
 // Stats are the sink's counters since it was opened.
@@ -53,16 +72,49 @@ type Stats struct {
 type Sink struct {
 	written, flushed, flushes, ddls, checkpoint atomic.Uint64
 	closed                                      atomic.Bool
+	// rate limits rows per second over the whole sink (0: none).
+	rate float64
+	mu   sync.Mutex
+	next time.Time // when the next row may be written
+}
+
+// throttle waits until n more rows fit under the rate.
+func (s *Sink) throttle(ctx context.Context, n int) error {
+	if s.rate == 0 || n == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	now := time.Now()
+	if s.next.Before(now) {
+		s.next = now
+	}
+	wait := s.next.Sub(now)
+	s.next = s.next.Add(time.Duration(float64(n) / s.rate * float64(time.Second)))
+	s.mu.Unlock()
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 var _ sink.Sink = (*Sink)(nil)
 
 // Open checks the URI and returns a new sink.
 func Open(uri string) (*Sink, error) {
-	if err := ParseURI(uri); err != nil {
+	rate, err := parseRate(uri)
+	if err != nil {
 		return nil, err
 	}
-	return New(), nil
+	s := New()
+	s.rate = rate
+	return s, nil
 }
 
 // New returns a new sink.
@@ -131,10 +183,22 @@ func (t *tableSink) Write(ctx context.Context, txns []*model.Txn) error {
 	}
 	n := 0
 	for _, txn := range txns {
+		n += len(txn.Rows)
+	}
+	// Wait outside the lock: Close must not wait for a slow Write.
+	t.mu.Unlock()
+	err := t.parent.throttle(ctx, n)
+	t.mu.Lock()
+	if err != nil {
+		return fmt.Errorf("write to blackhole table %s: %w", t.table, err)
+	}
+	if t.closed {
+		return fmt.Errorf("write to blackhole table %s: closed", t.table)
+	}
+	for _, txn := range txns {
 		for range txn.Rows {
 			t.pending = append(t.pending, txn.CommitTs)
 		}
-		n += len(txn.Rows)
 	}
 	t.parent.written.Add(uint64(n))
 	return nil
