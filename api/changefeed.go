@@ -191,7 +191,7 @@ func readFeed(r fsm.Reader, id string) (*feedView, bool, error) {
 			keys = append(keys, c.Key+" ("+c.Reason+")")
 		}
 		return nil, true, Errorf(http.StatusInternalServerError, CodeMetadataCorrupt,
-			"changefeed %q is skipped by the cluster: its metadata does not decode: %s; 'ctl cluster status' lists every corrupt key", id, strings.Join(keys, "; "))
+			"changefeed %q is skipped by the cluster: its metadata does not decode: %s; 'ctl cluster status' lists every corrupt key, and 'ctl changefeed remove --force' removes it", id, strings.Join(keys, "; "))
 	}
 	if mf.Info == nil {
 		return nil, false, nil // left-over status or tasks; the owner deletes them
@@ -645,8 +645,109 @@ func (h *Handler) resumeChangefeed(w http.ResponseWriter, r *http.Request) error
 	})
 }
 
+// removeChangefeed asks the owner to remove a changefeed. With ?force=true
+// it also removes one whose metadata does not decode (see meta/DESIGN.md):
+// such a changefeed is skipped by everyone, so no admin job on it would ever
+// be carried out, and the operator is the one who must decide.
 func (h *Handler) removeChangefeed(w http.ResponseWriter, r *http.Request) error {
-	return h.adminJob(w, r, model.AdminRemove, func(*feedView) error { return nil })
+	force, err := BoolParam(r, "force")
+	if err != nil {
+		return err
+	}
+	err = h.adminJob(w, r, model.AdminRemove, func(*feedView) error { return nil })
+	var e *Error
+	if !force || !errors.As(err, &e) || e.Code != CodeMetadataCorrupt {
+		return err
+	}
+	id, _ := h.feedID(r) // adminJob checked it
+	return h.forceRemove(w, r, id)
+}
+
+// ForceRemoveResult answers a forced removal of a changefeed whose
+// metadata does not decode.
+type ForceRemoveResult struct {
+	ID       string          `json:"id"`
+	AdminJob string          `json:"admin_job"`
+	State    model.FeedState `json:"state"`
+	// Replaced is the info key that was overwritten with a removed
+	// changefeed's record (or written, when it was missing).
+	Replaced string `json:"replaced"`
+	// UpstreamCleanup says whether the owner will clean the upstream (a
+	// source URI could be read from the old record) or not.
+	UpstreamCleanup string `json:"upstream_cleanup"`
+	// CorruptLeft are keys the owner still cannot read: a changefeed with a
+	// corrupt status stays skipped until that key is repaired.
+	CorruptLeft []string `json:"corrupt_left,omitempty"`
+}
+
+// forceRemove replaces the changefeed's info with a valid record in state
+// removed, compare-and-set on exactly the value it read. The owner then
+// does what it does for every removed changefeed: deletes its status and
+// tasks and cleans the upstream. Nothing of the old record is trusted
+// except a source URI that validates, which the clean-up needs.
+func (h *Handler) forceRemove(w http.ResponseWriter, r *http.Request, id string) error {
+	key := meta.ChangefeedInfoKey(id)
+	for attempt := 0; ; attempt++ {
+		var (
+			kv    fsm.KV
+			found bool
+			left  []string
+		)
+		err := h.store.View(func(rd fsm.Reader, _ uint64) error {
+			kv, found = rd.Get(key)
+			_, _, corrupt := meta.LoadFeed(rd, id)
+			for _, c := range corrupt {
+				if c.Key != key {
+					left = append(left, c.Key)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		tomb := model.ChangefeedInfo{ID: id, State: model.StateRemoved, CreateTime: time.Now().UTC()}
+		cond := fsm.Cond{Type: fsm.CondAbsent, Key: key}
+		if found {
+			cond = fsm.Cond{Type: fsm.CondModRev, Key: key, ModRev: kv.ModRev}
+			if v, err := meta.Decode(key, kv.Value); err == nil {
+				if info, ok := v.(*model.ChangefeedInfo); ok {
+					tomb = *info // readable: only the status is corrupt
+					tomb.State, tomb.AdminJob = model.StateRemoved, model.AdminNone
+				}
+			} else {
+				var old model.ChangefeedInfo
+				if json.Unmarshal(kv.Value, &old) == nil {
+					if old.SourceURI != "" && connector.ValidateSourceURI(old.SourceURI) == nil {
+						tomb.SourceURI = old.SourceURI
+					}
+					if old.SinkURI != "" && connector.ValidateSinkURI(old.SinkURI) == nil {
+						tomb.SinkURI = old.SinkURI
+					}
+				}
+			}
+		}
+		res := ForceRemoveResult{ID: id, AdminJob: string(model.AdminRemove), State: model.StateRemoved, Replaced: key, CorruptLeft: left,
+			UpstreamCleanup: "by the owner, on " + tomb.SourceURI}
+		if tomb.SourceURI == "" {
+			// Nothing says which upstream it used: whatever it kept there (a
+			// replication slot) must be removed by hand.
+			tomb.UpstreamCleaned = true
+			res.UpstreamCleanup = "not possible: the old record names no readable source; remove anything it kept upstream (a replication slot) by hand"
+		}
+		val, err := json.Marshal(tomb)
+		if err != nil {
+			return err
+		}
+		_, err = h.apply(r.Context(), fsm.Command{Conds: []fsm.Cond{cond}, Ops: []fsm.Op{{Type: fsm.OpPut, Key: key, Value: val}}})
+		if err == nil {
+			return WriteJSON(w, http.StatusAccepted, res)
+		}
+		if !errors.Is(err, fsm.ErrPreconditionFailed) || attempt >= 5 {
+			return err
+		}
+		_ = h.store.ReadIndex(r.Context())
+	}
 }
 
 func (h *Handler) rebalanceChangefeed(w http.ResponseWriter, r *http.Request) error {

@@ -50,7 +50,7 @@ type routeDoc struct {
 func errorCodes() []string {
 	return []string{
 		CodeNoLeader, CodeNotLeader, CodeUnavailable, CodeBadRequest, CodeNotFound, CodeConflict, CodeUnauthorized, CodeInternal,
-		CodeForbidden, CodeTooLarge, CodeMethodNotAllowed,
+		CodeForbidden, CodeTooLarge, CodeMethodNotAllowed, CodeMetadataCorrupt,
 		CodeChangefeedExists, CodeChangefeedNotFound, CodeChangefeedRemoved, CodeWrongState, CodeAdminJobPending,
 		CodeInvalidURI, CodeInvalidTs, CodeInvalidConfig, CodeCaptureNotFound, CodeTableNotFound, CodeSnapshotLost,
 		string(fsm.CodePreconditionFailed), string(fsm.CodeStaleEpoch), string(fsm.CodeFenced), string(fsm.CodeTableConflict),
@@ -140,7 +140,16 @@ func routeDocs() []routeDoc {
 				http.StatusConflict:   {CodeChangefeedRemoved, CodeWrongState, CodeAdminJobPending},
 			}},
 		{pattern: "DELETE /api/v1/changefeeds/{id}", id: "removeChangefeed", tag: "changefeed", summary: "Ask the owner to remove a changefeed",
-			params: map[string]string{"id": feedIDDesc}, status: 202, resp: AdminJobResponse{}, raft: true, errors: adminErrs},
+			description: "With force=true a changefeed whose metadata does not decode (answered 500 metadata_corrupt otherwise) is removed too: its info is replaced by a removed changefeed's record, and the answer is a ForceRemoveResult.",
+			params:      map[string]string{"id": feedIDDesc},
+			query:       []Parameter{{Name: "force", In: "query", Description: "true also removes a changefeed whose metadata does not decode", Schema: &Schema{Type: "boolean"}}},
+			status:      202, resp: AdminJobResponse{}, raft: true,
+			errors: map[int][]string{
+				http.StatusBadRequest:          {CodeBadRequest},
+				http.StatusNotFound:            {CodeChangefeedNotFound},
+				http.StatusConflict:            {CodeChangefeedRemoved, CodeWrongState, CodeAdminJobPending},
+				http.StatusInternalServerError: {CodeMetadataCorrupt},
+			}},
 		{pattern: "POST /api/v1/changefeeds/{id}/pause", id: "pauseChangefeed", tag: "changefeed", summary: "Ask the owner to pause a changefeed",
 			params: map[string]string{"id": feedIDDesc}, status: 202, resp: AdminJobResponse{}, raft: true, errors: adminErrs},
 		{pattern: "POST /api/v1/changefeeds/{id}/resume", id: "resumeChangefeed", tag: "changefeed", summary: "Ask the owner to resume a changefeed, optionally from another checkpoint",

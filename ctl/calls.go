@@ -29,6 +29,15 @@ type AdminResult struct {
 	State    model.FeedState    `json:"state"`
 }
 
+// RemoveResult answers a remove: an admin job, or, forced on a changefeed
+// whose metadata does not decode, what was replaced (api.ForceRemoveResult).
+type RemoveResult struct {
+	AdminResult
+	Replaced        string   `json:"replaced,omitempty"`
+	UpstreamCleanup string   `json:"upstream_cleanup,omitempty"`
+	CorruptLeft     []string `json:"corrupt_left,omitempty"`
+}
+
 // UpdateResult is the changefeed before and after an update.
 type UpdateResult struct {
 	ID            string               `json:"id"`
@@ -167,9 +176,13 @@ func (c *Client) ResumeChangefeed(ctx context.Context, id string, overwrite mode
 }
 
 // RemoveChangefeed asks the owner to remove a changefeed.
-func (c *Client) RemoveChangefeed(ctx context.Context, id string) (*AdminResult, error) {
-	var out AdminResult
-	if err := c.Do(ctx, http.MethodDelete, feedPath(id, ""), nil, &out); err != nil {
+func (c *Client) RemoveChangefeed(ctx context.Context, id string, force bool) (*RemoveResult, error) {
+	var out RemoveResult
+	path := feedPath(id, "")
+	if force {
+		path += "?force=true"
+	}
+	if err := c.Do(ctx, http.MethodDelete, path, nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -44,6 +44,10 @@ func Hint(err error) string {
 		if !strings.Contains(ae.Message, "capture list") {
 			return "'raftcdc ctl capture list' lists the captures."
 		}
+	case api.CodeMetadataCorrupt:
+		if !strings.Contains(ae.Message, "remove --force") {
+			return "'raftcdc ctl changefeed remove --force -c ID' removes a changefeed whose metadata does not decode."
+		}
 	case api.CodeSnapshotLost:
 		return "'raftcdc ctl tso' shows the current TSO; a start ts within the upstream's GC life is kept."
 	}

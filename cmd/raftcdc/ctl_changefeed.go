@@ -378,7 +378,12 @@ func newCfRemoveCmd(o *ctlOptions) *cobra.Command {
 		Use:   "remove",
 		Short: "Remove a changefeed and its progress",
 		Long: `Remove a changefeed. Its progress is deleted; the ID can then be used for a
-new changefeed. At a terminal it asks first, unless --force.`,
+new changefeed. At a terminal it asks first, unless --force.
+
+--force also removes a changefeed whose stored metadata no longer decodes
+(the cluster skips such a changefeed, so it can be neither queried nor
+removed otherwise): its record is replaced by a removed changefeed's, and the
+owner deletes its status and tasks.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkFeedID(id, true); err != nil {
@@ -396,16 +401,26 @@ new changefeed. At a terminal it asks first, unless --force.`,
 						return err
 					}
 				}
-				res, err := c.RemoveChangefeed(ctx, id)
+				res, err := c.RemoveChangefeed(ctx, id, force)
 				if err != nil {
 					return fmt.Errorf("removing changefeed %s: %w", id, err)
 				}
-				return adminRequested(o, cmd, res)
+				if res.Replaced == "" {
+					return adminRequested(o, cmd, &res.AdminResult)
+				}
+				return o.print(cmd, res, func(w io.Writer) error {
+					fmt.Fprintf(w, "Removed changefeed %s, whose metadata did not decode: %s now holds a removed changefeed's record, and the owner deletes its status and tasks.\nUpstream clean-up: %s.\n",
+						res.ID, res.Replaced, res.UpstreamCleanup)
+					if len(res.CorruptLeft) > 0 {
+						fmt.Fprintf(w, "Still unreadable: %s; the cluster keeps skipping the changefeed until they are repaired.\n", strings.Join(res.CorruptLeft, ", "))
+					}
+					return nil
+				})
 			})
 		},
 	}
 	cmd.Flags().StringVarP(&id, "changefeed-id", "c", "", "changefeed ID (required)")
-	cmd.Flags().BoolVar(&force, "force", false, "do not ask")
+	cmd.Flags().BoolVar(&force, "force", false, "do not ask; also remove a changefeed whose metadata does not decode")
 	return cmd
 }
 
