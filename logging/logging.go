@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftcdc/raftcdc/internal/tty"
 	"github.com/rs/zerolog"
 )
 
@@ -65,16 +66,9 @@ func New(level, format string, w io.Writer) (zerolog.Logger, error) {
 	return zerolog.New(out).Level(lvl).With().Timestamp().Logger(), nil
 }
 
-// isTerminal reports whether w is a character device. It avoids a
-// dependency on an isatty package; a false negative only costs colours.
+// isTerminal reports whether w is a terminal (a character device such as
+// /dev/null is not); a false answer only costs colours.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	if err != nil {
-		return false
-	}
-	return st.Mode()&os.ModeCharDevice != 0
+	return ok && tty.IsTerminalFile(f)
 }

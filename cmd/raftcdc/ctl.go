@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/raftcdc/raftcdc/ctl"
+	terminal "github.com/raftcdc/raftcdc/internal/tty"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/spf13/cobra"
 )
@@ -147,17 +148,15 @@ func noArgs(cmd *cobra.Command, args []string) error {
 }
 
 // isTerminal says whether r is a person at a terminal. A reader can answer
-// for itself (tests use that); otherwise only a character device counts.
+// for itself (tests use that); otherwise only a file that answers the
+// terminal ioctl counts — /dev/null is a character device too, and a script
+// run with </dev/null must not be asked anything.
 func isTerminal(r io.Reader) bool {
 	if t, ok := r.(interface{ IsTerminal() bool }); ok {
 		return t.IsTerminal()
 	}
 	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return ok && terminal.IsTerminalFile(f)
 }
 
 // errAborted is returned when the operator answers no.

@@ -349,6 +349,23 @@ func TestCtlConfirmations(t *testing.T) {
 			t.Error("forced remove not recorded")
 		}
 	})
+	t.Run("remove from a script with stdin /dev/null does not ask", func(t *testing.T) {
+		// /dev/null is a character device but no terminal: a script, a cron
+		// job or CI has nobody to answer, and the help promises a question
+		// only at a terminal.
+		devnull, err := os.Open(os.DevNull)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer devnull.Close()
+		r := ctlRun(t, addr, devnull, "changefeed", "remove", "-c", "broken").mustOK(t)
+		if strings.Contains(r.stderr, "[y/N]") {
+			t.Errorf("asked with stdin %s: %q", os.DevNull, r.stderr)
+		}
+		if info, _, _ := s.Store.GetInfo(t, "broken"); info.AdminJob != model.AdminRemove {
+			t.Errorf("remove with stdin %s not recorded (admin job %q)", os.DevNull, info.AdminJob)
+		}
+	})
 }
 
 // TestCtlDryRun: create --dry-run has the server run a create's checks and
