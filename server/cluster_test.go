@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -436,4 +437,49 @@ func TestReplicationIsNotPipelined(t *testing.T) {
 	// Replication still works without it.
 	put(t, c, leader, "unpipelined", 1)
 	c.EnsureSame(meta.PrefixUser, 10*time.Second)
+}
+
+// TestOneNodeShutdownDoesNotWarn: a single-node cluster has nobody to hand
+// leadership to, so a clean stop must not try and then warn that it failed.
+func TestOneNodeShutdownDoesNotWarn(t *testing.T) {
+	var logs lockedBuffer
+	logger := zerolog.New(&logs)
+	c := testcluster.MakeCluster(t, 1, testcluster.Options{Logger: &logger})
+	c.WaitForLeader(10 * time.Second)
+	put(t, c, 0, "before-stop", 1)
+	if !strings.Contains(logs.String(), "gained leadership") {
+		t.Fatalf("the captured log does not show the node leading; the test proves nothing:\n%s", logs.String())
+	}
+	from := len(logs.String())
+	c.StopNode(0)
+	out := logs.String()[from:]
+	if !strings.Contains(out, "leader tasks stopped") {
+		t.Fatalf("the captured log does not show the stop; the test proves nothing:\n%s", out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`) {
+			t.Errorf("clean stop of a one-node cluster logged: %s", line)
+		}
+	}
+	if strings.Contains(out, "leadership transfer") {
+		t.Errorf("a one-node cluster tried a leadership transfer:\n%s", out)
+	}
+}
+
+// lockedBuffer is a log sink that many goroutines may write to.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

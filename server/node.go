@@ -551,7 +551,7 @@ func (n *Node) LastQuorumContact() time.Time {
 func (n *Node) Shutdown(ctx context.Context) error {
 	var err error
 	n.shutdownOnce.Do(func() {
-		if n.raft != nil && n.raft.State() == raft.Leader {
+		if n.raft != nil && n.raft.State() == raft.Leader && n.hasOtherVoter() {
 			f := n.raft.LeadershipTransfer()
 			if e := f.Error(); e != nil {
 				n.log.Warn().Err(e).Msg("leadership transfer before shutdown failed")
@@ -567,6 +567,22 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		err = n.closeAll()
 	})
 	return err
+}
+
+// hasOtherVoter says whether the configuration holds a voter besides this
+// node, that is, whether there is anybody to hand leadership to. A one-node
+// cluster has nobody, and trying would only log a failure on every stop.
+func (n *Node) hasOtherVoter() bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return true // unknown: try, and let the transfer say what failed
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter && string(s.ID) != n.id {
+			return true
+		}
+	}
+	return false
 }
 
 // Kill stops the node without any goodbye, for tests that simulate a crash:
