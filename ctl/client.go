@@ -18,6 +18,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -45,6 +47,10 @@ type Client struct {
 	timeout    time.Duration
 	consistent bool
 	hc         *http.Client
+	// preferred is the server that answered last; requests try it first,
+	// so a dead or stopped node costs one failed attempt, not one per
+	// request.
+	preferred atomic.Int32
 }
 
 // NewClient checks the options and builds a client.
@@ -156,6 +162,12 @@ func isConnFailure(err error) bool {
 
 // Do sends one request and decodes a successful JSON answer into out (unless
 // out is nil). in, when not nil, is sent as the JSON body.
+//
+// The servers are tried in turn, starting with the one that answered last.
+// A write moves on only when a server could not be reached at all, so it
+// can never apply twice; a read (GET) also moves on when a server did not
+// answer or answered that it cannot serve now (5xx: no leader, catching up),
+// since asking another node is harmless and may succeed.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
 	var body []byte
 	if in != nil {
@@ -164,20 +176,69 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 			return fmt.Errorf("encoding the request: %w", err)
 		}
 	}
+	read := method == http.MethodGet
+	start := int(c.preferred.Load())
 	var connErrs []error
-	for _, base := range c.bases {
-		err := c.doOne(ctx, base, method, path, body, in != nil, out)
+	var last error
+	for k := range c.bases {
+		i := (start + k) % len(c.bases)
+		err := c.doOne(ctx, c.bases[i], method, path, body, in != nil, out)
 		if err == nil {
+			c.preferred.Store(int32(i))
 			return nil
 		}
-		if isConnFailure(err) && ctx.Err() == nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		if isConnFailure(err) {
 			connErrs = append(connErrs, err)
+			continue
+		}
+		if read && Transient(err) {
+			last = err
 			continue
 		}
 		return err
 	}
+	if last != nil {
+		return last
+	}
 	return &ConnError{Errs: connErrs}
 }
+
+// Transient says whether err may go away by itself: no server could be
+// reached, one did not answer in time or dropped the connection, or one
+// answered that it cannot serve right now (no leader, an election, catching
+// up). Errors that will not change on a retry — a bad request, an unknown
+// changefeed, a wrong token — are not transient.
+func Transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status >= 500
+	}
+	var ce *ConnError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var te *timeoutError
+	if errors.As(err, &te) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// timeoutError is a request that got no answer within the client's timeout.
+type timeoutError struct{ msg string }
+
+func (e *timeoutError) Error() string { return e.msg }
+func (e *timeoutError) Timeout() bool { return true }
 
 func (c *Client) doOne(ctx context.Context, base *url.URL, method, path string, body []byte, hasBody bool, out any) error {
 	if c.timeout > 0 {
@@ -203,7 +264,7 @@ func (c *Client) doOne(ctx context.Context, base *url.URL, method, path string, 
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-			return fmt.Errorf("%s: no answer to %s %s within %v", base.Host, method, path, c.timeout)
+			return &timeoutError{msg: fmt.Sprintf("%s: no answer to %s %s within %v", base.Host, method, path, c.timeout)}
 		}
 		// url.Error repeats the method and URL; the host is enough.
 		var ue *url.Error

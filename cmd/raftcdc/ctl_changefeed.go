@@ -579,7 +579,7 @@ sample is one JSON object on its own line.`,
 				return usageError("--count must not be negative")
 			}
 			return o.withClient(cmd, func(ctx context.Context, c *ctl.Client) error {
-				err := statistics(ctx, o, cmd.OutOrStdout(), c, id, interval, count)
+				err := statistics(ctx, o, cmd.OutOrStdout(), cmd.ErrOrStderr(), c, id, interval, count)
 				if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 					return nil // Ctrl-C is how this command is meant to end
 				}
@@ -595,33 +595,78 @@ sample is one JSON object on its own line.`,
 	return cmd
 }
 
-func statistics(ctx context.Context, o *ctlOptions, w io.Writer, c *ctl.Client, id string, interval time.Duration, count int) error {
-	prev, err := c.GetChangefeed(ctx, id)
-	if err != nil {
-		return fmt.Errorf("reading changefeed %s: %w", id, err)
-	}
-	prevAt := time.Now()
-	sw := ctl.NewStatsWriter(w, o.json())
+// statistics prints a sample every interval until ctx ends or count samples
+// are printed. It outlives leader changes and dead nodes: a read that fails
+// in a way that may pass by itself (no leader during an election, a node
+// that stopped answering) is reported once on stderr and retried at the
+// next tick, and the next sample's rate covers the whole gap. Only errors a
+// retry cannot fix (an unknown changefeed, a wrong token) end it.
+func statistics(ctx context.Context, o *ctlOptions, w, errw io.Writer, c *ctl.Client, id string, interval time.Duration, count int) error {
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
-	for n := 0; count == 0 || n < count; n++ {
+	var outage time.Time // when the current run of failed reads began
+	read := func() (*api.ChangefeedDetail, bool, error) {
+		d, err := c.GetChangefeed(ctx, id)
+		switch {
+		case err == nil:
+			if !outage.IsZero() {
+				fmt.Fprintf(errw, "%s  answering again after %.1fs\n", ctl.FormatTime(time.Now().UTC()), time.Since(outage).Seconds())
+				outage = time.Time{}
+			}
+			return d, true, nil
+		case ctx.Err() != nil:
+			return nil, false, ctx.Err()
+		case ctl.Transient(err):
+			if outage.IsZero() {
+				outage = time.Now()
+				fmt.Fprintf(errw, "%s  no answer (%v); retrying every %v\n", ctl.FormatTime(outage.UTC()), err, interval)
+			}
+			return nil, false, nil
+		default:
+			return nil, false, fmt.Errorf("reading changefeed %s: %w", id, err)
+		}
+	}
+	wait := func() error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-ticker.C:
+			return nil
 		}
-		cur, err := c.GetChangefeed(ctx, id)
+	}
+	var prev *api.ChangefeedDetail
+	var prevAt time.Time
+	for prev == nil {
+		d, ok, err := read()
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("reading changefeed %s: %w", id, err)
+			return err
+		}
+		if ok {
+			prev, prevAt = d, time.Now()
+			break
+		}
+		if err := wait(); err != nil {
+			return err
+		}
+	}
+	sw := ctl.NewStatsWriter(w, o.json())
+	for n := 0; count == 0 || n < count; {
+		if err := wait(); err != nil {
+			return err
+		}
+		cur, ok, err := read()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
 		}
 		now := time.Now()
 		if err := sw.Write(ctl.NewSample(prev, cur, now.Sub(prevAt), now)); err != nil {
 			return err
 		}
 		prev, prevAt = cur, now
+		n++
 	}
 	return nil
 }
