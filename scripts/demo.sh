@@ -8,7 +8,13 @@ dir=${DEMO_DIR:-.demo}
 rm -rf "$dir"
 mkdir -p "$dir/sink"
 sink="file://$(cd "$dir/sink" && pwd)"
-servers=127.0.0.1:8310,127.0.0.1:8320,127.0.0.1:8330
+# Ports: gossip, Raft and API of node 1, then of node 2 and 3. DEMO_PORTS
+# overrides them (nine numbers), so a test can run the demo on free ports;
+# DEMO_INTERVAL sets the live view's sampling interval (default 2s).
+read -r -a ports <<<"${DEMO_PORTS:-7916 7917 8310 7926 7927 8320 7936 7937 8330}"
+if [ "${#ports[@]}" -ne 9 ]; then echo "DEMO_PORTS needs nine port numbers" >&2; exit 2; fi
+port() { echo "${ports[$(( ($1 - 1) * 3 + $2 ))]}"; } # port NODE KIND(0 gossip, 1 raft, 2 api)
+servers=127.0.0.1:$(port 1 2),127.0.0.1:$(port 2 2),127.0.0.1:$(port 3 2)
 pids=()
 stop() {
   trap - INT TERM EXIT
@@ -22,8 +28,8 @@ trap stop INT TERM EXIT
 for i in 1 2 3; do
   next=$(( i % 3 + 1 ))
   "$bin" server --node-id "node$i" --data-dir "$dir/node$i" \
-    --gossip-addr "127.0.0.1:79${i}6" --raft-addr "127.0.0.1:79${i}7" --api-addr "127.0.0.1:83${i}0" \
-    --join "127.0.0.1:79${next}6" --bootstrap-expect 3 --sink-root "${sink#file://}" >>"$dir/node$i.log" 2>&1 &
+    --gossip-addr "127.0.0.1:$(port $i 0)" --raft-addr "127.0.0.1:$(port $i 1)" --api-addr "127.0.0.1:$(port $i 2)" \
+    --join "127.0.0.1:$(port $next 0)" --bootstrap-expect 3 --sink-root "${sink#file://}" >>"$dir/node$i.log" 2>&1 &
   pids+=($!)
 done
 echo "starting three nodes (APIs on $servers)..."
@@ -39,6 +45,6 @@ sleep 2
 "$bin" ctl --server "$servers" capture list
 echo
 echo "live progress (Ctrl-C to stop the cluster):"
-"$bin" ctl --server "$servers" changefeed statistics --changefeed-id demo --interval 2s &
+"$bin" ctl --server "$servers" changefeed statistics --changefeed-id demo --interval "${DEMO_INTERVAL:-2s}" &
 pids+=($!)
 wait "${pids[@]}"
