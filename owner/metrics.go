@@ -40,7 +40,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 		checkpoint: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "raftcdc_owner_changefeed_checkpoint_ts_ms", Help: "Physical part (Unix milliseconds) of a changefeed's checkpoint ts.",
+			Name: "raftcdc_owner_changefeed_checkpoint_time_seconds", Help: "Physical part of a changefeed's checkpoint ts, as Unix time in seconds (millisecond precision).",
 		}, []string{"changefeed"}),
 		checkpointLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "raftcdc_owner_changefeed_checkpoint_lag_seconds", Help: "How far a running changefeed's checkpoint is behind wall time.",
@@ -97,7 +97,7 @@ func (m *Metrics) observeState(s *meta.State, now time.Time) {
 			continue
 		}
 		feeds[id] = true
-		m.checkpoint.WithLabelValues(id).Set(float64(model.TsTime(f.Status.CheckpointTs).UnixMilli()))
+		m.checkpoint.WithLabelValues(id).Set(float64(model.TsTime(f.Status.CheckpointTs).UnixMilli()) / 1000)
 		m.checkpointLag.WithLabelValues(id).Set(model.LagSeconds(f.Status.CheckpointTs, now))
 		m.resolvedLag.WithLabelValues(id).Set(model.LagSeconds(f.Status.ResolvedTs, now))
 		for c, task := range f.Tasks {
