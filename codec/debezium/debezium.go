@@ -33,9 +33,12 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/raftcdc/raftcdc/model"
 )
@@ -53,7 +56,23 @@ type Options struct {
 }
 
 // Encoder encodes rows, DDLs and watermarks. Safe for concurrent use.
-type Encoder struct{ opts Options }
+type Encoder struct {
+	opts Options
+
+	// schemas caches the key and value schemas' JSON per table version:
+	// building them is most of the cost of a message.
+	mu      sync.Mutex
+	schemas map[schemaKey]*rowSchemas
+}
+
+type schemaKey struct {
+	table   model.TableName
+	version uint64
+}
+
+type rowSchemas struct {
+	key, value []byte
+}
 
 // NewEncoder returns an encoder.
 func NewEncoder(o Options) *Encoder {
@@ -63,7 +82,7 @@ func NewEncoder(o Options) *Encoder {
 	if o.ClusterName == "" {
 		o.ClusterName = "default"
 	}
-	return &Encoder{opts: o}
+	return &Encoder{opts: o, schemas: map[schemaKey]*rowSchemas{}}
 }
 
 // Field is a Kafka Connect schema field.
@@ -164,60 +183,210 @@ func (e *Encoder) EncodeRow(r *model.RowChange, o RowOptions) (key, value []byte
 	keyCols := s.KeyColumns(s.HandleKey())
 	isKey := make([]bool, len(s.Columns))
 	for _, i := range keyCols {
-		isKey[i] = true
-	}
-	only := o.OnlyHandleKey || o.ClaimCheck != ""
-	image := func(img []model.Value) (map[string]json.RawMessage, error) {
-		if img == nil {
-			return nil, nil
+		if i >= 0 {
+			isKey[i] = true
 		}
-		out := make(map[string]json.RawMessage, len(img))
-		for i, v := range img {
-			if v.IsMissing() || v.IsUnchanged() || (only && !isKey[i]) {
-				continue
-			}
-			raw, err := EncodeValue(s.Columns[i].Type, v)
-			if err != nil {
-				return nil, fmt.Errorf("table %s column %s: %w", s.Table, s.Columns[i].Name, err)
-			}
-			out[s.Columns[i].Name] = raw
-		}
-		return out, nil
 	}
-	p := Payload{Source: e.source(s.Table.Schema, s.Table.Table, r.CommitTs), TsMs: e.opts.Now().UnixMilli(),
-		Transaction: json.RawMessage("null"), OnlyHandleKey: only, ClaimCheckLocation: o.ClaimCheck}
+	var op string
 	switch r.Op {
 	case model.OpInsert:
-		p.Op = "c"
+		op = "c"
 	case model.OpUpdate:
-		p.Op = "u"
+		op = "u"
 	case model.OpDelete:
-		p.Op = "d"
+		op = "d"
 	default:
 		return nil, nil, fmt.Errorf("debezium: table %s: unknown op %q", s.Table, r.Op)
 	}
-	if p.Before, err = image(r.Before); err != nil {
-		return nil, nil, err
-	}
-	if p.After, err = image(r.After); err != nil {
-		return nil, nil, err
-	}
-	// The key: the handle-key columns of the row's current image.
-	kp := map[string]json.RawMessage{}
-	img := r.Image()
-	for _, i := range keyCols {
-		if i < 0 || img[i].IsMissing() {
-			continue
-		}
-		raw, err := EncodeValue(s.Columns[i].Type, img[i])
-		if err != nil {
+	var rs *rowSchemas
+	if !e.opts.DisableSchema {
+		if rs, err = e.rowSchemas(s, isKey); err != nil {
 			return nil, nil, err
 		}
-		kp[s.Columns[i].Name] = raw
+	}
+	only := o.OnlyHandleKey || o.ClaimCheck != ""
+	// The payload is appended by hand, in column order: encoding/json on
+	// maps of raw values costs several times the rest of the sink.
+	image := func(dst []byte, img []model.Value, keyOnly bool) ([]byte, error) {
+		if img == nil {
+			return append(dst, "null"...), nil
+		}
+		dst = append(dst, '{')
+		n := 0
+		for i, v := range img {
+			if v.IsMissing() || v.IsUnchanged() || (keyOnly && !isKey[i]) {
+				continue
+			}
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			n++
+			dst = appendString(dst, s.Columns[i].Name)
+			dst = append(dst, ':')
+			var err error
+			if dst, err = appendValue(dst, s.Columns[i].Type, v); err != nil {
+				return nil, fmt.Errorf("table %s column %s: %w", s.Table, s.Columns[i].Name, err)
+			}
+		}
+		return append(dst, '}'), nil
+	}
+	value = make([]byte, 0, 512+len(rs.valueBytes()))
+	value = append(value, `{"payload":{"before":`...)
+	if value, err = image(value, r.Before, only); err != nil {
+		return nil, nil, err
+	}
+	value = append(value, `,"after":`...)
+	if value, err = image(value, r.After, only); err != nil {
+		return nil, nil, err
+	}
+	value = append(value, `,"source":`...)
+	value = e.appendSource(value, s.Table.Schema, s.Table.Table, r.CommitTs)
+	value = append(value, `,"op":"`...)
+	value = append(value, op...)
+	value = append(value, `","ts_ms":`...)
+	value = strconv.AppendInt(value, e.opts.Now().UnixMilli(), 10)
+	value = append(value, `,"transaction":null`...)
+	if only {
+		value = append(value, `,"onlyHandleKey":true`...)
+	}
+	if o.ClaimCheck != "" {
+		value = append(value, `,"claimCheckLocation":`...)
+		value = appendString(value, o.ClaimCheck)
+	}
+	value = append(value, '}')
+	if rs != nil {
+		value = append(value, `,"schema":`...)
+		value = append(value, rs.value...)
+	}
+	value = append(value, '}')
+
+	// The key: the handle-key columns of the row's current image.
+	key = append(make([]byte, 0, 64+len(rs.keyBytes())), `{"payload":`...)
+	if key, err = image(key, r.Image(), true); err != nil {
+		return nil, nil, err
+	}
+	if rs != nil {
+		key = append(key, `,"schema":`...)
+		key = append(key, rs.key...)
+	}
+	return append(key, '}'), value, nil
+}
+
+func (rs *rowSchemas) valueBytes() []byte {
+	if rs == nil {
+		return nil
+	}
+	return rs.value
+}
+
+func (rs *rowSchemas) keyBytes() []byte {
+	if rs == nil {
+		return nil
+	}
+	return rs.key
+}
+
+func (e *Encoder) appendSource(dst []byte, db, table string, ts model.Ts) []byte {
+	dst = append(dst, `{"version":"2.4.0.Final","connector":"TiCDC","name":`...)
+	dst = appendString(dst, e.opts.ClusterName)
+	dst = append(dst, `,"ts_ms":`...)
+	dst = strconv.AppendInt(dst, physicalMillis(ts), 10)
+	dst = append(dst, `,"snapshot":"false","db":`...)
+	dst = appendString(dst, db)
+	if table != "" {
+		dst = append(dst, `,"table":`...)
+		dst = appendString(dst, table)
+	}
+	dst = append(dst, `,"server_id":0,"gtid":null,"file":"","pos":0,"row":0,"thread":0,"query":null,"commit_ts":`...)
+	dst = strconv.AppendUint(dst, ts, 10)
+	return append(dst, `,"cluster_id":""}`...)
+}
+
+// appendString writes s as a JSON string, escaping as encoding/json does
+// (without its HTML escaping); invalid UTF-8 becomes U+FFFD.
+func appendString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// envelopeRaw writes {"payload":...,"schema":...} with the cached schema.
+func envelopeRaw(payload any, rs *rowSchemas, key bool) ([]byte, error) {
+	pb, err := json.Marshal(payload)
+	if err != nil {
+		return nil, err
+	}
+	var sch []byte
+	if rs != nil {
+		sch = rs.value
+		if key {
+			sch = rs.key
+		}
+	}
+	out := make([]byte, 0, len(pb)+len(sch)+24)
+	out = append(out, `{"payload":`...)
+	out = append(out, pb...)
+	if sch != nil {
+		out = append(out, `,"schema":`...)
+		out = append(out, sch...)
+	}
+	return append(out, '}'), nil
+}
+
+func (e *Encoder) rowSchemas(s *model.TableSchema, isKey []bool) (*rowSchemas, error) {
+	k := schemaKey{s.Table, s.Version}
+	e.mu.Lock()
+	rs, ok := e.schemas[k]
+	e.mu.Unlock()
+	if ok {
+		return rs, nil
 	}
 	prefix := e.opts.ClusterName + "." + s.Table.Schema + "." + s.Table.Table
 	var keySchema, valueSchema *Field
-	if !e.opts.DisableSchema {
+	{
 		kf := Field{Type: "struct", Name: prefix + ".Key", Optional: false}
 		vf := Field{Type: "struct", Name: prefix + ".Value", Optional: true}
 		for i, c := range s.Columns {
@@ -238,11 +407,22 @@ func (e *Encoder) EncodeRow(r *model.RowChange, o RowOptions) (key, value []byte
 		}}
 		keySchema = &kf
 	}
-	if key, err = envelope(kp, keySchema); err != nil {
-		return nil, nil, err
+	kb, err := json.Marshal(keySchema)
+	if err != nil {
+		return nil, err
 	}
-	value, err = envelope(p, valueSchema)
-	return key, value, err
+	vb, err := json.Marshal(valueSchema)
+	if err != nil {
+		return nil, err
+	}
+	rs = &rowSchemas{key: kb, value: vb}
+	e.mu.Lock()
+	if len(e.schemas) > 4096 { // bounded: versions in use are few
+		e.schemas = map[schemaKey]*rowSchemas{}
+	}
+	e.schemas[k] = rs
+	e.mu.Unlock()
+	return rs, nil
 }
 
 func envelope(payload any, schema *Field) ([]byte, error) {
@@ -330,8 +510,12 @@ func ColumnField(c model.Column) Field {
 
 // EncodeValue renders one value in Debezium's JSON form for its type.
 func EncodeValue(t model.ColumnType, v model.Value) (json.RawMessage, error) {
+	return appendValue(nil, t, v)
+}
+
+func appendValue(dst []byte, t model.ColumnType, v model.Value) ([]byte, error) {
 	if v.IsNull() {
-		return json.RawMessage("null"), nil
+		return append(dst, "null"...), nil
 	}
 	switch t.Kind {
 	case model.TypeDate:
@@ -339,51 +523,56 @@ func EncodeValue(t model.ColumnType, v model.Value) (json.RawMessage, error) {
 		if err != nil {
 			return nil, fmt.Errorf("date %q: %w", v.S, err)
 		}
-		return strconv.AppendInt(nil, floorDiv(d.Unix(), 86400), 10), nil
+		return strconv.AppendInt(dst, floorDiv(d.Unix(), 86400), 10), nil
 	case model.TypeDatetime:
 		d, err := time.Parse("2006-01-02 15:04:05.999999", v.S)
 		if err != nil {
 			return nil, fmt.Errorf("datetime %q: %w", v.S, err)
 		}
 		if t.Fsp > 3 {
-			return strconv.AppendInt(nil, d.UnixMicro(), 10), nil
+			return strconv.AppendInt(dst, d.UnixMicro(), 10), nil
 		}
-		return strconv.AppendInt(nil, d.UnixMilli(), 10), nil
+		return strconv.AppendInt(dst, d.UnixMilli(), 10), nil
 	case model.TypeTimestamp:
 		d, err := time.Parse("2006-01-02 15:04:05.999999", v.S)
 		if err != nil {
 			return nil, fmt.Errorf("timestamp %q: %w", v.S, err)
 		}
-		return json.Marshal(d.UTC().Format("2006-01-02T15:04:05.999999Z"))
+		return appendString(dst, d.UTC().Format("2006-01-02T15:04:05.999999Z")), nil
 	case model.TypeTime:
 		us, err := timeMicros(v.S)
 		if err != nil {
 			return nil, err
 		}
-		return strconv.AppendInt(nil, us, 10), nil
+		return strconv.AppendInt(dst, us, 10), nil
 	case model.TypeBit:
 		if t.Length <= 1 {
-			return json.RawMessage(strconv.FormatBool(v.U != 0)), nil
+			return strconv.AppendBool(dst, v.U != 0), nil
 		}
 		n := (t.Length + 7) / 8
 		var b [8]byte
 		binary.LittleEndian.PutUint64(b[:], v.U)
-		return json.Marshal(base64.StdEncoding.EncodeToString(b[:n]))
+		return appendString(dst, base64.StdEncoding.EncodeToString(b[:n])), nil
 	}
 	switch v.Kind {
 	case model.ValueInt:
-		return strconv.AppendInt(nil, v.I, 10), nil
+		return strconv.AppendInt(dst, v.I, 10), nil
 	case model.ValueUint:
-		return strconv.AppendUint(nil, v.U, 10), nil
+		return strconv.AppendUint(dst, v.U, 10), nil
 	case model.ValueFloat:
-		if t.Kind == model.TypeFloat {
-			return json.RawMessage(strconv.FormatFloat(v.F, 'g', -1, 32)), nil
+		if math.IsNaN(v.F) || math.IsInf(v.F, 0) {
+			return nil, fmt.Errorf("float %v has no JSON form", v.F)
 		}
-		return json.Marshal(v.F)
+		if t.Kind == model.TypeFloat {
+			return strconv.AppendFloat(dst, v.F, 'g', -1, 32), nil
+		}
+		return strconv.AppendFloat(dst, v.F, 'g', -1, 64), nil
 	case model.ValueBytes:
-		return json.Marshal(base64.StdEncoding.EncodeToString(v.B))
+		dst = append(dst, '"')
+		dst = base64.StdEncoding.AppendEncode(dst, v.B)
+		return append(dst, '"'), nil
 	case model.ValueString:
-		return json.Marshal(v.S)
+		return appendString(dst, v.S), nil
 	}
 	return nil, fmt.Errorf("value of kind %s cannot be encoded", v.Kind)
 }
