@@ -38,8 +38,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
+	"github.com/raftcdc/raftcdc/internal/jsonenc"
 	"github.com/raftcdc/raftcdc/model"
 )
 
@@ -221,7 +221,7 @@ func (e *Encoder) EncodeRow(r *model.RowChange, o RowOptions) (key, value []byte
 				dst = append(dst, ',')
 			}
 			n++
-			dst = appendString(dst, s.Columns[i].Name)
+			dst = jsonenc.AppendString(dst, s.Columns[i].Name)
 			dst = append(dst, ':')
 			var err error
 			if dst, err = appendValue(dst, s.Columns[i].Type, v); err != nil {
@@ -251,7 +251,7 @@ func (e *Encoder) EncodeRow(r *model.RowChange, o RowOptions) (key, value []byte
 	}
 	if o.ClaimCheck != "" {
 		value = append(value, `,"claimCheckLocation":`...)
-		value = appendString(value, o.ClaimCheck)
+		value = jsonenc.AppendString(value, o.ClaimCheck)
 	}
 	value = append(value, '}')
 	if rs != nil {
@@ -288,69 +288,18 @@ func (rs *rowSchemas) keyBytes() []byte {
 
 func (e *Encoder) appendSource(dst []byte, db, table string, ts model.Ts) []byte {
 	dst = append(dst, `{"version":"2.4.0.Final","connector":"TiCDC","name":`...)
-	dst = appendString(dst, e.opts.ClusterName)
+	dst = jsonenc.AppendString(dst, e.opts.ClusterName)
 	dst = append(dst, `,"ts_ms":`...)
 	dst = strconv.AppendInt(dst, physicalMillis(ts), 10)
 	dst = append(dst, `,"snapshot":"false","db":`...)
-	dst = appendString(dst, db)
+	dst = jsonenc.AppendString(dst, db)
 	if table != "" {
 		dst = append(dst, `,"table":`...)
-		dst = appendString(dst, table)
+		dst = jsonenc.AppendString(dst, table)
 	}
 	dst = append(dst, `,"server_id":0,"gtid":null,"file":"","pos":0,"row":0,"thread":0,"query":null,"commit_ts":`...)
 	dst = strconv.AppendUint(dst, ts, 10)
 	return append(dst, `,"cluster_id":""}`...)
-}
-
-// appendString writes s as a JSON string, escaping as encoding/json does
-// (without its HTML escaping); invalid UTF-8 becomes U+FFFD.
-func appendString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 // envelopeRaw writes {"payload":...,"schema":...} with the cached schema.
@@ -538,7 +487,7 @@ func appendValue(dst []byte, t model.ColumnType, v model.Value) ([]byte, error) 
 		if err != nil {
 			return nil, fmt.Errorf("timestamp %q: %w", v.S, err)
 		}
-		return appendString(dst, d.UTC().Format("2006-01-02T15:04:05.999999Z")), nil
+		return jsonenc.AppendString(dst, d.UTC().Format("2006-01-02T15:04:05.999999Z")), nil
 	case model.TypeTime:
 		us, err := timeMicros(v.S)
 		if err != nil {
@@ -552,7 +501,7 @@ func appendValue(dst []byte, t model.ColumnType, v model.Value) ([]byte, error) 
 		n := (t.Length + 7) / 8
 		var b [8]byte
 		binary.LittleEndian.PutUint64(b[:], v.U)
-		return appendString(dst, base64.StdEncoding.EncodeToString(b[:n])), nil
+		return jsonenc.AppendString(dst, base64.StdEncoding.EncodeToString(b[:n])), nil
 	}
 	switch v.Kind {
 	case model.ValueInt:
@@ -572,7 +521,7 @@ func appendValue(dst []byte, t model.ColumnType, v model.Value) ([]byte, error) 
 		dst = base64.StdEncoding.AppendEncode(dst, v.B)
 		return append(dst, '"'), nil
 	case model.ValueString:
-		return appendString(dst, v.S), nil
+		return jsonenc.AppendString(dst, v.S), nil
 	}
 	return nil, fmt.Errorf("value of kind %s cannot be encoded", v.Kind)
 }
