@@ -47,7 +47,10 @@ type DDLState struct {
 type DDLAction struct {
 	Changefeed model.ChangefeedID
 	SinkURI    string
-	Event      *model.DDLEvent
+	// Config is the changefeed's config: sinks route by it (Kafka's
+	// dispatchers decide which topics a DDL goes to).
+	Config model.ChangefeedConfig
+	Event  *model.DDLEvent
 	// Skip marks a DDL that touches nothing the changefeed replicates: it is
 	// only recorded, not executed.
 	Skip   bool

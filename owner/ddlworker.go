@@ -2,6 +2,7 @@ package owner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -223,7 +224,7 @@ func (w *worker) runDDL(ctx context.Context, a DDLAction) (applyResult, error) {
 	log := w.log.With().Str("changefeed", a.Changefeed).Uint64("ddl_ts", a.Event.CommitTs).Str("ddl_kind", string(a.Event.Kind)).Logger()
 	if !a.Skip && w.d.Sinks != nil {
 		start := time.Now()
-		err := w.sinks.emitDDL(ctx, a.Changefeed, a.SinkURI, a.Event)
+		err := w.sinks.emitDDL(ctx, a.Changefeed, a.SinkURI, a.Config, a.Event)
 		if ctx.Err() != nil {
 			return applyFailed, nil
 		}
@@ -259,23 +260,26 @@ func newOwnerSinks(opener Sinks, log zerolog.Logger, cfg Config) *ownerSinks {
 	return &ownerSinks{opener: opener, log: log, cfg: cfg, sinks: map[model.ChangefeedID]*ownerSink{}}
 }
 
-func (o *ownerSinks) get(ctx context.Context, id model.ChangefeedID, uri string) (*ownerSink, error) {
+func (o *ownerSinks) get(ctx context.Context, id model.ChangefeedID, uri string, cfg model.ChangefeedConfig) (*ownerSink, error) {
 	if o.opener == nil {
 		return nil, errors.New("no sink opener")
 	}
+	// An update of the URI or of the config (dispatchers) reopens it.
+	cb, _ := json.Marshal(cfg)
+	key := uri + "\x00" + string(cb)
 	if s := o.sinks[id]; s != nil {
-		if s.uri == uri {
+		if s.uri == key {
 			return s, nil
 		}
 		o.drop(id)
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.cfg.IOTimeout)
 	defer cancel()
-	snk, err := o.opener.OpenSink(ctx, uri)
+	snk, err := o.opener.OpenChangefeedSink(ctx, id, uri, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("opening the changefeed's sink: %w", err)
 	}
-	s := &ownerSink{uri: uri, snk: snk}
+	s := &ownerSink{uri: key, snk: snk}
 	o.sinks[id] = s
 	return s, nil
 }
@@ -289,8 +293,8 @@ func (o *ownerSinks) drop(id model.ChangefeedID) {
 	}
 }
 
-func (o *ownerSinks) emitDDL(ctx context.Context, id model.ChangefeedID, uri string, ev *model.DDLEvent) error {
-	s, err := o.get(ctx, id, uri)
+func (o *ownerSinks) emitDDL(ctx context.Context, id model.ChangefeedID, uri string, cfg model.ChangefeedConfig, ev *model.DDLEvent) error {
+	s, err := o.get(ctx, id, uri, cfg)
 	if err != nil {
 		return err
 	}
@@ -321,10 +325,15 @@ func (o *ownerSinks) publishCheckpoints(ctx context.Context, s *meta.State, now 
 		if prev != nil && (ckpt <= prev.published || now.Sub(prev.at) < o.cfg.CheckpointPublishInterval) {
 			continue
 		}
-		sk, err := o.get(ctx, id, f.Info.SinkURI)
+		sk, err := o.get(ctx, id, f.Info.SinkURI, f.Info.Config)
 		if err != nil {
 			o.log.Debug().Err(err).Str("changefeed", id).Msg("cannot open the sink to publish the checkpoint")
 			continue
+		}
+		// Sinks whose checkpoint goes to per-table places (Kafka topics)
+		// learn the changefeed's tables; the owner's sink opens none.
+		if ts, ok := sk.snk.(interface{ SetTables([]model.TableName) }); ok {
+			ts.SetTables(f.Status.Tables)
 		}
 		if ckpt <= sk.published {
 			continue

@@ -49,7 +49,7 @@ func (t *ticker) emit(p *plan) {
 	}
 	switch {
 	case cmd != nil && p.ddl != nil:
-		t.out.DDL = append(t.out.DDL, DDLAction{Changefeed: p.f.ID, SinkURI: p.info.SinkURI, Event: p.ddl, Skip: p.ddlSkip, Record: *cmd})
+		t.out.DDL = append(t.out.DDL, DDLAction{Changefeed: p.f.ID, SinkURI: p.info.SinkURI, Config: p.info.Config, Event: p.ddl, Skip: p.ddlSkip, Record: *cmd})
 	case cmd != nil:
 		t.out.Commands = append(t.out.Commands, *cmd)
 	}

@@ -42,7 +42,9 @@ type Upstreams interface {
 // Sinks opens the owner's own sink of a changefeed, through which it
 // executes DDL and publishes checkpoints.
 type Sinks interface {
-	OpenSink(ctx context.Context, uri string) (sink.Sink, error)
+	// OpenChangefeedSink opens a changefeed's sink with its config (sink
+	// routing such as Kafka's dispatchers lives there).
+	OpenChangefeedSink(ctx context.Context, id model.ChangefeedID, uri string, cfg model.ChangefeedConfig) (sink.Sink, error)
 }
 
 // Deps is what Run needs.

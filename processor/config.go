@@ -33,7 +33,9 @@ type Connectors interface {
 	// SourceFor opens the source a changefeed reads; it implements
 	// source.SpanSource or source.StreamSource.
 	SourceFor(ctx context.Context, changefeedID, uri string) (source.Upstream, error)
-	OpenSink(ctx context.Context, uri string) (sink.Sink, error)
+	// OpenChangefeedSink opens the changefeed's sink with its config (sink
+	// routing such as Kafka's dispatchers lives there).
+	OpenChangefeedSink(ctx context.Context, id model.ChangefeedID, uri string, cfg model.ChangefeedConfig) (sink.Sink, error)
 }
 
 // QuorumMonitor tells when this node last knew it was connected to a working

@@ -373,8 +373,8 @@ type probeConns struct {
 	p *probe
 }
 
-func (c probeConns) OpenSink(ctx context.Context, uri string) (sink.Sink, error) {
-	s, err := c.Pool.OpenSink(ctx, uri)
+func (c probeConns) OpenChangefeedSink(ctx context.Context, id model.ChangefeedID, uri string, cfg model.ChangefeedConfig) (sink.Sink, error) {
+	s, err := c.Pool.OpenChangefeedSink(ctx, id, uri, cfg)
 	if err != nil {
 		return nil, err
 	}

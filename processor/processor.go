@@ -207,7 +207,7 @@ func (p *processor) openConnectors(ctx context.Context) {
 		src, err := p.deps.conns.SourceFor(ctx, p.cf, info.SourceURI)
 		if err == nil {
 			var snk sink.Sink
-			snk, err = p.deps.conns.OpenSink(ctx, info.SinkURI)
+			snk, err = p.deps.conns.OpenChangefeedSink(ctx, info.ID, info.SinkURI, info.Config)
 			if err == nil {
 				p.src, p.snk = src, snk
 				close(p.ready)

@@ -238,7 +238,9 @@ type streamConns struct {
 func (c streamConns) SourceFor(context.Context, string, string) (source.Upstream, error) {
 	return c.src, nil
 }
-func (c streamConns) OpenSink(context.Context, string) (sink.Sink, error) { return c.snk, nil }
+func (c streamConns) OpenChangefeedSink(context.Context, model.ChangefeedID, string, model.ChangefeedConfig) (sink.Sink, error) {
+	return c.snk, nil
+}
 
 // miniOwner plays the owner's part for a stream changefeed: it follows the
 // unit's reports with the changefeed's resolved ts (the flush barrier) and
