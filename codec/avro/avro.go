@@ -89,7 +89,8 @@ func frame(id int32, record []byte) []byte {
 }
 
 // EncodeRow encodes one row for topic: key and value (nil for a delete's
-// tombstone). onlyHandleKey sends a large row's handle key as its value.
+// tombstone, or with the TiDB extension a record with _tidb_op "d").
+// onlyHandleKey sends a large row's handle key as its value.
 func (e *Encoder) EncodeRow(ctx context.Context, topic string, r *model.RowChange, onlyHandleKey bool) (key, value []byte, err error) {
 	s := r.Schema
 	ts, err := e.tableSchemas(s)
@@ -105,8 +106,25 @@ func (e *Encoder) EncodeRow(ctx context.Context, topic string, r *model.RowChang
 		return nil, nil, fmt.Errorf("avro: table %s key: %w", s.Table, err)
 	}
 	key = frame(keyID, kb)
-	if r.Op == model.OpDelete {
-		return key, nil, nil
+	img := r.After
+	op := "c"
+	switch r.Op {
+	case model.OpUpdate:
+		op = "u"
+	case model.OpDelete:
+		// Without the TiDB extension a delete is a tombstone. With it, a
+		// record of the before image with _tidb_op "d", so that consumers
+		// learn the delete's commit ts (a tombstone has none); a before
+		// image that lacks a NOT NULL column still goes as a tombstone.
+		if !e.opts.EnableTiDBExtension || onlyHandleKey {
+			return key, nil, nil
+		}
+		op, img = "d", r.Before
+		for i, v := range img {
+			if (v.IsMissing() || v.IsUnchanged()) && !s.Columns[i].Nullable {
+				return key, nil, nil
+			}
+		}
 	}
 	vs := ts.value
 	if onlyHandleKey {
@@ -116,11 +134,7 @@ func (e *Encoder) EncodeRow(ctx context.Context, topic string, r *model.RowChang
 	if err != nil {
 		return nil, nil, err
 	}
-	op := "c"
-	if r.Op == model.OpUpdate {
-		op = "u"
-	}
-	vb, err := appendRecord(nil, vs, r.After, func(name string) (model.Value, bool) {
+	vb, err := appendRecord(nil, vs, img, func(name string) (model.Value, bool) {
 		switch name {
 		case FieldOp:
 			return model.StringValue(op), true
@@ -229,4 +243,27 @@ func (d *Decoder) decode(ctx context.Context, s *model.TableSchema, want *Schema
 		return nil, err
 	}
 	return &Decoded{Image: img, Extension: ext, SchemaID: id}, nil
+}
+
+// ValueSchemaID is the registry ID a framed value was written with.
+func ValueSchemaID(value []byte) (int32, bool) {
+	if len(value) < 5 || value[0] != RecordMarker {
+		return 0, false
+	}
+	return int32(binary.BigEndian.Uint32(value[1:5])), true
+}
+
+// IsValueSchema reports whether the registry's schema id is the value
+// schema this decoder derives for s: a consumer that knows a table's
+// schema versions finds the one a record was written with.
+func (d *Decoder) IsValueSchema(ctx context.Context, id int32, s *model.TableSchema) (bool, error) {
+	text, err := d.reg.SchemaText(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	vs, err := d.opts.ValueSchema(s)
+	if err != nil {
+		return false, err
+	}
+	return text == vs.JSON, nil
 }

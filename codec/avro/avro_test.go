@@ -71,6 +71,17 @@ func TestAvroDeleteIsATombstoneAndSchemasAreRegisteredOnce(t *testing.T) {
 	if err != nil || v != nil || len(k) < 5 {
 		t.Fatalf("delete: key %d bytes, value %v, %v", len(k), v, err)
 	}
+	// With the TiDB extension a delete is a record that says "d", with its
+	// commit ts.
+	ext := NewEncoder(Options{EnableTiDBExtension: true}, NewRegistry(reg.URL, nil))
+	_, v, err = ext.EncodeRow(ctx, "t-ext", &model.RowChange{Schema: s, CommitTs: 2, Op: model.OpDelete, Before: img}, false)
+	if err != nil || v == nil {
+		t.Fatalf("delete with the extension: %v %v", v, err)
+	}
+	d, err := NewDecoder(Options{EnableTiDBExtension: true}, NewRegistry(reg.URL, nil)).DecodeValue(ctx, s, v)
+	if err != nil || d.Extension[FieldOp].S != "d" || d.Extension[FieldCommitTs].I != 2 {
+		t.Fatalf("delete record: %+v %v", d, err)
+	}
 	// A new schema version registers a new value schema.
 	s2 := s.Clone()
 	s2.Version = 2

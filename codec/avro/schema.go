@@ -8,7 +8,9 @@
 // under Confluent's TopicNameStrategy subjects, "<topic>-key" and
 // "<topic>-value", and registered again whenever a DDL changes the table.
 // An insert or update sends the after image; a delete sends a tombstone
-// (the key with a null value), so that compacted topics drop the row.
+// (the key with a null value), so that compacted topics drop the row —
+// except with the TiDB extension, where it sends the before image with
+// _tidb_op "d" so that consumers learn its commit ts.
 //
 // Column types (TiCDC's mapping): integer types are int, or long where the
 // range needs it (int unsigned, bigint); bigint unsigned is long, or string

@@ -173,7 +173,7 @@ func avroDecoder(registry string, sc *model.TableSchema) decoder {
 		if err != nil {
 			t.Fatal(err)
 		}
-		op := map[string]model.Op{"c": model.OpInsert, "u": model.OpUpdate}[v.Extension[avro.FieldOp].S]
+		op := map[string]model.Op{"c": model.OpInsert, "u": model.OpUpdate, "d": model.OpDelete}[v.Extension[avro.FieldOp].S]
 		return []event{{kind: "row", table: sc.Table.Table, op: op, id: id, n: int64(v.Image[4].U), ts: model.Ts(v.Extension[avro.FieldCommitTs].I)}}
 	}
 }
