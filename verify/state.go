@@ -192,8 +192,10 @@ func CompareState(ctx context.Context, p StateParams) (StateReport, error) {
 		down, err = openStorage(ctx, p, hist, flt)
 	case "mysql", "postgres", "postgresql":
 		down, err = openSQL(ctx, p, u)
+	case "kafka":
+		down, err = openKafka(ctx, p, hist, flt)
 	default:
-		return StateReport{}, fmt.Errorf("verify: downstream URI scheme %q: supported are file (storage sink), mysql and postgres", u.Scheme)
+		return StateReport{}, fmt.Errorf("verify: downstream URI scheme %q: supported are file (storage sink), mysql, postgres and kafka", u.Scheme)
 	}
 	if err != nil {
 		return StateReport{}, err
