@@ -46,15 +46,17 @@ func newVerifyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Check a downstream against a datagen source, exactly",
-		Long: `With --downstream (a storage sink's file:// URI with its parameters, or a
-mysql:// or postgres:// database): compares the downstream's state at the
+		Long: `With --downstream (a storage sink's file:// URI with its parameters, a
+mysql:// or postgres:// database, or a Kafka sink's kafka:// URI, whose broker's
+topics are read from the beginning): compares the downstream's state at the
 checkpoint (for file://, the metadata file's unless --checkpoint-ts is given)
 with datagen's state at that ts, row by row and value by value, and checks every
 DDL and the schemas. Rows whose last change is at or before --start-ts are not
 expected downstream. Reports missing, extra and wrong rows (column and both
 values) and schema differences; duplicate deliveries are counted, not failed.
 Storage sinks need commit ts in their files: canal-json with
-enable-tidb-extension=true, csv with include-commit-ts=true.
+enable-tidb-extension=true, csv with include-commit-ts=true; Kafka sinks with
+canal-json or avro need enable-tidb-extension=true, and --checkpoint-ts.
 
 With --sink-dir (the first round's JSON-lines file sink): recomputes every change
 with start-ts < commit ts <= checkpoint-ts of every table the filter selects and
@@ -116,7 +118,7 @@ Exits 0 when the downstream is correct, 1 otherwise.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&p.SourceURI, "source-uri", "", "the changefeed's datagen source URI")
-	f.StringVar(&downstream, "downstream", "", "the changefeed's sink URI: file:///dir?protocol=... (storage sink), mysql://... or postgres://...")
+	f.StringVar(&downstream, "downstream", "", "the changefeed's sink URI: file:///dir?protocol=... (storage sink), mysql://..., postgres://... or kafka://...")
 	f.StringVar(&p.SinkDir, "sink-dir", "", "the first round's JSON-lines file sink directory (or file:// URI)")
 	f.StringVar(&start, "start-ts", "0", "the changefeed's start ts (rows at or below it are not expected)")
 	f.StringVar(&checkpoint, "checkpoint-ts", "", "compare at this ts (a storage sink's metadata file gives it when omitted)")
