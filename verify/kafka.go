@@ -528,8 +528,11 @@ func (r *kafkaReader) avroSchema(ctx context.Context, db, table string, value []
 	if s := r.avroSchemas[id]; s != nil {
 		return s, nil
 	}
-	times := []model.Ts{r.hist.EpochTs(), r.cp}
-	r.hist.DDLs(r.hist.EpochTs(), r.cp, func(ddl *model.DDLEvent) bool {
+	// Rows after the start ts were written with the schemas in force
+	// from then to the checkpoint.
+	from := max(r.p.StartTs, r.hist.EpochTs())
+	times := []model.Ts{from, r.cp}
+	r.hist.DDLs(from, r.cp, func(ddl *model.DDLEvent) bool {
 		times = append(times, ddl.CommitTs-1, ddl.CommitTs+1)
 		return true
 	})
