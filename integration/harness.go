@@ -189,14 +189,23 @@ func MakeCerts(t testing.TB, bin, dir string, procs []*Proc) string {
 		}
 	}
 	run("init", "--dir", dir)
+	MakeCertsFor(t, bin, dir, procs...)
+	return filepath.Join(dir, "ca.pem")
+}
+
+// MakeCertsFor issues a certificate for each process from the CA in dir
+// (<ID>.pem and <ID>-key.pem; tools tls refuses to overwrite them).
+func MakeCertsFor(t testing.TB, bin, dir string, procs ...*Proc) {
+	t.Helper()
 	for _, p := range procs {
-		args := []string{"issue", "--dir", dir, "--name", p.ID}
+		args := []string{"tools", "tls", "issue", "--dir", dir, "--name", p.ID}
 		if host, _, err := net.SplitHostPort(p.API); err == nil && net.ParseIP(host) != nil {
 			args = append(args, "--ip", host)
 		}
-		run(args...)
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Fatalf("raftcdc %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
 	}
-	return filepath.Join(dir, "ca.pem")
 }
 
 // UseTLS makes the cluster's clients speak https and trust caFile.
