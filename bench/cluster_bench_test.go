@@ -7,6 +7,7 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -19,7 +20,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -60,38 +60,62 @@ func TestBenchFailover(t *testing.T) {
 	c := integration.StartCluster(t, buildBinary(t), 3, integration.ClusterOptions{})
 	c.WaitForLeader(30 * time.Second)
 	var times []time.Duration
-	client := &http.Client{Timeout: 300 * time.Millisecond}
 	for k := 0; k < *kills; k++ {
-		leader := c.WaitForLeader(30 * time.Second)
-		survivors := []int{(leader + 1) % 3, (leader + 2) % 3}
-		c.Kill(leader, syscall.SIGKILL)
-		start := time.Now()
-		for n := 0; ; n++ {
-			s := survivors[n%2]
-			req, _ := http.NewRequest(http.MethodPut, "http://"+c.Procs[s].API+"/api/v1/kv/failover", bytes.NewReader([]byte(strconv.Itoa(k))))
-			resp, err := client.Do(req)
-			if err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			if time.Since(start) > 30*time.Second {
-				t.Fatalf("kill %d: no write accepted within 30s", k)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		d := time.Since(start)
-		times = append(times, d)
-		t.Logf("kill %2d: leader %s → writes accepted after %v", k+1, c.Procs[leader].ID, d.Round(time.Millisecond))
-		c.Restart(leader)
-		integration.WaitFor(t, 30*time.Second, "restarted node ready", func() bool {
-			code, _, err := c.Do(leader, http.MethodGet, "/readyz", nil)
-			return err == nil && code == http.StatusOK
-		})
+		times = append(times, failoverOnce(t, c, k))
 	}
 	fmt.Printf("RESULT failover kills=%d p50=%v max=%v\n", len(times), percentile(times, 0.5).Round(time.Millisecond), percentile(times, 1).Round(time.Millisecond))
+}
+
+// TestBenchFailoverTLS is TestBenchFailover on two clusters side by side,
+// one plaintext and one with mutual TLS on every node-to-node path, killing
+// their leaders in turn so that both see the same machine.
+func TestBenchFailoverTLS(t *testing.T) {
+	bin := buildBinary(t)
+	clusters := map[string]*integration.Cluster{
+		"plaintext": integration.StartCluster(t, bin, 3, integration.ClusterOptions{}),
+		"tls":       integration.StartCluster(t, bin, 3, integration.ClusterOptions{TLS: true}),
+	}
+	times := map[string][]time.Duration{}
+	for k := 0; k < *kills; k++ {
+		for _, name := range []string{"plaintext", "tls"} {
+			times[name] = append(times[name], failoverOnce(t, clusters[name], k))
+		}
+	}
+	p, s := percentile(times["plaintext"], 0.5), percentile(times["tls"], 0.5)
+	fmt.Printf("RESULT failover-tls kills=%d plaintext p50=%v max=%v tls p50=%v max=%v tls/plaintext p50=%.2f\n", *kills,
+		p.Round(time.Millisecond), percentile(times["plaintext"], 1).Round(time.Millisecond),
+		s.Round(time.Millisecond), percentile(times["tls"], 1).Round(time.Millisecond), s.Seconds()/p.Seconds())
+}
+
+// failoverOnce kills c's leader and measures until a survivor accepts a
+// write, then restarts the dead node and waits for it.
+func failoverOnce(t *testing.T, c *integration.Cluster, k int) time.Duration {
+	t.Helper()
+	leader := c.WaitForLeader(30 * time.Second)
+	survivors := []int{(leader + 1) % 3, (leader + 2) % 3}
+	c.Kill(leader, syscall.SIGKILL)
+	start := time.Now()
+	for n := 0; ; n++ {
+		s := survivors[n%2]
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		code, _, err := c.DoCtx(ctx, s, http.MethodPut, "/api/v1/kv/failover", k)
+		cancel()
+		if err == nil && code == http.StatusOK {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("kill %d: no write accepted within 30s", k)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	d := time.Since(start)
+	t.Logf("kill %2d (%s): leader %s → writes accepted after %v", k+1, c.Scheme, c.Procs[leader].ID, d.Round(time.Millisecond))
+	c.Restart(leader)
+	integration.WaitFor(t, 30*time.Second, "restarted node ready", func() bool {
+		code, _, err := c.Do(leader, http.MethodGet, "/readyz", nil)
+		return err == nil && code == http.StatusOK
+	})
+	return d
 }
 
 type writer interface {

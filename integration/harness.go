@@ -483,13 +483,18 @@ func (c *Cluster) GetJSONCtx(ctx context.Context, i int, path string, out any) e
 
 // Do sends a request with a JSON body to process i.
 func (c *Cluster) Do(i int, method, path string, body any) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return c.DoCtx(ctx, i, method, path, body)
+}
+
+// DoCtx is Do bounded by ctx.
+func (c *Cluster) DoCtx(ctx context.Context, i int, method, path string, body any) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
 	p := c.Procs[i]
 	req, _ := http.NewRequestWithContext(ctx, method, c.URL(i, path), rd)
 	if body != nil {
