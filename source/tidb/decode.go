@@ -1,0 +1,312 @@
+package tidb
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pingcap/tidb/pkg/kv"
+	timodel "github.com/pingcap/tidb/pkg/meta/model"
+	"github.com/pingcap/tidb/pkg/parser/mysql"
+	"github.com/pingcap/tidb/pkg/tablecodec"
+	"github.com/pingcap/tidb/pkg/types"
+	"github.com/pingcap/tidb/pkg/util/rowcodec"
+
+	"github.com/raftcdc/raftcdc/model"
+)
+
+// A row's key and value are decoded with TiDB's own codec: the key by
+// tablecodec (t{id}_r{handle}), the value by rowcodec (format v2) or
+// tablecodec (format v1, rows written before TiDB 4.0 or with the new
+// format turned off). Columns a row does not carry come from the key (an
+// integer or clustered primary key) or from the column's original default
+// (rows written before ADD COLUMN). Values are then put into model.Value's
+// canonical forms.
+
+// decCol is one replicated column of a table version.
+type decCol struct {
+	id       int64
+	ft       *types.FieldType
+	typ      model.ColumnType
+	pkHandle bool
+	hasDef   bool
+	def      model.Value
+}
+
+// rowDecoder decodes rows of one table version. It is not safe for
+// concurrent use (the row codec decoder keeps buffers).
+type rowDecoder struct {
+	schema     *model.TableSchema
+	cols       []decCol
+	fts        map[int64]*types.FieldType
+	v2         *rowcodec.DatumMapDecoder
+	handleIDs  []int64 // clustered primary key columns (common handle)
+	pkIsHandle bool
+	scratch    map[int64]types.Datum
+}
+
+func newRowDecoder(info *timodel.TableInfo, schema *model.TableSchema) (*rowDecoder, error) {
+	d := &rowDecoder{schema: schema, fts: map[int64]*types.FieldType{}, pkIsHandle: info.PKIsHandle, scratch: map[int64]types.Datum{}}
+	var reqCols []rowcodec.ColInfo
+	for _, c := range info.Columns {
+		if !replicated(c) {
+			continue
+		}
+		i := schema.ColumnIndex(c.Name.O)
+		if i < 0 {
+			return nil, fmt.Errorf("column %s is not in the schema", c.Name.O)
+		}
+		dc := decCol{id: c.ID, ft: &c.FieldType, typ: schema.Columns[i].Type,
+			pkHandle: info.PKIsHandle && mysql.HasPriKeyFlag(c.GetFlag())}
+		if c.OriginDefaultValue != nil {
+			v, err := defaultValue(c, dc.typ)
+			if err != nil {
+				return nil, fmt.Errorf("column %s: original default %v: %w", c.Name.O, c.OriginDefaultValue, err)
+			}
+			dc.def, dc.hasDef = v, true
+		}
+		d.cols = append(d.cols, dc)
+		d.fts[c.ID] = &c.FieldType
+		reqCols = append(reqCols, rowcodec.ColInfo{ID: c.ID, IsPKHandle: dc.pkHandle, Ft: &c.FieldType})
+	}
+	if len(d.cols) != len(schema.Columns) {
+		return nil, fmt.Errorf("table %s: %d decodable columns for %d in the schema", schema.Table, len(d.cols), len(schema.Columns))
+	}
+	if info.IsCommonHandle {
+		if pk := info.GetPrimaryKey(); pk != nil {
+			for _, ic := range pk.Columns {
+				d.handleIDs = append(d.handleIDs, info.Columns[ic.Offset].ID)
+			}
+		}
+	}
+	d.v2 = rowcodec.NewDatumMapDecoder(reqCols, time.UTC)
+	return d, nil
+}
+
+func defaultValue(c *timodel.ColumnInfo, t model.ColumnType) (model.Value, error) {
+	var d types.Datum
+	switch v := c.OriginDefaultValue.(type) {
+	case string:
+		if c.GetType() == mysql.TypeBit && len(c.OriginDefaultValueBit) > 0 {
+			d = types.NewBinaryLiteralDatum(c.OriginDefaultValueBit)
+		} else {
+			d = types.NewStringDatum(v)
+		}
+	default:
+		d = types.NewDatum(v)
+	}
+	conv, err := d.ConvertTo(types.StrictContext, &c.FieldType)
+	if err != nil {
+		return model.Value{}, err
+	}
+	return datumValue(conv, t)
+}
+
+// image decodes a row value into values aligned with the schema.
+func (d *rowDecoder) image(value []byte, handle kv.Handle) ([]model.Value, error) {
+	clear(d.scratch)
+	var err error
+	switch {
+	case len(value) == 0:
+	case rowcodec.IsNewFormat(value):
+		_, err = d.v2.DecodeToDatumMap(value, d.scratch)
+	default:
+		_, err = tablecodec.DecodeRowWithMap(value, d.fts, time.UTC, d.scratch)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decode row of %s: %w", d.schema.Table, err)
+	}
+	if len(d.handleIDs) > 0 {
+		missing := false
+		for _, id := range d.handleIDs {
+			if _, ok := d.scratch[id]; !ok {
+				missing = true
+			}
+		}
+		if missing {
+			if _, err := tablecodec.DecodeHandleToDatumMap(handle, d.handleIDs, d.fts, time.UTC, d.scratch); err != nil {
+				return nil, fmt.Errorf("decode clustered key of %s: %w", d.schema.Table, err)
+			}
+		}
+	}
+	out := make([]model.Value, len(d.cols))
+	for i := range d.cols {
+		c := &d.cols[i]
+		dt, ok := d.scratch[c.id]
+		switch {
+		case ok:
+			v, err := datumValue(dt, c.typ)
+			if err != nil {
+				return nil, fmt.Errorf("table %s column %s: %w", d.schema.Table, d.schema.Columns[i].Name, err)
+			}
+			out[i] = v
+		case c.pkHandle:
+			out[i] = handleValue(handle, c.typ)
+		case c.hasDef:
+			out[i] = c.def
+		default:
+			out[i] = model.Null()
+		}
+	}
+	return out, nil
+}
+
+// keyImage is the image of a row known only by its key: the handle
+// columns set, every other column missing (a delete without old value).
+func (d *rowDecoder) keyImage(handle kv.Handle) ([]model.Value, error) {
+	out := make([]model.Value, len(d.cols))
+	if len(d.handleIDs) > 0 {
+		clear(d.scratch)
+		if _, err := tablecodec.DecodeHandleToDatumMap(handle, d.handleIDs, d.fts, time.UTC, d.scratch); err != nil {
+			return nil, fmt.Errorf("decode clustered key of %s: %w", d.schema.Table, err)
+		}
+	}
+	for i := range d.cols {
+		c := &d.cols[i]
+		if c.pkHandle {
+			out[i] = handleValue(handle, c.typ)
+		} else if dt, ok := d.scratch[c.id]; ok && len(d.handleIDs) > 0 {
+			v, err := datumValue(dt, c.typ)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = v
+		}
+	}
+	return out, nil
+}
+
+func handleValue(h kv.Handle, t model.ColumnType) model.Value {
+	if t.Unsigned {
+		return model.UintValue(uint64(h.IntValue()))
+	}
+	return model.IntValue(h.IntValue())
+}
+
+// datumValue puts a TiDB datum into model.Value's canonical form for the
+// column type.
+func datumValue(d types.Datum, t model.ColumnType) (model.Value, error) {
+	if d.IsNull() {
+		return model.Null(), nil
+	}
+	switch {
+	case t.IsInteger():
+		if t.Unsigned {
+			if d.Kind() == types.KindInt64 {
+				return model.UintValue(uint64(d.GetInt64())), nil
+			}
+			return model.UintValue(d.GetUint64()), nil
+		}
+		if d.Kind() == types.KindUint64 {
+			return model.IntValue(int64(d.GetUint64())), nil
+		}
+		return model.IntValue(d.GetInt64()), nil
+	}
+	switch t.Kind {
+	case model.TypeYear:
+		return model.IntValue(d.GetInt64()), nil
+	case model.TypeBit:
+		switch d.Kind() {
+		case types.KindUint64:
+			return model.UintValue(d.GetUint64()), nil
+		case types.KindInt64:
+			return model.UintValue(uint64(d.GetInt64())), nil
+		}
+		u, err := d.GetBinaryLiteral().ToInt(types.StrictContext)
+		if err != nil {
+			return model.Value{}, err
+		}
+		return model.UintValue(u), nil
+	case model.TypeFloat:
+		if d.Kind() == types.KindFloat32 {
+			return model.FloatValue(float64(d.GetFloat32())), nil
+		}
+		return model.FloatValue(float64(float32(d.GetFloat64()))), nil
+	case model.TypeDouble:
+		return model.FloatValue(d.GetFloat64()), nil
+	case model.TypeDecimal:
+		var r types.MyDecimal
+		if err := d.GetMysqlDecimal().Round(&r, t.Scale, types.ModeHalfUp); err != nil {
+			return model.Value{}, err
+		}
+		s := r.String()
+		if strings.HasPrefix(s, "-") && strings.Trim(s[1:], "0.") == "" {
+			s = s[1:]
+		}
+		return model.StringValue(s), nil
+	case model.TypeChar:
+		return model.StringValue(strings.TrimRight(string(d.GetBytes()), " ")), nil
+	case model.TypeVarchar, model.TypeTinyText, model.TypeText, model.TypeMediumText, model.TypeLongText:
+		return model.StringValue(string(d.GetBytes())), nil
+	case model.TypeBinary:
+		b := d.GetBytes()
+		if len(b) < t.Length {
+			p := make([]byte, t.Length)
+			copy(p, b)
+			return model.BytesValue(p), nil
+		}
+		return model.BytesValue(append([]byte(nil), b...)), nil
+	case model.TypeVarbinary, model.TypeTinyBlob, model.TypeBlob, model.TypeMediumBlob, model.TypeLongBlob:
+		return model.BytesValue(append([]byte{}, d.GetBytes()...)), nil
+	case model.TypeDate, model.TypeDatetime, model.TypeTimestamp:
+		tm := d.GetMysqlTime()
+		s := fmt.Sprintf("%04d-%02d-%02d", tm.Year(), tm.Month(), tm.Day())
+		if t.Kind != model.TypeDate {
+			s += fmt.Sprintf(" %02d:%02d:%02d", tm.Hour(), tm.Minute(), tm.Second()) + model.FormatFsp(tm.Microsecond(), t.Fsp)
+		}
+		return model.StringValue(s), nil
+	case model.TypeTime:
+		dur := d.GetMysqlDuration().Duration
+		sign := ""
+		if dur < 0 {
+			sign, dur = "-", -dur
+		}
+		h := dur / time.Hour
+		m := (dur % time.Hour) / time.Minute
+		sec := (dur % time.Minute) / time.Second
+		micro := int((dur % time.Second) / time.Microsecond)
+		return model.StringValue(fmt.Sprintf("%s%02d:%02d:%02d", sign, h, m, sec) + model.FormatFsp(micro, t.Fsp)), nil
+	case model.TypeEnum:
+		if d.Kind() == types.KindMysqlEnum {
+			return model.StringValue(d.GetMysqlEnum().Name), nil
+		}
+		return model.StringValue(d.GetString()), nil
+	case model.TypeSet:
+		if d.Kind() == types.KindMysqlSet {
+			return model.StringValue(d.GetMysqlSet().Name), nil
+		}
+		return model.StringValue(d.GetString()), nil
+	case model.TypeJSON:
+		return model.StringValue(d.GetMysqlJSON().String()), nil
+	}
+	return model.Value{}, fmt.Errorf("no decoding for type %s", t)
+}
+
+// decodeRow turns one committed change of a record key into a row change
+// against schema (the table's version at commit ts − 1).
+func (d *rowDecoder) decodeRow(r *rawRow) (*model.RowChange, error) {
+	_, handle, err := tablecodec.DecodeRecordKey(r.key)
+	if err != nil {
+		return nil, fmt.Errorf("decode key %x of %s: %w", r.key, d.schema.Table, err)
+	}
+	rc := &model.RowChange{Schema: d.schema, StartTs: r.startTs, CommitTs: r.commitTs}
+	if r.delete {
+		rc.Op = model.OpDelete
+		if len(r.oldValue) > 0 {
+			rc.Before, err = d.image(r.oldValue, handle)
+		} else {
+			rc.Before, err = d.keyImage(handle)
+		}
+		return rc, err
+	}
+	rc.After, err = d.image(r.value, handle)
+	if err != nil {
+		return nil, err
+	}
+	rc.Op = model.OpInsert
+	if len(r.oldValue) > 0 {
+		rc.Op = model.OpUpdate
+		rc.Before, err = d.image(r.oldValue, handle)
+	}
+	return rc, err
+}
