@@ -303,15 +303,15 @@ func (fc *feedConn) register(req *cdcpb.ChangeDataRequest) {
 
 // cdcSub is one region subscription on one stream.
 type cdcSub struct {
-	conn              *feedConn
-	reqID, regionID   uint64
-	start, end        []byte
-	checkpoint        uint64
-	regSeq            uint64
-	oldValue          bool
-	initialized bool   // cluster lock
-	stopped     bool   // cluster lock
-	resolved    uint64 // cluster lock
+	conn            *feedConn
+	reqID, regionID uint64
+	start, end      []byte
+	checkpoint      uint64
+	regSeq          uint64
+	oldValue        bool
+	initialized     bool   // cluster lock
+	stopped         bool   // cluster lock
+	resolved        uint64 // cluster lock
 }
 
 func (s *cdcSub) covers(key []byte) bool {

@@ -584,4 +584,3 @@ func (c *Cluster) Exec(defaultDB string, stmts ...string) error {
 	}
 	return nil
 }
-

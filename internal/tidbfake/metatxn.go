@@ -24,8 +24,8 @@ func newMetaTxn(m *mvcc, startTs uint64) *metaTxn {
 	return &metaTxn{snap: &mvccSnapshot{m: m, ts: ^uint64(0)}, startTs: startTs, buf: map[string][]byte{}}
 }
 
-func (t *metaTxn) StartTS() uint64    { return t.startTs }
-func (t *metaTxn) SetOption(int, any) {}
+func (t *metaTxn) StartTS() uint64                    { return t.startTs }
+func (t *metaTxn) SetOption(int, any)                 {}
 func (t *metaTxn) SetDiskFullOpt(kvrpcpb.DiskFullOpt) {}
 
 func (t *metaTxn) Get(ctx context.Context, k kv.Key) ([]byte, error) {

@@ -463,4 +463,3 @@ func (st *Store) BatchCommands(stream tikvpb.Tikv_BatchCommandsServer) error {
 		}
 	}
 }
-

@@ -40,8 +40,10 @@ func (m *matcher) rollback(row *cdcpb.Event_Row) {
 	delete(m.prewrites, matchKey{string(row.GetKey()), row.GetStartTs()})
 }
 
-func (m *matcher) cacheCommit(row *cdcpb.Event_Row)   { m.cachedCommits = append(m.cachedCommits, row) }
-func (m *matcher) cacheRollback(row *cdcpb.Event_Row) { m.cachedRollbacks = append(m.cachedRollbacks, row) }
+func (m *matcher) cacheCommit(row *cdcpb.Event_Row) { m.cachedCommits = append(m.cachedCommits, row) }
+func (m *matcher) cacheRollback(row *cdcpb.Event_Row) {
+	m.cachedRollbacks = append(m.cachedRollbacks, row)
+}
 
 // takeCached hands out (and forgets) what was cached before INITIALIZED.
 func (m *matcher) takeCached() (commits, rollbacks []*cdcpb.Event_Row) {

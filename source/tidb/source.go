@@ -176,7 +176,6 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Source, error) {
 	return s, nil
 }
 
-
 // Close stops every subscription and the clients.
 func (s *Source) Close() error {
 	s.mu.Lock()
