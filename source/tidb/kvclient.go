@@ -87,16 +87,17 @@ type kvClient struct {
 	workers []*regionWorker
 	sched   chan regionTask
 
-	mu     sync.Mutex
-	stores map[string]*storeConn
-	subs   map[uint64]*spanSub
-	nextID uint64
+	mu          sync.Mutex
+	stores      map[string]*storeConn
+	subs        map[uint64]*spanSub
+	nextID      uint64
+	regionCount map[string]int
 }
 
 func newKVClient(store *tikv.KVStore, cfg kvClientConfig, log zerolog.Logger, m *upstreamMetrics) *kvClient {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &kvClient{cfg: cfg, store: store, cache: store.GetRegionCache(), log: log, metrics: m, ctx: ctx, cancel: cancel,
-		sched: make(chan regionTask, 4096), stores: map[string]*storeConn{}, subs: map[uint64]*spanSub{}}
+		sched: make(chan regionTask, 4096), stores: map[string]*storeConn{}, subs: map[uint64]*spanSub{}, regionCount: map[string]int{}}
 	for i := 0; i < cfg.workers; i++ {
 		w := &regionWorker{c: c, in: make(chan workItem, 1024)}
 		c.workers = append(c.workers, w)
@@ -143,6 +144,7 @@ type spanSub struct {
 	regions  map[*regionState]struct{}
 	resolved uint64
 	seen     dedup
+	counted  int // regions in the gauge
 }
 
 // subscribe starts a span subscription from startTs (rows with commit ts
@@ -226,8 +228,27 @@ func (s *spanSub) replace(prev *regionState, next []*regionState) bool {
 			real++
 		}
 	}
-	s.c.metrics.regions.WithLabelValues(s.label).Set(float64(real))
+	s.c.countRegions(s.label, real-s.counted)
+	s.counted = real
 	return true
+}
+
+// countRegions keeps the regions gauge of a table: the sum over its spans
+// (one per partition).
+func (c *kvClient) countRegions(label string, delta int) {
+	if delta == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.regionCount[label] + delta
+	if n <= 0 {
+		delete(c.regionCount, label)
+		c.metrics.regions.DeleteLabelValues(label)
+		return
+	}
+	c.regionCount[label] = n
+	c.metrics.regions.WithLabelValues(label).Set(float64(n))
 }
 
 // advance records a region's resolved ts and hands out the span's new
@@ -273,13 +294,15 @@ func (s *spanSub) close() {
 	}
 	s.regions = map[*regionState]struct{}{}
 	s.heap = nil
+	counted := s.counted
+	s.counted = 0
 	s.mu.Unlock()
+	s.c.countRegions(s.label, -counted)
 	for _, rs := range regions {
 		if st := rs.stream.Load(); st != nil {
 			st.deregister(rs)
 		}
 	}
-	s.c.metrics.regions.DeleteLabelValues(s.label)
 }
 
 // regionState is one region subscription of a span.

@@ -361,13 +361,18 @@ type txnSubscription struct {
 }
 
 // syncPartitions subscribes physical tables that appeared (a partition
-// added or truncated, from the DDL's ts) and drops the ones gone.
+// added or truncated: from the ts of the DDL that made it, or from
+// from when given) and drops the ones gone.
 func (t *txnSubscription) syncPartitions(info *timodel.TableInfo, from uint64) {
 	want := map[int64]bool{}
 	for _, pid := range physicalIDs(info) {
 		want[pid] = true
 		if t.byPhys[pid] != nil {
 			continue
+		}
+		from := from
+		if from == 0 {
+			from = max(t.tr.partitionSince(t.id, pid), t.startTs)
 		}
 		start, end := recordRange(pid)
 		sp := t.src.client.subscribe(start, end, from, t.label, t.q)
@@ -427,7 +432,7 @@ func (t *txnSubscription) Next(ctx context.Context) (source.TxnBatch, error) {
 			return source.TxnBatch{}, fmt.Errorf("table %s: %w", t.label, trErr)
 		}
 		if v := t.tr.versionAt(t.id, schemaResolved); v != nil && v.info != nil && v.info.Partition != nil {
-			t.syncPartitions(v.info, max(v.ts, t.startTs))
+			t.syncPartitions(v.info, 0)
 		}
 		txns, err := t.decodeReady(schemaResolved)
 		if err != nil {

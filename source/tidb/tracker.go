@@ -245,6 +245,24 @@ func (t *schemaTracker) versionAt(id int64, ts uint64) *tableVersion {
 	return list[i]
 }
 
+// partitionSince is the ts of the first version of a table that has the
+// physical table pid (0 if none has).
+func (t *schemaTracker) partitionSince(id, pid int64) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, v := range t.versions[id] {
+		if v.info == nil {
+			continue
+		}
+		for _, p := range physicalIDs(v.info) {
+			if p == pid {
+				return v.ts
+			}
+		}
+	}
+	return 0
+}
+
 // schemaOf is the model schema of a version, built once.
 func (t *schemaTracker) schemaOf(v *tableVersion) (*model.TableSchema, error) {
 	t.mu.Lock()
