@@ -26,11 +26,12 @@ import (
 	"github.com/raftcdc/raftcdc/source"
 	"github.com/raftcdc/raftcdc/source/datagen"
 	"github.com/raftcdc/raftcdc/source/postgres"
+	"github.com/raftcdc/raftcdc/source/tidb"
 )
 
 // Supported schemes, for error messages and help text.
 const (
-	SourceSchemes = "datagen, postgres"
+	SourceSchemes = "datagen, postgres, tidb"
 	SinkSchemes   = "file, blackhole, kafka, mysql, tidb, postgres"
 )
 
@@ -71,6 +72,9 @@ func ValidateSourceURI(uri string) error {
 		return err
 	case postgres.Scheme, "postgresql":
 		_, err := postgres.ParseURI(uri, upstreamProbeID)
+		return err
+	case tidb.Scheme:
+		_, err := tidb.ParseURI(uri)
 		return err
 	default:
 		return fmt.Errorf("source URI %q: unknown scheme %q (supported: %s)", redact.URI(uri), s, SourceSchemes)
@@ -156,6 +160,12 @@ func WithDatagenOptions(opts ...datagen.Option) PoolOption {
 	return func(p *Pool) { p.datagenOpts = append(p.datagenOpts, opts...) }
 }
 
+// WithTiDBOptions passes options (stall bounds, backoff) to every TiDB
+// source the pool opens.
+func WithTiDBOptions(opts ...tidb.Option) PoolOption {
+	return func(p *Pool) { p.tidbOpts = append(p.tidbOpts, opts...) }
+}
+
 // WithMetricsRegistry registers the sinks' metrics (Kafka's messages,
 // bytes, batch sizes, produce latency, large messages; the SQL sinks'
 // statements, rows, transaction latency, conflicts waited, retries and
@@ -164,6 +174,7 @@ func WithMetricsRegistry(reg prometheus.Registerer) PoolOption {
 	return func(p *Pool) {
 		p.kafkaMetrics = kafka.NewMetrics(reg)
 		p.sqlMetrics = sqlsink.NewMetrics(reg)
+		p.tidbMetrics = tidb.NewMetrics(reg)
 	}
 }
 
@@ -190,6 +201,8 @@ type Pool struct {
 	log          zerolog.Logger
 	sqlMetrics   *sqlsink.Metrics
 	pgOpts       []postgres.Option
+	tidbOpts     []tidb.Option
+	tidbMetrics  *tidb.Metrics
 	// sinkRoots is applied to every sink URI in ValidateSinkURI and OpenSink,
 	// whichever package implements the scheme: a new sink that writes local
 	// files through a file:// URI is covered without doing anything.
@@ -212,6 +225,12 @@ func NewPool(opts ...PoolOption) *Pool {
 	if p.sqlMetrics == nil {
 		p.sqlMetrics = sqlsink.NewMetrics(nil)
 	}
+	if p.tidbMetrics == nil {
+		p.tidbMetrics = tidb.NewMetrics(nil)
+	}
+	// PD's and TiKV's clients log through a process-wide logger to stdout;
+	// the node's logger gets their warnings instead.
+	tidb.RouteLibraryLogs(p.log)
 	return p
 }
 
@@ -257,6 +276,19 @@ func (p *Pool) SourceFor(ctx context.Context, changefeedID, uri string) (source.
 		return p.cached("postgres\x00"+changefeedID+"\x00"+uri, func() (source.Upstream, error) {
 			return &pgSource{Source: postgres.New(cfg, changefeedID, p.pgOpts...)}, nil
 		})
+	case tidb.Scheme:
+		cfg, err := tidb.ParseURI(uri)
+		if err != nil {
+			return nil, err
+		}
+		// One TiDB connection (PD client, region cache, TiKV streams) per
+		// cluster spelling, shared by every changefeed on this node.
+		// Connecting to PD takes a moment, so it happens outside the
+		// pool's lock.
+		return p.cachedSlow(ctx, "tidb\x00"+cfg.URI(), func(ctx context.Context) (source.Upstream, error) {
+			opts := append([]tidb.Option{tidb.WithLogger(p.log), tidb.WithMetrics(p.tidbMetrics)}, p.tidbOpts...)
+			return tidb.Open(ctx, cfg, opts...)
+		})
 	default:
 		return nil, fmt.Errorf("source URI %q: unknown scheme %q (supported: %s)", redact.URI(uri), s, SourceSchemes)
 	}
@@ -274,6 +306,38 @@ func (p *Pool) cached(key string, open func() (source.Upstream, error)) (source.
 	src, err := open()
 	if err != nil {
 		return nil, fmt.Errorf("open source %q: %w", redact.Text(key), err)
+	}
+	p.sources[key] = src
+	return shared(src), nil
+}
+
+// cachedSlow is cached for sources whose opening does I/O: the pool's lock
+// is not held while it runs, and of two racing opens the first one kept
+// wins (the other is closed).
+func (p *Pool) cachedSlow(ctx context.Context, key string, open func(context.Context) (source.Upstream, error)) (source.Upstream, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, errors.New("open source: connector pool is closed")
+	}
+	if src, ok := p.sources[key]; ok {
+		p.mu.Unlock()
+		return shared(src), nil
+	}
+	p.mu.Unlock()
+	src, err := open(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open source %q: %w", redact.Text(key), err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		src.Close()
+		return nil, errors.New("open source: connector pool is closed")
+	}
+	if existing, ok := p.sources[key]; ok {
+		src.Close()
+		return shared(existing), nil
 	}
 	p.sources[key] = src
 	return shared(src), nil
@@ -432,7 +496,7 @@ func (s *pgSource) UpstreamStatus(ctx context.Context) (any, string, error) {
 // CheckSource runs a source's create-time checks for a changefeed whose
 // filter selects tables with match: for PostgreSQL, wal_level, the
 // replication privilege, free slots and WAL senders, and tables without a
-// key. Sources with nothing to check return nil.
+// key; for TiDB, that PD answers. Sources with nothing to check return nil.
 func CheckSource(ctx context.Context, changefeedID, uri string, match func(model.TableName) bool) error {
 	s, err := scheme("source", uri)
 	if err != nil {
@@ -445,6 +509,15 @@ func CheckSource(ctx context.Context, changefeedID, uri string, match func(model
 			return err
 		}
 		return postgres.Check(ctx, cfg, match)
+	case tidb.Scheme:
+		// PD must answer with a cluster ID and a timestamp; an unreachable
+		// PD fails the create with ErrPDUnreachable naming the addresses.
+		cfg, err := tidb.ParseURI(uri)
+		if err != nil {
+			return err
+		}
+		_, err = tidb.Check(ctx, cfg)
+		return err
 	}
 	return nil
 }

@@ -70,7 +70,7 @@ func badInputMatrix(t *testing.T, env matrixEnv) {
 		{"malformed sink URI", create("-c", "new1", "--source-uri", "datagen://", "--sink-uri", "file://%zz"), 1,
 			`Error: creating the changefeed: malformed sink URI: invalid URL escape "%zz" (a % in a password must be written %25)` + "\n"},
 		{"unknown source scheme", create("-c", "new1", "--source-uri", "mysql://db:3306", "--sink-uri", "blackhole://"), 1,
-			`Error: creating the changefeed: source URI "mysql://db:3306": unknown scheme "mysql" (supported: datagen, postgres)` + "\n"},
+			`Error: creating the changefeed: source URI "mysql://db:3306": unknown scheme "mysql" (supported: datagen, postgres, tidb)` + "\n"},
 		{"unknown sink scheme", create("-c", "new1", "--source-uri", "datagen://", "--sink-uri", "amqp://broker/topic"), 1,
 			`Error: creating the changefeed: sink URI "amqp://broker/topic": unknown scheme "amqp" (supported: file, blackhole, kafka, mysql, tidb, postgres)` + "\n"},
 		{"kafka sink URI without a port", create("-c", "new1", "--source-uri", "datagen://", "--sink-uri", "kafka://broker/topic?protocol=canal-json&sasl-password=hunter2"), 1,

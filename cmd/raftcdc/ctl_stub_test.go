@@ -464,7 +464,7 @@ func TestCtlDryRun(t *testing.T) {
 		{"ID taken", create("-c", "orders", "--source-uri", "datagen://", "--sink-uri", "blackhole://"),
 			`Error: checking the changefeed: changefeed "orders" already exists (state normal); pick another ID or remove it first` + "\n"},
 		{"unknown source scheme", create("-c", "dry", "--source-uri", "mysql://db:3306", "--sink-uri", "blackhole://"),
-			`Error: checking the changefeed: source URI "mysql://db:3306": unknown scheme "mysql" (supported: datagen, postgres)` + "\n"},
+			`Error: checking the changefeed: source URI "mysql://db:3306": unknown scheme "mysql" (supported: datagen, postgres, tidb)` + "\n"},
 		{"start ts below the GC safepoint", create("-c", "dry", "--source-uri", "datagen://", "--sink-uri", "blackhole://", "--start-ts", "2020-03-04T05:06:07Z"),
 			"Error: checking the changefeed: start_ts <TSO> (<TIME>) is below the upstream GC safepoint <TSO> (<TIME>): that data is gone; choose a later start ts\n" +
 				"Hint: 'raftcdc ctl tso' shows the current TSO; a start ts within the upstream's GC life is kept.\n"},
