@@ -17,7 +17,7 @@ import (
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
 	"github.com/raftcdc/raftcdc/sink/blackhole"
-	"github.com/raftcdc/raftcdc/sink/file"
+	"github.com/raftcdc/raftcdc/sink/storage"
 	"github.com/raftcdc/raftcdc/sink/kafka"
 	"github.com/raftcdc/raftcdc/sink/mysql"
 	pgsink "github.com/raftcdc/raftcdc/sink/postgres"
@@ -88,8 +88,8 @@ func ValidateSinkURI(uri string) error {
 		return err
 	}
 	switch s {
-	case file.Scheme:
-		_, err := file.ParseURI(uri)
+	case storage.Scheme:
+		_, err := storage.ParseURI(uri)
 		return err
 	case blackhole.Scheme:
 		return blackhole.ParseURI(uri)
@@ -262,11 +262,7 @@ func (p *Pool) SourceFor(ctx context.Context, changefeedID, uri string) (source.
 		}
 		// Equivalent spellings of one configuration share an instance.
 		return p.cached(cfg.URI(), func() (source.Upstream, error) {
-			src, err := datagen.New(cfg, p.datagenOpts...)
-			if err != nil {
-				return nil, err
-			}
-			return &legacySource{Source: src, uri: cfg.URI()}, nil
+			return datagen.New(cfg, p.datagenOpts...)
 		})
 	case postgres.Scheme, "postgresql":
 		cfg, err := postgres.ParseURI(uri, changefeedID)
@@ -383,12 +379,12 @@ func (p *Pool) OpenChangefeedSink(ctx context.Context, id model.ChangefeedID, ur
 		return nil, errors.New("open sink: connector pool is closed")
 	}
 	switch s {
-	case file.Scheme:
-		fs, err := file.Open(ctx, uri)
+	case storage.Scheme:
+		snk, err := storage.Open(ctx, uri, storage.WithDirPolicy(p.sinkRoots), storage.WithLogger(p.log))
 		if err != nil {
 			return nil, err
 		}
-		return legacySink{LegacySink: fs}, nil
+		return snk, nil
 	case blackhole.Scheme:
 		return blackhole.Open(uri)
 	case kafka.Scheme:

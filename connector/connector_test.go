@@ -16,7 +16,7 @@ import (
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
 	"github.com/raftcdc/raftcdc/sink/blackhole"
-	"github.com/raftcdc/raftcdc/sink/file"
+	"github.com/raftcdc/raftcdc/sink/storage"
 	"github.com/raftcdc/raftcdc/sinkroot"
 )
 
@@ -136,9 +136,10 @@ func TestPoolOpensSinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fs, ok := s.(legacySink).LegacySink.(*file.Sink); !ok || fs.Dir() != dir {
-		t.Fatalf("file URI opened %T", s)
+	if _, ok := s.(*storage.Sink); !ok {
+		t.Fatalf("file URI opened %T, want the storage sink", s)
 	}
+	s.Close()
 	s, err = p.OpenSink(ctx, "blackhole://")
 	if err != nil {
 		t.Fatal(err)

@@ -162,7 +162,7 @@ func runChaos(t *testing.T, d time.Duration, tables int) {
 		fmt.Sprintf("  recovery (fault → checkpoint past it): %v", st.recoveries),
 		fmt.Sprintf("  rejoin (node back → caught up, capture registered): %v", st.rejoins),
 		fmt.Sprintf("  checkpoint stalls over %v: %d, longest %v; %d checkpoint reads, 0 decreases", stallThreshold, len(sr.Stalls), sr.LongestStall.Round(time.Millisecond), sr.Reads),
-		fmt.Sprintf("  rows verified: %d (all present), duplicates: %d, files: %d", rep.Expected, rep.Duplicates, rep.Files),
+		fmt.Sprintf("  rows verified: %d (all present), change events: %d, duplicates: %d, DDLs: %d", rep.Expected, rep.Events, rep.Duplicates, rep.DDLs),
 	}
 	t.Log("\n" + strings.Join(summary, "\n"))
 	if total == 0 {

@@ -316,7 +316,7 @@ func TestComposeDemo(t *testing.T) {
 	if !strings.HasPrefix(dir, base) {
 		t.Fatalf("sink %s is outside the test's directories: the volume mapping missed it", d.Info.SinkURI)
 	}
-	rep := Verify(t, d.Info.SourceURI, dir, d.Info.StartTs, cp)
+	rep := VerifyDownstream(t, d.Info.SourceURI, d.Info.SinkURI, d.Info.StartTs, cp)
 	t.Logf("changefeed %s (%s → %s): %d tables, %d rows verified", ids[0], d.Info.SourceURI, d.Info.SinkURI, tables, rep.Expected)
 }
 

@@ -55,7 +55,7 @@ func startFeedOn(t *testing.T, c *Cluster, tables int, rate string) *feedEnv {
 	e := &feedEnv{t: t, c: c, id: "feed", tables: tables, dir: t.TempDir(),
 		src: fmt.Sprintf("datagen://?tables=%d&rate=%s", tables, rate)}
 	e.start = model.TsFromTime(time.Now().Add(-time.Second))
-	c.CreateChangefeed(api.ChangefeedRequest{ID: e.id, SourceURI: e.src, SinkURI: "file://" + e.dir, StartTs: e.start})
+	c.CreateChangefeed(api.ChangefeedRequest{ID: e.id, SourceURI: e.src, SinkURI: StorageSinkURI(e.dir), StartTs: e.start})
 	for _, p := range c.Procs {
 		c.WaitCaptureAlive(p.ID, 0, settleBound)
 	}
@@ -83,7 +83,7 @@ func (e *feedEnv) checkpoint() model.Ts {
 // settleAndVerify waits for every table to run exactly once and for the
 // checkpoint to pass its current value, then runs the exact verifier up to
 // that checkpoint.
-func (e *feedEnv) settleAndVerify() verify.Report {
+func (e *feedEnv) settleAndVerify() verify.StateReport {
 	e.t.Helper()
 	e.c.WaitAllAssignedOnce(e.id, e.tables, nil, settleBound)
 	cp := e.c.WaitCheckpointAbove(e.id, e.checkpoint(), advanceBound)

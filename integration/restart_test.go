@@ -2,12 +2,10 @@ package integration
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,7 +14,7 @@ import (
 
 	"github.com/raftcdc/raftcdc/api"
 	"github.com/raftcdc/raftcdc/model"
-	"github.com/raftcdc/raftcdc/sink/file"
+	"github.com/raftcdc/raftcdc/codec/canal"
 )
 
 // stallBound is the longest the checkpoint may stand still during a rolling
@@ -99,7 +97,7 @@ func TestFullStopAndStart(t *testing.T) {
 	e := startFeed(t, 12, "20")
 	c := e.c
 	second := &feedEnv{t: t, c: c, id: "second", tables: 4, dir: t.TempDir(), src: "datagen://?tables=4&rate=50&seed=7", start: e.start}
-	c.CreateChangefeed(api.ChangefeedRequest{ID: second.id, SourceURI: second.src, SinkURI: "file://" + second.dir, StartTs: second.start})
+	c.CreateChangefeed(api.ChangefeedRequest{ID: second.id, SourceURI: second.src, SinkURI: StorageSinkURI(second.dir), StartTs: second.start})
 	c.WaitAllAssignedOnce(second.id, second.tables, nil, settleBound)
 	feeds := []*feedEnv{e, second}
 	var samplers []*Sampler
@@ -168,13 +166,13 @@ func TestFullStopAndStart(t *testing.T) {
 	}
 }
 
-// replayedBelow scans the file sink for data files modified at or after
-// since and counts them, their rows, and the rows with commit ts <= cp.
+// replayedBelow scans the storage sink for data files modified at or after
+// since and counts them, their row messages, and those with commit ts <= cp.
 func replayedBelow(t *testing.T, dir string, since time.Time, cp model.Ts) (files, rows, below int) {
 	t.Helper()
 	var examples []string
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, file.DataSuffix) {
+		if err != nil || d.IsDir() || !strings.HasPrefix(d.Name(), "CDC") || !strings.HasSuffix(d.Name(), ".json") {
 			return err
 		}
 		info, err := d.Info()
@@ -185,12 +183,6 @@ func replayedBelow(t *testing.T, dir string, since time.Time, cp model.Ts) (file
 			return nil
 		}
 		files++
-		// <first>-<last>-<random>.jsonl: a file starting above cp needs
-		// no reading.
-		first, err := strconv.ParseUint(strings.SplitN(d.Name(), "-", 2)[0], 10, 64)
-		if err != nil {
-			return fmt.Errorf("data file name %s: %w", path, err)
-		}
 		f, err := os.Open(path)
 		if err != nil {
 			return err
@@ -206,17 +198,15 @@ func replayedBelow(t *testing.T, dir string, since time.Time, cp model.Ts) (file
 			}
 		}()
 		for sc.Scan() {
-			rows++
-			if first > cp {
-				continue
-			}
-			var r struct {
-				CommitTs model.Ts `json:"commit_ts"`
-			}
-			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			m, err := canal.Decode(sc.Bytes())
+			if err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
-			if r.CommitTs <= cp {
+			if m.Kind() != canal.KindRow {
+				continue
+			}
+			rows++
+			if m.CommitTs() <= cp {
 				below++
 				n++
 			}

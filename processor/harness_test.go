@@ -1,11 +1,9 @@
 package processor
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,7 +18,6 @@ import (
 	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
-	"github.com/raftcdc/raftcdc/sink/file"
 	"github.com/raftcdc/raftcdc/source/datagen"
 	"github.com/rs/zerolog"
 )
@@ -46,6 +43,8 @@ type cluster struct {
 	refuse func(fsm.Command) *fsm.Error
 	// probes counts fenced commands without operations (fencing probes).
 	probes int
+	// mem is the in-memory sink of the feed created last.
+	mem *memSink
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -176,33 +175,37 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// feed is a changefeed set up in the FSM the way the owner would.
+// feed is a changefeed set up in the FSM the way the owner would, writing
+// to an in-memory sink that keeps what each flush made durable.
 type feed struct {
 	sourceURI string
-	sinkDir   string
 	startTs   model.Ts
-	gen       *datagen.Generator
+	src       *datagen.Source // an independent instance: the expected history
+	tables    []model.TableName
+	mem       *memSink
 }
 
 func newFeed(t *testing.T, sourceParams string, startTs model.Ts) *feed {
 	t.Helper()
 	uri := "datagen://?" + sourceParams
-	cfg, err := datagen.ParseURI(uri)
+	src, err := datagen.Open(uri)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gen, err := datagen.NewGenerator(cfg)
+	t.Cleanup(func() { src.Close() })
+	tables, err := src.TablesAt(context.Background(), startTs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &feed{sourceURI: uri, sinkDir: t.TempDir(), startTs: startTs, gen: gen}
+	return &feed{sourceURI: uri, startTs: startTs, src: src, tables: tables, mem: newMemSink()}
 }
 
 // create writes the changefeed's info and status and assigns tables to the
 // test capture.
 func (f *feed) create(c *cluster, barrier model.Ts, tables ...model.TableID) {
 	c.t.Helper()
-	info := model.ChangefeedInfo{ID: testFeed, SourceURI: f.sourceURI, SinkURI: "file://" + f.sinkDir, StartTs: f.startTs, State: model.StateNormal}
+	c.mem = f.mem
+	info := model.ChangefeedInfo{ID: testFeed, SourceURI: f.sourceURI, SinkURI: "memory://", StartTs: f.startTs, State: model.StateNormal}
 	res, err := c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{put(c.t, meta.ChangefeedInfoKey(testFeed), info)}})
 	if err != nil || res.Err != nil {
 		c.t.Fatalf("create changefeed info: %v %v", err, res.Error())
@@ -212,7 +215,7 @@ func (f *feed) create(c *cluster, barrier model.Ts, tables ...model.TableID) {
 		task.Tables[id] = model.TableReplicaInfo{StartTs: f.startTs}
 	}
 	c.owner(
-		put(c.t, meta.ChangefeedStatusKey(testFeed), model.ChangefeedStatus{ResolvedTs: barrier, CheckpointTs: f.startTs, Tables: f.gen.Tables(), Initialized: true}),
+		put(c.t, meta.ChangefeedStatusKey(testFeed), model.ChangefeedStatus{ResolvedTs: barrier, CheckpointTs: f.startTs, Tables: f.tables, Initialized: true}),
 		put(c.t, meta.TaskStatusKey(testFeed, testCapture), task),
 	)
 }
@@ -233,67 +236,140 @@ func (c *cluster) setTask(task model.TaskStatus) {
 
 func (c *cluster) setBarrier(f *feed, barrier model.Ts) {
 	c.t.Helper()
-	c.owner(put(c.t, meta.ChangefeedStatusKey(testFeed), model.ChangefeedStatus{ResolvedTs: barrier, CheckpointTs: f.startTs, Tables: f.gen.Tables(), Initialized: true}))
+	c.owner(put(c.t, meta.ChangefeedStatusKey(testFeed), model.ChangefeedStatus{ResolvedTs: barrier, CheckpointTs: f.startTs, Tables: f.tables, Initialized: true}))
 }
 
-// sinkRows reads every row the file sink made durable for a table, by
-// commit ts (a table's commit ts are unique in datagen).
-func (f *feed) sinkRows(t *testing.T, id model.TableID) map[model.Ts]model.LegacyRow {
-	t.Helper()
-	name, _ := f.gen.Table(id)
-	dir := file.TableDir(f.sinkDir, name)
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
+// rowSig identifies a row change in the sink: op and image.
+func rowSig(r *model.RowChange) string {
+	var b strings.Builder
+	b.WriteString(string(r.Op))
+	for _, v := range r.Image() {
+		b.WriteByte('|')
+		b.WriteString(v.Text())
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[model.Ts]model.LegacyRow{}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") || !strings.HasSuffix(e.Name(), file.DataSuffix) {
+	return b.String()
+}
+
+// memSink keeps, per table and commit ts, the rows flushes made durable.
+// Every sink opened on it (one per processor run) shares the store.
+type memSink struct {
+	mu      sync.Mutex
+	durable map[model.TableID]map[model.Ts][]string
+}
+
+func newMemSink() *memSink { return &memSink{durable: map[model.TableID]map[model.Ts][]string{}} }
+
+type memView struct {
+	sink.NopDDL
+	sink.NopCheckpoint
+	m *memSink
+}
+
+func (v memView) OpenTable(_ context.Context, tn model.TableName, _ sink.TableOptions) (sink.TableSink, error) {
+	return &memTable{m: v.m, id: tn.ID}, nil
+}
+func (v memView) Close() error { return nil }
+
+type memTable struct {
+	m       *memSink
+	id      model.TableID
+	pending []*model.Txn
+}
+
+func (t *memTable) Write(_ context.Context, txns []*model.Txn) error {
+	t.pending = append(t.pending, txns...)
+	return nil
+}
+
+func (t *memTable) Flush(_ context.Context, upto model.Ts) error {
+	t.m.mu.Lock()
+	defer t.m.mu.Unlock()
+	keep := t.pending[:0]
+	for _, tx := range t.pending {
+		if tx.CommitTs > upto {
+			keep = append(keep, tx)
 			continue
 		}
-		fh, err := os.Open(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
+		byTs := t.m.durable[t.id]
+		if byTs == nil {
+			byTs = map[model.Ts][]string{}
+			t.m.durable[t.id] = byTs
 		}
-		sc := bufio.NewScanner(fh)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			var r model.LegacyRow
-			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-				t.Fatalf("%s: %v", e.Name(), err)
-			}
-			out[r.CommitTs] = r
+		for _, r := range tx.Rows {
+			byTs[tx.CommitTs] = append(byTs[tx.CommitTs], rowSig(r))
 		}
-		fh.Close()
-		if err := sc.Err(); err != nil {
-			t.Fatal(err)
-		}
+	}
+	t.pending = keep
+	return nil
+}
+
+func (t *memTable) Close() error { t.pending = nil; return nil }
+
+// sinkRows is every row flushes made durable for a table, by commit ts.
+func (f *feed) sinkRows(t *testing.T, id model.TableID) map[model.Ts][]string {
+	t.Helper()
+	f.mem.mu.Lock()
+	defer f.mem.mu.Unlock()
+	out := map[model.Ts][]string{}
+	for ts, rows := range f.mem.durable[id] {
+		out[ts] = append([]string(nil), rows...)
 	}
 	return out
 }
 
-// checkSink asserts the sink holds exactly the generator's rows of a table
-// in (startTs, upto], and nothing above maxTs.
+// expected reads the table's history in (startTs, upto] from an independent
+// datagen instance: the same URI gives the same transactions.
+func (f *feed) expected(t *testing.T, id model.TableID, upto model.Ts) map[model.Ts][]string {
+	t.Helper()
+	var name model.TableName
+	for _, tn := range f.tables {
+		if tn.ID == id {
+			name = tn
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	sub, err := f.src.SubscribeTxns(ctx, name, f.startTs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	out := map[model.Ts][]string{}
+	for {
+		b, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("reading the expected history of table %d: %v", id, err)
+		}
+		for _, tx := range b.Txns {
+			if tx.CommitTs <= upto {
+				for _, r := range tx.Rows {
+					out[tx.CommitTs] = append(out[tx.CommitTs], rowSig(r))
+				}
+			}
+		}
+		if b.ResolvedTs >= upto {
+			return out
+		}
+	}
+}
+
+// checkSink asserts the sink holds exactly the source's rows of a table in
+// (startTs, upto], and nothing outside (startTs, maxTs].
 func (f *feed) checkSink(t *testing.T, id model.TableID, upto, maxTs model.Ts) {
 	t.Helper()
 	rows := f.sinkRows(t, id)
-	want := 0
-	f.gen.Events(id, f.startTs, upto, func(r model.LegacyRow) bool {
-		want++
-		got, ok := rows[r.CommitTs]
-		if !ok {
-			t.Fatalf("table %d: row at commit ts %d (<= %d) is missing from the sink", id, r.CommitTs, upto)
-		}
-		if got.Key != r.Key || got.Op != r.Op {
-			t.Fatalf("table %d: row at %d is %s/%s, want %s/%s", id, r.CommitTs, got.Key, got.Op, r.Key, r.Op)
-		}
-		return true
-	})
-	if want == 0 {
+	want := f.expected(t, id, upto)
+	if len(want) == 0 {
 		t.Fatalf("table %d: no rows expected in (%d, %d]; the test proves nothing", id, f.startTs, upto)
+	}
+	for ts, w := range want {
+		got, ok := rows[ts]
+		if !ok {
+			t.Fatalf("table %d: rows at commit ts %d (<= %d) are missing from the sink", id, ts, upto)
+		}
+		if strings.Join(got, "\n") != strings.Join(w, "\n") {
+			t.Fatalf("table %d: rows at %d are\n%v\nwant\n%v", id, ts, got, w)
+		}
 	}
 	for ts := range rows {
 		if ts <= f.startTs || ts > maxTs {
@@ -371,14 +447,21 @@ func (p *probe) openedTables() []*probeTable {
 type probeConns struct {
 	*connector.Pool
 	p *probe
+	c *cluster
 }
 
 func (c probeConns) OpenChangefeedSink(ctx context.Context, id model.ChangefeedID, uri string, cfg model.ChangefeedConfig) (sink.Sink, error) {
-	s, err := c.Pool.OpenChangefeedSink(ctx, id, uri, cfg)
-	if err != nil {
-		return nil, err
+	if uri != "memory://" {
+		s, err := c.Pool.OpenChangefeedSink(ctx, id, uri, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return probeSink{Sink: s, p: c.p}, nil
 	}
-	return probeSink{Sink: s, p: c.p}, nil
+	c.c.mu.Lock()
+	m := c.c.mem
+	c.c.mu.Unlock()
+	return probeSink{Sink: memView{m: m}, p: c.p}, nil
 }
 
 // fakeQuorum reports quorum contact "now" unless told otherwise.
@@ -419,7 +502,7 @@ func startManager(t *testing.T, c *cluster, tweak func(*Config), probeOpts ...fu
 	q := &fakeQuorum{}
 	reg := prometheus.NewRegistry()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
-	m := NewManager(cfg, c, c.f, probeConns{Pool: pool, p: pr}, q, log, reg)
+	m := NewManager(cfg, c, c.f, probeConns{Pool: pool, p: pr, c: c}, q, log, reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()

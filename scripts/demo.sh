@@ -39,8 +39,11 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 "$bin" ctl --server "$servers" cluster status
+# datagen's typed history (every MySQL type, 3-row transactions over 2
+# tables, a DDL every 30 s) into TiCDC's storage-sink layout as canal-json.
 "$bin" ctl --server "$servers" changefeed create --changefeed-id demo \
-  --source-uri 'datagen://?tables=12&rate=100' --sink-uri "$sink" --no-confirm
+  --source-uri 'datagen://?tables=12&rate=100&txn-rows=3&txn-tables=2&ddl-every=30s' \
+  --sink-uri "$sink?protocol=canal-json&enable-tidb-extension=true&flush-interval=1s" --no-confirm
 sleep 2
 "$bin" ctl --server "$servers" capture list
 echo

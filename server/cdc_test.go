@@ -64,13 +64,23 @@ func (c *feedCluster) create(req api.ChangefeedRequest) {
 	}
 }
 
+// detail is a consistent read of a changefeed. A 503 (no leader, or a
+// leader still confirming itself after an election) is what a client
+// retries, as its Retry-After says; anything else fails the test.
 func (c *feedCluster) detail(id string) api.ChangefeedDetail {
 	c.t.Helper()
 	var d api.ChangefeedDetail
-	if code, body := c.call(-1, http.MethodGet, "/api/v1/changefeeds/"+id+"?consistent=true", nil, &d); code != http.StatusOK {
-		c.t.Fatalf("query: %d %s", code, body)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, body := c.call(-1, http.MethodGet, "/api/v1/changefeeds/"+id+"?consistent=true", nil, &d)
+		if code == http.StatusOK {
+			return d
+		}
+		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			c.t.Fatalf("query: %d %s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return d
 }
 
 func (c *feedCluster) waitCheckpointAbove(id string, ts model.Ts, timeout time.Duration) model.Ts {
@@ -130,9 +140,15 @@ func (c *feedCluster) waitAllAssignedOnce(id string, tables int, captures []stri
 	return counts
 }
 
+// storageURI is a storage sink in dir that the verifier can read (commit
+// ts in every message) and that flushes often.
+func storageURI(dir string) string {
+	return "file://" + dir + "?protocol=canal-json&enable-tidb-extension=true&flush-interval=100ms"
+}
+
 func (c *feedCluster) verify(src, dir string, start, cp model.Ts) {
 	c.t.Helper()
-	rep, err := verify.Run(context.Background(), verify.Params{SourceURI: src, SinkDir: dir, StartTs: start, CheckpointTs: cp})
+	rep, err := verify.CompareState(context.Background(), verify.StateParams{SourceURI: src, Downstream: storageURI(dir), StartTs: start, CheckpointTs: cp})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -142,7 +158,7 @@ func (c *feedCluster) verify(src, dir string, start, cp model.Ts) {
 	if rep.Expected == 0 {
 		c.t.Fatal("verification covered no rows")
 	}
-	c.t.Logf("verified %d rows up to %d (%d duplicates)", rep.Expected, cp, rep.Duplicates)
+	c.t.Logf("verified %d rows at %d (%d duplicates)", rep.Expected, cp, rep.Duplicates)
 }
 
 func nodeIDs(c *testcluster.Cluster, idx ...int) []string {
@@ -159,7 +175,7 @@ func TestChangefeedBalancedPauseResumeRemove(t *testing.T) {
 	c := makeFeedCluster(t)
 	dir := t.TempDir()
 	start := model.TsFromTime(time.Now().Add(-2 * time.Second))
-	c.create(api.ChangefeedRequest{ID: "orders", SourceURI: feedSource, SinkURI: "file://" + dir, StartTs: start})
+	c.create(api.ChangefeedRequest{ID: "orders", SourceURI: feedSource, SinkURI: storageURI(dir), StartTs: start})
 	counts := c.waitAllAssignedOnce("orders", 12, nodeIDs(c.Cluster, 0, 1, 2), 20*time.Second)
 	if len(counts) != 3 {
 		t.Fatalf("tables placed on %d captures, want 3: %v", len(counts), counts)
@@ -222,7 +238,7 @@ func TestChangefeedSurvivesFollowerAndLeaderDeath(t *testing.T) {
 	c := makeFeedCluster(t)
 	dir := t.TempDir()
 	start := model.TsFromTime(time.Now().Add(-time.Second))
-	c.create(api.ChangefeedRequest{ID: "survive", SourceURI: feedSource, SinkURI: "file://" + dir, StartTs: start})
+	c.create(api.ChangefeedRequest{ID: "survive", SourceURI: feedSource, SinkURI: storageURI(dir), StartTs: start})
 	c.waitAllAssignedOnce("survive", 12, nodeIDs(c.Cluster, 0, 1, 2), 20*time.Second)
 	cp := c.waitCheckpointAbove("survive", start, 20*time.Second)
 
@@ -262,9 +278,9 @@ func TestChangefeedFullClusterRestartAndTargetTs(t *testing.T) {
 	c := makeFeedCluster(t)
 	dir, dir2 := t.TempDir(), t.TempDir()
 	start := model.TsFromTime(time.Now().Add(-time.Second))
-	c.create(api.ChangefeedRequest{ID: "restart", SourceURI: feedSource, SinkURI: "file://" + dir, StartTs: start})
+	c.create(api.ChangefeedRequest{ID: "restart", SourceURI: feedSource, SinkURI: storageURI(dir), StartTs: start})
 	target := model.TsFromTime(time.Now().Add(2 * time.Second))
-	c.create(api.ChangefeedRequest{ID: "bounded", SourceURI: "datagen://?tables=3&rate=20", SinkURI: "file://" + dir2, StartTs: start, TargetTs: target})
+	c.create(api.ChangefeedRequest{ID: "bounded", SourceURI: "datagen://?tables=3&rate=20", SinkURI: storageURI(dir2), StartTs: start, TargetTs: target})
 	cp := c.waitCheckpointAbove("restart", start, 20*time.Second)
 
 	// A changefeed with a target ts finishes there, with every row up to it.

@@ -77,25 +77,6 @@ type TableSink interface {
 	Close() error
 }
 
-// LegacySink is the first round's untyped sink, used by the file and
-// blackhole sinks until they move to Sink.
-type LegacySink interface {
-	// OpenTable prepares the downstream for one table's rows.
-	OpenTable(ctx context.Context, table model.TableName) (LegacyTableSink, error)
-	Close() error
-}
-
-// LegacyTableSink writes one table's untyped rows.
-type LegacyTableSink interface {
-	// Write buffers rows, which arrive in commit-ts order.
-	Write(ctx context.Context, rows []model.LegacyRow) error
-	// Flush returns once every written row with CommitTs <= upto is durable;
-	// rows above upto stay buffered.
-	Flush(ctx context.Context, upto model.Ts) error
-	// Close drops unflushed rows.
-	Close() error
-}
-
 // NopDDL can be embedded by sinks that have no schema to change (blackhole)
 // or that record DDL in their data stream themselves.
 type NopDDL struct{}

@@ -1,3 +1,10 @@
+// Package verify checks a downstream against the exact history datagen
+// produces, for tests, chaos runs and operators (raftcdc tools verify).
+//
+// Every datagen row and DDL is a pure function of the source URI and ts,
+// so the verifier computes datagen's state at the checkpoint without
+// recording anything, and compares the downstream's state with it, row by
+// row and typed.
 package verify
 
 import (
@@ -13,6 +20,9 @@ import (
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/source/datagen"
 )
+
+// MaxExamples bounds each list of examples in a report.
+const MaxExamples = 10
 
 // Version 2: the downstream's state at the checkpoint against datagen's.
 //

@@ -180,7 +180,7 @@ func TestCtlThreeNodeCluster(t *testing.T) {
 	dir := t.TempDir()
 	t.Run("create, list, query", func(t *testing.T) {
 		src := "datagen://?tables=4&rate=50"
-		r := c.ctlOn(t, f, "changefeed", "create", "-c", "orders", "--source-uri", src, "--sink-uri", "file://"+dir).mustOK(t)
+		r := c.ctlOn(t, f, "changefeed", "create", "-c", "orders", "--source-uri", src, "--sink-uri", "file://"+dir+"?flush-interval=100ms").mustOK(t)
 		golden(t, "live-changefeed-create.table", normaliseLive(r.stdout))
 		d := c.waitFeed(t, f, "orders", "4 tables assigned and a checkpoint", func(d api.ChangefeedDetail) bool {
 			n := 0
@@ -309,8 +309,9 @@ func TestCtlThreeNodeCluster(t *testing.T) {
 		paused := c.waitFeed(t, f, "orders", "stopped", settled(model.StateStopped))
 		dir2 := t.TempDir()
 		r = c.ctlOn(t, f, "changefeed", "update", "-c", "orders", "--sink-uri", "file://"+dir2).mustOK(t)
-		want := "Updated changefeed orders:\nFIELD     BEFORE" + strings.Repeat(" ", len("file://"+dir)-len("BEFORE")+2) + "AFTER\n" +
-			"sink-uri  file://" + dir + "  file://" + dir2 + "\n"
+		before := "file://" + dir + "?flush-interval=100ms"
+		want := "Updated changefeed orders:\nFIELD     BEFORE" + strings.Repeat(" ", len(before)-len("BEFORE")+2) + "AFTER\n" +
+			"sink-uri  " + before + "  file://" + dir2 + "\n"
 		if r.stdout != want {
 			t.Errorf("update output\n got %q\nwant %q", r.stdout, want)
 		}

@@ -40,27 +40,23 @@ func parseTs(flag, v string) (model.Ts, error) {
 }
 
 func newVerifyCmd() *cobra.Command {
-	var p verify.Params
-	var start, checkpoint, rules, downstream string
+	var p verify.StateParams
+	var start, checkpoint, rules string
 	var caseSensitive bool
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Check a downstream against a datagen source, exactly",
-		Long: `With --downstream (a storage sink's file:// URI with its parameters, a
-mysql:// or postgres:// database, or a Kafka sink's kafka:// URI, whose broker's
-topics are read from the beginning): compares the downstream's state at the
-checkpoint (for file://, the metadata file's unless --checkpoint-ts is given)
-with datagen's state at that ts, row by row and value by value, and checks every
-DDL and the schemas. Rows whose last change is at or before --start-ts are not
-expected downstream. Reports missing, extra and wrong rows (column and both
-values) and schema differences; duplicate deliveries are counted, not failed.
-Storage sinks need commit ts in their files: canal-json with
-enable-tidb-extension=true, csv with include-commit-ts=true; Kafka sinks with
-canal-json or avro need enable-tidb-extension=true, and --checkpoint-ts.
-
-With --sink-dir (the first round's JSON-lines file sink): recomputes every change
-with start-ts < commit ts <= checkpoint-ts of every table the filter selects and
-reports missing, duplicated, out-of-order and unexpected rows.
+		Long: `Compares the downstream's state at the checkpoint with datagen's state at that
+ts, row by row and value by value, and checks every DDL and the schemas.
+--downstream is the changefeed's sink URI: a storage sink's file:// URI with its
+parameters (the checkpoint is its metadata file's unless --checkpoint-ts is
+given), a mysql:// or postgres:// database, or a Kafka sink's kafka:// URI
+(its topics are read from the beginning). Rows whose last change is at or
+before --start-ts are not expected downstream. Reports missing, extra and wrong
+rows (column and both values) and schema differences; duplicate deliveries are
+counted, not failed. Storage sinks need commit ts in their files: canal-json
+with enable-tidb-extension=true, csv with include-commit-ts=true; Kafka sinks
+with canal-json or avro need enable-tidb-extension=true, and --checkpoint-ts.
 
 Exits 0 when the downstream is correct, 1 otherwise.`,
 		Args: cobra.NoArgs,
@@ -76,50 +72,26 @@ Exits 0 when the downstream is correct, 1 otherwise.`,
 				p.Filter.Rules = strings.Split(rules, ",")
 			}
 			p.Filter.CaseSensitive = caseSensitive
-			if downstream != "" {
-				if p.SinkDir != "" {
-					return usageError("give --downstream or --sink-dir, not both")
-				}
-				if p.SourceURI == "" {
-					return usageError("--source-uri is required")
-				}
-				ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-				defer stop()
-				rep, err := verify.CompareState(ctx, verify.StateParams{
-					SourceURI: p.SourceURI, Downstream: downstream,
-					StartTs: p.StartTs, CheckpointTs: p.CheckpointTs, Filter: p.Filter,
-				})
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), rep.String())
-				if !rep.OK() {
-					return fmt.Errorf("verification failed: %d missing, %d extra, %d wrong rows, %d missing and %d extra DDLs, %d schema differences",
-						rep.Missing, rep.Extra, rep.Wrong, rep.DDLsMissing, rep.DDLsExtra, len(rep.SchemaDiffs))
-				}
-				return nil
+			if p.SourceURI == "" || p.Downstream == "" {
+				return usageError("--source-uri and --downstream are required")
 			}
-			if p.SourceURI == "" || p.SinkDir == "" || p.CheckpointTs == 0 {
-				return usageError("--source-uri and --downstream are required (or, for the first round's file sink, --source-uri, --sink-dir and --checkpoint-ts)")
-			}
-			p.SinkDir = strings.TrimPrefix(p.SinkDir, "file://")
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
-			rep, err := verify.Run(ctx, p)
+			rep, err := verify.CompareState(ctx, p)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), rep.String())
 			if !rep.OK() {
-				return fmt.Errorf("verification failed: %d missing, %d unexpected", rep.Missing, rep.Unexpected)
+				return fmt.Errorf("verification failed: %d missing, %d extra, %d wrong rows, %d missing and %d extra DDLs, %d schema differences",
+					rep.Missing, rep.Extra, rep.Wrong, rep.DDLsMissing, rep.DDLsExtra, len(rep.SchemaDiffs))
 			}
 			return nil
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&p.SourceURI, "source-uri", "", "the changefeed's datagen source URI")
-	f.StringVar(&downstream, "downstream", "", "the changefeed's sink URI: file:///dir?protocol=... (storage sink), mysql://..., postgres://... or kafka://...")
-	f.StringVar(&p.SinkDir, "sink-dir", "", "the first round's JSON-lines file sink directory (or file:// URI)")
+	f.StringVar(&p.Downstream, "downstream", "", "the changefeed's sink URI: file:///dir?protocol=... (storage sink), mysql://..., postgres://... or kafka://...")
 	f.StringVar(&start, "start-ts", "0", "the changefeed's start ts (rows at or below it are not expected)")
 	f.StringVar(&checkpoint, "checkpoint-ts", "", "compare at this ts (a storage sink's metadata file gives it when omitted)")
 	f.StringVar(&rules, "filter-rules", "", "comma-separated filter rules of the changefeed")

@@ -80,7 +80,6 @@ func TestToolsVerifyRefusesBadInput(t *testing.T) {
 	root := t.TempDir()
 	const src = "datagen://?tables=1"
 	for name, args := range map[string][]string{
-		"both downstreams":   {"--source-uri", src, "--downstream", "file://" + root, "--sink-dir", root},
 		"no source":          {"--downstream", "file://" + root + "?protocol=canal-json&enable-tidb-extension=true"},
 		"bad ts":             {"--source-uri", src, "--downstream", "file://" + root, "--checkpoint-ts", "yesterday"},
 		"no commit ts":       {"--source-uri", src, "--downstream", "file://" + root + "?protocol=canal-json"},
