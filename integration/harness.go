@@ -286,6 +286,34 @@ func (c *Cluster) Running(i int) bool {
 	return c.runningLocked(i)
 }
 
+// CPUTime is the user plus system CPU time process i has used so far (0
+// when it is not running): throughput per CPU second is what a benchmark on
+// a shared machine can compare.
+func (c *Cluster) CPUTime(i int) time.Duration {
+	c.mu.Lock()
+	p := c.Procs[i]
+	if !c.runningLocked(i) || p.cmd.Process == nil {
+		c.mu.Unlock()
+		return 0
+	}
+	pid := p.cmd.Process.Pid
+	c.mu.Unlock()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) start after ")".
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	// Linux reports clock ticks of 1/100 s (USER_HZ) here.
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
 // RSS is process i's resident set size in bytes (0 when it is not running).
 func (c *Cluster) RSS(i int) int64 {
 	c.mu.Lock()
