@@ -178,6 +178,11 @@ func (s *TableSchema) CreateTableSQL(ifNotExists bool) string {
 		b.WriteString(QuoteIdent(c.Name) + " " + c.Type.SQL())
 		if !c.Nullable {
 			b.WriteString(" NOT NULL")
+		} else {
+			// Explicit: MySQL 5.7 and MariaDB before 10.10 (without
+			// explicit_defaults_for_timestamp) make a bare TIMESTAMP
+			// column NOT NULL DEFAULT CURRENT_TIMESTAMP.
+			b.WriteString(" NULL")
 		}
 	}
 	for _, ix := range s.Indexes {
