@@ -29,11 +29,17 @@ var ErrClosed = errors.New("causality: detector closed")
 // those whose dependencies have finished. All methods are safe for
 // concurrent use.
 type Detector[T any] struct {
-	mu     sync.Mutex
-	slots  []*Node[T]
-	ready  []*Node[T] // FIFO of transactions with no unfinished dependency
-	head   int
-	closed bool
+	mu    sync.Mutex
+	slots []*Node[T]
+	// Ready transactions (no unfinished dependency), FIFO per group (a
+	// table, for the SQL sinks), and the groups that have some, in the
+	// order they became non-empty: Next serves the groups in turn, and a
+	// worker batching one group's transactions takes them from its queue
+	// without scanning the others'.
+	groups  map[uint64]*fifo[*Node[T]]
+	order   fifo[uint64]
+	pending int
+	closed  bool
 
 	// wake holds one token while ready may be non-empty, so a waiting
 	// worker notices without a condition variable (which cannot select on
@@ -42,9 +48,33 @@ type Detector[T any] struct {
 	done chan struct{}
 }
 
+// fifo is a slice-backed queue.
+type fifo[E any] struct {
+	items []E
+	head  int
+}
+
+func (q *fifo[E]) push(e E) { q.items = append(q.items, e) }
+func (q *fifo[E]) len() int  { return len(q.items) - q.head }
+func (q *fifo[E]) pop() E {
+	var zero E
+	e := q.items[q.head]
+	q.items[q.head] = zero
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	} else if q.head > 1024 && q.head*2 > len(q.items) {
+		q.items = append(q.items[:0], q.items[q.head:]...)
+		q.head = 0
+	}
+	return e
+}
+func (q *fifo[E]) peek() E { return q.items[q.head] }
+
 // Node is one added transaction.
 type Node[T any] struct {
-	Item T
+	Item  T
+	group uint64
 	// Waited reports whether the transaction had to wait for an earlier
 	// one when it was added (a conflict), for metrics.
 	Waited bool
@@ -61,17 +91,36 @@ func New[T any](slots int) *Detector[T] {
 	if slots <= 0 {
 		slots = DefaultSlots
 	}
-	return &Detector[T]{slots: make([]*Node[T], slots), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	return &Detector[T]{slots: make([]*Node[T], slots), groups: map[uint64]*fifo[*Node[T]]{},
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
-// Add registers a transaction touching the given key hashes. It never
-// blocks: the transaction waits inside the detector until every earlier
-// transaction sharing a slot with it has been marked Done. A transaction
-// with no keys conflicts with nothing.
-func (d *Detector[T]) Add(item T, keys []uint64) *Node[T] {
-	n := &Node[T]{Item: item}
+// Add registers a transaction of a group (any number: the SQL sinks use
+// one per table) touching the given key hashes. It never blocks: the
+// transaction waits inside the detector until every earlier transaction
+// sharing a slot with it has been marked Done. A transaction with no keys
+// conflicts with nothing.
+func (d *Detector[T]) Add(item T, group uint64, keys []uint64) *Node[T] {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.addLocked(item, group, keys)
+}
+
+// AddAll adds several transactions of one group, in order, at once: the
+// workers see them together and can batch them, instead of waking for the
+// first one alone.
+func (d *Detector[T]) AddAll(group uint64, items []T, keys func(i int) []uint64) []*Node[T] {
+	out := make([]*Node[T], len(items))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, it := range items {
+		out[i] = d.addLocked(it, group, keys(i))
+	}
+	return out
+}
+
+func (d *Detector[T]) addLocked(item T, group uint64, keys []uint64) *Node[T] {
+	n := &Node[T]{Item: item, group: group}
 	for _, k := range keys {
 		i := int(k % uint64(len(d.slots)))
 		last := d.slots[i]
@@ -98,29 +147,52 @@ func (d *Detector[T]) Add(item T, keys []uint64) *Node[T] {
 }
 
 func (d *Detector[T]) pushLocked(n *Node[T]) {
-	d.ready = append(d.ready, n)
+	q := d.groups[n.group]
+	if q == nil {
+		q = &fifo[*Node[T]]{}
+		d.groups[n.group] = q
+	}
+	if q.len() == 0 {
+		d.order.push(n.group)
+	}
+	q.push(n)
+	d.pending++
+	d.signalLocked()
+}
+
+func (d *Detector[T]) signalLocked() {
 	select {
 	case d.wake <- struct{}{}:
 	default:
 	}
 }
 
-// popLocked takes the oldest ready transaction; if more remain it leaves
-// the wake token for the next worker.
+// popLocked takes the oldest ready transaction of the group whose turn it
+// is; if more remain it leaves the wake token for the next worker.
 func (d *Detector[T]) popLocked() *Node[T] {
-	if d.head == len(d.ready) {
-		return nil
-	}
-	n := d.ready[d.head]
-	d.ready[d.head] = nil
-	d.head++
-	if d.head == len(d.ready) {
-		d.ready, d.head = d.ready[:0], 0
-	} else {
-		select {
-		case d.wake <- struct{}{}:
-		default:
+	for d.order.len() > 0 {
+		g := d.order.pop()
+		q := d.groups[g]
+		if q == nil || q.len() == 0 {
+			continue // emptied by TryNext since it was queued
 		}
+		n := d.takeLocked(q)
+		if q.len() > 0 {
+			d.order.push(g) // the group's next turn
+		}
+		if d.pending > 0 {
+			d.signalLocked()
+		}
+		return n
+	}
+	return nil
+}
+
+func (d *Detector[T]) takeLocked(q *fifo[*Node[T]]) *Node[T] {
+	n := q.pop()
+	d.pending--
+	if q.len() == 0 {
+		delete(d.groups, n.group)
 	}
 	return n
 }
@@ -148,18 +220,23 @@ func (d *Detector[T]) Next(ctx context.Context) (*Node[T], error) {
 	}
 }
 
-// TryNext returns the oldest ready transaction if accept agrees to take it,
-// without blocking; workers use it to batch ready transactions (of one
-// table, say) into one downstream transaction. Ready transactions never
-// conflict with each other, so any set of them may be applied together.
-func (d *Detector[T]) TryNext(accept func(T) bool) *Node[T] {
+// TryNext returns, without blocking, the oldest ready transaction of the
+// group if accept agrees to take it (nil otherwise); workers use it to
+// batch ready transactions of one table into one downstream transaction.
+// Ready transactions never conflict with each other, so any set of them
+// may be applied together.
+func (d *Detector[T]) TryNext(group uint64, accept func(T) bool) *Node[T] {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed || d.head == len(d.ready) || !accept(d.ready[d.head].Item) {
+	q := d.groups[group]
+	if d.closed || q == nil || q.len() == 0 || !accept(q.peek().Item) {
 		return nil
 	}
-	return d.popLocked()
+	return d.takeLocked(q)
 }
+
+// Group is the group a transaction was added with.
+func (n *Node[T]) Group() uint64 { return n.group }
 
 // Done marks a transaction finished, making ready the transactions that
 // waited only for it.
@@ -189,7 +266,7 @@ func (d *Detector[T]) Done(n *Node[T]) {
 func (d *Detector[T]) Pending() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.ready) - d.head
+	return d.pending
 }
 
 // Close wakes every waiting Next with ErrClosed.

@@ -81,35 +81,49 @@ func runParallel(t *testing.T, seed uint64, txns []txn, workers int) (map[int]in
 			defer wg.Done()
 			r := rand.New(rand.NewPCG(seed, uint64(w)))
 			for {
-				n, err := d.Next(ctx)
+				first, err := d.Next(ctx)
 				if err != nil {
 					return
 				}
-				for _, wr := range n.Item.writes {
-					if r.IntN(3) == 0 {
-						runtime.Gosched()
+				// Batch more ready transactions of the group, as the SQL
+				// sink's workers do.
+				batch := []*Node[txn]{first}
+				for len(batch) < 1+r.IntN(4) {
+					m := d.TryNext(first.Group(), func(txn) bool { return true })
+					if m == nil {
+						break
 					}
-					if r.IntN(50) == 0 {
-						time.Sleep(time.Duration(r.IntN(200)) * time.Microsecond)
-					}
-					mu.Lock()
-					if wr.val < 0 {
-						delete(st, wr.key)
-					} else {
-						st[wr.key] = wr.val
-					}
-					if o := order[wr.key]; len(o) == 0 || o[len(o)-1] != n.Item.id {
-						order[wr.key] = append(o, n.Item.id)
-					}
-					mu.Unlock()
+					batch = append(batch, m)
 				}
-				d.Done(n)
-				finished.Done()
+				for _, n := range batch {
+					for _, wr := range n.Item.writes {
+						if r.IntN(3) == 0 {
+							runtime.Gosched()
+						}
+						if r.IntN(50) == 0 {
+							time.Sleep(time.Duration(r.IntN(200)) * time.Microsecond)
+						}
+						mu.Lock()
+						if wr.val < 0 {
+							delete(st, wr.key)
+						} else {
+							st[wr.key] = wr.val
+						}
+						if o := order[wr.key]; len(o) == 0 || o[len(o)-1] != n.Item.id {
+							order[wr.key] = append(o, n.Item.id)
+						}
+						mu.Unlock()
+					}
+				}
+				for _, n := range batch {
+					d.Done(n)
+					finished.Done()
+				}
 			}
 		}(w)
 	}
 	for _, tx := range txns {
-		d.Add(tx, tx.keys())
+		d.Add(tx, uint64(tx.id%3), tx.keys())
 	}
 	waitDone := make(chan struct{})
 	go func() { finished.Wait(); close(waitDone) }()
@@ -155,9 +169,9 @@ func TestParallelExecutionEqualsSerial(t *testing.T) {
 
 func TestDisjointTransactionsAreReadyTogether(t *testing.T) {
 	d := New[int](0)
-	a := d.Add(1, []uint64{10, 11})
-	b := d.Add(2, []uint64{12})
-	c := d.Add(3, []uint64{11, 13}) // conflicts with a
+	a := d.Add(1, 0, []uint64{10, 11})
+	b := d.Add(2, 0, []uint64{12})
+	c := d.Add(3, 0, []uint64{11, 13}) // conflicts with a
 	if a.Waited || b.Waited || !c.Waited {
 		t.Fatalf("waited: a=%v b=%v c=%v, want false false true", a.Waited, b.Waited, c.Waited)
 	}
@@ -170,12 +184,58 @@ func TestDisjointTransactionsAreReadyTogether(t *testing.T) {
 	if n1 != a || n2 != b {
 		t.Fatalf("ready order %d, %d; want 1, 2", n1.Item, n2.Item)
 	}
-	if d.TryNext(func(int) bool { return true }) != nil {
+	if d.TryNext(0, func(int) bool { return true }) != nil {
 		t.Fatal("c was handed out before a finished")
 	}
 	d.Done(a)
-	if n := d.TryNext(func(int) bool { return true }); n != c {
+	if n := d.TryNext(0, func(int) bool { return true }); n != c {
 		t.Fatalf("after a finished, got %v, want c", n)
+	}
+}
+
+func TestTryNextTakesItsGroupOnly(t *testing.T) {
+	d := New[string](0)
+	for i, item := range []string{"a1", "b1", "a2", "b2", "a3"} {
+		d.Add(item, uint64(item[0]), []uint64{uint64(i)})
+	}
+	ctx := context.Background()
+	first, _ := d.Next(ctx)
+	var got []string
+	for {
+		n := d.TryNext(first.Group(), func(string) bool { return true })
+		if n == nil {
+			break
+		}
+		got = append(got, n.Item)
+	}
+	if first.Item != "a1" || fmt.Sprint(got) != "[a2 a3]" {
+		t.Fatalf("batched %s then %v, want a1 then [a2 a3]", first.Item, got)
+	}
+	if d.Pending() != 2 {
+		t.Fatalf("%d left ready, want b1 and b2", d.Pending())
+	}
+	n1, _ := d.Next(ctx)
+	n2, _ := d.Next(ctx)
+	if n1.Item != "b1" || n2.Item != "b2" {
+		t.Fatalf("left %s %s, want b1 b2 in order", n1.Item, n2.Item)
+	}
+	if d.TryNext('b', func(string) bool { return false }) != nil || d.Pending() != 0 {
+		t.Fatal("an empty group handed something out")
+	}
+}
+
+func TestNextServesGroupsInTurn(t *testing.T) {
+	d := New[string](0)
+	for i, item := range []string{"a1", "a2", "a3", "b1", "c1"} {
+		d.Add(item, uint64(item[0]), []uint64{uint64(i)})
+	}
+	var got []string
+	for d.Pending() > 0 {
+		n, _ := d.Next(context.Background())
+		got = append(got, n.Item)
+	}
+	if fmt.Sprint(got) != "[a1 b1 c1 a2 a3]" {
+		t.Fatalf("served %v, want the groups in turn: [a1 b1 c1 a2 a3]", got)
 	}
 }
 
@@ -185,7 +245,7 @@ func TestOneKeySerialisesInAddOrder(t *testing.T) {
 	d := New[int](0)
 	nodes := make([]*Node[int], 5)
 	for i := range nodes {
-		nodes[i] = d.Add(i, []uint64{42})
+		nodes[i] = d.Add(i, 0, []uint64{42})
 	}
 	ctx := context.Background()
 	for i := range nodes {
@@ -218,7 +278,7 @@ func TestNextEndsOnCloseAndContext(t *testing.T) {
 
 func TestDoneReleasesSlots(t *testing.T) {
 	d := New[int](8)
-	n := d.Add(1, []uint64{1, 2, 3})
+	n := d.Add(1, 0, []uint64{1, 2, 3})
 	d.Done(n)
 	for i, s := range d.slots {
 		if s != nil {

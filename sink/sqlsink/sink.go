@@ -107,8 +107,9 @@ type Sink struct {
 	wg      sync.WaitGroup
 	stopped chan struct{} // closed once every worker has exited
 
-	failed atomic.Pointer[error] // the first permanent error; every later write fails with it
-	closed atomic.Bool
+	failed   atomic.Pointer[error] // the first permanent error; every later write fails with it
+	closed   atomic.Bool
+	tableIDs atomic.Uint64 // numbers table sinks: their units' group in the detector
 }
 
 var _ sink.Sink = (*Sink)(nil)
@@ -184,7 +185,7 @@ func (s *Sink) OpenTable(ctx context.Context, table model.TableName, opts sink.T
 	if err != nil {
 		return nil, s.errorf("open table %s: %w", table, err)
 	}
-	t := &tableSink{s: s, name: table, opts: opts}
+	t := &tableSink{s: s, name: table, opts: opts, id: s.tableIDs.Add(1)}
 	t.ctx, t.cancel = context.WithCancel(s.ctx)
 	return t, nil
 }
@@ -307,8 +308,8 @@ func (s *Sink) worker(id int) {
 		batch = append(batch[:0], n)
 		rows := len(n.Item.rows)
 		for rows < s.cfg.MaxTxnRow {
-			m := s.det.TryNext(func(u *unit) bool {
-				return u.table == n.Item.table && rows+len(u.rows) <= s.cfg.MaxTxnRow
+			m := s.det.TryNext(n.Group(), func(u *unit) bool {
+				return rows+len(u.rows) <= s.cfg.MaxTxnRow
 			})
 			if m == nil {
 				break
@@ -440,6 +441,7 @@ const (
 // Write calls; it is complete when the key changes or at Flush.
 type tableSink struct {
 	s    *Sink
+	id   uint64
 	name model.TableName
 	opts sink.TableOptions
 
@@ -447,9 +449,11 @@ type tableSink struct {
 	cancel context.CancelFunc
 	closed atomic.Bool
 
-	cur      *pendingTxn // the transaction whose fragments are arriving
-	last     model.TxnKey
-	inflight []*unit // submitted, in commit order
+	cur        *pendingTxn // the transaction whose fragments are arriving
+	last       model.TxnKey
+	inflight   []*unit // submitted, in commit order
+	queued     []*unit // submitted, not yet given to the detector
+	queuedKeys [][]uint64
 	err      error   // a streamed transaction failed: the table must restart
 }
 
@@ -513,9 +517,11 @@ func (t *tableSink) Write(ctx context.Context, txns []*model.Txn) error {
 				(t.s.cfg.SafeMode == SafeAuto && txn.CommitTs <= t.opts.ReplayUntil)}
 		}
 		if err := t.add(ctx, txn.Rows); err != nil {
+			t.release()
 			return err
 		}
 	}
+	t.release()
 	return nil
 }
 
@@ -582,6 +588,7 @@ func (t *tableSink) Flush(ctx context.Context, upto model.Ts) error {
 
 // wait waits for the submitted units at or below upto.
 func (t *tableSink) wait(ctx context.Context, upto model.Ts) error {
+	t.release()
 	for len(t.inflight) > 0 && t.inflight[0].commitTs <= upto {
 		u := t.inflight[0]
 		select {
@@ -603,17 +610,32 @@ func (t *tableSink) wait(ctx context.Context, upto model.Ts) error {
 	return nil
 }
 
+// submit queues a unit; the queue goes to the conflict detector at the end
+// of the Write or Flush (release), all at once.
 func (t *tableSink) submit(commitTs model.Ts, rows []*model.RowChange, safe bool) {
-	s := t.s
 	u := &unit{table: t, commitTs: commitTs, rows: rows, safe: safe, done: make(chan struct{})}
 	var keys []uint64
 	for _, r := range rows {
 		keys = RowKeys(keys, r)
 	}
-	if n := s.det.Add(u, keys); n.Waited {
-		s.conflictsWaited.Inc()
-	}
+	t.queued = append(t.queued, u)
+	t.queuedKeys = append(t.queuedKeys, keys)
 	t.inflight = append(t.inflight, u)
+}
+
+// release hands the queued units to the worker pool.
+func (t *tableSink) release() {
+	if len(t.queued) == 0 {
+		return
+	}
+	for _, n := range t.s.det.AddAll(t.id, t.queued, func(i int) []uint64 { return t.queuedKeys[i] }) {
+		if n.Waited {
+			t.s.conflictsWaited.Inc()
+		}
+	}
+	clear(t.queued)
+	clear(t.queuedKeys)
+	t.queued, t.queuedKeys = t.queued[:0], t.queuedKeys[:0]
 }
 
 // startStream switches the current transaction to streaming: once every
@@ -709,6 +731,11 @@ func (t *tableSink) Close() error {
 		t.cur.stream.conn.Close() // rolls the open transaction back
 	}
 	t.cur = nil
+	for _, u := range t.queued { // never handed to the workers
+		u.err = errTableClosed
+		close(u.done)
+	}
+	t.queued, t.queuedKeys = nil, nil
 	for _, u := range t.inflight {
 		select {
 		case <-u.done:
