@@ -55,7 +55,7 @@ type fifo[E any] struct {
 }
 
 func (q *fifo[E]) push(e E) { q.items = append(q.items, e) }
-func (q *fifo[E]) len() int  { return len(q.items) - q.head }
+func (q *fifo[E]) len() int { return len(q.items) - q.head }
 func (q *fifo[E]) pop() E {
 	var zero E
 	e := q.items[q.head]

@@ -454,7 +454,7 @@ type tableSink struct {
 	inflight   []*unit // submitted, in commit order
 	queued     []*unit // submitted, not yet given to the detector
 	queuedKeys [][]uint64
-	err      error   // a streamed transaction failed: the table must restart
+	err        error // a streamed transaction failed: the table must restart
 }
 
 // pendingTxn collects the fragments of one transaction, or streams them.
