@@ -58,6 +58,10 @@ func (c *conn) Apply(ctx context.Context, stmts []sqlsink.Stmt) error {
 	if err != nil || len(rs) == 0 {
 		return err
 	}
+	if len(rs) == 1 && rs[0].copy != nil {
+		// One COPY is atomic by itself: no BEGIN and COMMIT round trips.
+		return c.copy(ctx, rs[0])
+	}
 	if cfg.MultiStmt {
 		return c.applyMulti(ctx, rs)
 	}
