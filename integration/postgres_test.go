@@ -166,21 +166,25 @@ func digest(rows [][]*string) tableDigest {
 	return d
 }
 
-// TestPostgresToMariaDBExact replicates a pgbench-style PostgreSQL database,
-// with its 100k-row initial snapshot, to MariaDB through three processes
-// while the leader is killed and the capture holding the stream is killed;
-// afterwards every table is identical on both sides, and the slot's
+// TestPostgresToMariaDBAndPostgresExact replicates a pgbench-style
+// PostgreSQL database, with its 100k-row initial snapshot, to MariaDB and to
+// a second PostgreSQL (two changefeeds, two slots) through three processes
+// while the leader is killed and the capture holding a stream is killed;
+// afterwards every table is identical on all three servers, and the slot's
 // confirmed_flush_lsn never passed the position stored with the checkpoint.
-func TestPostgresToMariaDBExact(t *testing.T) {
+func TestPostgresToMariaDBAndPostgresExact(t *testing.T) {
 	pg := testserver.StartPostgres(t, testserver.PostgresLogicalReplication())
 	pg.CreateDatabase(t, "shop")
 	seedPgbench(t, pg, "shop")
 	my := testserver.StartMariaDB(t)
+	pg2 := testserver.StartPostgres(t)
+	pg2.CreateDatabase(t, "replica")
 
 	c := StartCluster(t, binPath, 3, ClusterOptions{})
 	c.WaitForOwner(60*time.Second, 0)
 	source := pg.SuperConnString("shop")
 	c.CreateChangefeed(api.ChangefeedRequest{ID: "pg", SourceURI: source, SinkURI: my.URI("root", "", "") + "?worker-count=4"})
+	c.CreateChangefeed(api.ChangefeedRequest{ID: "pg2pg", SourceURI: source, SinkURI: pg2.SuperConnString("replica") + "&worker-count=4"})
 
 	// Sample the slot against the position stored with the checkpoint: the
 	// slot first, then the changefeed, so that a position recorded between
@@ -288,6 +292,7 @@ func TestPostgresToMariaDBExact(t *testing.T) {
 	// passes this ts (a heartbeat commits after it).
 	endTs := model.TsFromTime(time.Now())
 	c.WaitCheckpointAbove("pg", endTs, 3*time.Minute)
+	c.WaitCheckpointAbove("pg2pg", endTs, 3*time.Minute)
 
 	for table, key := range pgbenchTables {
 		// PostgreSQL prints fractional seconds without trailing zeros;
@@ -299,11 +304,16 @@ func TestPostgresToMariaDBExact(t *testing.T) {
 		q := fmt.Sprintf("SELECT %s FROM %s ORDER BY %s", cols, table, key)
 		wantRows := pg.Query(t, "shop", q)
 		gotRows := my.Query(t, fmt.Sprintf("SELECT * FROM `public`.`%s` ORDER BY `%s`", table, key))
-		want, got := digest(wantRows), digest(gotRows)
+		replRows := pg2.Query(t, "replica", strings.Replace(q, " FROM ", " FROM public.", 1))
+		want, got, repl := digest(wantRows), digest(gotRows), digest(replRows)
 		if got != want {
 			t.Errorf("table %s: MariaDB has %d rows (checksum %x), PostgreSQL %d (checksum %x); first difference: %s", table, got.Rows, got.Sum, want.Rows, want.Sum, firstDifference(wantRows, gotRows))
-		} else {
-			t.Logf("table %s: %d rows identical", table, got.Rows)
+		}
+		if repl != want {
+			t.Errorf("table %s: the PostgreSQL replica has %d rows (checksum %x), the upstream %d (checksum %x); first difference: %s", table, repl.Rows, repl.Sum, want.Rows, want.Sum, firstDifference(wantRows, replRows))
+		}
+		if got == want && repl == want {
+			t.Logf("table %s: %d rows identical on all three servers", table, got.Rows)
 		}
 	}
 	stopSampling()
