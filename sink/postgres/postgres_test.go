@@ -210,7 +210,7 @@ func (e *env) parallelEqualsSerial(t *testing.T) {
 	// The property on the real server: random transactions over a few
 	// overlapping keys (primary and unique), applied by many workers,
 	// leave exactly the state of serial execution.
-	for seed := uint64(1); seed <= 4; seed++ {
+	for seed := uint64(1); seed <= 2; seed++ { // the engine is shared: sink/mysql runs four
 		for _, keys := range []int{3, 50} {
 			t.Run(fmt.Sprintf("seed=%d/keys=%d", seed, keys), func(t *testing.T) {
 				schema := sqltest.KVSchema(fmt.Sprintf("par%d_%d", seed, keys), "t")
