@@ -11,8 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/raftcdc/raftcdc/api"
-	"github.com/raftcdc/raftcdc/connector"
 	"github.com/raftcdc/raftcdc/codec/avro/avrotest"
+	"github.com/raftcdc/raftcdc/connector"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/source"
 	"github.com/raftcdc/raftcdc/source/datagen"
