@@ -94,7 +94,15 @@ func StartMariaDB(t testing.TB, opts ...MariaDBOption) *MariaDB {
 	t.Cleanup(func() { keepLogOnFailure(t, "mariadb", m.LogPath) })
 	t.Cleanup(m.stop)
 
-	args := []string{MariaDBInstallBin, "--no-defaults", "--datadir=" + m.DataDir,
+	// A private tmpdir: the bootstrap's internal temporary tables are
+	// files named after its pid in the tmpdir, and in a shared /tmp they
+	// were seen removed under it ("Could not remove temporary table …
+	// error: 2", then "Unknown table 'mysql.tmp_user_sys'").
+	tmp := filepath.Join(m.Dir, "tmp")
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatalf("mariadb tmpdir: %v", err)
+	}
+	args := []string{MariaDBInstallBin, "--no-defaults", "--datadir=" + m.DataDir, "--tmpdir=" + tmp,
 		"--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve",
 		"--innodb-log-file-size=16M"}
 	if isRoot() {
@@ -132,6 +140,7 @@ func (m *MariaDB) serverArgs() []string {
 		"--bind-address=127.0.0.1",
 		"--socket=" + filepath.Join(m.sockDir, "mariadbd.sock"),
 		"--pid-file=" + filepath.Join(m.Dir, "mariadbd.pid"),
+		"--tmpdir=" + filepath.Join(m.Dir, "tmp"),
 		"--skip-name-resolve",
 		// What Debian's own configuration sets; --no-defaults would leave
 		// latin1.
