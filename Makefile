@@ -3,7 +3,7 @@ BIN     ?= bin/raftcdc
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build test integration cluster demo bench chaos lint clean
+.PHONY: build test test-long integration cluster demo bench chaos lint clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/raftcdc
@@ -16,6 +16,12 @@ test:
 	./scripts/test-deps.sh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
+
+# Tests that take minutes each (TestLong*): not in the default run; CI runs
+# them after it.
+test-long:
+	./scripts/test-deps.sh
+	RAFTCDC_LONG_TESTS=1 $(GO) test -race -count=1 -timeout 40m -run 'TestLong' ./...
 
 # ARGS go to the test binary, e.g. ARGS="-kills=10".
 integration:
