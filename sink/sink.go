@@ -88,3 +88,25 @@ func (NopDDL) EmitDDL(context.Context, *model.DDLEvent) error { return nil }
 type NopCheckpoint struct{}
 
 func (NopCheckpoint) EmitCheckpoint(context.Context, model.Ts) error { return nil }
+
+// Writer is the capture process that writes through a sink: the processor
+// puts it in the context of every sink call, for sinks that record or fence
+// their writers (sink/flushlog records them to check that no table is ever
+// written by two captures at once).
+type Writer struct {
+	Capture     string
+	Incarnation uint64
+}
+
+type writerKey struct{}
+
+// WithWriter returns ctx carrying w.
+func WithWriter(ctx context.Context, w Writer) context.Context {
+	return context.WithValue(ctx, writerKey{}, w)
+}
+
+// WriterFrom returns the writer ctx carries, if any.
+func WriterFrom(ctx context.Context) (Writer, bool) {
+	w, ok := ctx.Value(writerKey{}).(Writer)
+	return w, ok
+}
