@@ -17,11 +17,12 @@ import (
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
 	"github.com/raftcdc/raftcdc/sink/blackhole"
-	"github.com/raftcdc/raftcdc/sink/storage"
+	"github.com/raftcdc/raftcdc/sink/flushlog"
 	"github.com/raftcdc/raftcdc/sink/kafka"
 	"github.com/raftcdc/raftcdc/sink/mysql"
 	pgsink "github.com/raftcdc/raftcdc/sink/postgres"
 	"github.com/raftcdc/raftcdc/sink/sqlsink"
+	"github.com/raftcdc/raftcdc/sink/storage"
 	"github.com/raftcdc/raftcdc/sinkroot"
 	"github.com/raftcdc/raftcdc/source"
 	"github.com/raftcdc/raftcdc/source/datagen"
@@ -207,10 +208,39 @@ type Pool struct {
 	// whichever package implements the scheme: a new sink that writes local
 	// files through a file:// URI is covered without doing anything.
 	sinkRoots *sinkroot.Policy
+	// flushLogDir, when set, makes every sink record its table flushes
+	// there (sink/flushlog), named after flushLogNode().
+	flushLogDir  string
+	flushLogNode func() string
 
-	mu      sync.Mutex
-	closed  bool
-	sources map[string]source.Upstream
+	mu       sync.Mutex
+	closed   bool
+	sources  map[string]source.Upstream
+	flushLog *flushlog.Log
+}
+
+// WithFlushLog makes every sink the pool opens record its table flushes in
+// a file of dir named after node() (a test instrument: see sink/flushlog).
+func WithFlushLog(dir string, node func() string) PoolOption {
+	return func(p *Pool) { p.flushLogDir, p.flushLogNode = dir, node }
+}
+
+// recordFlushes wraps s when the pool records flushes.
+func (p *Pool) recordFlushes(id model.ChangefeedID, s sink.Sink) (sink.Sink, error) {
+	if p.flushLogDir == "" {
+		return s, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.flushLog == nil {
+		l, err := flushlog.Open(p.flushLogDir, p.flushLogNode())
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		p.flushLog = l
+	}
+	return p.flushLog.Wrap(id, s), nil
 }
 
 // NewPool returns an empty pool.
@@ -363,6 +393,14 @@ func (p *Pool) OpenSink(ctx context.Context, uri string) (sink.Sink, error) {
 // the sink's metrics and logs, and its config carries the sink options
 // that are not in the URI (Kafka's [sink] dispatchers).
 func (p *Pool) OpenChangefeedSink(ctx context.Context, id model.ChangefeedID, uri string, cfg model.ChangefeedConfig) (sink.Sink, error) {
+	s, err := p.openChangefeedSink(ctx, id, uri, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return p.recordFlushes(id, s)
+}
+
+func (p *Pool) openChangefeedSink(ctx context.Context, id model.ChangefeedID, uri string, cfg model.ChangefeedConfig) (sink.Sink, error) {
 	s, err := scheme("sink", uri)
 	if err != nil {
 		return nil, err
@@ -430,6 +468,9 @@ func (p *Pool) Close() error {
 		}
 	}
 	p.sources = nil
+	if p.flushLog != nil {
+		errs = append(errs, p.flushLog.Close())
+	}
 	return errors.Join(errs...)
 }
 

@@ -34,6 +34,8 @@ package sink
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/raftcdc/raftcdc/model"
 )
@@ -89,11 +91,13 @@ type NopCheckpoint struct{}
 
 func (NopCheckpoint) EmitCheckpoint(context.Context, model.Ts) error { return nil }
 
-// Writer is the capture process that writes through a sink: the processor
+// Writer is the capture process that writes through a sink, and for which
+// changefeed: the processor
 // puts it in the context of every sink call, for sinks that record or fence
 // their writers (sink/flushlog records them to check that no table is ever
 // written by two captures at once).
 type Writer struct {
+	Changefeed  string
 	Capture     string
 	Incarnation uint64
 }
@@ -109,4 +113,41 @@ func WithWriter(ctx context.Context, w Writer) context.Context {
 func WriterFrom(ctx context.Context) (Writer, bool) {
 	w, ok := ctx.Value(writerKey{}).(Writer)
 	return w, ok
+}
+
+// Leases. A capture may write to a sink only while it holds its lease (see
+// processor/DESIGN.md); the processor passes every Write and Flush a
+// context whose deadline is the end of that lease. A sink whose write
+// becomes visible at one instant (a rename, a COMMIT) checks LeaseValid
+// right before that instant and reports the instant with Committed, so a
+// capture that was frozen mid-flush does not make its write visible after
+// another capture took the table over.
+
+// ErrLeaseExpired is returned by a sink that did not make a write visible
+// because the writer's lease had ended.
+var ErrLeaseExpired = errors.New("the capture's lease ended before the write became visible; nothing was written")
+
+// LeaseValid reports ErrLeaseExpired once ctx's deadline has passed. It
+// reads the clock rather than ctx.Err, which may lag behind the deadline
+// right after the process was paused.
+func LeaseValid(ctx context.Context) error {
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return ErrLeaseExpired
+	}
+	return ctx.Err()
+}
+
+type commitKey struct{}
+
+// WithCommitHook returns ctx carrying fn, which a sink calls (through
+// Committed) at the instant a flush made data visible downstream.
+func WithCommitHook(ctx context.Context, fn func()) context.Context {
+	return context.WithValue(ctx, commitKey{}, fn)
+}
+
+// Committed tells ctx's commit hook, if any, that data just became visible.
+func Committed(ctx context.Context) {
+	if fn, ok := ctx.Value(commitKey{}).(func()); ok {
+		fn()
+	}
 }

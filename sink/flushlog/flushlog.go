@@ -1,0 +1,244 @@
+// Package flushlog is a test instrument: it wraps a sink and records every
+// table flush — which table, which writer (capture and incarnation), when
+// it began and when its data became visible — as JSON lines, one file per
+// process, and checks a directory of such files for two writers flushing
+// one table at the same time. The chaos run and the failover tests use it
+// to show that no table is ever written by two captures at once.
+package flushlog
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink"
+)
+
+// Suffix ends the name of every log file.
+const Suffix = ".flushes.jsonl"
+
+// Record is one flush.
+type Record struct {
+	Changefeed  string `json:"changefeed"`
+	Table       string `json:"table"`
+	Capture     string `json:"capture"`
+	Incarnation uint64 `json:"incarnation"`
+	// Start is when the flush was called; End is when its data became
+	// visible (the sink's commit hook), or when the call returned for a
+	// sink that does not report its commit. Unix nanoseconds, wall clock:
+	// the files of every process on one machine compare.
+	Start int64    `json:"start_ns"`
+	End   int64    `json:"end_ns"`
+	Upto  model.Ts `json:"upto"`
+	// Committed says the sink reported that data became visible; Err is the
+	// flush's error. A flush that failed without committing wrote nothing
+	// and is no writer.
+	Committed bool   `json:"committed,omitempty"`
+	Err       string `json:"err,omitempty"`
+}
+
+// wrote reports whether the flush may have made data visible.
+func (r Record) wrote() bool { return r.Committed || r.Err == "" }
+
+func (r Record) writer() string { return fmt.Sprintf("%s/%d", r.Capture, r.Incarnation) }
+
+// Log is one process's log file.
+type Log struct {
+	mu   sync.Mutex
+	f    *os.File
+	path string
+}
+
+// Open creates a new log file in dir (which must exist) named after node.
+func Open(dir, node string) (*Log, error) {
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	path := filepath.Join(dir, fmt.Sprintf("%s-%d-%s%s", node, os.Getpid(), hex.EncodeToString(rnd[:]), Suffix))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening the flush log: %w", err)
+	}
+	return &Log{f: f, path: path}, nil
+}
+
+// Path is the log's file.
+func (l *Log) Path() string { return l.path }
+
+// Close closes the file.
+func (l *Log) Close() error { return l.f.Close() }
+
+func (l *Log) write(r Record) {
+	b, _ := json.Marshal(r)
+	b = append(b, '\n')
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// One write per record: lines of concurrent flushes never interleave.
+	_, _ = l.f.Write(b)
+}
+
+// Wrap returns s recording the flushes of every table sink it opens.
+func (l *Log) Wrap(changefeed string, s sink.Sink) sink.Sink {
+	return &recSink{Sink: s, log: l, changefeed: changefeed}
+}
+
+type recSink struct {
+	sink.Sink
+	log        *Log
+	changefeed string
+}
+
+func (s *recSink) OpenTable(ctx context.Context, table model.TableName, opts sink.TableOptions) (sink.TableSink, error) {
+	ts, err := s.Sink.OpenTable(ctx, table, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &recTable{TableSink: ts, s: s, name: table.String()}, nil
+}
+
+type recTable struct {
+	sink.TableSink
+	s    *recSink
+	name string
+}
+
+func (t *recTable) Flush(ctx context.Context, upto model.Ts) error {
+	w, _ := sink.WriterFrom(ctx)
+	cf := t.s.changefeed
+	if cf == "" {
+		cf = w.Changefeed
+	}
+	r := Record{Changefeed: cf, Table: t.name, Capture: w.Capture, Incarnation: w.Incarnation, Upto: upto}
+	var mu sync.Mutex
+	var committedAt time.Time
+	ctx = sink.WithCommitHook(ctx, func() {
+		mu.Lock()
+		committedAt = time.Now()
+		mu.Unlock()
+	})
+	r.Start = time.Now().UnixNano()
+	err := t.TableSink.Flush(ctx, upto)
+	end := time.Now()
+	mu.Lock()
+	if !committedAt.IsZero() {
+		r.Committed, end = true, committedAt
+	}
+	mu.Unlock()
+	r.End = end.UnixNano()
+	if err != nil {
+		r.Err = err.Error()
+	}
+	t.s.log.write(r)
+	return err
+}
+
+// Overlap is two writers flushing one table at the same time.
+type Overlap struct {
+	A, B Record
+}
+
+func (o Overlap) String() string {
+	return fmt.Sprintf("%s %s: %s flushed %s..%s while %s flushed %s..%s", o.A.Changefeed, o.A.Table,
+		o.A.writer(), stamp(o.A.Start), stamp(o.A.End), o.B.writer(), stamp(o.B.Start), stamp(o.B.End))
+}
+
+func stamp(ns int64) string { return time.Unix(0, ns).UTC().Format("15:04:05.000000") }
+
+// Report is what Check found.
+type Report struct {
+	Files, Flushes, Tables, Writers int
+	Overlaps                        []Overlap
+}
+
+func (r Report) String() string {
+	s := fmt.Sprintf("%d flushes of %d tables by %d writers (%d log files), %d overlaps", r.Flushes, r.Tables, r.Writers, r.Files, len(r.Overlaps))
+	for i, o := range r.Overlaps {
+		if i == 10 {
+			s += fmt.Sprintf("\n  ... and %d more", len(r.Overlaps)-10)
+			break
+		}
+		s += "\n  " + o.String()
+	}
+	return s
+}
+
+// Check reads every log in dir and reports each pair of flushes of one
+// table by two writers (capture incarnations) whose intervals intersect.
+// A flush that failed without committing wrote nothing and is skipped.
+func Check(dir string) (Report, error) {
+	var rep Report
+	files, err := filepath.Glob(filepath.Join(dir, "*"+Suffix))
+	if err != nil {
+		return rep, err
+	}
+	rep.Files = len(files)
+	byTable := map[string][]Record{}
+	writers := map[string]bool{}
+	for _, path := range files {
+		if err := readLog(path, func(r Record) {
+			if !r.wrote() {
+				return
+			}
+			rep.Flushes++
+			writers[r.writer()] = true
+			k := r.Changefeed + "\x00" + r.Table
+			byTable[k] = append(byTable[k], r)
+		}); err != nil {
+			return rep, err
+		}
+	}
+	rep.Tables, rep.Writers = len(byTable), len(writers)
+	keys := make([]string, 0, len(byTable))
+	for k := range byTable {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		rs := byTable[k]
+		sort.Slice(rs, func(i, j int) bool { return rs[i].Start < rs[j].Start })
+		// Sweep in start order, keeping the flush that reaches furthest
+		// per writer seen so far.
+		reach := map[string]Record{}
+		for _, r := range rs {
+			for w, o := range reach {
+				if w != r.writer() && o.End > r.Start {
+					rep.Overlaps = append(rep.Overlaps, Overlap{A: o, B: r})
+				}
+			}
+			if o, ok := reach[r.writer()]; !ok || r.End > o.End {
+				reach[r.writer()] = r
+			}
+		}
+	}
+	return rep, nil
+}
+
+func readLog(path string, fn func(Record)) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(string(data), "\n")
+	for i, line := range lines {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var r Record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			if i == len(lines)-1 {
+				return nil // a process killed mid-write leaves at most a torn last line
+			}
+			return fmt.Errorf("%s:%d: %w", path, i+1, err)
+		}
+		fn(r)
+	}
+	return nil
+}

@@ -1,0 +1,174 @@
+package flushlog
+
+import (
+	"context"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink"
+)
+
+// stepSink is a sink whose Flush the test steers: it commits (or fails)
+// and can wait on a gate before and after the commit.
+type stepSink struct {
+	sink.NopDDL
+	sink.NopCheckpoint
+	before, after chan struct{} // closed to let a Flush go on
+	fail          error
+}
+
+func (s *stepSink) OpenTable(context.Context, model.TableName, sink.TableOptions) (sink.TableSink, error) {
+	return &stepTable{s}, nil
+}
+func (s *stepSink) Close() error { return nil }
+
+type stepTable struct{ s *stepSink }
+
+func (t *stepTable) Write(context.Context, []*model.Txn) error { return nil }
+func (t *stepTable) Close() error                              { return nil }
+func (t *stepTable) Flush(ctx context.Context, _ model.Ts) error {
+	if t.s.before != nil {
+		<-t.s.before
+	}
+	if t.s.fail != nil {
+		return t.s.fail
+	}
+	sink.Committed(ctx)
+	if t.s.after != nil {
+		<-t.s.after
+	}
+	return nil
+}
+
+var table = model.TableName{ID: 1, Schema: "db", Table: "t1"}
+
+func writerCtx(capture string, inc uint64) context.Context {
+	return sink.WithWriter(context.Background(), sink.Writer{Capture: capture, Incarnation: inc})
+}
+
+func openTable(t *testing.T, dir, node string, inner sink.Sink) sink.TableSink {
+	t.Helper()
+	l, err := Open(dir, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	ts, err := l.Wrap("cf", inner).OpenTable(context.Background(), table, sink.TableOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
+
+func check(t *testing.T, dir string) Report {
+	t.Helper()
+	rep, err := Check(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func TestTakeoverAfterTheLastFlushIsNoOverlap(t *testing.T) {
+	dir := t.TempDir()
+	a := openTable(t, dir, "n1", &stepSink{})
+	b := openTable(t, dir, "n2", &stepSink{})
+	for i := 0; i < 3; i++ {
+		if err := a.Flush(writerCtx("n1", 7), model.Ts(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Millisecond)
+	if err := b.Flush(writerCtx("n2", 9), 5); err != nil {
+		t.Fatal(err)
+	}
+	if rep := check(t, dir); rep.Flushes != 4 || rep.Writers != 2 || rep.Files != 2 || len(rep.Overlaps) != 0 {
+		t.Fatalf("report: %s", rep)
+	}
+}
+
+func TestConcurrentWritersOverlap(t *testing.T) {
+	dir := t.TempDir()
+	slow := &stepSink{before: make(chan struct{})}
+	a := openTable(t, dir, "n1", slow)
+	b := openTable(t, dir, "n2", &stepSink{})
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = a.Flush(writerCtx("n1", 7), 1) })
+	time.Sleep(10 * time.Millisecond) // a is inside its flush
+	if err := b.Flush(writerCtx("n2", 9), 2); err != nil {
+		t.Fatal(err)
+	}
+	close(slow.before)
+	wg.Wait()
+	rep := check(t, dir)
+	if len(rep.Overlaps) != 1 || !strings.Contains(rep.String(), "n1/7") || !strings.Contains(rep.String(), "n2/9") {
+		t.Fatalf("report: %s", rep)
+	}
+	// The same capture's two incarnations are two writers too.
+	dir2 := t.TempDir()
+	slow2 := &stepSink{before: make(chan struct{})}
+	c := openTable(t, dir2, "n1", slow2)
+	d := openTable(t, dir2, "n1", &stepSink{})
+	wg.Go(func() { _ = c.Flush(writerCtx("n1", 7), 1) })
+	time.Sleep(10 * time.Millisecond)
+	_ = d.Flush(writerCtx("n1", 8), 2)
+	close(slow2.before)
+	wg.Wait()
+	if rep := check(t, dir2); len(rep.Overlaps) != 1 {
+		t.Fatalf("two incarnations: %s", rep)
+	}
+}
+
+// A flush ends when its data became visible (the sink's commit), not when
+// the call returns; and one that failed without committing wrote nothing.
+func TestCommitInstantAndAbortedFlushes(t *testing.T) {
+	dir := t.TempDir()
+	lingering := &stepSink{after: make(chan struct{})}
+	a := openTable(t, dir, "n1", lingering)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = a.Flush(writerCtx("n1", 7), 1) })
+	time.Sleep(10 * time.Millisecond) // committed, still inside Flush
+	b := openTable(t, dir, "n2", &stepSink{})
+	_ = b.Flush(writerCtx("n2", 9), 2)
+	close(lingering.after)
+	wg.Wait()
+	aborted := openTable(t, dir, "n3", &stepSink{before: nil, fail: sink.ErrLeaseExpired})
+	blocked := &stepSink{before: make(chan struct{}), fail: sink.ErrLeaseExpired}
+	c := openTable(t, dir, "n3", blocked)
+	wg.Go(func() { _ = c.Flush(writerCtx("n3", 1), 3) })
+	time.Sleep(10 * time.Millisecond)
+	_ = aborted.Flush(writerCtx("n3", 2), 3)
+	_ = b.Flush(writerCtx("n2", 9), 4)
+	close(blocked.before)
+	wg.Wait()
+	if rep := check(t, dir); len(rep.Overlaps) != 0 || rep.Flushes != 3 {
+		t.Fatalf("report: %s", rep)
+	}
+}
+
+func TestTornLastLineIsTolerated(t *testing.T) {
+	dir := t.TempDir()
+	a := openTable(t, dir, "n1", &stepSink{})
+	_ = a.Flush(writerCtx("n1", 7), 1)
+	files, _ := os.ReadDir(dir)
+	f, err := os.OpenFile(dir+"/"+files[0].Name(), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"changefeed":"cf","tab`)
+	f.Close()
+	if rep := check(t, dir); rep.Flushes != 1 {
+		t.Fatalf("report: %s", rep)
+	}
+	// A torn line in the middle is corruption.
+	f, _ = os.OpenFile(dir+"/"+files[0].Name(), os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("\n{}\n")
+	f.Close()
+	if _, err := Check(dir); err == nil {
+		t.Fatal("a broken line in the middle passed")
+	}
+}
