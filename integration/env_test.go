@@ -41,10 +41,14 @@ func startFeed(t *testing.T, tables int, rate string, extra ...string) *feedEnv 
 }
 
 // startFeedWith is startFeed with cluster options (TLS, say).
+// Every node records its table flushes, so that the scenario can check that
+// no table was ever written by two captures at once (finish does).
 func startFeedWith(t *testing.T, tables int, rate string, o ClusterOptions) *feedEnv {
 	t.Helper()
-	o.ExtraArgs = append([]string{"--log-level", "info"}, o.ExtraArgs...)
+	flushes := t.TempDir()
+	o.ExtraArgs = append([]string{"--log-level", "info", "--record-flushes", flushes}, o.ExtraArgs...)
 	c := StartCluster(t, binPath, 3, o)
+	c.FlushDir = flushes
 	return startFeedOn(t, c, tables, rate)
 }
 
@@ -98,7 +102,8 @@ func (e *feedEnv) finish(s *Sampler) {
 	s.Stop()
 	sr := s.Report()
 	sr.Check(e.t)
-	e.t.Logf("%d rows verified, %d duplicates; %d checkpoint reads, longest stall %v", rep.Expected, rep.Duplicates, sr.Reads, sr.LongestStall.Round(time.Millisecond))
+	w := e.c.CheckWriters()
+	e.t.Logf("%d rows verified, %d duplicates; %d checkpoint reads, longest stall %v; %s", rep.Expected, rep.Duplicates, sr.Reads, sr.LongestStall.Round(time.Millisecond), w)
 }
 
 // assertNoDoubleAssignment watches the task statuses for d and fails if any

@@ -12,6 +12,7 @@ import (
 
 	"github.com/raftcdc/raftcdc/api"
 	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink/flushlog"
 	"github.com/raftcdc/raftcdc/verify"
 )
 
@@ -381,4 +382,26 @@ func (c *Cluster) Incarnation(id string) uint64 {
 		}
 	}
 	return 0
+}
+
+// CheckWriters reads the flush logs of every node (FlushDir) and fails the
+// test if any table was flushed by two captures (or two incarnations of
+// one) at the same time; it returns what it found. A cluster that does not
+// record flushes fails the test too: the check must not pass by default.
+func (c *Cluster) CheckWriters() flushlog.Report {
+	c.t.Helper()
+	if c.FlushDir == "" {
+		c.t.Fatal("the cluster does not record flushes: start its nodes with --record-flushes and set FlushDir")
+	}
+	rep, err := flushlog.Check(c.FlushDir)
+	if err != nil {
+		c.t.Fatalf("reading the flush logs: %v", err)
+	}
+	if rep.Flushes == 0 {
+		c.t.Fatalf("the flush logs hold no flush: %s", rep)
+	}
+	if len(rep.Overlaps) > 0 {
+		c.t.Fatalf("two writers on one table: %s", rep)
+	}
+	return rep
 }

@@ -94,6 +94,9 @@ type Cluster struct {
 	Bin   string
 	Procs []*Proc
 	mu    sync.Mutex
+	// FlushDir is where the nodes record their table flushes when they run
+	// with --record-flushes (see CheckWriters).
+	FlushDir string
 	// Scheme is how the API is reached: http, or https with TLS.
 	Scheme string
 	// CAFile is the cluster CA when the nodes run TLS; clients trust it.

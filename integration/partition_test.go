@@ -17,7 +17,9 @@ import (
 // again; no table runs on two captures and the verifier passes.
 func TestLeaderPartitioned(t *testing.T) {
 	lab := newNetLab(t, 3)
-	c := startNetCluster(t, lab)
+	flushes := t.TempDir()
+	c := startNetCluster(t, lab, "--record-flushes", flushes)
+	c.FlushDir = flushes
 	e := startFeedOn(t, c, 12, "20")
 	s := c.SampleCheckpoints(e.id, samplerInterval)
 	o := c.WaitForOwner(ownerBound, 0)

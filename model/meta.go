@@ -20,6 +20,11 @@ type CaptureInfo struct {
 	Version       string    `json:"version"`
 	StartTime     time.Time `json:"start_time"`
 	Incarnation   uint64    `json:"incarnation"`
+	// LeaseMillis is how long one round trip to the leader keeps this
+	// capture's lease to write to sinks; the owner waits at least that
+	// (plus its margin) after it last heard from a lost capture before it
+	// gives the capture's tables to another.
+	LeaseMillis int64 `json:"lease_ms,omitempty"`
 }
 
 // FeedState is a changefeed's lifecycle state.

@@ -43,6 +43,13 @@ type Config struct {
 	MaxMovesPerChangefeed int
 	// IOTimeout bounds each upstream call made by the worker.
 	IOTimeout time.Duration
+	// LeaseFence is the capture lease assumed for a capture whose record
+	// does not declare one (captures declare theirs); LeaseMargin is added
+	// to it before a lost capture's tables go to another capture: it
+	// covers a flush that was checked against the lease just before the
+	// lease ended, and the difference between two machines' clock rates.
+	LeaseFence  time.Duration
+	LeaseMargin time.Duration
 	// CheckpointPublishInterval is how often, at most, the owner publishes a
 	// changefeed's checkpoint through its sink (EmitCheckpoint).
 	CheckpointPublishInterval time.Duration
@@ -61,6 +68,12 @@ const (
 	DefaultErrorHistoryMax       = 16
 	DefaultMaxMovesPerChangefeed = 4
 	DefaultIOTimeout             = 5 * time.Second
+	DefaultLeaseFence            = 2 * time.Second
+	DefaultLeaseMargin           = time.Second
+	// MinLeaseMargin is the least margin accepted: a sink checks the lease
+	// right before a write becomes visible, and the write must land within
+	// the margin.
+	MinLeaseMargin = 100 * time.Millisecond
 	// DefaultCheckpointPublishInterval matches how often TiCDC's storage
 	// sink rewrites its metadata file at most.
 	DefaultCheckpointPublishInterval = time.Second
@@ -86,6 +99,8 @@ func (c Config) withDefaults() Config {
 	setDur(&c.ErrorBackoffMax, DefaultErrorBackoffMax)
 	setDur(&c.ErrorHistoryWindow, DefaultErrorHistoryWindow)
 	setDur(&c.IOTimeout, DefaultIOTimeout)
+	setDur(&c.LeaseFence, DefaultLeaseFence)
+	setDur(&c.LeaseMargin, DefaultLeaseMargin)
 	setDur(&c.CheckpointPublishInterval, DefaultCheckpointPublishInterval)
 	if c.ErrorHistoryMax <= 0 {
 		c.ErrorHistoryMax = DefaultErrorHistoryMax
@@ -107,6 +122,9 @@ func (c Config) Validate() error {
 	}
 	if c.ErrorBackoffBase > c.ErrorBackoffMax {
 		return fmt.Errorf("owner error backoff base %s is longer than its maximum %s", c.ErrorBackoffBase, c.ErrorBackoffMax)
+	}
+	if c.LeaseMargin < MinLeaseMargin {
+		return fmt.Errorf("owner lease margin %s is below %s: a write checked against a capture's lease just before it ended must land before its tables move", c.LeaseMargin, MinLeaseMargin)
 	}
 	if c.GCRefreshInterval >= c.GCTTL {
 		return fmt.Errorf("owner GC refresh interval %s must be shorter than the GC TTL %s, or the safepoint expires between refreshes", c.GCRefreshInterval, c.GCTTL)

@@ -59,6 +59,10 @@ type Inputs struct {
 	// NodeID is recorded as the address of errors the owner itself raises.
 	NodeID     string
 	Membership map[model.CaptureID]CaptureLiveness
+	// LastHeard is when the leader last heard from each capture (a lease
+	// renewal); a capture gossip calls dead is evicted only once its lease
+	// must have ended (see evictable).
+	LastHeard map[model.CaptureID]time.Time
 	// SourceTables holds tables listed for changefeeds that asked in an
 	// earlier Output.NeedTables.
 	SourceTables map[model.ChangefeedID]TablesResult
@@ -201,17 +205,26 @@ func (t *ticker) classifyCaptures() *captureView {
 		present:  map[model.CaptureID]bool{},
 	}
 	graceOver := t.in.Now.Sub(t.in.OwnerSince) >= t.cfg.EvictionGrace
-	for id := range t.s.Captures {
+	for id, c := range t.s.Captures {
 		l, ok := t.in.Membership[id]
 		if !ok || l == "" {
 			l = LivenessUnknown
 		}
 		switch l {
-		case LivenessDead, LivenessLeft:
+		case LivenessLeft:
+			// A node leaves gossip only after its processors stopped: none
+			// of its writes can still be in flight.
 			cv.evict[id] = l
 			continue
+		case LivenessDead:
+			if t.leaseOver(id, c) {
+				cv.evict[id] = l
+				continue
+			}
+			// Unschedulable at once, but its tables stay until its lease
+			// has certainly ended: it may still be writing.
 		case LivenessUnknown:
-			if graceOver {
+			if graceOver && t.leaseOver(id, c) {
 				cv.evict[id] = l
 				continue
 			}
@@ -223,6 +236,23 @@ func (t *ticker) classifyCaptures() *captureView {
 		cv.present[id] = true
 	}
 	return cv
+}
+
+// leaseOver reports whether capture c's lease to write to sinks has
+// certainly ended: fence + margin have passed since the leader last heard
+// from it, by this owner's clock. A new owner does not know what the last
+// one heard, and counts from when it took over (the capture's last lease
+// renewal was confirmed by a quorum that elected this leader afterwards).
+func (t *ticker) leaseOver(id model.CaptureID, c *meta.Capture) bool {
+	heard := t.in.OwnerSince
+	if at, ok := t.in.LastHeard[id]; ok && at.After(heard) {
+		heard = at
+	}
+	fence := t.cfg.LeaseFence
+	if d := time.Duration(c.Info.LeaseMillis) * time.Millisecond; d > fence {
+		fence = d
+	}
+	return !t.in.Now.Before(heard.Add(fence + t.cfg.LeaseMargin))
 }
 
 func maxTs(a, b model.Ts) model.Ts {

@@ -1363,3 +1363,81 @@ func TestTableSetFollowsUpdate(t *testing.T) {
 		t.Fatalf("assignment %v after a plain resume", got)
 	}
 }
+
+// TestLostCaptureWaitsOutItsLease: a capture gossip calls dead gets no new
+// tables at once, but keeps its tables — it may still be writing — until
+// its lease plus the margin have passed since the leader last heard from it
+// (or, for an owner that took over since, since it took over). One that
+// left cleanly goes at once.
+func TestLostCaptureWaitsOutItsLease(t *testing.T) {
+	setup := func(t *testing.T, lease time.Duration) *world {
+		w := newWorld(t)
+		w.cfg.LeaseFence, w.cfg.LeaseMargin = 2*time.Second, time.Second
+		w.captureWithLease("a", LivenessAlive, lease).captureWithLease("b", LivenessAlive, lease)
+		w.info(model.ChangefeedInfo{ID: cf, StartTs: 100})
+		w.status(cf, initialized(100, 1, 2, 3, 4))
+		w.settle()
+		w.processors(cf, func(model.TableID) model.Ts { return 200 })
+		w.settle()
+		return w
+	}
+	onA := func(w *world) int { return loads(w.state(), cf)["a"] }
+	t.Run("dead: tables stay until fence + margin since last heard", func(t *testing.T) {
+		w := setup(t, 0)
+		before := onA(w)
+		w.live["a"] = LivenessDead
+		w.lastHeard = map[model.CaptureID]time.Time{"a": w.now.Add(-2 * time.Second)}
+		w.settle()
+		if _, ok := w.state().Captures["a"]; !ok || onA(w) != before {
+			t.Fatalf("a evicted or its tables moved %v after it was last heard from, before 2s + 1s", time.Second*2)
+		}
+		w.now = w.now.Add(999 * time.Millisecond)
+		w.settle()
+		if onA(w) != before {
+			t.Fatal("tables moved 1ms before the lease plus margin ended")
+		}
+		w.now = w.now.Add(time.Millisecond)
+		w.settle()
+		if _, ok := w.state().Captures["a"]; ok || loads(w.state(), cf)["b"] != 4 {
+			t.Fatalf("a not evicted once its lease and the margin passed: loads %v", loads(w.state(), cf))
+		}
+	})
+	t.Run("a longer lease declared by the capture is waited out", func(t *testing.T) {
+		w := setup(t, 5*time.Second)
+		w.live["a"] = LivenessDead
+		w.lastHeard = map[model.CaptureID]time.Time{"a": w.now.Add(-3 * time.Second)}
+		w.settle()
+		if _, ok := w.state().Captures["a"]; !ok {
+			t.Fatal("a evicted before its declared 5s lease ended")
+		}
+		w.now = w.now.Add(3 * time.Second)
+		w.settle()
+		if _, ok := w.state().Captures["a"]; ok {
+			t.Fatal("a not evicted after 5s + 1s")
+		}
+	})
+	t.Run("a new owner counts from when it took over", func(t *testing.T) {
+		w := setup(t, 0)
+		w.since = w.now.Add(-500 * time.Millisecond)
+		w.cfg.EvictionGrace = time.Millisecond
+		w.live["a"] = LivenessDead
+		w.settle()
+		if _, ok := w.state().Captures["a"]; !ok {
+			t.Fatal("a new owner evicted a capture it never heard from before its lease could have ended")
+		}
+		w.now = w.now.Add(2500 * time.Millisecond)
+		w.settle()
+		if _, ok := w.state().Captures["a"]; ok {
+			t.Fatal("not evicted 3s after the owner took over")
+		}
+	})
+	t.Run("left cleanly: evicted at once", func(t *testing.T) {
+		w := setup(t, 0)
+		w.live["a"] = LivenessLeft
+		w.lastHeard = map[model.CaptureID]time.Time{"a": w.now}
+		w.settle()
+		if _, ok := w.state().Captures["a"]; ok {
+			t.Fatal("a capture that left was not evicted at once")
+		}
+	})
+}

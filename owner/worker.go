@@ -26,6 +26,12 @@ type StateSource interface {
 	Watch(prefix string, buffer int) (<-chan fsm.WatchBatch, func())
 }
 
+// LeaseView says when the leader last heard from each capture (a round
+// trip that renews its lease); server.Node implements it.
+type LeaseView interface {
+	LastHeard() map[string]time.Time
+}
+
 // MembershipView reports the liveness of every capture gossip knows.
 type MembershipView interface {
 	Liveness() map[model.CaptureID]CaptureLiveness
@@ -49,10 +55,13 @@ type Sinks interface {
 
 // Deps is what Run needs.
 type Deps struct {
-	NodeID    string
-	Proposer  Proposer
-	State     StateSource
-	Members   MembershipView
+	NodeID   string
+	Proposer Proposer
+	State    StateSource
+	Members  MembershipView
+	// Leases may be nil: then only the owner's own start counts as having
+	// heard from a capture.
+	Leases    LeaseView
 	Upstreams Upstreams
 	// Sinks may be nil: then DDLs are recorded without being executed and
 	// no checkpoint is published (tests of the scheduling alone).
@@ -300,6 +309,7 @@ func (w *worker) tick(ctx context.Context) (retick bool, err error) {
 		OwnerSince:   w.since,
 		NodeID:       w.d.NodeID,
 		Membership:   w.d.Members.Liveness(),
+		LastHeard:    w.lastHeard(),
 		SourceTables: w.tables,
 		UpstreamIDs:  w.upstreams.resolve(ctx, s, now),
 		UpstreamGC:   w.upstreamGC,
@@ -385,6 +395,13 @@ func (w *worker) apply(ctx context.Context, cmd fsm.Command) (applyResult, error
 		w.log.Error().Str("code", string(res.Err.Code)).Str("key", res.Err.Key).Str("reason", res.Err.Message).Msg("owner command refused")
 		return applyRejected, nil
 	}
+}
+
+func (w *worker) lastHeard() map[model.CaptureID]time.Time {
+	if w.d.Leases == nil {
+		return nil
+	}
+	return w.d.Leases.LastHeard()
 }
 
 // runGC pushes service safepoints upstream. Unchanged values are pushed

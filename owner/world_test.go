@@ -39,6 +39,8 @@ type world struct {
 	// is its own upstream. gcFailures are the worker's failing pushes.
 	upstreamIDs map[string]string
 	gcFailures  map[string]GCFailure
+	// lastHeard is when the leader last heard from each capture.
+	lastHeard map[model.CaptureID]time.Time
 	since       time.Time
 	// ddl is the DDL puller's view per changefeed; a changefeed missing here
 	// has a puller that saw no DDL and is resolved to the end of time.
@@ -105,9 +107,14 @@ func putJSON(key string, v any) fsm.Op {
 
 // capture registers a capture and sets its liveness.
 func (w *world) capture(id model.CaptureID, l CaptureLiveness) *world {
+	return w.captureWithLease(id, l, 0)
+}
+
+// captureWithLease registers a capture that declares its lease.
+func (w *world) captureWithLease(id model.CaptureID, l CaptureLiveness, lease time.Duration) *world {
 	w.t.Helper()
 	w.incs[id]++
-	w.mustApply(fsm.Command{Kind: fsm.KindRegisterCapture, Ops: []fsm.Op{putJSON(meta.CaptureKey(id), model.CaptureInfo{ID: id, Incarnation: w.incs[id]})}})
+	w.mustApply(fsm.Command{Kind: fsm.KindRegisterCapture, Ops: []fsm.Op{putJSON(meta.CaptureKey(id), model.CaptureInfo{ID: id, Incarnation: w.incs[id], LeaseMillis: lease.Milliseconds()})}})
 	if l != "" {
 		w.live[id] = l
 	}
@@ -200,7 +207,7 @@ func (w *world) inputs() Inputs {
 	for id, d := range w.ddl {
 		ddl[id] = d
 	}
-	return Inputs{Now: w.now, OwnerSince: w.since, NodeID: "owner", Membership: w.live,
+	return Inputs{Now: w.now, OwnerSince: w.since, NodeID: "owner", Membership: w.live, LastHeard: w.lastHeard,
 		SourceTables: w.tables, UpstreamIDs: ids, UpstreamGC: w.upstreamGC, GCFailures: w.gcFailures, DDL: ddl, Config: w.cfg}
 }
 

@@ -38,10 +38,11 @@ type Connectors interface {
 	OpenChangefeedSink(ctx context.Context, id model.ChangefeedID, uri string, cfg model.ChangefeedConfig) (sink.Sink, error)
 }
 
-// QuorumMonitor tells when this node last knew it was connected to a working
-// leader and quorum.
-type QuorumMonitor interface {
-	LastQuorumContact() time.Time
+// Lease is this capture's lease (server.Node): sink writes are allowed until
+// validUntil, and only to holders that saw the same term, which changes
+// after every lapse. See DESIGN.md, "Writers are fenced".
+type Lease interface {
+	Lease() (validUntil time.Time, term uint64)
 }
 
 // Config configures a Manager. Zero durations take the defaults below.
@@ -55,9 +56,15 @@ type Config struct {
 	// WorkloadInterval is how often the per-table workload is reported; it
 	// only feeds balancing, so it is reported much less often than positions.
 	WorkloadInterval time.Duration
-	// QuorumLossFence is how long without quorum contact this node keeps
-	// writing to sinks before it pauses them (the local fence).
-	QuorumLossFence time.Duration
+	// LeaseFence is how long one round trip to the leader keeps this
+	// capture's lease (the node renews it; the processor only declares it
+	// in the capture record, so that the owner waits it out before giving
+	// this capture's tables to another).
+	LeaseFence time.Duration
+	// ResetInterval is the least time between two registrations after the
+	// capture was fenced; it doubles while fences keep coming soon after a
+	// registration, so a capture the owner keeps evicting does not loop.
+	ResetInterval time.Duration
 	// ProposeTimeout bounds one command proposal.
 	ProposeTimeout time.Duration
 	// RetryBackoff and MaxRetryBackoff shape the exponential backoff between
@@ -77,7 +84,8 @@ type Config struct {
 const (
 	DefaultFlushInterval    = 100 * time.Millisecond
 	DefaultWorkloadInterval = 5 * time.Second
-	DefaultQuorumLossFence  = 5 * time.Second
+	DefaultLeaseFence       = 2 * time.Second
+	DefaultResetInterval    = time.Second
 	DefaultProposeTimeout   = 3 * time.Second
 	DefaultRetryBackoff     = 100 * time.Millisecond
 	DefaultMaxRetryBackoff  = 5 * time.Second
@@ -92,7 +100,8 @@ func (c Config) withDefaults() Config {
 	}
 	setDur(&c.FlushInterval, DefaultFlushInterval)
 	setDur(&c.WorkloadInterval, DefaultWorkloadInterval)
-	setDur(&c.QuorumLossFence, DefaultQuorumLossFence)
+	setDur(&c.LeaseFence, DefaultLeaseFence)
+	setDur(&c.ResetInterval, DefaultResetInterval)
 	setDur(&c.ProposeTimeout, DefaultProposeTimeout)
 	setDur(&c.RetryBackoff, DefaultRetryBackoff)
 	setDur(&c.MaxRetryBackoff, DefaultMaxRetryBackoff)

@@ -464,21 +464,38 @@ func (c probeConns) OpenChangefeedSink(ctx context.Context, id model.ChangefeedI
 	return probeSink{Sink: memView{m: m}, p: c.p}, nil
 }
 
-// fakeQuorum reports quorum contact "now" unless told otherwise.
-type fakeQuorum struct{ lostAt atomic.Pointer[time.Time] }
+// fakeLease is a lease the node keeps renewing, unless the test cuts it:
+// then it has ended, and when restored it comes back under a new term, as
+// a lease that lapsed does.
+type fakeLease struct {
+	mu   sync.Mutex
+	cut  bool
+	term uint64
+}
 
-func (q *fakeQuorum) LastQuorumContact() time.Time {
-	if t := q.lostAt.Load(); t != nil {
-		return *t
+func (l *fakeLease) Lease() (time.Time, uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cut {
+		return time.Now().Add(-time.Second), l.term
 	}
-	return time.Now()
+	return time.Now().Add(time.Hour), l.term
+}
+
+func (l *fakeLease) setCut(cut bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cut && !cut {
+		l.term++
+	}
+	l.cut = cut
 }
 
 type env struct {
 	c     *cluster
 	m     *Manager
 	probe *probe
-	q     *fakeQuorum
+	lease *fakeLease
 	reg   *prometheus.Registry
 }
 
@@ -488,7 +505,7 @@ func startManager(t *testing.T, c *cluster, tweak func(*Config), probeOpts ...fu
 	cfg := Config{
 		CaptureID: testCapture, AdvertiseAddr: "127.0.0.1:8300", Version: "test",
 		FlushInterval: 20 * time.Millisecond, WorkloadInterval: 100 * time.Millisecond,
-		QuorumLossFence: 200 * time.Millisecond, RetryBackoff: 10 * time.Millisecond,
+		RetryBackoff: 10 * time.Millisecond, ResetInterval: 10 * time.Millisecond,
 		MaxRetryBackoff: 50 * time.Millisecond, MaxRetries: 3,
 	}
 	if tweak != nil {
@@ -499,10 +516,10 @@ func startManager(t *testing.T, c *cluster, tweak func(*Config), probeOpts ...fu
 	for _, o := range probeOpts {
 		o(pr)
 	}
-	q := &fakeQuorum{}
+	lease := &fakeLease{}
 	reg := prometheus.NewRegistry()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
-	m := NewManager(cfg, c, c.f, probeConns{Pool: pool, p: pr, c: c}, q, log, reg)
+	m := NewManager(cfg, c, c.f, probeConns{Pool: pool, p: pr, c: c}, lease, log, reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
@@ -518,7 +535,7 @@ func startManager(t *testing.T, c *cluster, tweak func(*Config), probeOpts ...fu
 		}
 		pool.Close()
 	})
-	return &env{c: c, m: m, probe: pr, q: q, reg: reg}
+	return &env{c: c, m: m, probe: pr, lease: lease, reg: reg}
 }
 
 func (e *env) fencedTotal(t *testing.T) float64 {

@@ -28,7 +28,7 @@ type Manager struct {
 	proposer Proposer
 	state    StateSource
 	conns    Connectors
-	quorum   QuorumMonitor
+	lease    Lease
 	log      zerolog.Logger
 	metrics  *metrics
 	gate     *gate
@@ -45,19 +45,19 @@ type procEntry struct {
 	key string // what a processor cannot change while running; see runKey
 }
 
-// NewManager builds a manager; nothing runs until Run. quorum may be nil
-// (no local fence), reg may be nil (no metrics).
-func NewManager(cfg Config, p Proposer, st StateSource, c Connectors, quorum QuorumMonitor, log zerolog.Logger, reg prometheus.Registerer) *Manager {
+// NewManager builds a manager; nothing runs until Run. lease may be nil (no
+// lease fence: for tests of other things), reg may be nil (no metrics).
+func NewManager(cfg Config, p Proposer, st StateSource, c Connectors, lease Lease, log zerolog.Logger, reg prometheus.Registerer) *Manager {
 	cfg = cfg.withDefaults()
 	return &Manager{
 		cfg:      cfg,
 		proposer: p,
 		state:    st,
 		conns:    c,
-		quorum:   quorum,
+		lease:    lease,
 		log:      log.With().Str("component", "processor").Str("capture_id", cfg.CaptureID).Logger(),
 		metrics:  newMetrics(reg),
-		gate:     newGate(),
+		gate:     newGate(lease),
 		started:  time.Now().UTC(),
 		procs:    map[model.ChangefeedID]*procEntry{},
 	}
@@ -107,6 +107,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		defer cancel()
 		watches = append(watches, ch)
 	}
+	reset := resetLimiter{min: m.cfg.ResetInterval, max: max(m.cfg.ResetInterval, m.cfg.MaxRetryBackoff)}
 	for {
 		inc, regIndex, err := m.register(ctx)
 		if err != nil {
@@ -115,9 +116,10 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 			return err
 		}
+		registered := time.Now()
 		err = m.session(ctx, watches, inc, regIndex)
 		m.incarnation.Store(0)
-		m.gate.setOpen(false)
+		m.gate.close()
 		m.stopAll()
 		if ctx.Err() != nil {
 			return nil
@@ -127,9 +129,36 @@ func (m *Manager) Run(ctx context.Context) error {
 			return err
 		}
 		m.metrics.fenced.Inc()
-		m.log.Warn().Uint64("incarnation", inc).Str("reason", fe.reason.Error()).
+		wait := reset.next(registered, time.Now())
+		m.log.Warn().Uint64("incarnation", inc).Str("reason", fe.reason.Error()).Dur("register_in", wait).
 			Msg("capture fenced: stopped every processor and dropped unflushed data; registering with a new incarnation")
+		if sleepCtx(ctx, wait) != nil {
+			return nil
+		}
 	}
+}
+
+// resetLimiter spaces the registrations that follow fences: at least min
+// since the last registration, doubling (up to max) for every fence that
+// comes soon after its registration, so that a capture the owner keeps
+// evicting — gossip calls it dead while Raft still reaches it — does not
+// loop register → evict → register. A session that lasted a while resets it.
+type resetLimiter struct {
+	min, max time.Duration
+	cur      time.Duration
+}
+
+// next is how long to wait before registering again, for a session that
+// began at registered and was fenced at now.
+func (r *resetLimiter) next(registered, now time.Time) time.Duration {
+	lasted := now.Sub(registered)
+	switch {
+	case r.cur == 0 || lasted > 4*r.max:
+		r.cur = r.min
+	case lasted < 2*r.cur:
+		r.cur = min(2*r.cur, r.max)
+	}
+	return max(0, r.cur-lasted)
 }
 
 func newIncarnation(prev uint64) uint64 {
@@ -146,7 +175,8 @@ func newIncarnation(prev uint64) uint64 {
 // the cluster accepts it: right after start there is often no leader yet.
 func (m *Manager) register(ctx context.Context) (inc, index uint64, err error) {
 	inc = newIncarnation(m.incarnation.Load())
-	info := model.CaptureInfo{ID: m.cfg.CaptureID, AdvertiseAddr: m.cfg.AdvertiseAddr, Version: m.cfg.Version, StartTime: m.started, Incarnation: inc}
+	info := model.CaptureInfo{ID: m.cfg.CaptureID, AdvertiseAddr: m.cfg.AdvertiseAddr, Version: m.cfg.Version, StartTime: m.started, Incarnation: inc,
+		LeaseMillis: m.cfg.LeaseFence.Milliseconds()}
 	val, err := json.Marshal(info)
 	if err != nil {
 		return 0, 0, fmt.Errorf("encoding capture record: %w", err)
@@ -197,9 +227,18 @@ func (m *Manager) session(ctx context.Context, watches []<-chan fsm.WatchBatch, 
 			}
 		},
 	}
-	// A successful registration is proof of quorum contact.
-	m.gate.setOpen(true)
-	m.metrics.localFence.Set(0)
+	// A new incarnation holds only what this session is given, so it may
+	// write as soon as it holds the lease.
+	if m.lease == nil {
+		m.gate.openUnder(0)
+	} else if until, term := m.lease.Lease(); time.Now().Before(until) {
+		m.gate.openUnder(term)
+	}
+	if m.gate.isOpen() {
+		m.metrics.localFence.Set(0)
+	} else {
+		m.metrics.localFence.Set(1)
+	}
 	check := func() error { return m.reconcile(sctx, deps, regIndex) }
 	if err := check(); err != nil {
 		return err
@@ -241,8 +280,12 @@ func (m *Manager) session(ctx context.Context, watches []<-chan fsm.WatchBatch, 
 			if err := check(); err != nil {
 				return err
 			}
+		case <-m.gate.lapsed:
+			if err := m.checkLease(sctx, inc, &probeIndex, check); err != nil {
+				return err
+			}
 		case <-ticker.C:
-			if err := m.checkQuorum(sctx, inc, &probeIndex, check); err != nil {
+			if err := m.checkLease(sctx, inc, &probeIndex, check); err != nil {
 				return err
 			}
 			// Watches carry every change; the periodic pass only guards
@@ -256,27 +299,29 @@ func (m *Manager) session(ctx context.Context, watches []<-chan fsm.WatchBatch, 
 	}
 }
 
-// checkQuorum is the local fence. Without quorum contact for longer than
-// QuorumLossFence, sink writes pause: the owner may already have given this
-// capture's tables to another. When contact returns, writes resume only after
-// a fenced no-op command went through the leader (so this incarnation is
-// still registered) and the local replica has caught up to it (so every task
+// checkLease keeps the gate in line with the lease. A lapsed lease closes
+// it: the owner may already be waiting out this capture to give its tables
+// to another. With a valid lease again it reopens only after a fenced
+// no-op command went through the leader (so this incarnation is still
+// registered) and the local replica has caught up to it (so every task
 // change the owner made meanwhile is visible before a table flushes again).
-func (m *Manager) checkQuorum(ctx context.Context, inc uint64, probeIndex *uint64, check func() error) error {
-	if m.quorum == nil {
-		return nil
-	}
-	since := time.Since(m.quorum.LastQuorumContact())
-	if since > m.cfg.QuorumLossFence {
-		*probeIndex = 0
-		if m.gate.setOpen(false) {
-			m.metrics.localFence.Set(1)
-			m.log.Warn().Dur("since_quorum_contact", since).Msg("local fence: no quorum contact; pausing sink writes")
-		}
+func (m *Manager) checkLease(ctx context.Context, inc uint64, probeIndex *uint64, check func() error) error {
+	if m.lease == nil {
 		return nil
 	}
 	if m.gate.isOpen() {
+		if !m.gate.valid() && m.gate.close() {
+			*probeIndex = 0
+			m.metrics.localFence.Set(1)
+			until, _ := m.lease.Lease()
+			m.log.Warn().Time("lease_ended", until).Msg("capture lease lapsed; pausing sink writes until this capture is proven current")
+		}
 		return nil
+	}
+	until, term := m.lease.Lease()
+	if !time.Now().Before(until) {
+		*probeIndex = 0
+		return nil // no lease: wait for the node to renew it
 	}
 	if *probeIndex == 0 {
 		actx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
@@ -306,9 +351,9 @@ func (m *Manager) checkQuorum(ctx context.Context, inc uint64, probeIndex *uint6
 		return err
 	}
 	*probeIndex = 0
-	m.gate.setOpen(true)
+	m.gate.openUnder(term)
 	m.metrics.localFence.Set(0)
-	m.log.Info().Msg("quorum contact restored and incarnation still registered; resuming sink writes")
+	m.log.Info().Msg("lease held and incarnation still registered; resuming sink writes")
 	return nil
 }
 
@@ -391,9 +436,7 @@ func (m *Manager) reconcile(ctx context.Context, deps processorDeps, regIndex ui
 			if !runnable(w.st.info, w.st.task) {
 				return true
 			}
-			if pos, _, ok, err := meta.GetPosition(r, cf, self); err == nil && ok && pos.Epoch == info.Epoch {
-				// Only a position of this run of the changefeed says what is
-				// already flushed for the current assignment.
+			if pos, _, ok, err := meta.GetPosition(r, cf, self); err == nil && ok {
 				w.prev = pos
 			}
 			w.key = runKey(w.st.info)

@@ -115,12 +115,19 @@ func newProcessor(cf model.ChangefeedID, st feedState, prev *model.TaskPosition,
 	// owner folds it into the changefeed status when it deletes the position.
 	if prev != nil {
 		p.count.Store(prev.Count)
+		if prev.Epoch != st.info.Epoch {
+			// Only a position of this run of the changefeed says what is
+			// already flushed for the current assignment.
+			p.prevPos = nil
+		}
 	}
 	return p
 }
 
 // start runs the processor until stop.
 func (p *processor) start(ctx context.Context) {
+	// Every sink call carries who writes (sink/flushlog records it).
+	ctx = sink.WithWriter(ctx, sink.Writer{Changefeed: p.cf, Capture: p.deps.cfg.CaptureID, Incarnation: p.deps.incarnation})
 	ctx, p.cancel = context.WithCancel(ctx)
 	go p.run(ctx)
 }

@@ -255,7 +255,10 @@ func TestFencedCaptureResets(t *testing.T) {
 	}
 }
 
-func TestLocalQuorumFencePausesFlushes(t *testing.T) {
+// TestLeaseLapsePausesFlushes: without its lease the capture stops writing
+// to sinks, and a lease taken anew opens them again only after a fenced
+// probe through the leader proved the capture current.
+func TestLeaseLapsePausesFlushes(t *testing.T) {
 	c := newCluster(t)
 	f := newFeed(t, fastSource, pastTs(2*time.Second))
 	f.create(c, maxTs, 1, 2)
@@ -264,8 +267,7 @@ func TestLocalQuorumFencePausesFlushes(t *testing.T) {
 		return len(p.Running) == 2 && p.CheckpointTs > f.startTs
 	})
 
-	lost := time.Now().Add(-time.Hour)
-	e.q.lostAt.Store(&lost)
+	e.lease.setCut(true)
 	waitUntil(t, "sink writes paused with none in flight", e.m.gate.drained)
 	flushes := e.probe.flushes.Load()
 	// No table can flush now, so what they hold in memory is final; the
@@ -287,8 +289,8 @@ func TestLocalQuorumFencePausesFlushes(t *testing.T) {
 	}
 
 	probes := c.probeCount()
-	e.q.lostAt.Store(nil)
-	c.waitPosition("checkpoint moves again after quorum returns", func(p model.TaskPosition) bool {
+	e.lease.setCut(false)
+	c.waitPosition("checkpoint moves again after the lease returns", func(p model.TaskPosition) bool {
 		return p.CheckpointTs > paused.CheckpointTs
 	})
 	if e.probe.flushes.Load() == flushes {
@@ -437,4 +439,46 @@ func TestPositionCarriesTheChangefeedEpoch(t *testing.T) {
 	if pos.Epoch != 3 {
 		t.Fatalf("position epoch %d, want the changefeed's epoch 3", pos.Epoch)
 	}
+}
+
+// TestResetIsRateLimited: an owner that evicts the capture as soon as it
+// registers (gossip calls it dead while Raft still reaches it) does not make
+// it loop: it registers at most once per reset interval, less often as the
+// fences keep coming.
+func TestResetIsRateLimited(t *testing.T) {
+	c := newCluster(t)
+	const interval = 100 * time.Millisecond
+	e := startManager(t, c, func(cfg *Config) { cfg.ResetInterval = interval; cfg.MaxRetryBackoff = 800 * time.Millisecond })
+	waitUntil(t, "registered", func() bool { return e.m.Incarnation() != 0 })
+	watch, cancelWatch := c.f.Watch(meta.CaptureKey(testCapture), 64)
+	defer cancelWatch()
+	stop := make(chan struct{})
+	evicted := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { evicted <- n }()
+		for {
+			var ci model.CaptureInfo
+			if c.get(meta.CaptureKey(testCapture), &ci) {
+				c.owner(fsm.Op{Type: fsm.OpDelete, Key: meta.CaptureKey(testCapture)})
+				n++
+			}
+			select {
+			case <-stop:
+				return
+			case <-watch:
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	const run = 2 * time.Second
+	time.Sleep(run)
+	close(stop)
+	n := <-evicted
+	// 100, 200, 400, 800, 800 ms between registrations: about 6 in 2 s; one
+	// registration per interval would be 20, and no limit hundreds.
+	if n < 2 || n > 8 {
+		t.Fatalf("%d registrations evicted in %v, want 2 to 8 (reset interval %v, doubling)", n, run, interval)
+	}
+	t.Logf("%d registrations in %v", n, run)
 }

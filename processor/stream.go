@@ -413,11 +413,11 @@ func (s *streamSession) runDDL(ctx context.Context, d *model.DDLEvent) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	leave, err := s.unit.env.gate.enter(ctx)
+	dctx, leave, err := s.unit.env.gate.enter(ctx)
 	if err != nil {
 		return err
 	}
-	err = s.snk.EmitDDL(ctx, d)
+	err = s.snk.EmitDDL(dctx, d)
 	leave()
 	if err != nil {
 		return sinkErr(fmt.Errorf("executing DDL %q (commit ts %d) downstream: %w", d.Query, d.CommitTs, err))

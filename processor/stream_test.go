@@ -283,7 +283,7 @@ func startStreamFeed(t *testing.T, script *scriptStream, base model.Ts) (*cluste
 	snk := newRecordSink(t)
 	cfg := Config{CaptureID: testCapture, AdvertiseAddr: "127.0.0.1:8300", FlushInterval: 10 * time.Millisecond,
 		RetryBackoff: 10 * time.Millisecond, MaxRetryBackoff: 50 * time.Millisecond, MaxRetries: 3, SpillDir: t.TempDir()}
-	m := NewManager(cfg, c, c.f, streamConns{src: script, snk: snk}, &fakeQuorum{}, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel), prometheus.NewRegistry())
+	m := NewManager(cfg, c, c.f, streamConns{src: script, snk: snk}, &fakeLease{}, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel), prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()

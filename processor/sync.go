@@ -9,63 +9,118 @@ import (
 	"github.com/raftcdc/raftcdc/model"
 )
 
-// gate is the local fence: while it is closed no table may start a sink
-// Write or Flush. Callers that are inside when it closes finish their call;
-// drained reports when none are left, so that "paused" means no sink call
-// is in flight.
+// gate is the lease fence in front of every sink Write and Flush (see
+// DESIGN.md, "Writers are fenced"). It is open only while the capture holds
+// its lease under the term it was opened with; enter checks that at every
+// call, by the clock, and hands the caller a context whose deadline is the
+// end of the lease, which sinks check right before a write becomes visible.
+// Once the lease lapses — however briefly, which shows as a new term — the
+// gate stays closed until the manager has proven the capture is still
+// registered and caught up (a fenced probe), since the owner may have moved
+// its tables meanwhile. Callers that are inside when it closes finish their
+// call (their deadline still stops them at the visible write).
 type gate struct {
+	lease Lease // nil: no lease (tests): open means open, with no deadline
+
 	mu     sync.Mutex
 	open   bool
+	term   uint64 // the lease term the gate was opened under
 	active int
 	opened chan struct{} // closed when the gate opens; replaced when it closes
+	// lapsed is poked when enter finds the lease gone, so the manager
+	// starts proving the capture at once rather than at its next tick.
+	lapsed kick
 }
 
-func newGate() *gate {
-	g := &gate{opened: make(chan struct{})}
-	return g
+func newGate(lease Lease) *gate {
+	return &gate{lease: lease, opened: make(chan struct{}), lapsed: newKick()}
 }
 
-// enter waits until the gate is open and counts the caller in; it must call
-// the returned leave exactly once.
-func (g *gate) enter(ctx context.Context) (leave func(), err error) {
+// enter waits until the gate is open under a valid lease and counts the
+// caller in; it must call the returned leave exactly once, and make its
+// sink call with the returned context.
+func (g *gate) enter(ctx context.Context) (context.Context, func(), error) {
 	for {
 		g.mu.Lock()
 		if g.open {
-			g.active++
-			g.mu.Unlock()
-			var once sync.Once
-			return func() {
-				once.Do(func() {
-					g.mu.Lock()
-					g.active--
-					g.mu.Unlock()
-				})
-			}, nil
+			var until time.Time
+			ok := true
+			if g.lease != nil {
+				var term uint64
+				until, term = g.lease.Lease()
+				ok = term == g.term && time.Now().Before(until)
+			}
+			if ok {
+				g.active++
+				g.mu.Unlock()
+				cctx, cancel := ctx, context.CancelFunc(func() {})
+				if !until.IsZero() {
+					cctx, cancel = context.WithDeadline(ctx, until)
+				}
+				var once sync.Once
+				return cctx, func() {
+					once.Do(func() {
+						cancel()
+						g.mu.Lock()
+						g.active--
+						g.mu.Unlock()
+					})
+				}, nil
+			}
+			g.closeLocked()
+			g.lapsed.poke()
 		}
 		ch := g.opened
 		g.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 	}
 }
 
-// setOpen opens or closes the gate; it reports whether that changed anything.
-func (g *gate) setOpen(open bool) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.open == open {
+func (g *gate) closeLocked() bool {
+	if !g.open {
 		return false
 	}
-	g.open = open
-	if open {
-		close(g.opened)
-	} else {
-		g.opened = make(chan struct{})
-	}
+	g.open = false
+	g.opened = make(chan struct{})
 	return true
+}
+
+// close closes the gate; it reports whether it was open.
+func (g *gate) close() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closeLocked()
+}
+
+// openUnder opens the gate for holders of lease term.
+func (g *gate) openUnder(term uint64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.term = term
+	if g.open {
+		return false
+	}
+	g.open = true
+	close(g.opened)
+	return true
+}
+
+// valid reports whether the gate is open under a lease that still holds.
+func (g *gate) valid() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.open {
+		return false
+	}
+	if g.lease == nil {
+		return true
+	}
+	until, term := g.lease.Lease()
+	return term == g.term && time.Now().Before(until)
 }
 
 func (g *gate) isOpen() bool {

@@ -412,12 +412,12 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 		checkpoint = startTs
 	)
 	write := func(txns []*model.Txn) error {
-		leave, err := t.env.gate.enter(ctx)
+		wctx, leave, err := t.env.gate.enter(ctx)
 		if err != nil {
 			return err
 		}
 		defer leave()
-		return ts.Write(ctx, txns)
+		return ts.Write(wctx, txns)
 	}
 	for {
 		barrier, barrierChanged := t.env.barrier.get()
@@ -433,11 +433,11 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 				}
 				return sinkErr(fmt.Errorf("writing transactions of table %s up to %d: %w", name, upto, err))
 			}
-			leave, err := t.env.gate.enter(ctx)
+			fctx, leave, err := t.env.gate.enter(ctx)
 			if err != nil {
 				return err
 			}
-			err = ts.Flush(ctx, upto)
+			err = ts.Flush(fctx, upto)
 			leave()
 			if err != nil {
 				return sinkErr(fmt.Errorf("flushing table %s up to %d: %w", name, upto, err))

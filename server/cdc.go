@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"time"
 
@@ -21,6 +22,40 @@ type CDCOptions struct {
 	Processor processor.Config
 	// PoolOptions configure the sources and sinks (tests pass clocks).
 	PoolOptions []connector.PoolOption
+	// FlushLogDir, when set, makes every sink record its table flushes
+	// there (sink/flushlog: a test instrument for the writer-overlap check).
+	FlushLogDir string
+}
+
+// MinLeaseFence is the shortest capture lease accepted: it is renewed every
+// quarter of it, and a lease shorter than a few scheduling hiccups would
+// lapse all the time.
+const MinLeaseFence = 500 * time.Millisecond
+
+// Validate checks the CDC settings against each other: a combination that
+// could let two captures write one table at once is refused.
+func (o CDCOptions) Validate() error {
+	fence := o.leaseFence()
+	if fence < MinLeaseFence || fence > time.Minute {
+		return fmt.Errorf("capture lease %v: give a duration from %v to 1m", fence, MinLeaseFence)
+	}
+	if err := o.Owner.Validate(); err != nil {
+		return err
+	}
+	if m := o.Owner.LeaseMargin; m > fence {
+		return fmt.Errorf("lease margin %v is longer than the capture lease %v; a margin that large only slows failover", m, fence)
+	}
+	if f := o.Owner.LeaseFence; f != 0 && f < fence {
+		return fmt.Errorf("the owner's lease fence %v is shorter than the capture lease %v: the owner could give a capture's tables away while it may still write", f, fence)
+	}
+	return nil
+}
+
+func (o CDCOptions) leaseFence() time.Duration {
+	if o.Processor.LeaseFence > 0 {
+		return o.Processor.LeaseFence
+	}
+	return processor.DefaultLeaseFence
 }
 
 // cdc is the CDC side of one node: the connector pool shared by the owner,
@@ -36,6 +71,16 @@ func EnableCDC(n *Node, o CDCOptions) {
 	// The node's sink roots come first, so that a test's options cannot drop
 	// them by accident (a later WithSinkRoots still replaces them on purpose).
 	poolOpts := append([]connector.PoolOption{connector.WithSinkRoots(n.sinkRoots), connector.WithMetricsRegistry(n.registry), connector.WithLogger(n.log)}, o.PoolOptions...)
+	if o.FlushLogDir != "" {
+		poolOpts = append(poolOpts, connector.WithFlushLog(o.FlushLogDir, n.ID))
+	}
+	fence := o.leaseFence()
+	n.lease = newLeaseKeeper(fence)
+	n.OnNode(n.runLease)
+	if o.Owner.LeaseFence == 0 {
+		o.Owner.LeaseFence = fence
+	}
+	o.Processor.LeaseFence = fence
 	c := &cdc{n: n, pool: connector.NewPool(poolOpts...)}
 	// One set of owner metrics per node, reused across leadership terms.
 	metrics, err := owner.NewMetrics(n.registry)
@@ -51,6 +96,7 @@ func EnableCDC(n *Node, o CDCOptions) {
 			Proposer:     n,
 			State:        n.FSM(),
 			Members:      c,
+			Leases:       n,
 			Upstreams:    c.pool,
 			Sinks:        c.pool,
 			Config:       o.Owner,

@@ -159,6 +159,11 @@ func (n *Node) handleInternalApply(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleReadIndex(w http.ResponseWriter, r *http.Request) {
+	if n.lease != nil {
+		// Any round trip counts as hearing from the caller; noted before the
+		// answer, which errs towards waiting longer for its lease to end.
+		n.lease.heardFrom(r.Header.Get(headerForwarded), time.Now())
+	}
 	if n.raft.State() != raft.Leader {
 		api.WriteError(w, api.Errorf(http.StatusServiceUnavailable, api.CodeNotLeader, "this node is not the leader"))
 		return

@@ -40,6 +40,7 @@ type Node struct {
 	stores    *storage.Stores
 	fsm       *fsm.FSM
 	tracker   *meta.Tracker // reports corrupt metadata keys
+	lease     *leaseKeeper  // the capture lease; nil without CDC
 	transport *raft.NetworkTransport
 	stream    *raftnet.Stream
 	raft      *raft.Raft

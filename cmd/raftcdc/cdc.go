@@ -16,7 +16,9 @@ type cdcOptions struct {
 	evictionGrace   time.Duration
 	gcTTL           time.Duration
 	flushInterval   time.Duration
-	quorumLossFence time.Duration
+	captureLease    time.Duration
+	leaseMargin     time.Duration
+	recordFlushes   string
 }
 
 func (o *cdcOptions) addFlags(f *pflag.FlagSet) {
@@ -25,18 +27,25 @@ func (o *cdcOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.evictionGrace, "owner-eviction-grace", owner.DefaultEvictionGrace, "a new owner waits this long before evicting captures gossip does not know")
 	f.DurationVar(&o.gcTTL, "gc-ttl", owner.DefaultGCTTL, "default gc-ttl of changefeeds that set none: how long one that is not running (or cannot update its upstream's service GC safepoint) holds the upstream's GC, and the TTL of that safepoint")
 	f.DurationVar(&o.flushInterval, "flush-interval", 100*time.Millisecond, "how often each processor reports its position")
-	f.DurationVar(&o.quorumLossFence, "quorum-loss-fence", 5*time.Second, "stop writing to sinks after this long without a quorum")
+	f.DurationVar(&o.captureLease, "capture-lease", processor.DefaultLeaseFence, "a capture writes to sinks only while its last round trip to the leader began less than this long ago")
+	f.DurationVar(&o.captureLease, "quorum-loss-fence", processor.DefaultLeaseFence, "old name of --capture-lease")
+	_ = f.MarkDeprecated("quorum-loss-fence", "use --capture-lease")
+	f.DurationVar(&o.leaseMargin, "lease-margin", owner.DefaultLeaseMargin, "the owner gives a lost capture's tables to another only once its lease plus this margin has passed since the leader last heard from it")
+	f.StringVar(&o.recordFlushes, "record-flushes", "", "test instrument: record every table flush (table, capture, incarnation, times) in this directory")
+	_ = f.MarkHidden("record-flushes")
 }
 
 // enable wires the owner, the processors and the changefeed API into node.
 func (o *cdcOptions) enable(node *server.Node) error {
-	oc := owner.Config{ClusterID: o.clusterID, TickInterval: o.tick, EvictionGrace: o.evictionGrace, GCTTL: o.gcTTL}
-	if err := oc.Validate(); err != nil {
+	oc := owner.Config{ClusterID: o.clusterID, TickInterval: o.tick, EvictionGrace: o.evictionGrace, GCTTL: o.gcTTL, LeaseMargin: o.leaseMargin}
+	co := server.CDCOptions{
+		Owner:       oc,
+		Processor:   processor.Config{FlushInterval: o.flushInterval, LeaseFence: o.captureLease},
+		FlushLogDir: o.recordFlushes,
+	}
+	if err := co.Validate(); err != nil {
 		return err
 	}
-	server.EnableCDC(node, server.CDCOptions{
-		Owner:     oc,
-		Processor: processor.Config{FlushInterval: o.flushInterval, QuorumLossFence: o.quorumLossFence},
-	})
+	server.EnableCDC(node, co)
 	return nil
 }
