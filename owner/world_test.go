@@ -41,7 +41,7 @@ type world struct {
 	gcFailures  map[string]GCFailure
 	// lastHeard is when the leader last heard from each capture.
 	lastHeard map[model.CaptureID]time.Time
-	since       time.Time
+	since     time.Time
 	// ddl is the DDL puller's view per changefeed; a changefeed missing here
 	// has a puller that saw no DDL and is resolved to the end of time.
 	ddl map[model.ChangefeedID]DDLState

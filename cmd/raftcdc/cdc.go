@@ -11,14 +11,14 @@ import (
 
 // cdcOptions are the owner and processor flags.
 type cdcOptions struct {
-	clusterID       string
-	tick            time.Duration
-	evictionGrace   time.Duration
-	gcTTL           time.Duration
-	flushInterval   time.Duration
-	captureLease    time.Duration
-	leaseMargin     time.Duration
-	recordFlushes   string
+	clusterID     string
+	tick          time.Duration
+	evictionGrace time.Duration
+	gcTTL         time.Duration
+	flushInterval time.Duration
+	captureLease  time.Duration
+	leaseMargin   time.Duration
+	recordFlushes string
 }
 
 func (o *cdcOptions) addFlags(f *pflag.FlagSet) {
