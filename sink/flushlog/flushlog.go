@@ -1,9 +1,11 @@
 // Package flushlog is a test instrument: it wraps a sink and records every
-// table flush — which table, which writer (capture and incarnation), when
-// it began and when its data became visible — as JSON lines, one file per
-// process, and checks a directory of such files for two writers flushing
-// one table at the same time. The chaos run and the failover tests use it
-// to show that no table is ever written by two captures at once.
+// table flush — which table, which writer (capture and incarnation) through
+// which table sink, when it began and when its data became visible — as
+// JSON lines, one file per process, and checks a directory of such files
+// for two table sinks of one table whose stays intersect: two writers
+// flushing a table at the same time, or one flushing it again after
+// another had taken it over. The chaos run and the failover tests use it to
+// show that no table is ever written by two captures at once.
 package flushlog
 
 import (
@@ -32,6 +34,9 @@ type Record struct {
 	Table       string `json:"table"`
 	Capture     string `json:"capture"`
 	Incarnation uint64 `json:"incarnation"`
+	// Sink names the table sink (one per OpenTable): one table pipeline's
+	// stay on a capture.
+	Sink string `json:"sink"`
 	// Start is when the flush was called; End is when its data became
 	// visible (the sink's commit hook), or when the call returned for a
 	// sink that does not report its commit. Unix nanoseconds, wall clock:
@@ -101,13 +106,16 @@ func (s *recSink) OpenTable(ctx context.Context, table model.TableName, opts sin
 	if err != nil {
 		return nil, err
 	}
-	return &recTable{TableSink: ts, s: s, name: table.String()}, nil
+	var id [6]byte
+	_, _ = rand.Read(id[:])
+	return &recTable{TableSink: ts, s: s, name: table.String(), id: hex.EncodeToString(id[:])}, nil
 }
 
 type recTable struct {
 	sink.TableSink
 	s    *recSink
 	name string
+	id   string
 }
 
 func (t *recTable) Flush(ctx context.Context, upto model.Ts) error {
@@ -116,7 +124,7 @@ func (t *recTable) Flush(ctx context.Context, upto model.Ts) error {
 	if cf == "" {
 		cf = w.Changefeed
 	}
-	r := Record{Changefeed: cf, Table: t.name, Capture: w.Capture, Incarnation: w.Incarnation, Upto: upto}
+	r := Record{Changefeed: cf, Table: t.name, Capture: w.Capture, Incarnation: w.Incarnation, Sink: t.id, Upto: upto}
 	var mu sync.Mutex
 	var committedAt time.Time
 	ctx = sink.WithCommitHook(ctx, func() {
@@ -140,14 +148,19 @@ func (t *recTable) Flush(ctx context.Context, upto model.Ts) error {
 	return err
 }
 
-// Overlap is two writers flushing one table at the same time.
+// Overlap is two table sinks of one table whose stays intersect: each
+// stay runs from its first flush's start to its last flush's commit, so a
+// writer that flushes after another began to write the table — at the same
+// time, or later, as a capture would that missed its replacement — is one.
 type Overlap struct {
+	// A is the last flush of the stay that began first; B the first flush
+	// of the one that began while A's lasted.
 	A, B Record
 }
 
 func (o Overlap) String() string {
-	return fmt.Sprintf("%s %s: %s flushed %s..%s while %s flushed %s..%s", o.A.Changefeed, o.A.Table,
-		o.A.writer(), stamp(o.A.Start), stamp(o.A.End), o.B.writer(), stamp(o.B.Start), stamp(o.B.End))
+	return fmt.Sprintf("%s %s: %s (sink %s) flushed until %s, after %s (sink %s) began flushing at %s", o.A.Changefeed, o.A.Table,
+		o.A.writer(), o.A.Sink, stamp(o.A.End), o.B.writer(), o.B.Sink, stamp(o.B.Start))
 }
 
 func stamp(ns int64) string { return time.Unix(0, ns).UTC().Format("15:04:05.000000") }
@@ -170,9 +183,14 @@ func (r Report) String() string {
 	return s
 }
 
-// Check reads every log in dir and reports each pair of flushes of one
-// table by two writers (capture incarnations) whose intervals intersect.
-// A flush that failed without committing wrote nothing and is skipped.
+// stay is one table sink's flushes of one table.
+type stay struct {
+	first, last Record // earliest start, latest end
+}
+
+// Check reads every log in dir and reports, per table, each pair of table
+// sinks whose stays intersect. A flush that failed without committing
+// wrote nothing and is skipped.
 func Check(dir string) (Report, error) {
 	var rep Report
 	files, err := filepath.Glob(filepath.Join(dir, "*"+Suffix))
@@ -180,7 +198,7 @@ func Check(dir string) (Report, error) {
 		return rep, err
 	}
 	rep.Files = len(files)
-	byTable := map[string][]Record{}
+	byTable := map[string]map[string]*stay{}
 	writers := map[string]bool{}
 	for _, path := range files {
 		if err := readLog(path, func(r Record) {
@@ -190,7 +208,21 @@ func Check(dir string) (Report, error) {
 			rep.Flushes++
 			writers[r.writer()] = true
 			k := r.Changefeed + "\x00" + r.Table
-			byTable[k] = append(byTable[k], r)
+			if byTable[k] == nil {
+				byTable[k] = map[string]*stay{}
+			}
+			sk := r.writer() + "/" + r.Sink
+			st := byTable[k][sk]
+			if st == nil {
+				byTable[k][sk] = &stay{first: r, last: r}
+				return
+			}
+			if r.Start < st.first.Start {
+				st.first = r
+			}
+			if r.End > st.last.End {
+				st.last = r
+			}
 		}); err != nil {
 			return rep, err
 		}
@@ -202,19 +234,16 @@ func Check(dir string) (Report, error) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		rs := byTable[k]
-		sort.Slice(rs, func(i, j int) bool { return rs[i].Start < rs[j].Start })
-		// Sweep in start order, keeping the flush that reaches furthest
-		// per writer seen so far.
-		reach := map[string]Record{}
-		for _, r := range rs {
-			for w, o := range reach {
-				if w != r.writer() && o.End > r.Start {
-					rep.Overlaps = append(rep.Overlaps, Overlap{A: o, B: r})
+		stays := make([]*stay, 0, len(byTable[k]))
+		for _, st := range byTable[k] {
+			stays = append(stays, st)
+		}
+		sort.Slice(stays, func(i, j int) bool { return stays[i].first.Start < stays[j].first.Start })
+		for i, a := range stays {
+			for _, b := range stays[i+1:] {
+				if b.first.Start < a.last.End {
+					rep.Overlaps = append(rep.Overlaps, Overlap{A: a.last, B: b.first})
 				}
-			}
-			if o, ok := reach[r.writer()]; !ok || r.End > o.End {
-				reach[r.writer()] = r
 			}
 		}
 	}

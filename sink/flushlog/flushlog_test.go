@@ -172,3 +172,33 @@ func TestTornLastLineIsTolerated(t *testing.T) {
 		t.Fatal("a broken line in the middle passed")
 	}
 }
+
+// A table sink that flushes again after another writer began on the table
+// is stale — the capture missed its replacement — even though no two
+// flushes ran at once. A table moved back to the first capture comes back
+// through a new table sink, which is not.
+func TestStaleWriteAfterTakeover(t *testing.T) {
+	dir := t.TempDir()
+	l1, err := Open(dir, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l1.Close()
+	snk1 := l1.Wrap("cf", &stepSink{})
+	a, _ := snk1.OpenTable(context.Background(), table, sink.TableOptions{})
+	b := openTable(t, dir, "n2", &stepSink{})
+	_ = a.Flush(writerCtx("n1", 7), 1)
+	_ = b.Flush(writerCtx("n2", 9), 2)
+	// Moved back: a new table sink on n1.
+	again, _ := snk1.OpenTable(context.Background(), table, sink.TableOptions{})
+	_ = again.Flush(writerCtx("n1", 7), 3)
+	if rep := check(t, dir); len(rep.Overlaps) != 0 {
+		t.Fatalf("a move back reported: %s", rep)
+	}
+	// The first table sink flushes again: stale.
+	_ = a.Flush(writerCtx("n1", 7), 4)
+	rep := check(t, dir)
+	if len(rep.Overlaps) != 2 {
+		t.Fatalf("stale flush: %s, want it overlapping both later stays", rep)
+	}
+}
