@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/raftcdc/raftcdc/sink"
 )
 
 // errExists is returned by Create for a name that is taken.
@@ -96,12 +98,18 @@ func (s *localStore) Create(ctx context.Context, name string, data []byte) error
 		return fmt.Errorf("create %s: %w", name, err)
 	}
 	defer os.Remove(tmp)
+	// The link makes the file visible: the writer must still hold its lease
+	// right before it (sink.LeaseValid, processor/DESIGN.md).
+	if err := sink.LeaseValid(ctx); err != nil {
+		return fmt.Errorf("create %s: %w", name, err)
+	}
 	if err := os.Link(tmp, full); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("create %s: %w", name, errExists)
 		}
 		return fmt.Errorf("create %s: %w", name, err)
 	}
+	sink.Committed(ctx)
 	return syncDir(filepath.Dir(full))
 }
 
@@ -114,10 +122,15 @@ func (s *localStore) Put(ctx context.Context, name string, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
+	if err := sink.LeaseValid(ctx); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", name, err)
+	}
 	if err := os.Rename(tmp, full); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", name, err)
 	}
+	sink.Committed(ctx)
 	return syncDir(filepath.Dir(full))
 }
 
