@@ -131,6 +131,28 @@ type ChangefeedDetail struct {
 	// Warnings lists what needs an operator.
 	Upstream any      `json:"upstream,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
+	// sourceURI is the unredacted source URI, for reading the upstream.
+	sourceURI string
+}
+
+// redactedInfo is a changefeed's definition as the API shows it: every
+// password and secret parameter in its URIs replaced. Writes (create,
+// update) take the URIs in full; nothing the API returns carries a secret.
+func redactedInfo(in model.ChangefeedInfo) model.ChangefeedInfo {
+	in.Error = redactedError(in.Error, in.SourceURI, in.SinkURI)
+	in.SourceURI, in.SinkURI = redact.URI(in.SourceURI), redact.URI(in.SinkURI)
+	return in
+}
+
+// redactedError hides the URIs' secrets in an error a connector raised (a
+// driver may quote its connection string).
+func redactedError(e *model.RunningError, uris ...string) *model.RunningError {
+	if e == nil {
+		return nil
+	}
+	c := *e
+	c.Message = redact.Text(c.Message, uris...)
+	return &c
 }
 
 // CheckpointTs is the changefeed's checkpoint, 0 before the owner has
@@ -209,7 +231,7 @@ func readFeed(r fsm.Reader, id string) (*feedView, bool, error) {
 }
 
 func (f *feedView) summary(now time.Time) ChangefeedSummary {
-	s := ChangefeedSummary{ID: f.info.ID, State: f.info.State, SourceURI: f.info.SourceURI, SinkURI: f.info.SinkURI, Error: f.info.Error, AdminJob: f.info.AdminJob}
+	s := ChangefeedSummary{ID: f.info.ID, State: f.info.State, SourceURI: redact.URI(f.info.SourceURI), SinkURI: redact.URI(f.info.SinkURI), Error: redactedError(f.info.Error, f.info.SourceURI, f.info.SinkURI), AdminJob: f.info.AdminJob}
 	if f.status != nil {
 		s.Checkpoint, s.Resolved = timeInfo(f.status.CheckpointTs), timeInfo(f.status.ResolvedTs)
 		if f.status.CheckpointTs != 0 {
@@ -298,7 +320,13 @@ func (h *Handler) getChangefeed(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	d := ChangefeedDetail{ChangefeedSummary: f.summary(time.Now()), Info: f.info, Status: f.status, Tasks: f.tasks, Positions: f.pos, InfoRevision: f.infoRev, CorruptKeys: f.corrupt}
+	pos := make(map[string]*model.TaskPosition, len(f.pos))
+	for c, p := range f.pos {
+		cp := *p
+		cp.Error = redactedError(p.Error, f.info.SourceURI, f.info.SinkURI)
+		pos[c] = &cp
+	}
+	d := ChangefeedDetail{ChangefeedSummary: f.summary(time.Now()), Info: redactedInfo(f.info), Status: f.status, Tasks: f.tasks, Positions: pos, InfoRevision: f.infoRev, CorruptKeys: f.corrupt}
 	// Counts of positions the owner deleted live on in the status.
 	if f.status != nil {
 		d.Count = f.status.RetiredCount
@@ -309,6 +337,7 @@ func (h *Handler) getChangefeed(w http.ResponseWriter, r *http.Request) error {
 			d.Snapshot = p.Snapshot
 		}
 	}
+	d.sourceURI = f.info.SourceURI
 	h.upstreamStatus(r.Context(), &d)
 	return WriteJSON(w, http.StatusOK, d)
 }
@@ -322,7 +351,7 @@ func (h *Handler) upstreamStatus(ctx context.Context, d *ChangefeedDetail) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	src, err := h.cdc.UpstreamFor(ctx, d.Info.ID, d.Info.SourceURI)
+	src, err := h.cdc.UpstreamFor(ctx, d.Info.ID, d.sourceURI)
 	if err != nil {
 		return
 	}
@@ -332,7 +361,7 @@ func (h *Handler) upstreamStatus(ctx context.Context, d *ChangefeedDetail) {
 	}
 	st, warning, err := r.UpstreamStatus(ctx)
 	if err != nil {
-		d.Warnings = append(d.Warnings, "reading the upstream state: "+redact.Text(err.Error(), d.Info.SourceURI))
+		d.Warnings = append(d.Warnings, "reading the upstream state: "+redact.Text(err.Error(), d.sourceURI))
 		return
 	}
 	d.Upstream = st
@@ -384,7 +413,7 @@ func (h *Handler) validateSpec(ctx context.Context, info *model.ChangefeedInfo, 
 	}
 	src, err := h.cdc.Upstream(ctx, info.SourceURI)
 	if err != nil {
-		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidURI, "opening source %s: %v", info.SourceURI, err)
+		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidURI, "opening source %s: %v", redact.URI(info.SourceURI), redact.Error(err, info.SourceURI))
 	}
 	if checkStart {
 		gc, err := src.GCSafepoint(ctx)
@@ -413,7 +442,20 @@ func (h *Handler) validateSpec(ctx context.Context, info *model.ChangefeedInfo, 
 		id = "preview"
 	}
 	if err := connector.CheckSource(ctx, id, info.SourceURI, flt.Match); err != nil {
-		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidURI, "checking the source: %v", err)
+		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidURI, "checking the source: %v", redact.Error(err, info.SourceURI))
+	}
+	// The downstream: reachable, the right server, and the privileges the
+	// sink needs on every database the tables go to. Creates nothing.
+	dbs := map[string]bool{}
+	var databases []string
+	for _, tn := range matched {
+		if !dbs[tn.Schema] {
+			dbs[tn.Schema] = true
+			databases = append(databases, tn.Schema)
+		}
+	}
+	if _, err := connector.CheckSink(ctx, info.SinkURI, databases); err != nil {
+		return nil, 0, Errorf(http.StatusBadRequest, CodeInvalidURI, "checking the sink: %v", redact.Error(err, info.SinkURI))
 	}
 	return matched, len(tables), nil
 }
@@ -728,7 +770,7 @@ func (h *Handler) forceRemove(w http.ResponseWriter, r *http.Request, id string)
 			}
 		}
 		res := ForceRemoveResult{ID: id, AdminJob: string(model.AdminRemove), State: model.StateRemoved, Replaced: key, CorruptLeft: left,
-			UpstreamCleanup: "by the owner, on " + tomb.SourceURI}
+			UpstreamCleanup: "by the owner, on " + redact.URI(tomb.SourceURI)}
 		if tomb.SourceURI == "" {
 			// Nothing says which upstream it used: whatever it kept there (a
 			// replication slot) must be removed by hand.
@@ -909,7 +951,7 @@ func (h *Handler) updateChangefeed(w http.ResponseWriter, r *http.Request) error
 	} else if f, err = h.changeInfo(r.Context(), id, change); err != nil {
 		return err
 	}
-	resp := UpdateChangefeedResponse{ID: id, Before: before, After: f.info, DryRun: dryRun}
+	resp := UpdateChangefeedResponse{ID: id, Before: redactedInfo(before), After: redactedInfo(f.info), DryRun: dryRun}
 	if before.SourceURI != f.info.SourceURI || !reflect.DeepEqual(before.Config.Filter, f.info.Config.Filter) {
 		resp.TablesAdded, resp.TablesRemoved = tableDiff(current, matched)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/raftcdc/raftcdc/internal/redact"
 	"sort"
 	"strings"
 	"time"
@@ -257,7 +258,7 @@ func (t *ticker) initialize(p *plan) {
 	}
 	if res.Err != nil {
 		t.stopWithError(p, &model.RunningError{Addr: t.in.NodeID, Code: CodeListTablesFailed,
-			Message: fmt.Sprintf("listing the tables of %s: %v", p.info.SourceURI, res.Err), Time: t.in.Now})
+			Message: fmt.Sprintf("listing the tables of %s: %v", redact.URI(p.info.SourceURI), redact.Error(res.Err, p.info.SourceURI)), Time: t.in.Now})
 		return
 	}
 	flt, err := filter.New(p.info.Config.Filter)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/raftcdc/raftcdc/internal/redact"
 	"maps"
 	"path/filepath"
 	"slices"
@@ -155,7 +156,7 @@ func (p *processor) currentState() feedState {
 
 func (p *processor) run(ctx context.Context) {
 	defer close(p.done)
-	p.log.Info().Str("source_uri", p.currentState().info.SourceURI).Msg("processor started")
+	p.log.Info().Str("source_uri", redact.URI(p.currentState().info.SourceURI)).Msg("processor started")
 
 	var openerDone sync.WaitGroup
 	openerDone.Add(1)

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"github.com/raftcdc/raftcdc/internal/redact"
 	"path/filepath"
 	"time"
 
@@ -183,7 +184,7 @@ func (c *cdc) mirrorGC(ctx context.Context) error {
 					ttl = 0
 				}
 				if _, err := src.UpdateServiceGCSafepoint(ctx, g.ServiceID, ttl, g.Safepoint); err != nil {
-					c.n.log.Warn().Err(err).Str("source_uri", g.SourceURI).Msg("mirroring the GC safepoint")
+					c.n.log.Warn().Err(redact.Error(err, g.SourceURI)).Str("source_uri", redact.URI(g.SourceURI)).Msg("mirroring the GC safepoint")
 				}
 			}
 		}

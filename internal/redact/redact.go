@@ -44,9 +44,11 @@ func URI(uri string) string {
 		}
 		return Mask + "(unparseable URI)"
 	}
+	changed := false
 	if u.User != nil {
 		if _, ok := u.User.Password(); ok {
 			u.User = url.UserPassword(u.User.Username(), Mask)
+			changed = true
 		}
 	}
 	if u.RawQuery != "" {
@@ -56,9 +58,15 @@ func URI(uri string) string {
 			name, err := url.QueryUnescape(k)
 			if err != nil || IsSecretParam(name) {
 				parts[i] = k + "=" + Mask
+				changed = true
 			}
 		}
 		u.RawQuery = strings.Join(parts, "&")
+	}
+	if !changed {
+		// Nothing secret: the URI as written (url.URL would re-render
+		// "datagen://?x" as "datagen:?x").
+		return uri
 	}
 	s := u.String()
 	// url.URL escapes the mask's characters in no case, but keep the form

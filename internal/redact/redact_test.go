@@ -68,3 +68,11 @@ func TestErrorKeepsTheChainButNotTheSecret(t *testing.T) {
 		t.Fatal("Error(nil) is not nil")
 	}
 }
+
+func TestURIWithoutSecretsIsUnchanged(t *testing.T) {
+	for _, uri := range []string{"datagen://?tables=4&rate=50", "blackhole://", "file:///tmp/x?protocol=csv", "kafka://b:9092/t?protocol=canal-json"} {
+		if got := URI(uri); got != uri {
+			t.Errorf("URI(%q) = %q", uri, got)
+		}
+	}
+}
