@@ -14,6 +14,7 @@ build:
 # as root, or stops at once with the apt-get command to run.
 test:
 	./scripts/test-deps.sh
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
 

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/raftcdc/raftcdc/api"
-	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/codec/canal"
+	"github.com/raftcdc/raftcdc/model"
 )
 
 // stallBound is the longest the checkpoint may stand still during a rolling
