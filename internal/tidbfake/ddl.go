@@ -3,6 +3,7 @@ package tidbfake
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -546,6 +547,24 @@ func (c *Cluster) TableInfo(db, table string) (*model.TableInfo, error) {
 		return nil, fmt.Errorf("table %s.%s does not exist", db, table)
 	}
 	return t.info, nil
+}
+
+// TableNames lists the tables of a database now, sorted.
+func (c *Cluster) TableNames(db string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.cat.dbByName(db)
+	if d == nil {
+		return nil
+	}
+	var out []string
+	for _, t := range c.cat.tables {
+		if t.dbID == d.ID {
+			out = append(out, t.info.Name.O)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // TableInfoAt reads a table's definition at ts from the fake's meta keys

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 )
 
 // pdServer is PD's gRPC service, as far as a TiCDC-like client uses it:
@@ -33,7 +34,8 @@ func startPD(c *Cluster, port int) (*pdServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tidbfake: PD listen: %w", err)
 	}
-	p := &pdServer{c: c, addr: lis.Addr().String(), srv: grpc.NewServer(), lis: lis}
+	p := &pdServer{c: c, addr: lis.Addr().String(), lis: lis,
+		srv: grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}))}
 	pdpb.RegisterPDServer(p.srv, p)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(p.srv, hs)

@@ -199,6 +199,13 @@ func (c *Cluster) FailRegistrations(regionID uint64, kind RegionError, count int
 	c.faults = append(c.faults, &fault{region: regionID, kind: kind, left: count})
 }
 
+// ClearFaults drops every injected registration failure not yet hit.
+func (c *Cluster) ClearFaults() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.faults = nil
+}
+
 // PendingFaults is how many injected registration failures are left.
 func (c *Cluster) PendingFaults() int {
 	c.mu.Lock()

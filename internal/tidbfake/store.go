@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 )
 
@@ -42,6 +43,8 @@ type Store struct {
 }
 
 func (st *Store) addr() string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	return net.JoinHostPort(st.c.opts.Addr, fmt.Sprint(st.port))
 }
 
@@ -67,7 +70,8 @@ func (st *Store) start() error {
 	}
 	st.port = lis.Addr().(*net.TCPAddr).Port
 	st.lis = lis
-	st.srv = grpc.NewServer()
+	// TiKV lets clients keep connections alive with frequent pings.
+	st.srv = grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}))
 	tikvpb.RegisterTikvServer(st.srv, st)
 	cdcpb.RegisterChangeDataServer(st.srv, st)
 	healthpb.RegisterHealthServer(st.srv, health.NewServer())
@@ -77,7 +81,7 @@ func (st *Store) start() error {
 	st.running = true
 	go func() { _ = st.srv.Serve(lis) }()
 	go st.resolvedLoop(ctx)
-	st.c.logf("tidbfake: store %d serving at %s", st.id, st.addr())
+	st.c.logf("tidbfake: store %d serving at %s", st.id, lis.Addr())
 	return nil
 }
 

@@ -122,6 +122,11 @@ func TestDDLEventsAndSchemaVersions(t *testing.T) {
 	if events[9].After[0] != nil || events[8].After[0].Table.Table != "t3" {
 		t.Fatal("create/drop table schemas after")
 	}
+	// The owner starts a created table at its DDL's ts; its schema must be
+	// there at that ts, before the DDL's transaction commits.
+	if s, err := e.src.SchemaAt(context.Background(), events[8].After[0].Table, events[8].CommitTs); err != nil || s.Table.Table != "t3" {
+		t.Fatalf("schema of a table at its CREATE TABLE's ts: %+v %v", s, err)
+	}
 
 	// Rows decode against the version in force at commit ts − 1.
 	rows.waitResolved(e.c.Now(), 20*time.Second)

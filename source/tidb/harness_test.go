@@ -3,6 +3,8 @@ package tidb
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -48,7 +50,7 @@ func newEnv(t *testing.T, eo ...envOption) *env {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	so := []Option{WithMetrics(m), WithStallBound(2*time.Second, time.Second), WithBackoff(10*time.Millisecond, 300*time.Millisecond),
-		WithLogger(zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))}
+		WithLogger(zerolog.New(zerolog.NewTestWriter(t)).Level(testLogLevel()))}
 	for _, f := range eo {
 		f(&fo, &so)
 	}
@@ -301,6 +303,15 @@ func (e *env) fakeState(db, table string, ts model.Ts) map[string][]string {
 // the fake's at ts.
 func (e *env) checkState(f *feed, db, table string, ts model.Ts) {
 	e.t.Helper()
+	e.t.Cleanup(func() {
+		if e.t.Failed() {
+			e.t.Logf("kv client state:\n%s", e.src.client.describe())
+			if os.Getenv("TIDB_TEST_STACKS") != "" {
+				buf := make([]byte, 1<<22)
+				e.t.Logf("goroutines:\n%s", buf[:runtime.Stack(buf, true)])
+			}
+		}
+	})
 	f.waitResolved(ts, 30*time.Second)
 	got, want := f.state(ts), e.fakeState(db, table, ts)
 	if diff := stateDiff(got, want); diff != "" {
@@ -400,4 +411,12 @@ func (w *writer) finish(t *testing.T) {
 	if w.n == 0 {
 		t.Fatal("writer wrote nothing")
 	}
+}
+
+// testLogLevel is info, or debug with TIDB_TEST_DEBUG set.
+func testLogLevel() zerolog.Level {
+	if os.Getenv("TIDB_TEST_DEBUG") != "" {
+		return zerolog.DebugLevel
+	}
+	return zerolog.InfoLevel
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -399,25 +400,35 @@ func (c *kvClient) runScheduler(ctx context.Context) {
 	}
 }
 
-// locate splits a range into region subscriptions from ts.
+// locate splits a range into region subscriptions from ts. Regions come
+// from PD (a scan that also refreshes the region cache): a region the
+// cache holds as invalid — after RegionNotFound, say — would otherwise be
+// handed out again and again.
 func (c *kvClient) locate(ctx context.Context, t regionTask) {
 	bo := tikv.NewBackoffer(ctx, 20000)
-	locs, err := c.cache.LocateKeyRange(bo, t.start, t.end)
-	if err != nil || len(locs) == 0 {
-		c.log.Warn().Err(err).Str("table", t.sub.label).Msg("locating regions failed; retrying")
-		c.enqueue(t, c.backoff(1))
-		return
-	}
-	next := make([]*regionState, 0, len(locs))
-	for _, l := range locs {
-		start, end := t.start, t.end
-		if bytes.Compare(l.StartKey, start) > 0 {
-			start = l.StartKey
+	var next []*regionState
+	for key := t.start; ; {
+		regions, err := c.cache.BatchLoadRegionsWithKeyRange(bo, key, t.end, 1024)
+		if err != nil || len(regions) == 0 {
+			c.log.Warn().Err(err).Str("table", t.sub.label).Msg("locating regions failed; retrying")
+			c.enqueue(t, c.backoff(1))
+			return
 		}
-		if len(l.EndKey) > 0 && (len(end) == 0 || bytes.Compare(l.EndKey, end) < 0) {
-			end = l.EndKey
+		for _, r := range regions {
+			start, end := t.start, t.end
+			if bytes.Compare(r.StartKey(), start) > 0 {
+				start = r.StartKey()
+			}
+			if len(r.EndKey()) > 0 && (len(end) == 0 || bytes.Compare(r.EndKey(), end) < 0) {
+				end = r.EndKey()
+			}
+			next = append(next, &regionState{sub: t.sub, verID: r.VerID(), start: start, end: end, checkpoint: t.ts, resolved: t.ts, lastAdvance: time.Now()})
 		}
-		next = append(next, &regionState{sub: t.sub, verID: l.Region, start: start, end: end, checkpoint: t.ts, resolved: t.ts, lastAdvance: time.Now()})
+		last := regions[len(regions)-1].EndKey()
+		if len(last) == 0 || (len(t.end) > 0 && bytes.Compare(last, t.end) >= 0) {
+			break
+		}
+		key = last
 	}
 	if !t.sub.replace(t.prev, next) {
 		return
@@ -437,6 +448,7 @@ func (c *kvClient) connect(ctx context.Context, rs *regionState) {
 	if err != nil || rpcCtx == nil {
 		// The cached region is gone (split, merged, evicted): look the
 		// range up again from this region's checkpoint.
+		c.log.Debug().Err(err).Uint64("region", rs.regionID()).Str("table", rs.sub.label).Msg("region not in the cache; locating its range again")
 		c.metrics.reconnects.WithLabelValues(reasonStaleCache).Inc()
 		c.relocate(rs, c.backoff(rs.retries))
 		return
@@ -1114,4 +1126,30 @@ func (c *kvClient) resolveLocks(ctx context.Context, rs *regionState) {
 		}
 		start = end
 	}
+}
+
+// describe lists every span's region states, for test failures and
+// debugging.
+func (c *kvClient) describe() string {
+	c.mu.Lock()
+	subs := make([]*spanSub, 0, len(c.subs))
+	for _, s := range c.subs {
+		subs = append(subs, s)
+	}
+	c.mu.Unlock()
+	var b strings.Builder
+	for _, s := range subs {
+		s.mu.Lock()
+		fmt.Fprintf(&b, "span %d %s resolved %d:\n", s.id, s.label, s.resolved)
+		for rs := range s.regions {
+			st := "-"
+			if x := rs.stream.Load(); x != nil {
+				st = x.sc.addr
+			}
+			fmt.Fprintf(&b, "  region %d [%x,%x) checkpoint %d resolved %d init %v placeholder %v dropped %v stream %s retries %d\n",
+				rs.regionID(), rs.start, rs.end, rs.checkpoint, rs.resolved, rs.initialized.Load(), rs.placeholder, rs.dropped.Load(), st, rs.retries)
+		}
+		s.mu.Unlock()
+	}
+	return b.String()
 }

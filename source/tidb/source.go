@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pingcap/tidb/pkg/meta"
 	timodel "github.com/pingcap/tidb/pkg/meta/model"
 	"github.com/pingcap/tidb/pkg/tablecodec"
 	"github.com/rs/zerolog"
@@ -271,30 +270,29 @@ func (s *Source) TablesAt(ctx context.Context, ts model.Ts) ([]model.TableName, 
 	return out, nil
 }
 
-// SchemaAt is a table's schema in force at ts, read from TiDB's meta keys
-// in a snapshot at ts. The table is found by ID (its name may have
-// changed since).
+// SchemaAt is a table's schema in force at ts: the version the rows
+// committed right after ts are decoded with. It comes from a schema
+// tracker (TiDB's meta keys read at its base, then the DDL history), not
+// from a plain snapshot read at ts: a DDL's version starts at its
+// FinishedTS, before the transaction that writes it commits, and a table
+// created at ts (the owner starts it there) must exist at ts.
 func (s *Source) SchemaAt(ctx context.Context, table model.TableName, ts model.Ts) (*model.TableSchema, error) {
 	if err := s.checkGC(ctx, ts, "read schema of "+table.String()); err != nil {
 		return nil, err
 	}
-	r := meta.NewReader(snapshot{s.kv.GetSnapshot(ts)})
-	dbs, err := r.ListDatabases()
+	tr, err := s.acquireTracker(ctx, ts)
 	if err != nil {
 		return nil, fmt.Errorf("read schema of %s at ts %d: %w", table, ts, err)
 	}
-	// The database it is named in first; any other one after a rename.
-	sort.SliceStable(dbs, func(i, j int) bool { return dbs[i].Name.O == table.Schema && dbs[j].Name.O != table.Schema })
-	for _, db := range dbs {
-		info, err := r.GetTable(db.ID, table.ID)
-		if err != nil {
-			return nil, fmt.Errorf("read schema of %s at ts %d: %w", table, ts, err)
-		}
-		if info != nil {
-			return tableSchema(db.Name.O, info, info.ID)
-		}
+	defer s.releaseTracker(tr)
+	if err := tr.waitResolved(ctx, ts); err != nil {
+		return nil, fmt.Errorf("read schema of %s at ts %d: %w", table, ts, err)
 	}
-	return nil, fmt.Errorf("read schema of %s at ts %d: %w (table ID %d)", table, ts, errNoTable, table.ID)
+	v := tr.versionAt(table.ID, ts)
+	if v == nil || v.info == nil {
+		return nil, fmt.Errorf("read schema of %s at ts %d: %w (table ID %d)", table, ts, errNoTable, table.ID)
+	}
+	return tr.schemaOf(v)
 }
 
 // SubscribeTxns streams one table's transactions with commit ts > startTs:
@@ -308,6 +306,10 @@ func (s *Source) SubscribeTxns(ctx context.Context, table model.TableName, start
 	}
 	tr, err := s.acquireTracker(ctx, startTs)
 	if err != nil {
+		return nil, fmt.Errorf("subscribe to %s: %w", table, err)
+	}
+	if err := tr.waitResolved(ctx, startTs); err != nil {
+		s.releaseTracker(tr)
 		return nil, fmt.Errorf("subscribe to %s: %w", table, err)
 	}
 	v := tr.versionAt(table.ID, startTs)

@@ -49,7 +49,9 @@ type schemaTracker struct {
 	err      error
 	changed  chan struct{}
 	pending  []pendingJob
-	refs     int
+	// refs and idleGen are guarded by the source's mu.
+	refs    int
+	idleGen int
 }
 
 // tableVersion is one definition of a table, in force from ts on (0: from
@@ -319,22 +321,55 @@ func (s *Source) acquireTracker(ctx context.Context, ts uint64) (*schemaTracker,
 	return t, nil
 }
 
-// releaseTracker drops a reference; the last one stops the tracker.
+// trackerLinger is how long a tracker nobody uses stays up: a pipeline
+// reads a table's schema and then subscribes, or restarts, and a new
+// tracker costs a snapshot read of every table.
+const trackerLinger = 30 * time.Second
+
+// releaseTracker drops a reference; a tracker unused for trackerLinger
+// stops.
 func (s *Source) releaseTracker(t *schemaTracker) {
 	s.mu.Lock()
 	t.refs--
-	last := t.refs == 0
-	if last {
+	if t.refs > 0 {
+		s.mu.Unlock()
+		return
+	}
+	t.idleGen++
+	gen := t.idleGen
+	s.mu.Unlock()
+	time.AfterFunc(trackerLinger, func() {
+		s.mu.Lock()
+		if t.refs > 0 || t.idleGen != gen || s.closed {
+			s.mu.Unlock()
+			return
+		}
 		for i, x := range s.trackers {
 			if x == t {
 				s.trackers = append(s.trackers[:i], s.trackers[i+1:]...)
 				break
 			}
 		}
-	}
-	s.mu.Unlock()
-	if last {
+		s.mu.Unlock()
 		t.close()
+	})
+}
+
+// waitResolved waits until every DDL with FinishedTS <= ts is applied.
+func (t *schemaTracker) waitResolved(ctx context.Context, ts uint64) error {
+	for {
+		resolved, changed, err := t.state()
+		if err != nil {
+			return err
+		}
+		if resolved >= ts {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for TiDB's DDL history to reach ts %d (at %d): %w", ts, resolved, ctx.Err())
+		case <-changed:
+		}
 	}
 }
 
