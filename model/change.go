@@ -1,6 +1,9 @@
 package model
 
-import "fmt"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // RowChange is one committed change of one row: the unit every source
 // produces and every sink consumes.
@@ -53,10 +56,12 @@ func (r *RowChange) KeyChanged() bool {
 	return false
 }
 
-// ApproxSize is the memory a row holds, for the memory quota. It is an
-// estimate that errs high: what matters is that it grows with the row.
+// ApproxSize is the memory a row holds, for the memory quota: the row, its
+// image slices and every value's struct and data. It is an estimate; what
+// matters is that it follows the real size closely enough for a quota to
+// bound memory.
 func (r *RowChange) ApproxSize() int {
-	n := 96
+	n := int(unsafe.Sizeof(*r))
 	for _, v := range r.Before {
 		n += v.approxSize()
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"unsafe"
 )
 
 // ValueKind says what a Value holds.
@@ -84,7 +85,7 @@ func (v Value) IsNull() bool      { return v.Kind == ValueNull }
 func (v Value) IsMissing() bool   { return v.Kind == ValueMissing }
 func (v Value) IsUnchanged() bool { return v.Kind == ValueUnchanged }
 func (v Value) HasData() bool     { return v.Kind >= ValueInt && v.Kind <= ValueBytes }
-func (v Value) approxSize() int   { return 48 + len(v.S) + len(v.B) }
+func (v Value) approxSize() int   { return int(unsafe.Sizeof(v)) + len(v.S) + len(v.B) }
 func (v Value) GoString() string  { return "model.Value{" + v.Kind.String() + ":" + v.Text() + "}" }
 func (v Value) String() string    { return v.Text() }
 func (v Value) Equal(o Value) bool {

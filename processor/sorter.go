@@ -45,7 +45,7 @@ type schemaKey struct {
 
 // spillFragmentRows caps the rows of one spilled record, so that reading a
 // run back never needs more than one such fragment per run in memory.
-const spillFragmentRows = 1024
+const spillFragmentRows = 128
 
 // releaseChunkRows caps the rows handed to the sink in one Write.
 const releaseChunkRows = 4096

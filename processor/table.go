@@ -370,24 +370,40 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 	// the barrier moves even if the source is quiet.
 	go func() {
 		defer close(readerDone)
+		// The size of the next batch is not known before it is read, and a
+		// batch read before the quota admits it is memory nobody counted.
+		// So the reader takes the last batch's size before reading, and
+		// squares up with the real size after.
+		var reserve int64
 		for {
+			if reserve > 0 && !t.env.preacquired {
+				// Asked again whenever memory is released or the barrier
+				// moves.
+				if err := quota.acquire(rctx, reserve, holdsBarrier, barrierWake); err != nil {
+					readErr <- err
+					return
+				}
+				held.Add(reserve)
+			}
 			b, err := sub.Next(rctx)
 			if err != nil {
 				readErr <- err
 				return
 			}
 			n := txnBytes(b.Txns)
-			if n > 0 && t.env.preacquired {
+			switch {
+			case t.env.preacquired:
 				held.Add(n)
-			} else if n > 0 {
-				// Asked again whenever memory is released or the barrier
-				// moves.
-				if err := quota.acquire(rctx, n, holdsBarrier, barrierWake); err != nil {
-					readErr <- err
-					return
-				}
-				held.Add(n)
+			case n > reserve:
+				// Already read: take the rest without waiting, as a table
+				// holding the barrier back would.
+				_ = quota.acquire(rctx, n-reserve, func() bool { return true }, nil)
+				held.Add(n - reserve)
+			case n < reserve:
+				quota.release(reserve - n)
+				held.Add(n - reserve)
 			}
+			reserve = n
 			select {
 			case batches <- sized{b: b, bytes: n}:
 			case <-rctx.Done():

@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -29,6 +31,7 @@ func newServerCmd() *cobra.Command {
 		cdc               cdcOptions
 		verifyIncoming    bool
 		enablePprof       bool
+		memoryLimit       string
 		sinkRoots         []string
 	)
 	cmd := &cobra.Command{
@@ -75,6 +78,16 @@ with --bootstrap-expect 3 and --join pointing at any other node.`,
 			}
 			cfg.TLSNoVerifyIncoming = !verifyIncoming
 			cfg.DisablePprof = !enablePprof
+			if memoryLimit != "" {
+				n, err := parseBytes(memoryLimit)
+				if err != nil || n < 64<<20 {
+					return usageError("--memory-limit %q: give a size of at least 64MiB, such as 2GiB or 512MiB", memoryLimit)
+				}
+				// The Go runtime collects harder as the heap nears the limit,
+				// so the garbage of a busy pipeline does not double the
+				// process's memory (GOMEMLIMIT, which it overrides).
+				debug.SetMemoryLimit(n)
+			}
 			for _, r := range sinkRoots {
 				abs, err := filepath.Abs(r)
 				if err != nil {
@@ -161,6 +174,7 @@ with --bootstrap-expect 3 and --join pointing at any other node.`,
 	f.DurationVar(&cfg.RaftHandshakeTimeout, "raft-handshake-timeout", cfg.RaftHandshakeTimeout, "a new Raft connection must complete its TLS handshake, and keep sending its first request, within this")
 	f.IntVar(&cfg.RaftMaxConnsPerPeer, "raft-max-conns-per-peer", cfg.RaftMaxConnsPerPeer, "most concurrent inbound Raft connections from one address")
 	f.BoolVar(&enablePprof, "enable-pprof", true, "serve Go profiles under /debug/pprof/ (they need the API token when one is set)")
+	f.StringVar(&memoryLimit, "memory-limit", "", "soft limit of the process's memory (e.g. 2GiB): the Go runtime collects garbage harder near it; size it above the changefeeds' memory-quota sum")
 	f.StringArrayVar(&sinkRoots, "sink-root", nil, "directory file:// sinks may write below (repeatable; default <data-dir>/sinks)")
 	f.StringVar(&logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "json", "json or console")
@@ -177,4 +191,25 @@ with --bootstrap-expect 3 and --join pointing at any other node.`,
 	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a clean shutdown may take")
 	cdc.addFlags(f)
 	return cmd
+}
+
+// parseBytes reads a size: a number of bytes with an optional KiB, MiB, GiB
+// (or KB, MB, GB, meaning the same binary units) suffix.
+func parseBytes(s string) (int64, error) {
+	mult := int64(1)
+	up := strings.ToUpper(strings.TrimSpace(s))
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(up, u.suffix) {
+			up, mult = strings.TrimSpace(strings.TrimSuffix(up, u.suffix)), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(up, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size", s)
+	}
+	return n * mult, nil
 }
