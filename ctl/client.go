@@ -38,7 +38,14 @@ type Options struct {
 	// linearizable: the answering node first catches up with the leader, so
 	// a read through any node sees every write acknowledged before it.
 	Consistent bool
+	// ReadRetry is how long a read keeps retrying while the servers answer
+	// that they cannot serve right now (an election); 0 means 5 s, and a
+	// negative value tries each server once.
+	ReadRetry time.Duration
 }
+
+// DefaultReadRetry is how long reads ride out an election by default.
+const DefaultReadRetry = 5 * time.Second
 
 // Client talks to the node API.
 type Client struct {
@@ -46,6 +53,7 @@ type Client struct {
 	token      string
 	timeout    time.Duration
 	consistent bool
+	readRetry  time.Duration
 	hc         *http.Client
 	// preferred is the server that answered last; requests try it first,
 	// so a dead or stopped node costs one failed attempt, not one per
@@ -77,7 +85,10 @@ func NewClient(o Options) (*Client, error) {
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		scheme = "https"
 	}
-	c := &Client{token: o.Token, timeout: o.Timeout, consistent: o.Consistent, hc: &http.Client{Transport: tr}}
+	c := &Client{token: o.Token, timeout: o.Timeout, consistent: o.Consistent, readRetry: o.ReadRetry, hc: &http.Client{Transport: tr}}
+	if c.readRetry == 0 {
+		c.readRetry = DefaultReadRetry
+	}
 	for _, s := range o.Servers {
 		u, err := parseServer(s, scheme)
 		if err != nil {
@@ -177,12 +188,36 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		}
 	}
 	read := method == http.MethodGet
+	if !read {
+		return c.doRound(ctx, method, path, body, in != nil, out, false)
+	}
+	// A read is retried, with backoff, while every server answers that it
+	// cannot serve right now (an election, a new leader confirming itself):
+	// such a window lasts a second or two, and asking again is harmless.
+	deadline := time.Now().Add(c.readRetry)
+	wait := 100 * time.Millisecond
+	for {
+		err := c.doRound(ctx, method, path, body, in != nil, out, true)
+		if err == nil || !Transient(err) || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// doRound tries every server once, as Do describes.
+func (c *Client) doRound(ctx context.Context, method, path string, body []byte, hasBody bool, out any, read bool) error {
 	start := int(c.preferred.Load())
 	var connErrs []error
 	var last error
 	for k := range c.bases {
 		i := (start + k) % len(c.bases)
-		err := c.doOne(ctx, c.bases[i], method, path, body, in != nil, out)
+		err := c.doOne(ctx, c.bases[i], method, path, body, hasBody, out)
 		if err == nil {
 			c.preferred.Store(int32(i))
 			return nil
