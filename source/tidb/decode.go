@@ -2,6 +2,7 @@ package tidb
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -250,11 +251,25 @@ func datumValue(d types.Datum, t model.ColumnType) (model.Value, error) {
 		return model.BytesValue(append([]byte{}, d.GetBytes()...)), nil
 	case model.TypeDate, model.TypeDatetime, model.TypeTimestamp:
 		tm := d.GetMysqlTime()
-		s := fmt.Sprintf("%04d-%02d-%02d", tm.Year(), tm.Month(), tm.Day())
+		b := make([]byte, 0, 26)
+		b = appendPadded(b, tm.Year(), 4)
+		b = append(b, '-')
+		b = appendPadded(b, tm.Month(), 2)
+		b = append(b, '-')
+		b = appendPadded(b, tm.Day(), 2)
 		if t.Kind != model.TypeDate {
-			s += fmt.Sprintf(" %02d:%02d:%02d", tm.Hour(), tm.Minute(), tm.Second()) + model.FormatFsp(tm.Microsecond(), t.Fsp)
+			b = append(b, ' ')
+			b = appendPadded(b, tm.Hour(), 2)
+			b = append(b, ':')
+			b = appendPadded(b, tm.Minute(), 2)
+			b = append(b, ':')
+			b = appendPadded(b, tm.Second(), 2)
+			if t.Fsp > 0 {
+				b = append(b, '.')
+				b = append(b, strconv.Itoa(1000000+tm.Microsecond())[1:1+t.Fsp]...)
+			}
 		}
-		return model.StringValue(s), nil
+		return model.StringValue(string(b)), nil
 	case model.TypeTime:
 		dur := d.GetMysqlDuration().Duration
 		sign := ""
@@ -280,6 +295,16 @@ func datumValue(d types.Datum, t model.ColumnType) (model.Value, error) {
 		return model.StringValue(d.GetMysqlJSON().String()), nil
 	}
 	return model.Value{}, fmt.Errorf("no decoding for type %s", t)
+}
+
+// appendPadded appends v in decimal with at least width digits.
+func appendPadded(b []byte, v, width int) []byte {
+	var tmp [20]byte
+	n := strconv.AppendInt(tmp[:0], int64(v), 10)
+	for i := len(n); i < width; i++ {
+		b = append(b, '0')
+	}
+	return append(b, n...)
 }
 
 // decodeRow turns one committed change of a record key into a row change

@@ -166,6 +166,7 @@ type feed struct {
 	resolved model.Ts
 	err      error
 	done     chan struct{}
+	seen     map[string]bool
 }
 
 func (e *env) subscribe(table model.TableName, startTs model.Ts) *feed {
@@ -174,7 +175,7 @@ func (e *env) subscribe(table model.TableName, startTs model.Ts) *feed {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	f := &feed{t: e.t, sub: sub, resolved: startTs, done: make(chan struct{})}
+	f := &feed{t: e.t, sub: sub, resolved: startTs, done: make(chan struct{}), seen: map[string]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		defer close(f.done)
@@ -191,6 +192,17 @@ func (e *env) subscribe(table model.TableName, startTs model.Ts) *feed {
 					if err := r.Validate(); err != nil {
 						f.err = fmt.Errorf("invalid row: %w", err)
 					}
+					// A row is delivered once: a resubscribed region's
+					// replay must be filtered out.
+					var img []string
+					for _, v := range r.Image() {
+						img = append(img, v.Text())
+					}
+					id := fmt.Sprintf("%s %s@%d", r.Op, strings.Join(img, ","), r.CommitTs)
+					if f.seen[id] {
+						f.err = fmt.Errorf("row %s delivered twice", id)
+					}
+					f.seen[id] = true
 					if r.CommitTs <= startTs || (b.ResolvedTs > 0 && r.CommitTs <= f.resolved) {
 						f.err = fmt.Errorf("row at %d arrived after resolved ts %d (start %d)", r.CommitTs, f.resolved, startTs)
 					}

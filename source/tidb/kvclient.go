@@ -24,6 +24,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/raftcdc/raftcdc/model"
 )
 
 // The kv client follows TiCDC's: a span (a table's record range) is split
@@ -139,6 +141,8 @@ type spanSub struct {
 	label   string
 	out     *eventQueue
 	closed  atomic.Bool
+	// decode, if set, decodes rows on the worker that emits them.
+	decode func([]rawRow) []*model.RowChange
 
 	mu       sync.Mutex
 	heap     regionHeap
@@ -150,10 +154,10 @@ type spanSub struct {
 
 // subscribe starts a span subscription from startTs (rows with commit ts
 // above it). Events go to out.
-func (c *kvClient) subscribe(start, end []byte, startTs uint64, label string, out *eventQueue) *spanSub {
+func (c *kvClient) subscribe(start, end []byte, startTs uint64, label string, out *eventQueue, decode func([]rawRow) []*model.RowChange) *spanSub {
 	c.mu.Lock()
 	c.nextID++
-	s := &spanSub{id: c.nextID, c: c, start: start, end: end, startTs: startTs, label: label, out: out,
+	s := &spanSub{id: c.nextID, c: c, start: start, end: end, startTs: startTs, label: label, out: out, decode: decode,
 		regions: map[*regionState]struct{}{}, resolved: startTs}
 	c.subs[s.id] = s
 	c.mu.Unlock()
@@ -197,6 +201,11 @@ func (s *spanSub) replace(prev *regionState, next []*regionState) bool {
 			return false
 		}
 		s.removeLocked(prev)
+		if !prev.placeholder {
+			// The successors start at prev's resolved ts and will send
+			// again what prev sent above it.
+			s.seen.arm()
+		}
 	}
 	for _, rs := range next {
 		// A relocation can reach a region another state of this span
@@ -216,6 +225,7 @@ func (s *spanSub) replace(prev *regionState, next []*regionState) bool {
 			rs.checkpoint = min(rs.checkpoint, max(o.resolved, o.checkpoint))
 			rs.resolved = rs.checkpoint
 			s.removeLocked(o)
+			s.seen.arm()
 			o.dropped.Store(true)
 			if st := o.stream.Load(); st != nil {
 				st.deregister(o)
@@ -895,9 +905,14 @@ func (s *spanSub) emit(rows []rawRow) {
 		}
 	}
 	s.mu.Unlock()
-	if len(out) > 0 {
-		s.out.push(spanEvent{span: s, rows: out})
+	if len(out) == 0 {
+		return
 	}
+	ev := spanEvent{span: s, rows: out}
+	if s.decode != nil {
+		ev.changes = s.decode(out)
+	}
+	s.out.push(ev)
 }
 
 // protocolError resubscribes a region whose events do not add up (TiCDC

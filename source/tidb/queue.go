@@ -1,6 +1,10 @@
 package tidb
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/raftcdc/raftcdc/model"
+)
 
 // rawRow is one committed change of a key, as the kv client assembles it
 // from TiKV's events (a COMMITTED row, or a COMMIT matched to its
@@ -15,8 +19,10 @@ type rawRow struct {
 // resolved ts for the whole span (every row at or below it has been
 // handed out before it).
 type spanEvent struct {
-	span     *spanSub
-	rows     []rawRow
+	span *spanSub
+	rows []rawRow
+	// changes are the rows already decoded (nil entries, or nil: not yet).
+	changes  []*model.RowChange
 	resolved uint64
 }
 

@@ -319,7 +319,7 @@ func (s *Source) SubscribeTxns(ctx context.Context, table model.TableName, start
 	}
 	sub := &txnSubscription{src: s, tr: tr, id: table.ID, startTs: startTs, label: label(v.db, v.info.Name.O),
 		q: newEventQueue(), spans: map[*spanSub]*physSpan{}, byPhys: map[int64]*physSpan{}, resolved: startTs,
-		decoders: map[*tableVersion]*rowDecoder{}, closed: make(chan struct{})}
+		pools: map[*tableVersion]*sync.Pool{}, closed: make(chan struct{})}
 	sub.syncPartitions(v.info, startTs)
 	return sub, nil
 }
@@ -353,9 +353,14 @@ type txnSubscription struct {
 	q        *eventQueue
 	spans    map[*spanSub]*physSpan
 	byPhys   map[int64]*physSpan
-	pending  []rawRow
+	pending  []pendingRow
 	resolved uint64
-	decoders map[*tableVersion]*rowDecoder
+
+	// Decoders per table version, pooled: rows are decoded by the kv
+	// client's workers as they arrive (in parallel across regions) when
+	// their schema is already known, and by Next otherwise.
+	poolMu sync.Mutex
+	pools  map[*tableVersion]*sync.Pool
 
 	mu        sync.Mutex
 	closeOnce sync.Once
@@ -377,7 +382,7 @@ func (t *txnSubscription) syncPartitions(info *timodel.TableInfo, from uint64) {
 			from = max(t.tr.partitionSince(t.id, pid), t.startTs)
 		}
 		start, end := recordRange(pid)
-		sp := t.src.client.subscribe(start, end, from, t.label, t.q)
+		sp := t.src.client.subscribe(start, end, from, t.label, t.q, t.predecode)
 		ps := &physSpan{id: pid, sub: sp, resolved: from}
 		t.spans[sp], t.byPhys[pid] = ps, ps
 	}
@@ -424,7 +429,13 @@ func (t *txnSubscription) Next(ctx context.Context) (source.TxnBatch, error) {
 			if ps == nil {
 				continue // a partition dropped since
 			}
-			t.pending = append(t.pending, ev.rows...)
+			for i := range ev.rows {
+				var rc *model.RowChange
+				if ev.changes != nil {
+					rc = ev.changes[i]
+				}
+				t.pending = append(t.pending, pendingRow{raw: ev.rows[i], rc: rc})
+			}
 			if ev.resolved > ps.resolved {
 				ps.resolved = ev.resolved
 			}
@@ -464,6 +475,13 @@ func (t *txnSubscription) Next(ctx context.Context) (source.TxnBatch, error) {
 	}
 }
 
+// pendingRow is a row waiting to be handed out: decoded already, or
+// waiting for the schema tracker to reach its commit ts − 1.
+type pendingRow struct {
+	raw rawRow
+	rc  *model.RowChange
+}
+
 // decodeReady decodes the rows whose schema is known (commit ts − 1 at or
 // below the tracker's resolved ts) into transactions. Rows of one
 // transaction that arrive in different steps (from different regions)
@@ -477,23 +495,24 @@ func (t *txnSubscription) decodeReady(schemaResolved uint64) ([]*model.Txn, erro
 	byKey := map[model.TxnKey]*model.Txn{}
 	keep := t.pending[:0]
 	for i := range t.pending {
-		r := &t.pending[i]
-		if r.commitTs-1 > schemaResolved {
-			keep = append(keep, *r)
-			continue
-		}
-		v := t.tr.versionAt(t.id, r.commitTs-1)
-		if v == nil || v.info == nil {
-			t.src.log.Warn().Str("table", t.label).Uint64("commit_ts", r.commitTs).Msg("row of a table that did not exist at its commit ts; skipped")
-			continue
-		}
-		dec, err := t.decoder(v)
-		if err != nil {
-			return nil, err
-		}
-		rc, err := dec.decodeRow(r)
-		if err != nil {
-			return nil, err
+		p := &t.pending[i]
+		r := &p.raw
+		rc := p.rc
+		if rc == nil {
+			if r.commitTs-1 > schemaResolved {
+				keep = append(keep, *p)
+				continue
+			}
+			var err error
+			var ok bool
+			rc, ok, err = t.decodeOne(r)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				t.src.log.Warn().Str("table", t.label).Uint64("commit_ts", r.commitTs).Msg("row of a table that did not exist at its commit ts; skipped")
+				continue
+			}
 		}
 		k := model.TxnKey{CommitTs: r.commitTs, StartTs: r.startTs}
 		txn := byKey[k]
@@ -509,20 +528,70 @@ func (t *txnSubscription) decodeReady(schemaResolved uint64) ([]*model.Txn, erro
 	return txns, nil
 }
 
-func (t *txnSubscription) decoder(v *tableVersion) (*rowDecoder, error) {
-	if d := t.decoders[v]; d != nil {
-		return d, nil
+// decodeOne decodes a row against the table's version at its commit ts −
+// 1; ok is false when the table did not exist then.
+func (t *txnSubscription) decodeOne(r *rawRow) (*model.RowChange, bool, error) {
+	v := t.tr.versionAt(t.id, r.commitTs-1)
+	if v == nil || v.info == nil {
+		return nil, false, nil
+	}
+	pool, err := t.pool(v)
+	if err != nil {
+		return nil, false, err
+	}
+	dec := pool.Get().(*rowDecoder)
+	defer pool.Put(dec)
+	rc, err := dec.decodeRow(r)
+	return rc, err == nil, err
+}
+
+// predecode runs on the kv client's workers: it decodes what it can now
+// (the tracker has passed the rows' commit ts − 1) and leaves the rest,
+// and any row it cannot decode, to Next.
+func (t *txnSubscription) predecode(rows []rawRow) []*model.RowChange {
+	resolved, _, err := t.tr.state()
+	if err != nil {
+		return nil
+	}
+	var out []*model.RowChange
+	for i := range rows {
+		if rows[i].commitTs-1 > resolved {
+			continue
+		}
+		rc, ok, err := t.decodeOne(&rows[i])
+		if err != nil || !ok {
+			continue
+		}
+		if out == nil {
+			out = make([]*model.RowChange, len(rows))
+		}
+		out[i] = rc
+	}
+	return out
+}
+
+func (t *txnSubscription) pool(v *tableVersion) (*sync.Pool, error) {
+	t.poolMu.Lock()
+	defer t.poolMu.Unlock()
+	if p := t.pools[v]; p != nil {
+		return p, nil
 	}
 	schema, err := t.tr.schemaOf(v)
 	if err != nil {
 		return nil, err
 	}
-	d, err := newRowDecoder(v.info, schema)
+	// Check the version decodes at all before handing out a pool.
+	first, err := newRowDecoder(v.info, schema)
 	if err != nil {
 		return nil, fmt.Errorf("table %s: %w", t.label, err)
 	}
-	t.decoders[v] = d
-	return d, nil
+	p := &sync.Pool{New: func() any {
+		d, _ := newRowDecoder(v.info, schema)
+		return d
+	}}
+	p.Put(first)
+	t.pools[v] = p
+	return p, nil
 }
 
 // ---- DDL subscription ----

@@ -93,7 +93,7 @@ func (s *Source) newTracker(ctx context.Context, base uint64) (*schemaTracker, e
 	end[len(end)-1]++
 	rctx, cancel := context.WithCancel(context.Background())
 	t.cancel = cancel
-	t.span = s.client.subscribe(start, end, base, "mysql.tidb_ddl_history", t.q)
+	t.span = s.client.subscribe(start, end, base, "mysql.tidb_ddl_history", t.q, nil)
 	go t.run(rctx)
 	return t, nil
 }
