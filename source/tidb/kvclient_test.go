@@ -350,3 +350,26 @@ func TestGCSafepointAndSnapshotLost(t *testing.T) {
 		t.Fatalf("current ts %d %v", now, err)
 	}
 }
+
+// A start is checked against the GC safepoint in force when it is asked
+// for, not one read a moment earlier: a subscription right after GC moved
+// past its start is refused, though one at the same start was accepted
+// just before.
+func TestStartBelowGCSafepointRefusedRightAfterGC(t *testing.T) {
+	e, tbl, start := loaded(t, 5)
+	ctx := context.Background()
+	sub, err := e.src.SubscribeTxns(ctx, tbl, start)
+	if err != nil {
+		t.Fatalf("subscribing above the GC safepoint: %v", err)
+	}
+	sub.Close()
+	if gc := e.c.RunGC(e.c.Now()); gc <= start {
+		t.Fatalf("GC safepoint %d did not pass the start %d", gc, start)
+	}
+	if _, err := e.src.SubscribeTxns(ctx, tbl, start); !errors.Is(err, source.ErrSnapshotLost) {
+		t.Fatalf("subscribing right after GC passed the start: %v, want ErrSnapshotLost", err)
+	}
+	if _, err := e.src.SchemaAt(ctx, tbl, start); !errors.Is(err, source.ErrSnapshotLost) {
+		t.Fatalf("schema right after GC passed the start: %v, want ErrSnapshotLost", err)
+	}
+}
