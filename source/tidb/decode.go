@@ -266,7 +266,7 @@ func datumValue(d types.Datum, t model.ColumnType) (model.Value, error) {
 			b = appendPadded(b, tm.Second(), 2)
 			if t.Fsp > 0 {
 				b = append(b, '.')
-				b = append(b, strconv.Itoa(1000000+tm.Microsecond())[1:1+t.Fsp]...)
+				b = append(b, strconv.Itoa(1000000 + tm.Microsecond())[1:1+t.Fsp]...)
 			}
 		}
 		return model.StringValue(string(b)), nil
