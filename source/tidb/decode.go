@@ -100,17 +100,22 @@ func defaultValue(c *timodel.ColumnInfo, t model.ColumnType) (model.Value, error
 	if err != nil {
 		return model.Value{}, err
 	}
-	return datumValue(conv, t)
+	return datumValue(conv, t, false)
 }
 
 // image decodes a row value into values aligned with the schema.
 func (d *rowDecoder) image(value []byte, handle kv.Handle) ([]model.Value, error) {
 	clear(d.scratch)
 	var err error
+	// Row format v2's decoder copies each string out of the value (a new
+	// Go string per column); format v1's leaves byte slices pointing into
+	// the value, which must be copied before they outlive it.
+	owned := false
 	switch {
 	case len(value) == 0:
 	case rowcodec.IsNewFormat(value):
 		_, err = d.v2.DecodeToDatumMap(value, d.scratch)
+		owned = true
 	default:
 		_, err = tablecodec.DecodeRowWithMap(value, d.fts, time.UTC, d.scratch)
 	}
@@ -136,7 +141,7 @@ func (d *rowDecoder) image(value []byte, handle kv.Handle) ([]model.Value, error
 		dt, ok := d.scratch[c.id]
 		switch {
 		case ok:
-			v, err := datumValue(dt, c.typ)
+			v, err := datumValue(dt, c.typ, owned)
 			if err != nil {
 				return nil, fmt.Errorf("table %s column %s: %w", d.schema.Table, d.schema.Columns[i].Name, err)
 			}
@@ -167,7 +172,7 @@ func (d *rowDecoder) keyImage(handle kv.Handle) ([]model.Value, error) {
 		if c.pkHandle {
 			out[i] = handleValue(handle, c.typ)
 		} else if dt, ok := d.scratch[c.id]; ok && len(d.handleIDs) > 0 {
-			v, err := datumValue(dt, c.typ)
+			v, err := datumValue(dt, c.typ, false)
 			if err != nil {
 				return nil, err
 			}
@@ -186,7 +191,10 @@ func handleValue(h kv.Handle, t model.ColumnType) model.Value {
 
 // datumValue puts a TiDB datum into model.Value's canonical form for the
 // column type.
-func datumValue(d types.Datum, t model.ColumnType) (model.Value, error) {
+//
+// owned says the datum's string bytes are its own (a fresh string no one
+// else holds): text then becomes a Value without another copy.
+func datumValue(d types.Datum, t model.ColumnType, owned bool) (model.Value, error) {
 	if d.IsNull() {
 		return model.Null(), nil
 	}
@@ -236,9 +244,9 @@ func datumValue(d types.Datum, t model.ColumnType) (model.Value, error) {
 		}
 		return model.StringValue(s), nil
 	case model.TypeChar:
-		return model.StringValue(strings.TrimRight(string(d.GetBytes()), " ")), nil
+		return model.StringValue(strings.TrimRight(datumString(d, owned), " ")), nil
 	case model.TypeVarchar, model.TypeTinyText, model.TypeText, model.TypeMediumText, model.TypeLongText:
-		return model.StringValue(string(d.GetBytes())), nil
+		return model.StringValue(datumString(d, owned)), nil
 	case model.TypeBinary:
 		b := d.GetBytes()
 		if len(b) < t.Length {
@@ -251,7 +259,8 @@ func datumValue(d types.Datum, t model.ColumnType) (model.Value, error) {
 		return model.BytesValue(append([]byte{}, d.GetBytes()...)), nil
 	case model.TypeDate, model.TypeDatetime, model.TypeTimestamp:
 		tm := d.GetMysqlTime()
-		b := make([]byte, 0, 26)
+		var buf [26]byte // the longest: 9999-12-31 23:59:59.999999
+		b := buf[:0]
 		b = appendPadded(b, tm.Year(), 4)
 		b = append(b, '-')
 		b = appendPadded(b, tm.Month(), 2)
@@ -295,6 +304,14 @@ func datumValue(d types.Datum, t model.ColumnType) (model.Value, error) {
 		return model.StringValue(d.GetMysqlJSON().String()), nil
 	}
 	return model.Value{}, fmt.Errorf("no decoding for type %s", t)
+}
+
+// datumString is a string datum's text, copied unless owned.
+func datumString(d types.Datum, owned bool) string {
+	if owned {
+		return d.GetString()
+	}
+	return string(d.GetBytes())
 }
 
 // appendPadded appends v in decimal with at least width digits.
