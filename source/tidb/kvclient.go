@@ -852,6 +852,11 @@ func (w *regionWorker) entries(rs *regionState, rows []*cdcpb.Event_Row) {
 			if row.GetCommitTs() <= rs.checkpoint {
 				continue
 			}
+			if out == nil {
+				// An incremental scan sends rows by the thousand: one
+				// allocation for the batch, not a doubling series.
+				out = make([]rawRow, 0, len(rows))
+			}
 			out = append(out, rawRow{key: row.GetKey(), value: row.GetValue(), oldValue: row.GetOldValue(),
 				delete: row.GetOpType() == cdcpb.Event_Row_DELETE, startTs: row.GetStartTs(), commitTs: row.GetCommitTs()})
 		case cdcpb.Event_PREWRITE:
