@@ -17,8 +17,8 @@ import (
 func init() { extraCommands = append(extraCommands, newToolsCmd) }
 
 func newToolsCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "tools", Short: "Offline tools: the exact verifier, TLS certificates"}
-	cmd.AddCommand(newVerifyCmd(), newTLSCmd())
+	cmd := &cobra.Command{Use: "tools", Short: "Offline tools: the exact verifier, TLS certificates, a fake TiDB to try tidb:// with"}
+	cmd.AddCommand(newVerifyCmd(), newTLSCmd(), newTiDBFakeCmd())
 	return cmd
 }
 
