@@ -10,7 +10,8 @@
 // Tests drive it directly: run DDL and transactions, split and merge
 // regions, move leaders, stop and restart stores, inject every region
 // error, hold a lock, and read the expected table contents at any ts.
-// See DESIGN.md.
+// `raftcdc tools tidbfake` runs it as a command, to try the tidb:// source
+// without a TiDB. See DESIGN.md.
 package tidbfake
 
 import (
