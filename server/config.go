@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/raftcdc/raftcdc/raftnet"
 	"github.com/raftcdc/raftcdc/sinkroot"
+	"github.com/raftcdc/raftcdc/storage"
 )
 
 // Config is everything a node needs to start. Zero values mean the defaults
@@ -72,6 +73,10 @@ type Config struct {
 	CommitTimeout      time.Duration
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
+	// RaftLogStore is the Raft log store of a new data dir ("" = the
+	// default, storage.DefaultLogStore). An existing data dir keeps its own;
+	// naming another is refused until it is migrated (tools migrate-log).
+	RaftLogStore storage.LogStore
 
 	// Gossip timings (see membership).
 	ProbeInterval time.Duration
@@ -219,6 +224,9 @@ func (c *Config) Validate() error {
 		} else if st, err := os.Stat(r); err != nil || !st.IsDir() {
 			errs = append(errs, fmt.Errorf("%s %s is not an existing directory; create it first", sinkroot.Flag, r))
 		}
+	}
+	if _, err := storage.ParseLogStore(string(c.RaftLogStore)); err != nil {
+		errs = append(errs, err)
 	}
 	if c.DataDir == "" {
 		errs = append(errs, fmt.Errorf("--data-dir must not be empty"))

@@ -206,7 +206,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	n.log = n.log.With().Str("node_id", n.id).Logger()
-	if n.stores, err = storage.Open(n.cfg.DataDir, n.log); err != nil {
+	if n.stores, err = storage.Open(n.cfg.DataDir, storage.Options{LogStore: n.cfg.RaftLogStore, Logger: n.log}); err != nil {
 		return err
 	}
 	if n.hadState, err = n.stores.HasState(); err != nil {

@@ -1,14 +1,17 @@
 package storage
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/rs/zerolog"
 )
 
@@ -130,72 +133,187 @@ func TestLockExclusive(t *testing.T) {
 	_ = l2.Unlock()
 }
 
+var bothStores = []LogStore{LogStoreWAL, LogStoreBoltDB}
+
+func openStores(t *testing.T, dir string, kind LogStore) *Stores {
+	t.Helper()
+	s, err := Open(dir, Options{LogStore: kind, Logger: zerolog.New(io.Discard)})
+	if err != nil {
+		t.Fatalf("open %s with %q: %v", dir, kind, err)
+	}
+	return s
+}
+
 func TestOpenHasStateReopen(t *testing.T) {
-	dir := t.TempDir()
-	logger := zerolog.New(io.Discard)
+	for _, kind := range bothStores {
+		t.Run(string(kind), func(t *testing.T) {
+			dir := t.TempDir()
+			s := openStores(t, dir, kind)
+			want := []string{"raft/raft.db", "raft/snapshots", "raft/log-store"}
+			if kind == LogStoreWAL {
+				want = append(want, "raft/wal/wal-meta.db")
+			}
+			for _, p := range want {
+				if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
+					t.Errorf("expected %s: %v", p, err)
+				}
+			}
+			if s.LogStore() != kind {
+				t.Errorf("LogStore() = %s", s.LogStore())
+			}
+			has, err := s.HasState()
+			if err != nil || has {
+				t.Fatalf("fresh HasState = %v, %v; want false", has, err)
+			}
+			if err := s.Log.StoreLog(&raft.Log{Index: 1, Term: 1, Type: raft.LogCommand, Data: []byte("x")}); err != nil {
+				t.Fatalf("store log: %v", err)
+			}
+			if err := s.Stable.SetUint64([]byte("CurrentTerm"), 1); err != nil {
+				t.Fatalf("set term: %v", err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatalf("close: %v", err)
+			}
 
-	s, err := Open(dir, logger)
-	if err != nil {
-		t.Fatalf("open: %v", err)
+			// Reopened in the same process without naming a store: the data
+			// dir's own is used (and a WAL reopens without waiting on its
+			// own metadata file's lock).
+			s2 := openStores(t, dir, "")
+			defer s2.Close()
+			if s2.LogStore() != kind {
+				t.Errorf("reopened with %s, want the data dir's %s", s2.LogStore(), kind)
+			}
+			has, err = s2.HasState()
+			if err != nil || !has {
+				t.Fatalf("reopened HasState = %v, %v; want true", has, err)
+			}
+			var l raft.Log
+			if err := s2.Log.GetLog(1, &l); err != nil || string(l.Data) != "x" {
+				t.Fatalf("GetLog after reopen = %+v, %v", l, err)
+			}
+		})
 	}
-	for _, p := range []string{"raft/raft.db", "raft/snapshots"} {
-		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
-			t.Errorf("expected %s: %v", p, err)
-		}
-	}
-	has, err := s.HasState()
-	if err != nil || has {
-		t.Fatalf("fresh HasState = %v, %v; want false", has, err)
-	}
-	if err := s.Log.StoreLog(&raft.Log{Index: 1, Term: 1, Type: raft.LogCommand, Data: []byte("x")}); err != nil {
-		t.Fatalf("store log: %v", err)
-	}
-	if err := s.Stable.SetUint64([]byte("CurrentTerm"), 1); err != nil {
-		t.Fatalf("set term: %v", err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatalf("close: %v", err)
-	}
+}
 
-	s2, err := Open(dir, logger)
-	if err != nil {
-		t.Fatalf("reopen: %v", err)
-	}
-	defer s2.Close()
-	has, err = s2.HasState()
-	if err != nil || !has {
-		t.Fatalf("reopened HasState = %v, %v; want true", has, err)
-	}
-	var l raft.Log
-	if err := s2.Log.GetLog(1, &l); err != nil || string(l.Data) != "x" {
-		t.Fatalf("GetLog after reopen = %+v, %v", l, err)
+func TestNewDataDirGetsTheDefaultStore(t *testing.T) {
+	s := openStores(t, t.TempDir(), "")
+	defer s.Close()
+	if s.LogStore() != DefaultLogStore {
+		t.Fatalf("new data dir got %s, want %s", s.LogStore(), DefaultLogStore)
 	}
 }
 
 func TestOpenLogOnlyCountsAsState(t *testing.T) {
 	// A log entry without a term still means the node was part of a
 	// cluster; HasState must say so or a restart could bootstrap again.
-	dir := t.TempDir()
-	s, err := Open(dir, zerolog.New(io.Discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Log.StoreLog(&raft.Log{Index: 1, Term: 1, Type: raft.LogConfiguration}); err != nil {
-		t.Fatal(err)
-	}
-	_ = s.Close()
-	s, err = Open(dir, zerolog.New(io.Discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if has, err := s.HasState(); err != nil || !has {
-		t.Fatalf("HasState = %v, %v; want true", has, err)
+	for _, kind := range bothStores {
+		t.Run(string(kind), func(t *testing.T) {
+			dir := t.TempDir()
+			s := openStores(t, dir, kind)
+			if err := s.Log.StoreLog(&raft.Log{Index: 1, Term: 1, Type: raft.LogConfiguration}); err != nil {
+				t.Fatal(err)
+			}
+			_ = s.Close()
+			s = openStores(t, dir, kind)
+			defer s.Close()
+			if has, err := s.HasState(); err != nil || !has {
+				t.Fatalf("HasState = %v, %v; want true", has, err)
+			}
+		})
 	}
 }
 
 func TestOpenEmptyDir(t *testing.T) {
-	if _, err := Open("", zerolog.Nop()); err == nil {
+	if _, err := Open("", Options{Logger: zerolog.Nop()}); err == nil {
 		t.Fatal("Open(\"\") succeeded")
+	}
+	if _, err := Open(t.TempDir(), Options{LogStore: "rocksdb", Logger: zerolog.Nop()}); err == nil || !strings.Contains(err.Error(), `"rocksdb"`) {
+		t.Fatalf("an unknown log store: %v", err)
+	}
+}
+
+// TestExistingDirKeepsItsStore: naming the other store for an existing data
+// dir is refused with the command that migrates it, and changes nothing.
+func TestExistingDirKeepsItsStore(t *testing.T) {
+	for _, kind := range bothStores {
+		t.Run(string(kind), func(t *testing.T) {
+			other := LogStoreWAL
+			if kind == LogStoreWAL {
+				other = LogStoreBoltDB
+			}
+			dir := t.TempDir()
+			s := openStores(t, dir, kind)
+			writeEntries(t, s, 1, 10)
+			s.Close()
+			_, err := Open(dir, Options{LogStore: other, Logger: zerolog.Nop()})
+			if err == nil || !strings.Contains(err.Error(), "raftcdc tools migrate-log --data-dir "+dir+" --to "+string(other)) {
+				t.Fatalf("opening a %s data dir as %s: %v", kind, other, err)
+			}
+			got, found, err := Detect(dir)
+			if err != nil || !found || got != kind {
+				t.Fatalf("after the refusal Detect = %s, %v, %v; want %s", got, found, err, kind)
+			}
+			s = openStores(t, dir, kind)
+			defer s.Close()
+			checkEntries(t, s, 1, 10)
+		})
+	}
+}
+
+// TestPreMarkerDataDirIsBoltDB: a data dir written before the WAL existed
+// has only raft.db; it is read as a bolt log and keeps it.
+func TestPreMarkerDataDirIsBoltDB(t *testing.T) {
+	dir := t.TempDir()
+	raftDir := filepath.Join(dir, "raft")
+	if err := os.MkdirAll(raftDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	b, err := raftboltdb.NewBoltStore(filepath.Join(raftDir, "raft.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 5; i++ {
+		if err := b.StoreLog(&raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte(fmt.Sprintf("entry-%d", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Close()
+	s := openStores(t, dir, "")
+	defer s.Close()
+	if s.LogStore() != LogStoreBoltDB {
+		t.Fatalf("pre-marker data dir opened as %s", s.LogStore())
+	}
+	checkEntries(t, s, 1, 5)
+	if m, _ := os.ReadFile(filepath.Join(raftDir, "log-store")); strings.TrimSpace(string(m)) != "boltdb" {
+		t.Errorf("marker %q, want boltdb", m)
+	}
+}
+
+func writeEntries(t *testing.T, s *Stores, first, last uint64) {
+	t.Helper()
+	var logs []*raft.Log
+	for i := first; i <= last; i++ {
+		logs = append(logs, &raft.Log{Index: i, Term: 1 + i/100, Type: raft.LogCommand, Data: []byte(fmt.Sprintf("entry-%d", i)), AppendedAt: time.Unix(int64(i), 0)})
+	}
+	if err := s.Log.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func checkEntries(t *testing.T, s *Stores, first, last uint64) {
+	t.Helper()
+	f, _ := s.Log.FirstIndex()
+	l, _ := s.Log.LastIndex()
+	if f != first || l != last {
+		t.Fatalf("log holds %d..%d, want %d..%d", f, l, first, last)
+	}
+	for i := first; i <= last; i++ {
+		var e raft.Log
+		if err := s.Log.GetLog(i, &e); err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		if e.Index != i || e.Term != 1+i/100 || string(e.Data) != fmt.Sprintf("entry-%d", i) || e.Type != raft.LogCommand {
+			t.Fatalf("entry %d = %+v", i, e)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/raftcdc/raftcdc/logging"
 	"github.com/raftcdc/raftcdc/server"
+	"github.com/raftcdc/raftcdc/storage"
 	"github.com/spf13/cobra"
 )
 
@@ -184,6 +185,7 @@ with --bootstrap-expect 3 and --join pointing at any other node.`,
 	f.DurationVar(&cfg.CommitTimeout, "raft-commit-timeout", cfg.CommitTimeout, "Raft commit timeout")
 	f.Uint64Var(&cfg.SnapshotThreshold, "raft-snapshot-threshold", cfg.SnapshotThreshold, "log entries between snapshots")
 	f.DurationVar(&cfg.SnapshotInterval, "raft-snapshot-interval", cfg.SnapshotInterval, "how often to check whether to snapshot")
+	f.Var((*logStoreFlag)(&cfg.RaftLogStore), "raft-log-store", "Raft log store of a new data dir: wal or boltdb (default "+string(storage.DefaultLogStore)+"); an existing data dir keeps its own ('raftcdc tools migrate-log' changes it)")
 	f.DurationVar(&cfg.ProbeInterval, "gossip-probe-interval", cfg.ProbeInterval, "gossip failure-detection probe interval")
 	f.DurationVar(&cfg.ProbeTimeout, "gossip-probe-timeout", cfg.ProbeTimeout, "gossip probe timeout")
 	f.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", cfg.ReconcileInterval, "leader's full membership reconcile period")

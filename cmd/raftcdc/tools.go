@@ -17,8 +17,9 @@ import (
 func init() { extraCommands = append(extraCommands, newToolsCmd) }
 
 func newToolsCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "tools", Short: "Offline tools: the exact verifier, TLS certificates, a fake TiDB to try tidb:// with"}
+	cmd := &cobra.Command{Use: "tools", Short: "Offline tools: the exact verifier, TLS certificates, data dir maintenance, a fake TiDB to try tidb:// with"}
 	cmd.AddCommand(newVerifyCmd(), newTLSCmd(), newTiDBFakeCmd())
+	cmd.AddCommand(dataDirTools()...)
 	return cmd
 }
 
