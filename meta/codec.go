@@ -97,10 +97,28 @@ func decodeKind(k Key, key string, value []byte) (any, error) {
 		return strict[model.GCSafepoint](key, value)
 	case KindOwner:
 		return strict[model.OwnerInfo](key, value)
+	case KindCluster:
+		v, err := strict[model.ClusterInfo](key, value)
+		if err != nil {
+			return nil, err
+		}
+		if v.ID == "" || v.SchemaVersion < 1 {
+			return nil, corrupt(key, "cluster record needs an id and a schema version of at least 1")
+		}
+		return v, nil
 	default:
 		return json.RawMessage(value), nil
 	}
 }
+
+// RecordVersion is the newest record format this build reads. A record
+// carries its format in "v" once a format changes meaning (absent is 1); a
+// record written in a newer format is not guessed at but treated as a key
+// that does not decode, with a reason that says so. Newer formats are
+// written only once the cluster's schema version allows them (see
+// ClusterInfo.SchemaVersion), so a build that cannot read them is never
+// part of the cluster when they appear.
+const RecordVersion = 1
 
 // strict decodes a JSON object into T. null, arrays and scalars are
 // corrupt: a record is always an object (a workload is a map, which is one).
@@ -108,6 +126,9 @@ func strict[T any](key string, value []byte) (*T, error) {
 	trimmed := bytes.TrimSpace(value)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, corrupt(key, "value is not a JSON object")
+	}
+	if err := checkRecordVersion(key, trimmed); err != nil {
+		return nil, err
 	}
 	var v T
 	if err := json.Unmarshal(trimmed, &v); err != nil {
@@ -187,4 +208,57 @@ func ReadOwner(v Viewer) (o model.OwnerInfo, err error) {
 		return o, verr
 	}
 	return o, err
+}
+
+// checkRecordVersion refuses a record whose "v" is newer than this build
+// reads. A workload map keyed by table IDs has no "v" key of its own.
+func checkRecordVersion(key string, value []byte) error {
+	if !bytes.Contains(value, []byte(`"v"`)) {
+		return nil
+	}
+	var probe struct {
+		V json.RawMessage `json:"v"`
+	}
+	if err := json.Unmarshal(value, &probe); err != nil || probe.V == nil {
+		return nil // the decode that follows reports a malformed record
+	}
+	var v int
+	if err := json.Unmarshal(probe.V, &v); err != nil || v < 1 {
+		return corrupt(key, "record version %s is not a positive number", probe.V)
+	}
+	if v > RecordVersion {
+		return corrupt(key, "record format version %d was written by a newer build (this build reads up to %d); upgrade this node", v, RecordVersion)
+	}
+	return nil
+}
+
+// GetCluster reads the cluster record; ok is false while none was written
+// (a cluster formed by a build before the record existed, until its leader
+// records it).
+func GetCluster(r fsm.Reader) (*model.ClusterInfo, uint64, bool, error) {
+	return get[*model.ClusterInfo](r, KeyCluster)
+}
+
+// ReadCluster reads the cluster record from its own view.
+func ReadCluster(v Viewer) (c *model.ClusterInfo, ok bool, err error) {
+	verr := v.View(func(r fsm.Reader, _ uint64) error {
+		c, _, ok, err = GetCluster(r)
+		return nil
+	})
+	if verr != nil {
+		return nil, false, verr
+	}
+	return c, ok, err
+}
+
+// ClusterSchemaVersion is the schema version the cluster runs at: 1 until a
+// cluster record says otherwise. Rules that a newer schema adds apply only
+// from the version that introduced them, so that every replica — whatever
+// build it runs — judges every command the same way.
+func ClusterSchemaVersion(r fsm.Reader) int {
+	c, _, ok, err := GetCluster(r)
+	if err != nil || !ok {
+		return 1
+	}
+	return c.SchemaVersion
 }

@@ -2,6 +2,7 @@ package meta
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/raftcdc/raftcdc/model"
@@ -74,5 +75,43 @@ func TestDecodePolicy(t *testing.T) {
 	v, _ := Decode(TaskWorkloadKey("cf", "n1"), []byte(`null`))
 	if w, isW := v.(model.TaskWorkload); !isW || w == nil {
 		t.Fatalf("a null workload decodes to %#v, want an empty map", v)
+	}
+}
+
+func TestClusterRecord(t *testing.T) {
+	if k, err := ParseKey(KeyCluster); err != nil || k.Kind != KindCluster {
+		t.Fatalf("ParseKey(%s) = %+v, %v", KeyCluster, k, err)
+	}
+	v, err := Decode(KeyCluster, []byte(`{"id":"c0ffee","schema_version":2,"created":"2026-12-01T00:00:00Z","from_a_newer_build":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := v.(*model.ClusterInfo); c.ID != "c0ffee" || c.SchemaVersion != 2 {
+		t.Fatalf("decoded %+v", c)
+	}
+	for _, bad := range []string{`{"schema_version":2}`, `{"id":"x"}`, `{"id":"x","schema_version":0}`, `[]`} {
+		if _, err := Decode(KeyCluster, []byte(bad)); !IsCorrupt(err) {
+			t.Errorf("Decode(/cluster, %s) = %v, want corrupt", bad, err)
+		}
+	}
+}
+
+// TestNewerRecordFormatIsNotGuessedAt: a record written in a format newer
+// than this build reads is refused with a reason that says so, rather than
+// decoded field by field into the old meaning.
+func TestNewerRecordFormatIsNotGuessedAt(t *testing.T) {
+	_, err := Decode(TaskStatusKey("cf", "n1"), []byte(`{"v":2,"tables":{"1":{"start_ts":2}}}`))
+	if !IsCorrupt(err) || !strings.Contains(err.Error(), "record format version 2 was written by a newer build") {
+		t.Fatalf("a v2 task status: %v", err)
+	}
+	if _, err := Decode(TaskStatusKey("cf", "n1"), []byte(`{"v":1,"tables":{"1":{"start_ts":2}}}`)); err != nil {
+		t.Errorf("an explicit v1 record: %v", err)
+	}
+	if _, err := Decode(ChangefeedStatusKey("cf"), []byte(`{"v":"two","checkpoint_ts":1}`)); !IsCorrupt(err) {
+		t.Errorf("a non-numeric version: %v", err)
+	}
+	// A "v" deeper in a record is just data.
+	if _, err := Decode(ChangefeedInfoKey("cf"), []byte(`{"id":"cf","config":{"sink":{"protocol":"v"}}}`)); err != nil {
+		t.Errorf("a nested \"v\": %v", err)
 	}
 }

@@ -18,6 +18,7 @@ const (
 	PrefixTaskWorkload     = "/task/workload/"
 	PrefixGC               = "/gc/"
 	KeyOwner               = "/owner"
+	KeyCluster             = "/cluster"
 	PrefixUser             = "/kv/" // free-form keys for tests and benchmarks
 )
 
@@ -50,6 +51,7 @@ const (
 	KindTaskWorkload     Kind = "task_workload"
 	KindGC               Kind = "gc"
 	KindOwner            Kind = "owner"
+	KindCluster          Kind = "cluster"
 	KindUser             Kind = "user"
 )
 
@@ -81,8 +83,11 @@ var prefixKinds = []struct {
 // ParseKey tells what a key is. A key outside the schema, or one whose
 // parts are missing (a task key without a capture), is an error.
 func ParseKey(key string) (Key, error) {
-	if key == KeyOwner {
+	switch key {
+	case KeyOwner:
 		return Key{Kind: KindOwner}, nil
+	case KeyCluster:
+		return Key{Kind: KindCluster}, nil
 	}
 	for _, pk := range prefixKinds {
 		rest, ok := strings.CutPrefix(key, pk.prefix)

@@ -120,6 +120,12 @@ func checkAccess(cmd fsm.Command, op fsm.Op) *fsm.Error {
 	switch k.Kind {
 	case KindOwner:
 		return fsm.Errorf(fsm.CodeForbidden, op.Key, "the owner record changes only by claim_owner")
+	case KindCluster:
+		// Written by the leader's node (never by the owner or a capture),
+		// compare-and-set; never deleted.
+		if owner || cmd.Capture != nil || op.Type != fsm.OpPut {
+			return fsm.Errorf(fsm.CodeForbidden, op.Key, "the cluster record is only put, by the leader node")
+		}
 	case KindTaskStatus, KindChangefeedStatus, KindGC:
 		if !owner {
 			return fsm.Errorf(fsm.CodeForbidden, op.Key, "only the owner writes this key")

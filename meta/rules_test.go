@@ -120,9 +120,13 @@ func TestKeyAccessRules(t *testing.T) {
 		{"capture record by txn", fsm.Command{OwnerEpoch: epoch, Ops: []fsm.Op{put(CaptureKey("c1"), model.CaptureInfo{ID: "c1", Incarnation: 11})}}, fsm.ErrForbidden},
 		{"owner writes position", fsm.Command{OwnerEpoch: epoch, Ops: []fsm.Op{put(TaskPositionKey("cf", "c1"), model.TaskPosition{})}}, fsm.ErrForbidden},
 		{"own position", fsm.Command{Capture: &fsm.CaptureFence{ID: "c1", Incarnation: 10}, Ops: []fsm.Op{put(TaskPositionKey("cf", "c1"), model.TaskPosition{CheckpointTs: 5})}}, nil},
+		{"capture writes the cluster record", fsm.Command{Capture: &fsm.CaptureFence{ID: "c1", Incarnation: 10}, Ops: []fsm.Op{put(KeyCluster, model.ClusterInfo{ID: "c", SchemaVersion: 2})}}, fsm.ErrForbidden},
 		{"owner deletes position", fsm.Command{OwnerEpoch: epoch, Ops: []fsm.Op{{Type: fsm.OpDelete, Key: TaskPositionKey("cf", "c1")}}}, nil},
 		{"owner removes capture", fsm.Command{OwnerEpoch: epoch, Ops: []fsm.Op{{Type: fsm.OpDelete, Key: CaptureKey("c1")}}}, nil},
 		{"api writes changefeed info", fsm.Command{Ops: []fsm.Op{put(ChangefeedInfoKey("cf"), model.ChangefeedInfo{ID: "cf"})}}, nil},
+		{"owner writes the cluster record", fsm.Command{OwnerEpoch: epoch, Ops: []fsm.Op{put(KeyCluster, model.ClusterInfo{ID: "c", SchemaVersion: 2})}}, fsm.ErrForbidden},
+		{"leader node writes the cluster record", fsm.Command{Conds: []fsm.Cond{{Type: fsm.CondAbsent, Key: KeyCluster}}, Ops: []fsm.Op{put(KeyCluster, model.ClusterInfo{ID: "c", SchemaVersion: 2})}}, nil},
+		{"cluster record deleted", fsm.Command{Ops: []fsm.Op{{Type: fsm.OpDelete, Key: KeyCluster}}}, fsm.ErrForbidden},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

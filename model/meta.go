@@ -305,6 +305,24 @@ type OwnerInfo struct {
 	Since  time.Time `json:"since"`
 }
 
+// ClusterInfo is the cluster's identity and the metadata schema version
+// every replica has agreed to enforce.
+type ClusterInfo struct {
+	// ID is random, made when the first leader records the cluster (or
+	// when a backup is restored into a new cluster), so that a restored
+	// cluster is never mistaken for the one its backup came from.
+	ID      string    `json:"id"`
+	Created time.Time `json:"created"`
+	// SchemaVersion is the metadata schema the cluster runs at: raised by
+	// the leader only once every voter's build supports the new version,
+	// so that replicas of two builds never judge one command differently.
+	SchemaVersion int `json:"schema_version"`
+	// RestoredFrom is the ID of the cluster a backup came from, with that
+	// backup's Raft index.
+	RestoredFrom  string `json:"restored_from,omitempty"`
+	RestoredIndex uint64 `json:"restored_index,omitempty"`
+}
+
 // GCSafepoint is the service safepoint the owner last pushed upstream.
 type GCSafepoint struct {
 	ServiceID string `json:"service_id"`
