@@ -61,6 +61,12 @@ type Status struct {
 	OwnerNode     string     `json:"owner_node,omitempty"`
 	Version       string     `json:"version"`
 	APIAddr       string     `json:"api_addr"`
+	// ClusterID and SchemaVersion are this replica's copy of the cluster
+	// record (empty while the cluster has none yet).
+	ClusterID     string `json:"cluster_id,omitempty"`
+	SchemaVersion int    `json:"schema_version,omitempty"`
+	// LogStore is the Raft log store of this node's data dir.
+	LogStore string `json:"log_store,omitempty"`
 	// CorruptKeys are the metadata keys in this node's replica that do not
 	// decode. Every component skips them (see meta/DESIGN.md); an operator
 	// repairs them or removes their changefeed.

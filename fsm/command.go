@@ -139,6 +139,18 @@ func Decode(b []byte) (Command, error) {
 		}
 		return c, nil
 	default:
-		return Command{}, fmt.Errorf("decoding command: version %d is not known to this build (newest known: %d); upgrade this node", probe.Version, CommandVersion)
+		return Command{}, &VersionError{Version: probe.Version}
 	}
+}
+
+// VersionError is a command in a format this build does not know: written
+// by a newer build. It cannot be applied (its meaning is unknown) and must
+// not be refused either (the replicas that know it apply it, and a refusal
+// here would make this replica's state differ from theirs).
+type VersionError struct {
+	Version int
+}
+
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("command format version %d is not known to this build (newest known: %d); upgrade this node", e.Version, CommandVersion)
 }

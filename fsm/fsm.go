@@ -41,6 +41,9 @@ type Options struct {
 	Logger zerolog.Logger
 	// ObserveApply, if set, is told how long each command took to apply.
 	ObserveApply func(time.Duration, *Result)
+	// OnUnknownCommand, if set, is called before the FSM panics on an entry
+	// in a command format newer than this build (tests observe it).
+	OnUnknownCommand func(index uint64, err error)
 }
 
 // FSM implements raft.FSM over a bbolt file.
@@ -162,6 +165,11 @@ func (f *FSM) applyCommand(index uint64, data []byte) *Result {
 	f.mu.RLock()
 	cmd, decodeErr := Decode(data)
 	var err error
+	var newer *VersionError
+	if errors.As(decodeErr, &newer) {
+		f.mu.RUnlock()
+		f.haltOnUnknown(index, newer)
+	}
 	if decodeErr != nil {
 		res.Err = newErr(CodeInvalid, "", "%v", decodeErr)
 	} else {
@@ -198,6 +206,21 @@ func (f *FSM) applyCommand(index uint64, data []byte) *Result {
 		f.notify(WatchBatch{Index: index, Events: events})
 	}
 	return res
+}
+
+// haltOnUnknown stops this replica at an entry it cannot understand. The
+// entry is committed, so the replicas of newer builds apply it; applying a
+// guess here, or refusing it, would make this replica's state differ from
+// theirs for good. Stopping keeps the state as it was, and the node comes
+// back in step after an upgrade, replaying the entry then. The log line
+// says which entry and what to do.
+func (f *FSM) haltOnUnknown(index uint64, err *VersionError) {
+	msg := fmt.Sprintf("fsm: cannot apply Raft entry %d: %v; this node stops rather than apply it wrongly", index, err)
+	f.opts.Logger.Error().Uint64("index", index).Int("command_version", err.Version).Int("known_command_version", CommandVersion).Msg(msg)
+	if f.opts.OnUnknownCommand != nil {
+		f.opts.OnUnknownCommand(index, err)
+	}
+	panic(msg)
 }
 
 func putApplied(tx *bolt.Tx, index uint64) error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"reflect"
@@ -157,7 +158,6 @@ func TestInvalidCommandsAreRefused(t *testing.T) {
 	h := newHarness(t)
 	for name, data := range map[string][]byte{
 		"not json":       []byte("{"),
-		"future version": []byte(`{"v":99,"kind":"txn"}`),
 		"unknown kind":   []byte(`{"v":2,"kind":"explode"}`),
 		"bad value":      []byte(`{"v":2,"kind":"txn","ops":[{"type":"put","key":"/kv/a"}]}`),
 		"unknown op":     []byte(`{"v":2,"kind":"txn","ops":[{"type":"frob","key":"/kv/a"}]}`),
@@ -171,6 +171,48 @@ func TestInvalidCommandsAreRefused(t *testing.T) {
 	}
 	if len(h.dump()) != 0 {
 		t.Fatalf("refused commands left state: %v", h.dump())
+	}
+}
+
+// TestNewerCommandFormatHaltsTheReplica: an entry in a command format this
+// build does not know was appended by a newer build's leader and is applied
+// by the replicas that know it. Refusing it here would leave this replica's
+// state different from theirs, and guessing could apply it wrongly; the
+// replica stops instead, with an error log that says to upgrade, and with
+// its state and applied index as they were.
+func TestNewerCommandFormatHaltsTheReplica(t *testing.T) {
+	var logs bytes.Buffer
+	var seen error
+	f, err := Open(filepath.Join(t.TempDir(), "fsm.db"), Options{Rules: kvRules{}, Logger: zerolog.New(&logs),
+		OnUnknownCommand: func(_ uint64, err error) { seen = err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := &harness{t: t, f: f}
+	h.mustApply(Command{Ops: []Op{put("/kv/a", 1)}})
+	before, applied := h.dump(), f.AppliedIndex()
+	var panicked any
+	func() {
+		defer func() { panicked = recover() }()
+		h.applyRaw([]byte(`{"v":3,"kind":"txn","ops":[{"type":"put","key":"/kv/a","value":2}],"a_v3_field":true}`))
+	}()
+	if panicked == nil {
+		t.Fatal("a version 3 command was applied or refused; the replica must stop")
+	}
+	var ve *VersionError
+	if !errors.As(seen, &ve) || ve.Version != 3 {
+		t.Errorf("OnUnknownCommand got %v", seen)
+	}
+	if !strings.Contains(fmt.Sprint(panicked), "upgrade this node") {
+		t.Errorf("panic %q does not say what to do", panicked)
+	}
+	line := logs.String()
+	if !strings.Contains(line, `"level":"error"`) || !strings.Contains(line, `"index":2`) || !strings.Contains(line, "command format version 3 is not known to this build (newest known: 2); upgrade this node") {
+		t.Errorf("log does not say clearly what happened: %s", line)
+	}
+	if !reflect.DeepEqual(before, h.dump()) || f.AppliedIndex() != applied {
+		t.Error("the unknown entry changed the state or moved the applied index")
 	}
 }
 

@@ -33,7 +33,26 @@ type Meta struct {
 	HasRaftState    bool     `json:"has_raft_state"`
 	Version         string   `json:"version"`
 	Liveness        Liveness `json:"liveness"`
+
+	// MetaVersion is the format of this metadata. Fields are only ever
+	// added (an older node ignores what it does not know); a change of a
+	// field's meaning bumps it. Absent (0) is the first format.
+	MetaVersion int `json:"v,omitempty"`
+	// CommandVersion and SchemaVersion are the newest state-machine command
+	// format and metadata schema this node's build supports, so that the
+	// leader can tell whether every voter understands something before it
+	// writes it. Absent (0): a build from before they were gossiped.
+	CommandVersion int `json:"command_version,omitempty"`
+	SchemaVersion  int `json:"schema_version,omitempty"`
+	// ClusterID is the identity of the cluster whose state this node holds
+	// (empty until it knows one), so that nodes of two clusters that meet
+	// in gossip — a restored cluster and its original — are never joined
+	// into one Raft group.
+	ClusterID string `json:"cluster_id,omitempty"`
 }
+
+// CurrentMetaVersion is the metadata format this build writes.
+const CurrentMetaVersion = 1
 
 // EncodeMeta encodes m as JSON (kept readable so gossip can be inspected with
 // ordinary tools) and fails if the result exceeds MetaMaxSize.

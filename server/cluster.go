@@ -187,6 +187,12 @@ func (n *Node) Status() api.Status {
 	if o, err := meta.ReadOwner(n.fsm); err == nil {
 		s.OwnerEpoch, s.OwnerNode = o.Epoch, o.NodeID
 	}
+	if c := n.cluster(); c != nil {
+		s.ClusterID, s.SchemaVersion = c.ID, c.SchemaVersion
+	}
+	if n.stores != nil {
+		s.LogStore = string(n.stores.LogStore())
+	}
 	return s
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/raftcdc/raftcdc/membership"
 	"github.com/raftcdc/raftcdc/raftnet"
 	"github.com/raftcdc/raftcdc/sinkroot"
 	"github.com/raftcdc/raftcdc/storage"
@@ -95,6 +96,10 @@ type Config struct {
 	// deadlines and caps included); the in-process test clusters use it to
 	// cut links between nodes, existing connections included.
 	RaftStream func(inner raft.StreamLayer) raft.StreamLayer
+
+	// gossipMeta, when set, adjusts what the node gossips about itself
+	// (tests play nodes of other builds and clusters with it).
+	gossipMeta func(*membership.Meta)
 }
 
 // DefaultConfig is a working single-node cluster on loopback.

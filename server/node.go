@@ -23,6 +23,7 @@ import (
 	"github.com/raftcdc/raftcdc/logging"
 	"github.com/raftcdc/raftcdc/membership"
 	"github.com/raftcdc/raftcdc/meta"
+	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/nodetls"
 	"github.com/raftcdc/raftcdc/raftnet"
 	"github.com/raftcdc/raftcdc/sinkroot"
@@ -64,6 +65,7 @@ type Node struct {
 	bootstrapErr  error // a refused bootstrap, reported by /readyz
 	hadState      bool
 	leaderReady   bool // leader has passed its barrier
+	clusterInfo   *model.ClusterInfo
 	leaderAddons  []LeaderTask
 	nodeAddons    []NodeTask
 	stopCh        chan struct{}
@@ -244,6 +246,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		n.goRun(func() { n.bootstrapLoop(ctxRun) })
 	}
 	n.goRun(func() { n.leaderLoop(ctxRun) })
+	n.goRun(func() { n.followClusterRecord(ctxRun) })
 	n.goRun(func() {
 		if err := n.tracker.Run(ctxRun, n.fsm); err != nil {
 			n.log.Error().Err(err).Msg("metadata tracker stopped")
@@ -349,18 +352,23 @@ func (n *Node) startMembership() error {
 	port, _ := strconv.Atoi(portStr)
 	ahost, aportStr, _ := net.SplitHostPort(n.cfg.AdvertiseGossipAddr)
 	aport, _ := strconv.Atoi(aportStr)
-	m, err := membership.New(membership.Config{
+	mc := membership.Config{
 		NodeName: n.id, BindAddr: host, BindPort: port, AdvertiseAddr: ahost, AdvertisePort: aport,
 		Meta: membership.Meta{
 			ID: n.id, RaftAddr: n.cfg.AdvertiseRaftAddr, APIAddr: n.cfg.AdvertiseAPIAddr,
 			BootstrapExpect: n.cfg.BootstrapExpect, HasRaftState: n.hadState, Version: n.cfg.Version,
-			Liveness: membership.LivenessAlive,
+			Liveness: membership.LivenessAlive, MetaVersion: membership.CurrentMetaVersion,
+			CommandVersion: fsm.CommandVersion, SchemaVersion: meta.SchemaVersion,
 		},
 		SecretKey:     n.cfg.GossipKey,
 		ProbeInterval: n.cfg.ProbeInterval,
 		ProbeTimeout:  n.cfg.ProbeTimeout,
 		Logger:        n.log.With().Str("component", "gossip").Logger(),
-	})
+	}
+	if n.cfg.gossipMeta != nil {
+		n.cfg.gossipMeta(&mc.Meta)
+	}
+	m, err := membership.New(mc)
 	if err != nil {
 		return fmt.Errorf("starting gossip on %s: %w", n.cfg.GossipAddr, err)
 	}

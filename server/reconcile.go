@@ -18,8 +18,10 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(n.cfg.ReconcileInterval)
 	defer t.Stop()
 	deadSince := map[string]time.Time{}
+	logged := map[string]string{} // what was last said per subject, to say it once
 	for {
-		n.reconcile(deadSince)
+		n.ensureClusterRecord(logged)
+		n.reconcile(deadSince, logged)
 		select {
 		case <-ctx.Done():
 			return
@@ -36,7 +38,7 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 // updates changed addresses in place, and — only when DeadServerTimeout is
 // set — removes voters dead for longer than that, never more than
 // (voters-1)/2 of them.
-func (n *Node) reconcile(deadSince map[string]time.Time) {
+func (n *Node) reconcile(deadSince map[string]time.Time, logged map[string]string) {
 	if n.raft.State() != raft.Leader {
 		return
 	}
@@ -69,6 +71,15 @@ func (n *Node) reconcile(deadSince map[string]time.Time) {
 		}
 		delete(deadSince, id)
 		s, ok := inConf[id]
+		if why := n.refuseMember(m); why != "" {
+			if !ok || string(s.Address) != m.Meta.RaftAddr {
+				if logged["member/"+id] != why {
+					logged["member/"+id] = why
+					n.log.Error().Str("member_id", id).Str("member_version", m.Meta.Version).Msg("not adding member to the Raft configuration: " + why)
+				}
+				continue
+			}
+		}
 		switch {
 		case !ok:
 			n.log.Info().Str("member_id", id).Str("raft_addr", m.Meta.RaftAddr).Msg("adding member to the Raft configuration")

@@ -318,6 +318,13 @@ func (c *Cluster) RestartNode(i int) {
 // AddNode starts one more node that joins the running cluster.
 func (c *Cluster) AddNode() int {
 	c.t.Helper()
+	return c.AddNodeWith(nil)
+}
+
+// AddNodeWith is AddNode with the new node's configuration adjusted by
+// configure (when not nil) before it starts.
+func (c *Cluster) AddNodeWith(configure func(*server.Config)) int {
+	c.t.Helper()
 	ports := FreePorts(c.t, 3)
 	i := len(c.cfgs)
 	cfg := c.cfgs[0]
@@ -335,6 +342,9 @@ func (c *Cluster) AddNode() int {
 	c.net.addrs[cfg.NodeID] = cfg.RaftAddr
 	c.net.mu.Unlock()
 	cfg.RaftStream = c.streamFor(cfg.NodeID)
+	if configure != nil {
+		configure(&cfg)
+	}
 	c.mu.Lock()
 	c.cfgs = append(c.cfgs, cfg)
 	c.nodes = append(c.nodes, nil)
