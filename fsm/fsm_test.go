@@ -157,12 +157,12 @@ func TestPreconditionFailureChangesNothing(t *testing.T) {
 func TestInvalidCommandsAreRefused(t *testing.T) {
 	h := newHarness(t)
 	for name, data := range map[string][]byte{
-		"not json":       []byte("{"),
-		"unknown kind":   []byte(`{"v":2,"kind":"explode"}`),
-		"bad value":      []byte(`{"v":2,"kind":"txn","ops":[{"type":"put","key":"/kv/a"}]}`),
-		"unknown op":     []byte(`{"v":2,"kind":"txn","ops":[{"type":"frob","key":"/kv/a"}]}`),
-		"relative key":   []byte(`{"v":2,"kind":"txn","ops":[{"type":"put","key":"kv/a","value":1}]}`),
-		"outside space":  []byte(`{"v":2,"kind":"txn","ops":[{"type":"put","key":"/etc/a","value":1}]}`),
+		"not json":      []byte("{"),
+		"unknown kind":  []byte(`{"v":2,"kind":"explode"}`),
+		"bad value":     []byte(`{"v":2,"kind":"txn","ops":[{"type":"put","key":"/kv/a"}]}`),
+		"unknown op":    []byte(`{"v":2,"kind":"txn","ops":[{"type":"frob","key":"/kv/a"}]}`),
+		"relative key":  []byte(`{"v":2,"kind":"txn","ops":[{"type":"put","key":"kv/a","value":1}]}`),
+		"outside space": []byte(`{"v":2,"kind":"txn","ops":[{"type":"put","key":"/etc/a","value":1}]}`),
 	} {
 		res := h.applyRaw(data)
 		if res.Err == nil {
