@@ -65,6 +65,8 @@ func New(store Store) *Handler {
 	h.handle("GET /api/v1/cluster/members", h.members)
 	h.handle("POST /api/v1/cluster/transfer-leader", h.leaderOnly(h.transferLeader))
 	h.handle("POST /api/v1/cluster/remove-node", h.leaderOnly(h.removeNode))
+	h.handle("POST /api/v1/cluster/snapshot", h.leaderOnly(h.snapshot))
+	h.handle("GET /api/v1/cluster/metadata", h.metadata)
 	h.handle("GET /api/v1/kv/{key...}", h.kvGet)
 	h.handle("PUT /api/v1/kv/{key...}", h.kvPut)
 	h.handle("DELETE /api/v1/kv/{key...}", h.kvDelete)

@@ -61,17 +61,28 @@ func (s *fsmSnapshot) Release() {
 }
 
 func writeSnapshot(tx *bolt.Tx, w io.Writer) error {
+	var applied uint64
+	if b := tx.Bucket(bucketMeta).Get(keyApplied); len(b) == 8 {
+		applied = binary.BigEndian.Uint64(b)
+	}
+	kv := tx.Bucket(bucketKV)
+	return WriteSnapshot(w, applied, kv.Stats().KeyN, func(yield func(KV) error) error {
+		return kv.ForEach(func(k, v []byte) error { return yield(decodeValue(k, v)) })
+	})
+}
+
+// WriteSnapshot writes a state in the snapshot stream format that Restore
+// reads: the state at appliedIndex, with keys entries that each calls yield
+// for, in key order. The restore tool uses it to seed a new node from a
+// backup.
+func WriteSnapshot(w io.Writer, appliedIndex uint64, keys int, each func(yield func(KV) error) error) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	enc := json.NewEncoder(bw)
-	h := snapshotHeader{Version: snapshotVersion, Keys: tx.Bucket(bucketKV).Stats().KeyN}
-	if b := tx.Bucket(bucketMeta).Get(keyApplied); len(b) == 8 {
-		h.AppliedIndex = binary.BigEndian.Uint64(b)
-	}
-	if err := enc.Encode(h); err != nil {
+	if err := enc.Encode(snapshotHeader{Version: snapshotVersion, AppliedIndex: appliedIndex, Keys: keys}); err != nil {
 		return err
 	}
-	err := tx.Bucket(bucketKV).ForEach(func(k, v []byte) error {
-		kv := decodeValue(k, v)
+	// Encoding a json.RawMessage checks that it is valid JSON.
+	err := each(func(kv KV) error {
 		return enc.Encode(snapshotEntry{Key: kv.Key, Value: kv.Value, CreateRev: kv.CreateRev, ModRev: kv.ModRev})
 	})
 	if err != nil {
