@@ -281,13 +281,34 @@ func (c *Client) doOne(ctx context.Context, base *url.URL, method, path string, 
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
+	resp, err := c.send(ctx, base, method, path, body, hasBody)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("reading the answer of %s: %w", base.Host, err)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("decoding the answer of %s to %s %s: %w", base.Host, method, path, err)
+	}
+	return nil
+}
+
+// send makes one request and returns the response of a successful answer
+// with its body unread; an error answer is decoded into an *APIError.
+func (c *Client) send(ctx context.Context, base *url.URL, method, path string, body []byte, hasBody bool) (*http.Response, error) {
 	var rd io.Reader
 	if hasBody {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, base.String()+path, rd)
 	if err != nil {
-		return fmt.Errorf("building the request: %w", err)
+		return nil, fmt.Errorf("building the request: %w", err)
 	}
 	if hasBody {
 		req.Header.Set("Content-Type", "application/json")
@@ -298,40 +319,79 @@ func (c *Client) doOne(ctx context.Context, base *url.URL, method, path string, 
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-			return &timeoutError{msg: fmt.Sprintf("%s: no answer to %s %s within %v", base.Host, method, path, c.timeout)}
+		if (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) && ctx.Err() != nil {
+			return nil, &timeoutError{msg: fmt.Sprintf("%s: no answer to %s %s within %v", base.Host, method, path, c.timeout)}
 		}
 		// url.Error repeats the method and URL; the host is enough.
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("%s: %w", base.Host, err)
+		return nil, fmt.Errorf("%s: %w", base.Host, err)
+	}
+	if resp.StatusCode < 300 {
+		return resp, nil
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("reading the answer of %s: %w", base.Host, err)
+		return nil, fmt.Errorf("reading the answer of %s: %w", base.Host, err)
 	}
-	if resp.StatusCode >= 300 {
-		e := &APIError{Status: resp.StatusCode, Server: base.Host}
-		var wire struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
+	e := &APIError{Status: resp.StatusCode, Server: base.Host}
+	var wire struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(data, &wire) == nil && wire.Code != "" {
+		e.Code, e.Message = wire.Code, wire.Message
+	} else {
+		e.Code = fmt.Sprintf("http_%d", resp.StatusCode)
+		e.Message = fmt.Sprintf("%s answered %s: %s", base.Host, resp.Status, strings.TrimSpace(string(data)))
+	}
+	return nil, e
+}
+
+// Stream sends a body-less request and returns the answer's body to read
+// at the caller's pace: the client's timeout bounds only the wait for the
+// answer to begin, not the transfer. Servers are tried as for a write: the
+// next one only when one cannot be reached. Close the body when done.
+func (c *Client) Stream(ctx context.Context, method, path string) (io.ReadCloser, error) {
+	var connErrs []error
+	for k := range c.bases {
+		i := (int(c.preferred.Load()) + k) % len(c.bases)
+		sctx, cancel := context.WithCancel(ctx)
+		var timer *time.Timer
+		if c.timeout > 0 {
+			timer = time.AfterFunc(c.timeout, cancel)
 		}
-		if json.Unmarshal(data, &wire) == nil && wire.Code != "" {
-			e.Code, e.Message = wire.Code, wire.Message
-		} else {
-			e.Code = fmt.Sprintf("http_%d", resp.StatusCode)
-			e.Message = fmt.Sprintf("%s answered %s: %s", base.Host, resp.Status, strings.TrimSpace(string(data)))
+		resp, err := c.send(sctx, c.bases[i], method, path, nil, false)
+		if timer != nil && !timer.Stop() && err == nil {
+			// The timer fired just as the answer began: its body is
+			// already cancelled.
+			resp.Body.Close()
+			err = &timeoutError{msg: fmt.Sprintf("%s: no answer to %s %s within %v", c.bases[i].Host, method, path, c.timeout)}
 		}
-		return e
+		if err == nil {
+			c.preferred.Store(int32(i))
+			return &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}, nil
+		}
+		cancel()
+		if ctx.Err() == nil && isConnFailure(err) {
+			connErrs = append(connErrs, err)
+			continue
+		}
+		return nil, err
 	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("decoding the answer of %s to %s %s: %w", base.Host, method, path, err)
-	}
-	return nil
+	return nil, &ConnError{Errs: connErrs}
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -31,8 +32,9 @@ type snapshotEntry struct {
 }
 
 type fsmSnapshot struct {
-	tx   *bolt.Tx
-	done func()
+	tx      *bolt.Tx
+	done    func()
+	release sync.Once
 }
 
 // Snapshot implements raft.FSM. It opens a read transaction, which is a
@@ -48,6 +50,11 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	// Written: the read transaction is not needed any more. Releasing it
+	// here, not only in Release, matters for callers that never call
+	// Release (raft.RecoverCluster): the transaction would hold the FSM's
+	// lock, and Close would wait for it forever.
+	defer s.Release()
 	if err := writeSnapshot(s.tx, sink); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("writing snapshot: %w", err)
@@ -56,8 +63,10 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s *fsmSnapshot) Release() {
-	s.tx.Rollback()
-	s.done()
+	s.release.Do(func() {
+		s.tx.Rollback()
+		s.done()
+	})
 }
 
 func writeSnapshot(tx *bolt.Tx, w io.Writer) error {

@@ -9,6 +9,10 @@ import (
 	"time"
 )
 
+// DefaultClusterID names the GC service of a cluster that was given no
+// --cluster-id.
+const DefaultClusterID = "default"
+
 // Config tunes the owner. The zero value of every field means "use the
 // default", so a caller can set only what it cares about.
 type Config struct {
@@ -109,7 +113,7 @@ func (c Config) withDefaults() Config {
 		c.MaxMovesPerChangefeed = DefaultMaxMovesPerChangefeed
 	}
 	if c.ClusterID == "" {
-		c.ClusterID = "default"
+		c.ClusterID = DefaultClusterID
 	}
 	return c
 }

@@ -92,6 +92,14 @@ func EnableCDC(n *Node, o CDCOptions) {
 	pokes := n.memberPoke()
 	n.OnAPI(func(h *api.Handler) { h.EnableCDC(c) })
 	n.OnLeader(func(ctx context.Context) error {
+		cfg := o.Owner
+		// A cluster restored from a backup must not share the original's
+		// upstream GC service safepoint (both would move it): unless an
+		// operator named the cluster, its GC service is named by its own
+		// new identity.
+		if c, ok, err := meta.ReadCluster(n.FSM()); err == nil && ok && c.RestoredFrom != "" && (cfg.ClusterID == "" || cfg.ClusterID == owner.DefaultClusterID) {
+			cfg.ClusterID = "restored-" + c.ID
+		}
 		return owner.Run(ctx, owner.Deps{
 			NodeID:       n.ID(),
 			Proposer:     n,
@@ -100,7 +108,7 @@ func EnableCDC(n *Node, o CDCOptions) {
 			Leases:       n,
 			Upstreams:    c.pool,
 			Sinks:        c.pool,
-			Config:       o.Owner,
+			Config:       cfg,
 			Logger:       n.log.With().Str("component", "owner").Logger(),
 			Metrics:      metrics,
 			MemberEvents: pokes,

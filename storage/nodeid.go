@@ -136,3 +136,21 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	return nil
 }
+
+// ReadNodeID returns the ID kept in dataDir/node-id, without creating one:
+// for tools that work on an existing node's data dir.
+func ReadNodeID(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, nodeIDFile)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("%s has no node ID (%s is missing): is it a raftcdc data dir?", dataDir, path)
+		}
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	id := strings.TrimSpace(string(raw))
+	if err := ValidateNodeID(id); err != nil {
+		return "", fmt.Errorf("%s is corrupt: %w", path, err)
+	}
+	return id, nil
+}

@@ -22,7 +22,7 @@ type cdcOptions struct {
 }
 
 func (o *cdcOptions) addFlags(f *pflag.FlagSet) {
-	f.StringVar(&o.clusterID, "cluster-id", "default", "names this cluster's upstream GC service safepoint; the same on every node")
+	f.StringVar(&o.clusterID, "cluster-id", owner.DefaultClusterID, "names this cluster's upstream GC service safepoint; the same on every node (a cluster restored from a backup uses its own identity unless this is set)")
 	f.DurationVar(&o.tick, "owner-tick-interval", owner.DefaultTickInterval, "how often the owner re-evaluates when nothing changes")
 	f.DurationVar(&o.evictionGrace, "owner-eviction-grace", owner.DefaultEvictionGrace, "a new owner waits this long before evicting captures gossip does not know")
 	f.DurationVar(&o.gcTTL, "gc-ttl", owner.DefaultGCTTL, "default gc-ttl of changefeeds that set none: how long one that is not running (or cannot update its upstream's service GC safepoint) holds the upstream's GC, and the TTL of that safepoint")

@@ -118,6 +118,7 @@ func newClusterCmd(o *ctlOptions) *cobra.Command {
 		},
 	})
 	cmd.AddCommand(newTransferLeaderCmd(o), newRemoveNodeCmd(o))
+	cmd.AddCommand(newSnapshotCmd(o), newShowMetadataCmd(o))
 	return cmd
 }
 
