@@ -71,6 +71,9 @@ type Proc struct {
 	DataDir                   string
 	GossipAddr, RaftAddr, API string
 	Args                      []string
+	// Bin, if set, is the binary this slot runs instead of the cluster's
+	// (a rolling upgrade replaces one build with another).
+	Bin string
 	// Wrapper, if set, is run with the binary and Args appended, e.g.
 	// "ip netns exec ns1" (which execs, so the pid is still raftcdc's).
 	Wrapper []string
@@ -260,7 +263,11 @@ func (c *Cluster) Start(i int) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	argv := append(append(append([]string{}, p.Wrapper...), c.Bin), p.Args...)
+	bin := c.Bin
+	if p.Bin != "" {
+		bin = p.Bin
+	}
+	argv := append(append(append([]string{}, p.Wrapper...), bin), p.Args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if len(p.Env) > 0 {

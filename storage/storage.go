@@ -49,7 +49,12 @@ const (
 	walDirName    = "wal"
 	markerName    = "log-store"
 	walMetaName   = "wal-meta.db"
-	snapshotsName = "snapshots"
+	// walSegmentSize is preallocated per segment file. raft-wal's default
+	// (64 MiB, Consul's) is sized for logs far busier than ours: Raft
+	// snapshots every few thousand small entries and the WAL drops the
+	// segments behind them, so a smaller segment holds the same history
+	// and keeps a node's disk footprint (and a test run's) small.
+	walSegmentSize = 16 << 20
 )
 
 // LogStore names a Raft log store implementation.
@@ -268,7 +273,7 @@ func openWAL(dir string, logger zerolog.Logger) (*walStore, error) {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
 	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(logging.HCLog(logger, "raft.wal")))
+	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentSize(walSegmentSize), wal.WithLogger(logging.HCLog(logger, "raft.wal")))
 	if err != nil {
 		_ = meta.Close()
 		return nil, fmt.Errorf("open the Raft WAL in %s: %w", dir, err)
