@@ -44,11 +44,11 @@ const (
 	// a second process would hang forever instead of failing with an error.
 	boltOpenTimeout = 2 * time.Second
 
-	raftDirName   = "raft"
-	boltFileName  = "raft.db"
-	walDirName    = "wal"
-	markerName    = "log-store"
-	walMetaName   = "wal-meta.db"
+	raftDirName  = "raft"
+	boltFileName = "raft.db"
+	walDirName   = "wal"
+	markerName   = "log-store"
+	walMetaName  = "wal-meta.db"
 	// walSegmentSize is preallocated per segment file. raft-wal's default
 	// (64 MiB, Consul's) is sized for logs far busier than ours: Raft
 	// snapshots every few thousand small entries and the WAL drops the
