@@ -67,6 +67,7 @@ func (h *Handler) EnableCDC(cdc CDC) {
 	h.handle("POST /api/v1/changefeeds/{id}/rebalance", h.rebalanceChangefeed)
 	h.handle("POST /api/v1/changefeeds/{id}/move-table", h.moveTable)
 	h.handle("GET /api/v1/captures", h.listCaptures)
+	h.handle("POST /api/v1/captures/{id}/drain", h.drainCapture)
 	h.handle("GET /api/v1/processors", h.listProcessors)
 	h.handle("GET /api/v1/processors/{changefeed}/{capture}", h.getProcessor)
 	h.handle("GET /api/v1/tso", h.tso)
@@ -992,6 +993,9 @@ type CaptureView struct {
 	IsOwner     bool      `json:"is_owner"`
 	Liveness    string    `json:"liveness"`
 	Tables      int       `json:"tables"`
+	// Draining is set while an operator's drain request for this
+	// incarnation stands (liveness says when the node drains itself).
+	Draining bool `json:"draining,omitempty"`
 }
 
 func (h *Handler) listCaptures(w http.ResponseWriter, r *http.Request) error {
@@ -1020,8 +1024,14 @@ func (h *Handler) listCaptures(w http.ResponseWriter, r *http.Request) error {
 			if l == "" {
 				l = "unknown"
 			}
-			out = append(out, CaptureView{ID: ci.ID, Address: ci.AdvertiseAddr, Version: ci.Version, StartTime: ci.StartTime, Incarnation: ci.Incarnation,
-				IsOwner: ci.ID == owner.NodeID, Liveness: l, Tables: tables[ci.ID]})
+			cv := CaptureView{ID: ci.ID, Address: ci.AdvertiseAddr, Version: ci.Version, StartTime: ci.StartTime, Incarnation: ci.Incarnation,
+				IsOwner: ci.ID == owner.NodeID, Liveness: l, Tables: tables[ci.ID]}
+			if kv, ok := rd.Get(meta.DrainKey(ci.ID)); ok {
+				if v, err := meta.Decode(kv.Key, kv.Value); err == nil && v.(*model.DrainRequest).Incarnation == ci.Incarnation {
+					cv.Draining = true
+				}
+			}
+			out = append(out, cv)
 		}
 		return nil
 	})
@@ -1030,6 +1040,72 @@ func (h *Handler) listCaptures(w http.ResponseWriter, r *http.Request) error {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return WriteJSON(w, http.StatusOK, map[string]any{"captures": out})
+}
+
+// drainCapture records a drain request for the capture's current
+// incarnation; the owner moves its tables off (see owner/DESIGN.md).
+func (h *Handler) drainCapture(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if err := model.ValidateNodeID(id); err != nil {
+		return Errorf(http.StatusBadRequest, CodeBadRequest, "capture: %v", err)
+	}
+	live := h.cdc.CaptureLiveness()
+	var (
+		ci      *model.CaptureInfo
+		rev     uint64
+		tables  int
+		another bool
+	)
+	err := h.store.View(func(rd fsm.Reader, _ uint64) error {
+		var ok bool
+		var err error
+		if ci, rev, ok, err = meta.GetCapture(rd, id); err != nil || !ok {
+			ci = nil
+			return nil
+		}
+		rd.Range(meta.PrefixTaskStatus, func(kv fsm.KV) bool {
+			if k, err := meta.ParseKey(kv.Key); err == nil && k.Capture == id {
+				if v, err := meta.Decode(kv.Key, kv.Value); err == nil {
+					tables += len(v.(*model.TaskStatus).Tables)
+				}
+			}
+			return true
+		})
+		rd.Range(meta.PrefixCapture, func(kv fsm.KV) bool {
+			k, err := meta.ParseKey(kv.Key)
+			if err != nil || k.Capture == id || live[k.Capture] != "alive" {
+				return true
+			}
+			if _, ok := rd.Get(meta.DrainKey(k.Capture)); ok {
+				return true // being drained too
+			}
+			another = true
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if ci == nil {
+		return Errorf(http.StatusNotFound, CodeCaptureNotFound, "capture %q is not registered; 'ctl capture list' shows the captures", id)
+	}
+	if !another && tables > 0 {
+		return Errorf(http.StatusConflict, CodeConflict, "no other live capture could take the %d tables of %s; start another node first", tables, id)
+	}
+	op, err := meta.Put(meta.DrainKey(id), model.DrainRequest{Incarnation: ci.Incarnation, Requested: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	// Guarded by the capture record's revision: the request drains the
+	// incarnation that was read, not one that registered meanwhile.
+	if _, err := h.apply(r.Context(), fsm.Command{Conds: []fsm.Cond{{Type: fsm.CondModRev, Key: meta.CaptureKey(id), ModRev: rev}}, Ops: []fsm.Op{op}}); err != nil {
+		if errors.Is(err, fsm.ErrPreconditionFailed) {
+			return Errorf(http.StatusConflict, CodeConflict, "capture %s registered again while the drain was requested; ask again", id)
+		}
+		return err
+	}
+	return WriteJSON(w, http.StatusAccepted, DrainCaptureResponse{CaptureID: id, Incarnation: ci.Incarnation, TablesRemaining: tables})
 }
 
 // ProcessorView is one (changefeed, capture) pair.

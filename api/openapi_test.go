@@ -257,6 +257,8 @@ func TestResponsesMatchTheDocument(t *testing.T) {
 		{"POST", "/api/v1/changefeeds/{id}/resume", "/api/v1/changefeeds/paused/resume", nil, 202},
 		{"DELETE", "/api/v1/changefeeds/{id}", "/api/v1/changefeeds/new", nil, 202},
 		{"GET", "/api/v1/captures", "/api/v1/captures", nil, 200},
+		{"POST", "/api/v1/captures/{id}/drain", "/api/v1/captures/node2/drain", nil, 202},
+		{"POST", "/api/v1/captures/{id}/drain", "/api/v1/captures/node9/drain", nil, 404},
 		{"GET", "/api/v1/processors", "/api/v1/processors", nil, 200},
 		{"GET", "/api/v1/processors/{changefeed}/{capture}", "/api/v1/processors/orders/node1", nil, 200},
 		{"GET", "/api/v1/processors/{changefeed}/{capture}", "/api/v1/processors/orders/node9", nil, 404},

@@ -96,6 +96,14 @@ type MoveTableResponse struct {
 	TargetCapture string        `json:"target_capture"`
 }
 
+// DrainCaptureResponse says a drain was requested and how many tables the
+// capture still holds (0: drained).
+type DrainCaptureResponse struct {
+	CaptureID       string `json:"capture_id"`
+	Incarnation     uint64 `json:"incarnation"`
+	TablesRemaining int    `json:"tables_remaining"`
+}
+
 // CaptureList is the answer of GET /api/v1/captures.
 type CaptureList struct {
 	Captures []CaptureView `json:"captures"`

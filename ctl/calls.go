@@ -207,6 +207,15 @@ func (c *Client) MoveTable(ctx context.Context, id string, table model.TableID, 
 	return &out, nil
 }
 
+// DrainCapture asks the owner to move every table off a capture.
+func (c *Client) DrainCapture(ctx context.Context, id string) (*api.DrainCaptureResponse, error) {
+	var out api.DrainCaptureResponse
+	if err := c.Do(ctx, http.MethodPost, "/api/v1/captures/"+url.PathEscape(id)+"/drain", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Captures lists the captures.
 func (c *Client) Captures(ctx context.Context) ([]api.CaptureView, error) {
 	var out struct {

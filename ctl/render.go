@@ -199,7 +199,11 @@ func sinkOptions(m map[string]string) string {
 func RenderCaptures(w io.Writer, cs []api.CaptureView) error {
 	t := NewTable(w, "ID", "ADDRESS", "OWNER", "LIVENESS", "TABLES", "VERSION", "STARTED")
 	for _, c := range cs {
-		t.Row(c.ID, c.Address, yesNo(c.IsOwner), c.Liveness, strconv.Itoa(c.Tables), c.Version, FormatTime(c.StartTime))
+		l := c.Liveness
+		if c.Draining && l == "alive" {
+			l = "alive, draining"
+		}
+		t.Row(c.ID, c.Address, yesNo(c.IsOwner), l, strconv.Itoa(c.Tables), c.Version, FormatTime(c.StartTime))
 	}
 	return t.Flush()
 }

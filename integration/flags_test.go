@@ -15,4 +15,6 @@ var (
 	flagChaosShort    = flag.Duration("chaos-short", 45*time.Second, "duration of TestChaosShort, the chaos run in the default test run (0 skips it)")
 	// make chaos TLS=1 passes -chaos-tls.
 	flagChaosTLS = flag.Bool("chaos-tls", false, "run the chaos runs' nodes with mutual TLS on every node-to-node path and HTTPS on the API")
+	// The before/after comparison of drained rolling restarts.
+	flagRollingCompare = flag.Bool("rolling-compare", false, "also run TestRollingRestartWithoutDrain (--drain-timeout 0), to compare stalls and duplicates")
 )

@@ -45,7 +45,8 @@ func corrupt(key string, format string, args ...any) error {
 // checked from the record alone. It returns a *model.CaptureInfo,
 // *model.ChangefeedInfo, *model.ChangefeedStatus, *model.TaskStatus,
 // *model.TaskPosition, model.TaskWorkload, *model.GCSafepoint,
-// *model.OwnerInfo or, for user keys, json.RawMessage. Any failure is a
+// *model.OwnerInfo, *model.DrainRequest or, for user keys,
+// json.RawMessage. Any failure is a
 // *CorruptError.
 func Decode(key string, value []byte) (any, error) {
 	k, err := ParseKey(key)
@@ -95,6 +96,8 @@ func decodeKind(k Key, key string, value []byte) (any, error) {
 		return *v, nil
 	case KindGC:
 		return strict[model.GCSafepoint](key, value)
+	case KindDrain:
+		return strict[model.DrainRequest](key, value)
 	case KindOwner:
 		return strict[model.OwnerInfo](key, value)
 	case KindCluster:

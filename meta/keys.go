@@ -17,6 +17,7 @@ const (
 	PrefixTaskPosition     = "/task/position/"
 	PrefixTaskWorkload     = "/task/workload/"
 	PrefixGC               = "/gc/"
+	PrefixDrain            = "/drain/"
 	KeyOwner               = "/owner"
 	KeyCluster             = "/cluster"
 	PrefixUser             = "/kv/" // free-form keys for tests and benchmarks
@@ -38,6 +39,7 @@ func TaskStatusPrefix(cf model.ChangefeedID) string   { return PrefixTaskStatus 
 func TaskPositionPrefix(cf model.ChangefeedID) string { return PrefixTaskPosition + cf + "/" }
 func TaskWorkloadPrefix(cf model.ChangefeedID) string { return PrefixTaskWorkload + cf + "/" }
 func GCKey(id string) string                          { return PrefixGC + id }
+func DrainKey(c model.CaptureID) string               { return PrefixDrain + c }
 
 // Kind is what a key holds.
 type Kind string
@@ -50,6 +52,7 @@ const (
 	KindTaskPosition     Kind = "task_position"
 	KindTaskWorkload     Kind = "task_workload"
 	KindGC               Kind = "gc"
+	KindDrain            Kind = "drain"
 	KindOwner            Kind = "owner"
 	KindCluster          Kind = "cluster"
 	KindUser             Kind = "user"
@@ -77,6 +80,7 @@ var prefixKinds = []struct {
 	{PrefixTaskPosition, KindTaskPosition},
 	{PrefixTaskWorkload, KindTaskWorkload},
 	{PrefixGC, KindGC},
+	{PrefixDrain, KindDrain},
 	{PrefixUser, KindUser},
 }
 
@@ -96,7 +100,7 @@ func ParseKey(key string) (Key, error) {
 		}
 		k := Key{Kind: pk.kind}
 		switch pk.kind {
-		case KindCapture:
+		case KindCapture, KindDrain:
 			k.Capture = rest
 		case KindChangefeedInfo, KindChangefeedStatus:
 			k.Changefeed = rest

@@ -21,6 +21,8 @@ type State struct {
 	Changefeeds  map[model.ChangefeedID]*Feed
 	// GC maps a /gc/ key to the record stored there.
 	GC map[string]*GCRecord
+	// Drains are the drain requests, by capture, with their revisions.
+	Drains map[model.CaptureID]*Drain
 	// Corrupt are the keys that did not decode, in key order. They are
 	// treated as absent, with the exceptions noted on Feed and GCRecord.
 	Corrupt []CorruptKey
@@ -74,6 +76,12 @@ type Task struct {
 	WorkloadRev uint64
 }
 
+// Drain is one /drain/ key.
+type Drain struct {
+	Request model.DrainRequest
+	Rev     uint64
+}
+
 // GCRecord is one /gc/ key. A corrupt one is kept with its revision (and a
 // zero Record) so that the owner can overwrite it.
 type GCRecord struct {
@@ -89,6 +97,7 @@ func Load(r fsm.Reader) (*State, error) {
 		Captures:    map[model.CaptureID]*Capture{},
 		Changefeeds: map[model.ChangefeedID]*Feed{},
 		GC:          map[string]*GCRecord{},
+		Drains:      map[model.CaptureID]*Drain{},
 	}
 	o, err := GetOwner(r)
 	if err != nil {
@@ -129,6 +138,16 @@ func Load(r fsm.Reader) (*State, error) {
 			return true
 		}
 		s.GC[kv.Key] = &GCRecord{Record: *v.(*model.GCSafepoint), Rev: kv.ModRev}
+		return true
+	})
+	r.Range(PrefixDrain, func(kv fsm.KV) bool {
+		v, err := Decode(kv.Key, kv.Value)
+		if err != nil {
+			bad(kv, err)
+			return true
+		}
+		k, _ := ParseKey(kv.Key)
+		s.Drains[k.Capture] = &Drain{Request: *v.(*model.DrainRequest), Rev: kv.ModRev}
 		return true
 	})
 	sort.Slice(s.Corrupt, func(i, j int) bool { return s.Corrupt[i].Key < s.Corrupt[j].Key })

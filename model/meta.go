@@ -290,6 +290,14 @@ type SnapshotProgress struct {
 	ETASeconds float64 `json:"eta_seconds,omitempty"`
 }
 
+// DrainRequest asks the owner to move every table off one incarnation of a
+// capture (the capture drain that rolling upgrades use). It names the
+// incarnation so that a capture that restarted is not drained again.
+type DrainRequest struct {
+	Incarnation uint64    `json:"incarnation"`
+	Requested   time.Time `json:"requested"`
+}
+
 // WorkloadInfo is the cost of one table, for balancing.
 type WorkloadInfo struct {
 	Workload uint64 `json:"workload"`

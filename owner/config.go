@@ -54,6 +54,9 @@ type Config struct {
 	// lease ended, and the difference between two machines' clock rates.
 	LeaseFence  time.Duration
 	LeaseMargin time.Duration
+	// ResignAfter is how many ticks in a row in which every upstream call
+	// failed make the owner hand leadership to another voter; 0 never.
+	ResignAfter int
 	// CheckpointPublishInterval is how often, at most, the owner publishes a
 	// changefeed's checkpoint through its sink (EmitCheckpoint).
 	CheckpointPublishInterval time.Duration
@@ -126,6 +129,9 @@ func (c Config) Validate() error {
 	}
 	if c.ErrorBackoffBase > c.ErrorBackoffMax {
 		return fmt.Errorf("owner error backoff base %s is longer than its maximum %s", c.ErrorBackoffBase, c.ErrorBackoffMax)
+	}
+	if c.ResignAfter < 0 {
+		return fmt.Errorf("owner resign-after %d is negative; give 0 (never) or a count of ticks", c.ResignAfter)
 	}
 	if c.LeaseMargin < MinLeaseMargin {
 		return fmt.Errorf("owner lease margin %s is below %s: a write checked against a capture's lease just before it ended must land before its tables move", c.LeaseMargin, MinLeaseMargin)

@@ -182,6 +182,7 @@ type ticker struct {
 func Tick(s *meta.State, in Inputs) Output {
 	t := &ticker{s: s, in: in, cfg: in.Config.withDefaults(), releasedGC: map[model.ChangefeedID]bool{}}
 	cv := t.classifyCaptures()
+	t.cleanDrains()
 	touched := t.evict(cv)
 	for _, id := range s.FeedIDs() {
 		if touched[id] {
@@ -229,13 +230,37 @@ func (t *ticker) classifyCaptures() *captureView {
 				continue
 			}
 		case LivenessAlive:
-			cv.alive[id] = true
+			if d := t.s.Drains[id]; d != nil && d.Request.Incarnation == c.Info.Incarnation {
+				// An operator asked to drain this incarnation.
+				cv.draining[id] = true
+			} else {
+				cv.alive[id] = true
+			}
 		case LivenessDraining:
 			cv.draining[id] = true
 		}
 		cv.present[id] = true
 	}
 	return cv
+}
+
+// cleanDrains deletes drain requests whose incarnation is gone: a drained
+// capture that restarted takes tables again.
+func (t *ticker) cleanDrains() {
+	cmd := fsm.Command{Kind: fsm.KindTxn, OwnerEpoch: t.s.OwnerEpoch}
+	for _, id := range sortedKeys(t.s.Drains) {
+		d := t.s.Drains[id]
+		if c := t.s.Captures[id]; c != nil && c.Info.Incarnation == d.Request.Incarnation {
+			continue
+		}
+		key := meta.DrainKey(id)
+		cmd.Conds = append(cmd.Conds, fsm.Cond{Type: fsm.CondModRev, Key: key, ModRev: d.Rev})
+		cmd.Ops = append(cmd.Ops, fsm.Op{Type: fsm.OpDelete, Key: key})
+		t.event(LogEvent{Kind: EventCleanup, Capture: id, Message: "drain request of an incarnation that is gone"})
+	}
+	if len(cmd.Ops) > 0 {
+		t.out.Commands = append(t.out.Commands, cmd)
+	}
 }
 
 // leaseOver reports whether capture c's lease to write to sinks has

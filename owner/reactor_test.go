@@ -1441,3 +1441,37 @@ func TestLostCaptureWaitsOutItsLease(t *testing.T) {
 		}
 	})
 }
+
+// TestDrainRequest: an operator's drain request empties that incarnation of
+// a capture through two-phase moves (each table continues on another
+// capture exactly where it stopped), gives it no new tables, and is
+// forgotten once the capture restarts.
+func TestDrainRequest(t *testing.T) {
+	w := newWorld(t)
+	w.capture("a", LivenessAlive).capture("b", LivenessAlive)
+	w.info(model.ChangefeedInfo{ID: cf, StartTs: 100})
+	w.status(cf, initialized(100, tableRange(6)...))
+	runProcessors(t, w, 2)
+	w.mustApply(fsm.Command{Ops: []fsm.Op{putJSON(meta.DrainKey("b"), model.DrainRequest{Incarnation: w.incs["b"], Requested: t0})}})
+	runProcessors(t, w, 4)
+	if l := loads(w.state(), cf); l["a"] != 6 || l["b"] != 0 {
+		t.Fatalf("loads %v, want everything off the drained capture", l)
+	}
+	f := w.state().Changefeeds[cf]
+	if len(f.Status.Orphans) != 0 {
+		t.Fatalf("orphans %v: a drain must hand every table over, never orphan it", f.Status.Orphans)
+	}
+	// b restarts: its new incarnation is not drained, the request goes.
+	w.capture("b", LivenessAlive)
+	w.settle()
+	if _, ok := w.state().Drains["b"]; ok {
+		t.Fatal("the drain request of b's old incarnation is still there")
+	}
+	info := *w.state().Changefeeds[cf].Info
+	info.RebalanceRequested = true
+	w.info(info)
+	runProcessors(t, w, 4)
+	if l := loads(w.state(), cf); l["b"] == 0 {
+		t.Fatalf("loads %v: the restarted capture takes no tables", l)
+	}
+}

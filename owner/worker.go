@@ -74,6 +74,22 @@ type Deps struct {
 	MemberEvents <-chan struct{}
 	// Now, if set, replaces time.Now (tests).
 	Now func() time.Time
+	// Resign, if set, hands leadership to another voter; the owner calls it
+	// after Config.ResignAfter ticks in a row in which every upstream call
+	// failed, so that one node with a broken path to the upstream does not
+	// stay owner.
+	Resign func(ctx context.Context) error
+}
+
+// ioHealth is how one tick's upstream calls went.
+type ioHealth struct{ ok, failed bool }
+
+func (h *ioHealth) note(err error) {
+	if err != nil {
+		h.failed = true
+	} else {
+		h.ok = true
+	}
 }
 
 // ErrDeposed reports that another owner claimed a newer epoch.
@@ -106,6 +122,10 @@ type worker struct {
 	// paces the retries so that a dead upstream does not slow every tick.
 	gcFailing map[string]GCFailure
 	gcRetryAt map[string]time.Time
+	// io says how this tick's upstream calls went; failedTicks counts the
+	// ticks in a row whose upstream calls all failed (see Config.ResignAfter).
+	io          ioHealth
+	failedTicks int
 	// ddl runs one DDL puller per running changefeed; sinks holds the
 	// owner's sink of each changefeed.
 	ddl   *ddlPullers
@@ -282,6 +302,8 @@ func (w *worker) loop(ctx context.Context, watch <-chan fsm.WatchBatch) error {
 func (w *worker) tick(ctx context.Context) (retick bool, err error) {
 	start := time.Now()
 	defer func() { w.d.Metrics.observeTick(time.Since(start)) }()
+	w.io = ioHealth{}
+	defer w.judgeIO(ctx)
 
 	var s *meta.State
 	err = w.d.State.View(func(r fsm.Reader, applied uint64) error {
@@ -311,7 +333,7 @@ func (w *worker) tick(ctx context.Context) (retick bool, err error) {
 		Membership:   w.d.Members.Liveness(),
 		LastHeard:    w.lastHeard(),
 		SourceTables: w.tables,
-		UpstreamIDs:  w.upstreams.resolve(ctx, s, now),
+		UpstreamIDs:  w.upstreams.resolve(ctx, s, now, &w.io),
 		UpstreamGC:   w.upstreamGC,
 		GCFailures:   w.gcFailing,
 		DDL:          w.ddl.sync(ctx, s),
@@ -404,6 +426,29 @@ func (w *worker) lastHeard() map[model.CaptureID]time.Time {
 	return w.d.Leases.LastHeard()
 }
 
+// judgeIO counts ticks whose upstream calls all failed and, after
+// ResignAfter of them in a row, hands leadership to another voter: an owner
+// whose node cannot reach the upstream should not stay owner when another
+// node could. A tick with one successful call resets the count; one with
+// no call leaves it.
+func (w *worker) judgeIO(ctx context.Context) {
+	switch {
+	case w.io.ok:
+		w.failedTicks = 0
+	case w.io.failed:
+		w.failedTicks++
+	}
+	if w.cfg.ResignAfter <= 0 || w.d.Resign == nil || w.failedTicks < w.cfg.ResignAfter || ctx.Err() != nil {
+		return
+	}
+	n := w.failedTicks
+	w.failedTicks = 0
+	w.log.Warn().Int("failed_ticks", n).Msg("every upstream call failed for this many ticks in a row; resigning ownership to another voter")
+	if err := w.d.Resign(ctx); err != nil && ctx.Err() == nil {
+		w.log.Warn().Err(err).Msg("resigning ownership failed; staying owner")
+	}
+}
+
 // runGC pushes service safepoints upstream. Unchanged values are pushed
 // again only every GCRefreshInterval (or a third of their TTL, if that is
 // shorter), to keep their TTL alive. A failing upstream is retried at most
@@ -427,6 +472,9 @@ func (w *worker) runGC(ctx context.Context, actions []GCAction) error {
 			continue
 		}
 		actual, err := w.pushGC(ctx, a)
+		if ctx.Err() == nil {
+			w.io.note(err)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -496,7 +544,7 @@ func newUpstreamIDs(ups Upstreams, timeout time.Duration) *upstreamIDs {
 
 // resolve looks up the URIs of the changefeeds in s that it does not know
 // yet and returns what it knows.
-func (u *upstreamIDs) resolve(ctx context.Context, s *meta.State, now time.Time) map[string]string {
+func (u *upstreamIDs) resolve(ctx context.Context, s *meta.State, now time.Time, io *ioHealth) map[string]string {
 	for _, f := range s.Changefeeds {
 		if f.Info == nil || !holdsGC(f.Info) {
 			continue
@@ -506,6 +554,9 @@ func (u *upstreamIDs) resolve(ctx context.Context, s *meta.State, now time.Time)
 			continue
 		}
 		id, err := u.lookup(ctx, uri)
+		if ctx.Err() == nil {
+			io.note(err)
+		}
 		if err != nil || id == "" {
 			u.retryAt[uri] = now.Add(time.Second)
 			continue
@@ -553,6 +604,7 @@ func (w *worker) listTables(ctx context.Context, s *meta.State, need []model.Cha
 		if ctx.Err() != nil {
 			return false // cancelled: not the source's fault
 		}
+		w.io.note(err)
 		if err != nil {
 			w.log.Warn().Err(err).Str("changefeed", id).Msg("listing source tables failed")
 		}

@@ -317,3 +317,56 @@ func TestRunFailsChangefeedWhenGCUpdatesKeepFailing(t *testing.T) {
 		t.Fatalf("failed after %v, before its gc-ttl of 1s had passed", d)
 	}
 }
+
+// TestResignAfterUpstreamFailures: an owner whose every upstream call
+// fails, tick after tick, hands leadership to another voter; one success
+// in between starts the count again.
+func TestResignAfterUpstreamFailures(t *testing.T) {
+	w := newWorld(t)
+	w.capture("a", "")
+	w.info(model.ChangefeedInfo{ID: cf, SourceURI: "fake://u", StartTs: 100})
+	src := &fakeSource{tables: tableNames(1), services: map[string]model.Ts{}, gcErr: errors.New("connection refused")}
+	resigned := make(chan time.Time, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	began := time.Now()
+	go func() {
+		done <- Run(ctx, Deps{
+			NodeID: "n1", Proposer: worldProposer{w}, State: w.f,
+			Members:   &fakeMembers{live: map[model.CaptureID]CaptureLiveness{"a": LivenessAlive}},
+			Upstreams: fakeUpstreams{src},
+			Config:    Config{ClusterID: "c1", TickInterval: 20 * time.Millisecond, ResignAfter: 3, GCRefreshInterval: 10 * time.Millisecond},
+			Logger:    zerolog.Nop(),
+			Resign: func(context.Context) error {
+				resigned <- time.Now()
+				return nil
+			},
+		})
+	}()
+	select {
+	case at := <-resigned:
+		// Failed pushes are retried once a second: three failing ticks take
+		// at least two seconds.
+		if d := at.Sub(began); d < 2*time.Second {
+			t.Fatalf("resigned after %v, before three failing ticks could pass", d)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the owner did not resign while every upstream call failed")
+	}
+	// The upstream works again: no more resignations.
+	src.mu.Lock()
+	src.gcErr = nil
+	src.mu.Unlock()
+	select {
+	case <-resigned: // at most one more, from a tick already counted
+	case <-time.After(1500 * time.Millisecond):
+	}
+	select {
+	case <-resigned:
+		t.Fatal("resigned again with a working upstream")
+	case <-time.After(4 * time.Second):
+	}
+	cancel()
+	<-done
+}

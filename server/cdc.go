@@ -9,6 +9,7 @@ import (
 
 	"github.com/raftcdc/raftcdc/api"
 	"github.com/raftcdc/raftcdc/connector"
+	"github.com/raftcdc/raftcdc/fsm"
 	"github.com/raftcdc/raftcdc/membership"
 	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
@@ -106,6 +107,7 @@ func EnableCDC(n *Node, o CDCOptions) {
 			State:        n.FSM(),
 			Members:      c,
 			Leases:       n,
+			Resign:       func(ctx context.Context) error { return n.TransferLeader(ctx, "") },
 			Upstreams:    c.pool,
 			Sinks:        c.pool,
 			Config:       cfg,
@@ -124,6 +126,7 @@ func EnableCDC(n *Node, o CDCOptions) {
 		return m.Run(ctx)
 	})
 	n.OnNode(c.mirrorGC)
+	n.drain = c.drainSelf
 	n.onClose(func() error { return c.pool.Close() })
 }
 
@@ -204,6 +207,65 @@ func (c *cdc) mirrorGC(ctx context.Context) error {
 				return nil
 			}
 		case <-t.C:
+		}
+	}
+}
+
+// drainSelf moves every table off this node's capture before it stops, so
+// that a restart replays nothing: it tells gossip it is draining (the owner
+// then moves its tables off in two phases and gives it none), and waits
+// until the local replica shows it holds no table, or ctx ends. With no
+// other live capture to take the tables there is nothing to wait for.
+func (c *cdc) drainSelf(ctx context.Context) error {
+	self := c.n.ID()
+	held := func() int {
+		n := 0
+		_ = c.n.FSM().View(func(r fsm.Reader, _ uint64) error {
+			r.Range(meta.PrefixTaskStatus, func(kv fsm.KV) bool {
+				if k, err := meta.ParseKey(kv.Key); err == nil && k.Capture == self {
+					if v, err := meta.Decode(kv.Key, kv.Value); err == nil {
+						n += len(v.(*model.TaskStatus).Tables)
+					}
+				}
+				return true
+			})
+			return nil
+		})
+		return n
+	}
+	tables := held()
+	if tables == 0 {
+		return nil
+	}
+	others := 0
+	for _, m := range c.n.members.Members() {
+		if m.Meta.ID != self && m.Status == membership.StatusAlive && m.Meta.Liveness != membership.LivenessDraining {
+			others++
+		}
+	}
+	if others == 0 {
+		c.n.log.Warn().Int("tables", tables).Msg("drain: no other live capture can take this capture's tables; stopping without draining")
+		return nil
+	}
+	start := time.Now()
+	c.n.log.Info().Int("tables", tables).Msg("draining: moving every table to other captures before stopping")
+	if err := c.n.members.UpdateMeta(ctx, func(m *membership.Meta) { m.Liveness = membership.LivenessDraining }); err != nil {
+		return fmt.Errorf("drain: telling gossip this node drains: %w", err)
+	}
+	ch, cancel := c.n.FSM().Watch(meta.PrefixTaskStatus, 16)
+	defer cancel()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if tables = held(); tables == 0 {
+			c.n.log.Info().Dur("took", time.Since(start)).Msg("drained: this capture holds no table")
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("drain: %d tables still on this capture after %v: %w", tables, time.Since(start).Round(time.Millisecond), ctx.Err())
+		case <-ch:
+		case <-tick.C:
 		}
 	}
 }

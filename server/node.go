@@ -42,6 +42,7 @@ type Node struct {
 	fsm       *fsm.FSM
 	tracker   *meta.Tracker // reports corrupt metadata keys
 	lease     *leaseKeeper  // the capture lease; nil without CDC
+	drain     func(ctx context.Context) error
 	transport *raft.NetworkTransport
 	stream    *raftnet.Stream
 	raft      *raft.Raft
@@ -553,6 +554,15 @@ func (n *Node) LastQuorumContact() time.Time {
 		return time.Now()
 	}
 	return n.raft.LastContact()
+}
+
+// Drain moves this node's work elsewhere before a shutdown (with CDC: every
+// table off its capture), until done or ctx ends. Call it before Shutdown.
+func (n *Node) Drain(ctx context.Context) error {
+	if n.drain == nil {
+		return nil
+	}
+	return n.drain(ctx)
 }
 
 // Shutdown stops the node cleanly: a leader hands leadership over first; the

@@ -19,6 +19,8 @@ type cdcOptions struct {
 	captureLease  time.Duration
 	leaseMargin   time.Duration
 	recordFlushes string
+	drainTimeout  time.Duration
+	resignAfter   int
 }
 
 func (o *cdcOptions) addFlags(f *pflag.FlagSet) {
@@ -31,13 +33,15 @@ func (o *cdcOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.captureLease, "quorum-loss-fence", processor.DefaultLeaseFence, "old name of --capture-lease")
 	_ = f.MarkDeprecated("quorum-loss-fence", "use --capture-lease")
 	f.DurationVar(&o.leaseMargin, "lease-margin", owner.DefaultLeaseMargin, "the owner gives a lost capture's tables to another only once its lease plus this margin has passed since the leader last heard from it")
+	f.IntVar(&o.resignAfter, "owner-resign-after", 10, "hand leadership to another voter after this many owner ticks in a row in which every upstream call failed (0: never)")
+	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, first move every table off this node's capture, for at most this long (0: stop without draining)")
 	f.StringVar(&o.recordFlushes, "record-flushes", "", "test instrument: record every table flush (table, capture, incarnation, times) in this directory")
 	_ = f.MarkHidden("record-flushes")
 }
 
 // enable wires the owner, the processors and the changefeed API into node.
 func (o *cdcOptions) enable(node *server.Node) error {
-	oc := owner.Config{ClusterID: o.clusterID, TickInterval: o.tick, EvictionGrace: o.evictionGrace, GCTTL: o.gcTTL, LeaseMargin: o.leaseMargin}
+	oc := owner.Config{ClusterID: o.clusterID, TickInterval: o.tick, EvictionGrace: o.evictionGrace, GCTTL: o.gcTTL, LeaseMargin: o.leaseMargin, ResignAfter: o.resignAfter}
 	co := server.CDCOptions{
 		Owner:       oc,
 		Processor:   processor.Config{FlushInterval: o.flushInterval, LeaseFence: o.captureLease},

@@ -28,7 +28,102 @@ func newCaptureCmd(o *ctlOptions) *cobra.Command {
 			})
 		},
 	})
+	cmd.AddCommand(newCaptureDrainCmd(o))
 	return cmd
+}
+
+func newCaptureDrainCmd(o *ctlOptions) *cobra.Command {
+	var (
+		id      string
+		wait    bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "drain",
+		Short: "Move every table off a capture, before restarting or upgrading its node",
+		Long: `Ask the owner to move every table off a capture. Each table stops at a
+boundary on that capture and continues on another from exactly there, so
+nothing is replayed. The request holds for the capture's current
+incarnation: once its node restarts it takes tables again. With --wait (the
+default) ctl reports progress until the capture holds no table.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if id == "" {
+				return usageError("--capture-id is required ('raftcdc ctl capture list' lists the captures)")
+			}
+			if err := checkNodeID("--capture-id", id); err != nil {
+				return err
+			}
+			if timeout <= 0 {
+				return usageError("--timeout must be positive, such as 5m")
+			}
+			return o.withClient(cmd, func(ctx context.Context, c *ctl.Client) error {
+				res, err := c.DrainCapture(ctx, id)
+				if err != nil {
+					return fmt.Errorf("draining capture %s: %w", id, err)
+				}
+				if wait {
+					if res, err = waitDrained(ctx, cmd, c, res, timeout); err != nil {
+						return err
+					}
+				}
+				return o.print(cmd, res, func(w io.Writer) error {
+					if res.TablesRemaining == 0 {
+						_, err := fmt.Fprintf(w, "Capture %s holds no tables.\n", id)
+						return err
+					}
+					_, err := fmt.Fprintf(w, "Drain of capture %s requested: %d tables to move ('raftcdc ctl capture list' follows it).\n", id, res.TablesRemaining)
+					return err
+				})
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&id, "capture-id", "p", "", "capture (node) ID (required)")
+	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the capture holds no table, reporting progress on stderr")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "with --wait, give up after this long")
+	return cmd
+}
+
+// waitDrained follows a drain until the capture holds no table.
+func waitDrained(ctx context.Context, cmd *cobra.Command, c *ctl.Client, res *api.DrainCaptureResponse, timeout time.Duration) (*api.DrainCaptureResponse, error) {
+	deadline := time.Now().Add(timeout)
+	last := -1
+	for {
+		if res.TablesRemaining != last {
+			fmt.Fprintf(cmd.ErrOrStderr(), "capture %s: %d tables to move\n", res.CaptureID, res.TablesRemaining)
+			last = res.TablesRemaining
+		}
+		if res.TablesRemaining == 0 {
+			return res, nil
+		}
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("draining capture %s: %d tables still on it after %v", res.CaptureID, res.TablesRemaining, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		cs, err := c.Captures(ctx)
+		if err != nil {
+			continue // a leader change: ask again
+		}
+		found := false
+		for _, cv := range cs {
+			if cv.ID != res.CaptureID {
+				continue
+			}
+			found = true
+			if cv.Incarnation != res.Incarnation {
+				return res, fmt.Errorf("draining capture %s: it restarted (incarnation %d, drained %d) and takes tables again", res.CaptureID, cv.Incarnation, res.Incarnation)
+			}
+			res.TablesRemaining = cv.Tables
+		}
+		if !found {
+			// Gone: evicted or left; it holds nothing.
+			res.TablesRemaining = 0
+		}
+	}
 }
 
 func newProcessorCmd(o *ctlOptions) *cobra.Command {

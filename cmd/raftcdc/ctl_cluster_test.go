@@ -543,3 +543,75 @@ func TestCtlUpdateChangesTheTableSet(t *testing.T) {
 	}
 	c.waitFeed(t, 0, "shop", "checkpoint past the pause", func(d api.ChangefeedDetail) bool { return checkpointOf(d) > checkpointOf(paused) })
 }
+
+// TestCtlCaptureDrain: `ctl capture drain` moves every table off a capture
+// in two phases — no table is ever an orphan — waits until it holds none,
+// and the capture takes no new table while its incarnation lasts.
+func TestCtlCaptureDrain(t *testing.T) {
+	c := startLiveCluster(t)
+	c.ctlOn(t, 0, "--token", clusterToken, "changefeed", "create", "-c", "drained", "--source-uri", "datagen://?tables=6&rate=20", "--sink-uri", "blackhole://", "--no-confirm").mustOK(t)
+	d := c.waitFeed(t, 0, "drained", "every table assigned and running", func(d api.ChangefeedDetail) bool {
+		return len(d.Assignments()) == 6 && len(d.Positions) > 0
+	})
+	// Drain a capture that holds tables (where the owner put them depends
+	// on when each capture registered).
+	victim := d.Assignments()[1][0]
+	if r := c.ctlOn(t, 0, "--token", clusterToken, "capture", "drain", "--capture-id", "node9"); r.code != 1 || !strings.Contains(r.stderr, "not registered") {
+		t.Fatalf("drain of an unknown capture: exit %d %s", r.code, r.stderr)
+	}
+	stop := make(chan struct{})
+	orphans := make(chan string, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				orphans <- ""
+				return
+			default:
+			}
+			var d api.ChangefeedDetail
+			if r := c.ctlOn(t, 2, "-o", "json", "changefeed", "query", "-c", "drained"); r.code == 0 && json.Unmarshal([]byte(r.stdout), &d) == nil {
+				if d.Status != nil && len(d.Status.Orphans) > 0 {
+					orphans <- fmt.Sprintf("orphans %v", d.Status.Orphans)
+					return
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	r := c.ctlOn(t, 2, "--token", clusterToken, "capture", "drain", "--capture-id", victim).mustOK(t)
+	close(stop)
+	if o := <-orphans; o != "" {
+		t.Fatalf("a table was an orphan during the drain: %s", o)
+	}
+	if r.stdout != "Capture "+victim+" holds no tables.\n" || !strings.Contains(r.stderr, "tables to move") {
+		t.Fatalf("drain output:\n%s\n%s", r.stdout, r.stderr)
+	}
+	d = c.query(t, 0, "drained")
+	for table, cs := range d.Assignments() {
+		if len(cs) != 1 || cs[0] == victim {
+			t.Fatalf("table %d on %v after the drain", table, cs)
+		}
+	}
+	var list struct {
+		Captures []api.CaptureView `json:"captures"`
+	}
+	c.jsonOn(t, 0, &list, "capture", "list")
+	for _, cv := range list.Captures {
+		if cv.ID == victim && (!cv.Draining || cv.Tables != 0) {
+			t.Fatalf("drained capture shows %+v", cv)
+		}
+	}
+	// A rebalance does not bring tables back to the drained incarnation.
+	c.ctlOn(t, 0, "--token", clusterToken, "changefeed", "rebalance", "-c", "drained").mustOK(t)
+	time.Sleep(time.Second)
+	for table, cs := range c.query(t, 0, "drained").Assignments() {
+		if cs[0] == victim {
+			t.Fatalf("table %d went back to the drained capture", table)
+		}
+	}
+	r = c.ctlOn(t, 0, "--token", clusterToken, "capture", "drain", "--capture-id", victim, "--wait=false").mustOK(t)
+	if r.stdout != "Capture "+victim+" holds no tables.\n" {
+		t.Fatalf("drain --wait=false of a drained capture: %q", r.stdout)
+	}
+}

@@ -131,6 +131,16 @@ with --bootstrap-expect 3 and --join pointing at any other node.`,
 			}()
 			<-ctx.Done()
 			stop()
+			if cdc.drainTimeout > 0 {
+				// A second signal stops the drain and shuts down at once.
+				dctx, dcancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+				dctx, dtimeout := context.WithTimeout(dctx, cdc.drainTimeout)
+				if err := node.Drain(dctx); err != nil {
+					log.Warn().Err(err).Msg("drain not finished; shutting down anyway")
+				}
+				dtimeout()
+				dcancel()
+			}
 			log.Info().Msg("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer cancel()
