@@ -35,8 +35,9 @@ type fault string
 const (
 	faultKill  fault = "kill -9"
 	faultStop  fault = "SIGSTOP/SIGCONT"
-	faultTerm  fault = "SIGTERM"
-	faultQuiet fault = "none" // a stretch of plain replication
+	faultTerm  fault = "SIGTERM" // drains the node first (--drain-timeout)
+	faultDrain fault = "drain"   // ctl capture drain, then SIGTERM and back
+	faultQuiet fault = "none"    // a stretch of plain replication
 )
 
 // chaosStats is what the run measured.
@@ -45,15 +46,19 @@ type chaosStats struct {
 	failovers  durations      // leader fault → new agreed owner
 	recoveries durations      // fault → checkpoint past the fault
 	rejoins    durations      // node back → caught up and capture registered
+	drains     durations      // drain request → capture holds no table
 }
 
 // runChaos replicates a changefeed while, one node at a time, it kills
-// (-9), freezes (SIGSTOP, then SIGCONT) or stops (SIGTERM) a random node,
-// leader or not, and brings it back. Between faults the cluster is whole
+// (-9), freezes (SIGSTOP, then SIGCONT), stops (SIGTERM, which drains it
+// first) or drains through the API and then stops a random node, leader or
+// not, and brings it back. Between faults the cluster is whole
 // again, so never more than one of three nodes is down. Every fault must be
 // followed by an owner and by the checkpoint passing the fault's start within
 // the scenario bounds; the checkpoint no node shows may ever go down; at
-// the end the verifier must pass. It logs a summary.
+// the end the verifier must pass, and no table may ever have been flushed
+// by two captures at once (every node records its flushes). It logs a
+// summary.
 func runChaos(t *testing.T, d time.Duration, tables int) {
 	seed := *flagChaosSeed
 	if seed == 0 {
@@ -68,7 +73,7 @@ func runChaos(t *testing.T, d time.Duration, tables int) {
 	st := chaosStats{faults: map[string]int{}}
 	began := time.Now()
 	for time.Since(began) < d {
-		kind := []fault{faultKill, faultKill, faultKill, faultStop, faultStop, faultTerm, faultQuiet}[rng.IntN(7)]
+		kind := []fault{faultKill, faultKill, faultKill, faultStop, faultStop, faultTerm, faultDrain, faultQuiet}[rng.IntN(8)]
 		o := c.WaitForOwner(ownerBound, 0)
 		victim := rng.IntN(len(c.Procs))
 		if rng.IntN(2) == 0 {
@@ -115,6 +120,21 @@ func runChaos(t *testing.T, d time.Duration, tables int) {
 			back := time.Now()
 			e.rejoin(victim, inc)
 			st.rejoins = append(st.rejoins, time.Since(back))
+		case faultDrain:
+			// What a rolling upgrade does: empty the capture through the
+			// API, then stop the node (nothing left to drain) and start it.
+			c.DrainCapture(id, settleBound)
+			st.drains = append(st.drains, time.Since(start))
+			c.Kill(victim, syscall.SIGTERM)
+			if victim == o.Index {
+				c.WaitForOwnerAmong(ownerBound, o.Epoch, others)
+				st.failovers = append(st.failovers, time.Since(start))
+			}
+			c.WaitCheckpointAbove(e.id, model.TsFromTime(start), advanceBound)
+			st.recoveries = append(st.recoveries, time.Since(start))
+			back := time.Now()
+			e.rejoin(victim, inc)
+			st.rejoins = append(st.rejoins, time.Since(back))
 		case faultStop:
 			c.Pause(victim)
 			failedOver := false
@@ -145,6 +165,9 @@ func runChaos(t *testing.T, d time.Duration, tables int) {
 	s.Stop()
 	sr := s.Report()
 	sr.Check(t)
+	// The writer check reads every flush every node made: it fails the run
+	// on any table flushed by two captures at once.
+	wr := c.CheckWriters()
 
 	var kinds []string
 	total := 0
@@ -161,6 +184,8 @@ func runChaos(t *testing.T, d time.Duration, tables int) {
 		fmt.Sprintf("  failover (leader fault → new agreed owner): %v", st.failovers),
 		fmt.Sprintf("  recovery (fault → checkpoint past it): %v", st.recoveries),
 		fmt.Sprintf("  rejoin (node back → caught up, capture registered): %v", st.rejoins),
+		fmt.Sprintf("  drain (request → capture holds no table): %v", st.drains),
+		fmt.Sprintf("  writers: %d table flushes by %d capture incarnations, %d overlaps (two writers on one table)", wr.Flushes, wr.Writers, len(wr.Overlaps)),
 		fmt.Sprintf("  checkpoint stalls over %v: %d, longest %v; %d checkpoint reads, 0 decreases", stallThreshold, len(sr.Stalls), sr.LongestStall.Round(time.Millisecond), sr.Reads),
 		fmt.Sprintf("  rows verified: %d (all present), change events: %d, duplicates: %d, DDLs: %d", rep.Expected, rep.Events, rep.Duplicates, rep.DDLs),
 	}

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -404,4 +405,24 @@ func (c *Cluster) CheckWriters() flushlog.Report {
 		c.t.Fatalf("two writers on one table: %s", rep)
 	}
 	return rep
+}
+
+// DrainCapture asks the owner to drain capture id (POST
+// /api/v1/captures/{id}/drain) and waits until the capture holds no table.
+func (c *Cluster) DrainCapture(id string, timeout time.Duration) {
+	c.t.Helper()
+	Eventually(c.t, timeout, "capture "+id+" drained", func() (bool, string) {
+		var res api.DrainCaptureResponse
+		for _, i := range c.Up() {
+			code, body, err := c.Do(i, http.MethodPost, "/api/v1/captures/"+id+"/drain", nil)
+			if err != nil || code != http.StatusAccepted {
+				continue
+			}
+			if err := json.Unmarshal(body, &res); err != nil {
+				return false, err.Error()
+			}
+			return res.TablesRemaining == 0, fmt.Sprintf("%d tables remaining", res.TablesRemaining)
+		}
+		return false, "no node accepted the drain request"
+	})
 }

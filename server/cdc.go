@@ -44,6 +44,9 @@ func (o CDCOptions) Validate() error {
 	if err := o.Owner.Validate(); err != nil {
 		return err
 	}
+	if r := o.Processor.ResetInterval; r != 0 && (r < 10*time.Millisecond || r > time.Minute) {
+		return fmt.Errorf("reset interval %v: give a duration from 10ms to 1m", r)
+	}
 	if m := o.Owner.LeaseMargin; m > fence {
 		return fmt.Errorf("lease margin %v is longer than the capture lease %v; a margin that large only slows failover", m, fence)
 	}

@@ -546,16 +546,6 @@ func (n *Node) IsLeader() bool {
 	return n.leaderReady && n.raft.State() == raft.Leader
 }
 
-// LastQuorumContact is when this node last knew it was part of a working
-// quorum: now for a leader (it steps down when it loses its lease), the last
-// heartbeat from the leader for a follower.
-func (n *Node) LastQuorumContact() time.Time {
-	if n.raft.State() == raft.Leader {
-		return time.Now()
-	}
-	return n.raft.LastContact()
-}
-
 // Drain moves this node's work elsewhere before a shutdown (with CDC: every
 // table off its capture), until done or ctx ends. Call it before Shutdown.
 func (n *Node) Drain(ctx context.Context) error {

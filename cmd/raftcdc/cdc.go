@@ -21,6 +21,7 @@ type cdcOptions struct {
 	recordFlushes string
 	drainTimeout  time.Duration
 	resignAfter   int
+	resetInterval time.Duration
 }
 
 func (o *cdcOptions) addFlags(f *pflag.FlagSet) {
@@ -33,6 +34,7 @@ func (o *cdcOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.captureLease, "quorum-loss-fence", processor.DefaultLeaseFence, "old name of --capture-lease")
 	_ = f.MarkDeprecated("quorum-loss-fence", "use --capture-lease")
 	f.DurationVar(&o.leaseMargin, "lease-margin", owner.DefaultLeaseMargin, "the owner gives a lost capture's tables to another only once its lease plus this margin has passed since the leader last heard from it")
+	f.DurationVar(&o.resetInterval, "reset-interval", processor.DefaultResetInterval, "a fenced capture registers again at most once per this long, doubling while fences keep coming")
 	f.IntVar(&o.resignAfter, "owner-resign-after", 10, "hand leadership to another voter after this many owner ticks in a row in which every upstream call failed (0: never)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, first move every table off this node's capture, for at most this long (0: stop without draining)")
 	f.StringVar(&o.recordFlushes, "record-flushes", "", "test instrument: record every table flush (table, capture, incarnation, times) in this directory")
@@ -44,7 +46,7 @@ func (o *cdcOptions) enable(node *server.Node) error {
 	oc := owner.Config{ClusterID: o.clusterID, TickInterval: o.tick, EvictionGrace: o.evictionGrace, GCTTL: o.gcTTL, LeaseMargin: o.leaseMargin, ResignAfter: o.resignAfter}
 	co := server.CDCOptions{
 		Owner:       oc,
-		Processor:   processor.Config{FlushInterval: o.flushInterval, LeaseFence: o.captureLease},
+		Processor:   processor.Config{FlushInterval: o.flushInterval, LeaseFence: o.captureLease, ResetInterval: o.resetInterval},
 		FlushLogDir: o.recordFlushes,
 	}
 	if err := co.Validate(); err != nil {
