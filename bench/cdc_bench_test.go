@@ -23,6 +23,9 @@ import (
 
 var (
 	steadyDuration = flag.Duration("steady-duration", 60*time.Second, "steady: sampling time")
+	steadyTables   = flag.Int("steady-tables", 1000, "steady: tables (20 rows/s each)")
+	steadyMoves    = flag.Duration("steady-moves-every", 0, "steady: move tables between captures this often while sampling (0: never), as a rebalance would")
+	steadyMoveN    = flag.Int("steady-moves", 4, "steady: tables moved each time")
 	cdcKills       = flag.Int("cdc-kills", 10, "cdc failover: kills of each kind")
 	bigTables      = flag.Int("big-tables", 10000, "big: tables of the large changefeed")
 	throughputURI  = flag.String("throughput-uri", "datagen://?tables=8&rate=20000&txn-rows=3&txn-tables=2", "throughput: the datagen source")
@@ -205,26 +208,75 @@ func scrapeMetric(c *integration.Cluster, i int, name string) map[string]float64
 func TestBenchSteady(t *testing.T) {
 	c := integration.StartCluster(t, buildBinary(t), 3, integration.ClusterOptions{ExtraArgs: []string{"--log-level", "warn"}})
 	c.WaitForLeader(30 * time.Second)
-	createFeed(t, c, map[string]any{"id": "steady", "source_uri": "datagen://?tables=1000&rate=20", "sink_uri": "blackhole://"})
+	n := *steadyTables
+	createFeed(t, c, map[string]any{"id": "steady", "source_uri": fmt.Sprintf("datagen://?tables=%d&rate=20", n), "sink_uri": "blackhole://"})
 	start := time.Now()
 	integration.WaitFor(t, 120*time.Second, "every table replicating", func() bool {
 		d, err := anyFeed(c, "steady")
 		return err == nil && cpOf(d) > model.TsFromTime(start)
 	})
-	t.Logf("all 1000 tables replicating after %v", time.Since(start))
+	t.Logf("all %d tables replicating after %v", n, time.Since(start))
 	// Let the initial rebalancing settle before sampling.
 	time.Sleep(10 * time.Second)
 	var lags []time.Duration
 	end := time.Now().Add(*steadyDuration)
+	nextMove, moved := time.Now(), 0
 	for time.Now().Before(end) {
+		if *steadyMoves > 0 && !time.Now().Before(nextMove) {
+			moved += moveSome(t, c, "steady", *steadyMoveN)
+			nextMove = time.Now().Add(*steadyMoves)
+		}
 		d, err := anyFeed(c, "steady")
 		if err == nil && cpOf(d) != 0 {
 			lags = append(lags, time.Since(model.TsTime(cpOf(d))))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	fmt.Printf("RESULT steady tables=1000 rows/s=20000 samples=%d lag_p50=%v lag_p99=%v lag_max=%v\n", len(lags),
+	fmt.Printf("RESULT steady tables=%d rows/s=%d moves_every=%v tables_moved=%d samples=%d lag_p50=%v lag_p99=%v lag_max=%v\n", n, 20*n, *steadyMoves, moved, len(lags),
 		percentile(lags, 0.5).Round(time.Millisecond), percentile(lags, 0.99).Round(time.Millisecond), percentile(lags, 1).Round(time.Millisecond))
+}
+
+// moveSome asks the owner to move up to n tables from the most loaded
+// capture to the least loaded one (what a rebalance does), and returns how
+// many it asked for.
+func moveSome(t *testing.T, c *integration.Cluster, id string, n int) int {
+	d, err := anyFeed(c, id)
+	if err != nil {
+		return 0
+	}
+	var from, to string
+	for capture, task := range d.Tasks {
+		if from == "" || len(task.Tables) > len(d.Tasks[from].Tables) {
+			from = capture
+		}
+		if to == "" || len(task.Tables) < len(d.Tasks[to].Tables) {
+			to = capture
+		}
+	}
+	if from == "" || from == to {
+		return 0
+	}
+	asked := 0
+	for table := range d.Tasks[from].Tables {
+		if asked == n {
+			break
+		}
+		id64, err := strconv.ParseInt(table, 10, 64)
+		if err != nil {
+			continue
+		}
+		for i := range c.Procs {
+			if !c.Running(i) {
+				continue
+			}
+			code, _, err := c.Do(i, http.MethodPost, "/api/v1/changefeeds/"+id+"/move-table", map[string]any{"table_id": id64, "target_capture": to})
+			if err == nil && code == http.StatusAccepted {
+				asked++
+				break
+			}
+		}
+	}
+	return asked
 }
 
 // TestBenchCDCFailover measures kill -9 of the leader → checkpoint advancing
