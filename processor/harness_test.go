@@ -355,6 +355,13 @@ func (f *feed) expected(t *testing.T, id model.TableID, upto model.Ts) map[model
 
 // checkSink asserts the sink holds exactly the source's rows of a table in
 // (startTs, upto], and nothing outside (startTs, maxTs].
+// producedByNow is the highest commit ts the source can have produced by
+// now: datagen numbers the rows of one millisecond in its logical part, so
+// a row of this very millisecond sorts above TsFromTime(now).
+func producedByNow() model.Ts {
+	return model.TsFromTime(time.Now()) | (1<<18 - 1)
+}
+
 func (f *feed) checkSink(t *testing.T, id model.TableID, upto, maxTs model.Ts) {
 	t.Helper()
 	rows := f.sinkRows(t, id)

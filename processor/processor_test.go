@@ -35,7 +35,7 @@ func TestReplicatesAssignedTables(t *testing.T) {
 		}
 		// Rows flushed after the report may be there too, but nothing
 		// beyond what the source has produced by now.
-		f.checkSink(t, id, cp, model.TsFromTime(time.Now()))
+		f.checkSink(t, id, cp, producedByNow())
 	}
 
 	var wl model.TaskWorkload
@@ -86,7 +86,7 @@ func TestCheckpointNeverPassesFlush(t *testing.T) {
 	pos := c.waitPosition("checkpoint advances once flushes complete", func(p model.TaskPosition) bool {
 		return p.Running[1] > f.startTs
 	})
-	f.checkSink(t, 1, pos.Running[1], model.TsFromTime(time.Now()))
+	f.checkSink(t, 1, pos.Running[1], producedByNow())
 }
 
 func TestFlushBarrierCapsCheckpoint(t *testing.T) {
@@ -107,7 +107,7 @@ func TestFlushBarrierCapsCheckpoint(t *testing.T) {
 	pos := c.waitPosition("checkpoint follows the raised barrier", func(p model.TaskPosition) bool {
 		return p.Running[1] >= now
 	})
-	f.checkSink(t, 1, pos.Running[1], model.TsFromTime(time.Now()))
+	f.checkSink(t, 1, pos.Running[1], producedByNow())
 }
 
 func TestDeleteOperationStopsAtBoundary(t *testing.T) {
@@ -172,7 +172,7 @@ func TestDeleteOperationStopsAtBoundary(t *testing.T) {
 	c.setTask(task)
 	now := model.TsFromTime(time.Now())
 	pos = c.waitPosition("table 1 runs again from the boundary", func(p model.TaskPosition) bool { return p.Running[1] > now })
-	f.checkSink(t, 1, pos.Running[1], model.TsFromTime(time.Now()))
+	f.checkSink(t, 1, pos.Running[1], producedByNow())
 
 	// Assigned and deleted in one go, below its start: it never runs and
 	// reports its start ts as the stop point.
