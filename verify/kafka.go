@@ -68,6 +68,10 @@ func openKafka(ctx context.Context, p StateParams, hist *datagen.History, flt *f
 	return r, nil
 }
 
+// kafkaStall is how long the reader waits for the next message before it
+// reports the broker as stalled.
+const kafkaStall = 90 * time.Second
+
 func (r *kafkaReader) setCheckpoint(t model.Ts) { r.cp = t }
 func (r *kafkaReader) close() error             { return nil }
 
@@ -80,7 +84,7 @@ type kafkaEvent struct {
 }
 
 func (r *kafkaReader) load(ctx context.Context, want []upstreamTable, rep *StateReport) (map[model.TableID]*downTable, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.cfg.Brokers...), kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(32<<20),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(r.cfg.Brokers...), kgo.FetchMaxBytes(16<<20), kgo.FetchMaxPartitionBytes(4<<20),
 		kgo.DialTimeout(r.cfg.DialTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
@@ -119,7 +123,10 @@ func (r *kafkaReader) load(ctx context.Context, want []upstreamTable, rep *State
 	recs := map[string]map[int32][]*kgo.Record{}
 	got := int64(0)
 	for got < total {
-		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		// A loaded machine (CI runs several packages' servers at once)
+		// can leave a broker silent for a while; give up only after a
+		// long stall, and fetch in pieces small enough to arrive often.
+		pctx, cancel := context.WithTimeout(ctx, kafkaStall)
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if err := ctx.Err(); err != nil {
@@ -147,7 +154,7 @@ func (r *kafkaReader) load(ctx context.Context, want []upstreamTable, rep *State
 			n++
 		})
 		if n == 0 && fs.Empty() && pctx.Err() != nil {
-			return nil, fmt.Errorf("verify: read %d of %d messages, then nothing for 30s", got, total)
+			return nil, fmt.Errorf("verify: read %d of %d messages from %v, then nothing for %s", got, total, r.cfg.Brokers, kafkaStall)
 		}
 	}
 
