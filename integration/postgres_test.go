@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -322,6 +323,65 @@ func TestPostgresToMariaDBAndPostgresExact(t *testing.T) {
 		t.Fatalf("only %d slot samples: the confirmed_flush_lsn check proves nothing", samples.Load())
 	}
 	t.Logf("%d slot samples, %d past the stored position", samples.Load(), violations.Load())
+
+	slotExists := func(name string) bool {
+		rows := pg.Query(t, "shop", `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, name)
+		return *rows[0][0] != "0"
+	}
+	pubExists := func(name string) bool {
+		rows := pg.Query(t, "shop", `SELECT count(*) FROM pg_publication WHERE pubname = $1`, name)
+		return *rows[0][0] != "0"
+	}
+
+	// A slot dropped behind raftcdc's back is never recreated silently:
+	// the changefeed fails and says so.
+	feedAction(t, c, http.MethodPost, "/api/v1/changefeeds/pg2pg/pause", nil)
+	WaitFor(t, 60*time.Second, "pg2pg's slot released", func() bool {
+		rows := pg.Query(t, "shop", `SELECT active::text FROM pg_replication_slots WHERE slot_name = 'raftcdc_pg2pg'`)
+		return len(rows) == 1 && *rows[0][0] == "false"
+	})
+	pg.Exec(t, "shop", `SELECT pg_drop_replication_slot('raftcdc_pg2pg')`)
+	feedAction(t, c, http.MethodPost, "/api/v1/changefeeds/pg2pg/resume", nil)
+	var failed api.ChangefeedDetail
+	WaitFor(t, 2*time.Minute, "pg2pg to fail with the slot's error", func() bool {
+		d, err := c.Detail("pg2pg")
+		failed = d
+		return err == nil && d.Info.Error != nil && d.Info.State == model.StateFailed
+	})
+	if msg := failed.Info.Error.Message; failed.Info.Error.Code != "snapshot_lost" || !strings.Contains(msg, "raftcdc_pg2pg") || !strings.Contains(msg, "dropped outside raftcdc") {
+		t.Fatalf("the changefeed's error does not say the slot was dropped: %+v", failed.Info.Error)
+	}
+	if slotExists("raftcdc_pg2pg") {
+		t.Fatal("the dropped slot was recreated")
+	}
+	t.Logf("slot dropped by hand: changefeed %s: %s", failed.Info.State, failed.Info.Error.Message)
+
+	// Remove drops the slot and the publication raftcdc created.
+	if !slotExists("raftcdc_pg") || !pubExists("raftcdc_pg") {
+		t.Fatal("the pg changefeed has no slot or publication before its remove")
+	}
+	feedAction(t, c, http.MethodDelete, "/api/v1/changefeeds/pg", nil)
+	WaitFor(t, 60*time.Second, "the slot and publication dropped after the remove", func() bool {
+		return !slotExists("raftcdc_pg") && !pubExists("raftcdc_pg")
+	})
+}
+
+// feedAction sends an admin request through any node, retrying while there
+// is no leader to take it.
+func feedAction(t *testing.T, c *Cluster, method, path string, body any) {
+	t.Helper()
+	Eventually(t, 30*time.Second, method+" "+path, func() (bool, string) {
+		for _, i := range c.Up() {
+			code, b, err := c.Do(i, method, path, body)
+			if err == nil && code < 300 {
+				return true, ""
+			}
+			if err == nil && code != http.StatusServiceUnavailable {
+				t.Fatalf("%s %s: %d %s", method, path, code, b)
+			}
+		}
+		return false, "no node took it"
+	})
 }
 
 func firstDifference(want, got [][]*string) string {

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -20,12 +19,13 @@ import (
 var (
 	// ErrSlotMissing: the changefeed has a stored position but its slot is
 	// gone. Recreating the slot would silently skip every change between
-	// the position and now, so the stream refuses.
-	ErrSlotMissing = errors.New("replication slot is missing")
+	// the position and now, so the stream refuses. It is a lost snapshot:
+	// the changefeed fails rather than retrying what cannot succeed.
+	ErrSlotMissing = fmt.Errorf("replication slot is missing (%w)", source.ErrSnapshotLost)
 	// ErrSlotAhead: the slot's confirmed position is past the stored
 	// position, so the server has discarded changes the changefeed has not
 	// delivered (the slot was recreated or advanced outside raftcdc).
-	ErrSlotAhead = errors.New("replication slot is ahead of the changefeed's position")
+	ErrSlotAhead = fmt.Errorf("replication slot is ahead of the changefeed's position (%w)", source.ErrSnapshotLost)
 )
 
 // publicationComment marks a publication raftcdc created, so that remove
