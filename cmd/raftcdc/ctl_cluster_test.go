@@ -556,6 +556,20 @@ func TestCtlCaptureDrain(t *testing.T) {
 	// Drain a capture that holds tables (where the owner put them depends
 	// on when each capture registered).
 	victim := d.Assignments()[1][0]
+	// The drain is refused while no other capture is alive in the eyes of
+	// the node that answers; right after start gossip may not have told it
+	// yet.
+	testcluster.WaitFor(t, 20*time.Second, "node3 sees three live captures", func() bool {
+		var out api.CaptureList
+		c.jsonOn(t, 2, &out, "capture", "list")
+		alive := 0
+		for _, cv := range out.Captures {
+			if cv.Liveness == "alive" {
+				alive++
+			}
+		}
+		return alive == 3
+	})
 	if r := c.ctlOn(t, 0, "--token", clusterToken, "capture", "drain", "--capture-id", "node9"); r.code != 1 || !strings.Contains(r.stderr, "not registered") {
 		t.Fatalf("drain of an unknown capture: exit %d %s", r.code, r.stderr)
 	}
