@@ -240,13 +240,16 @@ func (c *cdc) drainSelf(ctx context.Context) error {
 	if tables == 0 {
 		return nil
 	}
-	others := 0
-	for _, m := range c.n.members.Members() {
-		if m.Meta.ID != self && m.Status == membership.StatusAlive && m.Meta.Liveness != membership.LivenessDraining {
-			others++
+	others := func() int {
+		n := 0
+		for _, m := range c.n.members.Members() {
+			if m.Meta.ID != self && m.Status == membership.StatusAlive && m.Meta.Liveness != membership.LivenessDraining {
+				n++
+			}
 		}
+		return n
 	}
-	if others == 0 {
+	if others() == 0 {
 		c.n.log.Warn().Int("tables", tables).Msg("drain: no other live capture can take this capture's tables; stopping without draining")
 		return nil
 	}
@@ -262,6 +265,13 @@ func (c *cdc) drainSelf(ctx context.Context) error {
 	for {
 		if tables = held(); tables == 0 {
 			c.n.log.Info().Dur("took", time.Since(start)).Msg("drained: this capture holds no table")
+			return nil
+		}
+		// Every node stopping at once (a full shutdown) leaves no one to
+		// take the tables: waiting out the drain timeout would only delay
+		// the stop.
+		if others() == 0 {
+			c.n.log.Warn().Int("tables", tables).Dur("took", time.Since(start)).Msg("drain: every other capture is draining or gone; stopping without finishing the drain")
 			return nil
 		}
 		select {

@@ -56,6 +56,15 @@ func TestClusterRecordWaitsForEveryVoter(t *testing.T) {
 		}
 	}})
 	leader := c.WaitForLeader(10 * time.Second)
+	// The old build leads for a while too: a leader judges itself by what
+	// it gossips, like any voter (it once skipped itself and wrote the
+	// record whenever the stand-in for the old build was elected).
+	if leader != 2 {
+		if err := c.Node(leader).TransferLeader(t.Context(), c.NodeID(2)); err != nil {
+			t.Fatalf("moving leadership to the old build: %v", err)
+		}
+		leader = c.WaitForLeader(10*time.Second, 2)
+	}
 	// Several reconcile passes (500ms each here) with the old voter in.
 	time.Sleep(2 * time.Second)
 	for i := 0; i < 3; i++ {
@@ -104,7 +113,8 @@ func TestClusterRecordWaitsForEveryVoter(t *testing.T) {
 // TestLeaderRefusesNodesItMustNotAdd: once the cluster records schema 2, a
 // joining node whose build supports only schema 1 is not added, nor is a
 // node that holds another cluster's state; each refusal is logged once at
-// error level, saying why. A node of this build joins as usual.
+// error level, saying why (once per leader). A node of this build joins as
+// usual.
 func TestLeaderRefusesNodesItMustNotAdd(t *testing.T) {
 	var logs lockedBuffer
 	logger := zerolog.New(&logs)
@@ -137,8 +147,10 @@ func TestLeaderRefusesNodesItMustNotAdd(t *testing.T) {
 		"not adding member to the Raft configuration: node " + c.NodeID(old) + ` (version \"old-build\") supports metadata schema 1, and the cluster runs at 2; upgrade it to join`,
 		"not adding member to the Raft configuration: node " + c.NodeID(foreign) + " holds the state of cluster 0123456789abcdef0123456789abcdef, and this is cluster " + rec.ID,
 	} {
-		if n := strings.Count(out, want); n != 1 {
-			t.Errorf("log has %d lines %q, want exactly one", n, want)
+		// Once per leader: a leadership change on a loaded machine makes
+		// the next leader say it again.
+		if n := strings.Count(out, want); n < 1 || n > 3 {
+			t.Errorf("log has %d lines %q, want one per leader (1 to 3)", n, want)
 		}
 	}
 }
