@@ -14,34 +14,34 @@ import (
 	"github.com/raftcdc/raftcdc/internal/tidbfake"
 )
 
-// BenchmarkDecodeRow is the per-row cost of decoding the incremental scan
-// benchmark's rows (bench/tidb_bench_test.go): an sbtest-like table in row
-// format v2. `go test -run XXX -bench DecodeRow -benchmem ./source/tidb/`
-func BenchmarkDecodeRow(b *testing.B) {
+// sbtestRows is a decoder of an sbtest-like table (the incremental scan
+// benchmark's, bench/tidb_bench_test.go) and n of its rows in format v2.
+func sbtestRows(tb testing.TB, n int) (*rowDecoder, []rawRow) {
+	tb.Helper()
 	c, err := tidbfake.Start(tidbfake.Options{Stores: 1})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer c.Close()
 	if err := c.Exec("", "CREATE DATABASE b",
 		"CREATE TABLE b.sbtest (id BIGINT PRIMARY KEY, k INT NOT NULL, c VARCHAR(120) NOT NULL, pad VARCHAR(60) NOT NULL, amount DECIMAL(12,2), at DATETIME(3))"); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	info, err := c.TableInfo("b", "sbtest")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	schema, err := tableSchema("b", info, info.ID)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	dec, err := newRowDecoder(info, schema)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	at, err := types.ParseDatetime(types.DefaultStmtNoWarningContext, "2026-01-02 03:04:05.678")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	var ids []int64
 	var vals []types.Datum
@@ -51,8 +51,7 @@ func BenchmarkDecodeRow(b *testing.B) {
 		}
 		ids = append(ids, col.ID)
 	}
-	const rows = 1024
-	raws := make([]rawRow, rows)
+	raws := make([]rawRow, n)
 	var enc rowcodec.Encoder
 	for i := range raws {
 		vals = append(vals[:0], types.NewIntDatum(int64(i%1000)), types.NewStringDatum(fmt.Sprintf("%0110d", i)),
@@ -60,10 +59,18 @@ func BenchmarkDecodeRow(b *testing.B) {
 			types.NewTimeDatum(at))
 		v, err := enc.Encode(time.UTC, ids, vals, nil, nil)
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		raws[i] = rawRow{key: tablecodec.EncodeRowKeyWithHandle(info.ID, kv.IntHandle(i)), value: v, startTs: 1, commitTs: 2}
 	}
+	return dec, raws
+}
+
+// BenchmarkDecodeRow is the per-row cost of decoding sbtestRows.
+// `go test -run XXX -bench DecodeRow -benchmem ./source/tidb/`
+func BenchmarkDecodeRow(b *testing.B) {
+	const rows = 1024
+	dec, raws := sbtestRows(b, rows)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

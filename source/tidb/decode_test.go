@@ -226,3 +226,34 @@ func TestCheckNamesAnUnreachablePD(t *testing.T) {
 		t.Fatalf("Check against the fake: %d %v", id, err)
 	}
 }
+
+// Rows decoded one after another share allocations (slabs), but never
+// memory: growing one row's image leaves the next row's alone.
+func TestDecodedRowsDoNotShareImages(t *testing.T) {
+	dec, raws := sbtestRows(t, 3)
+	first, err := dec.decodeRow(&raws[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := dec.decodeRow(&raws[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first == second {
+		t.Fatal("two decoded rows are one RowChange")
+	}
+	want := append([]model.Value(nil), second.After...)
+	_ = append(first.After, model.StringValue("grown"))
+	first.After[1] = model.IntValue(-1)
+	*first = model.RowChange{}
+	third, err := dec.decodeRow(&raws[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(second.After) != len(want) || !second.After[0].Equal(want[0]) || !second.After[1].Equal(want[1]) || !second.After[2].Equal(want[2]) {
+		t.Fatalf("the second row changed when the first was: %v, want %v", second.After, want)
+	}
+	if second.CommitTs != 2 || third.After[0].I != 2 || third.After[1].I != 2 {
+		t.Fatalf("second %+v, third %v", second, third.After)
+	}
+}

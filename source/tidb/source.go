@@ -424,17 +424,19 @@ func (t *txnSubscription) Next(ctx context.Context) (source.TxnBatch, error) {
 		if err != nil {
 			return source.TxnBatch{}, fmt.Errorf("table %s: %w", t.label, err)
 		}
+		var g txnGrouper
 		for _, ev := range evs {
 			ps := t.spans[ev.span]
 			if ps == nil {
 				continue // a partition dropped since
 			}
 			for i := range ev.rows {
-				var rc *model.RowChange
-				if ev.changes != nil {
-					rc = ev.changes[i]
+				if ev.changes != nil && ev.changes[i] != nil {
+					// Decoded on a worker: straight into its transaction.
+					g.add(ev.changes[i])
+					continue
 				}
-				t.pending = append(t.pending, pendingRow{raw: ev.rows[i], rc: rc})
+				t.pending = append(t.pending, pendingRow{raw: ev.rows[i]})
 			}
 			if ev.resolved > ps.resolved {
 				ps.resolved = ev.resolved
@@ -447,10 +449,10 @@ func (t *txnSubscription) Next(ctx context.Context) (source.TxnBatch, error) {
 		if v := t.tr.versionAt(t.id, schemaResolved); v != nil && v.info != nil && v.info.Partition != nil {
 			t.syncPartitions(v.info, 0)
 		}
-		txns, err := t.decodeReady(schemaResolved)
-		if err != nil {
+		if err := t.decodeReady(schemaResolved, &g); err != nil {
 			return source.TxnBatch{}, err
 		}
+		txns := g.txns
 		out := schemaResolved + 1
 		for _, ps := range t.byPhys {
 			out = min(out, ps.resolved)
@@ -475,57 +477,61 @@ func (t *txnSubscription) Next(ctx context.Context) (source.TxnBatch, error) {
 	}
 }
 
-// pendingRow is a row waiting to be handed out: decoded already, or
-// waiting for the schema tracker to reach its commit ts − 1.
+// pendingRow is a row waiting for the schema tracker to reach its commit
+// ts − 1 (or one a worker could not decode), to be decoded in Next.
 type pendingRow struct {
 	raw rawRow
-	rc  *model.RowChange
 }
 
-// decodeReady decodes the rows whose schema is known (commit ts − 1 at or
-// below the tracker's resolved ts) into transactions. Rows of one
-// transaction that arrive in different steps (from different regions)
-// become several Txn values with the same key; the sorter keeps them
-// together.
-func (t *txnSubscription) decodeReady(schemaResolved uint64) ([]*model.Txn, error) {
-	if len(t.pending) == 0 {
-		return nil, nil
+// txnGrouper gathers one Next's rows into transactions. Rows of one
+// transaction that arrive in different steps (from different regions, or
+// decoded at different times) become several Txn values with the same
+// key; the sorter keeps them together.
+type txnGrouper struct {
+	txns  []*model.Txn
+	byKey map[model.TxnKey]*model.Txn
+}
+
+func (g *txnGrouper) add(rc *model.RowChange) {
+	k := model.TxnKey{CommitTs: rc.CommitTs, StartTs: rc.StartTs}
+	txn := g.byKey[k]
+	if txn == nil {
+		if g.byKey == nil {
+			g.byKey = map[model.TxnKey]*model.Txn{}
+		}
+		txn = &model.Txn{CommitTs: rc.CommitTs, StartTs: rc.StartTs}
+		g.byKey[k] = txn
+		g.txns = append(g.txns, txn)
 	}
-	var txns []*model.Txn
-	byKey := map[model.TxnKey]*model.Txn{}
+	txn.Rows = append(txn.Rows, rc)
+}
+
+// decodeReady decodes the pending rows whose schema is known (commit ts −
+// 1 at or below the tracker's resolved ts) into g.
+func (t *txnSubscription) decodeReady(schemaResolved uint64, g *txnGrouper) error {
+	if len(t.pending) == 0 {
+		return nil
+	}
 	keep := t.pending[:0]
 	for i := range t.pending {
-		p := &t.pending[i]
-		r := &p.raw
-		rc := p.rc
-		if rc == nil {
-			if r.commitTs-1 > schemaResolved {
-				keep = append(keep, *p)
-				continue
-			}
-			var err error
-			var ok bool
-			rc, ok, err = t.decodeOne(r)
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				t.src.log.Warn().Str("table", t.label).Uint64("commit_ts", r.commitTs).Msg("row of a table that did not exist at its commit ts; skipped")
-				continue
-			}
+		r := &t.pending[i].raw
+		if r.commitTs-1 > schemaResolved {
+			keep = append(keep, t.pending[i])
+			continue
 		}
-		k := model.TxnKey{CommitTs: r.commitTs, StartTs: r.startTs}
-		txn := byKey[k]
-		if txn == nil {
-			txn = &model.Txn{CommitTs: r.commitTs, StartTs: r.startTs}
-			byKey[k] = txn
-			txns = append(txns, txn)
+		rc, ok, err := t.decodeOne(r)
+		if err != nil {
+			return err
 		}
-		txn.Rows = append(txn.Rows, rc)
+		if !ok {
+			t.src.log.Warn().Str("table", t.label).Uint64("commit_ts", r.commitTs).Msg("row of a table that did not exist at its commit ts; skipped")
+			continue
+		}
+		g.add(rc)
 	}
 	clear(t.pending[len(keep):])
 	t.pending = keep
-	return txns, nil
+	return nil
 }
 
 // decodeOne decodes a row against the table's version at its commit ts −
