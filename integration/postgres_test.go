@@ -170,7 +170,8 @@ func digest(rows [][]*string) tableDigest {
 // TestPostgresToMariaDBAndPostgresExact replicates a pgbench-style
 // PostgreSQL database, with its 100k-row initial snapshot, to MariaDB and to
 // a second PostgreSQL (two changefeeds, two slots) through three processes
-// while the leader is killed and the capture holding a stream is killed;
+// while the leader is killed, the capture holding a stream is killed and
+// the capture holding it next is drained;
 // afterwards every table is identical on all three servers, and the slot's
 // confirmed_flush_lsn never passed the position stored with the checkpoint.
 func TestPostgresToMariaDBAndPostgresExact(t *testing.T) {
@@ -278,6 +279,43 @@ func TestPostgresToMariaDBAndPostgresExact(t *testing.T) {
 	})
 	time.Sleep(3 * time.Second)
 	c.Restart(hi)
+
+	// Drain the capture that now holds the stream, as a rolling upgrade
+	// would: the owner moves the stream to another capture without a
+	// kill, and the drained capture ends up holding nothing of either
+	// changefeed while the workload keeps committing.
+	c.WaitCaptureAlive(holder, 0, 60*time.Second)
+	drained := streamHolder(t, c, "pg")
+	t.Logf("draining the stream's capture %s", drained)
+	drainStart := time.Now()
+	c.DrainCapture(drained, 90*time.Second)
+	t.Logf("capture %s drained in %v", drained, time.Since(drainStart).Round(time.Millisecond))
+	var after string
+	WaitFor(t, 60*time.Second, "the stream unit on a capture other than the drained one", func() bool {
+		h, ok := streamHolderNow(c, "pg")
+		after = h
+		return ok && h != drained
+	})
+	WaitFor(t, 60*time.Second, "no table of either changefeed on the drained capture", func() bool {
+		for _, cf := range []string{"pg", "pg2pg"} {
+			d, err := c.Detail(cf)
+			if err != nil {
+				return false
+			}
+			for _, cs := range d.Assignments() {
+				for _, cp := range cs {
+					if cp == drained {
+						return false
+					}
+				}
+			}
+		}
+		return true
+	})
+	t.Logf("the stream moved from %s to %s", drained, after)
+	// The moved stream carries the workload: the checkpoint passes a ts
+	// taken after the drain.
+	c.WaitCheckpointAbove("pg", model.TsFromTime(time.Now()), 60*time.Second)
 
 	// A column added mid-stream arrives downstream, and later rows fill it.
 	pg.Exec(t, "shop", `ALTER TABLE accounts ADD COLUMN note2 int`)
