@@ -12,6 +12,7 @@ import (
 	"github.com/pingcap/tidb/pkg/parser/mysql"
 	"github.com/pingcap/tidb/pkg/tablecodec"
 	"github.com/pingcap/tidb/pkg/types"
+	"github.com/pingcap/tidb/pkg/util/chunk"
 	"github.com/pingcap/tidb/pkg/util/rowcodec"
 
 	"github.com/raftcdc/raftcdc/model"
@@ -41,8 +42,10 @@ type rowDecoder struct {
 	schema     *model.TableSchema
 	cols       []decCol
 	fts        map[int64]*types.FieldType
-	v2         *rowcodec.DatumMapDecoder
-	handleIDs  []int64 // clustered primary key columns (common handle)
+	v2         *rowcodec.ChunkDecoder
+	chk        *chunk.Chunk // v2's one row
+	missing    []bool       // v2: columns neither the row nor its key holds
+	handleIDs  []int64      // clustered primary key columns (common handle)
 	pkIsHandle bool
 	scratch    map[int64]types.Datum
 	// Images and row changes are cut from slabs: one allocation for many
@@ -116,7 +119,31 @@ func newRowDecoder(info *timodel.TableInfo, schema *model.TableSchema) (*rowDeco
 			}
 		}
 	}
-	d.v2 = rowcodec.NewDatumMapDecoder(reqCols, time.UTC)
+	// The v2 decoder appends straight into a one-row chunk: no datum map,
+	// no string allocated per column (the text is copied once, into the
+	// Value). The handle columns let it fill an integer or clustered
+	// primary key from the row's key; a table with neither has its
+	// _tidb_rowid there, which no replicated column is.
+	handleCols := d.handleIDs
+	fts := make([]*types.FieldType, len(d.cols))
+	for i := range d.cols {
+		fts[i] = d.cols[i].ft
+		if d.cols[i].pkHandle {
+			handleCols = []int64{d.cols[i].id}
+		}
+	}
+	if len(handleCols) == 0 {
+		handleCols = []int64{timodel.ExtraHandleID}
+	}
+	d.missing = make([]bool, len(d.cols))
+	d.v2 = rowcodec.NewChunkDecoder(reqCols, handleCols, func(i int, chk *chunk.Chunk) error {
+		// Not in the row, not in the key: the column was added after the
+		// row was written; image() puts its original default.
+		d.missing[i] = true
+		chk.AppendNull(i)
+		return nil
+	}, time.UTC)
+	d.chk = chunk.NewChunkWithCapacity(fts, 1)
 	return d, nil
 }
 
@@ -136,23 +163,48 @@ func defaultValue(c *timodel.ColumnInfo, t model.ColumnType) (model.Value, error
 	if err != nil {
 		return model.Value{}, err
 	}
-	return datumValue(conv, t, false)
+	return datumValue(conv, t)
+}
+
+// imageV2 decodes a row value in format v2 into values aligned with the
+// schema.
+func (d *rowDecoder) imageV2(value []byte, handle kv.Handle) ([]model.Value, error) {
+	d.chk.Reset()
+	clear(d.missing)
+	if err := d.v2.DecodeToChunk(value, handle, d.chk); err != nil {
+		return nil, fmt.Errorf("decode row of %s: %w", d.schema.Table, err)
+	}
+	row := d.chk.GetRow(0)
+	out := d.newImage()
+	for i := range d.cols {
+		c := &d.cols[i]
+		switch {
+		case d.missing[i] && c.hasDef:
+			out[i] = c.def
+		case row.IsNull(i):
+			out[i] = model.Null()
+		default:
+			var dt types.Datum
+			row.DatumWithBuffer(i, c.ft, &dt)
+			// The chunk is reused: text is copied out of it.
+			v, err := datumValue(dt, c.typ)
+			if err != nil {
+				return nil, fmt.Errorf("table %s column %s: %w", d.schema.Table, d.schema.Columns[i].Name, err)
+			}
+			out[i] = v
+		}
+	}
+	return out, nil
 }
 
 // image decodes a row value into values aligned with the schema.
 func (d *rowDecoder) image(value []byte, handle kv.Handle) ([]model.Value, error) {
+	if len(value) > 0 && rowcodec.IsNewFormat(value) {
+		return d.imageV2(value, handle)
+	}
 	clear(d.scratch)
 	var err error
-	// Row format v2's decoder copies each string out of the value (a new
-	// Go string per column); format v1's leaves byte slices pointing into
-	// the value, which must be copied before they outlive it.
-	owned := false
-	switch {
-	case len(value) == 0:
-	case rowcodec.IsNewFormat(value):
-		_, err = d.v2.DecodeToDatumMap(value, d.scratch)
-		owned = true
-	default:
+	if len(value) > 0 {
 		_, err = tablecodec.DecodeRowWithMap(value, d.fts, time.UTC, d.scratch)
 	}
 	if err != nil {
@@ -177,7 +229,7 @@ func (d *rowDecoder) image(value []byte, handle kv.Handle) ([]model.Value, error
 		dt, ok := d.scratch[c.id]
 		switch {
 		case ok:
-			v, err := datumValue(dt, c.typ, owned)
+			v, err := datumValue(dt, c.typ)
 			if err != nil {
 				return nil, fmt.Errorf("table %s column %s: %w", d.schema.Table, d.schema.Columns[i].Name, err)
 			}
@@ -208,7 +260,7 @@ func (d *rowDecoder) keyImage(handle kv.Handle) ([]model.Value, error) {
 		if c.pkHandle {
 			out[i] = handleValue(handle, c.typ)
 		} else if dt, ok := d.scratch[c.id]; ok && len(d.handleIDs) > 0 {
-			v, err := datumValue(dt, c.typ, false)
+			v, err := datumValue(dt, c.typ)
 			if err != nil {
 				return nil, err
 			}
@@ -227,10 +279,9 @@ func handleValue(h kv.Handle, t model.ColumnType) model.Value {
 
 // datumValue puts a TiDB datum into model.Value's canonical form for the
 // column type.
-//
-// owned says the datum's string bytes are its own (a fresh string no one
-// else holds): text then becomes a Value without another copy.
-func datumValue(d types.Datum, t model.ColumnType, owned bool) (model.Value, error) {
+// Text and bytes are copied: a datum's bytes point into a row value or a
+// reused chunk.
+func datumValue(d types.Datum, t model.ColumnType) (model.Value, error) {
 	if d.IsNull() {
 		return model.Null(), nil
 	}
@@ -280,9 +331,9 @@ func datumValue(d types.Datum, t model.ColumnType, owned bool) (model.Value, err
 		}
 		return model.StringValue(s), nil
 	case model.TypeChar:
-		return model.StringValue(strings.TrimRight(datumString(d, owned), " ")), nil
+		return model.StringValue(strings.TrimRight(string(d.GetBytes()), " ")), nil
 	case model.TypeVarchar, model.TypeTinyText, model.TypeText, model.TypeMediumText, model.TypeLongText:
-		return model.StringValue(datumString(d, owned)), nil
+		return model.StringValue(string(d.GetBytes())), nil
 	case model.TypeBinary:
 		b := d.GetBytes()
 		if len(b) < t.Length {
@@ -340,14 +391,6 @@ func datumValue(d types.Datum, t model.ColumnType, owned bool) (model.Value, err
 		return model.StringValue(d.GetMysqlJSON().String()), nil
 	}
 	return model.Value{}, fmt.Errorf("no decoding for type %s", t)
-}
-
-// datumString is a string datum's text, copied unless owned.
-func datumString(d types.Datum, owned bool) string {
-	if owned {
-		return d.GetString()
-	}
-	return string(d.GetBytes())
 }
 
 // appendPadded appends v in decimal with at least width digits.
