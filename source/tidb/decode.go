@@ -379,14 +379,14 @@ func datumValue(d types.Datum, t model.ColumnType) (model.Value, error) {
 		return model.StringValue(fmt.Sprintf("%s%02d:%02d:%02d", sign, h, m, sec) + model.FormatFsp(micro, t.Fsp)), nil
 	case model.TypeEnum:
 		if d.Kind() == types.KindMysqlEnum {
-			return model.StringValue(d.GetMysqlEnum().Name), nil
+			return model.StringValue(strings.Clone(d.GetMysqlEnum().Name)), nil
 		}
-		return model.StringValue(d.GetString()), nil
+		return model.StringValue(string(d.GetBytes())), nil
 	case model.TypeSet:
 		if d.Kind() == types.KindMysqlSet {
-			return model.StringValue(d.GetMysqlSet().Name), nil
+			return model.StringValue(strings.Clone(d.GetMysqlSet().Name)), nil
 		}
-		return model.StringValue(d.GetString()), nil
+		return model.StringValue(string(d.GetBytes())), nil
 	case model.TypeJSON:
 		return model.StringValue(d.GetMysqlJSON().String()), nil
 	}
