@@ -39,7 +39,16 @@ var (
 	writeTLS    = flag.Bool("write-tls", true, "writes: also measure a cluster with mutual TLS")
 )
 
+// benchBin runs the cluster benchmarks on a given binary instead of this
+// tree's build: a "before" measurement uses a binary built from an older
+// commit (git worktree add, go build ./cmd/raftcdc) with this tree's
+// benchmark code, so the two sides differ only in the server.
+var benchBin = flag.String("bench-bin", "", "run the cluster benchmarks on this raftcdc binary instead of building the tree's")
+
 func buildBinary(t *testing.T) string {
+	if *benchBin != "" {
+		return *benchBin
+	}
 	bin, err := integration.BuildBinary(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
