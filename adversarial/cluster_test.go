@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/server"
 	"github.com/raftcdc/raftcdc/testcluster"
 )
@@ -63,6 +64,17 @@ func startCluster(t *testing.T, o clusterOpts) *secured {
 		}
 	}})
 	t.Cleanup(func() { s.client.CloseIdleConnections() })
+	// The leader writes the cluster record on its own once every voter is
+	// known; tests that compare state before and after an attack start
+	// after it, or a slow machine shows the record as a change.
+	testcluster.WaitFor(t, 30*time.Second, "the cluster record on every replica", func() bool {
+		for i := 0; i < o.nodes; i++ {
+			if _, ok, err := meta.ReadCluster(s.Node(i).FSM()); err != nil || !ok {
+				return false
+			}
+		}
+		return true
+	})
 	return s
 }
 
