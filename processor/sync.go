@@ -7,13 +7,18 @@ import (
 	"time"
 
 	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink"
 )
 
 // gate is the lease fence in front of every sink Write and Flush (see
 // DESIGN.md, "Writers are fenced"). It is open only while the capture holds
 // its lease under the term it was opened with; enter checks that at every
-// call, by the clock, and hands the caller a context whose deadline is the
-// end of the lease, which sinks check right before a write becomes visible.
+// call, by the clock, and hands the caller a context that carries the lease
+// (sinks check it right before a write becomes visible) and is cancelled
+// when the lease lapses. It follows renewals: a call may outlast the lease
+// it began under as long as the lease is renewed under the same term (a
+// fixed deadline at the lease's end failed every storage-sink flush that
+// waited longer than the lease for its flush round).
 // Once the lease lapses — however briefly, which shows as a new term — the
 // gate stays closed until the manager has proven the capture is still
 // registered and caught up (a fenced probe), since the owner may have moved
@@ -54,8 +59,8 @@ func (g *gate) enter(ctx context.Context) (context.Context, func(), error) {
 				g.active++
 				g.mu.Unlock()
 				cctx, cancel := ctx, context.CancelFunc(func() {})
-				if !until.IsZero() {
-					cctx, cancel = context.WithDeadline(ctx, until)
+				if g.lease != nil {
+					cctx, cancel = followLease(ctx, g.lease, g.term, until)
 				}
 				var once sync.Once
 				return cctx, func() {
@@ -77,6 +82,47 @@ func (g *gate) enter(ctx context.Context) (context.Context, func(), error) {
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		}
+	}
+}
+
+// followLease returns a context that carries the lease of term and is
+// cancelled, with cause sink.ErrLeaseExpired, once that lease lapses: at
+// each lease end it looks again and re-arms while the lease was renewed
+// under the same term.
+func followLease(ctx context.Context, lease Lease, term uint64, until time.Time) (context.Context, context.CancelFunc) {
+	holds := func() bool {
+		u, t := lease.Lease()
+		return t == term && time.Now().Before(u)
+	}
+	cctx, cancelCause := context.WithCancelCause(sink.WithLease(ctx, holds))
+	var mu sync.Mutex
+	done := false
+	var timer *time.Timer
+	var arm func(at time.Time)
+	arm = func(at time.Time) {
+		timer = time.AfterFunc(time.Until(at), func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if done {
+				return
+			}
+			if u, t := lease.Lease(); t == term && time.Now().Before(u) {
+				arm(u)
+				return
+			}
+			done = true
+			cancelCause(sink.ErrLeaseExpired)
+		})
+	}
+	mu.Lock()
+	arm(until)
+	mu.Unlock()
+	return cctx, func() {
+		mu.Lock()
+		done = true
+		timer.Stop()
+		mu.Unlock()
+		cancelCause(context.Canceled)
 	}
 }
 

@@ -117,7 +117,10 @@ func WriterFrom(ctx context.Context) (Writer, bool) {
 
 // Leases. A capture may write to a sink only while it holds its lease (see
 // processor/DESIGN.md); the processor passes every Write and Flush a
-// context whose deadline is the end of that lease. A sink whose write
+// context that carries the lease (WithLease) and is cancelled, with cause
+// ErrLeaseExpired, the moment the lease lapses. A lease renewed during a
+// long call (a storage sink's Flush waits for its next flush round, a
+// Kafka flush for acknowledgements) keeps the call going. A sink whose write
 // becomes visible at one instant (a rename, a COMMIT) checks LeaseValid
 // right before that instant and reports the instant with Committed, so a
 // capture that was frozen mid-flush does not make its write visible after
@@ -127,10 +130,22 @@ func WriterFrom(ctx context.Context) (Writer, bool) {
 // because the writer's lease had ended.
 var ErrLeaseExpired = errors.New("the capture's lease ended before the write became visible; nothing was written")
 
-// LeaseValid reports ErrLeaseExpired once ctx's deadline has passed. It
-// reads the clock rather than ctx.Err, which may lag behind the deadline
-// right after the process was paused.
+type leaseKey struct{}
+
+// WithLease returns ctx carrying the writer's lease: holds reports, by the
+// clock, whether the lease the call began under still holds.
+func WithLease(ctx context.Context, holds func() bool) context.Context {
+	return context.WithValue(ctx, leaseKey{}, holds)
+}
+
+// LeaseValid reports ErrLeaseExpired once the lease ctx carries has lapsed
+// or ctx's deadline has passed. It asks the lease (which reads the clock)
+// rather than relying on ctx.Err, which may lag behind the lapse right
+// after the process was paused.
 func LeaseValid(ctx context.Context) error {
+	if holds, ok := ctx.Value(leaseKey{}).(func() bool); ok && !holds() {
+		return ErrLeaseExpired
+	}
 	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
 		return ErrLeaseExpired
 	}
