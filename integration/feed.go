@@ -145,7 +145,9 @@ func Verify(t testing.TB, src, dir string, start, cp model.Ts) verify.StateRepor
 // VerifyDownstream is Verify for any downstream URI the verifier reads.
 func VerifyDownstream(t testing.TB, src, downstream string, start, cp model.Ts) verify.StateReport {
 	t.Helper()
-	ctx, cancel := Ctx(5 * time.Minute)
+	// A 30-minute chaos run leaves tens of thousands of files; reading them
+	// on a loaded machine took longer than 5 minutes once.
+	ctx, cancel := Ctx(20 * time.Minute)
 	defer cancel()
 	rep, err := verify.CompareState(ctx, verify.StateParams{SourceURI: src, Downstream: downstream, StartTs: start, CheckpointTs: cp})
 	if err != nil {
