@@ -527,7 +527,7 @@ func (s *Source) OpenStream(ctx context.Context, opts source.StreamOptions) (sou
 		nudge: make(chan struct{}, 1), addReq: make(chan []model.TableName, 1)}
 	st.confirmed.Store(uint64(conf))
 	r := &reader{s: st, repl: replConn, cat: newCatalog(conn), log: s.log, pos: pos, resolved: opts.StartTs,
-		tables: map[uint32]model.TableName{}, pending: map[uint32]bool{}, rels: map[uint32][]relCol{}, schemas: map[uint32]*tableSchema{}}
+		tables: map[uint32]model.TableName{}, pending: map[uint32]bool{}, rels: map[uint32][]relCol{}, relSigs: map[uint32]string{}, schemas: map[uint32]*tableSchema{}}
 	for _, t := range tables {
 		r.tables[uint32(t.ID)] = t
 	}

@@ -198,6 +198,7 @@ type reader struct {
 	tables   map[uint32]model.TableName // the changefeed's tables
 	pending  map[uint32]bool            // copy owed: stream rows skipped until it is delivered
 	rels     map[uint32][]relCol
+	relSigs  map[uint32]string // signature(rels[id]), computed once per relation message
 	schemas  map[uint32]*tableSchema
 	copy     *copyJob
 	walEnd   pglogrepl.LSN
@@ -236,6 +237,16 @@ func (r *reader) loop(ctx context.Context) error {
 			return err
 		}
 	}
+	// Reads wait at most receiveWindow through a read deadline on the
+	// connection, set before each read, and ReceiveMessage gets a context
+	// that is never done: a context per message (a timer, and pgconn's
+	// watcher goroutine handshake on every call) cost about a third of the
+	// reader's CPU at tens of thousands of messages a second. Closing the
+	// stream still interrupts a read at once: ctx's cancellation moves the
+	// deadline to now.
+	conn := r.repl.Conn()
+	stopWatch := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+	defer stopWatch()
 	for {
 		if err := r.maybeStatus(ctx, false); err != nil {
 			return err
@@ -249,9 +260,15 @@ func (r *reader) loop(ctx context.Context) error {
 			default:
 			}
 		}
-		rctx, cancel := context.WithTimeout(ctx, receiveWindow)
-		msg, err := r.repl.ReceiveMessage(rctx)
-		cancel()
+		if err := conn.SetReadDeadline(time.Now().Add(receiveWindow)); err != nil {
+			return fmt.Errorf("set the read deadline on slot %q's connection: %w", r.s.cfg.Slot, err)
+		}
+		// Checked after the deadline is set: a cancellation from here on
+		// moves the deadline to now after this call, never before it.
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		msg, err := r.repl.ReceiveMessage(context.Background())
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -391,6 +408,7 @@ func (r *reader) handle(ctx context.Context, data []byte) error {
 			cols[i] = relCol{Name: c.Name, TypeOID: c.DataType, Typmod: c.TypeModifier, Key: c.Flags&1 != 0}
 		}
 		r.rels[m.RelationID] = cols
+		r.relSigs[m.RelationID] = signature(cols)
 	case *pglogrepl.BeginMessage:
 		if r.copy != nil && m.FinalLSN >= r.copy.at {
 			if err := r.deliverCopy(ctx); err != nil {
@@ -478,7 +496,7 @@ func (r *reader) rowSchema(ctx context.Context, relid uint32) (*tableSchema, boo
 		return nil, false, nil
 	}
 	ts := r.schemas[relid]
-	if ts == nil || ts.sig != signature(r.rels[relid]) {
+	if ts == nil || ts.sig != r.relSigs[relid] {
 		if err := r.noteSchema(ctx, relid); err != nil {
 			return nil, false, err
 		}
