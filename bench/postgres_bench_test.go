@@ -38,6 +38,7 @@ var (
 	pgE2EWarmup    = flag.Duration("pg-e2e-warmup", 10*time.Second, "postgres end to end: load before sampling starts")
 	pgE2EConns     = flag.Int("pg-e2e-conns", 4, "postgres end to end: writer connections")
 	pgE2ESinkConns = flag.Int("pg-e2e-worker-count", 4, "postgres end to end: the sink's worker-count")
+	pgStreamFirst  = flag.Bool("pg-stream-first", false, "postgres decode and large transaction: drain with the stream before pg_recvlogical (to see whether the order matters)")
 )
 
 func vmHWM(t *testing.T) string {
@@ -183,11 +184,17 @@ END $$`, rows/per-1, per, per))
 	t.Logf("wrote %d rows in %d transactions in %v; WAL end %s", rows, rows/per, time.Since(wstart).Round(time.Millisecond), end)
 
 	load := loadavg()
-	recv, recvCPU := d.recvlogical(t, ctx, end)
-	ours, oursCPU := d.stream(t, ctx, rows)
+	var recv, recvCPU, ours, oursCPU time.Duration
+	if *pgStreamFirst {
+		ours, oursCPU = d.stream(t, ctx, rows)
+		recv, recvCPU = d.recvlogical(t, ctx, end)
+	} else {
+		recv, recvCPU = d.recvlogical(t, ctx, end)
+		ours, oursCPU = d.stream(t, ctx, rows)
+	}
 	rr, or := float64(rows)/recv.Seconds(), float64(rows)/ours.Seconds()
-	fmt.Printf("RESULT pg-decode rows=%d txn_rows=%d pg_recvlogical=%v (%.0f rows/s, client CPU %v) raftcdc_stream=%v (%.0f rows/s, client CPU %v) ratio=%.2f load=%s\n",
-		rows, per, recv.Round(time.Millisecond), rr, recvCPU.Round(time.Millisecond), ours.Round(time.Millisecond), or, oursCPU.Round(time.Millisecond), or/rr, load)
+	fmt.Printf("RESULT pg-decode rows=%d txn_rows=%d pg_recvlogical=%v (%.0f rows/s, client CPU %v) raftcdc_stream=%v (%.0f rows/s, client CPU %v) ratio=%.2f stream_first=%v load=%s\n",
+		rows, per, recv.Round(time.Millisecond), rr, recvCPU.Round(time.Millisecond), ours.Round(time.Millisecond), or, oursCPU.Round(time.Millisecond), or/rr, *pgStreamFirst, load)
 }
 
 // TestBenchPostgresLargeTransaction writes one transaction of -pg-txn-rows
@@ -207,12 +214,19 @@ func TestBenchPostgresLargeTransaction(t *testing.T) {
 	t.Logf("insert of %d rows took %v; WAL end %s", rows, time.Since(start).Round(time.Millisecond), end)
 
 	load := loadavg()
-	recv, recvCPU := d.recvlogical(t, ctx, end)
+	var recv, recvCPU, ours, oursCPU time.Duration
 	hwm0 := vmHWM(t)
-	ours, oursCPU := d.stream(t, ctx, rows)
+	if *pgStreamFirst {
+		ours, oursCPU = d.stream(t, ctx, rows)
+		recv, recvCPU = d.recvlogical(t, ctx, end)
+	} else {
+		recv, recvCPU = d.recvlogical(t, ctx, end)
+		hwm0 = vmHWM(t)
+		ours, oursCPU = d.stream(t, ctx, rows)
+	}
 	rr, or := float64(rows)/recv.Seconds(), float64(rows)/ours.Seconds()
-	fmt.Printf("RESULT pg-large-txn rows=%d peak_rss_before=%s peak_rss_after=%s pg_recvlogical=%v (%.0f rows/s, client CPU %v) raftcdc_stream=%v (%.0f rows/s, client CPU %v) ratio=%.2f load=%s\n",
-		rows, hwm0, vmHWM(t), recv.Round(time.Millisecond), rr, recvCPU.Round(time.Millisecond), ours.Round(time.Millisecond), or, oursCPU.Round(time.Millisecond), or/rr, load)
+	fmt.Printf("RESULT pg-large-txn rows=%d peak_rss_before=%s peak_rss_after=%s pg_recvlogical=%v (%.0f rows/s, client CPU %v) raftcdc_stream=%v (%.0f rows/s, client CPU %v) ratio=%.2f stream_first=%v load=%s\n",
+		rows, hwm0, vmHWM(t), recv.Round(time.Millisecond), rr, recvCPU.Round(time.Millisecond), ours.Round(time.Millisecond), or, oursCPU.Round(time.Millisecond), or/rr, *pgStreamFirst, load)
 }
 
 // TestBenchPostgresSnapshot copies -pg-snapshot-rows rows in
