@@ -25,6 +25,11 @@ type CaptureInfo struct {
 	// (plus its margin) after it last heard from a lost capture before it
 	// gives the capture's tables to another.
 	LeaseMillis int64 `json:"lease_ms,omitempty"`
+	// TableBudget is how many tables this capture declares it carries (the
+	// node's --table-budget); admission control sums it over the live
+	// captures. 0 (a build from before admission control) counts as the
+	// default budget.
+	TableBudget int `json:"table_budget,omitempty"`
 }
 
 // FeedState is a changefeed's lifecycle state.
@@ -156,6 +161,11 @@ type ChangefeedInfo struct {
 	// UpstreamCleaned is set once the owner has removed what the changefeed
 	// keeps upstream (a PostgreSQL slot and publication) after a remove.
 	UpstreamCleaned bool `json:"upstream_cleaned,omitempty"`
+	// AdmittedTables is the table count admission control counted for the
+	// changefeed at its last create or table-changing update: its load
+	// until the owner has derived its table set (and after an update, until
+	// the set is derived again). 0 on records from before admission control.
+	AdmittedTables int `json:"admitted_tables,omitempty"`
 }
 
 // MoveTableRequest asks the owner to move one table to another capture.
