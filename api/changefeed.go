@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftcdc/raftcdc/admission"
 	"github.com/raftcdc/raftcdc/connector"
 	"github.com/raftcdc/raftcdc/filter"
 	"github.com/raftcdc/raftcdc/fsm"
@@ -51,6 +52,9 @@ const (
 	CodeCaptureNotFound    = "capture_not_found"
 	CodeTableNotFound      = "table_not_found"
 	CodeSnapshotLost       = "snapshot_lost"
+	// CodeOverCapacity refuses a changefeed whose tables do not fit in the
+	// cluster's table capacity beside the running ones (package admission).
+	CodeOverCapacity = "over_capacity"
 )
 
 // EnableCDC registers the changefeed, capture and processor routes.
@@ -494,6 +498,10 @@ func (h *Handler) planCreate(ctx context.Context, req ChangefeedRequest) (*creat
 	if err != nil {
 		return nil, err
 	}
+	info.AdmittedTables = len(matched)
+	if err := h.admit("create", info.ID, "", len(matched)); err != nil {
+		return nil, err
+	}
 	p := &createPlan{info: info, matched: matched, total: total}
 	if req.ID == "" {
 		return p, nil
@@ -555,6 +563,26 @@ func (h *Handler) previewChangefeed(w http.ResponseWriter, r *http.Request) erro
 		names[i] = t.String()
 	}
 	return WriteJSON(w, http.StatusOK, ChangefeedPreview{ID: p.info.ID, StartTs: timeInfo(p.info.StartTs), TargetTs: timeInfo(p.info.TargetTs), Tables: names, TotalTables: p.total})
+}
+
+// admit refuses a changefeed (action on id) whose asked tables do not fit
+// beside the tables of the running changefeeds other than exclude, in the
+// capacity of the live captures. It reads this node's replica and gossip
+// view; two creates racing on different nodes can both pass (see
+// admission/DESIGN.md).
+func (h *Handler) admit(action, id, exclude string, asked int) error {
+	var u admission.Usage
+	live := h.cdc.CaptureLiveness()
+	if err := h.store.View(func(rd fsm.Reader, _ uint64) error {
+		u = admission.Measure(rd, live, exclude)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := u.Check(action, id, asked); err != nil {
+		return Errorf(http.StatusConflict, CodeOverCapacity, "%v", err)
+	}
+	return nil
 }
 
 func (h *Handler) apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
@@ -663,6 +691,13 @@ func (h *Handler) resumeChangefeed(w http.ResponseWriter, r *http.Request) error
 	return h.adminJob(w, r, model.AdminResume, func(f *feedView) error {
 		if f.info.State == model.StateNormal {
 			return wrongState(f.info.ID, f.info.State, "resume", ": it is running")
+		}
+		// An errored changefeed already holds its share (it runs again by
+		// itself); any other comes back and must fit.
+		if f.info.State != model.StateError {
+			if err := h.admit("resume", f.info.ID, f.info.ID, admission.Tables(&f.info, f.status)); err != nil {
+				return err
+			}
 		}
 		if req.OverwriteCheckpointTs != 0 {
 			src, err := h.cdc.Upstream(r.Context(), f.info.SourceURI)
@@ -935,7 +970,19 @@ func (h *Handler) updateChangefeed(w http.ResponseWriter, r *http.Request) error
 		probe.StartTs = start
 		var err error
 		matched, _, err = h.validateSpec(r.Context(), &probe, false)
-		return err
+		if err != nil {
+			return err
+		}
+		// An update that adds tables must fit, whatever the state: a
+		// stopped changefeed would be refused at its resume anyway, and
+		// saying so now is kinder.
+		if len(matched) > admission.Tables(&before, f.status) {
+			if err := h.admit("update", id, id, len(matched)); err != nil {
+				return err
+			}
+		}
+		f.info.AdmittedTables = len(matched)
+		return nil
 	}
 	var f *feedView
 	if dryRun {

@@ -52,7 +52,7 @@ func errorCodes() []string {
 		CodeNoLeader, CodeNotLeader, CodeUnavailable, CodeBadRequest, CodeNotFound, CodeConflict, CodeUnauthorized, CodeInternal,
 		CodeForbidden, CodeTooLarge, CodeMethodNotAllowed, CodeMetadataCorrupt,
 		CodeChangefeedExists, CodeChangefeedNotFound, CodeChangefeedRemoved, CodeWrongState, CodeAdminJobPending,
-		CodeInvalidURI, CodeInvalidTs, CodeInvalidConfig, CodeCaptureNotFound, CodeTableNotFound, CodeSnapshotLost,
+		CodeInvalidURI, CodeInvalidTs, CodeInvalidConfig, CodeCaptureNotFound, CodeTableNotFound, CodeSnapshotLost, CodeOverCapacity,
 		string(fsm.CodePreconditionFailed), string(fsm.CodeStaleEpoch), string(fsm.CodeFenced), string(fsm.CodeTableConflict),
 		string(fsm.CodeForbidden), string(fsm.CodeInvalid),
 	}
@@ -119,18 +119,18 @@ func routeDocs() []routeDoc {
 			query:  []Parameter{{Name: "all", In: "query", Description: "true includes removed and finished changefeeds", Schema: &Schema{Type: "boolean"}}, consistentParam()},
 			status: 200, resp: ChangefeedList{}},
 		{pattern: "POST /api/v1/changefeeds", id: "createChangefeed", tag: "changefeed", summary: "Create a changefeed",
-			description: "Validates the ID, the URIs, the timestamps and the filter; reaches the source to check the GC safepoint and that the filter selects at least one table. An empty id is generated; start_ts 0 means now. A removed changefeed's ID may be reused.",
+			description: "Validates the ID, the URIs, the timestamps and the filter; reaches the source to check the GC safepoint and that the filter selects at least one table. An empty id is generated; start_ts 0 means now. A removed changefeed's ID may be reused. Refused with 409 over_capacity, naming the numbers, when its tables do not fit beside the running changefeeds' tables in the cluster's capacity (the sum of the live captures' --table-budget).",
 			body:        ChangefeedRequest{}, status: 201, resp: CreateChangefeedResponse{}, raft: true,
 			errors: map[int][]string{
 				http.StatusBadRequest: {CodeBadRequest, CodeInvalidURI, CodeInvalidTs, CodeInvalidConfig, CodeSnapshotLost},
-				http.StatusConflict:   {CodeChangefeedExists},
+				http.StatusConflict:   {CodeChangefeedExists, CodeOverCapacity},
 			}},
 		{pattern: "POST /api/v1/changefeeds/preview", id: "previewChangefeed", tag: "changefeed", summary: "Check a changefeed as a create would, and list the tables it would replicate",
 			description: "Takes a create's body and runs every check of createChangefeed (ID, URIs, timestamps, filter, the source's GC safepoint, at least one selected table, the ID not taken by a changefeed that is not removed) but writes nothing. The node that receives it answers, from its own state and its own connection to the source; no leader is needed. An empty id stays empty (a create would generate one); start_ts 0 is answered as the node's now.",
 			body:        ChangefeedRequest{}, status: 200, resp: ChangefeedPreview{},
 			errors: map[int][]string{
 				http.StatusBadRequest: {CodeBadRequest, CodeInvalidURI, CodeInvalidTs, CodeInvalidConfig, CodeSnapshotLost},
-				http.StatusConflict:   {CodeChangefeedExists},
+				http.StatusConflict:   {CodeChangefeedExists, CodeOverCapacity},
 				// The source's GC safepoint or table list could not be read.
 				http.StatusServiceUnavailable: {CodeUnavailable},
 			}},
@@ -144,7 +144,7 @@ func routeDocs() []routeDoc {
 			errors: map[int][]string{
 				http.StatusBadRequest: {CodeBadRequest, CodeInvalidURI, CodeInvalidTs, CodeInvalidConfig},
 				http.StatusNotFound:   {CodeChangefeedNotFound},
-				http.StatusConflict:   {CodeChangefeedRemoved, CodeWrongState, CodeAdminJobPending},
+				http.StatusConflict:   {CodeChangefeedRemoved, CodeWrongState, CodeAdminJobPending, CodeOverCapacity},
 			}},
 		{pattern: "DELETE /api/v1/changefeeds/{id}", id: "removeChangefeed", tag: "changefeed", summary: "Ask the owner to remove a changefeed",
 			description: "With force=true a changefeed whose metadata does not decode (answered 500 metadata_corrupt otherwise) is removed too: its info is replaced by a removed changefeed's record, and the answer is a ForceRemoveResult.",
@@ -165,7 +165,7 @@ func routeDocs() []routeDoc {
 			errors: map[int][]string{
 				http.StatusBadRequest: {CodeBadRequest, CodeSnapshotLost, CodeInvalidTs},
 				http.StatusNotFound:   {CodeChangefeedNotFound},
-				http.StatusConflict:   {CodeChangefeedRemoved, CodeWrongState, CodeAdminJobPending},
+				http.StatusConflict:   {CodeChangefeedRemoved, CodeWrongState, CodeAdminJobPending, CodeOverCapacity},
 			}},
 		{pattern: "POST /api/v1/changefeeds/{id}/rebalance", id: "rebalanceChangefeed", tag: "changefeed", summary: "Ask the owner to spread a running changefeed's tables evenly again",
 			params: map[string]string{"id": feedIDDesc}, status: 202, resp: RebalanceResponse{}, raft: true, errors: adminErrs},

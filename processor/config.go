@@ -74,6 +74,9 @@ type Config struct {
 	// MaxRetries is how many consecutive failed attempts a pipeline or a
 	// connector gets before the error is reported in the position.
 	MaxRetries int
+	// TableBudget is the tables this capture declares it carries, recorded
+	// in its capture record for admission control (0: the default budget).
+	TableBudget int
 	// SpillDir is where table sorters put what does not fit in the memory
 	// quota (the server uses <data-dir>/spill). Empty means a directory
 	// under the system's temporary directory.

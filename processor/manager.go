@@ -176,7 +176,7 @@ func newIncarnation(prev uint64) uint64 {
 func (m *Manager) register(ctx context.Context) (inc, index uint64, err error) {
 	inc = newIncarnation(m.incarnation.Load())
 	info := model.CaptureInfo{ID: m.cfg.CaptureID, AdvertiseAddr: m.cfg.AdvertiseAddr, Version: m.cfg.Version, StartTime: m.started, Incarnation: inc,
-		LeaseMillis: m.cfg.LeaseFence.Milliseconds()}
+		LeaseMillis: m.cfg.LeaseFence.Milliseconds(), TableBudget: m.cfg.TableBudget}
 	val, err := json.Marshal(info)
 	if err != nil {
 		return 0, 0, fmt.Errorf("encoding capture record: %w", err)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/raftcdc/raftcdc/admission"
 	"github.com/raftcdc/raftcdc/api"
 	"github.com/raftcdc/raftcdc/connector"
 	"github.com/raftcdc/raftcdc/fsm"
@@ -43,6 +44,11 @@ func (o CDCOptions) Validate() error {
 	}
 	if err := o.Owner.Validate(); err != nil {
 		return err
+	}
+	if b := o.Processor.TableBudget; b != 0 {
+		if err := admission.ValidateBudget(b); err != nil {
+			return err
+		}
 	}
 	if r := o.Processor.ResetInterval; r != 0 && (r < 10*time.Millisecond || r > time.Minute) {
 		return fmt.Errorf("reset interval %v: give a duration from 10ms to 1m", r)

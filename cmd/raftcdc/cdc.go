@@ -3,6 +3,7 @@ package main
 import (
 	"time"
 
+	"github.com/raftcdc/raftcdc/admission"
 	"github.com/raftcdc/raftcdc/owner"
 	"github.com/raftcdc/raftcdc/processor"
 	"github.com/raftcdc/raftcdc/server"
@@ -22,6 +23,7 @@ type cdcOptions struct {
 	drainTimeout  time.Duration
 	resignAfter   int
 	resetInterval time.Duration
+	tableBudget   int
 }
 
 func (o *cdcOptions) addFlags(f *pflag.FlagSet) {
@@ -37,6 +39,7 @@ func (o *cdcOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.resetInterval, "reset-interval", processor.DefaultResetInterval, "a fenced capture registers again at most once per this long, doubling while fences keep coming")
 	f.IntVar(&o.resignAfter, "owner-resign-after", 10, "hand leadership to another voter after this many owner ticks in a row in which every upstream call failed (0: never)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, first move every table off this node's capture, for at most this long (0: stop without draining)")
+	f.IntVar(&o.tableBudget, "table-budget", admission.DefaultTableBudget, "tables this node carries: the cluster's capacity is the sum over its live nodes, and a changefeed create, resume or update whose tables would exceed it beside the running ones is refused. The default was measured on 2 cores with datagen at a low rate (largest count with checkpoint lag p99 under 2 s; bench/RESULTS.md); raise it on bigger machines")
 	f.StringVar(&o.recordFlushes, "record-flushes", "", "test instrument: record every table flush (table, capture, incarnation, times) in this directory")
 	_ = f.MarkHidden("record-flushes")
 }
@@ -46,7 +49,7 @@ func (o *cdcOptions) enable(node *server.Node) error {
 	oc := owner.Config{ClusterID: o.clusterID, TickInterval: o.tick, EvictionGrace: o.evictionGrace, GCTTL: o.gcTTL, LeaseMargin: o.leaseMargin, ResignAfter: o.resignAfter}
 	co := server.CDCOptions{
 		Owner:       oc,
-		Processor:   processor.Config{FlushInterval: o.flushInterval, LeaseFence: o.captureLease, ResetInterval: o.resetInterval},
+		Processor:   processor.Config{FlushInterval: o.flushInterval, LeaseFence: o.captureLease, ResetInterval: o.resetInterval, TableBudget: o.tableBudget},
 		FlushLogDir: o.recordFlushes,
 	}
 	if err := co.Validate(); err != nil {
