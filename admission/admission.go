@@ -49,28 +49,40 @@ type Usage struct {
 
 // Measure reads the load and the capacity from one consistent view of the
 // state. live is gossip's liveness of every node ("alive", "draining",
-// "dead", ...); only alive, registered captures count: a draining node is
-// about to leave, a dead one carries nothing. exclude is the changefeed
-// being admitted (its current load is what the request replaces).
-func Measure(rd fsm.Reader, live map[string]string, exclude model.ChangefeedID) Usage {
+// "dead", ...); only alive nodes count: a draining node is about to leave,
+// a dead one carries nothing. Every node runs a capture; one whose capture
+// record is not written yet (right after it started) counts with budget,
+// the budget of the node that asks. exclude is the changefeed being
+// admitted (its current load is what the request replaces).
+func Measure(rd fsm.Reader, live map[string]string, exclude model.ChangefeedID, budget int) Usage {
+	if budget <= 0 {
+		budget = DefaultTableBudget
+	}
 	u := Usage{Captures: map[model.CaptureID]int{}}
+	for id, l := range live {
+		if l == "alive" {
+			u.Captures[id] = budget
+		}
+	}
 	rd.Range(meta.PrefixCapture, func(kv fsm.KV) bool {
 		v, err := meta.Decode(kv.Key, kv.Value)
 		if err != nil {
 			return true // skipped, as everywhere; meta's tracker reports it
 		}
 		ci := v.(*model.CaptureInfo)
-		if live[ci.ID] != "alive" {
+		if _, ok := u.Captures[ci.ID]; !ok {
 			return true
 		}
-		b := ci.TableBudget
-		if b <= 0 {
-			b = DefaultTableBudget
+		if ci.TableBudget > 0 {
+			u.Captures[ci.ID] = ci.TableBudget
+		} else {
+			u.Captures[ci.ID] = DefaultTableBudget // a build from before budgets
 		}
-		u.Captures[ci.ID] = b
-		u.Capacity += b
 		return true
 	})
+	for _, b := range u.Captures {
+		u.Capacity += b
+	}
 	rd.Range(meta.PrefixChangefeedInfo, func(kv fsm.KV) bool {
 		v, err := meta.Decode(kv.Key, kv.Value)
 		if err != nil {

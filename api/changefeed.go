@@ -37,6 +37,9 @@ type CDC interface {
 	// ValidateSinkURI checks a sink URI without touching the downstream,
 	// including this node's sink roots for local directories.
 	ValidateSinkURI(uri string) error
+	// TableBudget is this node's table budget: admission control counts a
+	// live node whose capture has not registered yet with it.
+	TableBudget() int
 }
 
 // Error codes of the changefeed routes.
@@ -499,7 +502,7 @@ func (h *Handler) planCreate(ctx context.Context, req ChangefeedRequest) (*creat
 		return nil, err
 	}
 	info.AdmittedTables = len(matched)
-	if err := h.admit("create", info.ID, "", len(matched)); err != nil {
+	if err := h.admit(ctx, "create", info.ID, "", len(matched)); err != nil {
 		return nil, err
 	}
 	p := &createPlan{info: info, matched: matched, total: total}
@@ -570,11 +573,17 @@ func (h *Handler) previewChangefeed(w http.ResponseWriter, r *http.Request) erro
 // capacity of the live captures. It reads this node's replica and gossip
 // view; two creates racing on different nodes can both pass (see
 // admission/DESIGN.md).
-func (h *Handler) admit(action, id, exclude string, asked int) error {
+func (h *Handler) admit(ctx context.Context, action, id, exclude string, asked int) error {
+	// The replica must hold at least every write the leader acknowledged
+	// (a create just answered through another node). Without a leader the
+	// local state is used: a preview needs none, and a write fails anyway.
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_ = h.store.ReadIndex(rctx)
+	cancel()
 	var u admission.Usage
 	live := h.cdc.CaptureLiveness()
 	if err := h.store.View(func(rd fsm.Reader, _ uint64) error {
-		u = admission.Measure(rd, live, exclude)
+		u = admission.Measure(rd, live, exclude, h.cdc.TableBudget())
 		return nil
 	}); err != nil {
 		return err
@@ -695,7 +704,7 @@ func (h *Handler) resumeChangefeed(w http.ResponseWriter, r *http.Request) error
 		// An errored changefeed already holds its share (it runs again by
 		// itself); any other comes back and must fit.
 		if f.info.State != model.StateError {
-			if err := h.admit("resume", f.info.ID, f.info.ID, admission.Tables(&f.info, f.status)); err != nil {
+			if err := h.admit(r.Context(), "resume", f.info.ID, f.info.ID, admission.Tables(&f.info, f.status)); err != nil {
 				return err
 			}
 		}
@@ -977,7 +986,7 @@ func (h *Handler) updateChangefeed(w http.ResponseWriter, r *http.Request) error
 		// stopped changefeed would be refused at its resume anyway, and
 		// saying so now is kinder.
 		if len(matched) > admission.Tables(&before, f.status) {
-			if err := h.admit("update", id, id, len(matched)); err != nil {
+			if err := h.admit(r.Context(), "update", id, id, len(matched)); err != nil {
 				return err
 			}
 		}
@@ -1043,6 +1052,10 @@ type CaptureView struct {
 	// Draining is set while an operator's drain request for this
 	// incarnation stands (liveness says when the node drains itself).
 	Draining bool `json:"draining,omitempty"`
+	// TableBudget is the tables the capture declares it carries (its
+	// node's --table-budget); the cluster's capacity is the sum over the
+	// live captures.
+	TableBudget int `json:"table_budget"`
 }
 
 func (h *Handler) listCaptures(w http.ResponseWriter, r *http.Request) error {
@@ -1072,7 +1085,10 @@ func (h *Handler) listCaptures(w http.ResponseWriter, r *http.Request) error {
 				l = "unknown"
 			}
 			cv := CaptureView{ID: ci.ID, Address: ci.AdvertiseAddr, Version: ci.Version, StartTime: ci.StartTime, Incarnation: ci.Incarnation,
-				IsOwner: ci.ID == owner.NodeID, Liveness: l, Tables: tables[ci.ID]}
+				IsOwner: ci.ID == owner.NodeID, Liveness: l, Tables: tables[ci.ID], TableBudget: ci.TableBudget}
+			if cv.TableBudget <= 0 {
+				cv.TableBudget = admission.DefaultTableBudget
+			}
 			if kv, ok := rd.Get(meta.DrainKey(ci.ID)); ok {
 				if v, err := meta.Decode(kv.Key, kv.Value); err == nil && v.(*model.DrainRequest).Incarnation == ci.Incarnation {
 					cv.Draining = true

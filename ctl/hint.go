@@ -48,6 +48,8 @@ func Hint(err error) string {
 		if !strings.Contains(ae.Message, "remove --force") {
 			return "'raftcdc ctl changefeed remove --force -c ID' removes a changefeed whose metadata does not decode."
 		}
+	case api.CodeOverCapacity:
+		return "'raftcdc ctl capture list' shows each live capture's table budget and the tables it holds, 'raftcdc ctl changefeed list' the changefeeds that hold them; start nodes with a larger --table-budget only if they can carry it (bench/RESULTS.md says how it was measured)."
 	case api.CodeSnapshotLost:
 		return "'raftcdc ctl tso' shows the current TSO; a start ts within the upstream's GC life is kept."
 	}

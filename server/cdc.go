@@ -72,8 +72,9 @@ func (o CDCOptions) leaseFence() time.Duration {
 // cdc is the CDC side of one node: the connector pool shared by the owner,
 // the processors and the API, so that all of them see one simulated upstream.
 type cdc struct {
-	n    *Node
-	pool *connector.Pool
+	n      *Node
+	pool   *connector.Pool
+	budget int
 }
 
 // EnableCDC adds the owner (leader only), the processors (every node), the
@@ -92,7 +93,7 @@ func EnableCDC(n *Node, o CDCOptions) {
 		o.Owner.LeaseFence = fence
 	}
 	o.Processor.LeaseFence = fence
-	c := &cdc{n: n, pool: connector.NewPool(poolOpts...)}
+	c := &cdc{n: n, pool: connector.NewPool(poolOpts...), budget: o.Processor.TableBudget}
 	// One set of owner metrics per node, reused across leadership terms.
 	metrics, err := owner.NewMetrics(n.registry)
 	if err != nil {
@@ -152,6 +153,14 @@ func (c *cdc) UpstreamFor(ctx context.Context, changefeedID, uri string) (source
 // ValidateSinkURI implements api.CDC: the URI's syntax and this node's sink
 // roots.
 func (c *cdc) ValidateSinkURI(uri string) error { return c.pool.ValidateSinkURI(uri) }
+
+// TableBudget implements api.CDC.
+func (c *cdc) TableBudget() int {
+	if c.budget > 0 {
+		return c.budget
+	}
+	return admission.DefaultTableBudget
+}
 
 // CaptureLiveness implements api.CDC.
 func (c *cdc) CaptureLiveness() map[string]string {

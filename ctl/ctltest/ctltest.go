@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/raftcdc/raftcdc/admission"
 	"github.com/raftcdc/raftcdc/api"
 	"github.com/raftcdc/raftcdc/connector"
 	"github.com/raftcdc/raftcdc/fsm"
@@ -190,8 +191,10 @@ func (s *Store) Metrics() http.Handler {
 // CDC implements api.CDC with a real connector pool.
 type CDC struct {
 	Pool *connector.Pool
-	mu   sync.Mutex
-	live map[string]string
+	// Budget is every node's table budget (0: the default).
+	Budget int
+	mu     sync.Mutex
+	live   map[string]string
 }
 
 // NewCDC returns a CDC whose liveness map is live.
@@ -213,6 +216,14 @@ func (c *CDC) UpstreamFor(ctx context.Context, changefeedID, uri string) (source
 
 // ValidateSinkURI implements api.CDC with the pool's checks.
 func (c *CDC) ValidateSinkURI(uri string) error { return c.Pool.ValidateSinkURI(uri) }
+
+// TableBudget implements api.CDC.
+func (c *CDC) TableBudget() int {
+	if c.Budget > 0 {
+		return c.Budget
+	}
+	return admission.DefaultTableBudget
+}
 
 // CaptureLiveness implements api.CDC.
 func (c *CDC) CaptureLiveness() map[string]string {
