@@ -334,7 +334,9 @@ func TestBenchCDCFailover(t *testing.T) {
 // time until every table replicates, the state machine's size, and the
 // owner's tick time.
 func TestBenchBigChangefeed(t *testing.T) {
-	c := integration.StartCluster(t, buildBinary(t), 3, integration.ClusterOptions{ExtraArgs: []string{"--log-level", "warn"}})
+	// The budget is raised to let the probe in: it measures past the
+	// default capacity on purpose.
+	c := integration.StartCluster(t, buildBinary(t), 3, integration.ClusterOptions{ExtraArgs: []string{"--log-level", "warn", "--table-budget", strconv.Itoa(*bigTables)}})
 	leader := c.WaitForLeader(30 * time.Second)
 	t0 := time.Now()
 	createFeed(t, c, map[string]any{"id": "big", "source_uri": fmt.Sprintf("datagen://?tables=%d&rate=0.5", *bigTables), "sink_uri": "blackhole://"})

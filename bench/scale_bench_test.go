@@ -5,7 +5,10 @@ package bench
 import (
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -134,7 +137,7 @@ func TestBenchTableBudget(t *testing.T) {
 		caught := false
 		for time.Since(t0) < 2*time.Minute && !caught {
 			d, err := anyFeed(c, id)
-			caught = err == nil && cpOf(d) > model.TsFromTime(t0)
+			caught = err == nil && running(d) == n && cpOf(d) > model.TsFromTime(t0)
 			time.Sleep(200 * time.Millisecond)
 		}
 		up := time.Since(t0)
@@ -162,4 +165,104 @@ func TestBenchTableBudget(t *testing.T) {
 		}
 		time.Sleep(3 * time.Second)
 	}
+}
+
+// running counts the tables that appear in a position's running set.
+func running(d feedDetail) int {
+	n := 0
+	for _, p := range d.Positions {
+		n += len(p.Running)
+	}
+	return n
+}
+
+// saveProfile fetches a CPU profile of process i into dir.
+func saveProfile(c *integration.Cluster, i int, path string, secs int) error {
+	cl := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
+	resp, err := cl.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.Procs[i].API, secs))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}
+
+// TestBenchManyTables is the probe of issue 16: one changefeed of
+// -many-tables datagen tables at -many-rate rows/s each over three
+// processes, beside a small changefeed. It records how long until every
+// table replicates, the checkpoint lag, RSS, owner tick time, elections and
+// heartbeat timeouts while it runs, and how long a pause of the small
+// changefeed and a remove of the big one take to be carried out.
+func TestBenchManyTables(t *testing.T) {
+	c := integration.StartCluster(t, buildBinary(t), 3, integration.ClusterOptions{ExtraArgs: []string{"--log-level", "warn", "--table-budget", strconv.Itoa(*manyBudget)}})
+	leader := c.WaitForLeader(30 * time.Second)
+	createFeed(t, c, map[string]any{"id": "small", "source_uri": "datagen://?tables=10&rate=10", "sink_uri": "blackhole://"})
+	w := newWatch(c)
+	t0 := time.Now()
+	createFeed(t, c, map[string]any{"id": "many", "source_uri": fmt.Sprintf("datagen://?tables=%d&rate=%g", *manyTables, *manyRate), "sink_uri": "blackhole://"})
+	var upAfter time.Duration
+	for time.Since(t0) < 5*time.Minute {
+		w.sample("small")
+		if d, err := anyFeed(c, "many"); err == nil && running(d) == *manyTables {
+			upAfter = time.Since(t0)
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	d, _ := anyFeed(c, "many")
+	fmt.Printf("RESULT many-tables tables=%d rate=%g all_replicating_after=%v running=%d elections_so_far=%d heartbeat_timeouts=%d rss=%s\n",
+		*manyTables, *manyRate, upAfter.Round(time.Millisecond), running(d), w.elections(), heartbeatTimeouts(c), w.rss())
+	if os.Getenv("MANY_PROFILE_DIR") != "" {
+		if l := c.Leader(); l >= 0 {
+			leader = l
+		}
+		if err := saveProfile(c, leader, filepath.Join(os.Getenv("MANY_PROFILE_DIR"), "leader.pprof"), 15); err != nil {
+			t.Logf("profile: %v", err)
+		}
+	}
+	tickBefore, nBefore := ownerTickAvg(c, leader)
+	lw := newWatch(c)
+	end := time.Now().Add(*manySample)
+	for time.Now().Before(end) {
+		lw.sample("many")
+		time.Sleep(500 * time.Millisecond)
+	}
+	tickAfter, nAfter := ownerTickAvg(c, leader)
+	tick := time.Duration(0)
+	if nAfter > nBefore {
+		tick = time.Duration((float64(tickAfter)*nAfter - float64(tickBefore)*nBefore) / (nAfter - nBefore))
+	}
+	goroutines := scrapeMetric(c, leader, "go_goroutines")["go_goroutines"]
+	fmt.Printf("RESULT many-tables tables=%d samples=%d lag_p50=%v lag_p99=%v owner_tick_avg=%v goroutines_leader=%.0f elections=%d heartbeat_timeouts=%d rss=%s\n",
+		*manyTables, len(lw.lags), percentile(lw.lags, 0.5).Round(time.Millisecond), percentile(lw.lags, 0.99).Round(time.Millisecond), tick.Round(time.Microsecond),
+		goroutines, lw.elections(), heartbeatTimeouts(c), lw.rss())
+
+	// Admin commands under load: pause the small one, remove the big one.
+	t1 := time.Now()
+	paused := time.Duration(-1)
+	asked := false
+	for time.Since(t1) < 2*time.Minute {
+		for i := range c.Procs {
+			if asked {
+				break
+			}
+			if code, _, err := c.Do(i, http.MethodPost, "/api/v1/changefeeds/small/pause", nil); err == nil && code == http.StatusAccepted {
+				asked = true
+			}
+		}
+		if s, err := anyFeed(c, "small"); asked && err == nil && s.Info.State == string(model.StateStopped) && len(s.Tasks) == 0 {
+			paused = time.Since(t1)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	removed := removeAndTime(t, c, "many", 2*time.Minute)
+	fmt.Printf("RESULT many-tables tables=%d pause_small_took=%v remove_many_took=%v elections_total=%d heartbeat_timeouts=%d\n",
+		*manyTables, paused.Round(time.Millisecond), removed.Round(time.Millisecond), w.elections()+lw.elections(), heartbeatTimeouts(c))
 }
