@@ -54,6 +54,9 @@ type Source struct {
 	mu       sync.Mutex
 	gc       model.Ts
 	services map[string]serviceSafepoint
+
+	// rc paces the resolved ts of table subscriptions (resolve.go).
+	rc resolveClock
 }
 
 var _ source.Source = (*Source)(nil)

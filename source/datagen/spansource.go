@@ -90,6 +90,7 @@ func (s *Source) SubscribeTxns(ctx context.Context, table model.TableName, start
 	if startTs < gc {
 		return nil, fmt.Errorf("subscribe datagen table %s from ts %d: below GC safepoint %d: %w", table, startTs, gc, source.ErrSnapshotLost)
 	}
+	s.rc.subs.Add(1)
 	return &txnSubscription{
 		src:      s,
 		cur:      s.hist.cursor(inc, startTs),
@@ -104,25 +105,30 @@ type txnSubscription struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 
-	mu            sync.Mutex
-	cur           *txnCursor
-	resolved      model.Ts
-	lastResolveAt time.Time
+	mu       sync.Mutex
+	cur      *txnCursor
+	resolved model.Ts
+	// resolveDue is when the next resolved ts without a transaction is
+	// due: a boundary of the source's resolve clock (zero: at once).
+	resolveDue time.Time
 }
 
 func (sub *txnSubscription) Close() error {
-	sub.closeOnce.Do(func() { close(sub.closed) })
+	sub.closeOnce.Do(func() {
+		close(sub.closed)
+		sub.src.rc.subs.Add(-1)
+	})
 	return nil
 }
 
 func (sub *txnSubscription) Next(ctx context.Context) (source.TxnBatch, error) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
-	interval := sub.src.hist.cfg.ResolveInterval
 	for {
 		if err := sub.src.wakeErr(ctx, sub.closed, "table "+strconv.FormatInt(sub.cur.inc.id, 10)); err != nil {
 			return source.TxnBatch{}, err
 		}
+		interval := sub.src.resolveInterval()
 		now := sub.src.clock.Now()
 		nowTs := model.TsFromTime(now)
 
@@ -143,17 +149,28 @@ func (sub *txnSubscription) Next(ctx context.Context) (source.TxnBatch, error) {
 			resolved := next - 1
 			if next > nowTs {
 				resolved = nowTs
-				sub.lastResolveAt = now
+				sub.resolveDue = boundaryAfter(now, interval)
 			}
 			sub.resolved = max(sub.resolved, resolved)
 			return source.TxnBatch{Txns: txns, ResolvedTs: sub.resolved}, nil
 		}
-		if nowTs > sub.resolved && now.Sub(sub.lastResolveAt) >= interval {
+		if nowTs > sub.resolved && !now.Before(sub.resolveDue) {
 			sub.resolved = nowTs
-			sub.lastResolveAt = now
+			sub.resolveDue = boundaryAfter(now, interval)
 			return source.TxnBatch{ResolvedTs: nowTs}, nil
 		}
-		if err := sub.src.sleepUntil(ctx, sub.closed, now, next, sub.lastResolveAt.Add(interval)); err != nil {
+		if !sub.resolveDue.After(now) {
+			sub.resolveDue = boundaryAfter(now, interval)
+		}
+		var err error
+		if next == ^model.Ts(0) || !model.TsTime(next).Add(time.Millisecond).Before(sub.resolveDue) {
+			// Only a resolved ts is due next: wait with every other table
+			// on the source's shared clock.
+			err = sub.src.sleepOn(ctx, sub.closed, sub.src.resolveAt(sub.resolveDue))
+		} else {
+			err = sub.src.sleepUntil(ctx, sub.closed, now, next, sub.resolveDue)
+		}
+		if err != nil {
 			return source.TxnBatch{}, fmt.Errorf("wait for datagen table %d changes: %w", sub.cur.inc.id, err)
 		}
 	}
@@ -250,6 +267,18 @@ func (s *Source) wakeErr(ctx context.Context, closed <-chan struct{}, what strin
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("wait for datagen %s changes: %w", what, err)
+	}
+	return nil
+}
+
+// sleepOn waits until ch is closed or the subscription ends.
+func (s *Source) sleepOn(ctx context.Context, closed <-chan struct{}, ch <-chan struct{}) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-closed:
+	case <-s.closed:
+	case <-ch:
 	}
 	return nil
 }
