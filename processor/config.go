@@ -74,6 +74,9 @@ type Config struct {
 	// MaxRetries is how many consecutive failed attempts a pipeline or a
 	// connector gets before the error is reported in the position.
 	MaxRetries int
+	// ReportBytesPerSecond paces position reports by their size (see
+	// DefaultReportBytesPerSecond); 0 means the default.
+	ReportBytesPerSecond int
 	// TableBudget is the tables this capture declares it carries, recorded
 	// in its capture record for admission control (0: the default budget).
 	TableBudget int
@@ -108,6 +111,9 @@ func (c Config) withDefaults() Config {
 	setDur(&c.ProposeTimeout, DefaultProposeTimeout)
 	setDur(&c.RetryBackoff, DefaultRetryBackoff)
 	setDur(&c.MaxRetryBackoff, DefaultMaxRetryBackoff)
+	if c.ReportBytesPerSecond <= 0 {
+		c.ReportBytesPerSecond = DefaultReportBytesPerSecond
+	}
 	if c.MaxRetries <= 0 {
 		c.MaxRetries = DefaultMaxRetries
 	}

@@ -85,6 +85,8 @@ type processor struct {
 
 	// Owned by the run goroutine.
 	lastPos        []byte
+	lastRunning    int
+	nextReportAt   time.Time
 	lastWorkload   []byte
 	lastWorkloadAt time.Time
 	lastCounts     map[model.TableID]uint64
@@ -569,6 +571,17 @@ func (p *processor) workload(now time.Time) model.TaskWorkload {
 
 // report proposes the position (and, less often, the workload) in one
 // command, if anything changed since the last accepted report.
+// DefaultReportBytesPerSecond bounds the position bytes one processor
+// writes through Raft per second while nothing urgent changed
+// (Config.ReportBytesPerSecond). A position lists
+// every table's checkpoint; at 33,000 tables it is about 1 MB, and writing
+// it every flush interval (10 a second) on three nodes was 30 MB/s through
+// the Raft log and the state machine — enough to starve heartbeats on a
+// small machine (issue 16). Past this bound the interval grows with the
+// size: a capture of 33,000 tables reports every ~4 s, one of 1,000 tables
+// (28 KB) still every flush interval.
+const DefaultReportBytesPerSecond = 256 << 10
+
 func (p *processor) report(ctx context.Context) {
 	cfg := p.deps.cfg
 	now := time.Now()
@@ -579,6 +592,13 @@ func (p *processor) report(ctx context.Context) {
 		return
 	}
 	self := cfg.CaptureID
+	// A large capture's position (about 28 bytes a table) is paced by its
+	// size: see DefaultReportBytesPerSecond. What the owner acts on — a table
+	// started or stopped, an error — goes out at once.
+	urgent := len(pos.Running) != p.lastRunning || len(pos.Stopped) > 0 || pos.Error != nil
+	if now.Before(p.nextReportAt) && !urgent {
+		return
+	}
 	var ops []fsm.Op
 	if !bytes.Equal(posBytes, p.lastPos) {
 		ops = append(ops, fsm.Op{Type: fsm.OpPut, Key: meta.TaskPositionKey(p.cf, self), Value: posBytes})
@@ -631,6 +651,8 @@ func (p *processor) report(ctx context.Context) {
 	for _, op := range ops {
 		if op.Key == meta.TaskPositionKey(p.cf, self) {
 			p.lastPos = posBytes
+			p.lastRunning = len(pos.Running)
+			p.nextReportAt = now.Add(time.Duration(len(posBytes)) * time.Second / time.Duration(cfg.ReportBytesPerSecond))
 		} else {
 			p.lastWorkload = wlBytes
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -481,4 +482,37 @@ func TestResetIsRateLimited(t *testing.T) {
 		t.Fatalf("%d registrations evicted in %v, want 2 to 8 (reset interval %v, doubling)", n, run, interval)
 	}
 	t.Logf("%d registrations in %v", n, run)
+}
+
+// A position is paced by its size: with a budget of 1,000 bytes a second a
+// ~150-byte position of three tables goes out about every 150 ms, not every
+// 20 ms flush interval, and the checkpoint still moves.
+func TestPositionReportsArePacedBySize(t *testing.T) {
+	c := newCluster(t)
+	f := newFeed(t, fastSource, pastTs(time.Second))
+	f.create(c, maxTs, 1, 2, 3)
+	var writes atomic.Int64
+	c.setRefuse(func(cmd fsm.Command) *fsm.Error {
+		for _, op := range cmd.Ops {
+			if op.Key == meta.TaskPositionKey(testFeed, testCapture) {
+				writes.Add(1)
+			}
+		}
+		return nil
+	})
+	startManager(t, c, func(cfg *Config) { cfg.ReportBytesPerSecond = 1000 })
+	first := c.waitPosition("all three tables running", func(p model.TaskPosition) bool { return len(p.Running) == 3 })
+	n0, t0 := writes.Load(), time.Now()
+	time.Sleep(2 * time.Second)
+	n, elapsed := writes.Load()-n0, time.Since(t0)
+	pos, _ := c.position()
+	size, _ := json.Marshal(pos)
+	// Unpaced: one write per 20 ms flush interval (100 in 2 s).
+	most := int64(elapsed*1000/time.Duration(len(size))/time.Second) + 3
+	if n > most || n < 2 {
+		t.Fatalf("%d position writes in %v for a %d-byte position at 1,000 B/s; want 2..%d", n, elapsed.Round(time.Millisecond), len(size), most)
+	}
+	if pos.CheckpointTs <= first.CheckpointTs {
+		t.Fatalf("checkpoint did not move: %d then %d", first.CheckpointTs, pos.CheckpointTs)
+	}
 }
