@@ -76,8 +76,29 @@ type Inputs struct {
 	// has failed to update since some time, without a success since.
 	GCFailures map[string]GCFailure
 	// DDL is what the DDL puller of each running changefeed knows.
-	DDL    map[model.ChangefeedID]DDLState
-	Config Config
+	DDL map[model.ChangefeedID]DDLState
+	// StatusWrites is when this owner last wrote each changefeed's status
+	// and how big it was: a write that only moves progress waits until the
+	// size allows (Config.StatusBytesPerSecond). Missing: write at once.
+	StatusWrites map[model.ChangefeedID]StatusWrite
+	Config       Config
+}
+
+// StatusWrite is one status write of the owner.
+type StatusWrite struct {
+	At    time.Time
+	Bytes int
+}
+
+// progressDue says whether a status write that only moves a changefeed's
+// checkpoint and resolved ts may go out now.
+func (t *ticker) progressDue(id model.ChangefeedID) bool {
+	w, ok := t.in.StatusWrites[id]
+	if !ok {
+		return true
+	}
+	pace := time.Duration(w.Bytes) * time.Second / time.Duration(t.cfg.StatusBytesPerSecond)
+	return !t.in.Now.Before(w.At.Add(pace))
 }
 
 // GCAction asks the worker to set (or, with TTL 0, clear) this cluster's

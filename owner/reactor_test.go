@@ -1475,3 +1475,41 @@ func TestDrainRequest(t *testing.T) {
 		t.Fatalf("loads %v: the restarted capture takes no tables", l)
 	}
 }
+
+// A status write that only moves progress waits for the pace its size
+// allows after the owner's last status write; anything else goes at once.
+func TestProgressWritesArePacedBySize(t *testing.T) {
+	w := newWorld(t)
+	w.cfg.StatusBytesPerSecond = 1000
+	w.capture("a", LivenessAlive)
+	w.info(model.ChangefeedInfo{ID: cf, StartTs: 100})
+	w.status(cf, initialized(100, 1))
+	w.task(cf, "a", model.TaskStatus{Tables: replicas(1, 100)})
+	w.tick() // settles the status (its table-set key)
+	// The owner wrote a 2,000-byte status just now: the next progress-only
+	// write is due in 2 s.
+	w.statusWrites = map[model.ChangefeedID]StatusWrite{cf: {At: w.now, Bytes: 2000}}
+	w.position(cf, "a", model.TaskPosition{ResolvedTs: 160, Running: tsMap(1, 150)})
+	w.tick()
+	if got := w.state().Changefeeds[cf].Status; got.CheckpointTs != 100 {
+		t.Fatalf("checkpoint written as %d 0 s after a 2,000-byte status at 1,000 B/s; want it held at 100", got.CheckpointTs)
+	}
+	w.now = w.now.Add(1900 * time.Millisecond)
+	w.tick()
+	if got := w.state().Changefeeds[cf].Status; got.CheckpointTs != 100 {
+		t.Fatalf("checkpoint written as %d after 1.9 s; want it held at 100", got.CheckpointTs)
+	}
+	w.now = w.now.Add(100 * time.Millisecond)
+	w.tick()
+	if got := w.state().Changefeeds[cf].Status; got.CheckpointTs != 150 || got.ResolvedTs != 160 {
+		t.Fatalf("status after 2 s = checkpoint %d resolved %d, want 150 and 160", got.CheckpointTs, got.ResolvedTs)
+	}
+	// An orphan is written at once, pace or not.
+	w.statusWrites[cf] = StatusWrite{At: w.now, Bytes: 1 << 20}
+	w.live["a"] = LivenessLeft
+	w.tick() // evicts a
+	w.tick()
+	if got := w.state().Changefeeds[cf].Status; len(got.Orphans) != 1 {
+		t.Fatalf("orphans after eviction %v, want table 1 written at once", got.Orphans)
+	}
+}

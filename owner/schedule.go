@@ -85,7 +85,10 @@ func (t *ticker) schedule(p *plan, cv *captureView) {
 	if len(s.durable) > 0 {
 		orphans = s.durable
 	}
-	if newCkpt != st.CheckpointTs || newResolved != st.ResolvedTs || !sameOrphans(p.f.Status.Orphans, orphans) {
+	progress := newCkpt != st.CheckpointTs || newResolved != st.ResolvedTs
+	// Progress alone is paced by the status's size; anything else in the
+	// status (orphans, a stream position, a DDL) takes progress with it.
+	if !sameOrphans(p.f.Status.Orphans, orphans) || (progress && (p.statusDirty || p.ddl != nil || t.progressDue(p.f.ID))) {
 		st.CheckpointTs, st.ResolvedTs, st.Orphans = newCkpt, newResolved, orphans
 		p.statusDirty = true
 	}

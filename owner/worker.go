@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/raftcdc/raftcdc/fsm"
@@ -132,6 +133,18 @@ type worker struct {
 	sinks *ownerSinks
 	// cleanupAt spaces out retries of a failing upstream cleanup.
 	cleanupAt map[model.ChangefeedID]cleanupRetry
+	// statusWrites are this owner's last status write per changefeed
+	// (Inputs.StatusWrites).
+	statusWrites map[model.ChangefeedID]StatusWrite
+}
+
+// noteStatusWrites records the status puts of an applied command.
+func (w *worker) noteStatusWrites(cmd fsm.Command) {
+	for _, op := range cmd.Ops {
+		if op.Type == fsm.OpPut && strings.HasPrefix(op.Key, meta.PrefixChangefeedStatus) {
+			w.statusWrites[strings.TrimPrefix(op.Key, meta.PrefixChangefeedStatus)] = StatusWrite{At: w.now(), Bytes: len(op.Value)}
+		}
+	}
 }
 
 type cleanupRetry struct {
@@ -209,8 +222,10 @@ func Run(ctx context.Context, d Deps) error {
 		upstreamGC: map[string]model.Ts{},
 		gcPushed:   map[string]gcPush{},
 		cleanupAt:  map[model.ChangefeedID]cleanupRetry{},
-		gcFailing:  map[string]GCFailure{},
-		gcRetryAt:  map[string]time.Time{},
+
+		statusWrites: map[model.ChangefeedID]StatusWrite{},
+		gcFailing:    map[string]GCFailure{},
+		gcRetryAt:    map[string]time.Time{},
 	}
 	w.upstreams = newUpstreamIDs(d.Upstreams, w.cfg.IOTimeout)
 	if w.now == nil {
@@ -337,6 +352,7 @@ func (w *worker) tick(ctx context.Context) (retick bool, err error) {
 		UpstreamGC:   w.upstreamGC,
 		GCFailures:   w.gcFailing,
 		DDL:          w.ddl.sync(ctx, s),
+		StatusWrites: w.statusWrites,
 		Config:       w.cfg,
 	}
 	out := Tick(s, in)
@@ -352,6 +368,9 @@ func (w *worker) tick(ctx context.Context) (retick bool, err error) {
 			// Raft cannot commit right now; the rest would fail the same
 			// way. The timer brings the next attempt.
 			return false, nil
+		}
+		if res == applyOK {
+			w.noteStatusWrites(cmd)
 		}
 		retick = retick || res == applyRefused
 	}

@@ -49,6 +49,8 @@ type world struct {
 	// failDDL makes the sink refuse them.
 	executed []*model.DDLEvent
 	failDDL  error
+	// statusWrites is the worker's record of its status writes.
+	statusWrites map[model.ChangefeedID]StatusWrite
 }
 
 var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -208,7 +210,7 @@ func (w *world) inputs() Inputs {
 		ddl[id] = d
 	}
 	return Inputs{Now: w.now, OwnerSince: w.since, NodeID: "owner", Membership: w.live, LastHeard: w.lastHeard,
-		SourceTables: w.tables, UpstreamIDs: ids, UpstreamGC: w.upstreamGC, GCFailures: w.gcFailures, DDL: ddl, Config: w.cfg}
+		SourceTables: w.tables, UpstreamIDs: ids, UpstreamGC: w.upstreamGC, GCFailures: w.gcFailures, DDL: ddl, StatusWrites: w.statusWrites, Config: w.cfg}
 }
 
 // tick runs one reactor pass and applies its commands, like the worker.
