@@ -92,7 +92,11 @@ type GCRecord struct {
 // Load decodes the whole CDC metadata of r. It fails only when the owner
 // record is unreadable, since without it no owner command can be fenced;
 // every other bad key is listed in Corrupt and treated as described there.
-func Load(r fsm.Reader) (*State, error) {
+func Load(r fsm.Reader) (*State, error) { return LoadCached(r, nil) }
+
+// LoadCached is Load decoding through c (nil: no cache). The State's
+// records are then shared with later loads and must not be modified.
+func LoadCached(r fsm.Reader, c *Cache) (*State, error) {
 	s := &State{
 		Captures:    map[model.CaptureID]*Capture{},
 		Changefeeds: map[model.ChangefeedID]*Feed{},
@@ -108,7 +112,7 @@ func Load(r fsm.Reader) (*State, error) {
 		s.Corrupt = append(s.Corrupt, corruptKey(kv, err))
 	}
 	r.Range(PrefixCapture, func(kv fsm.KV) bool {
-		v, err := Decode(kv.Key, kv.Value)
+		v, err := c.decodeKV(kv)
 		if err != nil {
 			bad(kv, err)
 			return true
@@ -124,14 +128,14 @@ func Load(r fsm.Reader) (*State, error) {
 				bad(kv, &CorruptError{Key: kv.Key, Reason: err})
 				return true
 			}
-			if err := s.feed(k.Changefeed).add(k, kv); err != nil {
+			if err := s.feed(k.Changefeed).add(c, k, kv); err != nil {
 				bad(kv, err)
 			}
 			return true
 		})
 	}
 	r.Range(PrefixGC, func(kv fsm.KV) bool {
-		v, err := Decode(kv.Key, kv.Value)
+		v, err := c.decodeKV(kv)
 		if err != nil {
 			bad(kv, err)
 			s.GC[kv.Key] = &GCRecord{Rev: kv.ModRev}
@@ -141,7 +145,7 @@ func Load(r fsm.Reader) (*State, error) {
 		return true
 	})
 	r.Range(PrefixDrain, func(kv fsm.KV) bool {
-		v, err := Decode(kv.Key, kv.Value)
+		v, err := c.decodeKV(kv)
 		if err != nil {
 			bad(kv, err)
 			return true
@@ -162,7 +166,7 @@ func LoadFeed(r fsm.Reader, id model.ChangefeedID) (f *Feed, found bool, corrupt
 		if kv, ok := r.Get(key); ok {
 			found = true
 			k, _ := ParseKey(key)
-			if err := f.add(k, kv); err != nil {
+			if err := f.add(nil, k, kv); err != nil {
 				corrupt = append(corrupt, corruptKey(kv, err))
 			}
 		}
@@ -175,7 +179,7 @@ func LoadFeed(r fsm.Reader, id model.ChangefeedID) (f *Feed, found bool, corrupt
 				corrupt = append(corrupt, corruptKey(kv, &CorruptError{Key: kv.Key, Reason: err}))
 				return true
 			}
-			if err := f.add(k, kv); err != nil {
+			if err := f.add(nil, k, kv); err != nil {
 				corrupt = append(corrupt, corruptKey(kv, err))
 			}
 			return true
@@ -207,8 +211,8 @@ func (s *State) feed(id model.ChangefeedID) *Feed {
 }
 
 // add decodes one of the changefeed's keys into f.
-func (f *Feed) add(k Key, kv fsm.KV) error {
-	v, err := decodeKind(k, kv.Key, kv.Value)
+func (f *Feed) add(c *Cache, k Key, kv fsm.KV) error {
+	v, err := c.decode(k, kv)
 	switch k.Kind {
 	case KindChangefeedInfo:
 		f.InfoRev = kv.ModRev

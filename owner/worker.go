@@ -136,6 +136,9 @@ type worker struct {
 	// statusWrites are this owner's last status write per changefeed
 	// (Inputs.StatusWrites).
 	statusWrites map[model.ChangefeedID]StatusWrite
+	// cache keeps decoded records between ticks: a tick decodes only the
+	// keys that changed since the last one.
+	cache *meta.Cache
 }
 
 // noteStatusWrites records the status puts of an applied command.
@@ -224,6 +227,7 @@ func Run(ctx context.Context, d Deps) error {
 		cleanupAt:  map[model.ChangefeedID]cleanupRetry{},
 
 		statusWrites: map[model.ChangefeedID]StatusWrite{},
+		cache:        meta.NewCache(),
 		gcFailing:    map[string]GCFailure{},
 		gcRetryAt:    map[string]time.Time{},
 	}
@@ -323,12 +327,13 @@ func (w *worker) tick(ctx context.Context) (retick bool, err error) {
 	var s *meta.State
 	err = w.d.State.View(func(r fsm.Reader, applied uint64) error {
 		var err error
-		s, err = meta.Load(r)
+		s, err = meta.LoadCached(r, w.cache)
 		if s != nil {
 			s.AppliedIndex = applied
 		}
 		return err
 	})
+	w.cache.Sweep()
 	if err != nil {
 		return false, fmt.Errorf("reading the owner state: %w", err)
 	}

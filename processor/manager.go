@@ -33,6 +33,9 @@ type Manager struct {
 	metrics  *metrics
 	gate     *gate
 	started  time.Time
+	// cache keeps the records reconcile decoded, so that a change of one
+	// key does not decode every other (shared, never modified).
+	cache *meta.Cache
 
 	incarnation atomic.Uint64
 
@@ -59,6 +62,7 @@ func NewManager(cfg Config, p Proposer, st StateSource, c Connectors, lease Leas
 		metrics:  newMetrics(reg),
 		gate:     newGate(lease),
 		started:  time.Now().UTC(),
+		cache:    meta.NewCache(),
 		procs:    map[model.ChangefeedID]*procEntry{},
 	}
 }
@@ -398,7 +402,7 @@ func (m *Manager) reconcile(ctx context.Context, deps processorDeps, regIndex ui
 			notCaught = true
 			return nil
 		}
-		ci, _, ok, err := meta.GetCapture(r, self)
+		ci, _, ok, err := m.cache.GetCapture(r, self)
 		switch {
 		case err != nil:
 			// Registering again overwrites it with a good record.
@@ -420,15 +424,15 @@ func (m *Manager) reconcile(ctx context.Context, deps processorDeps, regIndex ui
 				return true
 			}
 			cf := k.Changefeed
-			task, _, ok, err := meta.GetTaskStatus(r, cf, self)
+			task, _, ok, err := m.cache.GetTaskStatus(r, cf, self)
 			if err != nil || !ok {
 				return true
 			}
-			info, _, ok, err := meta.GetInfo(r, cf)
+			info, _, ok, err := m.cache.GetInfo(r, cf)
 			if err != nil || !ok {
 				return true
 			}
-			status, _, _, err := meta.GetStatus(r, cf)
+			status, _, _, err := m.cache.GetStatus(r, cf)
 			if err != nil {
 				return true
 			}
@@ -436,7 +440,7 @@ func (m *Manager) reconcile(ctx context.Context, deps processorDeps, regIndex ui
 			if !runnable(w.st.info, w.st.task) {
 				return true
 			}
-			if pos, _, ok, err := meta.GetPosition(r, cf, self); err == nil && ok {
+			if pos, _, ok, err := m.cache.GetPosition(r, cf, self); err == nil && ok {
 				w.prev = pos
 			}
 			w.key = runKey(w.st.info)
@@ -445,6 +449,9 @@ func (m *Manager) reconcile(ctx context.Context, deps processorDeps, regIndex ui
 		})
 		return nil
 	})
+	if !notCaught && fence == nil {
+		m.cache.Sweep()
+	}
 	if err != nil {
 		m.log.Warn().Err(err).Msg("reading the state machine")
 		return nil

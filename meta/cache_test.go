@@ -1,0 +1,51 @@
+package meta
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/raftcdc/raftcdc/fsm"
+	"github.com/raftcdc/raftcdc/model"
+)
+
+// A cached load answers what a plain load answers (corrupt keys included),
+// reuses a record while its revision stands, decodes it again once it is
+// rewritten, and forgets deleted keys at the next sweep.
+func TestCachedLoadDecodesOnlyWhatChanged(t *testing.T) {
+	h, epoch := corruptWorld(t)
+	c := NewCache()
+	load := func(cache *Cache) *State {
+		var s *State
+		if err := h.f.View(func(r fsm.Reader, _ uint64) error {
+			var err error
+			s, err = LoadCached(r, cache)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		cache.Sweep()
+		return s
+	}
+	plain, first := load(nil), load(c)
+	if !reflect.DeepEqual(plain, first) {
+		t.Fatalf("cached load differs from a plain one:\n%+v\n%+v", first, plain)
+	}
+	second := load(c)
+	if second.Changefeeds["good"].Status != first.Changefeeds["good"].Status {
+		t.Fatal("an unchanged status was decoded again")
+	}
+	h.mustApply(fsm.Command{OwnerEpoch: epoch, Ops: []fsm.Op{put(ChangefeedStatusKey("good"), model.ChangefeedStatus{CheckpointTs: 9})}})
+	third := load(c)
+	if got := third.Changefeeds["good"].Status; got == second.Changefeeds["good"].Status || got.CheckpointTs != 9 {
+		t.Fatalf("rewritten status read as %+v (same object: %v)", got, got == second.Changefeeds["good"].Status)
+	}
+	if third.Changefeeds["good"].Tasks["c1"].Status != second.Changefeeds["good"].Tasks["c1"].Status {
+		t.Fatal("an unchanged task status was decoded again")
+	}
+	n := c.Len()
+	h.mustApply(fsm.Command{OwnerEpoch: epoch, Ops: []fsm.Op{{Type: fsm.OpDelete, Key: TaskStatusKey("good", "c1")}}})
+	load(c)
+	if c.Len() != n-1 {
+		t.Fatalf("cache holds %d keys after a key was deleted, want %d", c.Len(), n-1)
+	}
+}
