@@ -98,6 +98,17 @@ const (
 	ServiceIDPrefix = "raftcdc-"
 )
 
+// MovingShare is the share of a large changefeed's tables that may be
+// moving at once (one in this many), when that is more than
+// MaxMovesPerChangefeed. Every step of a rebalance rewrites the task
+// statuses of the captures involved, each listing all their tables: moving
+// 4 of 100,000 tables at a time meant thousands of multi-megabyte rewrites
+// after one capture joined (issue 16).
+const MovingShare = 100
+
+// movesAllowed is the cap on moves in flight of a changefeed of n tables.
+func (c Config) movesAllowed(n int) int { return max(c.MaxMovesPerChangefeed, n/MovingShare) }
+
 // DefaultConfig is the configuration with every default filled in.
 func DefaultConfig() Config { return Config{}.withDefaults() }
 

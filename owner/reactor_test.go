@@ -1513,3 +1513,26 @@ func TestProgressWritesArePacedBySize(t *testing.T) {
 		t.Fatalf("orphans after eviction %v, want table 1 written at once", got.Orphans)
 	}
 }
+
+// A large changefeed moves a share of its tables at once (1 in
+// MovingShare) rather than MaxMovesPerChangefeed: each step rewrites the
+// task statuses of the captures involved.
+func TestLargeChangefeedMovesAShareAtOnce(t *testing.T) {
+	w := newWorld(t)
+	w.cfg.MaxMovesPerChangefeed = 4
+	w.capture("a", LivenessAlive).capture("b", LivenessAlive)
+	w.info(model.ChangefeedInfo{ID: cf, StartTs: 100})
+	w.status(cf, initialized(100, tableRange(1200)...))
+	runProcessors(t, w, 2)
+	w.capture("c", LivenessAlive)
+	out := w.tick()
+	moves := 0
+	for _, e := range out.Events {
+		if e.Kind == EventMoveStarted {
+			moves++
+		}
+	}
+	if moves != 1200/MovingShare {
+		t.Fatalf("%d moves started for 1,200 tables after a join, want %d", moves, 1200/MovingShare)
+	}
+}

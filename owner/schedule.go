@@ -75,7 +75,7 @@ func (t *ticker) schedule(p *plan, cv *captureView) {
 
 	s.completeDeletes()
 	s.loads = s.countLoads()
-	s.budget = t.cfg.MaxMovesPerChangefeed - s.movesInFlight()
+	s.budget = t.cfg.movesAllowed(len(st.Tables)) - s.movesInFlight()
 	s.pendingMoves()
 	s.dispatch()
 	s.rebalance()
