@@ -202,6 +202,23 @@ func saveProfile(c *integration.Cluster, i int, path string, secs int) error {
 func TestBenchManyTables(t *testing.T) {
 	c := integration.StartCluster(t, buildBinary(t), 3, integration.ClusterOptions{ExtraArgs: []string{"--log-level", "warn", "--table-budget", strconv.Itoa(*manyBudget)}})
 	leader := c.WaitForLeader(30 * time.Second)
+	// Every capture registered first: tables dispatched before one joins
+	// are moved to it afterwards (a rebalance is measured on its own).
+	integration.WaitFor(t, 60*time.Second, "three live captures", func() bool {
+		var out struct {
+			Captures []struct{ Liveness string } `json:"captures"`
+		}
+		if err := c.GetJSON(leader, "/api/v1/captures", &out); err != nil {
+			return false
+		}
+		n := 0
+		for _, cp := range out.Captures {
+			if cp.Liveness == "alive" {
+				n++
+			}
+		}
+		return n == 3
+	})
 	createFeed(t, c, map[string]any{"id": "small", "source_uri": "datagen://?tables=10&rate=10", "sink_uri": "blackhole://"})
 	w := newWatch(c)
 	t0 := time.Now()
