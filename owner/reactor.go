@@ -1,6 +1,7 @@
 package owner
 
 import (
+	"sort"
 	"time"
 
 	"github.com/raftcdc/raftcdc/fsm"
@@ -205,7 +206,12 @@ func Tick(s *meta.State, in Inputs) Output {
 	cv := t.classifyCaptures()
 	t.cleanDrains()
 	touched := t.evict(cv)
-	for _, id := range s.FeedIDs() {
+	// Operators' requests first: the worker applies commands in order, one
+	// Raft round trip each, so under load a remove or pause behind every
+	// other changefeed's progress would wait for all of them.
+	ids := s.FeedIDs()
+	sort.SliceStable(ids, func(i, j int) bool { return hasAdminJob(s.Changefeeds[ids[i]]) && !hasAdminJob(s.Changefeeds[ids[j]]) })
+	for _, id := range ids {
 		if touched[id] {
 			// The eviction command changes this changefeed's keys; anything
 			// decided from the old revisions would be refused. Next tick.
@@ -215,6 +221,10 @@ func Tick(s *meta.State, in Inputs) Output {
 	}
 	t.gc()
 	return t.out
+}
+
+func hasAdminJob(f *meta.Feed) bool {
+	return f.Info != nil && !f.Skipped() && f.Info.AdminJob != model.AdminNone
 }
 
 func (t *ticker) event(e LogEvent) { t.out.Events = append(t.out.Events, e) }

@@ -1536,3 +1536,30 @@ func TestLargeChangefeedMovesAShareAtOnce(t *testing.T) {
 		t.Fatalf("%d moves started for 1,200 tables after a join, want %d", moves, 1200/MovingShare)
 	}
 }
+
+// An operator's request is the tick's first command, whatever the
+// changefeed's name: the worker applies commands one Raft round trip at a
+// time, and under load a remove behind every other changefeed's progress
+// waits for all of them.
+func TestAdminJobsComeFirst(t *testing.T) {
+	w := newWorld(t)
+	w.capture("a", LivenessAlive)
+	for _, id := range []string{"a1", "a2", "a3"} {
+		w.info(model.ChangefeedInfo{ID: id, StartTs: 100})
+		w.status(id, initialized(100, 1, 2))
+	}
+	w.info(model.ChangefeedInfo{ID: "zz", StartTs: 100, AdminJob: model.AdminRemove})
+	w.status("zz", initialized(100, 1))
+	out := Tick(w.state(), w.inputs())
+	if len(out.Commands) < 4 {
+		t.Fatalf("%d commands, want one per changefeed", len(out.Commands))
+	}
+	first := out.Commands[0]
+	touches := false
+	for _, op := range first.Ops {
+		touches = touches || op.Key == meta.ChangefeedInfoKey("zz")
+	}
+	if !touches {
+		t.Fatalf("the first command is not the remove of zz:\n%s", cmdString(first))
+	}
+}
