@@ -19,11 +19,9 @@ const MaxResolvedPerSecond = 20_000
 
 // resolveClock paces the resolved ts of a source's table subscriptions: one
 // timer per source and boundary instead of one timer per table. Resolved ts
-// are due at multiples of the interval, so the subscriptions that are only
-// waiting to resolve wait on the same channel, and every table of a
-// changefeed resolves at the same instant (its minimum, the changefeed's
-// resolved ts, moves a whole interval at a time instead of being held back
-// by whichever table's private timer fires last).
+// are due at multiples of the interval, each table at one of
+// resolvePhases offsets, so the subscriptions that are only waiting to
+// resolve share a few channels and timers.
 type resolveClock struct {
 	subs  atomic.Int64
 	mu    sync.Mutex
@@ -41,11 +39,21 @@ func (s *Source) resolveInterval() time.Duration {
 	return iv
 }
 
-// boundaryAfter is the first multiple of iv (counted from the Unix epoch)
-// after t.
-func boundaryAfter(t time.Time, iv time.Duration) time.Time {
-	n := t.UnixNano()
-	return time.Unix(0, (n/int64(iv)+1)*int64(iv))
+// resolvePhases spreads a source's subscriptions over this many phases of
+// the interval: all of them waking at one instant is a herd of thousands of
+// runnable goroutines that Raft's heartbeat goroutines queue behind.
+const resolvePhases = 8
+
+// phaseOf is a table's phase: its share of the interval.
+func phaseOf(table int64, iv time.Duration) time.Duration {
+	return time.Duration(table%resolvePhases) * (iv / resolvePhases)
+}
+
+// boundaryAfter is the first instant after t that is phase past a multiple
+// of iv (counted from the Unix epoch).
+func boundaryAfter(t time.Time, iv, phase time.Duration) time.Time {
+	n := t.UnixNano() - int64(phase)
+	return time.Unix(0, (n/int64(iv)+1)*int64(iv)+int64(phase))
 }
 
 // resolveAt answers a channel that is closed once the source's clock should

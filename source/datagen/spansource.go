@@ -149,18 +149,18 @@ func (sub *txnSubscription) Next(ctx context.Context) (source.TxnBatch, error) {
 			resolved := next - 1
 			if next > nowTs {
 				resolved = nowTs
-				sub.resolveDue = boundaryAfter(now, interval)
+				sub.resolveDue = boundaryAfter(now, interval, phaseOf(sub.cur.inc.id, interval))
 			}
 			sub.resolved = max(sub.resolved, resolved)
 			return source.TxnBatch{Txns: txns, ResolvedTs: sub.resolved}, nil
 		}
 		if nowTs > sub.resolved && !now.Before(sub.resolveDue) {
 			sub.resolved = nowTs
-			sub.resolveDue = boundaryAfter(now, interval)
+			sub.resolveDue = boundaryAfter(now, interval, phaseOf(sub.cur.inc.id, interval))
 			return source.TxnBatch{ResolvedTs: nowTs}, nil
 		}
 		if !sub.resolveDue.After(now) {
-			sub.resolveDue = boundaryAfter(now, interval)
+			sub.resolveDue = boundaryAfter(now, interval, phaseOf(sub.cur.inc.id, interval))
 		}
 		var err error
 		if next == ^model.Ts(0) || !model.TsTime(next).Add(time.Millisecond).Before(sub.resolveDue) {
