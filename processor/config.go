@@ -86,6 +86,12 @@ type Config struct {
 	SpillDir string
 }
 
+// MaxConcurrentOpens bounds how many table pipelines of one capture open
+// (schema, sink table, subscription) at once. A dispatch of 4,000 tables
+// started them all together, and the burst starved Raft's heartbeats
+// into elections (issue 16).
+const MaxConcurrentOpens = 16
+
 // Defaults.
 const (
 	DefaultFlushInterval    = 100 * time.Millisecond

@@ -36,6 +36,9 @@ type Manager struct {
 	// cache keeps the records reconcile decoded, so that a change of one
 	// key does not decode every other (shared, never modified).
 	cache *meta.Cache
+	// opens bounds the table pipelines of this capture that are opening
+	// at once (MaxConcurrentOpens).
+	opens chan struct{}
 
 	incarnation atomic.Uint64
 
@@ -63,6 +66,7 @@ func NewManager(cfg Config, p Proposer, st StateSource, c Connectors, lease Leas
 		gate:     newGate(lease),
 		started:  time.Now().UTC(),
 		cache:    meta.NewCache(),
+		opens:    make(chan struct{}, MaxConcurrentOpens),
 		procs:    map[model.ChangefeedID]*procEntry{},
 	}
 }
@@ -223,7 +227,7 @@ func (m *Manager) session(ctx context.Context, watches []<-chan fsm.WatchBatch, 
 	fenced := make(chan error, 1)
 	deps := processorDeps{
 		cfg: m.cfg, log: m.log.With().Uint64("incarnation", inc).Logger(), proposer: m.proposer, conns: m.conns,
-		gate: m.gate, metrics: m.metrics, incarnation: inc,
+		gate: m.gate, opens: m.opens, metrics: m.metrics, incarnation: inc,
 		onFenced: func(err error) {
 			select {
 			case fenced <- err:

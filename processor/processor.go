@@ -39,6 +39,7 @@ type processorDeps struct {
 	proposer    Proposer
 	conns       Connectors
 	gate        *gate
+	opens       chan struct{}
 	metrics     *metrics
 	incarnation uint64
 	// onFenced reports that a write was refused because this incarnation is
@@ -314,6 +315,7 @@ func (p *processor) tableEnv() *tableEnv {
 		cfg:        p.deps.cfg,
 		log:        p.log,
 		gate:       p.deps.gate,
+		opens:      p.deps.opens,
 		barrier:    p.barrier,
 		connectors: p.connectors,
 		quota:      p.quota,

@@ -58,9 +58,11 @@ func errorCode(err error) string {
 
 // tableEnv is what a table pipeline shares with its processor.
 type tableEnv struct {
-	cfg     Config
-	log     zerolog.Logger
-	gate    *gate
+	cfg  Config
+	log  zerolog.Logger
+	gate *gate
+	// opens bounds pipelines opening at once (nil: unbounded).
+	opens   chan struct{}
 	barrier *tsCell
 	// connectors blocks until the processor has opened its source and sink.
 	connectors func(ctx context.Context) (source.Upstream, sink.Sink, error)
@@ -315,6 +317,24 @@ func txnBytes(txns []*model.Txn) int64 {
 // runOnce is one attempt: open, subscribe from the checkpoint, replicate.
 // It returns nil once the table reached its boundary.
 func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sink) (err error) {
+	// Opening (schema, sink table, subscription) is the costly part of a
+	// start; thousands of tables dispatched at once would otherwise all
+	// open at the same moment and starve everything else on the node.
+	opening := t.env.opens != nil
+	if opening {
+		select {
+		case t.env.opens <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	opened := func() {
+		if opening {
+			opening = false
+			<-t.env.opens
+		}
+	}
+	defer opened()
 	name, err := t.env.resolveName(ctx, t.id)
 	if err != nil {
 		return sourceErr(err)
@@ -348,6 +368,7 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 	if err != nil {
 		return sourceErr(fmt.Errorf("subscribing to table %s from ts %d: %w", name, startTs, err))
 	}
+	opened()
 
 	// held is every quota byte this attempt took; whatever is not released
 	// by a flush goes back when the attempt ends.
