@@ -1,0 +1,61 @@
+package server_test
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/raftcdc/raftcdc/api"
+	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/testcluster"
+)
+
+// loadTables is the heavy changefeed of the admin-under-load scenario:
+// three nodes in one test process, under -race, on a shared 2-core
+// machine, are saturated by it.
+const loadTables = 600
+
+// An operator's pause and remove are carried out while the cluster is
+// saturated by a changefeed of many tables. The bounds are generous (the
+// machine is shared); bench ManyTables records the times (bench/RESULTS.md).
+func TestAdminCommandsCompleteUnderLoad(t *testing.T) {
+	c := budgetCluster(t, loadTables)
+	if code, body := c.post("/api/v1/changefeeds", api.ChangefeedRequest{ID: "small", SourceURI: "datagen://?tables=4&rate=20", SinkURI: "blackhole://"}); code != http.StatusCreated {
+		t.Fatalf("create small: %d %s", code, body)
+	}
+	if code, body := c.post("/api/v1/changefeeds", api.ChangefeedRequest{ID: "load", SourceURI: fmt.Sprintf("datagen://?tables=%d&rate=2", loadTables), SinkURI: "blackhole://"}); code != http.StatusCreated {
+		t.Fatalf("create load: %d %s", code, body)
+	}
+	testcluster.WaitFor(t, 3*time.Minute, "every table of load replicating", func() bool {
+		n := 0
+		for _, p := range c.detail("load").Positions {
+			n += len(p.Running)
+		}
+		return n == loadTables
+	})
+
+	start := time.Now()
+	if code, body := c.post("/api/v1/changefeeds/small/pause", nil); code != http.StatusAccepted {
+		t.Fatalf("pause small: %d %s", code, body)
+	}
+	c.waitGone("small", model.StateStopped, time.Minute)
+	t.Logf("pause of small under load carried out in %v", time.Since(start).Round(time.Millisecond))
+
+	start = time.Now()
+	if code, body := c.write(http.MethodDelete, "/api/v1/changefeeds/load", nil); code != http.StatusAccepted {
+		t.Fatalf("remove load: %d %s", code, body)
+	}
+	c.waitGone("load", model.StateRemoved, time.Minute)
+	t.Logf("remove of load (%d tables) under load carried out in %v", loadTables, time.Since(start).Round(time.Millisecond))
+}
+
+// waitGone waits until the changefeed is in state with its admin job done
+// and no task left on any capture.
+func (c *feedCluster) waitGone(id string, state model.FeedState, timeout time.Duration) {
+	c.t.Helper()
+	testcluster.WaitFor(c.t, timeout, fmt.Sprintf("%s %s with no task left", id, state), func() bool {
+		d := c.detail(id)
+		return d.Info.State == state && d.Info.AdminJob == "" && len(d.Tasks) == 0
+	})
+}
