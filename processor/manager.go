@@ -39,6 +39,8 @@ type Manager struct {
 	// opens bounds the table pipelines of this capture that are opening
 	// at once (MaxConcurrentOpens).
 	opens chan struct{}
+	// pressure holds table readers back while the node is starved of CPU.
+	pressure *pressure
 
 	incarnation atomic.Uint64
 
@@ -67,6 +69,7 @@ func NewManager(cfg Config, p Proposer, st StateSource, c Connectors, lease Leas
 		started:  time.Now().UTC(),
 		cache:    meta.NewCache(),
 		opens:    make(chan struct{}, MaxConcurrentOpens),
+		pressure: newPressure(log.With().Str("component", "processor").Str("capture_id", cfg.CaptureID).Logger()),
 		procs:    map[model.ChangefeedID]*procEntry{},
 	}
 }
@@ -115,6 +118,10 @@ func (m *Manager) Run(ctx context.Context) error {
 		defer cancel()
 		watches = append(watches, ch)
 	}
+	pctx, stopProbe := context.WithCancel(ctx)
+	probeDone := make(chan struct{})
+	go func() { defer close(probeDone); m.pressure.run(pctx) }()
+	defer func() { stopProbe(); <-probeDone }()
 	reset := resetLimiter{min: m.cfg.ResetInterval, max: max(m.cfg.ResetInterval, m.cfg.MaxRetryBackoff)}
 	for {
 		inc, regIndex, err := m.register(ctx)
@@ -227,7 +234,7 @@ func (m *Manager) session(ctx context.Context, watches []<-chan fsm.WatchBatch, 
 	fenced := make(chan error, 1)
 	deps := processorDeps{
 		cfg: m.cfg, log: m.log.With().Uint64("incarnation", inc).Logger(), proposer: m.proposer, conns: m.conns,
-		gate: m.gate, opens: m.opens, metrics: m.metrics, incarnation: inc,
+		gate: m.gate, opens: m.opens, pressure: m.pressure, metrics: m.metrics, incarnation: inc,
 		onFenced: func(err error) {
 			select {
 			case fenced <- err:

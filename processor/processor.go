@@ -40,6 +40,7 @@ type processorDeps struct {
 	conns       Connectors
 	gate        *gate
 	opens       chan struct{}
+	pressure    *pressure
 	metrics     *metrics
 	incarnation uint64
 	// onFenced reports that a write was refused because this incarnation is
@@ -316,6 +317,7 @@ func (p *processor) tableEnv() *tableEnv {
 		log:        p.log,
 		gate:       p.deps.gate,
 		opens:      p.deps.opens,
+		pressure:   p.deps.pressure,
 		barrier:    p.barrier,
 		connectors: p.connectors,
 		quota:      p.quota,

@@ -62,8 +62,10 @@ type tableEnv struct {
 	log  zerolog.Logger
 	gate *gate
 	// opens bounds pipelines opening at once (nil: unbounded).
-	opens   chan struct{}
-	barrier *tsCell
+	opens chan struct{}
+	// pressure holds readers back while the node is starved (nil: never).
+	pressure *pressure
+	barrier  *tsCell
 	// connectors blocks until the processor has opened its source and sink.
 	connectors func(ctx context.Context) (source.Upstream, sink.Sink, error)
 	// quota bounds the bytes buffered between the source and the sink.
@@ -405,6 +407,12 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 					return
 				}
 				held.Add(reserve)
+			}
+			// The control plane first: while the node is starved of CPU
+			// the reader asks for nothing more.
+			if err := t.env.pressure.wait(rctx); err != nil {
+				readErr <- err
+				return
 			}
 			b, err := sub.Next(rctx)
 			if err != nil {

@@ -28,11 +28,12 @@ func TestAdminCommandsCompleteUnderLoad(t *testing.T) {
 		t.Fatalf("create load: %d %s", code, body)
 	}
 	testcluster.WaitFor(t, 3*time.Minute, "every table of load replicating", func() bool {
+		d, ok := c.tryDetail("load")
 		n := 0
-		for _, p := range c.detail("load").Positions {
+		for _, p := range d.Positions {
 			n += len(p.Running)
 		}
-		return n == loadTables
+		return ok && n == loadTables
 	})
 
 	start := time.Now()
@@ -55,7 +56,23 @@ func TestAdminCommandsCompleteUnderLoad(t *testing.T) {
 func (c *feedCluster) waitGone(id string, state model.FeedState, timeout time.Duration) {
 	c.t.Helper()
 	testcluster.WaitFor(c.t, timeout, fmt.Sprintf("%s %s with no task left", id, state), func() bool {
-		d := c.detail(id)
-		return d.Info.State == state && d.Info.AdminJob == "" && len(d.Tasks) == 0
+		d, ok := c.tryDetail(id)
+		return ok && d.Info.State == state && d.Info.AdminJob == "" && len(d.Tasks) == 0
 	})
+}
+
+// tryDetail is one consistent read of a changefeed; ok is false on a 503
+// (no leader right now: the caller's deadline decides how long that may
+// last). Any other failure fails the test.
+func (c *feedCluster) tryDetail(id string) (d api.ChangefeedDetail, ok bool) {
+	c.t.Helper()
+	code, body := c.call(-1, http.MethodGet, "/api/v1/changefeeds/"+id+"?consistent=true", nil, &d)
+	switch code {
+	case http.StatusOK:
+		return d, true
+	case http.StatusServiceUnavailable:
+		return d, false
+	}
+	c.t.Fatalf("query %s: %d %s", id, code, body)
+	return d, false
 }
