@@ -33,6 +33,10 @@ const (
 	probeEvery = 50 * time.Millisecond
 	lateLimit  = 100 * time.Millisecond
 	holdFor    = 500 * time.Millisecond
+	// maxHold is the longest one reader waits: on a machine loaded by
+	// other processes the pressure may never end, and the pipelines must
+	// still progress (one batch per table per maxHold).
+	maxHold = time.Second
 )
 
 func newPressure(log zerolog.Logger) *pressure { return &pressure{log: log} }
@@ -77,8 +81,8 @@ func (p *pressure) observe(now time.Time, late time.Duration) {
 	}
 }
 
-// wait returns at once without pressure, otherwise when it ends or ctx
-// does.
+// wait returns at once without pressure, otherwise when it ends, after
+// maxHold, or when ctx ends.
 func (p *pressure) wait(ctx context.Context) error {
 	if p == nil {
 		return nil
@@ -89,8 +93,12 @@ func (p *pressure) wait(ctx context.Context) error {
 	if !on {
 		return nil
 	}
+	t := time.NewTimer(maxHold)
+	defer t.Stop()
 	select {
 	case <-relief:
+		return nil
+	case <-t.C:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

@@ -41,6 +41,12 @@ func TestPressureHoldsReadersWhileTheNodeIsLate(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the reader was not released when the pressure ended")
 	}
+	// Pressure that never ends holds a reader at most maxHold.
+	p.observe(t0.Add(2*holdFor), time.Second)
+	start := time.Now()
+	if err := p.wait(context.Background()); err != nil || time.Since(start) < maxHold/2 {
+		t.Fatalf("wait under lasting pressure returned %v after %v, want nil after about %v", err, time.Since(start), maxHold)
+	}
 	// A waiter also leaves when its context ends.
 	p.observe(t0.Add(2*holdFor), time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
