@@ -14,7 +14,7 @@ import (
 // loadTables is the heavy changefeed of the admin-under-load scenario:
 // three nodes in one test process, under -race, on a shared 2-core
 // machine, are saturated by it.
-const loadTables = 300
+const loadTables = 100
 
 // An operator's pause and remove are carried out while the cluster is
 // saturated by a changefeed of many tables. The bounds are generous (the
@@ -24,7 +24,7 @@ func TestAdminCommandsCompleteUnderLoad(t *testing.T) {
 	if code, body := c.post("/api/v1/changefeeds", api.ChangefeedRequest{ID: "small", SourceURI: "datagen://?tables=4&rate=20", SinkURI: "blackhole://"}); code != http.StatusCreated {
 		t.Fatalf("create small: %d %s", code, body)
 	}
-	if code, body := c.post("/api/v1/changefeeds", api.ChangefeedRequest{ID: "load", SourceURI: fmt.Sprintf("datagen://?tables=%d&rate=2", loadTables), SinkURI: "blackhole://"}); code != http.StatusCreated {
+	if code, body := c.post("/api/v1/changefeeds", api.ChangefeedRequest{ID: "load", SourceURI: fmt.Sprintf("datagen://?tables=%d&rate=5", loadTables), SinkURI: "blackhole://"}); code != http.StatusCreated {
 		t.Fatalf("create load: %d %s", code, body)
 	}
 	testcluster.WaitFor(t, 4*time.Minute, "every table of load replicating", func() bool {
