@@ -152,6 +152,14 @@ func LeaseValid(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// CommitReporter is implemented by a sink that calls Committed for every
+// write it makes visible (a file linked or renamed into place): a flush of
+// such a sink that returns without reporting a commit wrote nothing (it had
+// nothing pending), which the writer-overlap check needs to know.
+type CommitReporter interface {
+	ReportsCommits() bool
+}
+
 type commitKey struct{}
 
 // WithCommitHook returns ctx carrying fn, which a sink calls (through

@@ -49,10 +49,15 @@ type Record struct {
 	// and is no writer.
 	Committed bool   `json:"committed,omitempty"`
 	Err       string `json:"err,omitempty"`
+	// Reports says the sink reports every commit (sink.CommitReporter):
+	// then a flush without a commit wrote nothing even if it succeeded —
+	// a storage sink's Flush with nothing pending returns nil at once, or
+	// when a frozen process wakes, and is no writer.
+	Reports bool `json:"reports_commits,omitempty"`
 }
 
 // wrote reports whether the flush may have made data visible.
-func (r Record) wrote() bool { return r.Committed || r.Err == "" }
+func (r Record) wrote() bool { return r.Committed || (!r.Reports && r.Err == "") }
 
 func (r Record) writer() string { return fmt.Sprintf("%s/%d", r.Capture, r.Incarnation) }
 
@@ -125,6 +130,9 @@ func (t *recTable) Flush(ctx context.Context, upto model.Ts) error {
 		cf = w.Changefeed
 	}
 	r := Record{Changefeed: cf, Table: t.name, Capture: w.Capture, Incarnation: w.Incarnation, Sink: t.id, Upto: upto}
+	if cr, ok := t.s.Sink.(sink.CommitReporter); ok && cr.ReportsCommits() {
+		r.Reports = true
+	}
 	var mu sync.Mutex
 	var committedAt time.Time
 	ctx = sink.WithCommitHook(ctx, func() {

@@ -202,3 +202,54 @@ func TestStaleWriteAfterTakeover(t *testing.T) {
 		t.Fatalf("stale flush: %s, want it overlapping both later stays", rep)
 	}
 }
+
+// reportingSink reports its commits, and its Flush commits only when it
+// has something pending, like the storage sink.
+type reportingSink struct {
+	stepSink
+	pending bool
+}
+
+func (s *reportingSink) ReportsCommits() bool { return true }
+func (s *reportingSink) OpenTable(context.Context, model.TableName, sink.TableOptions) (sink.TableSink, error) {
+	return &reportingTable{s}, nil
+}
+
+type reportingTable struct{ s *reportingSink }
+
+func (t *reportingTable) Write(context.Context, []*model.Txn) error { return nil }
+func (t *reportingTable) Close() error                              { return nil }
+func (t *reportingTable) Flush(ctx context.Context, _ model.Ts) error {
+	if t.s.before != nil {
+		<-t.s.before
+	}
+	if t.s.pending {
+		sink.Committed(ctx)
+	}
+	return nil
+}
+
+// TestEmptyFlushOfAReportingSinkIsNoWriter: a sink that reports its commits
+// and returns from a flush without one wrote nothing — a frozen capture
+// whose empty flush returns after another took the table is no second
+// writer — while the same flush with data pending is one.
+func TestEmptyFlushOfAReportingSinkIsNoWriter(t *testing.T) {
+	for _, pending := range []bool{false, true} {
+		dir := t.TempDir()
+		frozen := &reportingSink{stepSink: stepSink{before: make(chan struct{})}, pending: pending}
+		a := openTable(t, dir, "n1", frozen)
+		b := openTable(t, dir, "n2", &stepSink{})
+		var wg sync.WaitGroup
+		wg.Go(func() { _ = a.Flush(writerCtx("n1", 7), 1) })
+		time.Sleep(10 * time.Millisecond)
+		if err := b.Flush(writerCtx("n2", 9), 2); err != nil {
+			t.Fatal(err)
+		}
+		close(frozen.before)
+		wg.Wait()
+		rep := check(t, dir)
+		if want := map[bool]int{false: 0, true: 1}[pending]; len(rep.Overlaps) != want {
+			t.Fatalf("pending %v: %d overlaps, want %d: %s", pending, len(rep.Overlaps), want, rep)
+		}
+	}
+}

@@ -153,6 +153,10 @@ func validName(n string) bool {
 
 // OpenTable returns the table's view of the sink. When the table's schema
 // is known, its schema file is written if no file of that version exists.
+// ReportsCommits: every file, index and metadata write goes through the
+// store, which reports its commit (sink.CommitReporter).
+func (s *Sink) ReportsCommits() bool { return true }
+
 func (s *Sink) OpenTable(ctx context.Context, table model.TableName, opts sink.TableOptions) (sink.TableSink, error) {
 	s.mu.Lock()
 	closed := s.closed
