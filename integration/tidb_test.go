@@ -107,17 +107,9 @@ func compareShop(t *testing.T, fake *tidbfake.Cluster, maria *testserver.MariaDB
 		}
 		want := map[string][]string{}
 		for _, r := range rows {
-			vals := make([]string, len(r.Values))
-			for i, d := range r.Values {
-				if d.IsNull() {
-					vals[i] = "NULL"
-					continue
-				}
-				s, err := d.ToString()
-				if err != nil {
-					t.Fatal(err)
-				}
-				vals[i] = s
+			vals, err := r.Strings()
+			if err != nil {
+				t.Fatal(err)
 			}
 			want[rowKey(vals, keyIdx)] = vals
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/raftcdc/raftcdc/logging"
 	"github.com/raftcdc/raftcdc/offline"
 	"github.com/raftcdc/raftcdc/storage"
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 )
 
@@ -19,6 +20,20 @@ import (
 // beside a node.
 func dataDirTools() []*cobra.Command {
 	return []*cobra.Command{newMigrateLogCmd(), newRestoreCmd(), newRecoverCmd()}
+}
+
+// lockDataDir takes a data dir's lock, so that no node runs on it while an
+// offline tool does, and makes the tool's logger.
+func lockDataDir(cmd *cobra.Command, dir string) (unlock func(), log zerolog.Logger, err error) {
+	lock, err := storage.Lock(dir)
+	if err != nil {
+		return nil, log, fmt.Errorf("%w; stop the node first", err)
+	}
+	if log, err = logging.New("warn", "console", cmd.ErrOrStderr()); err != nil {
+		lock.Unlock()
+		return nil, log, err
+	}
+	return func() { lock.Unlock() }, log, nil
 }
 
 // logStoreFlag is --raft-log-store, checked when parsed.
@@ -60,15 +75,11 @@ WAL. Going back to a build that only knows boltdb needs --to boltdb first.`,
 			if st, err := os.Stat(dataDir); err != nil || !st.IsDir() {
 				return usageError("--data-dir %s is not a directory", dataDir)
 			}
-			lock, err := storage.Lock(dataDir)
-			if err != nil {
-				return fmt.Errorf("%w; stop the node first", err)
-			}
-			defer lock.Unlock()
-			log, err := logging.New("warn", "console", cmd.ErrOrStderr())
+			unlock, log, err := lockDataDir(cmd, dataDir)
 			if err != nil {
 				return err
 			}
+			defer unlock()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
 			res, err := storage.MigrateLog(ctx, dataDir, storage.LogStore(to), log)
@@ -140,15 +151,11 @@ stopped, to be resumed once it is gone.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w; nothing was restored", o.File, err)
 			}
-			lock, err := storage.Lock(o.DataDir)
+			unlock, log, err := lockDataDir(cmd, o.DataDir)
 			if err != nil {
 				return err
 			}
-			defer lock.Unlock()
-			log, err := logging.New("warn", "console", cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
+			defer unlock()
 			o.Logger = log
 			res, err := offline.Restore(o)
 			if err != nil {
@@ -211,15 +218,11 @@ with their old data must not rejoin.`,
 			if st, err := os.Stat(dataDir); err != nil || !st.IsDir() {
 				return usageError("--data-dir %s is not a directory", dataDir)
 			}
-			lock, err := storage.Lock(dataDir)
-			if err != nil {
-				return fmt.Errorf("%w; stop the node first", err)
-			}
-			defer lock.Unlock()
-			log, err := logging.New("warn", "console", cmd.ErrOrStderr())
+			unlock, log, err := lockDataDir(cmd, dataDir)
 			if err != nil {
 				return err
 			}
+			defer unlock()
 			res, err := offline.Recover(dataDir, ps, log)
 			if err != nil {
 				return err

@@ -407,6 +407,24 @@ type Row struct {
 	Values []types.Datum // in Columns order
 }
 
+// Strings renders the row's values with TiDB's datum formatting, NULL as
+// "NULL": the form tests compare a downstream's rows with.
+func (r Row) Strings() ([]string, error) {
+	vals := make([]string, len(r.Values))
+	for i, d := range r.Values {
+		if d.IsNull() {
+			vals[i] = "NULL"
+			continue
+		}
+		s, err := d.ToString()
+		if err != nil {
+			return nil, err
+		}
+		vals[i] = s
+	}
+	return vals, nil
+}
+
 // Rows reads a table's rows at ts: its definition from the meta keys at ts
 // (TiDB's meta reader), every physical table's record range at ts, each
 // row decoded by TiDB's codec (an integer handle column from the key,

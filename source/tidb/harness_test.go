@@ -294,17 +294,9 @@ func (e *env) fakeState(db, table string, ts model.Ts) map[string][]string {
 	}
 	st := map[string][]string{}
 	for _, r := range rows {
-		vals := make([]string, len(r.Values))
-		for i, d := range r.Values {
-			if d.IsNull() {
-				vals[i] = "NULL"
-				continue
-			}
-			s, err := d.ToString()
-			if err != nil {
-				e.t.Fatal(err)
-			}
-			vals[i] = s
+		vals, err := r.Strings()
+		if err != nil {
+			e.t.Fatal(err)
 		}
 		st[vals[0]] = vals
 	}
