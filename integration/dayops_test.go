@@ -14,21 +14,6 @@ import (
 	"github.com/raftcdc/raftcdc/model"
 )
 
-// identity is the part of /api/v1/status the day-2 scenarios read.
-type identity struct {
-	NodeID        string `json:"node_id"`
-	ClusterID     string `json:"cluster_id"`
-	SchemaVersion int    `json:"schema_version"`
-	LogStore      string `json:"log_store"`
-	Version       string `json:"version"`
-}
-
-func (c *Cluster) identity(i int) (identity, error) {
-	var id identity
-	err := c.GetJSON(i, "/api/v1/status", &id)
-	return id, err
-}
-
 // waitClusterID waits until every given node reports the same cluster ID
 // and returns it.
 func (c *Cluster) waitClusterID(nodes []int, timeout time.Duration) string {
@@ -37,7 +22,7 @@ func (c *Cluster) waitClusterID(nodes []int, timeout time.Duration) string {
 	Eventually(c.t, timeout, "one cluster ID on every node", func() (bool, string) {
 		id = ""
 		for _, i := range nodes {
-			s, err := c.identity(i)
+			s, err := c.Status(i)
 			if err != nil || s.ClusterID == "" || (id != "" && s.ClusterID != id) {
 				return false, fmt.Sprintf("%s: %+v %v", c.Procs[i].ID, s, err)
 			}

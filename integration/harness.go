@@ -557,6 +557,11 @@ type Status struct {
 	CommitIndex  uint64 `json:"commit_index"`
 	OwnerEpoch   uint64 `json:"owner_epoch"`
 	OwnerNode    string `json:"owner_node"`
+	// The node's identity, which the day-2 scenarios read.
+	ClusterID     string `json:"cluster_id"`
+	SchemaVersion int    `json:"schema_version"`
+	LogStore      string `json:"log_store"`
+	Version       string `json:"version"`
 }
 
 // Status of process i.
@@ -879,15 +884,7 @@ func (c *Cluster) Ctl(ctx context.Context, i int, args ...string) ([]byte, error
 	if c.CAFile != "" {
 		argv = append(argv, "--ca", c.CAFile)
 	}
-	argv = append(argv, args...)
-	cmd := exec.CommandContext(ctx, c.Bin, argv...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return out, fmt.Errorf("raftcdc %s: %v: %s", strings.Join(argv, " "), err, bytes.TrimSpace(stderr.Bytes()))
-	}
-	return out, nil
+	return c.Tool(ctx, append(argv, args...)...)
 }
 
 // CtlJSON runs a ctl command against node i with -o json and decodes its

@@ -156,6 +156,11 @@ func startNetCluster(t *testing.T, l *netLab, extra ...string) *Cluster {
 	if err := os.WriteFile(secret, []byte("netns-test-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Every node records its flushes, for CheckWriters.
+	flushes := filepath.Join(base, "flushes")
+	if err := os.Mkdir(flushes, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	var procs []*Proc
 	for i, ns := range l.nodes {
 		addr := l.addrs[i]
@@ -173,10 +178,11 @@ func startNetCluster(t *testing.T, l *netLab, extra ...string) *Cluster {
 			"--gossip-addr", p.GossipAddr, "--raft-addr", p.RaftAddr,
 			"--api-addr", "0.0.0.0:8300", "--advertise-api-addr", p.API,
 			"--bootstrap-expect", strconv.Itoa(n), "--join", l.addrs[(i+1)%n] + ":7946", "--log-level", "info",
-			"--cluster-secret-file", secret, "--sink-root", os.TempDir()}, extra...)
+			"--cluster-secret-file", secret, "--sink-root", os.TempDir(), "--record-flushes", flushes}, extra...)
 		procs = append(procs, p)
 	}
 	c := NewCluster(t, binPath, procs)
+	c.FlushDir = flushes
 	for i := range procs {
 		c.Start(i)
 	}

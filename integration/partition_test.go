@@ -17,9 +17,7 @@ import (
 // again; no table runs on two captures and the verifier passes.
 func TestLeaderPartitioned(t *testing.T) {
 	lab := newNetLab(t, 3)
-	flushes := t.TempDir()
-	c := startNetCluster(t, lab, "--record-flushes", flushes)
-	c.FlushDir = flushes
+	c := startNetCluster(t, lab)
 	e := startFeedOn(t, c, 12, "20")
 	s := c.SampleCheckpoints(e.id, samplerInterval)
 	o := c.WaitForOwner(ownerBound, 0)

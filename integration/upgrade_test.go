@@ -61,7 +61,7 @@ func TestLongRollingUpgradeFromAnEarlierBuild(t *testing.T) {
 	}
 	e := startFeedOn(t, c, 6, "50")
 	for i := range c.Procs {
-		if s, err := c.identity(i); err != nil || s.Version != "old-"+upgradeFrom[:7] {
+		if s, err := c.Status(i); err != nil || s.Version != "old-"+upgradeFrom[:7] {
 			t.Fatalf("%s runs %q (%v), not the old build", c.Procs[i].ID, s.Version, err)
 		}
 	}
@@ -82,7 +82,7 @@ func TestLongRollingUpgradeFromAnEarlierBuild(t *testing.T) {
 		c.Start(i)
 		c.WaitCaptureAlive(id, inc, rejoinBound)
 		c.WaitCaughtUp(rejoinBound)
-		st, err := c.identity(i)
+		st, err := c.Status(i)
 		if err != nil || st.Version == "old-"+upgradeFrom[:7] || st.LogStore != "boltdb" {
 			t.Fatalf("%s after its upgrade: %+v %v (want the new build, keeping its boltdb log)", id, st, err)
 		}
@@ -90,7 +90,7 @@ func TestLongRollingUpgradeFromAnEarlierBuild(t *testing.T) {
 			// Some reconcile passes with an old voter left: no record.
 			time.Sleep(5 * time.Second)
 			for _, j := range order[:k+1] {
-				if st, err := c.identity(j); err == nil && st.ClusterID != "" {
+				if st, err := c.Status(j); err == nil && st.ClusterID != "" {
 					t.Fatalf("%s reports cluster %s (schema %d) while a voter still runs the old build", c.Procs[j].ID, st.ClusterID, st.SchemaVersion)
 				}
 			}
@@ -103,7 +103,7 @@ func TestLongRollingUpgradeFromAnEarlierBuild(t *testing.T) {
 	}
 	clusterID := c.waitClusterID([]int{0, 1, 2}, 30*time.Second)
 	for i := range c.Procs {
-		if st, _ := c.identity(i); st.SchemaVersion != 2 {
+		if st, _ := c.Status(i); st.SchemaVersion != 2 {
 			t.Errorf("%s runs schema %d after the upgrade", c.Procs[i].ID, st.SchemaVersion)
 		}
 	}

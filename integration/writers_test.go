@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"fmt"
 	"syscall"
 	"testing"
 	"time"
@@ -57,9 +56,10 @@ func TestNoTwoWritersOnLeaderKill(t *testing.T) {
 		c.Kill(o.Index, syscall.SIGKILL)
 		killed := time.Now()
 		n := c.WaitForOwner(ownerBound, o.Epoch)
+		newOwner := time.Since(killed)
 		c.WaitCheckpointAbove(e.id, model.TsFromTime(killed), advanceBound)
 		t.Logf("kill %d: %s → owner %s after %v; checkpoint past the kill after %v; %s", k+1, o.ID, n.ID,
-			fmt.Sprint(time.Since(killed).Round(time.Millisecond)), time.Since(killed).Round(time.Millisecond), c.CheckWriters())
+			newOwner.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond), c.CheckWriters())
 		e.rejoin(o.Index, inc)
 	}
 	e.finish(s)
@@ -72,9 +72,7 @@ func TestNoTwoWritersOnLeaderKill(t *testing.T) {
 // comes back it is proven current (or fenced) before it writes again.
 func TestNoTwoWritersWhenFollowerPartitioned(t *testing.T) {
 	lab := newNetLab(t, 3)
-	flushes := t.TempDir()
-	c := startNetCluster(t, lab, "--record-flushes", flushes)
-	c.FlushDir = flushes
+	c := startNetCluster(t, lab)
 	e := startFeedOn(t, c, 12, "20")
 	s := c.SampleCheckpoints(e.id, samplerInterval)
 	o := c.WaitForOwner(ownerBound, 0)
