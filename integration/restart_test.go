@@ -45,6 +45,19 @@ func TestRollingRestartWithoutDrain(t *testing.T) {
 	rollingRestart(t, false)
 }
 
+// ownerFirst is every node's index, the current owner's first: the order
+// of a rolling restart that begins with the leader.
+func ownerFirst(c *Cluster) []int {
+	first := c.WaitForOwner(ownerBound, 0).Index
+	order := []int{first}
+	for i := range c.Procs {
+		if i != first {
+			order = append(order, i)
+		}
+	}
+	return order
+}
+
 func rollingRestart(t *testing.T, drain bool) {
 	var extra []string
 	if !drain {
@@ -54,13 +67,7 @@ func rollingRestart(t *testing.T, drain bool) {
 	c := e.c
 	s := c.SampleCheckpoints(e.id, samplerInterval)
 	s.ResetStall()
-	first := c.WaitForOwner(ownerBound, 0).Index
-	order := []int{first}
-	for i := range c.Procs {
-		if i != first {
-			order = append(order, i)
-		}
-	}
+	order := ownerFirst(c)
 	logStart := make([]int64, len(c.Procs))
 	for i := range c.Procs {
 		logStart[i] = c.LogSize(i)

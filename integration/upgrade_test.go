@@ -67,13 +67,7 @@ func TestLongRollingUpgradeFromAnEarlierBuild(t *testing.T) {
 	}
 	s := c.SampleCheckpoints(e.id, samplerInterval)
 	s.ResetStall()
-	first := c.WaitForOwner(ownerBound, 0).Index
-	order := []int{first}
-	for i := range c.Procs {
-		if i != first {
-			order = append(order, i)
-		}
-	}
+	order := ownerFirst(c)
 	for k, i := range order {
 		id := c.Procs[i].ID
 		inc := c.Incarnation(id)
