@@ -12,6 +12,7 @@ import (
 	"github.com/raftcdc/raftcdc/api"
 	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/verify"
 )
 
 // waitClusterID waits until every given node reports the same cluster ID
@@ -78,13 +79,7 @@ func TestLongRecoverFromQuorumLoss(t *testing.T) {
 	c.Start(n4)
 	c.Start(n5)
 	c.WaitVoters(0, []string{"node1", "node4", "node5"}, 60*time.Second)
-	for _, id := range []string{"node1", "node4", "node5"} {
-		c.WaitCaptureAlive(id, 0, settleBound)
-	}
-	c.WaitAllAssignedOnce(e.id, e.tables, []string{"node1", "node4", "node5"}, 90*time.Second)
-	cp := c.WaitCheckpointAbove(e.id, before, advanceBound)
-	cp = c.WaitCheckpointAbove(e.id, cp, advanceBound)
-	rep := Verify(t, e.src, e.dir, e.start, cp)
+	cp, rep := e.continuesOn(c, []string{"node1", "node4", "node5"}, before)
 	t.Logf("after recovery: %d rows verified up to %d (checkpoint before the loss %d)", rep.Expected, cp, before)
 }
 
@@ -138,13 +133,7 @@ func TestLongRestoreIntoANewCluster(t *testing.T) {
 		t.Fatalf("cluster record %+v", cl.Keys)
 	}
 
-	for _, id := range []string{"r1", "r2", "r3"} {
-		nc.WaitCaptureAlive(id, 0, settleBound)
-	}
-	nc.WaitAllAssignedOnce(e.id, e.tables, []string{"r1", "r2", "r3"}, 90*time.Second)
-	cp := nc.WaitCheckpointAbove(e.id, atBackup, advanceBound)
-	cp = nc.WaitCheckpointAbove(e.id, cp, advanceBound)
-	rep := Verify(t, e.src, e.dir, e.start, cp)
+	cp, rep := e.continuesOn(nc, []string{"r1", "r2", "r3"}, atBackup)
 	t.Logf("restored cluster %s (from %s): %d rows verified up to %d (checkpoint at the backup %d)", newID, oldID, rep.Expected, cp, atBackup)
 
 	// Its upstream GC service is its own, not the old cluster's.
@@ -161,4 +150,18 @@ func TestLongRestoreIntoANewCluster(t *testing.T) {
 		}
 		return false, fmt.Sprintf("%+v", gc.Keys)
 	})
+}
+
+// continuesOn waits until the captures ids are alive and hold every table
+// of e's changefeed on cluster c, and the checkpoint has moved on twice
+// from from; then it verifies the sink there.
+func (e *feedEnv) continuesOn(c *Cluster, ids []string, from model.Ts) (model.Ts, verify.StateReport) {
+	e.t.Helper()
+	for _, id := range ids {
+		c.WaitCaptureAlive(id, 0, settleBound)
+	}
+	c.WaitAllAssignedOnce(e.id, e.tables, ids, 90*time.Second)
+	cp := c.WaitCheckpointAbove(e.id, from, advanceBound)
+	cp = c.WaitCheckpointAbove(e.id, cp, advanceBound)
+	return cp, Verify(e.t, e.src, e.dir, e.start, cp)
 }

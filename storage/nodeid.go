@@ -126,15 +126,7 @@ func writeFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("rename %s to %s: %w", tmpName, path, err)
 	}
 	// Sync the directory so the rename itself survives a power loss.
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open %s to sync it: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return syncDir(dir)
 }
 
 // ReadNodeID returns the ID kept in dataDir/node-id, without creating one:
