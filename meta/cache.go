@@ -87,19 +87,7 @@ func (c *Cache) Len() int {
 }
 
 func cachedGet[T any](c *Cache, r fsm.Reader, key string) (v T, rev uint64, ok bool, err error) {
-	kv, found := r.Get(key)
-	if !found {
-		return v, 0, false, nil
-	}
-	d, err := c.decodeKV(kv)
-	if err != nil {
-		return v, kv.ModRev, false, err
-	}
-	v, isT := d.(T)
-	if !isT {
-		return v, kv.ModRev, false, corrupt(key, "key holds %T, not %T", d, v)
-	}
-	return v, kv.ModRev, true, nil
+	return getWith[T](r, key, c.decodeKV)
 }
 
 // GetCapture is meta.GetCapture through the cache.

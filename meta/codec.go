@@ -143,11 +143,16 @@ func strict[T any](key string, value []byte) (*T, error) {
 // get reads and decodes one key of a known kind. ok is false when the key
 // is absent; err is a *CorruptError when it does not decode.
 func get[T any](r fsm.Reader, key string) (v T, rev uint64, ok bool, err error) {
+	return getWith[T](r, key, func(kv fsm.KV) (any, error) { return Decode(key, kv.Value) })
+}
+
+// getWith is get with the decoding given (the Cache's keeps results).
+func getWith[T any](r fsm.Reader, key string, decode func(fsm.KV) (any, error)) (v T, rev uint64, ok bool, err error) {
 	kv, found := r.Get(key)
 	if !found {
 		return v, 0, false, nil
 	}
-	d, err := Decode(key, kv.Value)
+	d, err := decode(kv)
 	if err != nil {
 		return v, kv.ModRev, false, err
 	}
