@@ -18,7 +18,34 @@ type stepSink struct {
 	sink.NopDDL
 	sink.NopCheckpoint
 	before, after chan struct{} // closed to let a Flush go on
-	fail          error
+	// in, when set, is sent to as a Flush stops at a gate: the test
+	// knows it is inside the flush (before: not committed yet; after:
+	// committed) without sleeping.
+	in   chan struct{}
+	fail error
+	// reports makes it a sink.CommitReporter; empty makes a Flush find
+	// nothing pending and return without a commit, as the storage sink's.
+	reports, empty bool
+}
+
+func (s *stepSink) ReportsCommits() bool { return s.reports }
+
+func (s *stepSink) arrived() {
+	if s.in != nil {
+		s.in <- struct{}{}
+	}
+}
+
+// gated is a sink whose Flush stops at the gate before its commit (or,
+// with afterCommit, after it) and says so on in.
+func gated(afterCommit bool) *stepSink {
+	s := &stepSink{in: make(chan struct{}, 1)}
+	if afterCommit {
+		s.after = make(chan struct{})
+	} else {
+		s.before = make(chan struct{})
+	}
+	return s
 }
 
 func (s *stepSink) OpenTable(context.Context, model.TableName, sink.TableOptions) (sink.TableSink, error) {
@@ -32,13 +59,18 @@ func (t *stepTable) Write(context.Context, []*model.Txn) error { return nil }
 func (t *stepTable) Close() error                              { return nil }
 func (t *stepTable) Flush(ctx context.Context, _ model.Ts) error {
 	if t.s.before != nil {
+		t.s.arrived()
 		<-t.s.before
 	}
 	if t.s.fail != nil {
 		return t.s.fail
 	}
+	if t.s.empty {
+		return nil
+	}
 	sink.Committed(ctx)
 	if t.s.after != nil {
+		t.s.arrived()
 		<-t.s.after
 	}
 	return nil
@@ -93,12 +125,12 @@ func TestTakeoverAfterTheLastFlushIsNoOverlap(t *testing.T) {
 
 func TestConcurrentWritersOverlap(t *testing.T) {
 	dir := t.TempDir()
-	slow := &stepSink{before: make(chan struct{})}
+	slow := gated(false)
 	a := openTable(t, dir, "n1", slow)
 	b := openTable(t, dir, "n2", &stepSink{})
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = a.Flush(writerCtx("n1", 7), 1) })
-	time.Sleep(10 * time.Millisecond) // a is inside its flush
+	<-slow.in // a is inside its flush
 	if err := b.Flush(writerCtx("n2", 9), 2); err != nil {
 		t.Fatal(err)
 	}
@@ -110,11 +142,11 @@ func TestConcurrentWritersOverlap(t *testing.T) {
 	}
 	// The same capture's two incarnations are two writers too.
 	dir2 := t.TempDir()
-	slow2 := &stepSink{before: make(chan struct{})}
+	slow2 := gated(false)
 	c := openTable(t, dir2, "n1", slow2)
 	d := openTable(t, dir2, "n1", &stepSink{})
 	wg.Go(func() { _ = c.Flush(writerCtx("n1", 7), 1) })
-	time.Sleep(10 * time.Millisecond)
+	<-slow2.in
 	_ = d.Flush(writerCtx("n1", 8), 2)
 	close(slow2.before)
 	wg.Wait()
@@ -127,20 +159,21 @@ func TestConcurrentWritersOverlap(t *testing.T) {
 // the call returns; and one that failed without committing wrote nothing.
 func TestCommitInstantAndAbortedFlushes(t *testing.T) {
 	dir := t.TempDir()
-	lingering := &stepSink{after: make(chan struct{})}
+	lingering := gated(true)
 	a := openTable(t, dir, "n1", lingering)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = a.Flush(writerCtx("n1", 7), 1) })
-	time.Sleep(10 * time.Millisecond) // committed, still inside Flush
+	<-lingering.in // committed, still inside Flush
 	b := openTable(t, dir, "n2", &stepSink{})
 	_ = b.Flush(writerCtx("n2", 9), 2)
 	close(lingering.after)
 	wg.Wait()
 	aborted := openTable(t, dir, "n3", &stepSink{before: nil, fail: sink.ErrLeaseExpired})
-	blocked := &stepSink{before: make(chan struct{}), fail: sink.ErrLeaseExpired}
+	blocked := gated(false)
+	blocked.fail = sink.ErrLeaseExpired
 	c := openTable(t, dir, "n3", blocked)
 	wg.Go(func() { _ = c.Flush(writerCtx("n3", 1), 3) })
-	time.Sleep(10 * time.Millisecond)
+	<-blocked.in
 	_ = aborted.Flush(writerCtx("n3", 2), 3)
 	_ = b.Flush(writerCtx("n2", 9), 4)
 	close(blocked.before)
@@ -203,32 +236,6 @@ func TestStaleWriteAfterTakeover(t *testing.T) {
 	}
 }
 
-// reportingSink reports its commits, and its Flush commits only when it
-// has something pending, like the storage sink.
-type reportingSink struct {
-	stepSink
-	pending bool
-}
-
-func (s *reportingSink) ReportsCommits() bool { return true }
-func (s *reportingSink) OpenTable(context.Context, model.TableName, sink.TableOptions) (sink.TableSink, error) {
-	return &reportingTable{s}, nil
-}
-
-type reportingTable struct{ s *reportingSink }
-
-func (t *reportingTable) Write(context.Context, []*model.Txn) error { return nil }
-func (t *reportingTable) Close() error                              { return nil }
-func (t *reportingTable) Flush(ctx context.Context, _ model.Ts) error {
-	if t.s.before != nil {
-		<-t.s.before
-	}
-	if t.s.pending {
-		sink.Committed(ctx)
-	}
-	return nil
-}
-
 // TestEmptyFlushOfAReportingSinkIsNoWriter: a sink that reports its commits
 // and returns from a flush without one wrote nothing — a frozen capture
 // whose empty flush returns after another took the table is no second
@@ -236,12 +243,13 @@ func (t *reportingTable) Flush(ctx context.Context, _ model.Ts) error {
 func TestEmptyFlushOfAReportingSinkIsNoWriter(t *testing.T) {
 	for _, pending := range []bool{false, true} {
 		dir := t.TempDir()
-		frozen := &reportingSink{stepSink: stepSink{before: make(chan struct{})}, pending: pending}
+		frozen := gated(false)
+		frozen.reports, frozen.empty = true, !pending
 		a := openTable(t, dir, "n1", frozen)
 		b := openTable(t, dir, "n2", &stepSink{})
 		var wg sync.WaitGroup
 		wg.Go(func() { _ = a.Flush(writerCtx("n1", 7), 1) })
-		time.Sleep(10 * time.Millisecond)
+		<-frozen.in
 		if err := b.Flush(writerCtx("n2", 9), 2); err != nil {
 			t.Fatal(err)
 		}
