@@ -48,7 +48,7 @@ func (l *renewingLease) renew(stop <-chan struct{}) {
 func TestSinkCallOutlastsARenewedLease(t *testing.T) {
 	for _, lapse := range []string{"renewals stop", "term changes"} {
 		t.Run(lapse, func(t *testing.T) {
-			l := &renewingLease{term: 3}
+			l := &renewingLease{term: 3, until: time.Now().Add(100 * time.Millisecond)}
 			stop := make(chan struct{})
 			done := make(chan struct{})
 			go func() { defer close(done); l.renew(stop) }()
@@ -60,7 +60,6 @@ func TestSinkCallOutlastsARenewedLease(t *testing.T) {
 				}
 				<-done
 			})
-			time.Sleep(10 * time.Millisecond)
 			until, term := l.Lease()
 			ctx, cancel := followLease(context.Background(), l, term, until)
 			defer cancel()
