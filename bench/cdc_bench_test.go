@@ -106,11 +106,6 @@ func TestBenchThroughput(t *testing.T) {
 
 	// Each side reports rows/s and rows per CPU second: on a shared machine
 	// the second is what compares.
-	cpuSelf := func() time.Duration {
-		var ru syscall.Rusage
-		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
 	alone := func() (float64, float64) {
 		src, err := datagen.Open(uri)
 		if err != nil {

@@ -66,6 +66,16 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	return s[i]
 }
 
+// median is the middle of xs (the upper middle for an even count).
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
 // TestBenchFailover kills the leader of a three-process cluster repeatedly
 // and measures kill → a new leader accepting writes.
 func TestBenchFailover(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ import (
 
 var (
 	kafkaSeconds   = flag.Int("kafka-seconds", 10, "kafka throughput: seconds of datagen history to send per round")
+	kafkaRounds    = flag.Int("kafka-rounds", 3, "kafka throughput: measured rounds per protocol")
 	kafkaProtocols = flag.String("kafka-protocols", "canal-json,open-protocol,debezium,simple,avro", "kafka throughput: protocols to measure")
 )
 
@@ -159,7 +161,9 @@ func bareRound(t *testing.T, brokers string, recs []*kgo.Record) time.Duration {
 	for _, r := range recs {
 		if !seen[r.Topic] {
 			seen[r.Topic] = true
-			kadm.NewClient(cl).CreateTopic(ctx, 3, 1, map[string]*string{"max.message.bytes": &mmb}, r.Topic)
+			if _, err := kadm.NewClient(cl).CreateTopic(ctx, 3, 1, map[string]*string{"max.message.bytes": &mmb}, r.Topic); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	start := time.Now()
@@ -186,9 +190,22 @@ func bareRound(t *testing.T, brokers string, recs []*kgo.Record) time.Duration {
 	return time.Since(start)
 }
 
+// newKfake starts an in-process broker; every measured round gets a fresh
+// one, so that neither side writes into a log the other has grown.
+func newKfake(t *testing.T) *kfake.Cluster {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // TestBenchKafkaThroughput: datagen v2's history through the Kafka sink
 // into kfake, per protocol, against a bare franz-go producer sending the
-// same messages to the same kfake, interleaved in one run.
+// same messages, interleaved in one run. The broker runs in this process,
+// so each side's CPU time includes the broker's share; both are reported,
+// and the ratios are the medians over the rounds (each round pairs one run
+// of each side, in alternating order, each on a fresh broker).
 func TestBenchKafkaThroughput(t *testing.T) {
 	const uri = "datagen://?tables=8&rate=5000"
 	hist, rows := kafkaHistory(t, uri, *kafkaSeconds)
@@ -206,34 +223,54 @@ func TestBenchKafkaThroughput(t *testing.T) {
 		if !strings.Contains(","+*kafkaProtocols+",", ","+p.name+",") {
 			continue
 		}
-		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3))
-		if err != nil {
-			t.Fatal(err)
-		}
-		brokers := c.ListenAddrs()[0]
-		params := p.params
-		if p.name == "avro" {
-			params = "schema-registry=" + avrotest.Start(t).URL
-		}
-		var sinkD, bareD time.Duration
-		var msgs int
-		for round := 0; round < 2; round++ {
-			d := sinkRound(t, brokers, p.name, params, hist)
-			if round == 0 {
-				recs := collect(t, brokers, topics)
-				msgs = len(recs)
-				bareRound(t, brokers, recs) // warm-up, creates the bare topics
-				sinkD = d
-				bareD = bareRound(t, brokers, recs)
-				continue
+		params := func() string {
+			if p.name == "avro" {
+				return "schema-registry=" + avrotest.Start(t).URL
 			}
-			sinkD = d
+			return p.params
 		}
+		// An unmeasured sink round gives the messages the bare producer
+		// sends.
+		c := newKfake(t)
+		sinkRound(t, c.ListenAddrs()[0], p.name, params(), hist)
+		recs := collect(t, c.ListenAddrs()[0], topics)
 		c.Close()
-		sinkRate := float64(msgs) / sinkD.Seconds()
-		bareRate := float64(msgs) / bareD.Seconds()
-		fmt.Printf("RESULT kafka protocol=%s rows=%d messages=%d sink_msgs/s=%.0f sink_rows/s=%.0f bare_msgs/s=%.0f ratio=%.2f\n",
-			p.name, rows, msgs, sinkRate, float64(rows)/sinkD.Seconds(), bareRate, sinkRate/bareRate)
+		msgs := len(recs)
+		var ratios, cpuRatios []float64
+		for round := 0; round < *kafkaRounds; round++ {
+			var sinkD, bareD, sinkCPU, bareCPU time.Duration
+			measureSink := func() {
+				c := newKfake(t)
+				defer c.Close()
+				par := params()
+				runtime.GC() // the last round's broker is garbage now, not during the measure
+				cpu0 := cpuSelf()
+				sinkD = sinkRound(t, c.ListenAddrs()[0], p.name, par, hist)
+				sinkCPU = cpuSelf() - cpu0
+			}
+			measureBare := func() {
+				c := newKfake(t)
+				defer c.Close()
+				runtime.GC()
+				cpu0 := cpuSelf()
+				bareD = bareRound(t, c.ListenAddrs()[0], recs)
+				bareCPU = cpuSelf() - cpu0
+			}
+			if round%2 == 0 {
+				measureSink()
+				measureBare()
+			} else {
+				measureBare()
+				measureSink()
+			}
+			sinkRate, bareRate := float64(msgs)/sinkD.Seconds(), float64(msgs)/bareD.Seconds()
+			ratios = append(ratios, sinkRate/bareRate)
+			cpuRatios = append(cpuRatios, bareCPU.Seconds()/sinkCPU.Seconds())
+			fmt.Printf("RESULT kafka protocol=%s round=%d rows=%d messages=%d sink_msgs/s=%.0f sink_rows/s=%.0f sink_cpu/msg=%v bare_msgs/s=%.0f bare_cpu/msg=%v ratio=%.2f cpu-ratio=%.2f\n",
+				p.name, round, rows, msgs, sinkRate, float64(rows)/sinkD.Seconds(), sinkCPU/time.Duration(msgs), bareRate, bareCPU/time.Duration(msgs),
+				sinkRate/bareRate, bareCPU.Seconds()/sinkCPU.Seconds())
+		}
+		fmt.Printf("RESULT kafka protocol=%s median-ratio=%.2f median-cpu-ratio=%.2f (target >= 0.8)\n", p.name, median(ratios), median(cpuRatios))
 	}
 }
 

@@ -80,12 +80,13 @@ func handleSchema(o Options, s *model.TableSchema) (*Schema, error) {
 	return build(o.namespace(s.Table), sanitize(s.Table.Table)+"_handle_key_only", ks.Fields)
 }
 
-// frame is Confluent's wire format: marker 0, the schema ID, the record.
-func frame(id int32, record []byte) []byte {
-	out := make([]byte, 5, 5+len(record))
+// header starts a message in Confluent's wire format (marker 0, the
+// schema ID); the record is appended to it, with room for size bytes.
+func header(id int32, size int) []byte {
+	out := make([]byte, 5, 5+size)
 	out[0] = RecordMarker
 	binary.BigEndian.PutUint32(out[1:], uint32(id))
-	return append(out, record...)
+	return out
 }
 
 // EncodeRow encodes one row for topic: key and value (nil for a delete's
@@ -101,11 +102,10 @@ func (e *Encoder) EncodeRow(ctx context.Context, topic string, r *model.RowChang
 	if err != nil {
 		return nil, nil, err
 	}
-	kb, err := appendRecord(nil, ts.key, r.Image(), nil)
+	key, err = appendRecord(header(keyID, 16*len(ts.key.Fields)), ts.key, r.Image(), nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("avro: table %s key: %w", s.Table, err)
 	}
-	key = frame(keyID, kb)
 	img := r.After
 	op := "c"
 	switch r.Op {
@@ -134,7 +134,7 @@ func (e *Encoder) EncodeRow(ctx context.Context, topic string, r *model.RowChang
 	if err != nil {
 		return nil, nil, err
 	}
-	vb, err := appendRecord(nil, vs, img, func(name string) (model.Value, bool) {
+	value, err = appendRecord(header(valueID, 16*len(vs.Fields)), vs, img, func(name string) (model.Value, bool) {
 		switch name {
 		case FieldOp:
 			return model.StringValue(op), true
@@ -148,7 +148,7 @@ func (e *Encoder) EncodeRow(ctx context.Context, topic string, r *model.RowChang
 	if err != nil {
 		return nil, nil, fmt.Errorf("avro: table %s value: %w", s.Table, err)
 	}
-	return key, frame(valueID, vb), nil
+	return key, value, nil
 }
 
 // DDL is the JSON after a DDL message's marker.

@@ -21,15 +21,18 @@ type Registry struct {
 	client *http.Client
 
 	mu  sync.Mutex
-	ids map[string]int32 // subject + "\x00" + fingerprint → ID
+	ids map[registration]int32
 }
+
+// registration is what a cached ID answers: a schema under a subject.
+type registration struct{ subject, fingerprint string }
 
 // NewRegistry returns a client for the registry at base (http[s]://host:port).
 func NewRegistry(base string, client *http.Client) *Registry {
 	if client == nil {
 		client = http.DefaultClient
 	}
-	return &Registry{base: strings.TrimRight(base, "/"), client: client, ids: map[string]int32{}}
+	return &Registry{base: strings.TrimRight(base, "/"), client: client, ids: map[registration]int32{}}
 }
 
 const contentType = "application/vnd.schemaregistry.v1+json"
@@ -37,7 +40,7 @@ const contentType = "application/vnd.schemaregistry.v1+json"
 // Register registers s under subject (or finds it already registered) and
 // returns its ID.
 func (r *Registry) Register(ctx context.Context, subject string, s *Schema) (int32, error) {
-	key := subject + "\x00" + s.Fingerprint()
+	key := registration{subject, s.Fingerprint()}
 	r.mu.Lock()
 	id, ok := r.ids[key]
 	r.mu.Unlock()

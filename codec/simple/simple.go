@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftcdc/raftcdc/internal/jsonenc"
 	"github.com/raftcdc/raftcdc/model"
 )
 
@@ -101,55 +102,124 @@ type RowOptions struct {
 	ClaimCheck    string
 }
 
-// EncodeRow encodes one row change.
+// EncodeRow encodes one row change. It writes the message with appends
+// rather than encoding/json over maps: a row message is the sink's hot
+// path, and marshalling a map of pointers per image cost about three
+// times the rest of the Kafka sink's work (bench/RESULTS.md "Kafka sink").
+// The output decodes to the same Message; "data" and "old" list their
+// columns in table order.
 func (e *Encoder) EncodeRow(r *model.RowChange, o RowOptions) ([]byte, error) {
 	s := r.Schema
 	if s == nil {
 		return nil, fmt.Errorf("simple: row at %d has no schema", r.CommitTs)
 	}
-	m := Message{Version: Version, Database: s.Table.Schema, Table: s.Table.Table, TableID: s.Table.ID, CommitTs: r.CommitTs,
-		BuildTs: e.now().UnixMilli(), SchemaVersion: s.Version, HandleKeyOnly: o.OnlyHandleKey || o.ClaimCheck != "", ClaimCheckLocation: o.ClaimCheck}
+	var typ string
+	switch r.Op {
+	case model.OpInsert:
+		typ = "INSERT"
+	case model.OpUpdate:
+		typ = "UPDATE"
+	case model.OpDelete:
+		typ = "DELETE"
+	default:
+		return nil, fmt.Errorf("simple: table %s: unknown op %q", s.Table, r.Op)
+	}
+	onlyKey := o.OnlyHandleKey || o.ClaimCheck != ""
 	var keep []bool
-	if m.HandleKeyOnly {
+	if onlyKey {
 		keep = make([]bool, len(s.Columns))
 		for _, i := range s.KeyColumns(s.HandleKey()) {
 			keep[i] = true
 		}
 	}
-	image := func(img []model.Value) map[string]*string {
+	b := make([]byte, 0, 256+48*len(s.Columns)*2)
+	b = append(b, `{"version":`...)
+	b = strconv.AppendInt(b, Version, 10)
+	if s.Table.Schema != "" {
+		b = append(b, `,"database":`...)
+		b = jsonenc.AppendString(b, s.Table.Schema)
+	}
+	if s.Table.Table != "" {
+		b = append(b, `,"table":`...)
+		b = jsonenc.AppendString(b, s.Table.Table)
+	}
+	if s.Table.ID != 0 {
+		b = append(b, `,"tableID":`...)
+		b = strconv.AppendInt(b, s.Table.ID, 10)
+	}
+	b = append(b, `,"type":"`...)
+	b = append(b, typ...)
+	b = append(b, `","commitTs":`...)
+	b = strconv.AppendUint(b, r.CommitTs, 10)
+	b = append(b, `,"buildTs":`...)
+	b = strconv.AppendInt(b, e.now().UnixMilli(), 10)
+	if s.Version != 0 {
+		b = append(b, `,"schemaVersion":`...)
+		b = strconv.AppendUint(b, s.Version, 10)
+	}
+	image := func(name string, img []model.Value) {
 		if img == nil {
-			return nil
+			return
 		}
-		out := make(map[string]*string, len(img))
+		b = append(b, ',', '"')
+		b = append(b, name...)
+		b = append(b, `":{`...)
+		first := true
 		for i, v := range img {
 			if v.IsMissing() || v.IsUnchanged() || (keep != nil && !keep[i]) {
 				continue
 			}
-			if v.IsNull() {
-				out[s.Columns[i].Name] = nil
-				continue
+			if !first {
+				b = append(b, ',')
 			}
-			txt := v.Text()
-			if v.Kind == model.ValueBytes {
-				txt = base64.StdEncoding.EncodeToString(v.B)
-			} else if v.Kind == model.ValueFloat {
-				txt = model.FloatText(v.F, s.Columns[i].Type)
-			}
-			out[s.Columns[i].Name] = &txt
+			first = false
+			b = jsonenc.AppendString(b, s.Columns[i].Name)
+			b = append(b, ':')
+			b = appendValue(b, v, s.Columns[i].Type)
 		}
-		return out
+		b = append(b, '}')
 	}
-	switch r.Op {
-	case model.OpInsert:
-		m.Type, m.Data = "INSERT", image(r.After)
-	case model.OpUpdate:
-		m.Type, m.Data, m.Old = "UPDATE", image(r.After), image(r.Before)
-	case model.OpDelete:
-		m.Type, m.Old = "DELETE", image(r.Before)
-	default:
-		return nil, fmt.Errorf("simple: table %s: unknown op %q", s.Table, r.Op)
+	if r.Op != model.OpDelete {
+		image("data", r.After)
 	}
-	return json.Marshal(m)
+	if r.Op != model.OpInsert {
+		image("old", r.Before)
+	}
+	if onlyKey {
+		b = append(b, `,"handleKeyOnly":true`...)
+	}
+	if o.ClaimCheck != "" {
+		b = append(b, `,"claimCheckLocation":`...)
+		b = jsonenc.AppendString(b, o.ClaimCheck)
+	}
+	return append(b, '}'), nil
+}
+
+// appendValue writes a non-null value as the protocol's JSON string:
+// canonical text, base64 for byte strings, floats at their column's
+// precision.
+func appendValue(b []byte, v model.Value, t model.ColumnType) []byte {
+	switch v.Kind {
+	case model.ValueNull:
+		return append(b, "null"...)
+	case model.ValueInt:
+		b = append(b, '"')
+		b = strconv.AppendInt(b, v.I, 10)
+		return append(b, '"')
+	case model.ValueUint:
+		b = append(b, '"')
+		b = strconv.AppendUint(b, v.U, 10)
+		return append(b, '"')
+	case model.ValueFloat:
+		return jsonenc.AppendString(b, model.FloatText(v.F, t))
+	case model.ValueBytes:
+		b = append(b, '"')
+		b = base64.StdEncoding.AppendEncode(b, v.B)
+		return append(b, '"')
+	case model.ValueString:
+		return jsonenc.AppendString(b, v.S)
+	}
+	return jsonenc.AppendString(b, v.Text())
 }
 
 // EncodeDDL encodes a DDL with the table's schema after it.
