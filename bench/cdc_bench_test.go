@@ -201,7 +201,8 @@ func scrapeMetric(c *integration.Cluster, i int, name string) map[string]float64
 // TestBenchSteady samples the checkpoint lag of a 1,000-table changefeed at
 // 20,000 rows/s over three nodes.
 func TestBenchSteady(t *testing.T) {
-	c := integration.StartCluster(t, buildBinary(t), 3, integration.ClusterOptions{ExtraArgs: []string{"--log-level", "warn"}})
+	bin := buildBinary(t)
+	c := integration.StartCluster(t, bin, 3, clusterOptions(t, bin, "--log-level", "warn"))
 	c.WaitForLeader(30 * time.Second)
 	n := *steadyTables
 	createFeed(t, c, map[string]any{"id": "steady", "source_uri": fmt.Sprintf("datagen://?tables=%d&rate=20", n), "sink_uri": "blackhole://"})

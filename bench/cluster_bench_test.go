@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -44,6 +45,16 @@ var (
 // commit (git worktree add, go build ./cmd/raftcdc) with this tree's
 // benchmark code, so the two sides differ only in the server.
 var benchBin = flag.String("bench-bin", "", "run the cluster benchmarks on this raftcdc binary instead of building the tree's")
+
+// clusterOptions are the options of a benchmark cluster of bin: a build
+// from before --sink-root (a "before" side) runs without it.
+func clusterOptions(t *testing.T, bin string, extra ...string) integration.ClusterOptions {
+	out, err := exec.Command(bin, "server", "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s server --help: %v\n%s", bin, err, out)
+	}
+	return integration.ClusterOptions{ExtraArgs: extra, NoSinkRoot: !strings.Contains(string(out), "--sink-root")}
+}
 
 func buildBinary(t *testing.T) string {
 	if *benchBin != "" {

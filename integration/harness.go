@@ -115,6 +115,9 @@ type ClusterOptions struct {
 	// TLS runs every node with mutual TLS: a CA and one certificate per
 	// node made by the binary's own `tools tls init|issue`.
 	TLS bool
+	// NoSinkRoot leaves out --sink-root, for builds from before the flag
+	// (a benchmark's "before" side); their file sinks are unconfined.
+	NoSinkRoot bool
 }
 
 // FreePorts returns n distinct ports free for TCP and UDP a moment ago (see
@@ -166,7 +169,10 @@ func NewClusterFromTemplate(t testing.TB, bin string, n int, o ClusterOptions) *
 		// directories.
 		p.Args = append([]string{"server", "--node-id", p.ID, "--data-dir", p.DataDir,
 			"--gossip-addr", p.GossipAddr, "--raft-addr", p.RaftAddr, "--api-addr", p.API,
-			"--bootstrap-expect", strconv.Itoa(n), "--join", join, "--log-level", "debug", "--sink-root", os.TempDir()}, o.ExtraArgs...)
+			"--bootstrap-expect", strconv.Itoa(n), "--join", join, "--log-level", "debug"}, o.ExtraArgs...)
+		if !o.NoSinkRoot {
+			p.Args = append(p.Args, "--sink-root", os.TempDir())
+		}
 		procs = append(procs, p)
 	}
 	var caFile string
