@@ -3,7 +3,6 @@ package processor
 import (
 	"bufio"
 	"cmp"
-	"encoding/gob"
 	"errors"
 	"fmt"
 	"io"
@@ -110,7 +109,7 @@ func (s *sorter) spill() (freed int64, err error) {
 			return 0, fmt.Errorf("creating spill run: %w", err)
 		}
 		w := bufio.NewWriterSize(f, 256<<10)
-		s.tail = &runWriter{path: path, f: f, w: w, enc: gob.NewEncoder(w)}
+		s.tail = &runWriter{path: path, f: f, w: w}
 	}
 	t := s.tail
 	for _, p := range s.mem {
@@ -122,7 +121,8 @@ func (s *sorter) spill() (freed int64, err error) {
 				s.schemas[k] = r.Schema
 				rec.Rows = append(rec.Rows, spillRow{Table: k.table, Version: k.version, StartTs: r.StartTs, Op: r.Op, Before: r.Before, After: r.After})
 			}
-			if err := t.enc.Encode(&rec); err != nil {
+			t.buf = appendSpillRecord(t.buf[:0], &rec)
+			if _, err := t.w.Write(t.buf); err != nil {
 				s.dropTail()
 				return 0, fmt.Errorf("writing spill run %s: %w", t.path, err)
 			}
@@ -148,7 +148,7 @@ type runWriter struct {
 	path string
 	f    *os.File
 	w    *bufio.Writer
-	enc  *gob.Encoder
+	buf  []byte // the frame being written, reused
 	rows int64
 	// first and last are the keys of the first and last transactions
 	// written: the run is sorted, so first is its smallest commit ts.
@@ -329,7 +329,7 @@ type run struct {
 	path string
 	rows int64
 	f    *os.File
-	dec  *gob.Decoder
+	dec  spillReader
 	next *model.Txn // the decoded head, nil when not read yet
 	eof  bool
 }
@@ -339,7 +339,7 @@ func openRun(path string, rows int64) (*run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening spill run: %w", err)
 	}
-	return &run{path: path, rows: rows, f: f, dec: gob.NewDecoder(bufio.NewReaderSize(f, 256<<10))}, nil
+	return &run{path: path, rows: rows, f: f, dec: spillReader{bufio.NewReaderSize(f, 256<<10)}}, nil
 }
 
 func (r *run) peek(schemas map[schemaKey]*model.TableSchema) (*model.Txn, error) {
@@ -347,7 +347,7 @@ func (r *run) peek(schemas map[schemaKey]*model.TableSchema) (*model.Txn, error)
 		return r.next, nil
 	}
 	var rec spillRecord
-	if err := r.dec.Decode(&rec); err != nil {
+	if err := r.dec.next(&rec); err != nil {
 		if errors.Is(err, io.EOF) {
 			r.eof = true
 			return nil, nil
