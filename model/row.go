@@ -21,13 +21,3 @@ const (
 	OpUpdate Op = "update"
 	OpDelete Op = "delete"
 )
-
-// LegacyRow is the untyped row of the first round (a key and a column map).
-// It is being replaced by RowChange; datagen and the file sink still use it.
-type LegacyRow struct {
-	Table    TableName      `json:"table"`
-	Key      string         `json:"key"`
-	Op       Op             `json:"op"`
-	CommitTs uint64         `json:"commit_ts"`
-	Columns  map[string]any `json:"columns,omitempty"`
-}

@@ -746,22 +746,6 @@ func TestSpanSourceRefusesBadInput(t *testing.T) {
 	}
 }
 
-// Without DDL, the v2 tables are the legacy tables (same IDs and names),
-// so that switching a processor from Subscribe to SubscribeTxns keeps the
-// table set of running changefeeds.
-func TestWithoutDDLTheTablesAreTheLegacyOnes(t *testing.T) {
-	src, err := Open("datagen://?tables=12")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	legacy, _ := src.Tables(context.Background())
-	v2, _ := src.TablesAt(context.Background(), model.TsFromTime(time.Now()))
-	if !slices.Equal(legacy, v2) {
-		t.Fatalf("legacy tables %v, v2 %v", legacy, v2)
-	}
-}
-
 func BenchmarkHistoryTxns(b *testing.B) {
 	cfg, err := ParseURI("datagen://?tables=1&rate=100000&keys=100000&epoch=2026-01-01T00:00:00Z")
 	if err != nil {

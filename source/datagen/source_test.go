@@ -3,7 +3,7 @@ package datagen
 import (
 	"context"
 	"errors"
-	"reflect"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,15 +45,12 @@ func mustOpen(t *testing.T, uri string, opts ...Option) *Source {
 	return s
 }
 
-func subscribe(t *testing.T, s *Source, id model.TableID, startTs model.Ts) source.Subscription {
+func subscribe(t *testing.T, s *Source, id model.TableID, startTs model.Ts) source.TxnSubscription {
 	t.Helper()
-	tb, ok := s.Generator().Table(id)
-	if !ok {
-		t.Fatalf("no table %d", id)
-	}
-	sub, err := s.Subscribe(context.Background(), tb, startTs)
+	tb := model.TableName{ID: id, Schema: s.hist.cfg.Schema, Table: fmt.Sprintf("t%04d", id)}
+	sub, err := s.SubscribeTxns(context.Background(), tb, startTs)
 	if err != nil {
-		t.Fatalf("Subscribe(%s, %d): %v", tb, startTs, err)
+		t.Fatalf("SubscribeTxns(%s, %d): %v", tb, startTs, err)
 	}
 	t.Cleanup(func() { sub.Close() })
 	return sub
@@ -61,38 +58,69 @@ func subscribe(t *testing.T, s *Source, id model.TableID, startTs model.Ts) sour
 
 // drain reads until the resolved ts reaches upto, checking the subscription
 // contract on every batch.
-func drain(t *testing.T, sub source.Subscription, startTs, upto model.Ts) []model.LegacyRow {
+func drain(t *testing.T, sub source.TxnSubscription, startTs, upto model.Ts) []*model.Txn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var rows []model.LegacyRow
+	var txns []*model.Txn
 	resolved := startTs
 	for resolved < upto {
 		b, err := sub.Next(ctx)
 		if err != nil {
 			t.Fatalf("Next: %v", err)
 		}
-		if len(b.Rows) == 0 && b.ResolvedTs <= resolved {
-			t.Fatalf("batch with no rows and resolved ts %d not above %d", b.ResolvedTs, resolved)
+		if len(b.Txns) == 0 && b.ResolvedTs <= resolved {
+			t.Fatalf("batch with no transactions and resolved ts %d not above %d", b.ResolvedTs, resolved)
 		}
 		if b.ResolvedTs < resolved {
 			t.Fatalf("resolved ts went backwards: %d after %d", b.ResolvedTs, resolved)
 		}
-		for _, r := range b.Rows {
-			if r.CommitTs <= resolved {
-				t.Fatalf("row at %d after resolved ts %d", r.CommitTs, resolved)
+		rows := 0
+		for _, txn := range b.Txns {
+			if txn.CommitTs <= resolved {
+				t.Fatalf("transaction at %d after resolved ts %d", txn.CommitTs, resolved)
 			}
-			if r.CommitTs > b.ResolvedTs {
-				t.Fatalf("row at %d above its batch's resolved ts %d", r.CommitTs, b.ResolvedTs)
+			if txn.CommitTs > b.ResolvedTs {
+				t.Fatalf("transaction at %d above its batch's resolved ts %d", txn.CommitTs, b.ResolvedTs)
 			}
+			rows += len(txn.Rows)
 		}
-		if len(b.Rows) > MaxBatchRows {
-			t.Fatalf("batch of %d rows, cap is %d", len(b.Rows), MaxBatchRows)
+		// The cap is checked before each transaction is added.
+		if len(b.Txns) > 0 && rows-len(b.Txns[len(b.Txns)-1].Rows) >= MaxBatchRows {
+			t.Fatalf("batch of %d rows went on past the cap of %d", rows, MaxBatchRows)
 		}
-		rows = append(rows, b.Rows...)
+		txns = append(txns, b.Txns...)
 		resolved = b.ResolvedTs
 	}
-	return rows
+	return txns
+}
+
+// sameTxns compares two streams transaction by transaction.
+func sameTxns(a, b []*model.Txn) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !sameTxn(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// historyTxns is the pure history's stream of a table in (after, upto].
+func historyTxns(s *Source, table model.TableID, after, upto model.Ts) []*model.Txn {
+	var out []*model.Txn
+	s.hist.Txns(table, after, upto, func(txn *model.Txn) bool { out = append(out, txn); return true })
+	return out
+}
+
+func rowCount(txns []*model.Txn) int {
+	n := 0
+	for _, txn := range txns {
+		n += len(txn.Rows)
+	}
+	return n
 }
 
 func TestSourceDeterministicAcrossInstances(t *testing.T) {
@@ -104,36 +132,16 @@ func TestSourceDeterministicAcrossInstances(t *testing.T) {
 	nowTs := model.TsFromTime(now)
 	ra := drain(t, subscribe(t, a, 2, start), start, nowTs)
 	rb := drain(t, subscribe(t, b, 2, start), start, nowTs)
-	if len(ra) < 14990 {
-		t.Fatalf("%d rows for 5s at 3000/s", len(ra))
+	if n := rowCount(ra); n < 14990 {
+		t.Fatalf("%d rows for 5s at 3000/s", n)
 	}
-	if !reflect.DeepEqual(ra, rb) {
+	if !sameTxns(ra, rb) {
 		t.Fatal("two instances of the same URI produced different streams")
 	}
-	// And the subscription is exactly the pure generator's output.
-	if want := collect(a.Generator(), 2, start, nowTs); !reflect.DeepEqual(ra, want) {
-		t.Fatalf("subscription has %d rows, generator %d", len(ra), len(want))
+	// And the subscription is exactly the pure history's output.
+	if want := historyTxns(a, 2, start, nowTs); !sameTxns(ra, want) {
+		t.Fatalf("subscription has %d transactions, history %d", len(ra), len(want))
 	}
-}
-
-func TestSourceReplayFromLaterTsIsSuffix(t *testing.T) {
-	clock := newFakeClock(time.Now())
-	s := mustOpen(t, "datagen://?tables=1&rate=700", WithClock(clock))
-	nowTs := model.TsFromTime(clock.Now())
-	start := nowTs - 4*ticksPerSecond
-	full := drain(t, subscribe(t, s, 1, start), start, nowTs)
-	for _, i := range []int{0, 1, 500, len(full) - 1} {
-		from := full[i].CommitTs
-		got := drain(t, subscribe(t, s, 1, from), from, nowTs)
-		if !sameRows(got, full[i+1:]) {
-			t.Fatalf("replay from row %d: %d rows, want %d", i, len(got), len(full)-i-1)
-		}
-	}
-}
-
-// sameRows treats nil and empty as equal, unlike reflect.DeepEqual.
-func sameRows(a, b []model.LegacyRow) bool {
-	return len(a) == len(b) && (len(a) == 0 || reflect.DeepEqual(a, b))
 }
 
 func TestSourceLiveResolvedTs(t *testing.T) {
@@ -147,30 +155,14 @@ func TestSourceLiveResolvedTs(t *testing.T) {
 	// Run live for a while: rows keep arriving in order with resolved ts
 	// following wall time.
 	upto := model.TsFromTime(time.Now().Add(300 * time.Millisecond))
-	rows := drain(t, sub, start, upto)
-	want := collect(s.Generator(), 1, start, rows[len(rows)-1].CommitTs)
-	if !reflect.DeepEqual(rows, want) {
-		t.Fatalf("live stream has %d rows, generator %d", len(rows), len(want))
+	txns := drain(t, sub, start, upto)
+	want := historyTxns(s, 1, start, txns[len(txns)-1].CommitTs)
+	if !sameTxns(txns, want) {
+		t.Fatalf("live stream has %d transactions, history %d", len(txns), len(want))
 	}
 	if lag := time.Since(model.TsTime(upto)); lag > 5*time.Second {
 		t.Fatalf("resolved ts lags wall time by %v", lag)
 	}
-}
-
-func TestSourceCatchUpFasterThanRealTime(t *testing.T) {
-	s := mustOpen(t, "datagen://?tables=1&rate=10000&row-size=16")
-	history := 30 * time.Second
-	begin := time.Now()
-	start := model.TsFromTime(begin.Add(-history))
-	rows := drain(t, subscribe(t, s, 1, start), start, model.TsFromTime(begin))
-	elapsed := time.Since(begin)
-	if len(rows) < 299000 {
-		t.Fatalf("replayed %d rows of 30s at 10000/s", len(rows))
-	}
-	if elapsed > history/2 {
-		t.Fatalf("replaying %v of history took %v: not faster than real time", history, elapsed)
-	}
-	t.Logf("replayed %d rows (%v of history) in %v", len(rows), history, elapsed)
 }
 
 func TestSourceGCSafepoint(t *testing.T) {
@@ -257,8 +249,12 @@ func TestSourceGCSafepoint(t *testing.T) {
 
 	// Subscribing below the safepoint loses the snapshot; at it, it works.
 	cur := gc()
-	tb := s.Generator().Tables()[0]
-	_, err := s.Subscribe(ctx, tb, cur-1)
+	tables, err := s.TablesAt(ctx, cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := tables[0]
+	_, err = s.SubscribeTxns(ctx, tb, cur-1)
 	if !errors.Is(err, source.ErrSnapshotLost) {
 		t.Fatalf("Subscribe below the GC safepoint: %v, want ErrSnapshotLost", err)
 	}
@@ -267,31 +263,17 @@ func TestSourceGCSafepoint(t *testing.T) {
 			t.Errorf("error %q does not name %q", err, want)
 		}
 	}
-	sub, err := s.Subscribe(ctx, tb, cur)
+	sub, err := s.SubscribeTxns(ctx, tb, cur)
 	if err != nil {
 		t.Fatalf("Subscribe at the GC safepoint: %v", err)
 	}
 	sub.Close()
 }
 
-func TestSourceSubscribeUnknownTable(t *testing.T) {
-	s := mustOpen(t, "datagen://?tables=2")
-	now, _ := s.CurrentTs(context.Background())
-	for _, tb := range []model.TableName{
-		{ID: 3, Schema: "datagen", Table: "t0003"},
-		{ID: 1, Schema: "other", Table: "t0001"},
-		{ID: 1, Schema: "datagen", Table: "t0002"},
-	} {
-		if _, err := s.Subscribe(context.Background(), tb, now); err == nil || !strings.Contains(err.Error(), "no such table") {
-			t.Errorf("Subscribe(%+v) = %v, want a no-such-table error", tb, err)
-		}
-	}
-}
-
 func TestSubscriptionUnblocks(t *testing.T) {
 	s := mustOpen(t, "datagen://?rate=0.001&resolve-interval=1m")
 	now, _ := s.CurrentTs(context.Background())
-	next := func(sub source.Subscription, ctx context.Context) <-chan error {
+	next := func(sub source.TxnSubscription, ctx context.Context) <-chan error {
 		ch := make(chan error, 1)
 		go func() {
 			_, err := sub.Next(ctx)
@@ -328,7 +310,7 @@ func TestSubscriptionUnblocks(t *testing.T) {
 	if err := <-done; err == nil {
 		t.Fatal("Next after the source closed returned no error")
 	}
-	if _, err := s.Tables(context.Background()); err == nil {
-		t.Fatal("Tables on a closed source returned no error")
+	if _, err := s.TablesAt(context.Background(), now); err == nil {
+		t.Fatal("TablesAt on a closed source returned no error")
 	}
 }

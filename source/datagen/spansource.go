@@ -31,7 +31,7 @@ func (s *Source) UpstreamID(ctx context.Context) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("get datagen upstream ID: %w", err)
 	}
-	return s.gen.cfg.UpstreamID(), nil
+	return s.hist.cfg.UpstreamID(), nil
 }
 
 // TablesAt lists the tables that exist at ts.
