@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/raftcdc/raftcdc/internal/jsonenc"
 	"github.com/raftcdc/raftcdc/model"
 )
 
@@ -159,9 +160,9 @@ func (e *Encoder) appendRowWith(dst []byte, r *model.RowChange, lm *LargeMessage
 	}
 
 	dst = append(dst, `{"id":0,"database":`...)
-	dst = appendString(dst, s.Table.Schema)
+	dst = jsonenc.AppendStringHTML(dst, s.Table.Schema)
 	dst = append(dst, `,"table":`...)
-	dst = appendString(dst, s.Table.Table)
+	dst = jsonenc.AppendStringHTML(dst, s.Table.Table)
 	dst = append(dst, `,"pkNames":`...)
 	dst = appendPKNames(dst, s)
 	dst = append(dst, `,"isDdl":false,"type":"`...)
@@ -175,7 +176,7 @@ func (e *Encoder) appendRowWith(dst []byte, r *model.RowChange, lm *LargeMessage
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, c.Name)
+		dst = jsonenc.AppendStringHTML(dst, c.Name)
 		dst = append(dst, ':')
 		v := data[i]
 		if v.IsUnchanged() && old != nil {
@@ -188,9 +189,9 @@ func (e *Encoder) appendRowWith(dst []byte, r *model.RowChange, lm *LargeMessage
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, c.Name)
+		dst = jsonenc.AppendStringHTML(dst, c.Name)
 		dst = append(dst, ':')
-		dst = appendString(dst, MySQLType(c.Type, e.opts.ContentCompatible))
+		dst = jsonenc.AppendStringHTML(dst, MySQLType(c.Type, e.opts.ContentCompatible))
 	}
 	dst = append(dst, `},"data":`...)
 	var err error
@@ -217,7 +218,7 @@ func (e *Encoder) appendRowWith(dst []byte, r *model.RowChange, lm *LargeMessage
 		}
 		if lm != nil && lm.ClaimCheckLocation != "" {
 			dst = append(dst, `,"claimCheckLocation":`...)
-			dst = appendString(dst, lm.ClaimCheckLocation)
+			dst = jsonenc.AppendStringHTML(dst, lm.ClaimCheckLocation)
 		}
 		dst = append(dst, '}')
 	}
@@ -239,7 +240,7 @@ func appendPKNames(dst []byte, s *model.TableSchema) []byte {
 				if n > 0 {
 					dst = append(dst, ',')
 				}
-				dst = appendString(dst, c.Name)
+				dst = jsonenc.AppendStringHTML(dst, c.Name)
 				n++
 				break
 			}
@@ -274,7 +275,7 @@ func (e *Encoder) appendImage(dst []byte, s *model.TableSchema, img, fill, skipE
 			dst = append(dst, ',')
 		}
 		n++
-		dst = appendString(dst, c.Name)
+		dst = jsonenc.AppendStringHTML(dst, c.Name)
 		dst = append(dst, ':')
 		var err error
 		if dst, err = appendValue(dst, c, v); err != nil {
@@ -326,7 +327,7 @@ func appendValue(dst []byte, c model.Column, v model.Value) ([]byte, error) {
 		dst = strconv.AppendUint(dst, bits, 10)
 		return append(dst, '"'), nil
 	}
-	return appendString(dst, v.S), nil
+	return jsonenc.AppendStringHTML(dst, v.S), nil
 }
 
 // EncodeDDL encodes one DDL event as a message. Its "table" is the table
@@ -352,9 +353,9 @@ func (e *Encoder) AppendDDL(dst []byte, d *model.DDLEvent) ([]byte, error) {
 		table = d.Tables[0].Table
 	}
 	dst = append(dst, `{"id":0,"database":`...)
-	dst = appendString(dst, d.Schema)
+	dst = jsonenc.AppendStringHTML(dst, d.Schema)
 	dst = append(dst, `,"table":`...)
-	dst = appendString(dst, table)
+	dst = jsonenc.AppendStringHTML(dst, table)
 	dst = append(dst, `,"pkNames":null,"isDdl":true,"type":"`...)
 	dst = append(dst, EventType(d.Kind)...)
 	dst = append(dst, `","es":`...)
@@ -362,7 +363,7 @@ func (e *Encoder) AppendDDL(dst []byte, d *model.DDLEvent) ([]byte, error) {
 	dst = append(dst, `,"ts":`...)
 	dst = strconv.AppendInt(dst, e.opts.Now().UnixMilli(), 10)
 	dst = append(dst, `,"sql":`...)
-	dst = appendString(dst, d.Query)
+	dst = jsonenc.AppendStringHTML(dst, d.Query)
 	dst = append(dst, `,"sqlType":null,"mysqlType":null,"data":null,"old":null`...)
 	if e.opts.EnableTiDBExtension {
 		dst = append(dst, `,"_tidb":{"commitTs":`...)

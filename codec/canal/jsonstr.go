@@ -1,66 +1,6 @@
 package canal
 
-import (
-	"unicode/utf8"
-)
-
 const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string the way Go's encoding/json (and
-// the easyjson writer TiCDC uses) writes it with HTML escaping on: '<', '>'
-// and '&' become \u003c, \u003e and \u0026, control characters \n, \r and
-// \t their short escapes and the rest \u00XX, U+2028 and U+2029 are escaped,
-// and invalid UTF-8 becomes U+FFFD. Written by hand so that a row costs no
-// reflection and no intermediate map.
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"':
-				dst = append(dst, '\\', '"')
-			case '\\':
-				dst = append(dst, '\\', '\\')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
 
 // appendLatin1 appends bytes as a JSON string of the characters U+0000 to
 // U+00FF that the bytes are in ISO-8859-1, which is how canal (and TiCDC)

@@ -14,7 +14,14 @@ const hex = "0123456789abcdef"
 // Row values are most of what a JSON sink writes, and most of their bytes
 // need no escaping: eight bytes at a time are skipped while they are plain
 // ASCII; the rest goes byte by byte, rune by rune past ASCII.
-func AppendString(dst []byte, s string) []byte {
+func AppendString(dst []byte, s string) []byte { return appendString(dst, s, false) }
+
+// AppendStringHTML is AppendString with encoding/json's default HTML
+// escaping: '<', '>' and '&' become \u003c, \u003e and \u0026, as canal-json
+// consumers (and TiCDC's writer) expect.
+func AppendStringHTML(dst []byte, s string) []byte { return appendString(dst, s, true) }
+
+func appendString(dst []byte, s string, html bool) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -22,7 +29,7 @@ func AppendString(dst []byte, s string) []byte {
 		// may run past its end; the next block starts after it).
 		end := len(s)
 		if i+8 <= len(s) {
-			if plainASCII8(load64(s, i)) {
+			if plainASCII8(load64(s, i), html) {
 				i += 8
 				continue
 			}
@@ -31,7 +38,7 @@ func AppendString(dst []byte, s string) []byte {
 		for i < end {
 			c := s[i]
 			if c < utf8.RuneSelf {
-				if c >= 0x20 && c != '"' && c != '\\' {
+				if c >= 0x20 && c != '"' && c != '\\' && !(html && (c == '<' || c == '>' || c == '&')) {
 					i++
 					continue
 				}
@@ -64,14 +71,17 @@ func AppendString(dst []byte, s string) []byte {
 
 // plainASCII8 reports whether all eight bytes of x are ASCII that a JSON
 // string carries unescaped: none with the high bit, none below 0x20, no
-// quote and no backslash. (Bit tricks: (v-0x01..)&^v&0x80.. is non-zero
-// exactly when some byte of v is zero, and (x-0x20..)&^x&0x80.. when some
-// byte of x is below 0x20.)
-func plainASCII8(x uint64) bool {
+// quote and no backslash (and with html none of '<', '>', '&'). Bit
+// tricks: (v-0x01..)&^v&0x80.. is non-zero exactly when some byte of v is
+// zero, and (x-0x20..)&^x&0x80.. when some byte of x is below 0x20.
+func plainASCII8(x uint64, html bool) bool {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	hasZero := func(v uint64) uint64 { return (v - ones) &^ v & highs }
 	below20 := (x - 0x20*ones) &^ x & highs
-	return (x&highs)|below20|hasZero(x^('"'*ones))|hasZero(x^('\\'*ones)) == 0
+	if (x&highs)|below20|hasZero(x^('"'*ones))|hasZero(x^('\\'*ones)) != 0 {
+		return false
+	}
+	return !html || hasZero(x^('<'*ones))|hasZero(x^('>'*ones))|hasZero(x^('&'*ones)) == 0
 }
 
 // load64 is the eight bytes of s at i, little-endian (the compiler makes

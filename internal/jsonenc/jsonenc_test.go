@@ -32,7 +32,7 @@ func TestAppendStringIsValidJSON(t *testing.T) {
 // decode to what encoding/json's own encoding decodes to.
 func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 	pieces := []string{"a", "abcdefgh", "0123456789abcdefXYZ", `"`, `\`, "\x00", "\x1f", "\x7f", "\n", "\t", "é", "€", "😀",
-		"\u2028", "\u2029", "\xe2\x80", "\xff", "\xc3", " ", "<>&", "~"}
+		"\u2028", "\u2029", "\xe2\x80", "\xff", "\xc3", " ", "<>&", "~", "<", "&", "\b", "\f"}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for n := 0; n < 20000; n++ {
 		var s string
@@ -55,6 +55,12 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 		}
 		if bytes.Contains(b, []byte("\u2028")) || bytes.Contains(b, []byte("\u2029")) {
 			t.Fatalf("%q: U+2028/U+2029 left unescaped in %s", s, b)
+		}
+		// With HTML escaping the bytes are encoding/json's own, but for
+		// \b and \f, which it writes short since Go 1.22.
+		ref = bytes.ReplaceAll(bytes.ReplaceAll(ref, []byte(`\b`), []byte(`\u0008`)), []byte(`\f`), []byte(`\u000c`))
+		if h := AppendStringHTML(nil, s); !bytes.Equal(h, ref) {
+			t.Fatalf("%q: AppendStringHTML wrote %s, encoding/json %s", s, h, ref)
 		}
 	}
 }
