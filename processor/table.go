@@ -302,10 +302,13 @@ func (t *table) stop() {
 	t.log.Info().Uint64("checkpoint_ts", cp).Uint64("boundary_ts", b).Msg("table stopped at its boundary")
 }
 
-// sized is a batch read from the source with the quota bytes taken for it.
+// sized is a batch read from the source with the quota bytes taken for it,
+// and each transaction's part of them (measured once: sizing walks every
+// value of every row).
 type sized struct {
 	b     source.TxnBatch
 	bytes int64
+	sizes []int64
 }
 
 func txnBytes(txns []*model.Txn) int64 {
@@ -314,6 +317,16 @@ func txnBytes(txns []*model.Txn) int64 {
 		n += int64(t.ApproxSize())
 	}
 	return n
+}
+
+// txnSizes is each transaction's size and their sum.
+func txnSizes(txns []*model.Txn) (sizes []int64, total int64) {
+	sizes = make([]int64, len(txns))
+	for i, t := range txns {
+		sizes[i] = int64(t.ApproxSize())
+		total += sizes[i]
+	}
+	return sizes, total
 }
 
 // runOnce is one attempt: open, subscribe from the checkpoint, replicate.
@@ -419,7 +432,7 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 				readErr <- err
 				return
 			}
-			n := txnBytes(b.Txns)
+			sizes, n := txnSizes(b.Txns)
 			switch {
 			case t.env.preacquired:
 				held.Add(n)
@@ -434,7 +447,7 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 			}
 			reserve = n
 			select {
-			case batches <- sized{b: b, bytes: n}:
+			case batches <- sized{b: b, bytes: n, sizes: sizes}:
 			case <-rctx.Done():
 				return
 			}
@@ -503,8 +516,8 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 			// The reader took the sum of the transactions' sizes; each keeps
 			// its part until it is flushed or dropped.
 			var dropped int64
-			for _, txn := range b.Txns {
-				sz := int64(txn.ApproxSize())
+			for i, txn := range b.Txns {
+				sz := sb.sizes[i]
 				// Transactions at or below the resolved ts would arrive out
 				// of order; the source promised there are none.
 				if txn.CommitTs > resolved {
