@@ -241,27 +241,47 @@ func (t ColumnType) Validate() error {
 func QuoteString(s string) string {
 	var b strings.Builder
 	b.Grow(len(s) + 2)
-	b.WriteByte('\'')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '\'':
-			b.WriteString("''")
-		case '\\':
-			b.WriteString(`\\`)
-		case 0:
-			b.WriteString(`\0`)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\r':
-			b.WriteString(`\r`)
-		case 0x1a:
-			b.WriteString(`\Z`)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('\'')
+	WriteQuoted(&b, s)
 	return b.String()
+}
+
+// StringWriter is what WriteQuoted writes to: a strings.Builder or a
+// bytes.Buffer.
+type StringWriter interface {
+	WriteString(s string) (int, error)
+	WriteByte(c byte) error
+}
+
+// WriteQuoted writes s to b as a MySQL string literal: QuoteString without
+// the intermediate string, for renderers that write a statement's every
+// value (copying the runs between escapes, not byte by byte).
+func WriteQuoted(b StringWriter, s string) {
+	b.WriteByte('\'')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		var esc string
+		switch s[i] {
+		case '\'':
+			esc = "''"
+		case '\\':
+			esc = `\\`
+		case 0:
+			esc = `\0`
+		case '\n':
+			esc = `\n`
+		case '\r':
+			esc = `\r`
+		case 0x1a:
+			esc = `\Z`
+		default:
+			continue
+		}
+		b.WriteString(s[start:i])
+		b.WriteString(esc)
+		start = i + 1
+	}
+	b.WriteString(s[start:])
+	b.WriteByte('\'')
 }
 
 // QuoteIdent quotes a MySQL identifier with backticks.

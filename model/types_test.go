@@ -85,3 +85,22 @@ func TestHandleKeyPrefersPrimaryThenNotNullUnique(t *testing.T) {
 		t.Fatal("an update of the primary key column is a key change")
 	}
 }
+
+func TestQuoteStringEscapesWhatMySQLNeeds(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                   `''`,
+		"plain":              `'plain'`,
+		"it's":               `'it''s'`,
+		`back\slash`:         `'back\\slash'`,
+		"nul\x00byte":        `'nul\0byte'`,
+		"line\nfeed\rreturn": `'line\nfeed\rreturn'`,
+		"ctrl-z\x1a":         `'ctrl-z\Z'`,
+		"'\\\x00\n\r\x1a":    `'''\\\0\n\r\Z'`,
+		"ünïcödé and \x7f":   "'ünïcödé and \x7f'",
+		"\xff\xfe raw bytes": "'\xff\xfe raw bytes'",
+	} {
+		if got := QuoteString(in); got != want {
+			t.Errorf("QuoteString(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

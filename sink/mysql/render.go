@@ -1,11 +1,13 @@
 package mysql
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink/sqlsink"
@@ -60,9 +62,12 @@ func (r *renderer) render(dst []rendered, st *sqlsink.Stmt) ([]rendered, error) 
 	return nil, fmt.Errorf("unknown statement kind %v", st.Kind)
 }
 
-// stmtBuf accumulates one statement.
+// stmtBuf accumulates one statement, or one row of it. A bytes.Buffer, not
+// a strings.Builder: a row's buffer is reset and reused for the next row
+// (Builder.Reset drops its memory), and is copied into the statement's
+// without a string in between.
 type stmtBuf struct {
-	b       strings.Builder
+	b       bytes.Buffer
 	args    []any
 	lenient bool
 }
@@ -95,7 +100,7 @@ func (r *renderer) renderInsert(dst []rendered, st *sqlsink.Stmt) ([]rendered, e
 		cur = stmtBuf{}
 		n = 0
 	}
-	for _, rc := range st.Rows {
+	for i, rc := range st.Rows {
 		row.b.Reset()
 		row.args = row.args[:0]
 		row.lenient = false
@@ -118,11 +123,13 @@ func (r *renderer) renderInsert(dst []rendered, st *sqlsink.Stmt) ([]rendered, e
 			flush()
 		}
 		if n == 0 {
+			// Room for the rows still to come, at this row's size.
+			cur.b.Grow(min(r.maxBytes, head.Len()+(row.b.Len()+1)*(len(st.Rows)-i)))
 			cur.b.WriteString(head.String())
 		} else {
 			cur.b.WriteByte(',')
 		}
-		cur.b.WriteString(row.b.String())
+		cur.b.Write(row.b.Bytes())
 		cur.args = append(cur.args, row.args...)
 		cur.lenient = cur.lenient || row.lenient
 		n++
@@ -248,7 +255,7 @@ func (r *renderer) renderDelete(dst []rendered, st *sqlsink.Stmt) ([]rendered, e
 		default:
 			cur.b.WriteString(" OR ")
 		}
-		cur.b.WriteString(row.b.String())
+		cur.b.Write(row.b.Bytes())
 		cur.args = append(cur.args, row.args...)
 		cur.lenient = cur.lenient || row.lenient
 		n++
@@ -321,7 +328,12 @@ func (r *renderer) value(b *stmtBuf, c model.Column, v model.Value) error {
 		// _binary'…' with backslash escapes: the bytes as they are, half
 		// the size of X'hex' for the server to parse.
 		b.b.WriteString("_binary")
-		b.b.WriteString(model.QuoteString(string(v.B)))
+		if len(v.B) > 0 {
+			// Viewed as a string, not copied: WriteQuoted only reads it.
+			model.WriteQuoted(&b.b, unsafe.String(&v.B[0], len(v.B)))
+		} else {
+			b.b.WriteString("''")
+		}
 	case model.ValueString:
 		switch c.Type.Kind {
 		case model.TypeDecimal:
@@ -335,10 +347,10 @@ func (r *renderer) value(b *stmtBuf, c model.Column, v model.Value) error {
 			if err != nil {
 				return err
 			}
-			b.b.WriteString(model.QuoteString(s))
+			model.WriteQuoted(&b.b, s)
 			return nil
 		}
-		b.b.WriteString(model.QuoteString(v.S))
+		model.WriteQuoted(&b.b, v.S)
 	default:
 		return fmt.Errorf("cannot write a %s value", v.Kind)
 	}
