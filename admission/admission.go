@@ -92,12 +92,7 @@ func Measure(rd fsm.Reader, live map[string]string, exclude model.ChangefeedID, 
 		if info.ID == exclude || !Holds(info) {
 			return true
 		}
-		var st *model.ChangefeedStatus
-		if skv, ok := rd.Get(meta.ChangefeedStatusKey(info.ID)); ok {
-			if sv, err := meta.Decode(skv.Key, skv.Value); err == nil {
-				st = sv.(*model.ChangefeedStatus)
-			}
-		}
+		st, _, _, _ := meta.GetStatus(rd, info.ID) // nil when absent or corrupt
 		u.Running += Tables(info, st)
 		return true
 	})
