@@ -299,7 +299,8 @@ func (s *streamSession) read(ctx context.Context, out chan<- source.StreamBatch,
 			errc <- err
 			return
 		}
-		if n := txnBytes(b.Txns); n > 0 {
+		n := txnBytes(b.Txns)
+		if n > 0 {
 			if err := q.acquire(ctx, n, mayForce, wake); err != nil {
 				errc <- err
 				return
@@ -308,7 +309,7 @@ func (s *streamSession) read(ctx context.Context, out chan<- source.StreamBatch,
 		select {
 		case out <- b:
 		case <-ctx.Done():
-			q.release(txnBytes(b.Txns))
+			q.release(n)
 			return
 		}
 	}

@@ -302,12 +302,11 @@ func (t *table) stop() {
 	t.log.Info().Uint64("checkpoint_ts", cp).Uint64("boundary_ts", b).Msg("table stopped at its boundary")
 }
 
-// sized is a batch read from the source with the quota bytes taken for it,
-// and each transaction's part of them (measured once: sizing walks every
-// value of every row).
+// sized is a batch read from the source with each transaction's part of
+// the quota bytes taken for it (measured once: sizing walks every value of
+// every row).
 type sized struct {
 	b     source.TxnBatch
-	bytes int64
 	sizes []int64
 }
 
@@ -447,7 +446,7 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 			}
 			reserve = n
 			select {
-			case batches <- sized{b: b, bytes: n, sizes: sizes}:
+			case batches <- sized{b: b, sizes: sizes}:
 			case <-rctx.Done():
 				return
 			}
