@@ -35,6 +35,15 @@ func ValidateBudget(n int) error {
 	return nil
 }
 
+// BudgetOf is the table budget a capture declares; a capture of a build
+// from before budgets declares none and carries the default.
+func BudgetOf(ci *model.CaptureInfo) int {
+	if ci.TableBudget > 0 {
+		return ci.TableBudget
+	}
+	return DefaultTableBudget
+}
+
 // Usage is the cluster's table load against its capacity.
 type Usage struct {
 	// Running is the tables of every changefeed that runs or will run
@@ -73,11 +82,7 @@ func Measure(rd fsm.Reader, live map[string]string, exclude model.ChangefeedID, 
 		if _, ok := u.Captures[ci.ID]; !ok {
 			return true
 		}
-		if ci.TableBudget > 0 {
-			u.Captures[ci.ID] = ci.TableBudget
-		} else {
-			u.Captures[ci.ID] = DefaultTableBudget // a build from before budgets
-		}
+		u.Captures[ci.ID] = BudgetOf(ci)
 		return true
 	})
 	for _, b := range u.Captures {

@@ -1085,10 +1085,7 @@ func (h *Handler) listCaptures(w http.ResponseWriter, r *http.Request) error {
 				l = "unknown"
 			}
 			cv := CaptureView{ID: ci.ID, Address: ci.AdvertiseAddr, Version: ci.Version, StartTime: ci.StartTime, Incarnation: ci.Incarnation,
-				IsOwner: ci.ID == owner.NodeID, Liveness: l, Tables: tables[ci.ID], TableBudget: ci.TableBudget}
-			if cv.TableBudget <= 0 {
-				cv.TableBudget = admission.DefaultTableBudget
-			}
+				IsOwner: ci.ID == owner.NodeID, Liveness: l, Tables: tables[ci.ID], TableBudget: admission.BudgetOf(ci)}
 			if kv, ok := rd.Get(meta.DrainKey(ci.ID)); ok {
 				if v, err := meta.Decode(kv.Key, kv.Value); err == nil && v.(*model.DrainRequest).Incarnation == ci.Incarnation {
 					cv.Draining = true
