@@ -573,8 +573,6 @@ func (p *processor) workload(now time.Time) model.TaskWorkload {
 	return wl
 }
 
-// report proposes the position (and, less often, the workload) in one
-// command, if anything changed since the last accepted report.
 // DefaultReportBytesPerSecond bounds the position bytes one processor
 // writes through Raft per second while nothing urgent changed
 // (Config.ReportBytesPerSecond). A position lists
@@ -586,6 +584,8 @@ func (p *processor) workload(now time.Time) model.TaskWorkload {
 // (28 KB) still every flush interval.
 const DefaultReportBytesPerSecond = 256 << 10
 
+// report proposes the position (and, less often, the workload) in one
+// command, if anything changed since the last accepted report.
 func (p *processor) report(ctx context.Context) {
 	cfg := p.deps.cfg
 	now := time.Now()
