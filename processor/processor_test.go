@@ -503,7 +503,7 @@ func TestPositionReportsArePacedBySize(t *testing.T) {
 	startManager(t, c, func(cfg *Config) { cfg.ReportBytesPerSecond = 1000 })
 	first := c.waitPosition("all three tables running", func(p model.TaskPosition) bool { return len(p.Running) == 3 })
 	n0, t0 := writes.Load(), time.Now()
-	time.Sleep(2 * time.Second)
+	time.Sleep(2 * time.Second) // the window the writes are counted over, not a wait for a condition
 	n, elapsed := writes.Load()-n0, time.Since(t0)
 	pos, _ := c.position()
 	size, _ := json.Marshal(pos)
