@@ -121,6 +121,11 @@ func (sub *txnSubscription) Close() error {
 	return nil
 }
 
+// nextBoundary is this table's first resolve boundary after now.
+func (sub *txnSubscription) nextBoundary(now time.Time, interval time.Duration) time.Time {
+	return boundaryAfter(now, interval, phaseOf(sub.cur.inc.id, interval))
+}
+
 func (sub *txnSubscription) Next(ctx context.Context) (source.TxnBatch, error) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
@@ -149,18 +154,18 @@ func (sub *txnSubscription) Next(ctx context.Context) (source.TxnBatch, error) {
 			resolved := next - 1
 			if next > nowTs {
 				resolved = nowTs
-				sub.resolveDue = boundaryAfter(now, interval, phaseOf(sub.cur.inc.id, interval))
+				sub.resolveDue = sub.nextBoundary(now, interval)
 			}
 			sub.resolved = max(sub.resolved, resolved)
 			return source.TxnBatch{Txns: txns, ResolvedTs: sub.resolved}, nil
 		}
 		if nowTs > sub.resolved && !now.Before(sub.resolveDue) {
 			sub.resolved = nowTs
-			sub.resolveDue = boundaryAfter(now, interval, phaseOf(sub.cur.inc.id, interval))
+			sub.resolveDue = sub.nextBoundary(now, interval)
 			return source.TxnBatch{ResolvedTs: nowTs}, nil
 		}
 		if !sub.resolveDue.After(now) {
-			sub.resolveDue = boundaryAfter(now, interval, phaseOf(sub.cur.inc.id, interval))
+			sub.resolveDue = sub.nextBoundary(now, interval)
 		}
 		var err error
 		if next == ^model.Ts(0) || !model.TsTime(next).Add(time.Millisecond).Before(sub.resolveDue) {
