@@ -100,10 +100,11 @@ type Stores struct {
 	Stable    raft.StableStore
 	Snapshots raft.SnapshotStore
 
-	kind LogStore
-	bolt *raftboltdb.BoltStore
-	wal  *walStore
-	dir  string
+	kind   LogStore
+	bolt   *raftboltdb.BoltStore
+	stable *stableGuard // Stable: bolt, guarded against writes after Close
+	wal    *walStore
+	dir    string
 }
 
 // Open creates (if needed) and opens the Raft stores under dataDir/raft.
@@ -161,7 +162,8 @@ func Open(dataDir string, o Options) (*Stores, error) {
 		s.closeStores()
 		return nil, fmt.Errorf("open raft storage: open snapshot store in %s: %w", dir, err)
 	}
-	s.Log, s.Stable, s.Snapshots = cached, s.bolt, snaps
+	s.stable = &stableGuard{s: s.bolt}
+	s.Log, s.Stable, s.Snapshots = cached, s.stable, snaps
 	o.Logger.Debug().Str("dir", dir).Str("log_store", string(kind)).Msg("raft storage opened")
 	return s, nil
 }
@@ -192,6 +194,9 @@ func (s *Stores) Close() error {
 }
 
 func (s *Stores) closeStores() error {
+	if s.stable != nil {
+		s.stable.close()
+	}
 	var errs []error
 	if s.wal != nil {
 		errs = append(errs, s.wal.Close())
