@@ -421,7 +421,7 @@ func (c *Cluster) Kill(i int, sig syscall.Signal) {
 			// A clean stop must be clean: the server exits non-zero when its
 			// own --shutdown-timeout ran out (after dumping its goroutines).
 			if sig != syscall.SIGKILL && !cmd.ProcessState.Success() {
-				c.t.Errorf("%s: %v, then %v; a clean shutdown exits 0 (the log may hold a goroutine dump): %s", p.ID, sig, cmd.ProcessState, p.LogPath)
+				c.t.Errorf("%s: %v, then %v; a clean shutdown exits 0 (the log may hold a goroutine dump): %s\n%s", p.ID, sig, cmd.ProcessState, p.LogPath, lastErrors(p.LogPath))
 			}
 		case <-time.After(30 * time.Second):
 			// SIGQUIT makes the Go runtime write every goroutine's stack to
@@ -914,3 +914,24 @@ func Ctx(d time.Duration) (context.Context, context.CancelFunc) {
 }
 
 var errNoNode = errors.New("no serving node")
+
+// lastErrors returns the warnings, errors and non-JSON lines (a returned
+// error, a goroutine dump) from the end of a node's log: why it exited
+// badly, at the point of failure, where a truncated test output keeps it.
+func lastErrors(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	var keep []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l == "" || (strings.HasPrefix(l, "{") && !strings.Contains(l, `"level":"warn"`) && !strings.Contains(l, `"level":"error"`)) {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	if len(keep) > 40 {
+		keep = keep[len(keep)-40:]
+	}
+	return strings.Join(keep, "\n")
+}

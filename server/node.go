@@ -569,14 +569,30 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			}
 		}
 		if n.members != nil {
-			_ = n.members.UpdateMeta(ctx, func(m *membership.Meta) { m.Liveness = membership.LivenessDraining })
+			// The draining mark is a courtesy, so it gets a small part of
+			// the budget. memberlist waits until the update has been
+			// gossiped, and when every peer leaves after that wait began
+			// (a whole cluster stopped at once) there is nobody to gossip
+			// to: unbounded, the wait took the whole shutdown budget.
+			gctx, cancel := context.WithTimeout(ctx, goodbyeBudget)
+			if e := n.members.UpdateMeta(gctx, func(m *membership.Meta) { m.Liveness = membership.LivenessDraining }); e != nil {
+				n.log.Debug().Err(e).Msg("draining mark not gossiped")
+			}
+			cancel()
 		}
 		close(n.stopCh)
 		n.wg.Wait()
 		err = n.closeAll()
+		if e := ctx.Err(); e != nil {
+			// Every step ran, but later than the caller allowed.
+			err = errors.Join(err, fmt.Errorf("shutdown outlasted its deadline: %w", e))
+		}
 	})
 	return err
 }
+
+// goodbyeBudget bounds the gossip of the draining mark during Shutdown.
+const goodbyeBudget = time.Second
 
 // hasOtherVoter says whether the configuration holds a voter besides this
 // node, that is, whether there is anybody to hand leadership to. A one-node

@@ -294,17 +294,24 @@ func (c *Cluster) KillNode(i int) {
 
 // StopNode stops node i gracefully (SIGTERM's path).
 func (c *Cluster) StopNode(i int) {
+	if err := c.StopNodeWithin(i, 10*time.Second); err != nil {
+		c.t.Logf("shutdown of node %d: %v", i+1, err)
+	}
+}
+
+// StopNodeWithin stops node i gracefully with a shutdown budget and returns
+// what Shutdown said (an overrun of the budget is an error).
+func (c *Cluster) StopNodeWithin(i int, budget time.Duration) error {
 	c.mu.Lock()
 	n := c.nodes[i]
 	c.nodes[i] = nil
 	c.mu.Unlock()
-	if n != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := n.Shutdown(ctx); err != nil {
-			c.t.Logf("shutdown of node %d: %v", i+1, err)
-		}
+	if n == nil {
+		return nil
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	return n.Shutdown(ctx)
 }
 
 // RestartNode starts node i again with its data dir.
