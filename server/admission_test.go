@@ -75,11 +75,19 @@ func (c *feedCluster) post(path string, body any) (int, string) {
 
 func (c *feedCluster) write(method, path string, body any) (code int, resp string) {
 	deadline := time.Now().Add(20 * time.Second)
+	retried := false
 	for {
 		code, resp = c.call(-1, method, path, body, nil)
+		if retried && code == http.StatusConflict && strings.Contains(resp, `"admin_job_pending"`) {
+			// A 503 can come after the command was committed ("it may
+			// still apply"): the job pending now is the one this call
+			// asked for.
+			return http.StatusAccepted, resp
+		}
 		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
 			return code, resp
 		}
+		retried = true
 		time.Sleep(200 * time.Millisecond)
 	}
 }

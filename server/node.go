@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -191,7 +192,7 @@ func (n *Node) Config() Config { return n.cfg }
 func (n *Node) Start(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
-			n.closeAll()
+			n.closeAll(func(string) {})
 		}
 	}()
 	if err := mkdirAll(n.cfg.DataDir); err != nil {
@@ -560,6 +561,15 @@ func (n *Node) Drain(ctx context.Context) error {
 func (n *Node) Shutdown(ctx context.Context) error {
 	var err error
 	n.shutdownOnce.Do(func() {
+		// How long each step took goes into the log, and into the error
+		// when the whole overran: what a stuck stop waited for.
+		var steps []string
+		last := time.Now()
+		step := func(name string) {
+			now := time.Now()
+			steps = append(steps, fmt.Sprintf("%s %v", name, now.Sub(last).Round(time.Millisecond)))
+			last = now
+		}
 		if n.raft != nil && n.raft.State() == raft.Leader && n.hasOtherVoter() {
 			f := n.raft.LeadershipTransfer()
 			if e := f.Error(); e != nil {
@@ -567,6 +577,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			} else {
 				n.log.Info().Msg("leadership transferred before shutdown")
 			}
+			step("leadership transfer")
 		}
 		if n.members != nil {
 			// The draining mark is a courtesy, so it gets a small part of
@@ -579,13 +590,16 @@ func (n *Node) Shutdown(ctx context.Context) error {
 				n.log.Debug().Err(e).Msg("draining mark not gossiped")
 			}
 			cancel()
+			step("draining mark")
 		}
 		close(n.stopCh)
 		n.wg.Wait()
-		err = n.closeAll()
+		step("workers")
+		err = n.closeAll(step)
+		n.log.Debug().Strs("steps", steps).Msg("shutdown steps")
 		if e := ctx.Err(); e != nil {
 			// Every step ran, but later than the caller allowed.
-			err = errors.Join(err, fmt.Errorf("shutdown outlasted its deadline: %w", e))
+			err = errors.Join(err, fmt.Errorf("shutdown outlasted its deadline (%s): %w", strings.Join(steps, ", "), e))
 		}
 	})
 	return err
@@ -624,15 +638,17 @@ func (n *Node) Kill() {
 			n.transport.Close()
 		}
 		n.wg.Wait()
-		n.closeAll()
+		n.closeAll(func(string) {})
 	})
 }
 
-func (n *Node) closeAll() error {
+// closeAll closes what the node opened, calling step after each slow part.
+func (n *Node) closeAll(step func(name string)) error {
 	var errs []error
 	if n.http != nil {
 		n.http.close()
 		n.http = nil
+		step("http")
 	}
 	if n.members != nil {
 		if err := n.members.Leave(time.Second); err != nil {
@@ -640,10 +656,12 @@ func (n *Node) closeAll() error {
 		}
 		errs = append(errs, n.members.Shutdown())
 		n.members = nil
+		step("gossip leave")
 	}
 	if n.raft != nil {
 		errs = append(errs, n.raft.Shutdown().Error())
 		n.raft = nil
+		step("raft")
 	}
 	if n.transport != nil {
 		errs = append(errs, n.transport.Close())
@@ -657,9 +675,11 @@ func (n *Node) closeAll() error {
 		errs = append(errs, c())
 	}
 	n.closers = nil
+	step("state machine and services")
 	if n.stores != nil {
 		errs = append(errs, n.stores.Close())
 		n.stores = nil
+		step("raft stores")
 	}
 	if n.lock != nil {
 		errs = append(errs, n.lock.Unlock())
