@@ -448,8 +448,21 @@ func (m *Membership) UpdateMeta(ctx context.Context, fn func(*Meta)) error {
 			return fmt.Errorf("update node meta: %w", context.DeadlineExceeded)
 		}
 	}
-	if err := m.list.UpdateNode(timeout); err != nil {
-		return fmt.Errorf("update node meta: broadcast: %w", err)
+	// memberlist's wait for the broadcast takes no context; a caller that
+	// is stopping must not sit out the timeout (when every peer has left,
+	// the update is never gossiped and the wait always runs to the end).
+	// The update is queued either way: it goes out with the next gossip.
+	done := make(chan error, 1)
+	go func() { done <- m.list.UpdateNode(timeout) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("update node meta: broadcast: %w", err)
+		}
+	case <-ctx.Done():
+		return fmt.Errorf("update node meta: broadcast not confirmed: %w", ctx.Err())
+	case <-m.stop:
+		return errors.New("update node meta: broadcast not confirmed: membership is shutting down")
 	}
 	m.log.Debug().Str("liveness", string(next.Liveness)).Bool("has_raft_state", next.HasRaftState).
 		Msg("node meta updated")

@@ -385,7 +385,7 @@ func (n *Node) bootstrapLoop(ctx context.Context) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
-		done, err := n.tryBootstrap()
+		done, err := n.tryBootstrap(ctx)
 		n.mu.Lock()
 		n.bootstrapErr = err
 		n.mu.Unlock()
@@ -401,9 +401,9 @@ func (n *Node) bootstrapLoop(ctx context.Context) {
 	}
 }
 
-func (n *Node) tryBootstrap() (done bool, err error) {
+func (n *Node) tryBootstrap(ctx context.Context) (done bool, err error) {
 	if has, err := n.stores.HasState(); err == nil && has {
-		n.markHasState()
+		n.markHasState(ctx)
 		return true, nil // added to a cluster by its leader meanwhile
 	}
 	var candidates []membership.Member
@@ -442,12 +442,12 @@ func (n *Node) tryBootstrap() (done bool, err error) {
 		return false, fmt.Errorf("bootstrapping Raft: %w", err)
 	}
 	n.log.Info().Int("voters", len(conf.Servers)).Msg("bootstrapped the cluster")
-	n.markHasState()
+	n.markHasState(ctx)
 	return true, nil
 }
 
-func (n *Node) markHasState() {
-	if err := n.members.UpdateMeta(context.Background(), func(m *membership.Meta) { m.HasRaftState = true }); err != nil {
+func (n *Node) markHasState(ctx context.Context) {
+	if err := n.members.UpdateMeta(ctx, func(m *membership.Meta) { m.HasRaftState = true }); err != nil {
 		n.log.Warn().Err(err).Msg("could not gossip has_raft_state")
 	}
 }

@@ -20,8 +20,8 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 	deadSince := map[string]time.Time{}
 	logged := map[string]string{} // what was last said per subject, to say it once
 	for {
-		n.ensureClusterRecord(logged)
-		n.reconcile(deadSince, logged)
+		n.ensureClusterRecord(ctx, logged)
+		n.reconcile(ctx, deadSince, logged)
 		select {
 		case <-ctx.Done():
 			return
@@ -38,7 +38,7 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 // updates changed addresses in place, and — only when DeadServerTimeout is
 // set — removes voters dead for longer than that, never more than
 // (voters-1)/2 of them.
-func (n *Node) reconcile(deadSince map[string]time.Time, logged map[string]string) {
+func (n *Node) reconcile(ctx context.Context, deadSince map[string]time.Time, logged map[string]string) {
 	if n.raft.State() != raft.Leader {
 		return
 	}
@@ -103,7 +103,7 @@ func (n *Node) reconcile(deadSince map[string]time.Time, logged map[string]strin
 		if _, ok := inConf[id]; !ok || id == n.id || now.Sub(since) < n.cfg.DeadServerTimeout {
 			continue
 		}
-		if err := n.RemoveNode(context.Background(), id); err != nil {
+		if err := n.RemoveNode(ctx, id); err != nil {
 			n.log.Warn().Err(err).Str("member_id", id).Msg("not removing dead server")
 			continue
 		}

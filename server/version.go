@@ -94,7 +94,7 @@ func (n *Node) refuseMember(m membership.Member) string {
 // ensureClusterRecord writes the cluster record if there is none, and
 // raises its schema version to this build's once every voter supports it.
 // It runs on the leader, from the reconcile loop.
-func (n *Node) ensureClusterRecord(logged map[string]string) {
+func (n *Node) ensureClusterRecord(ctx context.Context, logged map[string]string) {
 	var cur *model.ClusterInfo
 	var rev uint64
 	var ok bool
@@ -161,7 +161,7 @@ func (n *Node) ensureClusterRecord(logged map[string]string) {
 	if err != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	res, err := n.Apply(ctx, fsm.Command{Conds: []fsm.Cond{{Type: fsm.CondModRev, Key: meta.KeyCluster, ModRev: rev}}, Ops: []fsm.Op{op}})
 	switch {
