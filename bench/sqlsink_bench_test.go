@@ -351,6 +351,26 @@ func requireCountMySQL(t *testing.T, m *testserver.MariaDB, w *workload) {
 
 func rate(rows int, d time.Duration) float64 { return float64(rows) / d.Seconds() }
 
+// costed is one contender's run: its rate and the CPU it cost per row, in
+// this process (the client) and in the server. On a shared 2-core machine
+// the rates swing with the load; what each client costs the server and
+// itself per row says where a gap is, and swings much less.
+type costed struct {
+	rate                 float64
+	clientCPU, serverCPU time.Duration // per row
+}
+
+func measure(rows int, serverCPU func() time.Duration, run func() time.Duration) costed {
+	c0, s0 := cpuSelf(), serverCPU()
+	d := run()
+	c1, s1 := cpuSelf(), serverCPU()
+	return costed{rate: rate(rows, d), clientCPU: (c1 - c0) / time.Duration(rows), serverCPU: (s1 - s0) / time.Duration(rows)}
+}
+
+func (c costed) String() string {
+	return fmt.Sprintf("%.0f rows/s (CPU per row: client %v, server %v)", c.rate, c.clientCPU.Round(100*time.Nanosecond), c.serverCPU.Round(100*time.Nanosecond))
+}
+
 // TestBenchSQLMariaDB: the mysql:// sink against a plain loader writing
 // the same rows into the same MariaDB with multi-row INSERTs over the same
 // number of connections, in interleaved rounds; and the sink on a mixed
@@ -366,9 +386,14 @@ func TestBenchSQLMariaDB(t *testing.T) {
 		uri += "&" + *sqlParams
 	}
 	for round := 1; round <= *sqlRounds; round++ {
-		var loadT time.Duration
+		var load costed
+		loader := func() {
+			load = measure(ins.rows, m.CPU, func() time.Duration {
+				return loadMySQL(t, m, ins.retarget(fmt.Sprintf("load%d", round)), *sqlWorkers)
+			})
+		}
 		if round%2 == 0 { // alternate which goes first
-			loadT = loadMySQL(t, m, ins.retarget(fmt.Sprintf("load%d", round)), *sqlWorkers)
+			loader()
 		}
 		metrics := sqlsink.NewMetrics(nil)
 		s, err := mysql.Open(context.Background(), uri, sqlsink.WithMetrics(metrics), sqlsink.WithChangefeed("bench"))
@@ -376,17 +401,16 @@ func TestBenchSQLMariaDB(t *testing.T) {
 			t.Fatal(err)
 		}
 		sinkW := ins.retarget(fmt.Sprintf("sink%d", round))
-		sinkT := runSink(t, s, sinkW)
+		sk := measure(ins.rows, m.CPU, func() time.Duration { return runSink(t, s, sinkW) })
 		t.Logf("sink: %s", batchStats(metrics, "mysql"))
 		requireCountMySQL(t, m, sinkW)
 		if round%2 == 1 {
-			loadT = loadMySQL(t, m, ins.retarget(fmt.Sprintf("load%d", round)), *sqlWorkers)
+			loader()
 		}
 		mixedT := runSink(t, s, mixed.retarget(fmt.Sprintf("mixed%d", round)))
 		s.Close()
-		sr, lr := rate(ins.rows, sinkT), rate(ins.rows, loadT)
-		fmt.Printf("RESULT mariadb round %d: sink %.0f rows/s, plain loader %.0f rows/s, ratio %.2f; sink on the mixed workload %.0f rows/s (%d workers/connections)\n",
-			round, sr, lr, sr/lr, rate(mixed.rows, mixedT), *sqlWorkers)
+		fmt.Printf("RESULT mariadb round %d: sink %v, plain loader %v, ratio %.2f; sink on the mixed workload %.0f rows/s (%d workers/connections; load %s)\n",
+			round, sk, load, sk.rate/load.rate, rate(mixed.rows, mixedT), *sqlWorkers, loadavg())
 	}
 }
 

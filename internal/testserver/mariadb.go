@@ -355,6 +355,14 @@ func (m *MariaDB) Restart(t testing.TB) {
 	m.Start(t)
 }
 
+// CPU is the CPU time the server has used since it started: benchmarks
+// compare what each client costs the server.
+func (m *MariaDB) CPU() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.proc.cpu()
+}
+
 // Running reports whether the server process is up.
 func (m *MariaDB) Running() bool {
 	m.mu.Lock()

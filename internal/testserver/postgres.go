@@ -404,6 +404,14 @@ func (p *Postgres) Restart(t testing.TB) {
 	p.Start(t)
 }
 
+// CPU is the CPU time the server (the postmaster and every backend) has
+// used: benchmarks compare what each client costs the server.
+func (p *Postgres) CPU() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.proc.cpu()
+}
+
 // Running reports whether the postmaster is up.
 func (p *Postgres) Running() bool {
 	p.mu.Lock()

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -207,4 +208,47 @@ func run(logPath string, cred *syscall.Credential, env []string, argv ...string)
 func missing(t testing.TB, what, pkg string, err error) {
 	t.Helper()
 	t.Fatalf("%s is not installed (%v); install it with:\n\tapt-get install -y %s\n(make test does this when run as root)", what, err, pkg)
+}
+
+// cpu is the user+system CPU time the server's process group has used so
+// far (every process whose group is the server's: PostgreSQL forks a
+// backend per connection), read from /proc; 0 when it cannot be read.
+func (p *process) cpu() time.Duration {
+	if p == nil || p.cmd.Process == nil {
+		return 0
+	}
+	pgid := p.cmd.Process.Pid
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	var ticks int64
+	for _, e := range ents {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The command name in parentheses may hold spaces: fields count
+		// from the last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		// f[0] is field 3 (state): pgrp is field 5, utime 14, stime 15.
+		if len(f) < 13 {
+			continue
+		}
+		if g, _ := strconv.Atoi(f[2]); g != pgid {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + s
+	}
+	// Linux reports in USER_HZ, 100 on every platform Go runs on here.
+	return time.Duration(ticks) * 10 * time.Millisecond
 }

@@ -66,7 +66,7 @@ func applySerial(txns []txn) map[int]int {
 // per key, the order in which transactions touched it.
 func runParallel(t *testing.T, seed uint64, txns []txn, workers int) (map[int]int, map[int][]int) {
 	t.Helper()
-	d := New[txn](64) // few slots: collisions are part of what is tested
+	d := New[txn](64) // hashes folded: collisions are part of what is tested
 	var mu sync.Mutex
 	st := map[int]int{}
 	order := map[int][]int{}
@@ -81,19 +81,11 @@ func runParallel(t *testing.T, seed uint64, txns []txn, workers int) (map[int]in
 			defer wg.Done()
 			r := rand.New(rand.NewPCG(seed, uint64(w)))
 			for {
-				first, err := d.Next(ctx)
+				// Batches of ready transactions of one group, as the SQL
+				// sink's workers take them.
+				batch, err := d.NextBatch(ctx, nil, func(txn) int { return 1 }, 1+r.IntN(4))
 				if err != nil {
 					return
-				}
-				// Batch more ready transactions of the group, as the SQL
-				// sink's workers do.
-				batch := []*Node[txn]{first}
-				for len(batch) < 1+r.IntN(4) {
-					m := d.TryNext(first.Group(), func(txn) bool { return true })
-					if m == nil {
-						break
-					}
-					batch = append(batch, m)
 				}
 				for _, n := range batch {
 					for _, wr := range n.Item.writes {
@@ -184,44 +176,106 @@ func TestDisjointTransactionsAreReadyTogether(t *testing.T) {
 	if n1 != a || n2 != b {
 		t.Fatalf("ready order %d, %d; want 1, 2", n1.Item, n2.Item)
 	}
-	if d.TryNext(0, func(int) bool { return true }) != nil {
-		t.Fatal("c was handed out before a finished")
+	if d.Pending() != 0 {
+		t.Fatal("c was ready before a finished")
 	}
 	d.Done(a)
-	if n := d.TryNext(0, func(int) bool { return true }); n != c {
+	if n, _ := d.Next(ctx); n != c {
 		t.Fatalf("after a finished, got %v, want c", n)
 	}
 }
 
-func TestTryNextTakesItsGroupOnly(t *testing.T) {
+func TestNextBatchTakesItsGroupOnly(t *testing.T) {
 	d := New[string](0)
 	for i, item := range []string{"a1", "b1", "a2", "b2", "a3"} {
 		d.Add(item, uint64(item[0]), []uint64{uint64(i)})
 	}
 	ctx := context.Background()
-	first, _ := d.Next(ctx)
-	var got []string
-	for {
-		n := d.TryNext(first.Group(), func(string) bool { return true })
-		if n == nil {
-			break
-		}
-		got = append(got, n.Item)
+	one := func(string) int { return 1 }
+	batch, err := d.NextBatch(ctx, nil, one, 10)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if first.Item != "a1" || fmt.Sprint(got) != "[a2 a3]" {
-		t.Fatalf("batched %s then %v, want a1 then [a2 a3]", first.Item, got)
+	if got := items(batch); got != "[a1 a2 a3]" {
+		t.Fatalf("batched %s, want [a1 a2 a3]", got)
 	}
 	if d.Pending() != 2 {
 		t.Fatalf("%d left ready, want b1 and b2", d.Pending())
 	}
-	n1, _ := d.Next(ctx)
-	n2, _ := d.Next(ctx)
-	if n1.Item != "b1" || n2.Item != "b2" {
-		t.Fatalf("left %s %s, want b1 b2 in order", n1.Item, n2.Item)
+	if batch, _ = d.NextBatch(ctx, nil, one, 10); items(batch) != "[b1 b2]" {
+		t.Fatalf("left %s, want [b1 b2] in order", items(batch))
 	}
-	if d.TryNext('b', func(string) bool { return false }) != nil || d.Pending() != 0 {
-		t.Fatal("an empty group handed something out")
+	if d.Pending() != 0 {
+		t.Fatal("something left")
 	}
+}
+
+// The first transaction is taken whatever its size; the rest only while
+// the total stays within max.
+func TestNextBatchStopsAtItsSize(t *testing.T) {
+	d := New[int](0)
+	for i, size := range []int{300, 100, 100, 50, 7} {
+		d.Add(size, 0, []uint64{uint64(i)})
+	}
+	ctx := context.Background()
+	id := func(n int) int { return n }
+	var got []string
+	for d.Pending() > 0 {
+		b, err := d.NextBatch(ctx, nil, id, 256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, items(b))
+	}
+	if fmt.Sprint(got) != "[[300] [100 100 50] [7]]" {
+		t.Fatalf("batches %v, want [[300] [100 100 50] [7]]", got)
+	}
+}
+
+// Workers that wake together for one group's ready transactions each take
+// a full batch; taking turns instead (one transaction each, then more)
+// split 2,000 transactions into ~16 batches of ~125.
+func TestWorkersWokenTogetherTakeFullBatches(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		d := New[int](0)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		sizes := make(chan int, 64)
+		var wg sync.WaitGroup
+		for w := 0; w < 16; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					b, err := d.NextBatch(ctx, nil, func(int) int { return 1 }, 256)
+					if err != nil {
+						return
+					}
+					sizes <- len(b)
+				}
+			}()
+		}
+		items := make([]int, 2000)
+		d.AddAll(0, items, func(i int) []uint64 { return []uint64{uint64(i)} })
+		var got []int
+		for n := 0; n < 2000; {
+			s := <-sizes
+			got = append(got, s)
+			n += s
+		}
+		cancel()
+		wg.Wait()
+		if len(got) != 8 {
+			t.Fatalf("round %d: 2,000 ready transactions went out in %d batches %v; want 8 (7 of 256 and one of 208)", round, len(got), got)
+		}
+	}
+}
+
+func items[T any](b []*Node[T]) string {
+	var out []T
+	for _, n := range b {
+		out = append(out, n.Item)
+	}
+	return fmt.Sprint(out)
 }
 
 func TestNextServesGroupsInTurn(t *testing.T) {
@@ -276,13 +330,32 @@ func TestNextEndsOnCloseAndContext(t *testing.T) {
 	}
 }
 
-func TestDoneReleasesSlots(t *testing.T) {
-	d := New[int](8)
-	n := d.Add(1, 0, []uint64{1, 2, 3})
-	d.Done(n)
-	for i, s := range d.slots {
-		if s != nil {
-			t.Fatalf("slot %d still holds a finished transaction", i)
+// Done forgets the hashes of a finished transaction: the detector holds
+// only what is in flight, and no finished transaction stays reachable.
+func TestDoneForgetsTheKeys(t *testing.T) {
+	d := New[int](0)
+	a := d.Add(1, 0, []uint64{1, 2, 3})
+	b := d.Add(2, 0, []uint64{3, 4})
+	d.Done(a)
+	if len(d.last) != 2 || d.last[3] != b || d.last[4] != b {
+		t.Fatalf("after a finished, the detector holds %v; want keys 3 and 4 of b", d.last)
+	}
+	d.Done(b)
+	if len(d.last) != 0 {
+		t.Fatalf("after both finished, the detector holds %v", d.last)
+	}
+}
+
+// Distinct hashes never wait for each other, however many are in flight
+// (folded into slots, thousands in flight made one in ten wait).
+func TestDistinctKeysNeverWait(t *testing.T) {
+	d := New[int](0)
+	for i := range 100_000 {
+		if n := d.Add(i, uint64(i%4), []uint64{uint64(i) * 0x9E3779B97F4A7C15}); n.Waited {
+			t.Fatalf("transaction %d waited with a key of its own", i)
 		}
+	}
+	if d.Pending() != 100_000 {
+		t.Fatalf("%d ready, want all 100,000", d.Pending())
 	}
 }

@@ -117,6 +117,19 @@ func (c *conn) Commit(ctx context.Context) error {
 }
 
 func (c *conn) applyMulti(ctx context.Context, ex driver.ExecerContext, dc any, rs []rendered) error {
+	if len(rs) == 1 && !rs[0].lenient {
+		// One statement is atomic on its own in autocommit mode (the
+		// session's default, which nothing here changes): no BEGIN and
+		// COMMIT for the server to run around it, as a plain loader's
+		// multi-row INSERT has none.
+		if _, err := ex.ExecContext(ctx, rs[0].sql, nil); err != nil {
+			if transient, _ := classify(err); transient {
+				return err
+			}
+			return &sqlsink.StmtError{Stmt: rs[0].stmt, Err: err}
+		}
+		return nil
+	}
 	var chunks []string
 	var b strings.Builder
 	b.WriteString("BEGIN")

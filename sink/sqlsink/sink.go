@@ -300,22 +300,11 @@ func (s *Sink) worker(id int) {
 		}
 	}()
 	var batch []*causality.Node[*unit]
+	rows := func(u *unit) int { return len(u.rows) }
 	for {
-		n, err := s.det.Next(s.ctx)
-		if err != nil {
+		var err error
+		if batch, err = s.det.NextBatch(s.ctx, batch[:0], rows, s.cfg.MaxTxnRow); err != nil {
 			return
-		}
-		batch = append(batch[:0], n)
-		rows := len(n.Item.rows)
-		for rows < s.cfg.MaxTxnRow {
-			m := s.det.TryNext(n.Group(), func(u *unit) bool {
-				return rows+len(u.rows) <= s.cfg.MaxTxnRow
-			})
-			if m == nil {
-				break
-			}
-			batch = append(batch, m)
-			rows += len(m.Item.rows)
 		}
 		err = s.apply(&conn, batch)
 		for _, b := range batch {
