@@ -17,6 +17,7 @@ type conn struct {
 	c        *sql.Conn
 	maxBytes int
 	cache    *stmtCache
+	bufs     bufPool // statement buffers, reused from batch to batch
 }
 
 // stmtCacheSize bounds the prepared statements a connection keeps: the
@@ -52,6 +53,9 @@ func newConn(b *backend, c *sql.Conn, maxPacket int) *conn {
 func (c *conn) Apply(ctx context.Context, stmts []sqlsink.Stmt) error {
 	cfg := c.b.cfg
 	rs, err := c.render(stmts, !cfg.MultiStmt && cfg.CachePrepStmts)
+	// The statements' text lives in the pooled buffers: free them only
+	// once nothing uses it.
+	defer c.bufs.release()
 	if err != nil || len(rs) == 0 {
 		return err
 	}
@@ -75,7 +79,7 @@ func (c *conn) Apply(ctx context.Context, stmts []sqlsink.Stmt) error {
 }
 
 func (c *conn) render(stmts []sqlsink.Stmt, prepared bool) ([]rendered, error) {
-	r := renderer{tz: c.b.cfg.TimeZone, literal: !prepared, maxBytes: c.maxBytes, maxArgs: maxPlaceholders}
+	r := renderer{tz: c.b.cfg.TimeZone, literal: !prepared, maxBytes: c.maxBytes, maxArgs: maxPlaceholders, bufs: &c.bufs}
 	var rs []rendered
 	for i := range stmts {
 		var err error
@@ -98,6 +102,7 @@ func (c *conn) Begin(ctx context.Context) error {
 func (c *conn) Exec(ctx context.Context, stmts []sqlsink.Stmt) error {
 	prepared := c.b.cfg.CachePrepStmts
 	rs, err := c.render(stmts, prepared)
+	defer c.bufs.release()
 	if err != nil || len(rs) == 0 {
 		return err
 	}
@@ -267,6 +272,9 @@ func (s *stmtCache) get(ctx context.Context, dc any, q string) (driver.Stmt, err
 	if !ok {
 		return nil, fmt.Errorf("mysql driver connection %T cannot prepare", dc)
 	}
+	// The text may be a view of a pooled buffer (see bufPool): the cache
+	// keeps a copy.
+	q = strings.Clone(q)
 	st, err := p.PrepareContext(ctx, q)
 	if err != nil {
 		return nil, err

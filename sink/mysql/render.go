@@ -33,6 +33,57 @@ type renderer struct {
 	literal  bool
 	maxBytes int // a multi-row statement is cut before it grows past this
 	maxArgs  int // and before it has more placeholders than this
+	bufs     *bufPool
+}
+
+// bufPool keeps a connection's statement buffers from one batch to the
+// next. A batch's statements are large (a 256-row INSERT of wide rows is
+// about a megabyte); allocating them afresh cost more than rendering
+// them, most of it in zeroing the new memory.
+type bufPool struct {
+	free, used [][]byte
+}
+
+// maxFreeBufs bounds what a connection keeps between batches.
+const maxFreeBufs = 4
+
+func (p *bufPool) get() []byte {
+	if p == nil || len(p.free) == 0 {
+		return nil
+	}
+	b := p.free[len(p.free)-1]
+	p.free = p.free[:len(p.free)-1]
+	return b[:0]
+}
+
+// release makes every buffer handed out since the last release free again:
+// the statements rendered into them must no longer be in use.
+func (p *bufPool) release() {
+	for _, b := range p.used {
+		if len(p.free) < maxFreeBufs {
+			p.free = append(p.free, b)
+		}
+	}
+	clear(p.used)
+	p.used = p.used[:0]
+}
+
+// newBuf starts a statement in a pooled buffer.
+func (r *renderer) newBuf() stmtBuf {
+	return stmtBuf{b: *bytes.NewBuffer(r.bufs.get())}
+}
+
+// text ends a statement: its SQL is a view of the buffer, not a copy, and
+// the buffer goes back to the pool at the next release.
+func (r *renderer) text(b *stmtBuf) string {
+	bs := b.b.Bytes()
+	if r.bufs != nil {
+		r.bufs.used = append(r.bufs.used, bs[:0])
+	}
+	if len(bs) == 0 {
+		return ""
+	}
+	return unsafe.String(&bs[0], len(bs))
 }
 
 // maxPlaceholders is MySQL's limit of parameters in one prepared statement.
@@ -90,14 +141,12 @@ func (r *renderer) renderInsert(dst []rendered, st *sqlsink.Stmt) ([]rendered, e
 		head.WriteString(model.QuoteIdent(c.Name))
 	}
 	head.WriteString(") VALUES ")
-	var cur stmtBuf
-	var row stmtBuf
+	var cur, row stmtBuf
 	n := 0
 	flush := func() {
 		if n > 0 {
-			dst = append(dst, rendered{sql: cur.b.String(), args: cur.args, stmt: st, lenient: cur.lenient})
+			dst = append(dst, rendered{sql: r.text(&cur), args: cur.args, stmt: st, lenient: cur.lenient})
 		}
-		cur = stmtBuf{}
 		n = 0
 	}
 	for i, rc := range st.Rows {
@@ -123,6 +172,7 @@ func (r *renderer) renderInsert(dst []rendered, st *sqlsink.Stmt) ([]rendered, e
 			flush()
 		}
 		if n == 0 {
+			cur = r.newBuf()
 			// Room for the rows still to come, at this row's size.
 			cur.b.Grow(min(r.maxBytes, head.Len()+(row.b.Len()+1)*(len(st.Rows)-i)))
 			cur.b.WriteString(head.String())
