@@ -161,8 +161,11 @@ type Membership struct {
 
 	// lifeMu orders Leave against Shutdown.
 	lifeMu sync.Mutex
-	// updateMu serialises UpdateMeta so that read-modify-write of the meta
-	// never loses a concurrent change.
+	// updateMu serialises UpdateMeta's read-modify-write of the meta so
+	// that it never loses a concurrent change. It is not held while the
+	// update is gossiped: that wait can last seconds, and a caller that
+	// is stopping (the draining mark) must not queue behind it. memberlist
+	// takes concurrent UpdateNode calls; each gossips the meta of its time.
 	updateMu sync.Mutex
 
 	// mu guards everything below. Rule: never call into memberlist while
@@ -419,27 +422,10 @@ func (m *Membership) UpdateMeta(ctx context.Context, fn func(*Meta)) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("update node meta: %w", err)
 	}
-	m.updateMu.Lock()
-	defer m.updateMu.Unlock()
-	if m.isClosed() {
-		return errors.New("update node meta: membership is shut down")
-	}
-
-	m.mu.Lock()
-	next := m.meta
-	m.mu.Unlock()
-	fn(&next)
-	if err := validateMeta(next, m.cfg.NodeName); err != nil {
-		return fmt.Errorf("update node meta: %w", err)
-	}
-	b, err := EncodeMeta(next)
+	next, err := m.modifyMeta(fn)
 	if err != nil {
-		return fmt.Errorf("update node meta: %w", err)
+		return err
 	}
-	m.mu.Lock()
-	m.meta = next
-	m.metaBytes = b
-	m.mu.Unlock()
 
 	timeout := 5 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
@@ -467,6 +453,31 @@ func (m *Membership) UpdateMeta(ctx context.Context, fn func(*Meta)) error {
 	m.log.Debug().Str("liveness", string(next.Liveness)).Bool("has_raft_state", next.HasRaftState).
 		Msg("node meta updated")
 	return nil
+}
+
+// modifyMeta applies fn to the node's meta, under updateMu.
+func (m *Membership) modifyMeta(fn func(*Meta)) (Meta, error) {
+	m.updateMu.Lock()
+	defer m.updateMu.Unlock()
+	if m.isClosed() {
+		return Meta{}, errors.New("update node meta: membership is shut down")
+	}
+	m.mu.Lock()
+	next := m.meta
+	m.mu.Unlock()
+	fn(&next)
+	if err := validateMeta(next, m.cfg.NodeName); err != nil {
+		return Meta{}, fmt.Errorf("update node meta: %w", err)
+	}
+	b, err := EncodeMeta(next)
+	if err != nil {
+		return Meta{}, fmt.Errorf("update node meta: %w", err)
+	}
+	m.mu.Lock()
+	m.meta = next
+	m.metaBytes = b
+	m.mu.Unlock()
+	return next, nil
 }
 
 // Leave announces this node's departure so peers mark it "left" rather than

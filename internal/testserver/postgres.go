@@ -221,6 +221,9 @@ func (p *Postgres) serverArgs() []string {
 
 func (p *Postgres) start() error {
 	proc, err := spawn("postgres", p.LogPath, p.cred, p.env(), p.serverArgs()...)
+	if proc != nil {
+		proc.dir = p.DataDir
+	}
 	if err != nil {
 		return err
 	}

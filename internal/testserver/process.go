@@ -13,7 +13,6 @@ package testserver
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -43,6 +42,11 @@ type process struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	waitErr error
+	// dir, when set, is the server's working directory: every process
+	// there belongs to the server. PostgreSQL's backends call setsid and
+	// so leave the postmaster's process group, but all of them chdir to
+	// the data directory.
+	dir string
 }
 
 // spawn starts argv with stdout and stderr appended to logPath, in its own
@@ -93,22 +97,99 @@ func (p *process) kill() error {
 	}
 }
 
-// waitGroupGone waits until no process is left in the server's process
-// group: PostgreSQL's backends outlive a SIGKILLed postmaster for a moment
-// and keep its shared memory attached, which a new postmaster refuses.
+// waitGroupGone waits until no process of the server is left — none in
+// its process group and none in its working directory — SIGKILLing what
+// remains: PostgreSQL's backends outlive a SIGKILLed postmaster for a
+// moment (they are not in its process group) and keep its shared memory
+// attached, which a new postmaster refuses ("pre-existing shared memory
+// block is still in use").
 func (p *process) waitGroupGone(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		err := syscall.Kill(-p.cmd.Process.Pid, 0)
-		if errors.Is(err, syscall.ESRCH) {
+		left := p.members()
+		if len(left) == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s process group %d still has members %v after SIGKILL", p.name, p.cmd.Process.Pid, timeout)
+			return fmt.Errorf("%s processes %v still alive %v after SIGKILL", p.name, left, timeout)
 		}
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		for _, pid := range left {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// members lists the server's live processes: those in its process group
+// and, with dir set, those whose working directory is dir. Zombies count
+// until they are reaped (their memory is gone, but they are still there).
+func (p *process) members() []int {
+	var out []int
+	for _, st := range p.scan() {
+		out = append(out, st.pid)
+	}
+	return out
+}
+
+type procStat struct {
+	pid   int
+	ticks int64 // user+system, in USER_HZ
+}
+
+// scan reads /proc for the server's processes.
+func (p *process) scan() []procStat {
+	if p == nil || p.cmd.Process == nil {
+		return nil
+	}
+	pgid := p.cmd.Process.Pid
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []procStat
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The command name in parentheses may hold spaces: fields count
+		// from the last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		// f[0] is field 3 (state): pgrp is field 5, utime 14, stime 15.
+		if len(f) < 13 {
+			continue
+		}
+		mine := false
+		if g, _ := strconv.Atoi(f[2]); g == pgid {
+			mine = true
+		} else if p.dir != "" {
+			if cwd, err := os.Readlink("/proc/" + e.Name() + "/cwd"); err == nil && cwd == p.dir {
+				mine = true
+			}
+		}
+		if !mine {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		if pid == pgid && len(f) >= 15 {
+			// The leader's reaped children (PostgreSQL's backends that
+			// have exited) count too: cutime and cstime, fields 16, 17.
+			cu, _ := strconv.ParseInt(f[13], 10, 64)
+			cs, _ := strconv.ParseInt(f[14], 10, 64)
+			u += cu + cs
+		}
+		out = append(out, procStat{pid: pid, ticks: u + st})
+	}
+	return out
 }
 
 // waitReady polls ready until it succeeds, the process exits or the start
@@ -210,44 +291,13 @@ func missing(t testing.TB, what, pkg string, err error) {
 	t.Fatalf("%s is not installed (%v); install it with:\n\tapt-get install -y %s\n(make test does this when run as root)", what, err, pkg)
 }
 
-// cpu is the user+system CPU time the server's process group has used so
-// far (every process whose group is the server's: PostgreSQL forks a
-// backend per connection), read from /proc; 0 when it cannot be read.
+// cpu is the user+system CPU time the server has used so far: its live
+// processes, and the backends its postmaster has reaped; read from /proc,
+// 0 when it cannot be read.
 func (p *process) cpu() time.Duration {
-	if p == nil || p.cmd.Process == nil {
-		return 0
-	}
-	pgid := p.cmd.Process.Pid
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
 	var ticks int64
-	for _, e := range ents {
-		if e.Name()[0] < '0' || e.Name()[0] > '9' {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// The command name in parentheses may hold spaces: fields count
-		// from the last ')'.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		// f[0] is field 3 (state): pgrp is field 5, utime 14, stime 15.
-		if len(f) < 13 {
-			continue
-		}
-		if g, _ := strconv.Atoi(f[2]); g != pgid {
-			continue
-		}
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		s, _ := strconv.ParseInt(f[12], 10, 64)
-		ticks += u + s
+	for _, st := range p.scan() {
+		ticks += st.ticks
 	}
 	// Linux reports in USER_HZ, 100 on every platform Go runs on here.
 	return time.Duration(ticks) * 10 * time.Millisecond

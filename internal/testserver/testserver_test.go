@@ -118,6 +118,49 @@ func TestPostgresAuthLogicalReplicationAndCrashRestart(t *testing.T) {
 	}
 }
 
+// Kill leaves no process of the server behind, backends included: they
+// are not in the postmaster's process group (PostgreSQL calls setsid),
+// and one still attached to the shared memory made the next start fail
+// with "pre-existing shared memory block is still in use" (seen in CI).
+func TestPostgresKillLeavesNoBackend(t *testing.T) {
+	p := StartPostgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for range 4 { // idle backends, each waiting for its client
+		c, err := pgx.Connect(ctx, p.ConnString(PostgresSuperuser, PostgresPassword, "postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(context.Background())
+	}
+	for round := 1; round <= 3; round++ {
+		p.Kill(t)
+		if left := inDir(p.DataDir); len(left) > 0 {
+			t.Fatalf("round %d: processes %v still run in the data directory after Kill", round, left)
+		}
+		p.Start(t)
+		for range 4 {
+			c, err := pgx.Connect(ctx, p.ConnString(PostgresSuperuser, PostgresPassword, "postgres"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(context.Background())
+		}
+	}
+}
+
+// inDir lists the processes whose working directory is dir.
+func inDir(dir string) []string {
+	ents, _ := os.ReadDir("/proc")
+	var out []string
+	for _, e := range ents {
+		if cwd, err := os.Readlink("/proc/" + e.Name() + "/cwd"); err == nil && cwd == dir {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
 // fatalRecorder captures a Fatalf instead of stopping the test.
 type fatalRecorder struct {
 	testing.TB
