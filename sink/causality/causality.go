@@ -206,24 +206,11 @@ func (d *Detector[T]) takeLocked(q *fifo[*Node[T]]) *Node[T] {
 // Next blocks until a transaction is ready, the context ends or the
 // detector is closed.
 func (d *Detector[T]) Next(ctx context.Context) (*Node[T], error) {
-	for {
-		d.mu.Lock()
-		if d.closed {
-			d.mu.Unlock()
-			return nil, ErrClosed
-		}
-		n := d.popLocked()
-		d.mu.Unlock()
-		if n != nil {
-			return n, nil
-		}
-		select {
-		case <-d.wake:
-		case <-d.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	b, err := d.NextBatch(ctx, nil, func(T) int { return 1 }, 0)
+	if err != nil {
+		return nil, err
 	}
+	return b[0], nil
 }
 
 // NextBatch blocks like Next for a ready transaction, then takes, in the
