@@ -123,3 +123,31 @@ func TestAvroDecimalBytes(t *testing.T) {
 		}
 	}
 }
+
+// A consumer fetches each schema ID from the registry once, however many
+// records carry it (an ID never changes its schema); a fetch per record
+// made the Kafka scenario's avro verification take minutes.
+func TestDecoderFetchesEachSchemaOnce(t *testing.T) {
+	ctx := context.Background()
+	reg := avrotest.Start(t)
+	s := modeltest.AllTypesSchema("db", "all", 1, 1)
+	enc := NewEncoder(Options{}, NewRegistry(reg.URL, nil))
+	img := modeltest.EdgeImages()[0]
+	k, v, err := enc.EncodeRow(ctx, "t", &model.RowChange{Schema: s, CommitTs: 1, Op: model.OpInsert, After: img}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := reg.Requests()
+	dec := NewDecoder(Options{}, NewRegistry(reg.URL, nil))
+	for i := 0; i < 50; i++ {
+		if _, err := dec.DecodeValue(ctx, s, v); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dec.DecodeKey(ctx, s, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := reg.Requests() - before; n != 2 {
+		t.Fatalf("%d registry requests to decode 50 keys and values, want 2 (each schema once)", n)
+	}
+}

@@ -15,13 +15,15 @@ import (
 
 // Registry is a client of a Confluent-compatible schema registry. It
 // caches registrations, so a schema is posted once per subject and
-// process.
+// process, and schemas by ID, so a consumer fetches each once: a registry
+// never changes the schema an ID names.
 type Registry struct {
 	base   string
 	client *http.Client
 
-	mu  sync.Mutex
-	ids map[registration]int32
+	mu    sync.Mutex
+	ids   map[registration]int32
+	texts map[int32]string
 }
 
 // registration is what a cached ID answers: a schema under a subject.
@@ -32,7 +34,7 @@ func NewRegistry(base string, client *http.Client) *Registry {
 	if client == nil {
 		client = http.DefaultClient
 	}
-	return &Registry{base: strings.TrimRight(base, "/"), client: client, ids: map[registration]int32{}}
+	return &Registry{base: strings.TrimRight(base, "/"), client: client, ids: map[registration]int32{}, texts: map[int32]string{}}
 }
 
 const contentType = "application/vnd.schemaregistry.v1+json"
@@ -63,12 +65,21 @@ func (r *Registry) Register(ctx context.Context, subject string, s *Schema) (int
 
 // SchemaText fetches the schema registered with an ID.
 func (r *Registry) SchemaText(ctx context.Context, id int32) (string, error) {
+	r.mu.Lock()
+	text, ok := r.texts[id]
+	r.mu.Unlock()
+	if ok {
+		return text, nil
+	}
 	var out struct {
 		Schema string `json:"schema"`
 	}
 	if err := r.do(ctx, http.MethodGet, r.base+"/schemas/ids/"+strconv.Itoa(int(id)), nil, &out); err != nil {
 		return "", fmt.Errorf("schema registry: schema %d: %w", id, err)
 	}
+	r.mu.Lock()
+	r.texts[id] = out.Schema
+	r.mu.Unlock()
 	return out.Schema, nil
 }
 
