@@ -52,7 +52,8 @@ func newConn(b *backend, c *sql.Conn, maxPacket int) *conn {
 // statement with cache-prep-stmts, or as text.
 func (c *conn) Apply(ctx context.Context, stmts []sqlsink.Stmt) error {
 	cfg := c.b.cfg
-	rs, err := c.render(stmts, !cfg.MultiStmt && cfg.CachePrepStmts)
+	prepared := !cfg.MultiStmt && cfg.CachePrepStmts
+	rs, err := c.render(stmts, prepared)
 	// The statements' text lives in the pooled buffers: free them only
 	// once nothing uses it.
 	defer c.bufs.release()
@@ -64,13 +65,20 @@ func (c *conn) Apply(ctx context.Context, stmts []sqlsink.Stmt) error {
 		if !ok {
 			return fmt.Errorf("mysql driver connection %T cannot execute", dc)
 		}
+		if len(rs) == 1 {
+			// One statement is atomic on its own in autocommit mode (the
+			// session's default, which nothing here changes): no BEGIN and
+			// COMMIT for the server to run around it, as a plain loader's
+			// multi-row INSERT has none.
+			return c.execEach(ctx, ex, dc, rs, prepared)
+		}
 		if cfg.MultiStmt {
 			return c.applyMulti(ctx, ex, dc, rs)
 		}
 		if _, err := ex.ExecContext(ctx, "BEGIN", nil); err != nil {
 			return err
 		}
-		if err := c.execEach(ctx, ex, dc, rs, !cfg.MultiStmt && cfg.CachePrepStmts); err != nil {
+		if err := c.execEach(ctx, ex, dc, rs, prepared); err != nil {
 			return err
 		}
 		_, err := ex.ExecContext(ctx, "COMMIT", nil)
@@ -122,19 +130,6 @@ func (c *conn) Commit(ctx context.Context) error {
 }
 
 func (c *conn) applyMulti(ctx context.Context, ex driver.ExecerContext, dc any, rs []rendered) error {
-	if len(rs) == 1 && !rs[0].lenient {
-		// One statement is atomic on its own in autocommit mode (the
-		// session's default, which nothing here changes): no BEGIN and
-		// COMMIT for the server to run around it, as a plain loader's
-		// multi-row INSERT has none.
-		if _, err := ex.ExecContext(ctx, rs[0].sql, nil); err != nil {
-			if transient, _ := classify(err); transient {
-				return err
-			}
-			return &sqlsink.StmtError{Stmt: rs[0].stmt, Err: err}
-		}
-		return nil
-	}
 	var chunks []string
 	var b strings.Builder
 	b.WriteString("BEGIN")
