@@ -192,7 +192,7 @@ func (n *Node) Config() Config { return n.cfg }
 func (n *Node) Start(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
-			n.closeAll(func(string) {})
+			n.closeAll(nil)
 		}
 	}()
 	if err := mkdirAll(n.cfg.DataDir); err != nil {
@@ -563,13 +563,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.shutdownOnce.Do(func() {
 		// How long each step took goes into the log, and into the error
 		// when the whole overran: what a stuck stop waited for.
-		var steps []string
-		last := time.Now()
-		step := func(name string) {
-			now := time.Now()
-			steps = append(steps, fmt.Sprintf("%s %v", name, now.Sub(last).Round(time.Millisecond)))
-			last = now
-		}
+		steps := &stepTimes{last: time.Now()}
 		if n.raft != nil && n.raft.State() == raft.Leader && n.hasOtherVoter() {
 			f := n.raft.LeadershipTransfer()
 			if e := f.Error(); e != nil {
@@ -577,7 +571,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			} else {
 				n.log.Info().Msg("leadership transferred before shutdown")
 			}
-			step("leadership transfer")
+			steps.done("leadership transfer")
 		}
 		if n.members != nil {
 			// The draining mark is a courtesy, so it gets a small part of
@@ -590,16 +584,16 @@ func (n *Node) Shutdown(ctx context.Context) error {
 				n.log.Debug().Err(e).Msg("draining mark not gossiped")
 			}
 			cancel()
-			step("draining mark")
+			steps.done("draining mark")
 		}
 		close(n.stopCh)
 		n.wg.Wait()
-		step("workers")
-		err = n.closeAll(step)
-		n.log.Debug().Strs("steps", steps).Msg("shutdown steps")
+		steps.done("workers")
+		err = n.closeAll(steps)
+		n.log.Debug().Strs("steps", steps.names).Msg("shutdown steps")
 		if e := ctx.Err(); e != nil {
 			// Every step ran, but later than the caller allowed.
-			err = errors.Join(err, fmt.Errorf("shutdown outlasted its deadline (%s): %w", strings.Join(steps, ", "), e))
+			err = errors.Join(err, fmt.Errorf("shutdown outlasted its deadline (%s): %w", strings.Join(steps.names, ", "), e))
 		}
 	})
 	return err
@@ -607,6 +601,22 @@ func (n *Node) Shutdown(ctx context.Context) error {
 
 // goodbyeBudget bounds the gossip of the draining mark during Shutdown.
 const goodbyeBudget = time.Second
+
+// stepTimes records how long each step of a shutdown took; a nil one
+// records nothing (Kill, a failed Start).
+type stepTimes struct {
+	last  time.Time
+	names []string
+}
+
+func (s *stepTimes) done(name string) {
+	if s == nil {
+		return
+	}
+	now := time.Now()
+	s.names = append(s.names, fmt.Sprintf("%s %v", name, now.Sub(s.last).Round(time.Millisecond)))
+	s.last = now
+}
 
 // hasOtherVoter says whether the configuration holds a voter besides this
 // node, that is, whether there is anybody to hand leadership to. A one-node
@@ -638,17 +648,17 @@ func (n *Node) Kill() {
 			n.transport.Close()
 		}
 		n.wg.Wait()
-		n.closeAll(func(string) {})
+		n.closeAll(nil)
 	})
 }
 
-// closeAll closes what the node opened, calling step after each slow part.
-func (n *Node) closeAll(step func(name string)) error {
+// closeAll closes what the node opened, timing each slow part in steps.
+func (n *Node) closeAll(steps *stepTimes) error {
 	var errs []error
 	if n.http != nil {
 		n.http.close()
 		n.http = nil
-		step("http")
+		steps.done("http")
 	}
 	if n.members != nil {
 		if err := n.members.Leave(time.Second); err != nil {
@@ -656,12 +666,12 @@ func (n *Node) closeAll(step func(name string)) error {
 		}
 		errs = append(errs, n.members.Shutdown())
 		n.members = nil
-		step("gossip leave")
+		steps.done("gossip leave")
 	}
 	if n.raft != nil {
 		errs = append(errs, n.raft.Shutdown().Error())
 		n.raft = nil
-		step("raft")
+		steps.done("raft")
 	}
 	if n.transport != nil {
 		errs = append(errs, n.transport.Close())
@@ -675,11 +685,11 @@ func (n *Node) closeAll(step func(name string)) error {
 		errs = append(errs, c())
 	}
 	n.closers = nil
-	step("state machine and services")
+	steps.done("state machine and services")
 	if n.stores != nil {
 		errs = append(errs, n.stores.Close())
 		n.stores = nil
-		step("raft stores")
+		steps.done("raft stores")
 	}
 	if n.lock != nil {
 		errs = append(errs, n.lock.Unlock())
