@@ -295,9 +295,7 @@ func TestChangefeedFullClusterRestartAndTargetTs(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		c.KillNode(i)
 	}
-	for i := 0; i < 3; i++ {
-		go c.RestartNode(i)
-	}
+	c.RestartNodes(0, 1, 2)
 	testcluster.WaitFor(t, 30*time.Second, "all three nodes back", func() bool { return len(c.Up()) == 3 })
 	c.WaitForLeader(20 * time.Second)
 	if got := c.detail("restart").CheckpointTs(); got < cp {

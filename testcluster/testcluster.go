@@ -322,6 +322,25 @@ func (c *Cluster) RestartNode(i int) {
 	}
 }
 
+// RestartNodes starts several stopped nodes at once — each joins the
+// others, so one at a time would wait for peers not yet up — and fails the
+// test from the caller's goroutine if any cannot start.
+func (c *Cluster) RestartNodes(idx ...int) {
+	c.t.Helper()
+	errs := make([]error, len(idx))
+	var wg sync.WaitGroup
+	for k, i := range idx {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[k] = c.startNode(i) }()
+	}
+	wg.Wait()
+	for k, err := range errs {
+		if err != nil {
+			c.t.Fatalf("restarting node %d: %v", idx[k]+1, err)
+		}
+	}
+}
+
 // AddNode starts one more node that joins the running cluster.
 func (c *Cluster) AddNode() int {
 	c.t.Helper()
