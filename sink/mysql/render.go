@@ -267,9 +267,8 @@ func (r *renderer) renderDelete(dst []rendered, st *sqlsink.Stmt) ([]rendered, e
 			if len(keyCols) == 1 {
 				cur.b.WriteByte(')')
 			}
-			dst = append(dst, rendered{sql: cur.b.String(), args: cur.args, stmt: st, lenient: cur.lenient})
+			dst = append(dst, rendered{sql: r.text(&cur), args: cur.args, stmt: st, lenient: cur.lenient})
 		}
-		cur = stmtBuf{}
 		n = 0
 	}
 	for _, rc := range st.Rows {
@@ -294,6 +293,9 @@ func (r *renderer) renderDelete(dst []rendered, st *sqlsink.Stmt) ([]rendered, e
 		}
 		if n > 0 && (cur.b.Len()+row.b.Len()+4 > r.maxBytes || len(cur.args)+len(row.args) > r.maxArgs) {
 			flush()
+		}
+		if n == 0 {
+			cur = r.newBuf()
 		}
 		switch {
 		case n == 0 && len(keyCols) == 1:
