@@ -108,43 +108,10 @@ func TestBenchThroughput(t *testing.T) {
 	// Each side reports rows/s and rows per CPU second: on a shared machine
 	// the second is what compares.
 	alone := func() (float64, float64) {
-		src, err := datagen.Open(uri)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer src.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), window)
 		defer cancel()
-		start := model.TsFromTime(time.Now().Add(-history))
-		tables, _ := src.TablesAt(ctx, start)
-		counts := make(chan uint64, len(tables))
-		t0, cpu0 := time.Now(), cpuSelf()
-		for _, tb := range tables {
-			go func(tb model.TableName) {
-				var n uint64
-				sub, err := src.SubscribeTxns(ctx, tb, start)
-				if err != nil {
-					counts <- 0
-					return
-				}
-				defer sub.Close()
-				for {
-					b, err := sub.Next(ctx)
-					if err != nil {
-						counts <- n
-						return
-					}
-					for _, txn := range b.Txns {
-						n += uint64(len(txn.Rows))
-					}
-				}
-			}(tb)
-		}
-		var total uint64
-		for range tables {
-			total += <-counts
-		}
-		return float64(total) / time.Since(t0).Seconds(), float64(total) / (cpuSelf() - cpu0).Seconds()
+		total, wall, cpu := readAlone(ctx, t, uri, model.TsFromTime(time.Now().Add(-history)), 0)
+		return float64(total) / wall.Seconds(), float64(total) / cpu.Seconds()
 	}
 
 	cluster := func(round int) (float64, float64) {
@@ -188,51 +155,9 @@ func TestBenchThroughputCatchUp(t *testing.T) {
 	uri := *throughputURI
 	bin := buildBinary(t)
 	alone := func(start, end model.Ts) (uint64, time.Duration, time.Duration) {
-		src, err := datagen.Open(uri)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer src.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		tables, err := src.TablesAt(ctx, start)
-		if err != nil {
-			t.Fatal(err)
-		}
-		counts := make(chan uint64, len(tables))
-		t0, cpu0 := time.Now(), cpuSelf()
-		for _, tb := range tables {
-			go func(tb model.TableName) {
-				var n uint64
-				defer func() { counts <- n }()
-				sub, err := src.SubscribeTxns(ctx, tb, start)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				defer sub.Close()
-				for {
-					b, err := sub.Next(ctx)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					for _, txn := range b.Txns {
-						if txn.CommitTs <= end {
-							n += uint64(len(txn.Rows))
-						}
-					}
-					if b.ResolvedTs >= end {
-						return
-					}
-				}
-			}(tb)
-		}
-		var total uint64
-		for range tables {
-			total += <-counts
-		}
-		return total, time.Since(t0), cpuSelf() - cpu0
+		return readAlone(ctx, t, uri, start, end)
 	}
 	node := func(round int, start, end model.Ts) (uint64, time.Duration, time.Duration) {
 		c := integration.StartCluster(t, bin, 1, integration.ClusterOptions{ExtraArgs: []string{"--log-level", "warn"}})
@@ -264,6 +189,59 @@ func TestBenchThroughputCatchUp(t *testing.T) {
 			round, ar, float64(ar)/aw.Seconds(), float64(ac.Microseconds())/float64(ar), float64(nr)/nw.Seconds(), float64(nc.Microseconds())/float64(max(nr, 1)),
 			(float64(nr)/nw.Seconds())/(float64(ar)/aw.Seconds()), (float64(ac)/float64(ar))/(float64(nc)/float64(max(nr, 1))), loadavg())
 	}
+}
+
+// readAlone reads every table of a datagen source from start, one
+// subscription per table as a node's pipelines do, and counts the rows:
+// with end 0 until ctx ends, otherwise those committed at or below end,
+// until every table's resolved ts has passed it. It returns the rows, the
+// wall time and this process's CPU time.
+func readAlone(ctx context.Context, t *testing.T, uri string, start, end model.Ts) (uint64, time.Duration, time.Duration) {
+	src, err := datagen.Open(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	tables, err := src.TablesAt(ctx, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := make(chan uint64, len(tables))
+	t0, cpu0 := time.Now(), cpuSelf()
+	for _, tb := range tables {
+		go func(tb model.TableName) {
+			var n uint64
+			defer func() { counts <- n }()
+			sub, err := src.SubscribeTxns(ctx, tb, start)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer sub.Close()
+			for {
+				b, err := sub.Next(ctx)
+				if err != nil {
+					if end != 0 {
+						t.Error(err) // a span read to its end must not be cut short
+					}
+					return
+				}
+				for _, txn := range b.Txns {
+					if end == 0 || txn.CommitTs <= end {
+						n += uint64(len(txn.Rows))
+					}
+				}
+				if end != 0 && b.ResolvedTs >= end {
+					return
+				}
+			}
+		}(tb)
+	}
+	var total uint64
+	for range tables {
+		total += <-counts
+	}
+	return total, time.Since(t0), cpuSelf() - cpu0
 }
 
 func scrapeMetric(c *integration.Cluster, i int, name string) map[string]float64 {
