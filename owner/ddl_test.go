@@ -257,3 +257,44 @@ func TestDDLExecutionFailureStopsTheChangefeed(t *testing.T) {
 func (w *world) newOwner() {
 	w.epoch = w.mustApply(fsm.Command{Kind: fsm.KindClaimOwner, NodeID: "next-owner", UnixMilli: w.now.UnixMilli()}).Index
 }
+
+// A changefeed whose last table a DDL dropped keeps moving: with no table
+// to track time, its checkpoint follows the DDL puller up to the next
+// DDL, which runs — here a CREATE TABLE that brings a table back, and the
+// checkpoint follows that table from then on. (It used to stand still for
+// good: seen as a stalled checkpoint in TestTypedHistoryWithDDLThroughFailovers,
+// whose datagen history drops every table for a while.)
+func TestChangefeedWithoutTablesFollowsTheDDLPuller(t *testing.T) {
+	t3 := model.TableName{ID: 3, Schema: "db", Table: "t3"}
+	create := &model.DDLEvent{CommitTs: 400, Kind: model.DDLCreateTable, Schema: "db", Query: "CREATE TABLE db.t3 (id int)",
+		Tables: []model.TableName{t3}, After: []*model.TableSchema{{Table: t3, Version: 400, Columns: []model.Column{{Name: "id", Type: model.ColumnType{Kind: model.TypeInt}}}}}}
+	w := newWorld(t)
+	w.capture("a", LivenessAlive)
+	w.info(model.ChangefeedInfo{ID: cf, StartTs: 100})
+	w.status(cf, initialized(200))
+	w.ddl[cf] = DDLState{StartTs: 100, ResolvedTs: 300}
+
+	w.tick()
+	if st := w.state().Changefeeds[cf].Status; st.CheckpointTs != 300 || st.ResolvedTs != 300 {
+		t.Fatalf("no table, no DDL pending, puller at 300: checkpoint/resolved %d/%d, want 300/300", st.CheckpointTs, st.ResolvedTs)
+	}
+
+	d := w.ddl[cf]
+	d.ResolvedTs, d.Pending = 1000, []*model.DDLEvent{create}
+	w.ddl[cf] = d
+	w.tick()
+	if len(w.executed) != 1 || w.executed[0].CommitTs != 400 {
+		t.Fatalf("executed %v, want the CREATE TABLE at 400", w.executed)
+	}
+	st := w.state().Changefeeds[cf].Status
+	if st.CheckpointTs != 399 {
+		t.Fatalf("checkpoint %d, want 399 (the DDL's ts − 1)", st.CheckpointTs)
+	}
+	if len(st.Tables) != 1 || st.Tables[0].ID != 3 {
+		t.Fatalf("tables after the CREATE TABLE: %v, want t3", st.Tables)
+	}
+	w.settle()
+	if asg := assignment(w.state(), cf); asg[3] == "" {
+		t.Fatalf("the created table is not assigned: %v", asg)
+	}
+}

@@ -57,6 +57,20 @@ func (t *ticker) schedule(p *plan, cv *captureView) {
 		s.recordStreamPosition()
 	}
 	ckpt, resolved := s.candidates(loc)
+	if len(s.inSet) == 0 {
+		// No table tracks time (every table dropped, or none matched yet):
+		// the DDL puller does. Up to the next pending DDL's ts − 1 nothing
+		// is left to write, so the checkpoint follows the puller there and
+		// the DDL — a CREATE TABLE that brings a table back — becomes
+		// ready. Keeping the checkpoint instead stalled the changefeed
+		// for good after its last table was dropped.
+		if _, limit, ok := t.nextDDL(p); ok && limit != math.MaxUint64 && limit > ckpt {
+			ckpt, resolved = limit, limit
+			if target := p.info.TargetTs; target != 0 && ckpt > target {
+				ckpt, resolved = maxTs(target, st.CheckpointTs), maxTs(target, st.CheckpointTs)
+			}
+		}
+	}
 	newCkpt := maxTs(st.CheckpointTs, ckpt)
 	newResolved := maxTs(resolved, newCkpt)
 	newResolved = t.ddlBarrier(p, newResolved, newCkpt)
