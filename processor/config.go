@@ -80,6 +80,9 @@ type Config struct {
 	// TableBudget is the tables this capture declares it carries, recorded
 	// in its capture record for admission control (0: the default budget).
 	TableBudget int
+	// ReadAhead bounds the quota bytes that tables already ahead of the
+	// flush barrier may hold (see DefaultReadAhead); 0 means the default.
+	ReadAhead int64
 	// SpillDir is where table sorters put what does not fit in the memory
 	// quota (the server uses <data-dir>/spill). Empty means a directory
 	// under the system's temporary directory.
@@ -91,6 +94,16 @@ type Config struct {
 // started them all together, and the burst starved Raft's heartbeats
 // into elections (issue 16).
 const MaxConcurrentOpens = 16
+
+// DefaultReadAhead: tables ahead of the flush barrier stop reading once the
+// processor holds this much (or its whole quota, if smaller); the tables
+// holding the barrier back read on up to the quota. Nothing ahead of the
+// barrier can be flushed before the barrier moves, so holding more only
+// makes the heap bigger: a catch-up that filled the default 1 GiB quota
+// spent twice the CPU per row of one that held 64 MiB (bench/RESULTS.md,
+// "datagen v2 → blackhole"), the difference being allocation into cold
+// memory and GC marking of rows that only wait.
+const DefaultReadAhead = 64 << 20
 
 // Defaults.
 const (
@@ -122,6 +135,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxRetries <= 0 {
 		c.MaxRetries = DefaultMaxRetries
+	}
+	if c.ReadAhead <= 0 {
+		c.ReadAhead = DefaultReadAhead
 	}
 	if c.SpillDir == "" {
 		c.SpillDir = filepath.Join(os.TempDir(), "raftcdc-spill-"+c.CaptureID)

@@ -183,6 +183,7 @@ type feed struct {
 	src       *datagen.Source // an independent instance: the expected history
 	tables    []model.TableName
 	mem       *memSink
+	config    model.ChangefeedConfig // the changefeed's config (zero: defaults)
 }
 
 func newFeed(t *testing.T, sourceParams string, startTs model.Ts) *feed {
@@ -205,7 +206,7 @@ func newFeed(t *testing.T, sourceParams string, startTs model.Ts) *feed {
 func (f *feed) create(c *cluster, barrier model.Ts, tables ...model.TableID) {
 	c.t.Helper()
 	c.mem = f.mem
-	info := model.ChangefeedInfo{ID: testFeed, SourceURI: f.sourceURI, SinkURI: "memory://", StartTs: f.startTs, State: model.StateNormal}
+	info := model.ChangefeedInfo{ID: testFeed, SourceURI: f.sourceURI, SinkURI: "memory://", StartTs: f.startTs, State: model.StateNormal, Config: f.config}
 	res, err := c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{put(c.t, meta.ChangefeedInfoKey(testFeed), info)}})
 	if err != nil || res.Err != nil {
 		c.t.Fatalf("create changefeed info: %v %v", err, res.Error())

@@ -113,7 +113,7 @@ func newProcessor(cf model.ChangefeedID, st feedState, prev *model.TaskPosition,
 		stopped:       map[model.TableID]model.Ts{},
 		lastCounts:    map[model.TableID]uint64{},
 		done:          make(chan struct{}),
-		quota:         newMemQuota(st.info.Config.MemoryQuotaBytes()),
+		quota:         newMemQuota(st.info.Config.MemoryQuotaBytes(), deps.cfg.ReadAhead),
 		statusChanged: newBroadcast(),
 	}
 	// The capture's row count continues across processor restarts; the
@@ -192,6 +192,12 @@ func (p *processor) run(ctx context.Context) {
 
 	ticker := time.NewTicker(p.deps.cfg.FlushInterval)
 	defer ticker.Stop()
+	// While a table waits for memory, only the barrier moving frees it, and
+	// the barrier moves on reports: they go out every promptReport then
+	// instead of every flush interval (a catch-up otherwise idles for most
+	// of each interval).
+	promptReport := max(p.deps.cfg.FlushInterval/10, time.Millisecond)
+	var prompt <-chan time.Time
 	p.reconcile(ctx, p.currentState())
 	for {
 		select {
@@ -203,6 +209,16 @@ func (p *processor) run(ctx context.Context) {
 			p.reconcile(ctx, p.currentState())
 		case <-ticker.C:
 			p.report(ctx)
+		case <-p.quota.blocked:
+			if prompt == nil {
+				prompt = time.After(promptReport)
+			}
+		case <-prompt:
+			prompt = nil
+			p.report(ctx)
+			if p.quota.waiters() > 0 {
+				prompt = time.After(promptReport)
+			}
 		}
 	}
 }

@@ -111,6 +111,27 @@ func TestFlushBarrierCapsCheckpoint(t *testing.T) {
 	f.checkSink(t, 1, pos.Running[1], 0)
 }
 
+// TestReportsComePromptlyWhileMemoryIsShort: once a table ahead of the
+// barrier has used the read-ahead it waits, and only the barrier moving
+// frees memory, which takes a report; the report goes out within a tenth
+// of the flush interval instead of at the next one (here 60 s away, past
+// the test's deadline).
+func TestReportsComePromptlyWhileMemoryIsShort(t *testing.T) {
+	c := newCluster(t)
+	start := time.Now().Add(-20 * time.Second)
+	f := newFeed(t, "tables=1&rate=2000&resolve-interval=10ms", model.TsFromTime(start))
+	f.config.MemoryQuota = model.MinMemoryQuota
+	barrier := model.TsFromTime(start.Add(time.Second))
+	f.create(c, barrier, 1)
+	startManager(t, c, func(cfg *Config) { cfg.FlushInterval = time.Minute })
+	pos := c.waitPosition("the table's progress past the barrier reported", func(p model.TaskPosition) bool {
+		return p.ResolvedTs > barrier
+	})
+	if pos.Running[1] != barrier {
+		t.Fatalf("table flushed to %d, want the barrier %d", pos.Running[1], barrier)
+	}
+}
+
 func TestDeleteOperationStopsAtBoundary(t *testing.T) {
 	c := newCluster(t)
 	f := newFeed(t, fastSource, pastTs(2*time.Second))

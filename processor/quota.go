@@ -19,22 +19,37 @@ import (
 // may always take its next batch (acquireForce). It reads at most until it
 // passes the barrier, which bounds the overshoot to what one table reads to
 // get past it.
+//
+// Tables ahead of the barrier (resolved ts above it) stop earlier, at ahead
+// bytes: what they read cannot be flushed before the barrier moves anyway,
+// and the tables holding it back need the room.
 type memQuota struct {
 	limit int64
+	ahead int64
 
 	mu      sync.Mutex
 	used    int64
 	peak    int64
+	waiting int           // acquirers blocked now
 	changed chan struct{} // closed and replaced whenever used goes down
+	// blocked is signalled (without blocking) when an acquirer starts to
+	// wait: the processor then reports its position promptly, since what
+	// frees memory is the barrier moving, and the barrier moves only on
+	// reports.
+	blocked chan struct{}
 }
 
-func newMemQuota(limit int64) *memQuota {
-	return &memQuota{limit: limit, changed: make(chan struct{})}
+// newMemQuota: ahead <= 0 or above limit means limit.
+func newMemQuota(limit, ahead int64) *memQuota {
+	if ahead <= 0 || ahead > limit {
+		ahead = limit
+	}
+	return &memQuota{limit: limit, ahead: ahead, changed: make(chan struct{}), blocked: make(chan struct{}, 1)}
 }
 
-// acquire blocks until n bytes fit (or the quota is empty, so that one batch
-// bigger than the quota still goes through alone), unless mayForce says the
-// caller holds the barrier back; mayForce is asked again whenever memory is
+// acquire blocks until n bytes fit under ahead (or the quota is empty, so
+// that one batch bigger than the quota still goes through alone), unless
+// mayForce says the caller holds the barrier back; mayForce is asked again whenever memory is
 // released or the caller's wake channel fires.
 func (q *memQuota) acquire(ctx context.Context, n int64, mayForce func() bool, wake func() <-chan struct{}) error {
 	for {
@@ -45,21 +60,40 @@ func (q *memQuota) acquire(ctx context.Context, n int64, mayForce func() bool, w
 			w = wake()
 		}
 		q.mu.Lock()
-		if q.used == 0 || q.used+n <= q.limit || (mayForce != nil && mayForce()) {
+		if q.used == 0 || q.used+n <= q.ahead || (mayForce != nil && mayForce()) {
 			q.used += n
 			q.peak = max(q.peak, q.used)
 			q.mu.Unlock()
 			return nil
 		}
 		ch := q.changed
+		q.waiting++
 		q.mu.Unlock()
 		select {
+		case q.blocked <- struct{}{}:
+		default:
+		}
+		var err error
+		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			err = ctx.Err()
 		case <-ch:
 		case <-w:
 		}
+		q.mu.Lock()
+		q.waiting--
+		q.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
+}
+
+// waiters is how many acquirers are blocked now.
+func (q *memQuota) waiters() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.waiting
 }
 
 func (q *memQuota) release(n int64) {

@@ -155,7 +155,7 @@ func TestSorterCloseRemovesRuns(t *testing.T) {
 }
 
 func TestMemQuotaForcedAcquireAndWakeup(t *testing.T) {
-	q := newMemQuota(100)
+	q := newMemQuota(100, 0)
 	ctx := t.Context()
 	if err := q.acquire(ctx, 80, nil, nil); err != nil {
 		t.Fatal(err)
@@ -180,6 +180,47 @@ func TestMemQuotaForcedAcquireAndWakeup(t *testing.T) {
 	}
 	if used, _, _ := q.usage(); used != 70 {
 		t.Fatalf("used %d after release and acquire, want 70", used)
+	}
+}
+
+// TestMemQuotaTablesAheadStopAtTheReadAhead: a table ahead of the barrier
+// waits once the read-ahead is used, and says so; one holding the barrier
+// back reads on up to the quota and past it.
+func TestMemQuotaTablesAheadStopAtTheReadAhead(t *testing.T) {
+	q := newMemQuota(100, 30)
+	ctx := t.Context()
+	ahead, holds := func() bool { return false }, func() bool { return true }
+	if err := q.acquire(ctx, 20, ahead, nil); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- q.acquire(ctx, 20, ahead, nil) }()
+	select {
+	case <-q.blocked:
+	case err := <-done:
+		t.Fatalf("a table ahead of the barrier read past the read-ahead (err %v)", err)
+	}
+	waitUntil(t, "the acquirer counted as waiting", func() bool { return q.waiters() == 1 })
+	if err := q.acquire(ctx, 60, holds, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.acquire(ctx, 40, holds, nil); err != nil { // past the quota: spills
+		t.Fatal(err)
+	}
+	if used, _, _ := q.usage(); used != 120 {
+		t.Fatalf("used %d, want 120", used)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the table ahead went through at 120 of 30 bytes (err %v)", err)
+	default:
+	}
+	q.release(110)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if used, _, _ := q.usage(); used != 30 || q.waiters() != 0 {
+		t.Fatalf("used %d, %d waiting; want 30, 0", used, q.waiters())
 	}
 }
 
