@@ -30,6 +30,8 @@ var (
 	bigTables      = flag.Int("big-tables", 10000, "big: tables of the large changefeed")
 	throughputURI  = flag.String("throughput-uri", "datagen://?tables=8&rate=20000&txn-rows=3&txn-tables=2", "throughput: the datagen source")
 	catchUpHistory = flag.Duration("catchup-history", 10*time.Second, "throughput catch-up: the span of history both sides read")
+	catchUpQuota   = flag.Uint64("catchup-quota", 0, "throughput catch-up: the changefeed's memory-quota in bytes (0: the default)")
+	catchUpProfile = flag.String("catchup-profile", "", "throughput catch-up: write a 5 s CPU profile of the node, taken 1 s into round 0, to this file")
 )
 
 type feedDetail struct {
@@ -165,7 +167,19 @@ func TestBenchThroughputCatchUp(t *testing.T) {
 		c.WaitForLeader(30 * time.Second)
 		id := fmt.Sprintf("cu%d", round)
 		t0, cpu0 := time.Now(), c.CPUTime(0)
-		createFeed(t, c, map[string]any{"id": id, "source_uri": uri, "sink_uri": "blackhole://", "start_ts": start, "target_ts": end})
+		body := map[string]any{"id": id, "source_uri": uri, "sink_uri": "blackhole://", "start_ts": start, "target_ts": end}
+		if *catchUpQuota != 0 {
+			body["config"] = map[string]any{"memory_quota": *catchUpQuota}
+		}
+		createFeed(t, c, body)
+		if round == 0 && *catchUpProfile != "" {
+			go func() {
+				time.Sleep(time.Second) // into the catch-up, past the changefeed's start
+				if err := saveProfile(c, 0, *catchUpProfile, 5); err != nil {
+					t.Errorf("profile: %v", err)
+				}
+			}()
+		}
 		var d feedDetail
 		integration.WaitFor(t, 10*time.Minute, "the changefeed at its target ts", func() bool {
 			var err error
