@@ -32,6 +32,7 @@ var (
 	catchUpHistory = flag.Duration("catchup-history", 10*time.Second, "throughput catch-up: the span of history both sides read")
 	catchUpQuota   = flag.Uint64("catchup-quota", 0, "throughput catch-up: the changefeed's memory-quota in bytes (0: the default)")
 	catchUpProfile = flag.String("catchup-profile", "", "throughput catch-up: write a 5 s CPU profile of the node, taken 1 s into round 0, to this file")
+	catchUpTrace   = flag.String("catchup-trace", "", "throughput catch-up: write a 2 s execution trace of the node, taken 3 s into round 0, to this file (go tool trace -pprof=sync|sched|syscall reads where goroutines waited)")
 )
 
 type feedDetail struct {
@@ -172,6 +173,14 @@ func TestBenchThroughputCatchUp(t *testing.T) {
 			body["config"] = map[string]any{"memory_quota": *catchUpQuota}
 		}
 		createFeed(t, c, body)
+		if round == 0 && *catchUpTrace != "" {
+			go func() {
+				time.Sleep(3 * time.Second) // into the catch-up's steady part
+				if err := saveDebug(c, 0, "trace", *catchUpTrace, 2); err != nil {
+					t.Errorf("trace: %v", err)
+				}
+			}()
+		}
 		if round == 0 && *catchUpProfile != "" {
 			go func() {
 				time.Sleep(time.Second) // into the catch-up, past the changefeed's start

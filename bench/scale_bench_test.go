@@ -176,10 +176,16 @@ func running(d feedDetail) int {
 	return n
 }
 
-// saveProfile fetches a CPU profile of process i into dir.
+// saveProfile fetches a CPU profile of process i into path.
 func saveProfile(c *integration.Cluster, i int, path string, secs int) error {
+	return saveDebug(c, i, "profile", path, secs)
+}
+
+// saveDebug fetches /debug/pprof/<kind> of process i over secs seconds
+// into path (kind "profile": CPU; "trace": an execution trace).
+func saveDebug(c *integration.Cluster, i int, kind, path string, secs int) error {
 	cl := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
-	resp, err := cl.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.Procs[i].API, secs))
+	resp, err := cl.Get(fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", c.Procs[i].API, kind, secs))
 	if err != nil {
 		return err
 	}

@@ -192,10 +192,54 @@ func (e *Encoder) EncodeWatermark(ts model.Ts) ([]byte, bool) {
 type Decoder struct {
 	opts Options
 	reg  *Registry
+
+	// schemas caches the Avro schemas derived from table versions (keyed
+	// as the encoder's): building one costs ~180 µs (a JSON document of
+	// every column), and a consumer needs it for every record it decodes.
+	mu      sync.Mutex
+	schemas map[schemaKey]*tableSchemas
 }
 
 // NewDecoder returns a decoder.
-func NewDecoder(opts Options, reg *Registry) *Decoder { return &Decoder{opts: opts, reg: reg} }
+func NewDecoder(opts Options, reg *Registry) *Decoder {
+	return &Decoder{opts: opts, reg: reg, schemas: map[schemaKey]*tableSchemas{}}
+}
+
+// derived is s's value (or key) schema, built once per table version.
+func (d *Decoder) derived(s *model.TableSchema, key bool) (*Schema, error) {
+	k := schemaKey{s.Table, s.Version}
+	d.mu.Lock()
+	var sc *Schema
+	if ts := d.schemas[k]; ts != nil && key {
+		sc = ts.key
+	} else if ts != nil {
+		sc = ts.value
+	}
+	d.mu.Unlock()
+	if sc != nil {
+		return sc, nil
+	}
+	var err error
+	if key {
+		sc, err = d.opts.KeySchema(s)
+	} else {
+		sc, err = d.opts.ValueSchema(s)
+	}
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.schemas[k] == nil {
+		d.schemas[k] = &tableSchemas{}
+	}
+	if key {
+		d.schemas[k].key = sc
+	} else {
+		d.schemas[k].value = sc
+	}
+	return sc, nil
+}
 
 // Decoded is one decoded record.
 type Decoded struct {
@@ -210,7 +254,7 @@ func (d *Decoder) DecodeValue(ctx context.Context, s *model.TableSchema, value [
 	if value == nil {
 		return nil, nil
 	}
-	vs, err := d.opts.ValueSchema(s)
+	vs, err := d.derived(s, false)
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +263,7 @@ func (d *Decoder) DecodeValue(ctx context.Context, s *model.TableSchema, value [
 
 // DecodeKey decodes a key record.
 func (d *Decoder) DecodeKey(ctx context.Context, s *model.TableSchema, key []byte) (*Decoded, error) {
-	ks, err := d.opts.KeySchema(s)
+	ks, err := d.derived(s, true)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +305,7 @@ func (d *Decoder) IsValueSchema(ctx context.Context, id int32, s *model.TableSch
 	if err != nil {
 		return false, err
 	}
-	vs, err := d.opts.ValueSchema(s)
+	vs, err := d.derived(s, false)
 	if err != nil {
 		return false, err
 	}

@@ -151,3 +151,37 @@ func TestDecoderFetchesEachSchemaOnce(t *testing.T) {
 		t.Fatalf("%d registry requests to decode 50 keys and values, want 2 (each schema once)", n)
 	}
 }
+
+// TestDecoderDerivesEachSchemaOnce: the Avro form of a table version is
+// built once and reused; a new version gets its own.
+func TestDecoderDerivesEachSchemaOnce(t *testing.T) {
+	dec := NewDecoder(Options{EnableTiDBExtension: true}, nil)
+	v1 := modeltest.AllTypesSchema("db", "all", 1, 1)
+	a, err := dec.derived(v1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := dec.derived(v1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b {
+		t.Fatal("the value schema of one table version was built twice")
+	}
+	k, err := dec.derived(v1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k == a || !strings.HasSuffix(k.Name, "_key") {
+		t.Fatalf("the key schema is %q, the value schema's entry answered for it", k.Name)
+	}
+	v2 := modeltest.AllTypesSchema("db", "all", 1, 2)
+	v2.Columns = v2.Columns[:len(v2.Columns)-1]
+	c, err := dec.derived(v2, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c == a || c.JSON == a.JSON {
+		t.Fatal("a new table version reused the old version's schema")
+	}
+}
