@@ -433,7 +433,9 @@ func (c *Cluster) Kill(i int, sig syscall.Signal) {
 				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 				<-exited
 			}
-			c.t.Errorf("%s did not exit within 30s of %v; its goroutine stacks (SIGQUIT) are at the end of %s", p.ID, sig, p.LogPath)
+			// CI removes the log with its temporary directory: what each
+			// goroutine was doing goes into the test's output too.
+			c.t.Errorf("%s did not exit within 30s of %v; its goroutine stacks (SIGQUIT) are at the end of %s; in short:\n%s", p.ID, sig, p.LogPath, goroutineSummary(p.LogPath))
 		}
 	}
 }
@@ -918,6 +920,43 @@ var errNoNode = errors.New("no serving node")
 // lastErrors returns the warnings, errors and non-JSON lines (a returned
 // error, a goroutine dump) from the end of a node's log: why it exited
 // badly, at the point of failure, where a truncated test output keeps it.
+// goroutineSummary condenses the last goroutine dump (SIGQUIT) in a
+// node's log to each goroutine's header and its two innermost calls in
+// this module (or its first two when it has none).
+func goroutineSummary(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	text := string(b)
+	i := strings.LastIndex(text, "SIGQUIT: quit")
+	if i < 0 {
+		return "(no goroutine dump in the log)"
+	}
+	var out []string
+	for _, g := range strings.Split(text[i:], "\n\n") {
+		lines := strings.Split(strings.TrimSpace(g), "\n")
+		if len(lines) == 0 || !strings.HasPrefix(lines[0], "goroutine ") {
+			continue
+		}
+		var calls []string
+		for _, l := range lines[1:] {
+			if !strings.HasPrefix(l, "\t") && strings.Contains(l, "raftcdc/") {
+				calls = append(calls, "    "+l)
+			}
+		}
+		if len(calls) == 0 && len(lines) > 1 {
+			calls = append(calls, "    "+lines[1])
+		}
+		out = append(out, lines[0])
+		out = append(out, calls[:min(len(calls), 2)]...)
+	}
+	if len(out) > 300 {
+		out = append(out[:300], fmt.Sprintf("… %d more lines", len(out)-300))
+	}
+	return strings.Join(out, "\n")
+}
+
 func lastErrors(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -234,6 +234,9 @@ func (c *cdc) mirrorGC(ctx context.Context) error {
 // then moves its tables off in two phases and gives it none), and waits
 // until the local replica shows it holds no table, or ctx ends. With no
 // other live capture to take the tables there is nothing to wait for.
+// drainMarkBudget bounds the wait for the draining mark to be gossiped.
+const drainMarkBudget = 2 * time.Second
+
 func (c *cdc) drainSelf(ctx context.Context) error {
 	self := c.n.ID()
 	held := func() int {
@@ -270,8 +273,19 @@ func (c *cdc) drainSelf(ctx context.Context) error {
 	}
 	start := time.Now()
 	c.n.log.Info().Int("tables", tables).Msg("draining: moving every table to other captures before stopping")
-	if err := c.n.members.UpdateMeta(ctx, func(m *membership.Meta) { m.Liveness = membership.LivenessDraining }); err != nil {
+	// memberlist waits until the mark has been gossiped; when every peer
+	// stops at the same moment (a whole cluster stopped at once) nobody is
+	// left to gossip to, and an unbounded wait took the whole drain timeout
+	// before the shutdown even began. The mark stays queued past the wait,
+	// and the loop below notices when no other capture is left.
+	gctx, gcancel := context.WithTimeout(ctx, drainMarkBudget)
+	err := c.n.members.UpdateMeta(gctx, func(m *membership.Meta) { m.Liveness = membership.LivenessDraining })
+	gcancel()
+	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("drain: telling gossip this node drains: %w", err)
+	}
+	if err != nil {
+		c.n.log.Warn().Err(err).Dur("waited", drainMarkBudget).Msg("drain: the draining mark is not confirmed gossiped yet; draining on")
 	}
 	ch, cancel := c.n.FSM().Watch(meta.PrefixTaskStatus, 16)
 	defer cancel()
