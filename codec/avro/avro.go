@@ -193,51 +193,44 @@ type Decoder struct {
 	opts Options
 	reg  *Registry
 
-	// schemas caches the Avro schemas derived from table versions (keyed
-	// as the encoder's): building one costs ~180 µs (a JSON document of
-	// every column), and a consumer needs it for every record it decodes.
+	// schemas caches the Avro schemas derived from table versions: building
+	// one costs ~180 µs (a JSON document of every column), and a consumer
+	// needs it for every record it decodes.
 	mu      sync.Mutex
-	schemas map[schemaKey]*tableSchemas
+	schemas map[derivedKey]*Schema
+}
+
+// derivedKey names a table version's key or value schema.
+type derivedKey struct {
+	schemaKey
+	key bool
 }
 
 // NewDecoder returns a decoder.
 func NewDecoder(opts Options, reg *Registry) *Decoder {
-	return &Decoder{opts: opts, reg: reg, schemas: map[schemaKey]*tableSchemas{}}
+	return &Decoder{opts: opts, reg: reg, schemas: map[derivedKey]*Schema{}}
 }
 
 // derived is s's value (or key) schema, built once per table version.
 func (d *Decoder) derived(s *model.TableSchema, key bool) (*Schema, error) {
-	k := schemaKey{s.Table, s.Version}
+	k := derivedKey{schemaKey{s.Table, s.Version}, key}
 	d.mu.Lock()
-	var sc *Schema
-	if ts := d.schemas[k]; ts != nil && key {
-		sc = ts.key
-	} else if ts != nil {
-		sc = ts.value
-	}
+	sc := d.schemas[k]
 	d.mu.Unlock()
 	if sc != nil {
 		return sc, nil
 	}
-	var err error
+	build := d.opts.ValueSchema
 	if key {
-		sc, err = d.opts.KeySchema(s)
-	} else {
-		sc, err = d.opts.ValueSchema(s)
+		build = d.opts.KeySchema
 	}
+	sc, err := build(s)
 	if err != nil {
 		return nil, err
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.schemas[k] == nil {
-		d.schemas[k] = &tableSchemas{}
-	}
-	if key {
-		d.schemas[k].key = sc
-	} else {
-		d.schemas[k].value = sc
-	}
+	d.schemas[k] = sc
+	d.mu.Unlock()
 	return sc, nil
 }
 
