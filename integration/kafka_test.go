@@ -94,14 +94,7 @@ func TestKafkaEveryProtocolThroughFailures(t *testing.T) {
 	// Let it run past a few more DDLs, then verify each changefeed at its
 	// checkpoint.
 	after := model.TsFromTime(time.Now().Add(6 * time.Second))
-	cfg, err := datagen.ParseURI(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hist, err := datagen.NewHistory(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hist := historyOf(t, src)
 	for _, f := range feeds {
 		// datagen's history has no table for 5 s in every 90 (all three
 		// dropped in one round of DDLs, then created one by one): a
@@ -135,6 +128,21 @@ func TestKafkaEveryProtocolThroughFailures(t *testing.T) {
 	}
 }
 
+// historyOf is the datagen history a datagen URI describes: what the
+// verifier compares against.
+func historyOf(t *testing.T, src string) *datagen.History {
+	t.Helper()
+	cfg, err := datagen.ParseURI(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := datagen.NewHistory(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 // requireDatagenV2 checks that the cluster's datagen source serves datagen
 // v2's history (which the verifier compares against) rather than the first
 // round's rows; the SQL scenarios call it. It skips, saying why, otherwise.
@@ -148,14 +156,7 @@ func requireDatagenV2(t *testing.T, src string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := datagen.ParseURI(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := datagen.NewHistory(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := historyOf(t, src)
 	now := model.TsFromTime(time.Now())
 	tn := h.TablesAt(now)[0]
 	want, err := h.SchemaAt(tn.ID, now)
