@@ -164,9 +164,14 @@ type Membership struct {
 	// updateMu serialises UpdateMeta's read-modify-write of the meta so
 	// that it never loses a concurrent change. It is not held while the
 	// update is gossiped: that wait can last seconds, and a caller that
-	// is stopping (the draining mark) must not queue behind it. memberlist
-	// takes concurrent UpdateNode calls; each gossips the meta of its time.
+	// is stopping (the draining mark) must not queue behind it.
 	updateMu sync.Mutex
+	// broadcastMu serialises memberlist's UpdateNode, which is not safe to
+	// call concurrently (it reads the local node's state outside its own
+	// lock while another call rewrites it). It is held for the broadcast
+	// wait too, so an update that finds a later one already sent (sentGen)
+	// does not send again: that broadcast carried its meta.
+	broadcastMu sync.Mutex
 
 	// mu guards everything below. Rule: never call into memberlist while
 	// holding mu, because memberlist calls our delegates while holding its
@@ -174,11 +179,15 @@ type Membership struct {
 	mu        sync.Mutex
 	meta      Meta
 	metaBytes []byte
-	members   map[string]*memberState
-	intents   map[string]intentState
-	subs      map[*subscriber]struct{}
-	left      bool
-	closed    bool
+	// metaGen counts changes of meta; sentGen is the newest one handed to
+	// memberlist's UpdateNode.
+	metaGen uint64
+	sentGen uint64
+	members map[string]*memberState
+	intents map[string]intentState
+	subs    map[*subscriber]struct{}
+	left    bool
+	closed  bool
 
 	// numAlive mirrors the alive count for the broadcast queue, which asks
 	// for it from memberlist's gossip goroutines.
@@ -422,7 +431,7 @@ func (m *Membership) UpdateMeta(ctx context.Context, fn func(*Meta)) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("update node meta: %w", err)
 	}
-	next, err := m.modifyMeta(fn)
+	next, gen, err := m.modifyMeta(fn)
 	if err != nil {
 		return err
 	}
@@ -439,7 +448,7 @@ func (m *Membership) UpdateMeta(ctx context.Context, fn func(*Meta)) error {
 	// the update is never gossiped and the wait always runs to the end).
 	// The update is queued either way: it goes out with the next gossip.
 	done := make(chan error, 1)
-	go func() { done <- m.list.UpdateNode(timeout) }()
+	go func() { done <- m.broadcast(gen, timeout) }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -455,29 +464,49 @@ func (m *Membership) UpdateMeta(ctx context.Context, fn func(*Meta)) error {
 	return nil
 }
 
-// modifyMeta applies fn to the node's meta, under updateMu.
-func (m *Membership) modifyMeta(fn func(*Meta)) (Meta, error) {
+// broadcast hands the meta of generation gen (or a later one) to
+// memberlist and waits for it to be gossiped, one call at a time.
+func (m *Membership) broadcast(gen uint64, timeout time.Duration) error {
+	m.broadcastMu.Lock()
+	defer m.broadcastMu.Unlock()
+	m.mu.Lock()
+	if m.sentGen >= gen {
+		m.mu.Unlock()
+		return nil
+	}
+	// UpdateNode asks the delegate for the meta, which is at least this
+	// generation from here on.
+	m.sentGen = m.metaGen
+	m.mu.Unlock()
+	return m.list.UpdateNode(timeout)
+}
+
+// modifyMeta applies fn to the node's meta, under updateMu, and returns
+// the new meta with its generation.
+func (m *Membership) modifyMeta(fn func(*Meta)) (Meta, uint64, error) {
 	m.updateMu.Lock()
 	defer m.updateMu.Unlock()
 	if m.isClosed() {
-		return Meta{}, errors.New("update node meta: membership is shut down")
+		return Meta{}, 0, errors.New("update node meta: membership is shut down")
 	}
 	m.mu.Lock()
 	next := m.meta
 	m.mu.Unlock()
 	fn(&next)
 	if err := validateMeta(next, m.cfg.NodeName); err != nil {
-		return Meta{}, fmt.Errorf("update node meta: %w", err)
+		return Meta{}, 0, fmt.Errorf("update node meta: %w", err)
 	}
 	b, err := EncodeMeta(next)
 	if err != nil {
-		return Meta{}, fmt.Errorf("update node meta: %w", err)
+		return Meta{}, 0, fmt.Errorf("update node meta: %w", err)
 	}
 	m.mu.Lock()
 	m.meta = next
 	m.metaBytes = b
+	m.metaGen++
+	gen := m.metaGen
 	m.mu.Unlock()
-	return next, nil
+	return next, gen, nil
 }
 
 // Leave announces this node's departure so peers mark it "left" rather than

@@ -255,6 +255,41 @@ func TestUpdateMetaPropagates(t *testing.T) {
 	}
 }
 
+// Concurrent updates (the node's has-state mark, the cluster record and a
+// drain arrive on their own goroutines) must not race inside memberlist,
+// whose UpdateNode is not safe for concurrent use, and the last one must
+// still reach the peers.
+func TestConcurrentUpdateMetaReachPeers(t *testing.T) {
+	nodes := startCluster(t, 2)
+	ctx, done := context.WithTimeout(context.Background(), 10*time.Second)
+	defer done()
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- nodes[0].UpdateMeta(ctx, func(m *Meta) {
+				m.Version = fmt.Sprintf("v%d", i)
+				m.HasRaftState = i%2 == 0
+			})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("UpdateMeta: %v", err)
+		}
+	}
+	want := nodes[0].Local().Meta
+	waitFor(t, detectDeadline, "node-2 to see node-1's last meta", func() (bool, string) {
+		m, ok := find(nodes[1].Members(), "node-1")
+		return ok && m.Meta.Version == want.Version && m.Meta.HasRaftState == want.HasRaftState,
+			fmt.Sprintf("peer sees %s/%v, local is %s/%v", m.Meta.Version, m.Meta.HasRaftState, want.Version, want.HasRaftState)
+	})
+}
+
 func TestUpdateMetaRejectsBadChanges(t *testing.T) {
 	n := startNode(t, testLogger(t), "node-1")
 	ctx := context.Background()

@@ -40,9 +40,6 @@ type kafkaReader struct {
 	cp   model.Ts
 	reg  *avro.Registry
 	adec *avro.Decoder
-	// avroSchemas caches which upstream schema version a writer schema
-	// ID is.
-	avroSchemas map[int32]*model.TableSchema
 }
 
 func openKafka(ctx context.Context, p StateParams, hist *datagen.History, flt *filter.Filter) (*kafkaReader, error) {
@@ -490,26 +487,25 @@ func (r *kafkaReader) decode(ctx context.Context, rec *kgo.Record, lookup tableL
 			// a NOT NULL column: it cannot be placed in time.
 			return nil, fmt.Errorf("avro: a tombstone without a commit ts cannot be verified")
 		}
-		// The commit ts is inside the record: decode with a schema version
-		// whose Avro form is the writer schema, then find the table the
-		// name meant at that ts.
-		cand, err := r.avroSchema(ctx, db, table, rec.Value)
+		// The commit ts is inside the record: read it with the writer
+		// schema, then decode against the version the name meant at that
+		// ts, which also checks the writer schema is that version's.
+		fields, err := r.adec.DecodeFields(ctx, rec.Value)
 		if err != nil {
 			return nil, err
 		}
-		d, err := r.adec.DecodeValue(ctx, cand, rec.Value)
-		if err != nil {
-			return nil, err
+		cts, ok := fields[avro.FieldCommitTs]
+		if !ok || cts.Kind != model.ValueInt {
+			return nil, fmt.Errorf("avro: record without %s", avro.FieldCommitTs)
 		}
-		ts := model.Ts(d.Extension[avro.FieldCommitTs].I)
+		ts := model.Ts(cts.I)
 		s, err := schemaOf(db, table, ts)
 		if err != nil {
 			return nil, err
 		}
-		if s.Version != cand.Version {
-			if d, err = r.adec.DecodeValue(ctx, s, rec.Value); err != nil {
-				return nil, fmt.Errorf("at %d: %w", ts, err)
-			}
+		d, err := r.adec.DecodeValue(ctx, s, rec.Value)
+		if err != nil {
+			return nil, fmt.Errorf("at %d: %w", ts, err)
 		}
 		switch d.Extension[avro.FieldOp].S {
 		case "c":
@@ -522,50 +518,4 @@ func (r *kafkaReader) decode(ctx context.Context, rec *kgo.Record, lookup tableL
 		return nil, fmt.Errorf("avro: _tidb_op %q", d.Extension[avro.FieldOp].S)
 	}
 	return nil, fmt.Errorf("protocol %s cannot be verified", r.cfg.Protocol)
-}
-
-// avroSchema finds a schema version of a table named db.table (at any
-// time up to the checkpoint) whose Avro value schema is the one a record
-// was written with.
-func (r *kafkaReader) avroSchema(ctx context.Context, db, table string, value []byte) (*model.TableSchema, error) {
-	id, ok := avro.ValueSchemaID(value)
-	if !ok {
-		return nil, fmt.Errorf("avro: not a framed record")
-	}
-	if s := r.avroSchemas[id]; s != nil {
-		return s, nil
-	}
-	// Rows after the start ts were written with the schemas in force
-	// from then to the checkpoint.
-	from := max(r.p.StartTs, r.hist.EpochTs())
-	times := []model.Ts{from, r.cp}
-	r.hist.DDLs(from, r.cp, func(ddl *model.DDLEvent) bool {
-		times = append(times, ddl.CommitTs-1, ddl.CommitTs+1)
-		return true
-	})
-	seen := map[[2]uint64]bool{}
-	for _, ts := range times {
-		for _, tn := range r.hist.TablesAt(ts) {
-			if tn.Schema != db || tn.Table != table {
-				continue
-			}
-			c, err := r.hist.SchemaAt(tn.ID, ts)
-			if err != nil || seen[[2]uint64{uint64(tn.ID), c.Version}] {
-				continue
-			}
-			seen[[2]uint64{uint64(tn.ID), c.Version}] = true
-			ok, err := r.adec.IsValueSchema(ctx, id, c)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				if r.avroSchemas == nil {
-					r.avroSchemas = map[int32]*model.TableSchema{}
-				}
-				r.avroSchemas[id] = c
-				return c, nil
-			}
-		}
-	}
-	return nil, fmt.Errorf("avro: schema %d is no version of a table named %s.%s", id, db, table)
 }

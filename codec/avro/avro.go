@@ -198,6 +198,8 @@ type Decoder struct {
 	// needs it for every record it decodes.
 	mu      sync.Mutex
 	schemas map[derivedKey]*Schema
+	// writers caches the schemas parsed from the registry's text, by ID.
+	writers map[int32]*Schema
 }
 
 // derivedKey names a table version's key or value schema.
@@ -208,7 +210,7 @@ type derivedKey struct {
 
 // NewDecoder returns a decoder.
 func NewDecoder(opts Options, reg *Registry) *Decoder {
-	return &Decoder{opts: opts, reg: reg, schemas: map[derivedKey]*Schema{}}
+	return &Decoder{opts: opts, reg: reg, schemas: map[derivedKey]*Schema{}, writers: map[int32]*Schema{}}
 }
 
 // derived is s's value (or key) schema, built once per table version.
@@ -280,6 +282,39 @@ func (d *Decoder) decode(ctx context.Context, s *model.TableSchema, want *Schema
 		return nil, err
 	}
 	return &Decoded{Image: img, Extension: ext, SchemaID: id}, nil
+}
+
+// DecodeFields decodes a framed record with the schema it was written
+// with, fetched from the registry, into its fields by name. It needs no
+// table schema: a consumer that knows table versions only by time reads
+// _tidb_commit_ts this way, then decodes against the version in force
+// then (DecodeValue), which also checks the writer schema is that
+// version's.
+func (d *Decoder) DecodeFields(ctx context.Context, b []byte) (map[string]model.Value, error) {
+	id, ok := ValueSchemaID(b)
+	if !ok {
+		return nil, fmt.Errorf("avro: not a Confluent-framed record")
+	}
+	d.mu.Lock()
+	ws := d.writers[id]
+	d.mu.Unlock()
+	if ws == nil {
+		text, err := d.reg.SchemaText(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if ws, err = ParseSchema(text); err != nil {
+			return nil, fmt.Errorf("avro: schema %d: %w", id, err)
+		}
+		d.mu.Lock()
+		d.writers[id] = ws
+		d.mu.Unlock()
+	}
+	_, fields, err := decodeRecord(b[5:], ws, 0)
+	if err != nil {
+		return nil, fmt.Errorf("avro: record with schema %d: %w", id, err)
+	}
+	return fields, nil
 }
 
 // ValueSchemaID is the registry ID a framed value was written with.

@@ -37,6 +37,20 @@ func TestAvroRoundTripsEveryTypeThroughARegistryOverHTTP(t *testing.T) {
 			if opts.EnableTiDBExtension && (d.Extension[FieldOp].S != "u" || d.Extension[FieldCommitTs].I != int64(r.CommitTs)) {
 				t.Errorf("extension fields %+v", d.Extension)
 			}
+			// Decoded with the writer schema alone, by field name.
+			fields, err := dec.DecodeFields(ctx, v)
+			if err != nil {
+				t.Fatalf("%+v image %d: DecodeFields: %v", opts, i, err)
+			}
+			if want := len(s.Columns) + len(d.Extension); len(fields) != want {
+				t.Errorf("%+v image %d: DecodeFields gave %d fields, want %d", opts, i, len(fields), want)
+			}
+			if opts.EnableTiDBExtension && fields[FieldCommitTs].I != int64(r.CommitTs) {
+				t.Errorf("DecodeFields: %s = %+v, want %d", FieldCommitTs, fields[FieldCommitTs], r.CommitTs)
+			}
+			if got := fields[s.Columns[0].Name]; img[0].IsNull() != got.IsNull() {
+				t.Errorf("DecodeFields: column %s = %+v, want %+v", s.Columns[0].Name, got, img[0])
+			}
 			kd, err := dec.DecodeKey(ctx, s, k)
 			if err != nil {
 				t.Fatal(err)
@@ -106,6 +120,20 @@ func TestAvroRegistryErrorsAreClear(t *testing.T) {
 	reg := avrotest.Start(t)
 	if _, err := NewRegistry(reg.URL, nil).SchemaText(ctx, 99); err == nil || !strings.Contains(err.Error(), "Schema not found (HTTP 404, error code 40403)") {
 		t.Fatalf("missing schema: %v", err)
+	}
+}
+
+func TestParseSchemaRefusesWhatItCannotRead(t *testing.T) {
+	for _, c := range []struct{ text, want string }{
+		{`{"type":"enum","name":"e"}`, `type "enum", want a record`},
+		{`{"type":"record","name":"r","fields":[{"name":"a","type":"boolean"}]}`, `field a: unsupported type "boolean"`},
+		{`{"type":"record","name":"r","fields":[{"name":"a","type":["int","null"]}]}`, "field a: unsupported union"},
+		{`{"type":"record","name":"r","fields":[{"name":"a","type":{"type":"int","logicalType":"decimal"}}]}`, "decimal on int"},
+		{`not json`, "parse schema"},
+	} {
+		if _, err := ParseSchema(c.text); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want %q", c.text, err, c.want)
+		}
 	}
 }
 

@@ -33,6 +33,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/raftcdc/raftcdc/model"
@@ -227,6 +228,80 @@ func build(namespace, name string, fields []FieldSchema) (*Schema, error) {
 		return nil, err
 	}
 	return &Schema{JSON: string(doc), Name: namespace + "." + name, Fields: fields, fingerprint: fingerprint(doc)}, nil
+}
+
+// ParseSchema reads a record schema of the shapes this package writes
+// (fields of int, long, float, double, string or bytes, the decimal
+// logical type, and unions of null with one of those) into a Schema whose
+// fields are all extension-like: decoded by name, aligned with no table.
+func ParseSchema(text string) (*Schema, error) {
+	var doc struct {
+		Type      string `json:"type"`
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+		Fields    []struct {
+			Name string          `json:"name"`
+			Type json.RawMessage `json:"type"`
+		} `json:"fields"`
+	}
+	if err := json.Unmarshal([]byte(text), &doc); err != nil {
+		return nil, fmt.Errorf("parse schema: %w", err)
+	}
+	if doc.Type != "record" {
+		return nil, fmt.Errorf("parse schema: type %q, want a record", doc.Type)
+	}
+	s := &Schema{JSON: text, Name: doc.Namespace + "." + doc.Name}
+	for _, f := range doc.Fields {
+		fs, err := parseFieldType(f.Type, true)
+		if err != nil {
+			return nil, fmt.Errorf("parse schema: field %s: %w", f.Name, err)
+		}
+		fs.Name, fs.column = f.Name, -1
+		s.Fields = append(s.Fields, fs)
+	}
+	return s, nil
+}
+
+// parseFieldType reads a field's type: a name, an object with a logical
+// type, or (when union is allowed) ["null", type].
+func parseFieldType(raw json.RawMessage, union bool) (FieldSchema, error) {
+	var name string
+	if json.Unmarshal(raw, &name) == nil {
+		switch name {
+		case "int", "long", "float", "double", "string", "bytes":
+			return FieldSchema{Type: name}, nil
+		}
+		return FieldSchema{}, fmt.Errorf("unsupported type %q", name)
+	}
+	var branches []json.RawMessage
+	if json.Unmarshal(raw, &branches) == nil {
+		if !union || len(branches) != 2 || string(branches[0]) != `"null"` {
+			return FieldSchema{}, fmt.Errorf("unsupported union %s", raw)
+		}
+		f, err := parseFieldType(branches[1], false)
+		f.Nullable = true
+		return f, err
+	}
+	var obj struct {
+		Type        string `json:"type"`
+		LogicalType string `json:"logicalType"`
+		Precision   int    `json:"precision"`
+		Scale       int    `json:"scale"`
+	}
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return FieldSchema{}, fmt.Errorf("unsupported type %s", raw)
+	}
+	f, err := parseFieldType(json.RawMessage(strconv.Quote(obj.Type)), false)
+	if err != nil {
+		return FieldSchema{}, err
+	}
+	if obj.LogicalType == "decimal" {
+		if f.Type != "bytes" {
+			return FieldSchema{}, fmt.Errorf("decimal on %s, want bytes", f.Type)
+		}
+		f.Decimal, f.Precision, f.Scale = true, obj.Precision, obj.Scale
+	}
+	return f, nil
 }
 
 // Fingerprint identifies a schema text, for caching registrations.
