@@ -565,6 +565,20 @@ type feedStream struct {
 // register puts a region subscription on a stream of this store and sends
 // its request.
 func (sc *storeConn) register(ctx context.Context, rs *regionState) error {
+	// Another scheduler's relocation may merge this state into a new one
+	// for the same region (spanSub.replace) while it is on its way here.
+	// Under the span's lock, either that happened — the state is dropped,
+	// and neither its request (the store would see the region twice under
+	// one request ID: DuplicateRequest) nor its entry in the stream (it
+	// would replace the merged state's, whose events then go nowhere) may
+	// happen — or the request is sent before replace can deregister it.
+	// Lock order: span, then store, then stream; nothing takes them the
+	// other way round.
+	rs.sub.mu.Lock()
+	defer rs.sub.mu.Unlock()
+	if rs.dropped.Load() {
+		return nil
+	}
 	sc.mu.Lock()
 	var st *feedStream
 	for _, s := range sc.streams {
