@@ -22,7 +22,9 @@ import (
 //
 // Tables ahead of the barrier (resolved ts above it) stop earlier, at ahead
 // bytes: what they read cannot be flushed before the barrier moves anyway,
-// and the tables holding it back need the room.
+// and the tables holding it back need the room. Those near it (within the
+// read window: near) read on up to the limit, so that more than the one
+// table holding the barrier back can work while the barrier moves.
 type memQuota struct {
 	limit int64
 	ahead int64
@@ -48,10 +50,12 @@ func newMemQuota(limit, ahead int64) *memQuota {
 }
 
 // acquire blocks until n bytes fit under ahead (or the quota is empty, so
-// that one batch bigger than the quota still goes through alone), unless
-// mayForce says the caller holds the barrier back; mayForce is asked again whenever memory is
-// released or the caller's wake channel fires.
-func (q *memQuota) acquire(ctx context.Context, n int64, mayForce func() bool, wake func() <-chan struct{}) error {
+// that one batch bigger than the quota still goes through alone), or under
+// the limit if near says the caller is near the barrier, unless mayForce
+// says the caller holds the barrier back. near and mayForce (either may be
+// nil) are asked again whenever memory is released or the caller's wake
+// channel fires.
+func (q *memQuota) acquire(ctx context.Context, n int64, near, mayForce func() bool, wake func() <-chan struct{}) error {
 	for {
 		// Take the wake-up channel before looking, so that a change between
 		// the look and the wait is not missed.
@@ -60,7 +64,7 @@ func (q *memQuota) acquire(ctx context.Context, n int64, mayForce func() bool, w
 			w = wake()
 		}
 		q.mu.Lock()
-		if q.used == 0 || q.used+n <= q.ahead || (mayForce != nil && mayForce()) {
+		if q.used == 0 || q.used+n <= q.ahead || (near != nil && q.used+n <= q.limit && near()) || (mayForce != nil && mayForce()) {
 			q.used += n
 			q.peak = max(q.peak, q.used)
 			q.mu.Unlock()

@@ -157,18 +157,18 @@ func TestSorterCloseRemovesRuns(t *testing.T) {
 func TestMemQuotaForcedAcquireAndWakeup(t *testing.T) {
 	q := newMemQuota(100, 0)
 	ctx := t.Context()
-	if err := q.acquire(ctx, 80, nil, nil); err != nil {
+	if err := q.acquire(ctx, 80, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	// Over the limit, but the caller holds the barrier back.
-	if err := q.acquire(ctx, 50, func() bool { return true }, nil); err != nil {
+	if err := q.acquire(ctx, 50, nil, func() bool { return true }, nil); err != nil {
 		t.Fatal(err)
 	}
 	if used, peak, _ := q.usage(); used != 130 || peak != 130 {
 		t.Fatalf("used %d peak %d", used, peak)
 	}
 	done := make(chan error, 1)
-	go func() { done <- q.acquire(ctx, 40, func() bool { return false }, nil) }()
+	go func() { done <- q.acquire(ctx, 40, nil, func() bool { return false }, nil) }()
 	select {
 	case <-done:
 		t.Fatal("acquire went through over the limit")
@@ -190,21 +190,21 @@ func TestMemQuotaTablesAheadStopAtTheReadAhead(t *testing.T) {
 	q := newMemQuota(100, 30)
 	ctx := t.Context()
 	ahead, holds := func() bool { return false }, func() bool { return true }
-	if err := q.acquire(ctx, 20, ahead, nil); err != nil {
+	if err := q.acquire(ctx, 20, nil, ahead, nil); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- q.acquire(ctx, 20, ahead, nil) }()
+	go func() { done <- q.acquire(ctx, 20, nil, ahead, nil) }()
 	select {
 	case <-q.blocked:
 	case err := <-done:
 		t.Fatalf("a table ahead of the barrier read past the read-ahead (err %v)", err)
 	}
 	waitUntil(t, "the acquirer counted as waiting", func() bool { return q.waiters() == 1 })
-	if err := q.acquire(ctx, 60, holds, nil); err != nil {
+	if err := q.acquire(ctx, 60, nil, holds, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.acquire(ctx, 40, holds, nil); err != nil { // past the quota: spills
+	if err := q.acquire(ctx, 40, nil, holds, nil); err != nil { // past the quota: spills
 		t.Fatal(err)
 	}
 	if used, _, _ := q.usage(); used != 120 {
@@ -253,5 +253,46 @@ func TestSorterAppendsInOrderSpillsToOneRun(t *testing.T) {
 		if ids[i] <= ids[i-1] {
 			t.Fatalf("fragment order lost at %d: %d after %d", i, ids[i], ids[i-1])
 		}
+	}
+}
+
+// TestMemQuotaTablesNearTheBarrierReadUpToTheLimit: a table within the
+// read window of the barrier reads past the read-ahead, but not past the
+// quota; once memory is released it goes on.
+func TestMemQuotaTablesNearTheBarrierReadUpToTheLimit(t *testing.T) {
+	q := newMemQuota(100, 30)
+	ctx := t.Context()
+	near, far := func() bool { return true }, func() bool { return false }
+	if err := q.acquire(ctx, 30, nil, far, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.acquire(ctx, 60, near, far, nil); err != nil {
+		t.Fatalf("a table near the barrier could not read past the read-ahead: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- q.acquire(ctx, 20, near, far, nil) }()
+	select {
+	case <-q.blocked:
+	case err := <-done:
+		t.Fatalf("a table near the barrier read past the quota (err %v)", err)
+	}
+	farDone := make(chan error, 1)
+	go func() { farDone <- q.acquire(ctx, 5, nil, far, nil) }()
+	waitUntil(t, "both acquirers waiting", func() bool { return q.waiters() == 2 })
+	q.release(20) // 70 used: room under the limit, none under the read-ahead
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-farDone:
+		t.Fatalf("a table far from the barrier read at %d of 30 bytes (err %v)", 90, err)
+	default:
+	}
+	q.release(90)
+	if err := <-farDone; err != nil {
+		t.Fatal(err)
+	}
+	if used, _, _ := q.usage(); used != 5 {
+		t.Fatalf("used %d, want 5", used)
 	}
 }

@@ -301,7 +301,7 @@ func (s *streamSession) read(ctx context.Context, out chan<- source.StreamBatch,
 		}
 		n := txnBytes(b.Txns)
 		if n > 0 {
-			if err := q.acquire(ctx, n, mayForce, wake); err != nil {
+			if err := q.acquire(ctx, n, nil, mayForce, wake); err != nil {
 				errc <- err
 				return
 			}
@@ -386,7 +386,7 @@ func (s *streamSession) route(ctx context.Context, txn *model.Txn) error {
 	if d := total - given; d > 0 {
 		s.unit.env.quota.release(d)
 	} else if d < 0 {
-		_ = s.unit.env.quota.acquire(ctx, -d, func() bool { return true }, nil)
+		_ = s.unit.env.quota.acquire(ctx, -d, nil, func() bool { return true }, nil)
 	}
 	return nil
 }

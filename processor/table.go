@@ -396,6 +396,17 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 		return r <= b
 	}
 	barrierWake := func() <-chan struct{} { _, ch := t.env.barrier.get(); return ch }
+	// Near the barrier (within the read window) it may read past the
+	// read-ahead, up to the quota: the next barrier step needs it.
+	var nearBarrier func() bool
+	if w := t.env.cfg.ReadWindow; w > 0 {
+		window := model.Ts(w.Milliseconds()) << 18 // a TSO's physical part is in ms
+		nearBarrier = func() bool {
+			b, _ := t.env.barrier.get()
+			_, r := t.progress()
+			return r <= b+window
+		}
+	}
 
 	rctx, cancel := context.WithCancel(ctx)
 	batches := make(chan sized, 1)
@@ -414,7 +425,7 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 			if reserve > 0 && !t.env.preacquired {
 				// Asked again whenever memory is released or the barrier
 				// moves.
-				if err := quota.acquire(rctx, reserve, holdsBarrier, barrierWake); err != nil {
+				if err := quota.acquire(rctx, reserve, nearBarrier, holdsBarrier, barrierWake); err != nil {
 					readErr <- err
 					return
 				}
@@ -438,7 +449,7 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 			case n > reserve:
 				// Already read: take the rest without waiting, as a table
 				// holding the barrier back would.
-				_ = quota.acquire(rctx, n-reserve, func() bool { return true }, nil)
+				_ = quota.acquire(rctx, n-reserve, nil, func() bool { return true }, nil)
 				held.Add(n - reserve)
 			case n < reserve:
 				quota.release(reserve - n)
