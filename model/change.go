@@ -21,6 +21,11 @@ type RowChange struct {
 	// ValueMissing).
 	Before []Value
 	After  []Value
+	// SizeHint, when above zero, is ApproxSize as the source counted it
+	// while building the images, so that sizing the row for the memory
+	// quota need not walk every value again (4.7 % of a catch-up's CPU).
+	// Whoever changes the images of a row that has one sets it to 0.
+	SizeHint int
 }
 
 // Table is the row's table.
@@ -61,6 +66,9 @@ func (r *RowChange) KeyChanged() bool {
 // matters is that it follows the real size closely enough for a quota to
 // bound memory.
 func (r *RowChange) ApproxSize() int {
+	if r.SizeHint > 0 {
+		return r.SizeHint
+	}
 	n := int(unsafe.Sizeof(*r))
 	for _, v := range r.Before {
 		n += v.approxSize()

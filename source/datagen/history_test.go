@@ -764,3 +764,32 @@ func BenchmarkHistoryTxns(b *testing.B) {
 		}
 	}
 }
+
+// The size a row carries from the generator (model.RowChange.SizeHint) is
+// exactly what ApproxSize counts by walking its images: inserts, deletes,
+// and updates whose after image reuses values of the before image, across
+// DDLs that add and drop columns.
+func TestRowSizeHintIsWhatApproxSizeCounts(t *testing.T) {
+	h := testHistory(t, "datagen://?tables=4&rate=50&keys=20&ddl-every=2s&epoch=2026-01-01T00:00:00Z")
+	upto := epochPlus(h, 20*time.Second)
+	ops := map[model.Op]int{}
+	for _, tn := range h.TablesAt(upto) {
+		h.Txns(tn.ID, 0, upto, func(txn *model.Txn) bool {
+			for _, r := range txn.Rows {
+				if r.SizeHint <= 0 {
+					t.Fatalf("row of %s at %d has no size hint", r.Table(), r.CommitTs)
+				}
+				walked := *r
+				walked.SizeHint = 0
+				if got, want := r.ApproxSize(), walked.ApproxSize(); got != want {
+					t.Fatalf("%s row of %s at %d: size hint %d, the images hold %d", r.Op, r.Table(), r.CommitTs, got, want)
+				}
+				ops[r.Op]++
+			}
+			return true
+		})
+	}
+	if ops[model.OpInsert] == 0 || ops[model.OpUpdate] == 0 || ops[model.OpDelete] == 0 {
+		t.Fatalf("the history lacks an op: %v", ops)
+	}
+}

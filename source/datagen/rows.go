@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/bits"
 	"slices"
+	"unsafe"
 
 	"github.com/raftcdc/raftcdc/model"
 )
@@ -97,14 +98,16 @@ func (h *History) eventsUpTo(inc incarnation, ts model.Ts) uint64 {
 
 // image is key x's row after its n-th event, in schema version tv.
 func (h *History) image(inc incarnation, tv *tableVersion, x, n uint64) []model.Value {
-	return h.imageFrom(inc, tv, x, n, nil)
+	img, _ := h.imageFrom(inc, tv, x, n, nil)
+	return img
 }
 
 // imageFrom is image, reusing prev — the image after event n-1 of the same
 // life — for the columns event n did not write, which halves the work of
-// an update.
-func (h *History) imageFrom(inc incarnation, tv *tableVersion, x, n uint64, prev []model.Value) []model.Value {
-	img := make([]model.Value, len(tv.specs))
+// an update. size is what model.RowChange.ApproxSize counts for the image.
+func (h *History) imageFrom(inc incarnation, tv *tableVersion, x, n uint64, prev []model.Value) (img []model.Value, size int) {
+	img = make([]model.Value, len(tv.specs))
+	size = len(img) * int(unsafe.Sizeof(model.Value{}))
 	a := arenaPool.Get().(*arena)
 	a.reset()
 	defer arenaPool.Put(a)
@@ -130,6 +133,7 @@ func (h *History) imageFrom(inc incarnation, tv *tableVersion, x, n uint64, prev
 			m := lastChange(sp, n, start)
 			if prev != nil && m < n {
 				img[i] = prev[i]
+				size += len(prev[i].S) + len(prev[i].B)
 				continue
 			}
 			if sp.addedIn > 0 && h.eventTs(inc, m*h.cfg.Keys+p) < tv.addedTs {
@@ -137,10 +141,15 @@ func (h *History) imageFrom(inc incarnation, tv *tableVersion, x, n uint64, prev
 				continue
 			}
 			img[i] = genValue(&sp.col, mix64(mix64(keyHash^sp.nameHash)^m*0xbf58476d1ce4e5b9), a, i)
+			// Constants (edge values) are not in the arena; an arena
+			// value's text is empty until finish.
+			size += len(img[i].S) + len(img[i].B)
 		}
 	}
+	// The arena's text and bytes are the other values', exactly.
+	size += len(a.s) + len(a.b)
 	a.finish(img)
-	return img
+	return img, size
 }
 
 func regionOf(x uint64) string {
@@ -157,12 +166,18 @@ func (h *History) rowChange(inc incarnation, tv *tableVersion, e uint64, startTs
 	x, n := h.keyAt(e)
 	op, _ := h.op(x, n)
 	r := &model.RowChange{Schema: tv.schema, StartTs: startTs, CommitTs: commitTs, Op: op}
+	size := int(unsafe.Sizeof(*r))
 	if op != model.OpInsert {
-		r.Before = h.image(inc, tv, x, n-1)
+		var b int
+		r.Before, b = h.imageFrom(inc, tv, x, n-1, nil)
+		size += b
 	}
 	if op != model.OpDelete {
-		r.After = h.imageFrom(inc, tv, x, n, r.Before)
+		var b int
+		r.After, b = h.imageFrom(inc, tv, x, n, r.Before)
+		size += b
 	}
+	r.SizeHint = size
 	return r
 }
 
