@@ -32,11 +32,7 @@ var (
 // kafkaHistory is every transaction of datagen v2's first seconds, per
 // table: the same input for every protocol and round.
 func kafkaHistory(t *testing.T, uri string, seconds int) (map[model.TableName][]*model.Txn, int) {
-	cfg, err := datagen.ParseURI(uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := datagen.NewHistory(cfg)
+	h, err := datagen.ParseHistory(uri)
 	if err != nil {
 		t.Fatal(err)
 	}

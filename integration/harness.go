@@ -917,9 +917,6 @@ func Ctx(d time.Duration) (context.Context, context.CancelFunc) {
 
 var errNoNode = errors.New("no serving node")
 
-// lastErrors returns the warnings, errors and non-JSON lines (a returned
-// error, a goroutine dump) from the end of a node's log: why it exited
-// badly, at the point of failure, where a truncated test output keeps it.
 // goroutineSummary condenses the last goroutine dump (SIGQUIT) in a
 // node's log to each goroutine's header and its two innermost calls in
 // this module (or its first two when it has none).
@@ -957,6 +954,9 @@ func goroutineSummary(path string) string {
 	return strings.Join(out, "\n")
 }
 
+// lastErrors returns the warnings, errors and non-JSON lines (a returned
+// error, a goroutine dump) from the end of a node's log: why it exited
+// badly, at the point of failure, where a truncated test output keeps it.
 func lastErrors(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {

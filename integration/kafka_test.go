@@ -132,11 +132,7 @@ func TestKafkaEveryProtocolThroughFailures(t *testing.T) {
 // verifier compares against.
 func historyOf(t *testing.T, src string) *datagen.History {
 	t.Helper()
-	cfg, err := datagen.ParseURI(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := datagen.NewHistory(cfg)
+	h, err := datagen.ParseHistory(src)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -191,16 +191,14 @@ func keyHistory(t *testing.T, src string, k verify.RowKey, start, upto model.Ts)
 			break
 		}
 	}
-	cfg, err := datagen.ParseURI(src)
+	h, err := datagen.ParseHistory(src)
 	if err != nil {
 		return err.Error()
 	}
-	if h, err := datagen.NewHistory(cfg); err == nil {
-		h.DDLs(start, upto, func(d *model.DDLEvent) bool {
-			fmt.Fprintf(&b, "  DDL %s\n", d)
-			return true
-		})
-	}
+	h.DDLs(start, upto, func(d *model.DDLEvent) bool {
+		fmt.Fprintf(&b, "  DDL %s\n", d)
+		return true
+	})
 	return b.String()
 }
 

@@ -388,25 +388,23 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 	// by a flush goes back when the attempt ends.
 	var held atomic.Int64
 	quota := t.env.quota
-	// The table holds the changefeed back when its resolved ts is at or
-	// below the flush barrier; then it may read past a full quota.
-	holdsBarrier := func() bool {
+	// within: the table's resolved ts is at most slack above the flush
+	// barrier. At or below it (slack 0) the table holds the changefeed
+	// back and may read past a full quota; near it (within the read
+	// window) it may read past the read-ahead, up to the quota: the next
+	// barrier step needs it.
+	within := func(slack model.Ts) bool {
 		b, _ := t.env.barrier.get()
 		_, r := t.progress()
-		return r <= b
+		return r <= b+slack
 	}
-	barrierWake := func() <-chan struct{} { _, ch := t.env.barrier.get(); return ch }
-	// Near the barrier (within the read window) it may read past the
-	// read-ahead, up to the quota: the next barrier step needs it.
+	holdsBarrier := func() bool { return within(0) }
 	var nearBarrier func() bool
 	if w := t.env.cfg.ReadWindow; w > 0 {
 		window := model.Ts(w.Milliseconds()) << 18 // a TSO's physical part is in ms
-		nearBarrier = func() bool {
-			b, _ := t.env.barrier.get()
-			_, r := t.progress()
-			return r <= b+window
-		}
+		nearBarrier = func() bool { return within(window) }
 	}
+	barrierWake := func() <-chan struct{} { _, ch := t.env.barrier.get(); return ch }
 
 	rctx, cancel := context.WithCancel(ctx)
 	batches := make(chan sized, 1)

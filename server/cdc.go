@@ -229,14 +229,14 @@ func (c *cdc) mirrorGC(ctx context.Context) error {
 	}
 }
 
+// drainMarkBudget bounds the wait for the draining mark to be gossiped.
+const drainMarkBudget = 2 * time.Second
+
 // drainSelf moves every table off this node's capture before it stops, so
 // that a restart replays nothing: it tells gossip it is draining (the owner
 // then moves its tables off in two phases and gives it none), and waits
 // until the local replica shows it holds no table, or ctx ends. With no
 // other live capture to take the tables there is nothing to wait for.
-// drainMarkBudget bounds the wait for the draining mark to be gossiped.
-const drainMarkBudget = 2 * time.Second
-
 func (c *cdc) drainSelf(ctx context.Context) error {
 	self := c.n.ID()
 	held := func() int {

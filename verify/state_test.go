@@ -25,11 +25,7 @@ const stateURI = "datagen://?tables=3&rate=40&keys=30&txn-rows=2&txn-tables=2&dd
 
 func stateHistory(t *testing.T, uri string) *datagen.History {
 	t.Helper()
-	cfg, err := datagen.ParseURI(uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := datagen.NewHistory(cfg)
+	h, err := datagen.ParseHistory(uri)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,11 +19,7 @@ import (
 func writeStorage(t *testing.T, src, uri string, upto time.Duration) {
 	t.Helper()
 	ctx := context.Background()
-	cfg, err := datagen.ParseURI(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := datagen.NewHistory(cfg)
+	h, err := datagen.ParseHistory(src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +28,7 @@ func writeStorage(t *testing.T, src, uri string, upto time.Duration) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	end := model.TsFromTime(time.UnixMilli(cfg.EpochMs).Add(upto))
+	end := model.TsFromTime(model.TsTime(h.EpochTs()).Add(upto))
 	for _, tn := range h.TablesAt(0) {
 		sch, _ := h.SchemaAt(tn.ID, 0)
 		ts, err := s.OpenTable(ctx, tn, sink.TableOptions{Schema: sch})

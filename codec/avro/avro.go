@@ -266,10 +266,10 @@ func (d *Decoder) DecodeKey(ctx context.Context, s *model.TableSchema, key []byt
 }
 
 func (d *Decoder) decode(ctx context.Context, s *model.TableSchema, want *Schema, b []byte) (*Decoded, error) {
-	if len(b) < 5 || b[0] != RecordMarker {
+	id, ok := schemaID(b)
+	if !ok {
 		return nil, fmt.Errorf("avro: not a Confluent-framed record")
 	}
-	id := int32(binary.BigEndian.Uint32(b[1:5]))
 	text, err := d.reg.SchemaText(ctx, id)
 	if err != nil {
 		return nil, err
@@ -291,7 +291,7 @@ func (d *Decoder) decode(ctx context.Context, s *model.TableSchema, want *Schema
 // then (DecodeValue), which also checks the writer schema is that
 // version's.
 func (d *Decoder) DecodeFields(ctx context.Context, b []byte) (map[string]model.Value, error) {
-	id, ok := ValueSchemaID(b)
+	id, ok := schemaID(b)
 	if !ok {
 		return nil, fmt.Errorf("avro: not a Confluent-framed record")
 	}
@@ -317,25 +317,10 @@ func (d *Decoder) DecodeFields(ctx context.Context, b []byte) (map[string]model.
 	return fields, nil
 }
 
-// ValueSchemaID is the registry ID a framed value was written with.
-func ValueSchemaID(value []byte) (int32, bool) {
+// schemaID is the registry ID a framed record was written with.
+func schemaID(value []byte) (int32, bool) {
 	if len(value) < 5 || value[0] != RecordMarker {
 		return 0, false
 	}
 	return int32(binary.BigEndian.Uint32(value[1:5])), true
-}
-
-// IsValueSchema reports whether the registry's schema id is the value
-// schema this decoder derives for s: a consumer that knows a table's
-// schema versions finds the one a record was written with.
-func (d *Decoder) IsValueSchema(ctx context.Context, id int32, s *model.TableSchema) (bool, error) {
-	text, err := d.reg.SchemaText(ctx, id)
-	if err != nil {
-		return false, err
-	}
-	vs, err := d.derived(s, false)
-	if err != nil {
-		return false, err
-	}
-	return text == vs.JSON, nil
 }

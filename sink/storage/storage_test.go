@@ -78,11 +78,7 @@ const testEpoch = "2026-01-01T00:00:00Z"
 
 func testHistory(t *testing.T, uri string) *datagen.History {
 	t.Helper()
-	cfg, err := datagen.ParseURI(uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := datagen.NewHistory(cfg)
+	h, err := datagen.ParseHistory(uri)
 	if err != nil {
 		t.Fatal(err)
 	}

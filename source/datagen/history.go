@@ -77,6 +77,15 @@ const (
 	ddlCycle
 )
 
+// ParseHistory is the history a datagen URI describes.
+func ParseHistory(uri string) (*History, error) {
+	cfg, err := ParseURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	return NewHistory(cfg)
+}
+
 // NewHistory validates cfg and precomputes the per-group timing.
 func NewHistory(cfg Config) (*History, error) {
 	if err := cfg.Validate(); err != nil {

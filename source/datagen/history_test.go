@@ -22,11 +22,7 @@ const v2TestURI = "datagen://?tables=5&rate=40&keys=23&txn-rows=3&txn-tables=2&d
 
 func testHistory(t *testing.T, uri string) *History {
 	t.Helper()
-	cfg, err := ParseURI(uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := NewHistory(cfg)
+	h, err := ParseHistory(uri)
 	if err != nil {
 		t.Fatal(err)
 	}
