@@ -23,11 +23,18 @@ import (
 // Tables ahead of the barrier (resolved ts above it) stop earlier, at ahead
 // bytes: what they read cannot be flushed before the barrier moves anyway,
 // and the tables holding it back need the room. Those near it (within the
-// read window: near) read on up to the limit, so that more than the one
-// table holding the barrier back can work while the barrier moves.
+// read window: near) read on up to near, so that more than the one table
+// holding the barrier back can work while the barrier moves. near stops a
+// quarter short of the limit: that quarter is the room the tables holding
+// the barrier back read into. Without it the near tables filled the quota
+// to the limit, every batch of the table holding the barrier back went
+// past it, and past the limit a table spills what it buffers: a catch-up
+// with a 256 MiB quota wrote nearly every row to disk and read it back
+// (9.6 GB for 4.8 million rows, bench/RESULTS.md).
 type memQuota struct {
 	limit int64
 	ahead int64
+	near  int64 // what tables near the barrier may fill the quota to
 
 	mu      sync.Mutex
 	used    int64
@@ -46,12 +53,14 @@ func newMemQuota(limit, ahead int64) *memQuota {
 	if ahead <= 0 || ahead > limit {
 		ahead = limit
 	}
-	return &memQuota{limit: limit, ahead: ahead, changed: make(chan struct{}), blocked: make(chan struct{}, 1)}
+	near := max(ahead, limit-limit/4)
+	return &memQuota{limit: limit, ahead: ahead, near: near, changed: make(chan struct{}), blocked: make(chan struct{}, 1)}
 }
 
 // acquire blocks until n bytes fit under ahead (or the quota is empty, so
 // that one batch bigger than the quota still goes through alone), or under
-// the limit if near says the caller is near the barrier, unless mayForce
+// three quarters of the limit if near says the caller is near the barrier,
+// unless mayForce
 // says the caller holds the barrier back. near and mayForce (either may be
 // nil) are asked again whenever memory is released or the caller's wake
 // channel fires.
@@ -64,7 +73,7 @@ func (q *memQuota) acquire(ctx context.Context, n int64, near, mayForce func() b
 			w = wake()
 		}
 		q.mu.Lock()
-		if q.used == 0 || q.used+n <= q.ahead || (near != nil && q.used+n <= q.limit && near()) || (mayForce != nil && mayForce()) {
+		if q.used == 0 || q.used+n <= q.ahead || (near != nil && q.used+n <= q.near && near()) || (mayForce != nil && mayForce()) {
 			q.used += n
 			q.peak = max(q.peak, q.used)
 			q.mu.Unlock()
@@ -112,6 +121,21 @@ func (q *memQuota) release(n int64) {
 	close(q.changed)
 	q.changed = make(chan struct{})
 	q.mu.Unlock()
+}
+
+// overLimit says whether a table should spill what it buffers. Tables far
+// from the barrier spill as soon as the quota is over its limit; a table
+// near it (near says so) holds rows that are flushed next, and writing
+// them to disk only to read them back costs more than holding them, so it
+// spills only past the limit by the reserve as well.
+func (q *memQuota) overLimit(near func() bool) bool {
+	q.mu.Lock()
+	used := q.used
+	q.mu.Unlock()
+	if used <= q.limit {
+		return false
+	}
+	return used > q.limit+(q.limit-q.near) || near == nil || !near()
 }
 
 func (q *memQuota) usage() (used, peak, limit int64) {

@@ -256,43 +256,70 @@ func TestSorterAppendsInOrderSpillsToOneRun(t *testing.T) {
 	}
 }
 
-// TestMemQuotaTablesNearTheBarrierReadUpToTheLimit: a table within the
-// read window of the barrier reads past the read-ahead, but not past the
-// quota; once memory is released it goes on.
-func TestMemQuotaTablesNearTheBarrierReadUpToTheLimit(t *testing.T) {
+// TestMemQuotaTablesNearTheBarrierReadUpToThreeQuarters: a table within
+// the read window of the barrier reads past the read-ahead, but only up to
+// three quarters of the quota: the last quarter is for the tables holding
+// the barrier back. Once memory is released it goes on.
+func TestMemQuotaTablesNearTheBarrierReadUpToThreeQuarters(t *testing.T) {
 	q := newMemQuota(100, 30)
 	ctx := t.Context()
-	near, far := func() bool { return true }, func() bool { return false }
+	near, far, holds := func() bool { return true }, func() bool { return false }, func() bool { return true }
 	if err := q.acquire(ctx, 30, nil, far, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.acquire(ctx, 60, near, far, nil); err != nil {
+	if err := q.acquire(ctx, 40, near, far, nil); err != nil {
 		t.Fatalf("a table near the barrier could not read past the read-ahead: %v", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- q.acquire(ctx, 20, near, far, nil) }()
+	go func() { done <- q.acquire(ctx, 10, near, far, nil) }()
 	select {
 	case <-q.blocked:
 	case err := <-done:
-		t.Fatalf("a table near the barrier read past the quota (err %v)", err)
+		t.Fatalf("a table near the barrier read into the last quarter of the quota (err %v)", err)
+	}
+	// The table holding the barrier back reads into the reserve at once.
+	if err := q.acquire(ctx, 25, nil, holds, nil); err != nil {
+		t.Fatal(err)
 	}
 	farDone := make(chan error, 1)
 	go func() { farDone <- q.acquire(ctx, 5, nil, far, nil) }()
 	waitUntil(t, "both acquirers waiting", func() bool { return q.waiters() == 2 })
-	q.release(20) // 70 used: room under the limit, none under the read-ahead
+	q.release(35) // 60 used: room under three quarters, none under the read-ahead
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case err := <-farDone:
-		t.Fatalf("a table far from the barrier read at %d of 30 bytes (err %v)", 90, err)
+		t.Fatalf("a table far from the barrier read at %d of 30 bytes (err %v)", 70, err)
 	default:
 	}
-	q.release(90)
+	q.release(70)
 	if err := <-farDone; err != nil {
 		t.Fatal(err)
 	}
 	if used, _, _ := q.usage(); used != 5 {
 		t.Fatalf("used %d, want 5", used)
+	}
+}
+
+// TestMemQuotaTablesNearTheBarrierSpillOnlyPastTheReserve: over the limit,
+// a table far from the barrier spills at once; one near it, whose rows are
+// flushed next, only once the quota is over by the reserve as well.
+func TestMemQuotaTablesNearTheBarrierSpillOnlyPastTheReserve(t *testing.T) {
+	q := newMemQuota(100, 30)
+	near, far := func() bool { return true }, func() bool { return false }
+	if q.overLimit(far) || q.overLimit(near) {
+		t.Fatal("an empty quota says spill")
+	}
+	q.acquire(t.Context(), 110, nil, near, nil) // a table holding the barrier back forces past the limit
+	if !q.overLimit(far) || !q.overLimit(nil) {
+		t.Fatal("at 110 of 100 bytes a table far from the barrier (or with no read window) does not spill")
+	}
+	if q.overLimit(near) {
+		t.Fatal("at 110 of 100 bytes a table near the barrier spills, within the reserve of 25")
+	}
+	q.acquire(t.Context(), 20, nil, near, nil)
+	if !q.overLimit(near) {
+		t.Fatal("at 130 of 100 bytes a table near the barrier does not spill")
 	}
 }

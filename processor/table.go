@@ -404,6 +404,10 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 		window := model.Ts(w.Milliseconds()) << 18 // a TSO's physical part is in ms
 		nearBarrier = func() bool { return within(window) }
 	}
+	nearOrHolding := holdsBarrier
+	if nearBarrier != nil {
+		nearOrHolding = nearBarrier
+	}
 	barrierWake := func() <-chan struct{} { _, ch := t.env.barrier.get(); return ch }
 
 	rctx, cancel := context.WithCancel(ctx)
@@ -536,7 +540,7 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 			}
 			quota.release(dropped)
 			held.Add(-dropped)
-			if used, _, limit := quota.usage(); used > limit && srt.memBytes > 0 {
+			if srt.memBytes > 0 && quota.overLimit(nearOrHolding) {
 				// Over the quota (a table that holds the barrier back may
 				// read past it): move this table's buffered transactions to
 				// disk.
