@@ -48,6 +48,20 @@ func appendString(dst []byte, s string, html bool) []byte {
 				start = i
 				continue
 			}
+			// Two- and three-byte runes, nearly all text past ASCII, are
+			// checked inline: a call to the decoder for each cost more than
+			// the rest of the loop. Anything else (four bytes, overlong
+			// forms, surrogates, invalid bytes) goes to the decoder.
+			if c >= 0xc2 && c <= 0xdf && i+1 < len(s) && s[i+1]&0xc0 == 0x80 {
+				i += 2
+				continue
+			}
+			if c >= 0xe0 && c <= 0xef && i+2 < len(s) && s[i+1]&0xc0 == 0x80 && s[i+2]&0xc0 == 0x80 &&
+				(c != 0xe0 || s[i+1] >= 0xa0) && (c != 0xed || s[i+1] < 0xa0) &&
+				(c != 0xe2 || s[i+1] != 0x80 || s[i+2]&^1 != 0xa8) { // U+2028/9 are escaped below
+				i += 3
+				continue
+			}
 			r, size := utf8.DecodeRuneInString(s[i:])
 			switch {
 			case r == utf8.RuneError && size == 1:

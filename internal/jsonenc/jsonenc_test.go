@@ -32,7 +32,8 @@ func TestAppendStringIsValidJSON(t *testing.T) {
 // decode to what encoding/json's own encoding decodes to.
 func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 	pieces := []string{"a", "abcdefgh", "0123456789abcdefXYZ", `"`, `\`, "\x00", "\x1f", "\x7f", "\n", "\t", "é", "€", "😀",
-		"\u2028", "\u2029", "\xe2\x80", "\xff", "\xc3", " ", "<>&", "~", "<", "&", "\b", "\f"}
+		"\u2028", "\u2029", "\xe2\x80", "\xff", "\xc3", " ", "<>&", "~", "<", "&", "\b", "\f",
+		"\xe0\x80\x80", "\xe0\xa0\x80", "\xed\xa0\x80", "\xed\x9f\xbf", "\xc0\x80", "\xc1\xbf", "\xef\xbf\xbf", "\xe2\x80\xa7", "\xe2\x80\xaa", "\xf0\x9f\x98\x80"}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for n := 0; n < 20000; n++ {
 		var s string
