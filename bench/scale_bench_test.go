@@ -28,6 +28,7 @@ var (
 	manyRate   = flag.Float64("many-rate", 0.001, "many tables: rows/s per table")
 	manySample = flag.Duration("many-sample", 60*time.Second, "many tables: sampling time once every table replicates")
 	manyBudget = flag.Int("many-budget", 40000, "many tables: --table-budget of each node")
+	manyArgs   = flag.String("many-args", "", "many tables: more server flags, space-separated (e.g. \"--raft-heartbeat-timeout 1s --raft-election-timeout 1s\")")
 )
 
 // watch samples what the scale runs record: checkpoint lag, Raft terms
@@ -206,7 +207,8 @@ func saveDebug(c *integration.Cluster, i int, kind, path string, secs int) error
 // heartbeat timeouts while it runs, and how long a pause of the small
 // changefeed and a remove of the big one take to be carried out.
 func TestBenchManyTables(t *testing.T) {
-	c := integration.StartCluster(t, buildBinary(t), 3, integration.ClusterOptions{ExtraArgs: []string{"--log-level", "warn", "--table-budget", strconv.Itoa(*manyBudget)}})
+	args := append([]string{"--log-level", "warn", "--table-budget", strconv.Itoa(*manyBudget)}, strings.Fields(*manyArgs)...)
+	c := integration.StartCluster(t, buildBinary(t), 3, integration.ClusterOptions{ExtraArgs: args})
 	leader := c.WaitForLeader(30 * time.Second)
 	// Every capture registered first: tables dispatched before one joins
 	// are moved to it afterwards (a rebalance is measured on its own).
