@@ -60,10 +60,9 @@ func newMemQuota(limit, ahead int64) *memQuota {
 // acquire blocks until n bytes fit under ahead (or the quota is empty, so
 // that one batch bigger than the quota still goes through alone), or under
 // three quarters of the limit if near says the caller is near the barrier,
-// unless mayForce
-// says the caller holds the barrier back. near and mayForce (either may be
-// nil) are asked again whenever memory is released or the caller's wake
-// channel fires.
+// unless mayForce says the caller holds the barrier back. near and
+// mayForce (either may be nil) are asked again whenever memory is released
+// or the caller's wake channel fires.
 func (q *memQuota) acquire(ctx context.Context, n int64, near, mayForce func() bool, wake func() <-chan struct{}) error {
 	for {
 		// Take the wake-up channel before looking, so that a change between
