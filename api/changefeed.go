@@ -574,12 +574,7 @@ func (h *Handler) previewChangefeed(w http.ResponseWriter, r *http.Request) erro
 // view; two creates racing on different nodes can both pass (see
 // admission/DESIGN.md).
 func (h *Handler) admit(ctx context.Context, action, id, exclude string, asked int) error {
-	// The replica must hold at least every write the leader acknowledged
-	// (a create just answered through another node). Without a leader the
-	// local state is used: a preview needs none, and a write fails anyway.
-	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	_ = h.store.ReadIndex(rctx)
-	cancel()
+	h.catchUp(ctx)
 	var u admission.Usage
 	live := h.cdc.CaptureLiveness()
 	if err := h.store.View(func(rd fsm.Reader, _ uint64) error {
@@ -592,6 +587,19 @@ func (h *Handler) admit(ctx context.Context, action, id, exclude string, asked i
 		return Errorf(http.StatusConflict, CodeOverCapacity, "%v", err)
 	}
 	return nil
+}
+
+// catchUp brings this replica up to every write the leader acknowledged
+// before an operator request decides on it. A follower may not yet have
+// applied what another node already answered (the owner settling a pause,
+// a create, a capture registering), and the request would be refused on
+// state the caller knows is gone. Without a leader the local state is used:
+// a preview needs none, and a write fails anyway, with the local state
+// still giving a refusal its reason.
+func (h *Handler) catchUp(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_ = h.store.ReadIndex(rctx)
+	cancel()
 }
 
 func (h *Handler) apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
@@ -609,7 +617,9 @@ func (h *Handler) apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, erro
 
 // changeInfo applies fn to a changefeed's info with compare-and-set, so an
 // operator request never overwrites the owner's concurrent change.
+// fn decides on a caught-up replica (see catchUp).
 func (h *Handler) changeInfo(ctx context.Context, id string, fn func(f *feedView) error) (*feedView, error) {
+	h.catchUp(ctx)
 	for attempt := 0; ; attempt++ {
 		f, found, err := h.viewFeed(id)
 		if err != nil {
@@ -1109,6 +1119,7 @@ func (h *Handler) drainCapture(w http.ResponseWriter, r *http.Request) error {
 	if err := model.ValidateNodeID(id); err != nil {
 		return Errorf(http.StatusBadRequest, CodeBadRequest, "capture: %v", err)
 	}
+	h.catchUp(r.Context())
 	live := h.cdc.CaptureLiveness()
 	var (
 		ci      *model.CaptureInfo

@@ -37,6 +37,10 @@ type Store struct {
 	// Transfers and Removals record the cluster calls the API made.
 	Transfers []string
 	Removals  []string
+	// behind holds commands the cluster has committed but this replica has
+	// not applied yet; a read-index applies them, as waiting for the
+	// leader's commit index does on a real follower.
+	behind []fsm.Command
 }
 
 var _ api.Store = (*Store)(nil)
@@ -140,12 +144,29 @@ func (s *Store) apply(cmd fsm.Command) (*fsm.Result, error) {
 	return res, nil
 }
 
-// ReadIndex implements api.Store.
+// ReadIndex implements api.Store: it applies what the replica lags.
 func (s *Store) ReadIndex(ctx context.Context) error {
 	if !s.isLeader() {
 		return api.NoLeader()
 	}
+	s.mu.Lock()
+	behind := s.behind
+	s.behind = nil
+	s.mu.Unlock()
+	for _, cmd := range behind {
+		if _, err := s.apply(cmd); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// PutInfoBehind commits a changefeed's definition elsewhere in the cluster:
+// this replica reads the old one until a read-index catches it up.
+func (s *Store) PutInfoBehind(info model.ChangefeedInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.behind = append(s.behind, fsm.Command{Ops: []fsm.Op{put(meta.ChangefeedInfoKey(info.ID), info)}})
 }
 
 // View implements api.Store.
