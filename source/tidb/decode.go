@@ -1,6 +1,7 @@
 package tidb
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -54,6 +55,7 @@ type rowDecoder struct {
 	// what a straggler keeps alive.
 	imageSlab []model.Value
 	rcSlab    []model.RowChange
+	text      textSlab
 }
 
 const (
@@ -163,7 +165,7 @@ func defaultValue(c *timodel.ColumnInfo, t model.ColumnType) (model.Value, error
 	if err != nil {
 		return model.Value{}, err
 	}
-	return datumValue(conv, t)
+	return datumValue(conv, t, nil)
 }
 
 // imageV2 decodes a row value in format v2 into values aligned with the
@@ -187,7 +189,7 @@ func (d *rowDecoder) imageV2(value []byte, handle kv.Handle) ([]model.Value, err
 			var dt types.Datum
 			row.DatumWithBuffer(i, c.ft, &dt)
 			// The chunk is reused: text is copied out of it.
-			v, err := datumValue(dt, c.typ)
+			v, err := datumValue(dt, c.typ, &d.text)
 			if err != nil {
 				return nil, fmt.Errorf("table %s column %s: %w", d.schema.Table, d.schema.Columns[i].Name, err)
 			}
@@ -229,7 +231,7 @@ func (d *rowDecoder) image(value []byte, handle kv.Handle) ([]model.Value, error
 		dt, ok := d.scratch[c.id]
 		switch {
 		case ok:
-			v, err := datumValue(dt, c.typ)
+			v, err := datumValue(dt, c.typ, &d.text)
 			if err != nil {
 				return nil, fmt.Errorf("table %s column %s: %w", d.schema.Table, d.schema.Columns[i].Name, err)
 			}
@@ -260,7 +262,7 @@ func (d *rowDecoder) keyImage(handle kv.Handle) ([]model.Value, error) {
 		if c.pkHandle {
 			out[i] = handleValue(handle, c.typ)
 		} else if dt, ok := d.scratch[c.id]; ok && len(d.handleIDs) > 0 {
-			v, err := datumValue(dt, c.typ)
+			v, err := datumValue(dt, c.typ, &d.text)
 			if err != nil {
 				return nil, err
 			}
@@ -277,11 +279,40 @@ func handleValue(h kv.Handle, t model.ColumnType) model.Value {
 	return model.IntValue(h.IntValue())
 }
 
+// textSlab cuts the text of decoded values from shared blocks: one
+// allocation for the strings of many rows instead of one per text column.
+// Like the image slab, a block lives while any string cut from it does;
+// long strings get their own allocation so that a straggler keeps little
+// else alive. A nil slab allocates every string.
+type textSlab struct{ buf []byte }
+
+const (
+	textSlabBytes = 4 << 10 // a size class
+	textSlabMax   = 256     // longer strings are allocated alone
+)
+
+func (s *textSlab) str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if s == nil || len(b) > textSlabMax {
+		return string(b)
+	}
+	if cap(s.buf)-len(s.buf) < len(b) {
+		s.buf = make([]byte, 0, textSlabBytes)
+	}
+	start := len(s.buf)
+	s.buf = append(s.buf, b...)
+	// The block is only ever appended to: the bytes under this string
+	// never change.
+	return unsafe.String(&s.buf[start], len(b))
+}
+
 // datumValue puts a TiDB datum into model.Value's canonical form for the
-// column type.
+// column type, cutting text from slab.
 // Text and bytes are copied: a datum's bytes point into a row value or a
 // reused chunk.
-func datumValue(d types.Datum, t model.ColumnType) (model.Value, error) {
+func datumValue(d types.Datum, t model.ColumnType, slab *textSlab) (model.Value, error) {
 	if d.IsNull() {
 		return model.Null(), nil
 	}
@@ -325,15 +356,15 @@ func datumValue(d types.Datum, t model.ColumnType) (model.Value, error) {
 		if err := d.GetMysqlDecimal().Round(&r, t.Scale, types.ModeHalfUp); err != nil {
 			return model.Value{}, err
 		}
-		s := r.String()
-		if strings.HasPrefix(s, "-") && strings.Trim(s[1:], "0.") == "" {
-			s = s[1:]
+		b := r.ToString()
+		if len(b) > 0 && b[0] == '-' && len(bytes.Trim(b[1:], "0.")) == 0 {
+			b = b[1:] // -0.00 is 0.00
 		}
-		return model.StringValue(s), nil
+		return model.StringValue(slab.str(b)), nil
 	case model.TypeChar:
-		return model.StringValue(strings.TrimRight(string(d.GetBytes()), " ")), nil
+		return model.StringValue(slab.str(bytes.TrimRight(d.GetBytes(), " "))), nil
 	case model.TypeVarchar, model.TypeTinyText, model.TypeText, model.TypeMediumText, model.TypeLongText:
-		return model.StringValue(string(d.GetBytes())), nil
+		return model.StringValue(slab.str(d.GetBytes())), nil
 	case model.TypeBinary:
 		b := d.GetBytes()
 		if len(b) < t.Length {
@@ -362,10 +393,11 @@ func datumValue(d types.Datum, t model.ColumnType) (model.Value, error) {
 			b = appendPadded(b, tm.Second(), 2)
 			if t.Fsp > 0 {
 				b = append(b, '.')
-				b = append(b, strconv.Itoa(1000000 + tm.Microsecond())[1:1+t.Fsp]...)
+				keep := len(b) + t.Fsp
+				b = appendPadded(b, tm.Microsecond(), 6)[:keep]
 			}
 		}
-		return model.StringValue(string(b)), nil
+		return model.StringValue(slab.str(b)), nil
 	case model.TypeTime:
 		dur := d.GetMysqlDuration().Duration
 		sign := ""

@@ -275,3 +275,27 @@ func TestManyRowsKeepTheirOwnText(t *testing.T) {
 	f := e.subscribe(e.table("d", "es"), start)
 	e.checkState(f, "d", "es", e.c.Now())
 }
+
+// Text is cut from shared blocks: rows decoded across many blocks each keep
+// their own, and decimals and fractional datetimes keep their exact form.
+func TestDecodedTextSurvivesTheNextBlocks(t *testing.T) {
+	const n = 300 // ~200 bytes of text a row: some 15 blocks
+	dec, raws := sbtestRows(t, n)
+	rows := make([]*model.RowChange, n)
+	for i := range raws {
+		rc, err := dec.decodeRow(&raws[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows[i] = rc
+	}
+	for i, rc := range rows {
+		want := []string{fmt.Sprint(i), fmt.Sprint(i % 1000), fmt.Sprintf("%0110d", i), fmt.Sprintf("pad-%050d", i),
+			fmt.Sprintf("%d.%02d", i, i%100), "2026-01-02 03:04:05.678"}
+		for c, w := range want {
+			if got := rc.After[c].Text(); got != w {
+				t.Fatalf("row %d column %d: %q, want %q", i, c, got, w)
+			}
+		}
+	}
+}
