@@ -512,6 +512,8 @@ func (t *txnSubscription) decodeReady(schemaResolved uint64, g *txnGrouper) erro
 	if len(t.pending) == 0 {
 		return nil
 	}
+	b := batchDecoder{t: t}
+	defer b.release()
 	keep := t.pending[:0]
 	for i := range t.pending {
 		r := &t.pending[i].raw
@@ -519,7 +521,7 @@ func (t *txnSubscription) decodeReady(schemaResolved uint64, g *txnGrouper) erro
 			keep = append(keep, t.pending[i])
 			continue
 		}
-		rc, ok, err := t.decodeOne(r)
+		rc, ok, err := b.decode(r)
 		if err != nil {
 			return err
 		}
@@ -534,21 +536,43 @@ func (t *txnSubscription) decodeReady(schemaResolved uint64, g *txnGrouper) erro
 	return nil
 }
 
-// decodeOne decodes a row against the table's version at its commit ts −
-// 1; ok is false when the table did not exist then.
-func (t *txnSubscription) decodeOne(r *rawRow) (*model.RowChange, bool, error) {
-	v := t.tr.versionAt(t.id, r.commitTs-1)
-	if v == nil || v.info == nil {
-		return nil, false, nil
+// batchDecoder decodes the rows of one batch, holding one decoder while
+// consecutive rows fall in the same table version: the tracker's lock, the
+// pool's and the version search are paid per version, not per row. Not
+// safe for concurrent use; release returns the decoder.
+type batchDecoder struct {
+	t           *txnSubscription
+	from, until uint64 // the held version is valid for ts in [from, until)
+	pool        *sync.Pool
+	dec         *rowDecoder
+}
+
+// decode decodes a row against the table's version at its commit ts − 1;
+// ok is false when the table did not exist then.
+func (b *batchDecoder) decode(r *rawRow) (*model.RowChange, bool, error) {
+	ts := r.commitTs - 1
+	if b.dec == nil || ts < b.from || ts >= b.until {
+		b.release()
+		v, until := b.t.tr.versionUntil(b.t.id, ts)
+		if v == nil || v.info == nil {
+			return nil, false, nil
+		}
+		pool, err := b.t.pool(v)
+		if err != nil {
+			return nil, false, err
+		}
+		b.from, b.until, b.pool = v.ts, until, pool
+		b.dec = pool.Get().(*rowDecoder)
 	}
-	pool, err := t.pool(v)
-	if err != nil {
-		return nil, false, err
-	}
-	dec := pool.Get().(*rowDecoder)
-	defer pool.Put(dec)
-	rc, err := dec.decodeRow(r)
+	rc, err := b.dec.decodeRow(r)
 	return rc, err == nil, err
+}
+
+func (b *batchDecoder) release() {
+	if b.dec != nil {
+		b.pool.Put(b.dec)
+		b.dec = nil
+	}
 }
 
 // predecode runs on the kv client's workers: it decodes what it can now
@@ -559,12 +583,14 @@ func (t *txnSubscription) predecode(rows []rawRow) []*model.RowChange {
 	if err != nil {
 		return nil
 	}
+	b := batchDecoder{t: t}
+	defer b.release()
 	var out []*model.RowChange
 	for i := range rows {
 		if rows[i].commitTs-1 > resolved {
 			continue
 		}
-		rc, ok, err := t.decodeOne(&rows[i])
+		rc, ok, err := b.decode(&rows[i])
 		if err != nil || !ok {
 			continue
 		}

@@ -247,6 +247,25 @@ func (t *schemaTracker) versionAt(id int64, ts uint64) *tableVersion {
 	return list[i]
 }
 
+// versionUntil is versionAt's answer with the end of its validity: the
+// version holds for every ts' from ts up to (not including) until, which is
+// the next version's ts or, where none is known yet, just past what the
+// tracker has resolved.
+func (t *schemaTracker) versionUntil(id int64, ts uint64) (v *tableVersion, until uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	list := t.versions[id]
+	i := sort.Search(len(list), func(i int) bool { return list[i].ts > ts })
+	until = t.resolved + 1
+	if i < len(list) {
+		until = list[i].ts
+	}
+	if i == 0 {
+		return nil, until
+	}
+	return list[i-1], until
+}
+
 // partitionSince is the ts of the first version of a table that has the
 // physical table pid (0 if none has).
 func (t *schemaTracker) partitionSince(id, pid int64) uint64 {
