@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -789,7 +790,18 @@ type regionWorker struct {
 }
 
 func (c *kvClient) worker(rs *regionState) *regionWorker {
-	return c.workers[rs.regionID()%uint64(len(c.workers))]
+	return c.workers[workerIndex(rs.regionID(), len(c.workers))]
+}
+
+// workerIndex spreads region IDs over n workers. PD gives a region and its
+// peers IDs from one allocator, so a cluster's region IDs step by the
+// replica count plus one (4 with three replicas); by plain modulo, 8
+// workers would get regions on two of them. Multiplying by 2^64/φ mixes
+// every bit of the ID into the high ones, and the high bits of that
+// product times n pick the worker (Lemire's reduction, no division).
+func workerIndex(regionID uint64, n int) int {
+	hi, _ := bits.Mul64(regionID*0x9e3779b97f4a7c15, uint64(n))
+	return int(hi)
 }
 
 func (w *regionWorker) put(it workItem) {

@@ -373,3 +373,28 @@ func TestStartBelowGCSafepointRefusedRightAfterGC(t *testing.T) {
 		t.Fatalf("schema right after GC passed the start: %v, want ErrSnapshotLost", err)
 	}
 }
+
+// Region IDs that step by the replica count plus one (PD allocates a
+// region's and its peers' IDs together) still reach every worker, about
+// evenly, and an ID always reaches the same one.
+func TestRegionIDsSpreadOverEveryWorker(t *testing.T) {
+	for _, c := range []struct{ step, workers int }{{4, 8}, {2, 8}, {6, 16}, {4, 1}, {4, 3}, {1, 256}} {
+		const regions = 4096
+		count := make([]int, c.workers)
+		for i := 0; i < regions; i++ {
+			id := uint64(1000 + i*c.step)
+			w := workerIndex(id, c.workers)
+			if w < 0 || w >= c.workers || w != workerIndex(id, c.workers) {
+				t.Fatalf("step %d, %d workers: region %d went to %d", c.step, c.workers, id, w)
+			}
+			count[w]++
+		}
+		even := regions / c.workers
+		for w, n := range count {
+			if n < even/2 || n > even*2 {
+				t.Errorf("step %d, %d workers: worker %d got %d regions (even: %d): %v", c.step, c.workers, w, n, even, count)
+				break
+			}
+		}
+	}
+}
