@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -252,12 +253,18 @@ func TestBenchKafkaThroughput(t *testing.T) {
 				bareD = bareRound(t, c.ListenAddrs()[0], recs)
 				bareCPU = cpuSelf() - cpu0
 			}
+			// The sides carry pprof labels (side=sink|bare), inherited by
+			// the goroutines of the broker and the clients each starts, so
+			// that a -cpuprofile splits by side (pprof -tagfocus side=sink).
+			labelled := func(side string, f func()) {
+				pprof.Do(context.Background(), pprof.Labels("side", side), func(context.Context) { f() })
+			}
 			if round%2 == 0 {
-				measureSink()
-				measureBare()
+				labelled("sink", measureSink)
+				labelled("bare", measureBare)
 			} else {
-				measureBare()
-				measureSink()
+				labelled("bare", measureBare)
+				labelled("sink", measureSink)
 			}
 			sinkRate, bareRate := float64(msgs)/sinkD.Seconds(), float64(msgs)/bareD.Seconds()
 			ratios = append(ratios, sinkRate/bareRate)

@@ -1,10 +1,11 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
-	"sync/atomic"
+	"sync"
 
 	"github.com/raftcdc/raftcdc/codec/avro"
 	"github.com/raftcdc/raftcdc/codec/canal"
@@ -49,7 +50,7 @@ func newProtocol(cfg *Config) (protocol, error) {
 	case ProtocolSimple:
 		return simpleProtocol{enc: simple.NewEncoder(nil)}, nil
 	case ProtocolCanalJSON:
-		return canalProtocol{enc: canal.NewEncoder(canal.Options{EnableTiDBExtension: cfg.EnableTiDBExtension}), sizeHint: new(atomic.Int64)}, nil
+		return canalProtocol{enc: canal.NewEncoder(canal.Options{EnableTiDBExtension: cfg.EnableTiDBExtension}), scratch: &sync.Pool{New: func() any { return new([]byte) }}}, nil
 	}
 	return nil, fmt.Errorf("protocol %s is not available in this build yet", cfg.Protocol)
 }
@@ -97,9 +98,10 @@ func (p openProtocol) overhead(n int) int { return open.FrameOverhead(n) }
 type canalProtocol struct {
 	single
 	enc *canal.Encoder
-	// sizeHint is the last message's size: starting each message's buffer
-	// there saves the encoder most of its slice growth.
-	sizeHint *atomic.Int64
+	// scratch holds grown encode buffers: a message is encoded into one
+	// and copied out at its exact size, so the garbage a row leaves is the
+	// message itself, not the doublings it took to build it.
+	scratch *sync.Pool
 }
 
 func (p canalProtocol) encodeRow(_ context.Context, _ string, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
@@ -108,8 +110,11 @@ func (p canalProtocol) encodeRow(_ context.Context, _ string, r *model.RowChange
 	if o.onlyHandleKey || o.claimCheck != "" {
 		v, err = p.enc.AppendLargeRow(nil, r, canal.LargeMessage{OnlyHandleKey: true, ClaimCheckLocation: o.claimCheck})
 	} else {
-		v, err = p.enc.AppendRow(make([]byte, 0, p.sizeHint.Load()+64), r)
-		p.sizeHint.Store(int64(len(v)))
+		buf := p.scratch.Get().(*[]byte)
+		v, err = p.enc.AppendRow((*buf)[:0], r)
+		*buf = v
+		v = bytes.Clone(v)
+		p.scratch.Put(buf)
 	}
 	return nil, v, err
 }
