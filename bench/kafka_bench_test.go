@@ -229,7 +229,7 @@ func TestBenchKafkaThroughput(t *testing.T) {
 		// An unmeasured sink round gives the messages the bare producer
 		// sends.
 		c := newKfake(t)
-		sinkRound(t, c.ListenAddrs()[0], p.name, params(), hist)
+		pprof.Do(context.Background(), pprof.Labels("side", "warmup"), func(context.Context) { sinkRound(t, c.ListenAddrs()[0], p.name, params(), hist) })
 		recs := collect(t, c.ListenAddrs()[0], topics)
 		c.Close()
 		msgs := len(recs)
@@ -253,9 +253,11 @@ func TestBenchKafkaThroughput(t *testing.T) {
 				bareD = bareRound(t, c.ListenAddrs()[0], recs)
 				bareCPU = cpuSelf() - cpu0
 			}
-			// The sides carry pprof labels (side=sink|bare), inherited by
-			// the goroutines of the broker and the clients each starts, so
-			// that a -cpuprofile splits by side (pprof -tagfocus side=sink).
+			// The sides carry pprof labels (side=sink|bare; the unmeasured
+			// first round warmup), inherited by the goroutines each starts,
+			// so that a -cpuprofile splits by side (pprof -tagfocus
+			// side=sink). Unlabelled samples are the runtime's (GC) and
+			// franz-go's connection goroutines, which start elsewhere.
 			labelled := func(side string, f func()) {
 				pprof.Do(context.Background(), pprof.Labels("side", side), func(context.Context) { f() })
 			}

@@ -37,8 +37,13 @@ func benchEncodeWide(b *testing.B, proto string) {
 	rows := datagenRows(b, 1024)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, _, err := p.encodeRow(context.Background(), "t", rows[i%len(rows)], rowOpts{}); err != nil {
+		_, v, err := p.encodeRow(context.Background(), "t", rows[i%len(rows)], rowOpts{})
+		if err != nil {
 			b.Fatal(err)
+		}
+		// As the table sink does once the message is acknowledged.
+		if vp, ok := p.(valuePool); ok {
+			vp.release(v)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package kafka
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -50,7 +49,7 @@ func newProtocol(cfg *Config) (protocol, error) {
 	case ProtocolSimple:
 		return simpleProtocol{enc: simple.NewEncoder(nil)}, nil
 	case ProtocolCanalJSON:
-		return canalProtocol{enc: canal.NewEncoder(canal.Options{EnableTiDBExtension: cfg.EnableTiDBExtension}), scratch: &sync.Pool{New: func() any { return new([]byte) }}}, nil
+		return canalProtocol{enc: canal.NewEncoder(canal.Options{EnableTiDBExtension: cfg.EnableTiDBExtension}), values: &sync.Pool{}}, nil
 	}
 	return nil, fmt.Errorf("protocol %s is not available in this build yet", cfg.Protocol)
 }
@@ -98,10 +97,28 @@ func (p openProtocol) overhead(n int) int { return open.FrameOverhead(n) }
 type canalProtocol struct {
 	single
 	enc *canal.Encoder
-	// scratch holds grown encode buffers: a message is encoded into one
-	// and copied out at its exact size, so the garbage a row leaves is the
-	// message itself, not the doublings it took to build it.
-	scratch *sync.Pool
+	// values holds the buffers of acknowledged messages: a row is encoded
+	// into one that has already grown to a message's size, and the sink
+	// hands it back (release) once franz-go is done with it. A wide row's
+	// message is several KB; without the pool every one was garbage, and
+	// the collections it caused scanned everything the processor holds.
+	values *sync.Pool
+}
+
+// maxPooledValue bounds what the pool keeps: an occasional huge row does
+// not pin its buffer.
+const maxPooledValue = 256 << 10
+
+// valuePool is implemented by protocols whose row messages come from a
+// pool: the table sink releases a message's value once its produce has
+// completed, acknowledged or failed, when franz-go no longer reads it.
+type valuePool interface{ release(v []byte) }
+
+func (p canalProtocol) release(v []byte) {
+	if cap(v) <= maxPooledValue {
+		v = v[:0]
+		p.values.Put(&v)
+	}
 }
 
 func (p canalProtocol) encodeRow(_ context.Context, _ string, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
@@ -110,11 +127,11 @@ func (p canalProtocol) encodeRow(_ context.Context, _ string, r *model.RowChange
 	if o.onlyHandleKey || o.claimCheck != "" {
 		v, err = p.enc.AppendLargeRow(nil, r, canal.LargeMessage{OnlyHandleKey: true, ClaimCheckLocation: o.claimCheck})
 	} else {
-		buf := p.scratch.Get().(*[]byte)
-		v, err = p.enc.AppendRow((*buf)[:0], r)
-		*buf = v
-		v = bytes.Clone(v)
-		p.scratch.Put(buf)
+		var buf []byte
+		if bp, ok := p.values.Get().(*[]byte); ok {
+			buf = *bp
+		}
+		v, err = p.enc.AppendRow(buf, r)
 	}
 	return nil, v, err
 }

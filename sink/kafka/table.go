@@ -229,6 +229,9 @@ func (t *tableSink) produce(ctx context.Context, g *ackGroup, p int32, k, v []by
 		} else {
 			err = fmt.Errorf("kafka sink: table %s: producing to %s partition %d: %w", t.table, t.topic, p, err)
 		}
+		if vp, ok := t.s.proto.(valuePool); ok {
+			vp.release(r.Value) // franz-go is done with it
+		}
 		g.finish(err)
 	})
 	return ctx.Err()
