@@ -262,9 +262,9 @@ func mysqlArg(v model.Value) any {
 	case model.ValueInt:
 		return v.I
 	case model.ValueUint:
-		return v.U
+		return v.Uint()
 	case model.ValueFloat:
-		return v.F
+		return v.Float()
 	case model.ValueString:
 		return v.S
 	case model.ValueBytes:
@@ -424,12 +424,12 @@ func pgText(c model.Column, v model.Value) (string, bool) {
 		return strconv.FormatInt(v.I, 10), true
 	case model.ValueUint:
 		if c.Type.Kind == model.TypeBit {
-			s := strconv.FormatUint(v.U, 2)
+			s := strconv.FormatUint(v.Uint(), 2)
 			return strings.Repeat("0", max(c.Type.Length-len(s), 0)) + s, true
 		}
-		return strconv.FormatUint(v.U, 10), true
+		return strconv.FormatUint(v.Uint(), 10), true
 	case model.ValueFloat:
-		return strconv.FormatFloat(v.F, 'g', -1, 64), true
+		return strconv.FormatFloat(v.Float(), 'g', -1, 64), true
 	case model.ValueBytes:
 		return `\x` + hex.EncodeToString(v.B), true
 	}

@@ -62,9 +62,9 @@ func appendSpillImage(p []byte, img []model.Value) []byte {
 		case model.ValueInt:
 			p = binary.AppendVarint(p, v.I)
 		case model.ValueUint:
-			p = binary.AppendUvarint(p, v.U)
+			p = binary.AppendUvarint(p, v.Uint())
 		case model.ValueFloat:
-			p = binary.LittleEndian.AppendUint64(p, math.Float64bits(v.F))
+			p = binary.LittleEndian.AppendUint64(p, math.Float64bits(v.Float()))
 		case model.ValueString:
 			p = appendSpillString(p, v.S)
 		case model.ValueBytes:
@@ -203,13 +203,13 @@ func (d *spillDecoder) image() []model.Value {
 		case model.ValueInt:
 			v.I = d.varint()
 		case model.ValueUint:
-			v.U = d.uvarint()
+			v.I = int64(d.uvarint())
 		case model.ValueFloat:
 			if len(d.p) < 8 {
 				d.fail("float")
 				return nil
 			}
-			v.F = math.Float64frombits(binary.LittleEndian.Uint64(d.p))
+			v.I = int64(binary.LittleEndian.Uint64(d.p))
 			d.p = d.p[8:]
 		case model.ValueString:
 			v.S = d.str()

@@ -53,9 +53,9 @@ func mysqlArg(v model.Value) any {
 	case model.ValueInt:
 		return v.I
 	case model.ValueUint:
-		return v.U
+		return v.Uint()
 	case model.ValueFloat:
-		return v.F
+		return v.Float()
 	case model.ValueBytes:
 		return v.B
 	}
@@ -228,12 +228,12 @@ func pgLiteral(t model.ColumnType, v model.Value) any {
 		return strconv.FormatInt(v.I, 10)
 	case model.ValueUint:
 		if t.Kind == model.TypeBit {
-			s := strconv.FormatUint(v.U, 2)
+			s := strconv.FormatUint(v.Uint(), 2)
 			return strings.Repeat("0", t.Length-len(s)) + s
 		}
-		return strconv.FormatUint(v.U, 10)
+		return strconv.FormatUint(v.Uint(), 10)
 	case model.ValueFloat:
-		return model.FloatText(v.F, t)
+		return model.FloatText(v.Float(), t)
 	case model.ValueBytes:
 		return `\x` + hex.EncodeToString(v.B)
 	}

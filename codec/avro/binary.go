@@ -63,26 +63,26 @@ func appendValue(b []byte, f FieldSchema, v model.Value) ([]byte, error) {
 		case model.ValueInt:
 			return appendLong(b, v.I), nil
 		case model.ValueUint:
-			if v.U > math.MaxInt64 && f.Type == "long" {
+			if v.Uint() > math.MaxInt64 && f.Type == "long" {
 				// bigint unsigned in long mode wraps, as TiCDC's does.
-				return appendLong(b, int64(v.U)), nil
+				return appendLong(b, int64(v.Uint())), nil
 			}
-			return appendLong(b, int64(v.U)), nil
+			return appendLong(b, int64(v.Uint())), nil
 		}
 	case "float":
 		if v.Kind == model.ValueFloat {
-			return binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(v.F))), nil
+			return binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(v.Float()))), nil
 		}
 	case "double":
 		if v.Kind == model.ValueFloat {
-			return binary.LittleEndian.AppendUint64(b, math.Float64bits(v.F)), nil
+			return binary.LittleEndian.AppendUint64(b, math.Float64bits(v.Float())), nil
 		}
 	case "string":
 		switch v.Kind {
 		case model.ValueString:
 			return appendBytes(b, []byte(v.S)), nil
 		case model.ValueUint:
-			return appendBytes(b, []byte(strconv.FormatUint(v.U, 10))), nil
+			return appendBytes(b, []byte(strconv.FormatUint(v.Uint(), 10))), nil
 		case model.ValueInt:
 			return appendBytes(b, []byte(strconv.FormatInt(v.I, 10))), nil
 		}
@@ -102,7 +102,7 @@ func appendValue(b []byte, f FieldSchema, v model.Value) ([]byte, error) {
 				n = 1
 			}
 			var full [8]byte
-			binary.BigEndian.PutUint64(full[:], v.U)
+			binary.BigEndian.PutUint64(full[:], v.Uint())
 			return appendBytes(b, full[8-n:]), nil
 		}
 	}

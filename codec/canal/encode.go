@@ -300,11 +300,11 @@ func appendValue(dst []byte, c model.Column, v model.Value) ([]byte, error) {
 		return append(dst, '"'), nil
 	case model.ValueUint:
 		dst = append(dst, '"')
-		dst = strconv.AppendUint(dst, v.U, 10)
+		dst = strconv.AppendUint(dst, v.Uint(), 10)
 		return append(dst, '"'), nil
 	case model.ValueFloat:
 		dst = append(dst, '"')
-		dst = append(dst, formatFloat(v.F, c.Type)...)
+		dst = append(dst, formatFloat(v.Float(), c.Type)...)
 		return append(dst, '"'), nil
 	case model.ValueBytes:
 		return appendLatin1(dst, v.B), nil

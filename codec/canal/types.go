@@ -83,19 +83,19 @@ func JavaType(t model.ColumnType, v model.Value) JavaSQLType {
 	}
 	switch t.Kind {
 	case model.TypeTinyInt:
-		if v.U > math.MaxInt8 {
+		if v.Uint() > math.MaxInt8 {
 			return JavaSmallInt
 		}
 	case model.TypeSmallInt:
-		if v.U > math.MaxInt16 {
+		if v.Uint() > math.MaxInt16 {
 			return JavaInteger
 		}
 	case model.TypeInt:
-		if v.U > math.MaxInt32 {
+		if v.Uint() > math.MaxInt32 {
 			return JavaBigInt
 		}
 	case model.TypeBigInt:
-		if v.U > math.MaxInt64 {
+		if v.Uint() > math.MaxInt64 {
 			return JavaDecimal
 		}
 	}

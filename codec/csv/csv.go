@@ -209,9 +209,9 @@ func (e *Encoder) appendValue(dst []byte, c model.Column, v model.Value) ([]byte
 	case model.ValueInt:
 		return strconv.AppendInt(dst, v.I, 10), nil
 	case model.ValueUint:
-		return strconv.AppendUint(dst, v.U, 10), nil
+		return strconv.AppendUint(dst, v.Uint(), 10), nil
 	case model.ValueFloat:
-		return append(dst, model.FloatText(v.F, c.Type)...), nil
+		return append(dst, model.FloatText(v.Float(), c.Type)...), nil
 	case model.ValueBytes:
 		if e.opts.BinaryEncoding == BinaryHex {
 			return e.appendString(dst, hex.EncodeToString(v.B)), nil

@@ -496,26 +496,26 @@ func appendValue(dst []byte, t model.ColumnType, v model.Value) ([]byte, error) 
 		return strconv.AppendInt(dst, us, 10), nil
 	case model.TypeBit:
 		if t.Length <= 1 {
-			return strconv.AppendBool(dst, v.U != 0), nil
+			return strconv.AppendBool(dst, v.Uint() != 0), nil
 		}
 		n := (t.Length + 7) / 8
 		var b [8]byte
-		binary.LittleEndian.PutUint64(b[:], v.U)
+		binary.LittleEndian.PutUint64(b[:], v.Uint())
 		return jsonenc.AppendString(dst, base64.StdEncoding.EncodeToString(b[:n])), nil
 	}
 	switch v.Kind {
 	case model.ValueInt:
 		return strconv.AppendInt(dst, v.I, 10), nil
 	case model.ValueUint:
-		return strconv.AppendUint(dst, v.U, 10), nil
+		return strconv.AppendUint(dst, v.Uint(), 10), nil
 	case model.ValueFloat:
-		if math.IsNaN(v.F) || math.IsInf(v.F, 0) {
-			return nil, fmt.Errorf("float %v has no JSON form", v.F)
+		if math.IsNaN(v.Float()) || math.IsInf(v.Float(), 0) {
+			return nil, fmt.Errorf("float %v has no JSON form", v.Float())
 		}
 		if t.Kind == model.TypeFloat {
-			return strconv.AppendFloat(dst, v.F, 'g', -1, 32), nil
+			return strconv.AppendFloat(dst, v.Float(), 'g', -1, 32), nil
 		}
-		return strconv.AppendFloat(dst, v.F, 'g', -1, 64), nil
+		return strconv.AppendFloat(dst, v.Float(), 'g', -1, 64), nil
 	case model.ValueBytes:
 		dst = append(dst, '"')
 		dst = base64.StdEncoding.AppendEncode(dst, v.B)

@@ -319,12 +319,12 @@ func appendValue(dst []byte, v model.Value) ([]byte, error) {
 	case model.ValueInt:
 		return strconv.AppendInt(dst, v.I, 10), nil
 	case model.ValueUint:
-		return strconv.AppendUint(dst, v.U, 10), nil
+		return strconv.AppendUint(dst, v.Uint(), 10), nil
 	case model.ValueFloat:
-		if math.IsNaN(v.F) || math.IsInf(v.F, 0) {
-			return nil, fmt.Errorf("float %v has no JSON form", v.F)
+		if math.IsNaN(v.Float()) || math.IsInf(v.Float(), 0) {
+			return nil, fmt.Errorf("float %v has no JSON form", v.Float())
 		}
-		return strconv.AppendFloat(dst, v.F, 'g', -1, 64), nil
+		return strconv.AppendFloat(dst, v.Float(), 'g', -1, 64), nil
 	case model.ValueBytes:
 		dst = append(dst, '"')
 		dst = base64.StdEncoding.AppendEncode(dst, v.B)

@@ -64,7 +64,7 @@ func TestOpenProtocolRoundTripsEveryTypeAndEdgeValue(t *testing.T) {
 		check := func(what string, want []model.Value, got map[string]Column) {
 			g := decodeImage(t, s, got)
 			for j, c := range s.Columns {
-				if !model.ValueEqual(c.Type, want[j], g[j]) && !(c.Type.Kind == model.TypeFloat && want[j].F == float64(float32(g[j].F))) {
+				if !model.ValueEqual(c.Type, want[j], g[j]) && !(c.Type.Kind == model.TypeFloat && want[j].Float() == float64(float32(g[j].Float()))) {
 					t.Errorf("event %d %s column %s (%s): got %#v, want %#v", i, what, c.Name, c.Type, g[j], want[j])
 				}
 			}

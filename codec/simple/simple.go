@@ -208,10 +208,10 @@ func appendValue(b []byte, v model.Value, t model.ColumnType) []byte {
 		return append(b, '"')
 	case model.ValueUint:
 		b = append(b, '"')
-		b = strconv.AppendUint(b, v.U, 10)
+		b = strconv.AppendUint(b, v.Uint(), 10)
 		return append(b, '"')
 	case model.ValueFloat:
-		return jsonenc.AppendString(b, model.FloatText(v.F, t))
+		return jsonenc.AppendString(b, model.FloatText(v.Float(), t))
 	case model.ValueBytes:
 		b = append(b, '"')
 		b = base64.StdEncoding.AppendEncode(b, v.B)

@@ -103,7 +103,7 @@ func TestSimpleRowDecodesLikeEncodingJSON(t *testing.T) {
 			case model.ValueBytes:
 				txt = base64.StdEncoding.EncodeToString(v.B)
 			case model.ValueFloat:
-				txt = model.FloatText(v.F, s.Columns[i].Type)
+				txt = model.FloatText(v.Float(), s.Columns[i].Type)
 			}
 			out[s.Columns[i].Name] = &txt
 		}

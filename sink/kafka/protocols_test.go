@@ -174,7 +174,7 @@ func avroDecoder(registry string, sc *model.TableSchema) decoder {
 			t.Fatal(err)
 		}
 		op := map[string]model.Op{"c": model.OpInsert, "u": model.OpUpdate, "d": model.OpDelete}[v.Extension[avro.FieldOp].S]
-		return []event{{kind: "row", table: sc.Table.Table, op: op, id: id, n: int64(v.Image[4].U), ts: model.Ts(v.Extension[avro.FieldCommitTs].I)}}
+		return []event{{kind: "row", table: sc.Table.Table, op: op, id: id, n: int64(v.Image[4].Uint()), ts: model.Ts(v.Extension[avro.FieldCommitTs].I)}}
 	}
 }
 

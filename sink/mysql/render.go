@@ -369,9 +369,9 @@ func (r *renderer) value(b *stmtBuf, c model.Column, v model.Value) error {
 	case model.ValueInt:
 		b.b.WriteString(strconv.FormatInt(v.I, 10))
 	case model.ValueUint:
-		b.b.WriteString(strconv.FormatUint(v.U, 10))
+		b.b.WriteString(strconv.FormatUint(v.Uint(), 10))
 	case model.ValueFloat:
-		s, err := floatText(c, v.F)
+		s, err := floatText(c, v.Float())
 		if err != nil {
 			return err
 		}
@@ -417,12 +417,12 @@ func (r *renderer) arg(c model.Column, v model.Value) (any, error) {
 	case model.ValueInt:
 		return v.I, nil
 	case model.ValueUint:
-		return v.U, nil
+		return v.Uint(), nil
 	case model.ValueFloat:
-		if math.IsNaN(v.F) || math.IsInf(v.F, 0) {
-			return nil, fmt.Errorf("%v cannot be stored in MySQL", v.F)
+		if math.IsNaN(v.Float()) || math.IsInf(v.Float(), 0) {
+			return nil, fmt.Errorf("%v cannot be stored in MySQL", v.Float())
 		}
-		return v.F, nil
+		return v.Float(), nil
 	case model.ValueBytes:
 		if v.B == nil {
 			return []byte{}, nil

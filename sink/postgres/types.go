@@ -123,19 +123,19 @@ func textValue(c model.Column, v model.Value) (s string, null bool, err error) {
 		return strconv.FormatInt(v.I, 10), false, nil
 	case model.ValueUint:
 		if c.Type.Kind == model.TypeBit {
-			return bitText(v.U, c.Type.Length), false, nil
+			return bitText(v.Uint(), c.Type.Length), false, nil
 		}
-		return strconv.FormatUint(v.U, 10), false, nil
+		return strconv.FormatUint(v.Uint(), 10), false, nil
 	case model.ValueFloat:
 		switch {
-		case math.IsNaN(v.F):
+		case math.IsNaN(v.Float()):
 			return "NaN", false, nil
-		case math.IsInf(v.F, 1):
+		case math.IsInf(v.Float(), 1):
 			return "Infinity", false, nil
-		case math.IsInf(v.F, -1):
+		case math.IsInf(v.Float(), -1):
 			return "-Infinity", false, nil
 		}
-		return strconv.FormatFloat(v.F, 'g', -1, 64), false, nil
+		return strconv.FormatFloat(v.Float(), 'g', -1, 64), false, nil
 	case model.ValueBytes:
 		return `\x` + hex.EncodeToString(v.B), false, nil
 	case model.ValueString:

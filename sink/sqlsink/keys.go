@@ -85,10 +85,10 @@ func keyHash(s *model.TableSchema, index string, cols []int, img, before []model
 			binary.LittleEndian.PutUint64(buf[1:], uint64(v.I))
 			h.Write(buf[1:])
 		case model.ValueUint:
-			binary.LittleEndian.PutUint64(buf[1:], v.U)
+			binary.LittleEndian.PutUint64(buf[1:], v.Uint())
 			h.Write(buf[1:])
 		case model.ValueFloat:
-			f := v.F
+			f := v.Float()
 			if f == 0 {
 				f = 0 // -0 and +0 are one key
 			}

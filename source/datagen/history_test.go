@@ -499,10 +499,10 @@ func checkCanonical(t model.ColumnType, v model.Value, note func(string)) error 
 	if t.IsInteger() {
 		min, max, umax := model.IntRange(t.Kind)
 		if t.Unsigned {
-			if v.U > umax {
-				return fmt.Errorf("%d above %d", v.U, umax)
+			if v.Uint() > umax {
+				return fmt.Errorf("%d above %d", v.Uint(), umax)
 			}
-			if t.Kind == model.TypeBigInt && v.U == math.MaxUint64 {
+			if t.Kind == model.TypeBigInt && v.Uint() == math.MaxUint64 {
 				note("bigint unsigned max")
 			}
 		} else if v.I < min || v.I > max {
@@ -528,13 +528,13 @@ func checkCanonical(t model.ColumnType, v model.Value, note func(string)) error 
 			note("decimal(65,30)")
 		}
 	case model.TypeFloat:
-		if float64(float32(v.F)) != v.F || math.IsInf(v.F, 0) || math.IsNaN(v.F) {
-			return fmt.Errorf("float %v is not a finite float32", v.F)
+		if float64(float32(v.Float())) != v.Float() || math.IsInf(v.Float(), 0) || math.IsNaN(v.Float()) {
+			return fmt.Errorf("float %v is not a finite float32", v.Float())
 		}
 		note("float")
 	case model.TypeDouble:
-		if math.IsInf(v.F, 0) || math.IsNaN(v.F) {
-			return fmt.Errorf("double %v", v.F)
+		if math.IsInf(v.Float(), 0) || math.IsNaN(v.Float()) {
+			return fmt.Errorf("double %v", v.Float())
 		}
 		note("double")
 	case model.TypeChar, model.TypeVarchar, model.TypeTinyText, model.TypeText, model.TypeMediumText, model.TypeLongText:
@@ -614,10 +614,10 @@ func checkCanonical(t model.ColumnType, v model.Value, note func(string)) error 
 		}
 		note("set")
 	case model.TypeBit:
-		if t.Length < 64 && v.U>>uint(t.Length) != 0 {
-			return fmt.Errorf("bit(%d) holds %d", t.Length, v.U)
+		if t.Length < 64 && v.Uint()>>uint(t.Length) != 0 {
+			return fmt.Errorf("bit(%d) holds %d", t.Length, v.Uint())
 		}
-		if t.Length == 64 && v.U == math.MaxUint64 {
+		if t.Length == 64 && v.Uint() == math.MaxUint64 {
 			note("bit64 max")
 		}
 	case model.TypeJSON:

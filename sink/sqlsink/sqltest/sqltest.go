@@ -167,8 +167,8 @@ func SortByKey(s *model.TableSchema, rows [][]model.Value) {
 					return a.I < b.I
 				}
 			case model.ValueUint:
-				if a.U != b.U {
-					return a.U < b.U
+				if a.Uint() != b.Uint() {
+					return a.Uint() < b.Uint()
 				}
 			default:
 				if a.Text() != b.Text() {
