@@ -93,6 +93,7 @@ func (v Value) HasData() bool     { return v.Kind >= ValueInt && v.Kind <= Value
 func (v Value) approxSize() int   { return int(unsafe.Sizeof(v)) + len(v.S) + len(v.B) }
 func (v Value) GoString() string  { return "model.Value{" + v.Kind.String() + ":" + v.Text() + "}" }
 func (v Value) String() string    { return v.Text() }
+
 // Uint is a ValueUint's value.
 func (v Value) Uint() uint64 { return uint64(v.I) }
 
