@@ -16,15 +16,21 @@ import (
 // miss their deadline and the cluster loses its leader (issue 16).
 //
 // The signal is scheduling delay itself: a probe goroutine asks to wake
-// every probeEvery and measures how late it wakes. Past lateLimit the
-// pressure is on, and every table's reader waits before asking its source
-// for more, until the probe has woken on time for holdFor. Pipelines only
+// every probeEvery and measures how late it wakes. When lateStart probes in
+// a row wake past lateLimit the pressure is on, and every table's reader
+// waits before asking its source for more, until the probe has woken on
+// time for holdFor. One late wake-up alone is not starvation: a node
+// catching up keeps both cores busy with its own pipelines, and an
+// isolated delay of a little over 100 ms (a collection, a burst of
+// runnable goroutines) paused every table for half a second or more,
+// while Raft's timeouts are ten times that. Pipelines only
 // pause between batches: nothing is dropped, the checkpoint lags instead.
 type pressure struct {
 	log zerolog.Logger
 
 	mu     sync.Mutex
 	on     bool
+	streak int           // consecutive late probes
 	relief chan struct{} // closed when the pressure ends
 	calmAt time.Time     // the pressure ends at this time unless lateness comes back
 }
@@ -32,6 +38,7 @@ type pressure struct {
 const (
 	probeEvery = 50 * time.Millisecond
 	lateLimit  = 100 * time.Millisecond
+	lateStart  = 2
 	holdFor    = 500 * time.Millisecond
 	// maxHold is the longest one reader waits: on a machine loaded by
 	// other processes the pressure may never end, and the pipelines must
@@ -66,14 +73,16 @@ func (p *pressure) observe(now time.Time, late time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if late > lateLimit {
+		p.streak++
 		p.calmAt = now.Add(holdFor)
-		if !p.on {
+		if !p.on && p.streak >= lateStart {
 			p.on = true
 			p.relief = make(chan struct{})
 			p.log.Warn().Dur("late", late).Msg("node starved of CPU: table pipelines wait so that Raft and the owner keep their timing")
 		}
 		return
 	}
+	p.streak = 0
 	if p.on && !now.Before(p.calmAt) {
 		p.on = false
 		close(p.relief)
