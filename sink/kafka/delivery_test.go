@@ -1,6 +1,8 @@
 package kafka
 
 import (
+	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -144,6 +146,35 @@ func TestWatermarksAndDDLReachEveryPartition(t *testing.T) {
 			if len(types) != len(want) || types[len(types)-1] != open.TypeResolved || es[len(es)-1].Key.Ts != 600 {
 				t.Errorf("topic %s partition %d: events %v (last ts %d), want types %v ending in resolved 600", topic, p, types, es[len(es)-1].Key.Ts, want)
 			}
+		}
+	}
+}
+
+// With the broker gone, a watermark's or a DDL's send ends with its
+// context: the owner's worker (and a node's shutdown behind it) is not held
+// for franz-go's own retry timeout.
+func TestEmitsEndWithTheirContextWhenTheBrokerIsGone(t *testing.T) {
+	c := startBroker(t)
+	s := openSink(t, brokerURI(c, "cdc", "protocol=canal-json&enable-tidb-extension=true&partition-num=3"))
+	if err := s.EmitCheckpoint(testCtx(t), 100); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	for _, emit := range []func(context.Context) error{
+		func(ctx context.Context) error { return s.EmitCheckpoint(ctx, 200) },
+		func(ctx context.Context) error {
+			return s.EmitDDL(ctx, &model.DDLEvent{CommitTs: 300, Kind: model.DDLCreateSchema, Query: "CREATE DATABASE `x`", Schema: "x"})
+		},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		start := time.Now()
+		err := emit(ctx)
+		cancel()
+		if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("emit with the broker gone: %v", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("emit with a 1 s context returned after %v", d)
 		}
 	}
 }

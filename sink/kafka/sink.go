@@ -397,9 +397,25 @@ func (s *Sink) produceAll(ctx context.Context, what string, topics []string, key
 		}
 	}
 	start := time.Now()
-	res := s.client.ProduceSync(ctx, recs...)
-	if err := res.FirstErr(); err != nil {
-		return fmt.Errorf("kafka sink: sending the %s to %v: %w", what, topics, err)
+	// Not ProduceSync: a record franz-go has buffered waits for its broker
+	// past the context (a node shutting down with its broker gone waited
+	// out the whole shutdown budget in the owner's checkpoint publish).
+	// The caller's deadline bounds the wait here; records still in flight
+	// then complete or fail on their own.
+	errc := make(chan error, len(recs))
+	for _, r := range recs {
+		s.client.Produce(ctx, r, func(_ *kgo.Record, err error) { errc <- err })
+	}
+	for range recs {
+		var err error
+		select {
+		case err = <-errc:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		if err != nil {
+			return fmt.Errorf("kafka sink: sending the %s to %v: %w", what, topics, err)
+		}
 	}
 	s.fm.latency.Observe(time.Since(start).Seconds())
 	s.fm.messages.Add(float64(len(recs)))
