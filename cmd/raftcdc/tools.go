@@ -18,7 +18,7 @@ func init() { extraCommands = append(extraCommands, newToolsCmd) }
 
 func newToolsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "tools", Short: "Offline tools: the exact verifier, TLS certificates, data dir maintenance, a fake TiDB to try tidb:// with"}
-	cmd.AddCommand(newVerifyCmd(), newTLSCmd(), newTiDBFakeCmd())
+	cmd.AddCommand(newVerifyCmd(), newTLSCmd(), newTiDBFakeCmd(), newKafkaFakeCmd())
 	cmd.AddCommand(dataDirTools()...)
 	return cmd
 }
