@@ -19,19 +19,20 @@ import (
 	"github.com/raftcdc/raftcdc/internal/tty"
 )
 
-// ptyOutput collects what a program writes to its terminal.
-type ptyOutput struct {
+// lockedOutput collects what a program writes (to a terminal, a pipe)
+// while the test reads it.
+type lockedOutput struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (p *ptyOutput) Write(b []byte) (int, error) {
+func (p *lockedOutput) Write(b []byte) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.b.Write(b)
 }
 
-func (p *ptyOutput) String() string {
+func (p *lockedOutput) String() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.b.String()
@@ -85,7 +86,7 @@ func TestDemoLiveViewSurvivesLeaderKill(t *testing.T) {
 	term.Close()
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
-	out := &ptyOutput{}
+	out := &lockedOutput{}
 	drained := make(chan struct{}) // closed when every writer of the terminal is gone
 	go func() {
 		defer close(drained)

@@ -1,40 +1,20 @@
 package integration
 
 import (
-	"bytes"
 	"fmt"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// syncBuffer is a process's output read while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestSIGTERMEndsAToolLikeCtrlC: a long-running command stopped by SIGTERM
 // (kill, systemd) exits 0 with its summary, as Ctrl-C ends it, instead of
 // dying by the signal with nothing said.
 func TestSIGTERMEndsAToolLikeCtrlC(t *testing.T) {
 	port := FreePorts(t, 1)[0]
-	var out, errOut syncBuffer
+	var out, errOut lockedOutput
 	cmd := exec.Command(binPath, "tools", "tidbfake", "--pd-addr", fmt.Sprintf("127.0.0.1:%d", port), "--tables", "1", "--rate", "50")
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Start(); err != nil {
