@@ -574,7 +574,7 @@ func TestEmitDDLTwiceIsApplied(t *testing.T) {
 	root := t.TempDir()
 	ctx := context.Background()
 	var ddls []*model.DDLEvent
-	h.DDLs(0, at(h, 6500*time.Millisecond), func(d *model.DDLEvent) bool { ddls = append(ddls, d); return true })
+	h.DDLs(0, at(h, 5800*time.Millisecond), func(d *model.DDLEvent) bool { ddls = append(ddls, d); return true }) // the cycle: five, and the CREATE at 5.5 s
 	for range 2 {
 		s, rec := openTestSink(t, "file://"+root+"?protocol=canal-json")
 		for _, d := range ddls {

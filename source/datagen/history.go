@@ -31,8 +31,8 @@ type History struct {
 	stepP, stepQ uint64
 	groupBase    []model.Ts
 
-	// DDL i commits at ddlBase + i*ddlInterval (odd); ddlInterval 0 means
-	// no DDL.
+	// DDL position p commits at ddlBase + p*ddlInterval (odd), see the
+	// DDL schedule below; ddlInterval 0 means no DDL.
 	ddlInterval uint64
 	ddlBase     model.Ts
 
@@ -208,10 +208,73 @@ func (h *History) txnStartTs(g int, k uint64, commit model.Ts) model.Ts {
 }
 
 // ---- DDL schedule ----
+//
+// DDL positions p = 0, 1, 2, … commit at ddlBase + p*ddlInterval and go to
+// the table slots round-robin (slot p mod n, the slot's round p div n). A
+// slot's rounds cycle through ADD COLUMN, DROP COLUMN, TRUNCATE, RENAME and
+// DROP TABLE; the CREATE TABLE that brings a dropped slot back is an extra
+// event half an interval after its DROP. Were the CREATE a round of its
+// own, every slot would sit dropped through the same round, and the whole
+// upstream would have (nearly) no tables for n intervals in every six
+// rounds: a changefeed created then finds nothing to replicate. This way at
+// most one table is missing at a time, for half an interval.
+//
+// Event numbers i count the events in commit-ts order: rounds of five
+// positions per slot carry 6n events (the drop round two per position).
 
-// ddlTs is the commit ts of DDL number i (odd).
+const ddlRounds = ddlCycle - 1 // round-robin rounds per cycle; CREATE rides on DROP
+
+// halfInterval is the CREATE's delay after its DROP: even, so both stay odd.
+func (h *History) halfInterval() uint64 { return h.ddlInterval / 2 }
+
+// posTs is the commit ts of DDL position p, or math.MaxUint64 past range.
+func (h *History) posTs(p uint64) model.Ts {
+	hi, prod := mulU64(p, h.ddlInterval)
+	if hi != 0 || prod > math.MaxUint64-h.ddlBase-h.halfInterval() {
+		return math.MaxUint64
+	}
+	return h.ddlBase + prod
+}
+
+// isDropPos reports whether position p is a DROP TABLE (followed by a CREATE).
+func (h *History) isDropPos(p uint64) bool { return (p/h.n)%ddlRounds == ddlRounds-1 }
+
+// createsBefore is the number of CREATE events of positions < p.
+func (h *History) createsBefore(p uint64) uint64 {
+	super := ddlRounds * h.n
+	return (p/super)*h.n + (p%super - min(p%super, (ddlRounds-1)*h.n))
+}
+
+// ddlEvent decodes event number i: its slot, the slot's DDL number j (in
+// cycles of ddlCycle kinds) and its commit ts.
+func (h *History) ddlEvent(i uint64) (s, j uint64, ts model.Ts) {
+	perSuper := ddlCycle * h.n
+	super, rem := i/perSuper, i%perSuper
+	var p uint64
+	create := false
+	if rem < (ddlRounds-1)*h.n {
+		p = super*ddlRounds*h.n + rem
+	} else {
+		k := rem - (ddlRounds-1)*h.n
+		p = super*ddlRounds*h.n + (ddlRounds-1)*h.n + k/2
+		create = k%2 == 1
+	}
+	s, r := p%h.n, p/h.n
+	j = ddlCycle*(r/ddlRounds) + r%ddlRounds
+	ts = h.posTs(p)
+	if create {
+		j++
+		if ts != math.MaxUint64 {
+			ts += h.halfInterval()
+		}
+	}
+	return s, j, ts
+}
+
+// ddlTs is the commit ts of DDL event number i (odd).
 func (h *History) ddlTs(i uint64) model.Ts {
-	return h.ddlBase + i*h.ddlInterval
+	_, _, ts := h.ddlEvent(i)
+	return ts
 }
 
 // ddlCount is the number of DDL events with commit ts <= ts.
@@ -219,34 +282,57 @@ func (h *History) ddlCount(ts model.Ts) uint64 {
 	if h.ddlInterval == 0 || ts < h.ddlBase {
 		return 0
 	}
-	return (ts-h.ddlBase)/h.ddlInterval + 1
+	d := ts - h.ddlBase
+	p := d / h.ddlInterval // the last position at or before ts
+	n := p + 1 + h.createsBefore(p)
+	if h.isDropPos(p) && d%h.ddlInterval >= h.halfInterval() {
+		n++
+	}
+	return n
 }
 
-// slotDDLTs is the commit ts of the j-th DDL of table slot s (DDLs go to
-// the slots round-robin).
+// slotDDLTs is the commit ts of the j-th DDL of table slot s.
 func (h *History) slotDDLTs(s, j uint64) model.Ts {
 	if h.ddlInterval == 0 {
 		return math.MaxUint64
 	}
-	hi, lo := mulU64(j, h.n)
+	c, q := j/ddlCycle, j%ddlCycle
+	if c > math.MaxUint64/ddlRounds-1 {
+		return math.MaxUint64
+	}
+	r := c*ddlRounds + min(q, ddlRounds-1)
+	hi, lo := mulU64(r, h.n)
 	if hi != 0 || lo > math.MaxUint64-s {
 		return math.MaxUint64
 	}
-	i := lo + s
-	hi, prod := mulU64(i, h.ddlInterval)
-	if hi != 0 || prod > math.MaxUint64-h.ddlBase {
-		return math.MaxUint64
+	ts := h.posTs(lo + s)
+	if q == phaseCreate && ts != math.MaxUint64 {
+		ts += h.halfInterval()
 	}
-	return h.ddlBase + prod
+	return ts
 }
 
 // slotDDLCount is the number of DDLs of table slot s with commit ts <= ts.
 func (h *History) slotDDLCount(s uint64, ts model.Ts) uint64 {
-	i := h.ddlCount(ts)
-	if i <= s {
+	if h.ddlInterval == 0 || ts < h.ddlBase {
 		return 0
 	}
-	return (i-1-s)/h.n + 1
+	d := ts - h.ddlBase
+	positions := d/h.ddlInterval + 1
+	if positions <= s {
+		return 0
+	}
+	rounds := (positions-1-s)/h.n + 1 // the slot's positions at or before ts
+	c, q := rounds/ddlRounds, rounds%ddlRounds
+	if q != 0 {
+		return c*ddlCycle + q
+	}
+	// The last was a DROP: its CREATE follows half an interval later.
+	dropTs := h.posTs((rounds-1)*h.n + s)
+	if ts >= dropTs+h.halfInterval() {
+		return c * ddlCycle
+	}
+	return c*ddlCycle - 1
 }
 
 // ---- table incarnations ----
@@ -491,9 +577,7 @@ func (h *History) DDLs(after, upto model.Ts, fn func(*model.DDLEvent) bool) {
 
 // DDL builds DDL event number i.
 func (h *History) DDL(i uint64) *model.DDLEvent {
-	ts := h.ddlTs(i)
-	s := i % h.n
-	j := i / h.n
+	s, j, ts := h.ddlEvent(i)
 	c, phase := j/ddlCycle, j%ddlCycle
 	// The table before the DDL (at ts-1) and after it (at ts).
 	before, hadTable := h.incarnationAt(s, ts-1)
@@ -542,10 +626,18 @@ func (h *History) DDL(i uint64) *model.DDLEvent {
 
 // DDLIndexAt returns the number of the DDL committing exactly at ts.
 func (h *History) DDLIndexAt(ts model.Ts) (uint64, bool) {
-	if h.ddlInterval == 0 || ts < h.ddlBase || (ts-h.ddlBase)%h.ddlInterval != 0 {
+	if h.ddlInterval == 0 || ts < h.ddlBase {
 		return 0, false
 	}
-	return (ts - h.ddlBase) / h.ddlInterval, true
+	d := ts - h.ddlBase
+	p, off := d/h.ddlInterval, d%h.ddlInterval
+	switch {
+	case off == 0:
+		return p + h.createsBefore(p), true
+	case off == h.halfInterval() && h.isDropPos(p):
+		return p + h.createsBefore(p) + 1, true
+	}
+	return 0, false
 }
 
 // ---- helpers ----
