@@ -63,7 +63,21 @@ func New(level, format string, w io.Writer) (zerolog.Logger, error) {
 	default:
 		return zerolog.Nop(), fmt.Errorf("unknown log format %q: want json or console", format)
 	}
-	return zerolog.New(out).Level(lvl).With().Timestamp().Logger(), nil
+	return zerolog.New(out).Level(lvl).Hook(msTimestamp{}), nil
+}
+
+// msTimestamp stamps every event with the UTC time to the millisecond:
+// zerolog's own Timestamp() writes whole seconds unless its package-level
+// TimeFieldFormat is changed, and a pipeline's start, a barrier step or a
+// leader change are all well under a second.
+type msTimestamp struct{}
+
+// TimeLayout is the layout of the "time" field: RFC 3339 with
+// milliseconds, which time.RFC3339 still parses.
+const TimeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+func (msTimestamp) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
+	e.Str(zerolog.TimestampFieldName, time.Now().UTC().Format(TimeLayout))
 }
 
 // isTerminal reports whether w is a terminal (a character device such as

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/rs/zerolog"
@@ -73,8 +74,11 @@ func TestNewJSONFiltersByLevel(t *testing.T) {
 	if got[0]["message"] != "shown" || got[0]["level"] != "warn" || got[0]["node_id"] != "n1" {
 		t.Errorf("unexpected line %v", got[0])
 	}
-	if _, ok := got[0]["time"]; !ok {
-		t.Errorf("line has no time field: %v", got[0])
+	// The time is UTC to the millisecond, and RFC 3339 still parses it.
+	ts, _ := got[0]["time"].(string)
+	at, err := time.Parse(time.RFC3339, ts)
+	if err != nil || len(ts) != len("2006-01-02T15:04:05.000Z") || time.Since(at) > time.Minute || time.Since(at) < -time.Minute {
+		t.Errorf("time field %q: want RFC 3339 UTC with milliseconds, near now (%v)", ts, err)
 	}
 }
 

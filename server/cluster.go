@@ -44,8 +44,11 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) 
 }
 
 func (n *Node) applyEncoded(ctx context.Context, data []byte, forwarded bool) (*fsm.Result, error) {
+	// Between polls a leader change wakes the wait at once; the poll only
+	// covers a leader whose API address gossip has not brought yet.
 	backoff := 20 * time.Millisecond
 	for {
+		elected := n.leaders.next()
 		if n.raft.State() == raft.Leader {
 			timeout := 10 * time.Second
 			if dl, ok := ctx.Deadline(); ok {
@@ -73,11 +76,10 @@ func (n *Node) applyEncoded(ctx context.Context, data []byte, forwarded bool) (*
 		select {
 		case <-ctx.Done():
 			return nil, errNoLeader()
+		case <-elected:
 		case <-time.After(backoff):
 		}
-		if backoff < 500*time.Millisecond {
-			backoff *= 2
-		}
+		backoff = min(2*backoff, 160*time.Millisecond)
 	}
 }
 

@@ -102,6 +102,74 @@ func TestLeaderKilledNewLeaderElected(t *testing.T) {
 	}
 }
 
+// The survivors of a leader's death hear of its successor from Raft at
+// once: a write waiting for a leader is woken by it, not by its next poll.
+func TestSurvivorsHearOfTheNewLeaderAtOnce(t *testing.T) {
+	c := testcluster.MakeCluster(t, 3, testcluster.Options{})
+	old := c.WaitForLeader(10 * time.Second)
+	changes := map[int]<-chan struct{}{}
+	for _, i := range c.Up() {
+		if i != old {
+			changes[i] = c.Node(i).NextLeaderChange()
+		}
+	}
+	c.KillNode(old)
+	for i, ch := range changes {
+		testcluster.WaitFor(t, 10*time.Second, fmt.Sprintf("node %d hearing of a leader change", i+1), func() bool {
+			select {
+			case <-ch:
+				return true
+			default:
+				return false
+			}
+		})
+	}
+	c.WaitForLeader(10 * time.Second)
+}
+
+// A write sent while the cluster has no quorum waits, and commits once a
+// leader is elected again (within the caller's deadline).
+func TestAWriteWaitingForALeaderCommitsOnceOneIsElected(t *testing.T) {
+	c := testcluster.MakeCluster(t, 3, testcluster.Options{})
+	leader := c.WaitForLeader(10 * time.Second)
+	survivor := (leader + 1) % 3
+	down := []int{leader, (leader + 2) % 3}
+	for _, i := range down {
+		c.StopNode(i)
+	}
+	testcluster.WaitFor(t, 10*time.Second, "the survivor without a leader", func() bool {
+		return c.Node(survivor).Status().LeaderID == ""
+	})
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		res, err := c.Node(survivor).Apply(ctx, fsm.Command{Ops: []fsm.Op{{Type: fsm.OpPut, Key: meta.PrefixUser + "waited", Value: []byte(`"yes"`)}}})
+		if err == nil {
+			err = res.Error()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the write returned without a leader: %v", err)
+	case <-time.After(300 * time.Millisecond): // it is waiting, as it should
+	}
+	c.RestartNode(down[0])
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the waiting write: %v", err)
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatal("the waiting write did not commit after a leader was elected")
+	}
+	testcluster.WaitFor(t, 10*time.Second, "the write applied on the survivor", func() bool {
+		v, ok := get(c, survivor, "waited")
+		return ok && v == `"yes"`
+	})
+}
+
 func TestRestartedNodeRejoinsWithState(t *testing.T) {
 	c := testcluster.MakeCluster(t, 3, testcluster.Options{})
 	leader := c.WaitForLeader(10 * time.Second)

@@ -11,3 +11,6 @@ func (n *Node) RaftTransport() raft.Transport { return n.transport }
 // WithGossipMeta makes a node gossip adjusted metadata about itself, so a
 // test can play a node of an older build or of another cluster.
 func WithGossipMeta(c *Config, f func(*membership.Meta)) { c.gossipMeta = f }
+
+// NextLeaderChange is closed when the node next hears of a leader change.
+func (n *Node) NextLeaderChange() <-chan struct{} { return n.leaders.next() }

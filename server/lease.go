@@ -115,25 +115,36 @@ func (n *Node) LeaseFence() time.Duration {
 	return n.lease.fence
 }
 
-// runLease renews the lease every fence/4 until ctx ends.
+// runLease renews the lease every fence/4 until ctx ends. A failed round
+// trip (no leader yet, a leader change) is tried again when a leader is
+// next known, or after fence/20: waiting a whole fence/4 after a failover
+// kept every capture's sink writes blocked that much longer.
 func (n *Node) runLease(ctx context.Context) error {
-	tick := time.NewTicker(n.lease.fence / 4)
-	defer tick.Stop()
 	for {
+		elected := n.leaders.next()
 		start := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, n.lease.fence/2)
 		err := n.leaseRoundTrip(rctx)
 		cancel()
+		wait := n.lease.fence/4 - time.Since(start)
 		if err == nil {
 			n.lease.renewed(start)
-		} else if ctx.Err() == nil {
-			n.log.Debug().Err(err).Msg("capture lease not renewed")
+			elected = nil
+		} else {
+			if ctx.Err() == nil {
+				n.log.Debug().Err(err).Msg("capture lease not renewed")
+			}
+			wait = n.lease.fence / 20
 		}
+		t := time.NewTimer(max(wait, 0))
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
-		case <-tick.C:
+		case <-elected:
+		case <-t.C:
 		}
+		t.Stop()
 	}
 }
 

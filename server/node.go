@@ -58,6 +58,7 @@ type Node struct {
 	client    *http.Client
 
 	leaderNotify chan bool
+	leaders      *leaderWatch
 	api          *api.Handler
 	apiAddons    []func(*api.Handler)
 	closers      []func() error
@@ -99,7 +100,7 @@ func New(cfg Config, log zerolog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, log: log, tls: tc, sinkRoots: roots, stopCh: make(chan struct{}), reconcileKick: make(chan struct{}, 1), leaderNotify: make(chan bool, 16), registry: prometheus.NewRegistry()}, nil
+	return &Node{cfg: cfg, log: log, tls: tc, sinkRoots: roots, stopCh: make(chan struct{}), reconcileKick: make(chan struct{}, 1), leaderNotify: make(chan bool, 16), leaders: newLeaderWatch(), registry: prometheus.NewRegistry()}, nil
 }
 
 // ReloadTLS re-reads the certificate, key and CA files (SIGHUP). On error
@@ -247,6 +248,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if !n.hadState {
 		n.goRun(func() { n.bootstrapLoop(ctxRun) })
 	}
+	n.goRun(func() { n.observeLeaders(ctxRun) })
 	n.goRun(func() { n.leaderLoop(ctxRun) })
 	n.goRun(func() { n.followClusterRecord(ctxRun) })
 	n.goRun(func() {
