@@ -3,12 +3,20 @@
 package bench
 
 import (
+	"bufio"
 	"context"
+	"encoding/gob"
 	"flag"
 	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
-	"runtime/pprof"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +26,7 @@ import (
 
 	"github.com/raftcdc/raftcdc/codec/avro/avrotest"
 	"github.com/raftcdc/raftcdc/integration"
+	"github.com/raftcdc/raftcdc/internal/freeport"
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
 	"github.com/raftcdc/raftcdc/sink/kafka"
@@ -199,12 +208,17 @@ func newKfake(t *testing.T) *kfake.Cluster {
 
 // TestBenchKafkaThroughput: datagen v2's history through the Kafka sink
 // into kfake, per protocol, against a bare franz-go producer sending the
-// same messages, interleaved in one run. The broker runs in this process,
-// so each side's CPU time includes the broker's share; both are reported,
-// and the ratios are the medians over the rounds (each round pairs one run
-// of each side, in alternating order, each on a fresh broker).
+// same messages, interleaved in one run. Each measured side runs in a
+// process of its own (this test binary again, TestBenchKafkaSide), against
+// a broker in a process of its own (`raftcdc tools kafkafake`), fresh for
+// every side of every round: run in one process, the side that ran second
+// in a round was 2–3× cheaper than the first (fresh memory, the other
+// side's garbage and the broker's heap were all one process's), which
+// decided the ratio more than either side did. The ratios are medians over
+// the rounds (each pairs one run of each side, in alternating order).
 func TestBenchKafkaThroughput(t *testing.T) {
 	const uri = "datagen://?tables=8&rate=5000"
+	bin := buildBinary(t)
 	hist, rows := kafkaHistory(t, uri, *kafkaSeconds)
 	var topics []string
 	for tn := range hist {
@@ -220,63 +234,210 @@ func TestBenchKafkaThroughput(t *testing.T) {
 		if !strings.Contains(","+*kafkaProtocols+",", ","+p.name+",") {
 			continue
 		}
-		params := func() string {
-			if p.name == "avro" {
-				return "schema-registry=" + avrotest.Start(t).URL
-			}
-			return p.params
+		params := p.params
+		if p.name == "avro" {
+			params = "schema-registry=" + avrotest.Start(t).URL
 		}
-		// An unmeasured sink round gives the messages the bare producer
-		// sends.
+		// An unmeasured sink round, here, gives the messages the bare
+		// producer sends.
 		c := newKfake(t)
-		pprof.Do(context.Background(), pprof.Labels("side", "warmup"), func(context.Context) { sinkRound(t, c.ListenAddrs()[0], p.name, params(), hist) })
+		sinkRound(t, c.ListenAddrs()[0], p.name, params, hist)
 		recs := collect(t, c.ListenAddrs()[0], topics)
 		c.Close()
+		recFile := filepath.Join(t.TempDir(), "records.gob")
+		writeRecords(t, recFile, recs)
 		msgs := len(recs)
+		env := []string{kafkaSideProtocol + "=" + p.name, kafkaSideParams + "=" + params,
+			kafkaSideSeconds + "=" + strconv.Itoa(*kafkaSeconds), kafkaSideRecords + "=" + recFile, kafkaSideURI + "=" + uri}
 		var ratios, cpuRatios []float64
 		for round := 0; round < *kafkaRounds; round++ {
-			var sinkD, bareD, sinkCPU, bareCPU time.Duration
-			measureSink := func() {
-				c := newKfake(t)
-				defer c.Close()
-				par := params()
-				runtime.GC() // the last round's broker is garbage now, not during the measure
-				cpu0 := cpuSelf()
-				sinkD = sinkRound(t, c.ListenAddrs()[0], p.name, par, hist)
-				sinkCPU = cpuSelf() - cpu0
+			order := []string{"sink", "bare"}
+			if round%2 == 1 {
+				order = []string{"bare", "sink"}
 			}
-			measureBare := func() {
-				c := newKfake(t)
-				defer c.Close()
-				runtime.GC()
-				cpu0 := cpuSelf()
-				bareD = bareRound(t, c.ListenAddrs()[0], recs)
-				bareCPU = cpuSelf() - cpu0
+			res := map[string]sideResult{}
+			for _, side := range order {
+				res[side] = runKafkaSide(t, bin, side, env)
 			}
-			// The sides carry pprof labels (side=sink|bare; the unmeasured
-			// first round warmup), inherited by the goroutines each starts,
-			// so that a -cpuprofile splits by side (pprof -tagfocus
-			// side=sink). Unlabelled samples are the runtime's (GC) and
-			// franz-go's connection goroutines, which start elsewhere.
-			labelled := func(side string, f func()) {
-				pprof.Do(context.Background(), pprof.Labels("side", side), func(context.Context) { f() })
-			}
-			if round%2 == 0 {
-				labelled("sink", measureSink)
-				labelled("bare", measureBare)
-			} else {
-				labelled("bare", measureBare)
-				labelled("sink", measureSink)
-			}
-			sinkRate, bareRate := float64(msgs)/sinkD.Seconds(), float64(msgs)/bareD.Seconds()
+			sk, br := res["sink"], res["bare"]
+			sinkRate, bareRate := float64(msgs)/sk.wall.Seconds(), float64(msgs)/br.wall.Seconds()
 			ratios = append(ratios, sinkRate/bareRate)
-			cpuRatios = append(cpuRatios, bareCPU.Seconds()/sinkCPU.Seconds())
-			fmt.Printf("RESULT kafka protocol=%s round=%d rows=%d messages=%d sink_msgs/s=%.0f sink_rows/s=%.0f sink_cpu/msg=%v bare_msgs/s=%.0f bare_cpu/msg=%v ratio=%.2f cpu-ratio=%.2f\n",
-				p.name, round, rows, msgs, sinkRate, float64(rows)/sinkD.Seconds(), sinkCPU/time.Duration(msgs), bareRate, bareCPU/time.Duration(msgs),
-				sinkRate/bareRate, bareCPU.Seconds()/sinkCPU.Seconds())
+			cpuRatios = append(cpuRatios, br.cpu.Seconds()/sk.cpu.Seconds())
+			fmt.Printf("RESULT kafka protocol=%s round=%d rows=%d messages=%d sink_msgs/s=%.0f sink_rows/s=%.0f sink_cpu/msg=%v broker_cpu/msg=%v bare_msgs/s=%.0f bare_cpu/msg=%v broker_cpu/msg=%v ratio=%.2f cpu-ratio=%.2f (load %s)\n",
+				p.name, round, rows, msgs, sinkRate, float64(rows)/sk.wall.Seconds(), sk.cpu/time.Duration(msgs), sk.brokerCPU/time.Duration(msgs),
+				bareRate, br.cpu/time.Duration(msgs), br.brokerCPU/time.Duration(msgs), sinkRate/bareRate, br.cpu.Seconds()/sk.cpu.Seconds(), loadavg())
 		}
 		fmt.Printf("RESULT kafka protocol=%s median-ratio=%.2f median-cpu-ratio=%.2f (target >= 0.8)\n", p.name, median(ratios), median(cpuRatios))
 	}
+}
+
+// The environment of a TestBenchKafkaSide process.
+const (
+	kafkaSide         = "RAFTCDC_BENCH_KAFKA_SIDE" // sink or bare
+	kafkaSideBroker   = "RAFTCDC_BENCH_KAFKA_BROKER"
+	kafkaSideProtocol = "RAFTCDC_BENCH_KAFKA_PROTOCOL"
+	kafkaSideParams   = "RAFTCDC_BENCH_KAFKA_PARAMS"
+	kafkaSideSeconds  = "RAFTCDC_BENCH_KAFKA_SECONDS"
+	kafkaSideURI      = "RAFTCDC_BENCH_KAFKA_URI"
+	kafkaSideRecords  = "RAFTCDC_BENCH_KAFKA_RECORDS"
+)
+
+type sideResult struct{ wall, cpu, brokerCPU time.Duration }
+
+// runKafkaSide starts a fresh broker process and one side's process
+// against it, and returns the side's wall and CPU time and the broker's
+// CPU time over the side's run.
+func runKafkaSide(t *testing.T, bin, side string, env []string) sideResult {
+	ports, err := freeport.Pick(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	broker := exec.Command(bin, "tools", "kafkafake", "--port", strconv.Itoa(ports[0]), "--partitions", "3")
+	broker.Stdout, broker.Stderr = io.Discard, os.Stderr
+	if err := broker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = broker.Process.Signal(syscall.SIGTERM)
+		_ = broker.Wait()
+	}()
+	integration.WaitFor(t, 30*time.Second, "the Kafka fake listening", func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchKafkaSide$", "-test.count=1", "-test.timeout=20m")
+	cmd.Env = append(os.Environ(), append([]string{kafkaSide + "=" + side, kafkaSideBroker + "=" + addr}, env...)...)
+	var out, errOut strings.Builder // written by two copying goroutines
+	cmd.Stderr = &errOut
+	var res sideResult
+	// The broker's CPU from when the side begins measuring to when it
+	// ends: the side prints a line at each point.
+	pr, pw := io.Pipe()
+	cmd.Stdout = io.MultiWriter(&out, pw)
+	done := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		var b0 time.Duration
+		var perr error
+		defer func() {
+			_, _ = io.Copy(io.Discard, pr) // never leave the child blocked on a write
+			done <- perr
+		}()
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == "SIDE-START":
+				b0 = procCPU(broker.Process.Pid)
+			case strings.HasPrefix(line, "SIDE-RESULT "):
+				res.brokerCPU = procCPU(broker.Process.Pid) - b0
+				var wall, cpu int64
+				if _, err := fmt.Sscanf(line, "SIDE-RESULT wall=%d cpu=%d", &wall, &cpu); err != nil {
+					perr = fmt.Errorf("%q: %v", line, err)
+					return
+				}
+				res.wall, res.cpu = time.Duration(wall), time.Duration(cpu)
+			}
+		}
+	}()
+	err = cmd.Run()
+	pw.Close()
+	if perr := <-done; perr != nil {
+		t.Fatal(perr)
+	}
+	if err != nil || res.wall == 0 {
+		t.Fatalf("%s side: %v\n%s%s", side, err, out.String(), errOut.String())
+	}
+	return res
+}
+
+// TestBenchKafkaSide is one measured side of TestBenchKafkaThroughput, run
+// in its own process by it; alone it does nothing.
+func TestBenchKafkaSide(t *testing.T) {
+	side := os.Getenv(kafkaSide)
+	if side == "" {
+		t.Skip("run by TestBenchKafkaThroughput")
+	}
+	broker := os.Getenv(kafkaSideBroker)
+	var measure func() time.Duration
+	switch side {
+	case "sink":
+		seconds, err := strconv.Atoi(os.Getenv(kafkaSideSeconds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hist, _ := kafkaHistory(t, os.Getenv(kafkaSideURI), seconds)
+		measure = func() time.Duration {
+			return sinkRound(t, broker, os.Getenv(kafkaSideProtocol), os.Getenv(kafkaSideParams), hist)
+		}
+	case "bare":
+		recs := readRecords(t, os.Getenv(kafkaSideRecords))
+		measure = func() time.Duration { return bareRound(t, broker, recs) }
+	default:
+		t.Fatalf("%s=%q", kafkaSide, side)
+	}
+	runtime.GC() // building the input is not measured, nor its garbage
+	fmt.Println("SIDE-START")
+	cpu0 := cpuSelf()
+	wall := measure()
+	fmt.Printf("SIDE-RESULT wall=%d cpu=%d\n", wall.Nanoseconds(), (cpuSelf() - cpu0).Nanoseconds())
+}
+
+// procCPU is process pid's user plus system CPU time so far.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ ticks
+}
+
+type gobRecord struct {
+	Topic      string
+	Partition  int32
+	Key, Value []byte
+}
+
+func writeRecords(t *testing.T, path string, recs []*kgo.Record) {
+	out := make([]gobRecord, len(recs))
+	for i, r := range recs {
+		out[i] = gobRecord{r.Topic, r.Partition, r.Key, r.Value}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := gob.NewEncoder(f).Encode(out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readRecords(t *testing.T, path string) []*kgo.Record {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var in []gobRecord
+	if err := gob.NewDecoder(f).Decode(&in); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]*kgo.Record, len(in))
+	for i, r := range in {
+		out[i] = &kgo.Record{Topic: r.Topic, Partition: r.Partition, Key: r.Key, Value: r.Value}
+	}
+	return out
 }
 
 // TestBenchKafkaSteady samples the checkpoint lag of a changefeed at

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sync"
 
 	"github.com/raftcdc/raftcdc/codec/avro"
 	"github.com/raftcdc/raftcdc/codec/canal"
@@ -49,7 +48,7 @@ func newProtocol(cfg *Config) (protocol, error) {
 	case ProtocolSimple:
 		return simpleProtocol{enc: simple.NewEncoder(nil)}, nil
 	case ProtocolCanalJSON:
-		return canalProtocol{enc: canal.NewEncoder(canal.Options{EnableTiDBExtension: cfg.EnableTiDBExtension}), values: &sync.Pool{}}, nil
+		return canalProtocol{enc: canal.NewEncoder(canal.Options{EnableTiDBExtension: cfg.EnableTiDBExtension})}, nil
 	}
 	return nil, fmt.Errorf("protocol %s is not available in this build yet", cfg.Protocol)
 }
@@ -97,42 +96,25 @@ func (p openProtocol) overhead(n int) int { return open.FrameOverhead(n) }
 type canalProtocol struct {
 	single
 	enc *canal.Encoder
-	// values holds the buffers of acknowledged messages: a row is encoded
-	// into one that has already grown to a message's size, and the sink
-	// hands it back (release) once franz-go is done with it. A wide row's
-	// message is several KB; without the pool every one was garbage, and
-	// the collections it caused scanned everything the processor holds.
-	values *sync.Pool
 }
 
-// maxPooledValue bounds what the pool keeps: an occasional huge row does
-// not pin its buffer.
-const maxPooledValue = 256 << 10
+// rowAppender is implemented by protocols that encode a row's message by
+// appending to a buffer: the table sink encodes into its scratch buffer
+// and copies the message into the write's arena chunks (see valueArena).
+type rowAppender interface {
+	appendRow(dst []byte, r *model.RowChange) ([]byte, error)
+}
 
-// valuePool is implemented by protocols whose row messages come from a
-// pool: the table sink releases a message's value once its produce has
-// completed, acknowledged or failed, when franz-go no longer reads it.
-type valuePool interface{ release(v []byte) }
-
-func (p canalProtocol) release(v []byte) {
-	if cap(v) <= maxPooledValue {
-		v = v[:0]
-		p.values.Put(&v)
-	}
+func (p canalProtocol) appendRow(dst []byte, r *model.RowChange) ([]byte, error) {
+	return p.enc.AppendRow(dst, r)
 }
 
 func (p canalProtocol) encodeRow(_ context.Context, _ string, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
-	var v []byte
-	var err error
 	if o.onlyHandleKey || o.claimCheck != "" {
-		v, err = p.enc.AppendLargeRow(nil, r, canal.LargeMessage{OnlyHandleKey: true, ClaimCheckLocation: o.claimCheck})
-	} else {
-		var buf []byte
-		if bp, ok := p.values.Get().(*[]byte); ok {
-			buf = *bp
-		}
-		v, err = p.enc.AppendRow(buf, r)
+		v, err := p.enc.AppendLargeRow(nil, r, canal.LargeMessage{OnlyHandleKey: true, ClaimCheckLocation: o.claimCheck})
+		return nil, v, err
 	}
+	v, err := p.enc.AppendRow(nil, r)
 	return nil, v, err
 }
 

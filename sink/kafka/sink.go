@@ -73,6 +73,9 @@ type topicInfo struct {
 // Sink is one Kafka producer shared by a processor's table sinks and, for
 // the owner, its DDL and checkpoint messages.
 type Sink struct {
+	// values recycles the bytes of row messages (see valueArena).
+	values valueArena
+
 	cfg    *Config
 	opts   options
 	log    zerolog.Logger
@@ -159,6 +162,15 @@ func openSinkURI(ctx context.Context, uri string, opts ...Option) (*Sink, error)
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.RequiredAcks(acks(cfg.RequiredAcks)),
 		kgo.ProducerBatchMaxBytes(int32(s.maxMessageBytes)),
+		// A produce request holds every partition's ready batch; franz-go's
+		// default cap is 100 MiB. It builds each request in a buffer from a
+		// sync.Pool, which collections empty, so a request that size was
+		// grown from 1 KiB again and again: with the broker in its own
+		// process, that regrowth was a third of the sink's CPU and capping
+		// requests at two batches halved its CPU a message
+		// (bench/RESULTS.md, Kafka). Two batches still let a request carry
+		// a full batch while another partition's fills.
+		kgo.BrokerMaxWriteBytes(int32(min(2*int64(s.maxMessageBytes)+1<<20, 1<<30))), // franz-go allows up to 1 GiB
 		kgo.ProduceRequestTimeout(cfg.WriteTimeout),
 		kgo.ProducerBatchCompression(compression(cfg.Compression)),
 		kgo.WithHooks(batchHook{s.fm}),

@@ -32,6 +32,10 @@ type tableSink struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// scratch is where rows are encoded before their message is copied
+	// into the write's arena chunks; only Write uses it.
+	scratch []byte
+
 	// groups are the writes not yet known acknowledged, in order.
 	mu     sync.Mutex
 	groups []*ackGroup
@@ -47,6 +51,8 @@ type ackGroup struct {
 	done    chan struct{}
 	errOnce sync.Once
 	err     error
+	// values holds the group's messages until every one has completed.
+	values groupValues
 }
 
 func (g *ackGroup) finish(err error) {
@@ -54,6 +60,8 @@ func (g *ackGroup) finish(err error) {
 		g.errOnce.Do(func() { g.err = err })
 	}
 	if g.pending.Add(-1) == 0 {
+		// No record of the group is in franz-go's hands any more.
+		g.values.release()
 		close(g.done)
 	}
 }
@@ -71,7 +79,7 @@ func (t *tableSink) Write(ctx context.Context, txns []*model.Txn) error {
 	if len(txns) == 0 {
 		return nil
 	}
-	g := &ackGroup{firstTs: txns[0].CommitTs, done: make(chan struct{})}
+	g := &ackGroup{firstTs: txns[0].CommitTs, done: make(chan struct{}), values: groupValues{arena: &t.s.values}}
 	// One extra count held until every message of the call is handed
 	// over, so the group cannot complete early.
 	g.pending.Store(1)
@@ -119,9 +127,12 @@ func (t *tableSink) Write(ctx context.Context, txns []*model.Txn) error {
 				return t.fail(err)
 			}
 			limit := t.info.maxMessageBytes
-			k, v, err := t.encode(ctx, row, limit)
+			k, v, scratch, err := t.encode(ctx, row, limit)
 			if err != nil {
 				return t.fail(err)
+			}
+			if scratch {
+				v = g.values.copyOf(v)
 			}
 			b := batches[p]
 			if b != nil && (len(b.keys) >= maxBatch || b.size+len(k)+len(v)+t.s.proto.overhead(len(b.keys)+1)+recordOverhead > limit) {
@@ -171,47 +182,52 @@ func (t *tableSink) rename(ctx context.Context, n model.TableName) error {
 
 // encode encodes a row, applying large-message-handle-option when the
 // message would be over the limit.
-func (t *tableSink) encode(ctx context.Context, row *model.RowChange, limit int) ([]byte, []byte, error) {
-	k, v, err := t.s.proto.encodeRow(ctx, t.topic, row, rowOpts{})
+func (t *tableSink) encode(ctx context.Context, row *model.RowChange, limit int) (k, v []byte, scratch bool, err error) {
+	if ra, ok := t.s.proto.(rowAppender); ok {
+		v, err = ra.appendRow(t.scratch[:0], row)
+		t.scratch, scratch = v[:0], true // the next row reuses what this one grew
+	} else {
+		k, v, err = t.s.proto.encodeRow(ctx, t.topic, row, rowOpts{})
+	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("kafka sink: encoding a row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
+		return nil, nil, false, fmt.Errorf("kafka sink: encoding a row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
 	}
 	size := len(k) + len(v) + t.s.proto.overhead(1) + recordOverhead
 	if size <= limit {
-		return k, v, nil
+		return k, v, scratch, nil
 	}
 	cfg := t.s.cfg
 	switch cfg.LargeMessageHandle {
 	case LargeMessageHandleKeyOnly:
 		k2, v2, err := t.s.proto.encodeRow(ctx, t.topic, row, rowOpts{onlyHandleKey: true})
 		if err != nil {
-			return nil, nil, fmt.Errorf("kafka sink: encoding the handle key of a large row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
+			return nil, nil, false, fmt.Errorf("kafka sink: encoding the handle key of a large row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
 		}
 		if len(k2)+len(v2)+t.s.proto.overhead(1)+recordOverhead > limit {
 			t.s.fm.large(LargeMessageNone).Inc()
-			return nil, nil, fmt.Errorf("kafka sink: table %s: a row at commit ts %d is %d bytes even with only its handle key, over max-message-bytes=%d", t.table, row.CommitTs, len(k2)+len(v2), limit)
+			return nil, nil, false, fmt.Errorf("kafka sink: table %s: a row at commit ts %d is %d bytes even with only its handle key, over max-message-bytes=%d", t.table, row.CommitTs, len(k2)+len(v2), limit)
 		}
 		t.s.fm.large(LargeMessageHandleKeyOnly).Inc()
 		t.s.log.Warn().Str("table", t.table.String()).Uint64("commit_ts", row.CommitTs).Int("bytes", size).Msg("row over max-message-bytes sent with only its handle key")
-		return k2, v2, nil
+		return k2, v2, false, nil
 	case LargeMessageClaimCheck:
 		loc, err := t.s.claims.Put(ctx, row, v)
 		if err != nil {
-			return nil, nil, fmt.Errorf("kafka sink: table %s: storing a large row at commit ts %d: %w", t.table, row.CommitTs, err)
+			return nil, nil, false, fmt.Errorf("kafka sink: table %s: storing a large row at commit ts %d: %w", t.table, row.CommitTs, err)
 		}
 		k2, v2, err := t.s.proto.encodeRow(ctx, t.topic, row, rowOpts{onlyHandleKey: true, claimCheck: loc})
 		if err != nil {
-			return nil, nil, fmt.Errorf("kafka sink: encoding the claim check of a large row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
+			return nil, nil, false, fmt.Errorf("kafka sink: encoding the claim check of a large row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
 		}
 		if len(k2)+len(v2)+t.s.proto.overhead(1)+recordOverhead > limit {
-			return nil, nil, fmt.Errorf("kafka sink: table %s: the claim-check message of a row at commit ts %d is %d bytes, over max-message-bytes=%d", t.table, row.CommitTs, len(k2)+len(v2), limit)
+			return nil, nil, false, fmt.Errorf("kafka sink: table %s: the claim-check message of a row at commit ts %d is %d bytes, over max-message-bytes=%d", t.table, row.CommitTs, len(k2)+len(v2), limit)
 		}
 		t.s.fm.large(LargeMessageClaimCheck).Inc()
 		t.s.log.Info().Str("table", t.table.String()).Uint64("commit_ts", row.CommitTs).Int("bytes", size).Str("location", loc).Msg("row over max-message-bytes stored for claim check")
-		return k2, v2, nil
+		return k2, v2, false, nil
 	default:
 		t.s.fm.large(LargeMessageNone).Inc()
-		return nil, nil, fmt.Errorf("kafka sink: table %s: a row at commit ts %d encodes to %d bytes, over max-message-bytes=%d (set large-message-handle-option=handle-key-only or claim-check to send such rows)", t.table, row.CommitTs, size, limit)
+		return nil, nil, false, fmt.Errorf("kafka sink: table %s: a row at commit ts %d encodes to %d bytes, over max-message-bytes=%d (set large-message-handle-option=handle-key-only or claim-check to send such rows)", t.table, row.CommitTs, size, limit)
 	}
 }
 
@@ -228,9 +244,6 @@ func (t *tableSink) produce(ctx context.Context, g *ackGroup, p int32, k, v []by
 			fm.rows.Add(float64(rows))
 		} else {
 			err = fmt.Errorf("kafka sink: table %s: producing to %s partition %d: %w", t.table, t.topic, p, err)
-		}
-		if vp, ok := t.s.proto.(valuePool); ok {
-			vp.release(r.Value) // franz-go is done with it
 		}
 		g.finish(err)
 	})
