@@ -80,19 +80,24 @@ func handleSchema(o Options, s *model.TableSchema) (*Schema, error) {
 	return build(o.namespace(s.Table), sanitize(s.Table.Table)+"_handle_key_only", ks.Fields)
 }
 
-// header starts a message in Confluent's wire format (marker 0, the
-// schema ID); the record is appended to it, with room for size bytes.
-func header(id int32, size int) []byte {
-	out := make([]byte, 5, 5+size)
-	out[0] = RecordMarker
-	binary.BigEndian.PutUint32(out[1:], uint32(id))
-	return out
+// appendHeader starts a message in Confluent's wire format (marker 0,
+// the schema ID); the record is appended after it.
+func appendHeader(dst []byte, id int32) []byte {
+	return binary.BigEndian.AppendUint32(append(dst, RecordMarker), uint32(id))
 }
 
 // EncodeRow encodes one row for topic: key and value (nil for a delete's
 // tombstone, or with the TiDB extension a record with _tidb_op "d").
 // onlyHandleKey sends a large row's handle key as its value.
 func (e *Encoder) EncodeRow(ctx context.Context, topic string, r *model.RowChange, onlyHandleKey bool) (key, value []byte, err error) {
+	return e.AppendRow(ctx, nil, nil, topic, r, onlyHandleKey)
+}
+
+// AppendRow is EncodeRow appending the key to keyDst and the value to
+// valueDst, so that a caller can encode into buffers it reuses. With nil
+// buffers it sizes them from the schemas. A tombstone's value is nil
+// whatever valueDst is.
+func (e *Encoder) AppendRow(ctx context.Context, keyDst, valueDst []byte, topic string, r *model.RowChange, onlyHandleKey bool) (key, value []byte, err error) {
 	s := r.Schema
 	ts, err := e.tableSchemas(s)
 	if err != nil {
@@ -102,7 +107,10 @@ func (e *Encoder) EncodeRow(ctx context.Context, topic string, r *model.RowChang
 	if err != nil {
 		return nil, nil, err
 	}
-	key, err = appendRecord(header(keyID, 16*len(ts.key.Fields)), ts.key, r.Image(), nil)
+	if keyDst == nil {
+		keyDst = make([]byte, 0, 5+16*len(ts.key.Fields))
+	}
+	key, err = appendRecord(appendHeader(keyDst, keyID), ts.key, r.Image(), nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("avro: table %s key: %w", s.Table, err)
 	}
@@ -134,7 +142,10 @@ func (e *Encoder) EncodeRow(ctx context.Context, topic string, r *model.RowChang
 	if err != nil {
 		return nil, nil, err
 	}
-	value, err = appendRecord(header(valueID, 16*len(vs.Fields)), vs, img, func(name string) (model.Value, bool) {
+	if valueDst == nil {
+		valueDst = make([]byte, 0, 5+16*len(vs.Fields))
+	}
+	value, err = appendRecord(appendHeader(valueDst, valueID), vs, img, func(name string) (model.Value, bool) {
 		switch name {
 		case FieldOp:
 			return model.StringValue(op), true

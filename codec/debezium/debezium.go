@@ -176,6 +176,13 @@ func (e *Encoder) source(db, table string, ts model.Ts) Source {
 
 // EncodeRow encodes one row change as key and value.
 func (e *Encoder) EncodeRow(r *model.RowChange, o RowOptions) (key, value []byte, err error) {
+	return e.AppendRow(nil, nil, r, o)
+}
+
+// AppendRow appends one row change's key to keyDst and its value to
+// valueDst, so that a caller can encode into buffers it reuses. With nil
+// buffers it sizes them from the cached schemas.
+func (e *Encoder) AppendRow(keyDst, valueDst []byte, r *model.RowChange, o RowOptions) (key, value []byte, err error) {
 	s := r.Schema
 	if s == nil {
 		return nil, nil, fmt.Errorf("debezium: row at %d has no schema", r.CommitTs)
@@ -230,7 +237,10 @@ func (e *Encoder) EncodeRow(r *model.RowChange, o RowOptions) (key, value []byte
 		}
 		return append(dst, '}'), nil
 	}
-	value = make([]byte, 0, 512+len(rs.valueBytes()))
+	value = valueDst
+	if value == nil {
+		value = make([]byte, 0, 512+len(rs.valueBytes()))
+	}
 	value = append(value, `{"payload":{"before":`...)
 	if value, err = image(value, r.Before, only); err != nil {
 		return nil, nil, err
@@ -261,7 +271,11 @@ func (e *Encoder) EncodeRow(r *model.RowChange, o RowOptions) (key, value []byte
 	value = append(value, '}')
 
 	// The key: the handle-key columns of the row's current image.
-	key = append(make([]byte, 0, 64+len(rs.keyBytes())), `{"payload":`...)
+	key = keyDst
+	if key == nil {
+		key = make([]byte, 0, 64+len(rs.keyBytes()))
+	}
+	key = append(key, `{"payload":`...)
 	if key, err = image(key, r.Image(), true); err != nil {
 		return nil, nil, err
 	}

@@ -100,9 +100,15 @@ type RowOptions struct {
 // cost several times the rest of the sink.
 func EncodeRow(r *model.RowChange, opt RowOptions) (key, value []byte, err error) {
 	s := r.Schema
+	return AppendRow(make([]byte, 0, 64+len(s.Table.Schema)+len(s.Table.Table)+len(opt.ClaimCheck)), make([]byte, 0, 256), r, opt)
+}
+
+// AppendRow appends one row change's event key to keyDst and its value to
+// valueDst, so that a caller can encode into buffers it reuses.
+func AppendRow(keyDst, valueDst []byte, r *model.RowChange, opt RowOptions) (key, value []byte, err error) {
+	s := r.Schema
 	only := opt.OnlyHandleKey || opt.ClaimCheck != ""
-	key = make([]byte, 0, 64+len(s.Table.Schema)+len(s.Table.Table)+len(opt.ClaimCheck))
-	key = append(key, `{"ts":`...)
+	key = append(keyDst, `{"ts":`...)
 	key = strconv.AppendUint(key, r.CommitTs, 10)
 	key = append(key, `,"scm":`...)
 	key = jsonenc.AppendString(key, s.Table.Schema)
@@ -148,7 +154,7 @@ func EncodeRow(r *model.RowChange, opt RowOptions) (key, value []byte, err error
 		}
 		return append(dst, '}'), nil
 	}
-	value = make([]byte, 0, 256)
+	value = valueDst
 	switch r.Op {
 	case model.OpInsert:
 		value = append(value, `{"u":`...)
@@ -198,9 +204,14 @@ func Frame(keys, values [][]byte) (key, value []byte) {
 		n += 8 + len(keys[i])
 		m += 8 + len(values[i])
 	}
-	key = make([]byte, 8, n)
-	binary.BigEndian.PutUint64(key, Version)
-	value = make([]byte, 0, m)
+	return AppendFrame(make([]byte, 0, n), make([]byte, 0, m), keys, values)
+}
+
+// AppendFrame is Frame appending the message's key to keyDst and its
+// value to valueDst.
+func AppendFrame(keyDst, valueDst []byte, keys, values [][]byte) (key, value []byte) {
+	key = binary.BigEndian.AppendUint64(keyDst, Version)
+	value = valueDst
 	var l [8]byte
 	for i := range keys {
 		binary.BigEndian.PutUint64(l[:], uint64(len(keys[i])))

@@ -109,6 +109,15 @@ type RowOptions struct {
 // The output decodes to the same Message; "data" and "old" list their
 // columns in table order.
 func (e *Encoder) EncodeRow(r *model.RowChange, o RowOptions) ([]byte, error) {
+	if r.Schema == nil {
+		return nil, fmt.Errorf("simple: row at %d has no schema", r.CommitTs)
+	}
+	return e.AppendRow(make([]byte, 0, 256+48*len(r.Schema.Columns)*2), r, o)
+}
+
+// AppendRow appends one row change's message to dst, so that a caller can
+// encode into a buffer it reuses (the Kafka sink does).
+func (e *Encoder) AppendRow(dst []byte, r *model.RowChange, o RowOptions) ([]byte, error) {
 	s := r.Schema
 	if s == nil {
 		return nil, fmt.Errorf("simple: row at %d has no schema", r.CommitTs)
@@ -132,8 +141,7 @@ func (e *Encoder) EncodeRow(r *model.RowChange, o RowOptions) ([]byte, error) {
 			keep[i] = true
 		}
 	}
-	b := make([]byte, 0, 256+48*len(s.Columns)*2)
-	b = append(b, `{"version":`...)
+	b := append(dst, `{"version":`...)
 	b = strconv.AppendInt(b, Version, 10)
 	if s.Table.Schema != "" {
 		b = append(b, `,"database":`...)

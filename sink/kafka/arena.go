@@ -63,8 +63,12 @@ type groupValues struct {
 	chunks [][]byte
 }
 
-// copyOf returns v's bytes in memory that stays valid until release.
+// copyOf returns v's bytes in memory that stays valid until release; nil
+// stays nil (a tombstone is not an empty value).
 func (g *groupValues) copyOf(v []byte) []byte {
+	if v == nil {
+		return nil
+	}
 	if len(v) > maxArenaValue {
 		return append([]byte(nil), v...)
 	}

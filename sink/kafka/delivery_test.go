@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -184,59 +183,65 @@ func TestEmitsEndWithTheirContextWhenTheBrokerIsGone(t *testing.T) {
 
 // A message's bytes are reused only after the broker acknowledged it: with
 // a broker slow to answer, later writes (which encode into recycled
-// memory) must not change what earlier, still-buffered records carry.
+// memory) must not change what earlier, still-buffered records carry. Every
+// protocol encodes into reused buffers; open-protocol also frames batches
+// into them.
 func TestMessageBytesStayIntactUntilTheBrokerAcknowledges(t *testing.T) {
-	c := startBroker(t)
-	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		time.Sleep(50 * time.Millisecond) // a slow broker: records queue up behind each request
-		return nil, nil, false
-	})
-	s := openSink(t, brokerURI(c, "cdc", "protocol=canal-json&partition-num=1"))
-	sc := usersSchema("shop", "users")
-	ts := openTable(t, s, sc.Table)
-	ctx := testCtx(t)
-	const writes, rows = 12, 40
-	pad := strings.Repeat("x", 300)
-	var want []string
-	commit := model.Ts(1000)
-	for w := 0; w < writes; w++ {
-		commit += 10
-		txn := &model.Txn{CommitTs: commit, StartTs: commit - 1}
-		for k := 0; k < rows; k++ {
-			note := fmt.Sprintf("write %d row %d %s", w, k, pad[:(w*7+k)%len(pad)])
-			txn.Rows = append(txn.Rows, userRow(sc, model.OpInsert, commit, int64(w*rows+k+1), 0, note))
-			want = append(want, note)
-		}
-		// No Flush in between: each write's messages are still queued when
-		// the next write encodes.
-		if err := ts.Write(ctx, []*model.Txn{txn}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := ts.Flush(ctx, commit); err != nil {
-		t.Fatal(err)
-	}
-	recs := consume(t, c, "cdc")
-	var got []string
-	for _, r := range recs[0] {
-		var m struct {
-			Data []struct {
-				Note *string `json:"note"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal(r.Value, &m); err != nil || len(m.Data) != 1 || m.Data[0].Note == nil {
-			t.Fatalf("message %d is not one row's canal-json (%v): %.200q", len(got), err, r.Value)
-		}
-		got = append(got, *m.Data[0].Note)
-	}
-	if len(got) != len(want) {
-		t.Fatalf("%d messages, want %d", len(got), len(want))
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("message %d carries %.40q, want %.40q: its bytes were reused before the broker acknowledged it", i, got[i], want[i])
-		}
+	for _, tc := range everyProtocol() {
+		t.Run(tc.protocol, func(t *testing.T) {
+			params, dec := tc.setup(t)
+			c := startBroker(t)
+			c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+				c.KeepControl()
+				time.Sleep(50 * time.Millisecond) // a slow broker: records queue up behind each request
+				return nil, nil, false
+			})
+			s := openSink(t, brokerURI(c, "cdc", "partition-num=1&protocol="+tc.protocol+"&"+params))
+			sc := usersSchema("shop", "users")
+			ts := openTable(t, s, sc.Table)
+			ctx := testCtx(t)
+			const writes, rows = 12, 40
+			pad := strings.Repeat("x", 300)
+			var want []string
+			commit := model.Ts(1000)
+			for w := 0; w < writes; w++ {
+				commit += 10
+				txn := &model.Txn{CommitTs: commit, StartTs: commit - 1}
+				for k := 0; k < rows; k++ {
+					id := int64(w*rows + k + 1)
+					// Lengths differ from row to row, so that a reused
+					// buffer would hold another message's bytes at
+					// another offset.
+					note := fmt.Sprintf("write %d row %d %s", w, k, pad[:(w*7+k)%len(pad)])
+					txn.Rows = append(txn.Rows, userRow(sc, model.OpInsert, commit, id, uint64(id%7), note))
+					want = append(want, fmt.Sprintf("%d/%d", id, id%7))
+				}
+				// No Flush in between: each write's messages are still
+				// queued when the next write encodes.
+				if err := ts.Write(ctx, []*model.Txn{txn}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := ts.Flush(ctx, commit); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range consume(t, c, "cdc")[0] {
+				for _, e := range dec(t, r) {
+					if e.kind == "row" {
+						got = append(got, fmt.Sprintf("%s/%d", e.id, e.n))
+					}
+				}
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%d row events, want %d", len(got), len(want))
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("row event %d is id/n %s, want %s: its bytes were reused before the broker acknowledged it", i, got[i], want[i])
+				}
+			}
+		})
 	}
 }
 

@@ -23,14 +23,23 @@ type rowOpts struct {
 // package has its own API; the adapters below fit them to this.
 type protocol interface {
 	encodeRow(ctx context.Context, topic string, r *model.RowChange, opt rowOpts) (key, value []byte, err error)
+	// appendRow is encodeRow for the common case (no large-message
+	// variant), appending the key to keyDst and the value to valueDst:
+	// the table sink encodes into buffers it reuses and copies each
+	// message into the write's arena chunks (see valueArena). A nil key or
+	// value stays nil (avro's tombstone is a nil value).
+	appendRow(ctx context.Context, topic string, keyDst, valueDst []byte, r *model.RowChange) (key, value []byte, err error)
 	encodeDDL(ctx context.Context, d *model.DDLEvent) (key, value []byte, err error)
 	// encodeWatermark returns ok=false when the protocol, as configured,
 	// publishes no watermark.
 	encodeWatermark(ts model.Ts) (key, value []byte, ok bool)
 	// batch is how many row events one message may hold (1: no batching);
-	// frame joins them and overhead is what framing n events adds.
+	// framed reports whether events are framed into a message (even one
+	// alone); frame joins them, appending to keyDst and valueDst when
+	// framed, and overhead is what framing n events adds.
 	batch() int
-	frame(keys, values [][]byte) (key, value []byte)
+	framed() bool
+	frame(keyDst, valueDst []byte, keys, values [][]byte) (key, value []byte)
 	overhead(n int) int
 }
 
@@ -56,8 +65,9 @@ func newProtocol(cfg *Config) (protocol, error) {
 // single is the framing of protocols with one event per message.
 type single struct{}
 
-func (single) batch() int { return 1 }
-func (single) frame(keys, values [][]byte) ([]byte, []byte) {
+func (single) batch() int   { return 1 }
+func (single) framed() bool { return false }
+func (single) frame(_, _ []byte, keys, values [][]byte) ([]byte, []byte) {
 	return keys[0], values[0]
 }
 func (single) overhead(int) int { return 0 }
@@ -66,6 +76,10 @@ type openProtocol struct{ maxBatch int }
 
 func (p openProtocol) encodeRow(_ context.Context, _ string, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
 	return open.EncodeRow(r, open.RowOptions{OnlyHandleKey: o.onlyHandleKey, ClaimCheck: o.claimCheck})
+}
+
+func (p openProtocol) appendRow(_ context.Context, _ string, kd, vd []byte, r *model.RowChange) ([]byte, []byte, error) {
+	return open.AppendRow(kd, vd, r, open.RowOptions{})
 }
 
 func (p openProtocol) encodeDDL(_ context.Context, d *model.DDLEvent) ([]byte, []byte, error) {
@@ -83,9 +97,10 @@ func (p openProtocol) encodeWatermark(ts model.Ts) ([]byte, []byte, bool) {
 	return k, v, true
 }
 
-func (p openProtocol) batch() int { return p.maxBatch }
-func (p openProtocol) frame(keys, values [][]byte) ([]byte, []byte) {
-	return open.Frame(keys, values)
+func (p openProtocol) batch() int   { return p.maxBatch }
+func (p openProtocol) framed() bool { return true }
+func (p openProtocol) frame(kd, vd []byte, keys, values [][]byte) ([]byte, []byte) {
+	return open.AppendFrame(kd, vd, keys, values)
 }
 func (p openProtocol) overhead(n int) int { return open.FrameOverhead(n) }
 
@@ -98,15 +113,9 @@ type canalProtocol struct {
 	enc *canal.Encoder
 }
 
-// rowAppender is implemented by protocols that encode a row's message by
-// appending to a buffer: the table sink encodes into its scratch buffer
-// and copies the message into the write's arena chunks (see valueArena).
-type rowAppender interface {
-	appendRow(dst []byte, r *model.RowChange) ([]byte, error)
-}
-
-func (p canalProtocol) appendRow(dst []byte, r *model.RowChange) ([]byte, error) {
-	return p.enc.AppendRow(dst, r)
+func (p canalProtocol) appendRow(_ context.Context, _ string, _, vd []byte, r *model.RowChange) ([]byte, []byte, error) {
+	v, err := p.enc.AppendRow(vd, r)
+	return nil, v, err
 }
 
 func (p canalProtocol) encodeRow(_ context.Context, _ string, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
@@ -138,6 +147,10 @@ func (p debeziumProtocol) encodeRow(_ context.Context, _ string, r *model.RowCha
 	return p.enc.EncodeRow(r, debezium.RowOptions{OnlyHandleKey: o.onlyHandleKey, ClaimCheck: o.claimCheck})
 }
 
+func (p debeziumProtocol) appendRow(_ context.Context, _ string, kd, vd []byte, r *model.RowChange) ([]byte, []byte, error) {
+	return p.enc.AppendRow(kd, vd, r, debezium.RowOptions{})
+}
+
 func (p debeziumProtocol) encodeDDL(_ context.Context, d *model.DDLEvent) ([]byte, []byte, error) {
 	return p.enc.EncodeDDL(d)
 }
@@ -155,6 +168,11 @@ type simpleProtocol struct {
 
 func (p simpleProtocol) encodeRow(_ context.Context, _ string, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
 	v, err := p.enc.EncodeRow(r, simple.RowOptions{OnlyHandleKey: o.onlyHandleKey, ClaimCheck: o.claimCheck})
+	return nil, v, err
+}
+
+func (p simpleProtocol) appendRow(_ context.Context, _ string, _, vd []byte, r *model.RowChange) ([]byte, []byte, error) {
+	v, err := p.enc.AppendRow(vd, r, simple.RowOptions{})
 	return nil, v, err
 }
 
@@ -176,6 +194,10 @@ type avroProtocol struct {
 
 func (p avroProtocol) encodeRow(ctx context.Context, topic string, r *model.RowChange, o rowOpts) ([]byte, []byte, error) {
 	return p.enc.EncodeRow(ctx, topic, r, o.onlyHandleKey)
+}
+
+func (p avroProtocol) appendRow(ctx context.Context, topic string, kd, vd []byte, r *model.RowChange) ([]byte, []byte, error) {
+	return p.enc.AppendRow(ctx, kd, vd, topic, r, false)
 }
 
 func (p avroProtocol) encodeDDL(_ context.Context, d *model.DDLEvent) ([]byte, []byte, error) {

@@ -1,10 +1,12 @@
 package kafka
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -230,14 +232,19 @@ func checkDelivery(t *testing.T, recs map[int32][]*kgo.Record, dec decoder, keys
 	}
 }
 
-func TestEveryProtocolDeliversRowsDDLAndWatermarks(t *testing.T) {
+// protocolCase is one protocol as the tests configure it: setup returns
+// the URI parameters it needs and a decoder for its messages of
+// usersSchema("shop", "users") (avro starts a schema registry).
+type protocolCase struct {
+	protocol string
+	setup    func(t *testing.T) (params string, dec decoder)
+}
+
+func everyProtocol() []protocolCase {
 	fixed := func(params string, dec decoder) func(t *testing.T) (string, decoder) {
 		return func(*testing.T) (string, decoder) { return params, dec }
 	}
-	for _, tc := range []struct {
-		protocol string
-		setup    func(t *testing.T) (params string, dec decoder)
-	}{
+	return []protocolCase{
 		{ProtocolOpen, fixed("max-batch-size=8", decodeOpen)},
 		{ProtocolCanalJSON, fixed("enable-tidb-extension=true", decodeCanal)},
 		{ProtocolDebezium, fixed("enable-tidb-extension=true", decodeDebezium)},
@@ -246,7 +253,11 @@ func TestEveryProtocolDeliversRowsDDLAndWatermarks(t *testing.T) {
 			reg := avrotest.Start(t)
 			return "enable-tidb-extension=true&schema-registry=" + reg.URL, avroDecoder(reg.URL, usersSchema("shop", "users"))
 		}},
-	} {
+	}
+}
+
+func TestEveryProtocolDeliversRowsDDLAndWatermarks(t *testing.T) {
+	for _, tc := range everyProtocol() {
 		t.Run(tc.protocol, func(t *testing.T) {
 			params, dec := tc.setup(t)
 			tc := struct {
@@ -281,5 +292,66 @@ func TestEveryProtocolDeliversRowsDDLAndWatermarks(t *testing.T) {
 			}
 			checkDelivery(t, recs, tc.dec, keys, updates, end+1, end+1)
 		})
+	}
+}
+
+// The table sink encodes rows into buffers it reuses (appendRow); what it
+// appends must be exactly the message encodeRow returns, after whatever
+// the buffer already holds, and a nil key or tombstone stays nil.
+func TestAppendedRowsAreTheEncodedMessages(t *testing.T) {
+	reg := avrotest.Start(t)
+	sc := usersSchema("shop", "users")
+	rows := []*model.RowChange{
+		userRow(sc, model.OpInsert, 100, 1, 0, "héllo"),
+		userRow(sc, model.OpUpdate, 110, 1, 1, ""),
+		userRow(sc, model.OpDelete, 120, 1, 1, "bye"),
+	}
+	for _, cfg := range []Config{
+		{Protocol: ProtocolOpen, MaxBatchSize: 8},
+		{Protocol: ProtocolCanalJSON, EnableTiDBExtension: true},
+		{Protocol: ProtocolDebezium},
+		{Protocol: ProtocolSimple},
+		{Protocol: ProtocolAvro, SchemaRegistry: reg.URL},
+		{Protocol: ProtocolAvro, SchemaRegistry: reg.URL, EnableTiDBExtension: true},
+	} {
+		p, err := newProtocol(&cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// canal-json's ts, debezium's ts_ms and simple's buildTs are the
+		// encoding's wall clock: fixed, so that two encodings compare.
+		now := func() time.Time { return time.UnixMilli(1707103832957) }
+		switch p.(type) {
+		case canalProtocol:
+			p = canalProtocol{enc: canal.NewEncoder(canal.Options{EnableTiDBExtension: true, Now: now})}
+		case debeziumProtocol:
+			p = debeziumProtocol{enc: debezium.NewEncoder(debezium.Options{Now: now})}
+		case simpleProtocol:
+			p = simpleProtocol{enc: simple.NewEncoder(now)}
+		}
+		for _, r := range rows {
+			wantK, wantV, err := p.encodeRow(testCtx(t), "shop_users", r, rowOpts{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			prefix := []byte("dirty")
+			kd := append(make([]byte, 0, 64), prefix...)
+			vd := append(make([]byte, 0, 64), prefix...)
+			k, v, err := p.appendRow(testCtx(t), "shop_users", kd, vd, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				what      string
+				got, want []byte
+			}{{"key", k, wantK}, {"value", v, wantV}} {
+				switch {
+				case c.want == nil && c.got != nil:
+					t.Errorf("%s %s: appended %s %.60q, want nil", cfg.Protocol, r.Op, c.what, c.got)
+				case c.want != nil && !bytes.Equal(c.got, append(append([]byte(nil), prefix...), c.want...)):
+					t.Errorf("%s %s: appended %s %.80q, want the prefix then %.80q", cfg.Protocol, r.Op, c.what, c.got, c.want)
+				}
+			}
+		}
 	}
 }

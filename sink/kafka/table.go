@@ -32,9 +32,10 @@ type tableSink struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// scratch is where rows are encoded before their message is copied
-	// into the write's arena chunks; only Write uses it.
-	scratch []byte
+	// scratch holds a row's key and value between encoding and the copy
+	// into the write's arena chunks, and frame a batched message between
+	// framing and its copy; only Write uses them.
+	scratch, frame struct{ key, value []byte }
 
 	// groups are the writes not yet known acknowledged, in order.
 	mu     sync.Mutex
@@ -96,7 +97,16 @@ func (t *tableSink) Write(ctx context.Context, txns []*model.Txn) error {
 		if b == nil || len(b.keys) == 0 {
 			return nil
 		}
-		k, v := t.s.proto.frame(b.keys, b.values)
+		var k, v []byte
+		if !t.s.proto.framed() {
+			k, v = b.keys[0], b.values[0]
+		} else {
+			// Framed into reused buffers and copied into the arena: the
+			// events' own copies there are released with the group.
+			k, v = t.s.proto.frame(t.frame.key[:0], t.frame.value[:0], b.keys, b.values)
+			t.frame.key, t.frame.value = reusable(k), reusable(v)
+			k, v = g.values.copyOf(k), g.values.copyOf(v)
+		}
 		delete(batches, p)
 		return t.produce(ctx, g, p, k, v, b.rows)
 	}
@@ -132,7 +142,7 @@ func (t *tableSink) Write(ctx context.Context, txns []*model.Txn) error {
 				return t.fail(err)
 			}
 			if scratch {
-				v = g.values.copyOf(v)
+				k, v = g.values.copyOf(k), g.values.copyOf(v)
 			}
 			b := batches[p]
 			if b != nil && (len(b.keys) >= maxBatch || b.size+len(k)+len(v)+t.s.proto.overhead(len(b.keys)+1)+recordOverhead > limit) {
@@ -183,12 +193,15 @@ func (t *tableSink) rename(ctx context.Context, n model.TableName) error {
 // encode encodes a row, applying large-message-handle-option when the
 // message would be over the limit.
 func (t *tableSink) encode(ctx context.Context, row *model.RowChange, limit int) (k, v []byte, scratch bool, err error) {
-	if ra, ok := t.s.proto.(rowAppender); ok {
-		v, err = ra.appendRow(t.scratch[:0], row)
-		t.scratch, scratch = v[:0], true // the next row reuses what this one grew
-	} else {
-		k, v, err = t.s.proto.encodeRow(ctx, t.topic, row, rowOpts{})
+	k, v, err = t.s.proto.appendRow(ctx, t.topic, t.scratch.key[:0], t.scratch.value[:0], row)
+	// The next row reuses what this one grew.
+	if k != nil {
+		t.scratch.key = reusable(k)
 	}
+	if v != nil {
+		t.scratch.value = reusable(v)
+	}
+	scratch = true
 	if err != nil {
 		return nil, nil, false, fmt.Errorf("kafka sink: encoding a row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
 	}
@@ -305,4 +318,14 @@ func (t *tableSink) Close() error {
 		t.failed = errors.New("kafka sink: table sink is closed")
 	}
 	return nil
+}
+
+// reusable is b emptied for the next encoding, unless it grew past what
+// the arena takes: one very large row should not stay allocated for the
+// table sink's life.
+func reusable(b []byte) []byte {
+	if cap(b) > maxArenaValue {
+		return nil
+	}
+	return b[:0]
 }
