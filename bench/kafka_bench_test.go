@@ -341,9 +341,9 @@ func runKafkaSide(t *testing.T, bin, side string, env []string) sideResult {
 			line := sc.Text()
 			switch {
 			case line == "SIDE-START":
-				b0 = procCPU(broker.Process.Pid)
+				b0 = integration.ProcCPU(broker.Process.Pid)
 			case strings.HasPrefix(line, "SIDE-RESULT "):
-				res.brokerCPU = procCPU(broker.Process.Pid) - b0
+				res.brokerCPU = integration.ProcCPU(broker.Process.Pid) - b0
 				var wall, cpu int64
 				if _, err := fmt.Sscanf(line, "SIDE-RESULT wall=%d cpu=%d", &wall, &cpu); err != nil {
 					perr = fmt.Errorf("%q: %v", line, err)
@@ -430,22 +430,6 @@ func TestBenchKafkaSide(t *testing.T) {
 	fmt.Printf("SIDE-RESULT wall=%d cpu=%d\n", wall.Nanoseconds(), (cpuSelf() - cpu0).Nanoseconds())
 }
 
-// procCPU is process pid's user plus system CPU time so far.
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ ticks
-}
-
 type gobRecord struct {
 	Topic      string
 	Partition  int32
@@ -508,7 +492,7 @@ func TestBenchKafkaSteady(t *testing.T) {
 		for i := range nodes {
 			nodes[i] = cl.CPUTime(i)
 		}
-		return nodes, procCPU(broker.Process.Pid)
+		return nodes, integration.ProcCPU(broker.Process.Pid)
 	}
 	// Rows the Kafka sinks had acknowledged, over every node.
 	written := func() float64 {

@@ -314,6 +314,12 @@ func (c *Cluster) CPUTime(i int) time.Duration {
 	}
 	pid := p.cmd.Process.Pid
 	c.mu.Unlock()
+	return ProcCPU(pid)
+}
+
+// ProcCPU is process pid's user plus system CPU time so far, from
+// /proc/pid/stat (0 when it cannot be read).
+func ProcCPU(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
