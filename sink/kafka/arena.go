@@ -19,39 +19,59 @@ import "sync"
 // grows anyway.
 type valueArena struct {
 	mu   sync.Mutex
-	free [][]byte
+	free [arenaClasses][][]byte
+	kept int // bytes in free
 }
 
 const (
-	// arenaChunk is the unit the arena hands out; a message larger than
-	// maxArenaValue gets its own allocation.
-	arenaChunk    = 1 << 20
-	maxArenaValue = arenaChunk / 4
-	// arenaKeep bounds the free chunks kept per sink (one per changefeed
-	// and capture); what goes back beyond it is left to the collector.
-	arenaKeep = 64
+	// Chunks come in sizes minChunk << class. A write's first chunk is the
+	// smallest and each further one of the same write doubles, up to
+	// maxChunk: a table writing a few rows holds 64 KiB, not 1 MiB, and
+	// with hundreds of tables writing small batches at once that is the
+	// difference between megabytes and a gigabyte in flight.
+	minChunk     = 64 << 10
+	arenaClasses = 5
+	maxChunk     = minChunk << (arenaClasses - 1) // 1 MiB
+	// A message larger than maxArenaValue gets its own allocation.
+	maxArenaValue = maxChunk / 4
+	// arenaKeep bounds the bytes of free chunks kept per sink (one per
+	// changefeed and capture); what goes back beyond it is left to the
+	// collector.
+	arenaKeep = 64 << 20
 )
 
-func (a *valueArena) get() []byte {
+// chunkClass is the smallest class whose chunks hold n bytes.
+func chunkClass(n int) int {
+	c := 0
+	for c < arenaClasses-1 && minChunk<<c < n {
+		c++
+	}
+	return c
+}
+
+func (a *valueArena) get(class int) []byte {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if n := len(a.free); n > 0 {
-		c := a.free[n-1]
-		a.free[n-1] = nil
-		a.free = a.free[:n-1]
+	if n := len(a.free[class]); n > 0 {
+		c := a.free[class][n-1]
+		a.free[class][n-1] = nil
+		a.free[class] = a.free[class][:n-1]
+		a.kept -= cap(c)
 		return c[:0]
 	}
-	return make([]byte, 0, arenaChunk)
+	return make([]byte, 0, minChunk<<class)
 }
 
 func (a *valueArena) put(chunks [][]byte) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, c := range chunks {
-		if len(a.free) >= arenaKeep {
-			return
+		if a.kept+cap(c) > arenaKeep {
+			continue
 		}
-		a.free = append(a.free, c)
+		class := chunkClass(cap(c))
+		a.free[class] = append(a.free[class], c)
+		a.kept += cap(c)
 	}
 }
 
@@ -61,6 +81,7 @@ type groupValues struct {
 	arena  *valueArena
 	cur    []byte
 	chunks [][]byte
+	next   int // the class of the group's next chunk
 }
 
 // copyOf returns v's bytes in memory that stays valid until release; nil
@@ -73,7 +94,9 @@ func (g *groupValues) copyOf(v []byte) []byte {
 		return append([]byte(nil), v...)
 	}
 	if cap(g.cur)-len(g.cur) < len(v) {
-		g.cur = g.arena.get()
+		class := max(g.next, chunkClass(len(v)))
+		g.next = min(class+1, arenaClasses-1)
+		g.cur = g.arena.get(class)
 		g.chunks = append(g.chunks, g.cur[:0])
 	}
 	n := len(g.cur)
