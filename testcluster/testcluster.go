@@ -314,9 +314,20 @@ func (c *Cluster) StopNodeWithin(i int, budget time.Duration) error {
 	return n.Shutdown(ctx)
 }
 
-// RestartNode starts node i again with its data dir.
+// RestartNode starts node i again with its data dir. It joins through the
+// nodes that are up, as an operator would: its original join address may
+// be a node that is down (every node but the first joins through node 1).
 func (c *Cluster) RestartNode(i int) {
 	c.t.Helper()
+	var join []string
+	for _, j := range c.Up() {
+		join = append(join, c.cfgs[j].GossipAddr)
+	}
+	if len(join) > 0 {
+		c.mu.Lock()
+		c.cfgs[i].Join = join
+		c.mu.Unlock()
+	}
 	if err := c.startNode(i); err != nil {
 		c.t.Fatalf("restarting node %d: %v", i+1, err)
 	}
