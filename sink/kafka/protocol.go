@@ -34,13 +34,17 @@ type protocol interface {
 	// publishes no watermark.
 	encodeWatermark(ts model.Ts) (key, value []byte, ok bool)
 	// batch is how many row events one message may hold (1: no batching);
-	// framed reports whether events are framed into a message (even one
-	// alone); frame joins them, appending to keyDst and valueDst when
-	// framed, and overhead is what framing n events adds.
+	// overhead is what framing n events adds.
 	batch() int
-	framed() bool
-	frame(keyDst, valueDst []byte, keys, values [][]byte) (key, value []byte)
 	overhead(n int) int
+}
+
+// framer is implemented by protocols whose messages frame their events
+// (open-protocol), even a message of one event; the others send each
+// event as its own message. frame appends the message's key to keyDst and
+// its value to valueDst.
+type framer interface {
+	frame(keyDst, valueDst []byte, keys, values [][]byte) (key, value []byte)
 }
 
 func newProtocol(cfg *Config) (protocol, error) {
@@ -65,11 +69,7 @@ func newProtocol(cfg *Config) (protocol, error) {
 // single is the framing of protocols with one event per message.
 type single struct{}
 
-func (single) batch() int   { return 1 }
-func (single) framed() bool { return false }
-func (single) frame(_, _ []byte, keys, values [][]byte) ([]byte, []byte) {
-	return keys[0], values[0]
-}
+func (single) batch() int       { return 1 }
 func (single) overhead(int) int { return 0 }
 
 type openProtocol struct{ maxBatch int }
@@ -97,8 +97,7 @@ func (p openProtocol) encodeWatermark(ts model.Ts) ([]byte, []byte, bool) {
 	return k, v, true
 }
 
-func (p openProtocol) batch() int   { return p.maxBatch }
-func (p openProtocol) framed() bool { return true }
+func (p openProtocol) batch() int { return p.maxBatch }
 func (p openProtocol) frame(kd, vd []byte, keys, values [][]byte) ([]byte, []byte) {
 	return open.AppendFrame(kd, vd, keys, values)
 }
@@ -123,7 +122,7 @@ func (p canalProtocol) encodeRow(_ context.Context, _ string, r *model.RowChange
 		v, err := p.enc.AppendLargeRow(nil, r, canal.LargeMessage{OnlyHandleKey: true, ClaimCheckLocation: o.claimCheck})
 		return nil, v, err
 	}
-	v, err := p.enc.AppendRow(nil, r)
+	v, err := p.enc.EncodeRow(r)
 	return nil, v, err
 }
 

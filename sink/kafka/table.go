@@ -91,19 +91,18 @@ func (t *tableSink) Write(ctx context.Context, txns []*model.Txn) error {
 
 	batches := map[int32]*pendingBatch{}
 	maxBatch := t.s.proto.batch()
+	fr, framed := t.s.proto.(framer)
 	var order []int32
 	send := func(p int32) error {
 		b := batches[p]
 		if b == nil || len(b.keys) == 0 {
 			return nil
 		}
-		var k, v []byte
-		if !t.s.proto.framed() {
-			k, v = b.keys[0], b.values[0]
-		} else {
+		k, v := b.keys[0], b.values[0]
+		if framed {
 			// Framed into reused buffers and copied into the arena: the
 			// events' own copies there are released with the group.
-			k, v = t.s.proto.frame(t.frame.key[:0], t.frame.value[:0], b.keys, b.values)
+			k, v = fr.frame(t.frame.key[:0], t.frame.value[:0], b.keys, b.values)
 			t.frame.key, t.frame.value = reusable(k), reusable(v)
 			k, v = g.values.copyOf(k), g.values.copyOf(v)
 		}
@@ -137,12 +136,9 @@ func (t *tableSink) Write(ctx context.Context, txns []*model.Txn) error {
 				return t.fail(err)
 			}
 			limit := t.info.maxMessageBytes
-			k, v, scratch, err := t.encode(ctx, row, limit)
+			k, v, err := t.encode(ctx, &g.values, row, limit)
 			if err != nil {
 				return t.fail(err)
-			}
-			if scratch {
-				k, v = g.values.copyOf(k), g.values.copyOf(v)
 			}
 			b := batches[p]
 			if b != nil && (len(b.keys) >= maxBatch || b.size+len(k)+len(v)+t.s.proto.overhead(len(b.keys)+1)+recordOverhead > limit) {
@@ -190,9 +186,11 @@ func (t *tableSink) rename(ctx context.Context, n model.TableName) error {
 	return nil
 }
 
-// encode encodes a row, applying large-message-handle-option when the
-// message would be over the limit.
-func (t *tableSink) encode(ctx context.Context, row *model.RowChange, limit int) (k, v []byte, scratch bool, err error) {
+// encode encodes a row into memory that stays valid until the write's
+// group ends (gv's arena chunks, or an allocation of its own for a large
+// row), applying large-message-handle-option when the message would be
+// over the limit.
+func (t *tableSink) encode(ctx context.Context, gv *groupValues, row *model.RowChange, limit int) (k, v []byte, err error) {
 	k, v, err = t.s.proto.appendRow(ctx, t.topic, t.scratch.key[:0], t.scratch.value[:0], row)
 	// The next row reuses what this one grew.
 	if k != nil {
@@ -201,46 +199,45 @@ func (t *tableSink) encode(ctx context.Context, row *model.RowChange, limit int)
 	if v != nil {
 		t.scratch.value = reusable(v)
 	}
-	scratch = true
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("kafka sink: encoding a row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
+		return nil, nil, fmt.Errorf("kafka sink: encoding a row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
 	}
 	size := len(k) + len(v) + t.s.proto.overhead(1) + recordOverhead
 	if size <= limit {
-		return k, v, scratch, nil
+		return gv.copyOf(k), gv.copyOf(v), nil
 	}
 	cfg := t.s.cfg
 	switch cfg.LargeMessageHandle {
 	case LargeMessageHandleKeyOnly:
 		k2, v2, err := t.s.proto.encodeRow(ctx, t.topic, row, rowOpts{onlyHandleKey: true})
 		if err != nil {
-			return nil, nil, false, fmt.Errorf("kafka sink: encoding the handle key of a large row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
+			return nil, nil, fmt.Errorf("kafka sink: encoding the handle key of a large row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
 		}
 		if len(k2)+len(v2)+t.s.proto.overhead(1)+recordOverhead > limit {
 			t.s.fm.large(LargeMessageNone).Inc()
-			return nil, nil, false, fmt.Errorf("kafka sink: table %s: a row at commit ts %d is %d bytes even with only its handle key, over max-message-bytes=%d", t.table, row.CommitTs, len(k2)+len(v2), limit)
+			return nil, nil, fmt.Errorf("kafka sink: table %s: a row at commit ts %d is %d bytes even with only its handle key, over max-message-bytes=%d", t.table, row.CommitTs, len(k2)+len(v2), limit)
 		}
 		t.s.fm.large(LargeMessageHandleKeyOnly).Inc()
 		t.s.log.Warn().Str("table", t.table.String()).Uint64("commit_ts", row.CommitTs).Int("bytes", size).Msg("row over max-message-bytes sent with only its handle key")
-		return k2, v2, false, nil
+		return k2, v2, nil
 	case LargeMessageClaimCheck:
 		loc, err := t.s.claims.Put(ctx, row, v)
 		if err != nil {
-			return nil, nil, false, fmt.Errorf("kafka sink: table %s: storing a large row at commit ts %d: %w", t.table, row.CommitTs, err)
+			return nil, nil, fmt.Errorf("kafka sink: table %s: storing a large row at commit ts %d: %w", t.table, row.CommitTs, err)
 		}
 		k2, v2, err := t.s.proto.encodeRow(ctx, t.topic, row, rowOpts{onlyHandleKey: true, claimCheck: loc})
 		if err != nil {
-			return nil, nil, false, fmt.Errorf("kafka sink: encoding the claim check of a large row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
+			return nil, nil, fmt.Errorf("kafka sink: encoding the claim check of a large row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
 		}
 		if len(k2)+len(v2)+t.s.proto.overhead(1)+recordOverhead > limit {
-			return nil, nil, false, fmt.Errorf("kafka sink: table %s: the claim-check message of a row at commit ts %d is %d bytes, over max-message-bytes=%d", t.table, row.CommitTs, len(k2)+len(v2), limit)
+			return nil, nil, fmt.Errorf("kafka sink: table %s: the claim-check message of a row at commit ts %d is %d bytes, over max-message-bytes=%d", t.table, row.CommitTs, len(k2)+len(v2), limit)
 		}
 		t.s.fm.large(LargeMessageClaimCheck).Inc()
 		t.s.log.Info().Str("table", t.table.String()).Uint64("commit_ts", row.CommitTs).Int("bytes", size).Str("location", loc).Msg("row over max-message-bytes stored for claim check")
-		return k2, v2, false, nil
+		return k2, v2, nil
 	default:
 		t.s.fm.large(LargeMessageNone).Inc()
-		return nil, nil, false, fmt.Errorf("kafka sink: table %s: a row at commit ts %d encodes to %d bytes, over max-message-bytes=%d (set large-message-handle-option=handle-key-only or claim-check to send such rows)", t.table, row.CommitTs, size, limit)
+		return nil, nil, fmt.Errorf("kafka sink: table %s: a row at commit ts %d encodes to %d bytes, over max-message-bytes=%d (set large-message-handle-option=handle-key-only or claim-check to send such rows)", t.table, row.CommitTs, size, limit)
 	}
 }
 
