@@ -122,13 +122,20 @@ func WriterFrom(ctx context.Context) (Writer, bool) {
 // long call (a storage sink's Flush waits for its next flush round, a
 // Kafka flush for acknowledgements) keeps the call going. A sink whose write
 // becomes visible at one instant (a rename, a COMMIT) checks LeaseValid
-// right before that instant and reports the instant with Committed, so a
-// capture that was frozen mid-flush does not make its write visible after
-// another capture took the table over.
+// right before that instant and reports the instant with CommittedAt.
+// A check by the clock cannot stop a capture frozen between the check and
+// the instant; a sink closes that gap with a fence the downstream enforces
+// (the storage sink's, ErrFenced), so that the frozen capture's write
+// cannot become visible after another capture took the table over.
 
 // ErrLeaseExpired is returned by a sink that did not make a write visible
 // because the writer's lease had ended.
 var ErrLeaseExpired = errors.New("the capture's lease ended before the write became visible; nothing was written")
+
+// ErrFenced is returned by a sink whose downstream revoked a write before it
+// became visible because another writer took the table over (a storage
+// sink's fence: sink/storage/DESIGN.md). Nothing was written.
+var ErrFenced = errors.New("another writer took the table over before the write became visible; nothing was written")
 
 type leaseKey struct{}
 
@@ -152,7 +159,7 @@ func LeaseValid(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// CommitReporter is implemented by a sink that calls Committed for every
+// CommitReporter is implemented by a sink that calls CommittedAt for every
 // write it makes visible (a file linked or renamed into place): a flush of
 // such a sink that returns without reporting a commit wrote nothing (it had
 // nothing pending), which the writer-overlap check needs to know.
@@ -163,9 +170,20 @@ type CommitReporter interface {
 type commitKey struct{}
 
 // WithCommitHook returns ctx carrying fn, which a sink calls (through
-// Committed) at the instant a flush made data visible downstream.
-func WithCommitHook(ctx context.Context, fn func()) context.Context {
+// CommittedAt) when a flush made data visible downstream, with the instant
+// it became visible.
+func WithCommitHook(ctx context.Context, fn func(at time.Time)) context.Context {
 	return context.WithValue(ctx, commitKey{}, fn)
+}
+
+// CommittedAt tells ctx's commit hook, if any, that data became visible at
+// at. A sink passes the downstream's own record of the instant where it
+// has one (a file system's ctime of the linked file): the call itself may
+// come much later, if the process was paused right after the write.
+func CommittedAt(ctx context.Context, at time.Time) {
+	if fn, ok := ctx.Value(commitKey{}).(func(time.Time)); ok {
+		fn(at)
+	}
 }
 
 // Committed tells ctx's commit hook, if any, that data just became visible.

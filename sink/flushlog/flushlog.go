@@ -38,7 +38,9 @@ type Record struct {
 	// stay on a capture.
 	Sink string `json:"sink"`
 	// Start is when the flush was called; End is when its data became
-	// visible (the sink's commit hook), or when the call returned for a
+	// visible (the latest instant the sink's commit hook reported, which
+	// for files is the file system's own time of the link or rename, not
+	// when the process got round to reporting it), or when the call returned for a
 	// sink that does not report its commit. Unix nanoseconds, wall clock:
 	// the files of every process on one machine compare.
 	Start int64    `json:"start_ns"`
@@ -135,9 +137,11 @@ func (t *recTable) Flush(ctx context.Context, upto model.Ts) error {
 	}
 	var mu sync.Mutex
 	var committedAt time.Time
-	ctx = sink.WithCommitHook(ctx, func() {
+	ctx = sink.WithCommitHook(ctx, func(at time.Time) {
 		mu.Lock()
-		committedAt = time.Now()
+		if at.After(committedAt) {
+			committedAt = at
+		}
 		mu.Unlock()
 	})
 	r.Start = time.Now().UnixNano()

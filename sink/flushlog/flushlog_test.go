@@ -68,7 +68,7 @@ func (t *stepTable) Flush(ctx context.Context, _ model.Ts) error {
 	if t.s.empty {
 		return nil
 	}
-	sink.Committed(ctx)
+	sink.CommittedAt(ctx, time.Now())
 	if t.s.after != nil {
 		t.s.arrived()
 		<-t.s.after

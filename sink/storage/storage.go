@@ -167,17 +167,24 @@ func (s *Sink) OpenTable(ctx context.Context, table model.TableName, opts sink.T
 	if !validName(table.Schema) || !validName(table.Table) {
 		return nil, fmt.Errorf("open table %s on storage sink: the name cannot be used as a directory name", table)
 	}
+	t := &tableSink{s: s, table: table, lastTs: opts.StartTs, stores: map[string]Store{}}
+	t.writeMu.Lock()
+	defer t.writeMu.Unlock()
+	st, err := t.store(ctx, table.Schema, table.Table)
+	if err != nil {
+		return nil, fmt.Errorf("open table %s on storage sink: %w", table, err)
+	}
 	if opts.Schema != nil {
-		if err := s.ensureSchemaFile(ctx, opts.Schema); err != nil {
+		if err := s.ensureSchemaFile(ctx, st, opts.Schema); err != nil {
 			return nil, fmt.Errorf("open table %s on storage sink: %w", table, err)
 		}
 	}
-	return &tableSink{s: s, table: table, lastTs: opts.StartTs}, nil
+	return t, nil
 }
 
 // ensureSchemaFile writes the schema file of a table version unless one
 // exists (written by the DDL that made the version, or by another capture).
-func (s *Sink) ensureSchemaFile(ctx context.Context, sch *model.TableSchema) error {
+func (s *Sink) ensureSchemaFile(ctx context.Context, st Store, sch *model.TableSchema) error {
 	prefix := schemaFilePrefix(sch.Table.Schema, sch.Table.Table, sch.Version)
 	s.dirMu.Lock()
 	known := s.schemas[prefix]
@@ -185,13 +192,13 @@ func (s *Sink) ensureSchemaFile(ctx context.Context, sch *model.TableSchema) err
 	if known {
 		return nil
 	}
-	names, err := s.st.List(ctx, prefix)
+	names, err := st.List(ctx, prefix)
 	if err != nil {
 		return fmt.Errorf("look for the schema file of %s version %d: %w", sch.Table, sch.Version, err)
 	}
 	if len(names) == 0 {
 		def := TableDefinitionOf(sch, "", "")
-		if err := s.st.Create(ctx, def.Path(), def.Marshal()); err != nil && !errors.Is(err, errExists) {
+		if err := st.Create(ctx, def.Path(), def.Marshal()); err != nil && !errors.Is(err, errExists) {
 			return fmt.Errorf("write the schema file of %s version %d: %w", sch.Table, sch.Version, err)
 		}
 	}
@@ -205,7 +212,7 @@ func (s *Sink) ensureSchemaFile(ctx context.Context, sch *model.TableSchema) err
 // names the highest file in use, so a writer that starts on a directory
 // another one used continues after it, and a name that is taken anyway is
 // skipped, never overwritten.
-func (s *Sink) createDataFile(ctx context.Context, dir DataDir, data []byte) (string, error) {
+func (s *Sink) createDataFile(ctx context.Context, st Store, dir DataDir, data []byte) (string, error) {
 	dp := dir.Path()
 	s.dirMu.Lock()
 	next, ok := s.nextIndex[dp]
@@ -213,7 +220,7 @@ func (s *Sink) createDataFile(ctx context.Context, dir DataDir, data []byte) (st
 	ext := s.cfg.Extension()
 	if !ok {
 		next = 1
-		b, err := s.st.Get(ctx, dp+"/"+indexFile)
+		b, err := st.Get(ctx, dp+"/"+indexFile)
 		switch {
 		case err == nil:
 			if n, ok := parseDataFileName(strings.TrimSpace(string(b)), ext); ok {
@@ -225,7 +232,7 @@ func (s *Sink) createDataFile(ctx context.Context, dir DataDir, data []byte) (st
 	}
 	for tries := 0; ; tries++ {
 		name := dataFileName(next, s.cfg.FileIndexWidth, ext)
-		err := s.st.Create(ctx, dp+"/"+name, data)
+		err := st.Create(ctx, dp+"/"+name, data)
 		if errors.Is(err, errExists) && tries < 10000 {
 			next++
 			continue
@@ -233,7 +240,7 @@ func (s *Sink) createDataFile(ctx context.Context, dir DataDir, data []byte) (st
 		if err != nil {
 			return "", err
 		}
-		if err := s.st.Put(ctx, dp+"/"+indexFile, []byte(name+"\n")); err != nil {
+		if err := st.Put(ctx, dp+"/"+indexFile, []byte(name+"\n")); err != nil {
 			return "", fmt.Errorf("update the index of %s: %w", dp, err)
 		}
 		s.dirMu.Lock()
@@ -325,7 +332,7 @@ func (s *Sink) emitSchemaFile(ctx context.Context, ddl *model.DDLEvent, def Tabl
 	}
 	if msg != nil {
 		dir := DataDir{Schema: def.Schema, Table: def.Table, Version: def.TableVersion, Date: dateOf(ddl.CommitTs, s.cfg.DateSeparator)}
-		if _, err := s.createDataFile(ctx, dir, msg); err != nil {
+		if _, err := s.createDataFile(ctx, s.st, dir, msg); err != nil {
 			return fmt.Errorf("storage sink DDL %s: write its message: %w", ddl, err)
 		}
 	}
@@ -416,6 +423,10 @@ type tableSink struct {
 	// writeMu serialises writing the table's files (flush rounds and
 	// size-triggered writes), so files appear in commit order.
 	writeMu sync.Mutex
+	// stores holds, per table directory this writer wrote ("schema/table":
+	// a rename moves the table to another), the store as this writer sees
+	// it. Under writeMu.
+	stores map[string]Store
 
 	mu      sync.Mutex
 	closed  bool
@@ -543,6 +554,26 @@ func (t *tableSink) Close() error {
 	return nil
 }
 
+// store returns the store through which this writer writes the table
+// directory schema/table. The first time, it fences the directory: a
+// previous writer of the table (on another capture, paused between its
+// lease check and a write) can no longer make a write visible there. The
+// owner gives a table to a new capture only after the old one stopped or
+// lost its lease, so no writer that may still write is fenced. Call with
+// writeMu held.
+func (t *tableSink) store(ctx context.Context, schema, table string) (Store, error) {
+	dir := schema + "/" + table
+	if st, ok := t.stores[dir]; ok {
+		return st, nil
+	}
+	if err := t.s.st.Fence(ctx, dir); err != nil {
+		return nil, err
+	}
+	st := t.s.st.Fenced(dir)
+	t.stores[dir] = st
+	return st, nil
+}
+
 // filePlan is one data file to write: a run of whole transactions of one
 // directory.
 type filePlan struct {
@@ -593,14 +624,18 @@ func (t *tableSink) writeUpTo(ctx context.Context, upto model.Ts, onlyFull bool)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := t.s.ensureSchemaFile(ctx, p.schema); err != nil {
+		st, err := t.store(ctx, p.dir.Schema, p.dir.Table)
+		if err != nil {
+			return err
+		}
+		if err := t.s.ensureSchemaFile(ctx, st, p.schema); err != nil {
 			return err
 		}
 		data := make([]byte, 0, p.size)
 		for _, e := range batch[p.from:p.to] {
 			data = append(data, e.data...)
 		}
-		if _, err := t.s.createDataFile(ctx, p.dir, data); err != nil {
+		if _, err := t.s.createDataFile(ctx, st, p.dir, data); err != nil {
 			return err
 		}
 		// Drop what is durable at once, so that an error in a later file

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/raftcdc/raftcdc/sink"
 )
@@ -35,6 +37,15 @@ type Store interface {
 	// List returns the names of the objects whose names start with prefix
 	// (a "directory" when it ends in '/'), sorted.
 	List(ctx context.Context, prefix string) ([]string, error)
+	// Fenced returns the store as one writer of the directory dir sees it:
+	// its writes (to names under dir) are revoked by a later Fence(dir)
+	// unless they were visible before it.
+	Fenced(dir string) Store
+	// Fence revokes every write in flight through Fenced(dir): when it
+	// returns, such a write either became visible before, or fails with
+	// sink.ErrFenced and leaves nothing. A table's new writer calls it
+	// before its first write; see DESIGN.md, "Fenced writers".
+	Fence(ctx context.Context, dir string) error
 }
 
 // localStore is a Store on a local or mounted directory. An object appears
@@ -42,12 +53,21 @@ type Store interface {
 // and then linked to its name (which fails if the name is taken, so a data
 // file is never overwritten) or renamed over it (for the overwritable index
 // and metadata files). Temporary names start with ".tmp-", which readers
-// skip.
+// skip. A fenced writer's temporary files live in its directory's staging
+// directory, dir/.tmp-staging, and Fence removes them: the link or rename
+// of a removed file fails in the kernel, whatever the writer's process
+// believes about its lease.
 type localStore struct {
 	root string
+	// fenced is the directory whose staging directory holds the temporary
+	// files ("" for unfenced writes, which stage beside the object).
+	fenced string
 }
 
-const tempPrefix = ".tmp-"
+const (
+	tempPrefix = ".tmp-"
+	stagingDir = tempPrefix + "staging"
+)
 
 func (s *localStore) path(name string) (string, error) {
 	clean := path.Clean("/" + name)
@@ -57,35 +77,79 @@ func (s *localStore) path(name string) (string, error) {
 	return filepath.Join(s.root, filepath.FromSlash(name)), nil
 }
 
-func (s *localStore) writeTemp(ctx context.Context, full string, data []byte) (string, error) {
-	if err := ctx.Err(); err != nil {
+// staging is where the temporary file of the object at full goes.
+func (s *localStore) staging(name, full string) (string, error) {
+	if s.fenced == "" {
+		return filepath.Dir(full), nil
+	}
+	if !strings.HasPrefix(name, s.fenced+"/") {
+		return "", fmt.Errorf("object %s is outside the fenced directory %s", name, s.fenced)
+	}
+	dir, err := s.path(s.fenced)
+	if err != nil {
 		return "", err
 	}
-	dir := filepath.Dir(full)
+	return filepath.Join(dir, stagingDir), nil
+}
+
+// writeTemp writes data to a new temporary file for the object name and
+// returns its path and a read-only handle on it: the handle reads the
+// file's ctime after the link or rename, which the kernel sets at that
+// instant, even after another name or none refers to the file.
+func (s *localStore) writeTemp(ctx context.Context, name, full string, data []byte) (string, *os.File, error) {
+	if err := ctx.Err(); err != nil {
+		return "", nil, err
+	}
+	dir, err := s.staging(name, full)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		return "", nil, err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	tmp := filepath.Join(dir, tempPrefix+hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	_, werr := f.Write(data)
 	if werr == nil {
 		werr = f.Sync()
 	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
 	if werr != nil {
+		f.Close()
 		os.Remove(tmp)
-		return "", werr
+		return "", nil, werr
 	}
-	return tmp, nil
+	return tmp, f, nil
+}
+
+// visible is the handled error of the link or rename that made tmp
+// visible: a temporary file that is gone was removed by a fence.
+func (s *localStore) visible(err error) error {
+	if s.fenced != "" && errors.Is(err, fs.ErrNotExist) {
+		return sink.ErrFenced
+	}
+	return err
+}
+
+// committed reports the instant f became visible: its ctime, which the
+// link or rename set (a fence's removal afterwards can only move it later).
+func committed(ctx context.Context, f *os.File) {
+	at := time.Now()
+	if fi, err := f.Stat(); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			at = time.Unix(st.Ctim.Unix())
+		}
+	}
+	sink.CommittedAt(ctx, at)
 }
 
 func (s *localStore) Create(ctx context.Context, name string, data []byte) error {
@@ -93,13 +157,15 @@ func (s *localStore) Create(ctx context.Context, name string, data []byte) error
 	if err != nil {
 		return err
 	}
-	tmp, err := s.writeTemp(ctx, full, data)
+	tmp, f, err := s.writeTemp(ctx, name, full, data)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
 	defer os.Remove(tmp)
+	defer f.Close()
 	// The link makes the file visible: the writer must still hold its lease
-	// right before it (sink.LeaseValid, processor/DESIGN.md).
+	// right before it (sink.LeaseValid, processor/DESIGN.md), and a fence
+	// since it began makes the link fail.
 	if err := sink.LeaseValid(ctx); err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
@@ -107,9 +173,9 @@ func (s *localStore) Create(ctx context.Context, name string, data []byte) error
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("create %s: %w", name, errExists)
 		}
-		return fmt.Errorf("create %s: %w", name, err)
+		return fmt.Errorf("create %s: %w", name, s.visible(err))
 	}
-	sink.Committed(ctx)
+	committed(ctx, f)
 	return syncDir(filepath.Dir(full))
 }
 
@@ -118,20 +184,51 @@ func (s *localStore) Put(ctx context.Context, name string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := s.writeTemp(ctx, full, data)
+	tmp, f, err := s.writeTemp(ctx, name, full, data)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
+	defer f.Close()
 	if err := sink.LeaseValid(ctx); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	if err := os.Rename(tmp, full); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", name, err)
+		return fmt.Errorf("write %s: %w", name, s.visible(err))
 	}
-	sink.Committed(ctx)
+	committed(ctx, f)
 	return syncDir(filepath.Dir(full))
+}
+
+func (s *localStore) Fenced(dir string) Store {
+	return &localStore{root: s.root, fenced: strings.TrimSuffix(dir, "/")}
+}
+
+func (s *localStore) Fence(ctx context.Context, dir string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	full, err := s.path(strings.TrimSuffix(dir, "/"))
+	if err != nil {
+		return err
+	}
+	staging := filepath.Join(full, stagingDir)
+	ents, err := os.ReadDir(staging)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("fence %s: %w", dir, err)
+	}
+	// A writer that created its temporary file after this listing checked
+	// its lease after the owner gave the table away, and failed that check.
+	for _, e := range ents {
+		if err := os.Remove(filepath.Join(staging, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("fence %s: %w", dir, err)
+		}
+	}
+	return nil
 }
 
 func (s *localStore) Get(ctx context.Context, name string) ([]byte, error) {
@@ -165,7 +262,13 @@ func (s *localStore) List(ctx context.Context, prefix string) ([]string, error) 
 			}
 			return err
 		}
-		if d.IsDir() || strings.HasPrefix(d.Name(), tempPrefix) {
+		if strings.HasPrefix(d.Name(), tempPrefix) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
 			return nil
 		}
 		rel, err := filepath.Rel(s.root, p)
