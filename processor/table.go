@@ -370,7 +370,15 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 	if err != nil {
 		return sourceErr(fmt.Errorf("reading the upstream's current ts for table %s: %w", name, err))
 	}
-	ts, err := snk.OpenTable(ctx, name, sink.TableOptions{StartTs: startTs, ReplayUntil: replayUntil, Schema: schema})
+	// Opening is a write too: a sink may claim the table downstream
+	// against its previous writer (a fence row, a staging directory), which
+	// only a capture holding its lease may do.
+	octx, leave, err := t.env.gate.enter(ctx)
+	if err != nil {
+		return err
+	}
+	ts, err := snk.OpenTable(octx, name, sink.TableOptions{StartTs: startTs, ReplayUntil: replayUntil, Schema: schema})
+	leave()
 	if err != nil {
 		return sinkErr(fmt.Errorf("opening table %s in the sink: %w", name, err))
 	}

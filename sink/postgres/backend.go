@@ -52,6 +52,7 @@ const copyMinRows = 64
 type backend struct {
 	cfg   *Config
 	pgcfg *pgx.ConnConfig
+	fence fenceOnce
 }
 
 func (b *backend) Close() error { return nil }
