@@ -115,12 +115,12 @@ func WithMetrics(m *Metrics) Option { return func(o *options) { o.metrics = m } 
 type Sink struct {
 	name       string // sink kind: mysql, tidb, postgres
 	changefeed string
-	uri     string // redacted, for messages
-	rawURI  string // for redacting driver messages
-	cfg     Config
-	backend Backend
-	log     zerolog.Logger
-	det     *causality.Detector[*unit]
+	uri        string // redacted, for messages
+	rawURI     string // for redacting driver messages
+	cfg        Config
+	backend    Backend
+	log        zerolog.Logger
+	det        *causality.Detector[*unit]
 
 	statements      map[StmtKind]prometheus.Counter
 	rows            prometheus.Counter

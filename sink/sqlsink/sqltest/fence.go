@@ -18,7 +18,7 @@ type FenceEnv struct {
 	// Prefix starts the scenarios' database names (one per variant).
 	Prefix string
 	Open   func(t *testing.T) sink.Sink
-	Rows func(t *testing.T, s *model.TableSchema) [][]model.Value
+	Rows   func(t *testing.T, s *model.TableSchema) [][]model.Value
 }
 
 // stalledLease holds, but its first check blocks until released: the
