@@ -94,7 +94,10 @@ func (c *conn) Apply(ctx context.Context, stmts []sqlsink.Stmt, f *sqlsink.Fence
 // otherwise it rolls back.
 func (c *conn) commit(ctx context.Context, ex driver.ExecerContext, dc any, f *sqlsink.Fence) error {
 	if f != nil {
-		if err := checkFence(ctx, dc, f); err != nil {
+		c.b.mu.Lock()
+		flavour := c.b.flavour
+		c.b.mu.Unlock()
+		if err := checkFence(ctx, dc, f, flavour); err != nil {
 			_, _ = ex.ExecContext(ctx, "ROLLBACK", nil)
 			return err
 		}

@@ -73,13 +73,21 @@ func (b *backend) ClaimTable(ctx context.Context, f sqlsink.Fence) error {
 
 // checkFence reads the table's fence row under a shared lock, inside the
 // open transaction, and fails with sink.ErrFenced unless it names f.
-func checkFence(ctx context.Context, dc any, f *sqlsink.Fence) error {
+// TiDB refuses LOCK IN SHARE MODE (or, with tidb_enable_noop_functions,
+// takes no lock, which would not order the commit against a claim): there
+// the read locks the row exclusively, which makes a table's transactions
+// commit one at a time.
+func checkFence(ctx context.Context, dc any, f *sqlsink.Fence, flavour string) error {
+	lock := " LOCK IN SHARE MODE"
+	if flavour == FlavourTiDB {
+		lock = " FOR UPDATE"
+	}
 	q, ok := dc.(driver.QueryerContext)
 	if !ok {
 		return fmt.Errorf("mysql driver connection %T cannot query", dc)
 	}
 	rows, err := q.QueryContext(ctx, "SELECT token, writer FROM "+fenceTable+" WHERE changefeed = "+quote(f.Changefeed)+
-		" AND table_id = "+strconv.FormatInt(int64(f.Table), 10)+" LOCK IN SHARE MODE", nil)
+		" AND table_id = "+strconv.FormatInt(int64(f.Table), 10)+lock, nil)
 	if err != nil {
 		return fmt.Errorf("read the writer fence row: %w", err)
 	}
