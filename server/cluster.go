@@ -306,8 +306,15 @@ func (n *Node) RemoveNode(ctx context.Context, id string) error {
 		return fmt.Errorf("reading the Raft configuration: %w", err)
 	}
 	conf := f.Configuration()
-	if err := checkRemoval(conf, n.aliveSet(), id); err != nil {
+	alive := n.aliveSet()
+	if err := checkRemoval(conf, alive, id); err != nil {
 		return err
+	}
+	if alive[id] {
+		// The leader adds alive members to the configuration (reconcile):
+		// the removal would be undone within a second, without a word.
+		return &api.Error{Status: http.StatusConflict, Code: api.CodeConflict, Message: fmt.Sprintf(
+			"refusing to remove %s: gossip reports it alive, and the leader adds alive members back at once; stop it (drain it first to move its tables), wait until 'raftcdc ctl cluster members' shows it dead, then remove it", id)}
 	}
 	if err := n.raft.RemoveServer(raft.ServerID(id), f.Index(), 10*time.Second).Error(); err != nil {
 		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: fmt.Sprintf("removing %s: %v", id, err), RetryAfter: 1}

@@ -377,8 +377,24 @@ func TestCtlThreeNodeCluster(t *testing.T) {
 	})
 
 	t.Run("remove-node and a node without a leader", func(t *testing.T) {
+		// A node gossip still sees alive is not removed: the leader would
+		// add it back at once.
+		r := c.ctlOn(t, f, "cluster", "remove-node", "node3")
+		if r.code != 1 || !strings.Contains(r.stderr, "refusing to remove node3: gossip reports it alive") {
+			t.Errorf("remove-node of a live node: exit %d, stderr %q", r.code, r.stderr)
+		}
 		c.KillNode(2)
-		r := c.ctlOn(t, f, "cluster", "remove-node", "node3").mustOK(t)
+		testcluster.WaitFor(t, 10*time.Second, "gossip to see node3 dead", func() bool {
+			var ms api.MemberList
+			c.jsonOn(t, f, &ms, "cluster", "members")
+			for _, m := range ms.Members {
+				if m.ID == "node3" {
+					return m.GossipStatus != "alive"
+				}
+			}
+			return false
+		})
+		r = c.ctlOn(t, f, "cluster", "remove-node", "node3").mustOK(t)
 		if r.stdout != "Removed node node3 from the Raft configuration.\n" {
 			t.Errorf("remove-node output %q", r.stdout)
 		}
