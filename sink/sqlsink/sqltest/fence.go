@@ -3,41 +3,27 @@ package sqltest
 import (
 	"context"
 	"errors"
-	"sync"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
+	"github.com/raftcdc/raftcdc/sink/sinktest"
 )
 
 // FenceEnv is what the writer-fence scenarios need from a dialect's test:
-// a new sink instance of one changefeed (as another capture would open),
-// and the downstream table's rows.
+// a new sink instance of one changefeed (as another capture would open)
+// with extra URI parameters, and the downstream table's rows.
 type FenceEnv struct {
-	// Prefix starts the scenarios' database names (one per variant).
-	Prefix string
-	Open   func(t *testing.T) sink.Sink
-	Rows   func(t *testing.T, s *model.TableSchema) [][]model.Value
+	Open func(t *testing.T, params string) sink.Sink
+	Rows func(t *testing.T, s *model.TableSchema) [][]model.Value
 }
 
-// stalledLease holds, but its first check blocks until released: the
-// claimer then sits between its lease check and its commit, as a capture
-// frozen there by SIGSTOP does.
-type stalledLease struct {
-	once              sync.Once
-	checking, release chan struct{}
-}
-
-func (l *stalledLease) holds() bool {
-	first := false
-	l.once.Do(func() { first = true })
-	if first {
-		close(l.checking)
-		<-l.release
-	}
-	return true
-}
+// fenceModes are the statement modes both dialects have, each a different
+// path to COMMIT: multi-statement requests, prepared statements one at a
+// time (or pipelined), plain text one at a time.
+var fenceModes = []string{"", "multi-stmt-enable=false", "multi-stmt-enable=false&cache-prep-stmts=false"}
 
 func openOn(t *testing.T, ctx context.Context, s sink.Sink, schema *model.TableSchema) (sink.TableSink, error) {
 	ts, err := s.OpenTable(ctx, schema.Table, sink.TableOptions{Schema: schema})
@@ -54,14 +40,22 @@ func openOn(t *testing.T, ctx context.Context, s sink.Sink, schema *model.TableS
 // keeps the next writer waiting, so whatever the earlier writer commits
 // lands before the next writer's first write.
 func CheckFencedWriters(t *testing.T, e FenceEnv) {
+	for i, params := range fenceModes {
+		t.Run(fmt.Sprintf("params=%q", params), func(t *testing.T) {
+			checkFencedWriters(t, fmt.Sprintf("fence%d", i), func(t *testing.T) sink.Sink { return e.Open(t, params) }, e.Rows)
+		})
+	}
+}
+
+func checkFencedWriters(t *testing.T, prefix string, open func(t *testing.T) sink.Sink, rows func(t *testing.T, s *model.TableSchema) [][]model.Value) {
 	t.Run("AnEarlierWritersTransactionCommitsNothing", func(t *testing.T) {
-		schema := KVSchema(e.Prefix+"_a", "t")
-		old, err := openOn(t, context.Background(), e.Open(t), schema)
+		schema := KVSchema(prefix+"_a", "t")
+		old, err := openOn(t, context.Background(), open(t), schema)
 		if err != nil {
 			t.Fatal(err)
 		}
 		WriteFlush(t, old, Txn(10, Insert(schema, KV(1, "old", 1, 1))))
-		cur, err := openOn(t, context.Background(), e.Open(t), schema)
+		cur, err := openOn(t, context.Background(), open(t), schema)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,26 +64,22 @@ func CheckFencedWriters(t *testing.T, e FenceEnv) {
 			t.Fatalf("the earlier writer's flush after the claim returned %v, want sink.ErrFenced", err)
 		}
 		WriteFlush(t, cur, Txn(12, Insert(schema, KV(3, "new", 3, 3))))
-		RequireRows(t, schema, e.Rows(t, schema), [][]model.Value{KV(1, "old", 1, 1), KV(3, "new", 3, 3)})
+		RequireRows(t, schema, rows(t, schema), [][]model.Value{KV(1, "old", 1, 1), KV(3, "new", 3, 3)})
 	})
 	t.Run("AStalledClaimHoldsTheNextWriterBack", func(t *testing.T) {
-		schema := KVSchema(e.Prefix+"_b", "t")
-		l := &stalledLease{checking: make(chan struct{}), release: make(chan struct{})}
+		schema := KVSchema(prefix+"_b", "t")
+		l := sinktest.NewStalledLease()
 		type opened struct {
 			ts  sink.TableSink
 			err error
 		}
 		first, second := make(chan opened, 1), make(chan opened, 1)
-		a, b := e.Open(t), e.Open(t)
+		a, b := open(t), open(t)
 		go func() {
-			ts, err := openOn(t, sink.WithLease(context.Background(), l.holds), a, schema)
+			ts, err := openOn(t, sink.WithLease(context.Background(), l.Holds), a, schema)
 			first <- opened{ts, err}
 		}()
-		select {
-		case <-l.checking:
-		case <-time.After(time.Minute):
-			t.Fatal("the first claim did not reach its lease check within a minute")
-		}
+		l.WaitChecking(t)
 		go func() {
 			ts, err := openOn(t, context.Background(), b, schema)
 			second <- opened{ts, err}
@@ -101,7 +91,7 @@ func CheckFencedWriters(t *testing.T, e FenceEnv) {
 			t.Fatalf("the second writer claimed the table while the first claim held it (err %v)", o.err)
 		case <-time.After(500 * time.Millisecond):
 		}
-		close(l.release)
+		l.Release()
 		var o1, o2 opened
 		for _, p := range []struct {
 			ch <-chan opened
@@ -120,18 +110,18 @@ func CheckFencedWriters(t *testing.T, e FenceEnv) {
 			t.Fatalf("the first writer's flush returned %v, want sink.ErrFenced", err)
 		}
 		WriteFlush(t, o2.ts, Txn(11, Insert(schema, KV(2, "new", 2, 2))))
-		RequireRows(t, schema, e.Rows(t, schema), [][]model.Value{KV(2, "new", 2, 2)})
+		RequireRows(t, schema, rows(t, schema), [][]model.Value{KV(2, "new", 2, 2)})
 	})
 	t.Run("AnEarlierWritersLargeTransactionCommitsNothing", func(t *testing.T) {
 		// Large enough to be streamed through its own downstream
 		// transaction (sqlsink's streamRows), which checks the fence at its
 		// commit.
-		schema := KVSchema(e.Prefix+"_d", "t")
-		old, err := openOn(t, context.Background(), e.Open(t), schema)
+		schema := KVSchema(prefix+"_d", "t")
+		old, err := openOn(t, context.Background(), open(t), schema)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := openOn(t, context.Background(), e.Open(t), schema); err != nil {
+		if _, err := openOn(t, context.Background(), open(t), schema); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -151,14 +141,14 @@ func CheckFencedWriters(t *testing.T, e FenceEnv) {
 		if !errors.Is(err, sink.ErrFenced) {
 			t.Fatalf("the earlier writer's large transaction returned %v, want sink.ErrFenced", err)
 		}
-		if got := e.Rows(t, schema); len(got) != 0 {
+		if got := rows(t, schema); len(got) != 0 {
 			t.Fatalf("%d rows of the fenced transaction are downstream", len(got))
 		}
 	})
 	t.Run("AClaimAfterTheLeaseLapsedFails", func(t *testing.T) {
-		schema := KVSchema(e.Prefix+"_c", "t")
+		schema := KVSchema(prefix+"_c", "t")
 		ctx := sink.WithLease(context.Background(), func() bool { return false })
-		if _, err := openOn(t, ctx, e.Open(t), schema); !errors.Is(err, sink.ErrLeaseExpired) {
+		if _, err := openOn(t, ctx, open(t), schema); !errors.Is(err, sink.ErrLeaseExpired) {
 			t.Fatalf("a claim without a lease returned %v, want sink.ErrLeaseExpired", err)
 		}
 	})
