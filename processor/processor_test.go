@@ -326,6 +326,37 @@ func TestLeaseLapsePausesFlushes(t *testing.T) {
 	}
 }
 
+// TestATableIsOpenedOnlyUnderTheLease: opening a table may claim it
+// downstream (a sink's writer fence), so it waits at the lease gate like a
+// flush does, and happens once the lease is back and proven.
+func TestATableIsOpenedOnlyUnderTheLease(t *testing.T) {
+	c := newCluster(t)
+	f := newFeed(t, fastSource, pastTs(2*time.Second))
+	e := startManager(t, c, nil)
+	e.lease.setCut(true)
+	f.create(c, maxTs, 1, 2)
+	opened := func() int {
+		e.probe.mu.Lock()
+		defer e.probe.mu.Unlock()
+		return len(e.probe.tables)
+	}
+	// Nothing to poll for: the tables must not open however long we wait.
+	hold := time.Now().Add(10 * e.m.cfg.FlushInterval)
+	for time.Now().Before(hold) {
+		if n := opened(); n != 0 {
+			t.Fatalf("%d tables opened in the sink without a lease", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.lease.setCut(false)
+	c.waitPosition("tables running once the lease is back", func(p model.TaskPosition) bool {
+		return len(p.Running) == 2 && p.CheckpointTs > f.startTs
+	})
+	if n := opened(); n != 2 {
+		t.Fatalf("%d tables opened, want 2", n)
+	}
+}
+
 func TestSnapshotLostIsReported(t *testing.T) {
 	c := newCluster(t)
 	f := newFeed(t, fastSource+"&gc-life=1m", pastTs(time.Hour))
