@@ -185,7 +185,7 @@ func runChaos(t *testing.T, d time.Duration, tables int) {
 		fmt.Sprintf("  recovery (fault → checkpoint past it): %v", st.recoveries),
 		fmt.Sprintf("  rejoin (node back → caught up, capture registered): %v", st.rejoins),
 		fmt.Sprintf("  drain (request → capture holds no table): %v", st.drains),
-		fmt.Sprintf("  writers: %d table flushes by %d capture incarnations, %d overlaps (two writers on one table)", wr.Flushes, wr.Writers, len(wr.Overlaps)),
+		fmt.Sprintf("  writers: %d table flushes by %d capture incarnations, %d overlaps (two writers on one table), %d flushes refused by a writer fence", wr.Flushes, wr.Writers, len(wr.Overlaps), wr.Fenced),
 		fmt.Sprintf("  checkpoint stalls over %v: %d, longest %v; %d checkpoint reads, 0 decreases", stallThreshold, len(sr.Stalls), sr.LongestStall.Round(time.Millisecond), sr.Reads),
 		fmt.Sprintf("  rows verified: %d (all present), change events: %d, duplicates: %d, DDLs: %d", rep.Expected, rep.Events, rep.Duplicates, rep.DDLs),
 	}

@@ -180,11 +180,18 @@ func stamp(ns int64) string { return time.Unix(0, ns).UTC().Format("15:04:05.000
 // Report is what Check found.
 type Report struct {
 	Files, Flushes, Tables, Writers int
-	Overlaps                        []Overlap
+	// Fenced counts flushes the downstream refused because another writer
+	// had taken the table over (sink.ErrFenced): writes a lease check by
+	// the clock let through, that the sink's fence stopped.
+	Fenced   int
+	Overlaps []Overlap
 }
 
 func (r Report) String() string {
 	s := fmt.Sprintf("%d flushes of %d tables by %d writers (%d log files), %d overlaps", r.Flushes, r.Tables, r.Writers, r.Files, len(r.Overlaps))
+	if r.Fenced > 0 {
+		s += fmt.Sprintf(", %d flushes refused by a writer fence", r.Fenced)
+	}
 	for i, o := range r.Overlaps {
 		if i == 10 {
 			s += fmt.Sprintf("\n  ... and %d more", len(r.Overlaps)-10)
@@ -214,6 +221,9 @@ func Check(dir string) (Report, error) {
 	writers := map[string]bool{}
 	for _, path := range files {
 		if err := readLog(path, func(r Record) {
+			if strings.Contains(r.Err, sink.ErrFenced.Error()) {
+				rep.Fenced++
+			}
 			if !r.wrote() {
 				return
 			}

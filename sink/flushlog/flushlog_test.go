@@ -2,6 +2,7 @@ package flushlog
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -178,8 +179,14 @@ func TestCommitInstantAndAbortedFlushes(t *testing.T) {
 	_ = b.Flush(writerCtx("n2", 9), 4)
 	close(blocked.before)
 	wg.Wait()
-	if rep := check(t, dir); len(rep.Overlaps) != 0 || rep.Flushes != 3 {
+	if rep := check(t, dir); len(rep.Overlaps) != 0 || rep.Flushes != 3 || rep.Fenced != 0 {
 		t.Fatalf("report: %s", rep)
+	}
+	// A flush the downstream's fence refused wrote nothing, and is counted.
+	fenced := openTable(t, dir, "n4", &stepSink{fail: fmt.Errorf("flush: %w", sink.ErrFenced)})
+	_ = fenced.Flush(writerCtx("n4", 1), 5)
+	if rep := check(t, dir); len(rep.Overlaps) != 0 || rep.Flushes != 3 || rep.Fenced != 1 || !strings.Contains(rep.String(), "1 flushes refused by a writer fence") {
+		t.Fatalf("report after a fenced flush: %s", rep)
 	}
 }
 
