@@ -49,8 +49,6 @@ type backend struct {
 	flavour  string
 	version  string
 	maxBytes int
-	// fenceReady: the writer fence table exists (created once per sink).
-	fenceReady bool
 }
 
 func driverConfig(cfg *Config) (*gomysql.Config, error) {

@@ -50,7 +50,7 @@ func newConn(b *backend, c *sql.Conn, maxPacket int) *conn {
 // literal values: one round trip for a typical batch. Otherwise each
 // statement is its own round trip, as a cached server-side prepared
 // statement with cache-prep-stmts, or as text.
-func (c *conn) Apply(ctx context.Context, stmts []sqlsink.Stmt, f *sqlsink.Fence) error {
+func (c *conn) Apply(ctx context.Context, stmts []sqlsink.Stmt) error {
 	cfg := c.b.cfg
 	prepared := !cfg.MultiStmt && cfg.CachePrepStmts
 	rs, err := c.render(stmts, prepared)
@@ -65,7 +65,7 @@ func (c *conn) Apply(ctx context.Context, stmts []sqlsink.Stmt, f *sqlsink.Fence
 		if !ok {
 			return fmt.Errorf("mysql driver connection %T cannot execute", dc)
 		}
-		if len(rs) == 1 && f == nil {
+		if len(rs) == 1 {
 			// One statement is atomic on its own in autocommit mode (the
 			// session's default, which nothing here changes): no BEGIN and
 			// COMMIT for the server to run around it, as a plain loader's
@@ -73,37 +73,17 @@ func (c *conn) Apply(ctx context.Context, stmts []sqlsink.Stmt, f *sqlsink.Fence
 			return c.execEach(ctx, ex, dc, rs, prepared)
 		}
 		if cfg.MultiStmt {
-			// Without a fence the request ends with COMMIT: one round trip.
-			if err := c.applyMulti(ctx, ex, dc, rs, f == nil); err != nil || f == nil {
-				return err
-			}
-		} else {
-			if _, err := ex.ExecContext(ctx, "BEGIN", nil); err != nil {
-				return err
-			}
-			if err := c.execEach(ctx, ex, dc, rs, prepared); err != nil {
-				return err
-			}
+			return c.applyMulti(ctx, ex, dc, rs)
 		}
-		return c.commit(ctx, ex, dc, f)
-	})
-}
-
-// commit ends the open transaction: with a fence, only if the fence row
-// still names this writer (read under a shared lock, held to the commit);
-// otherwise it rolls back.
-func (c *conn) commit(ctx context.Context, ex driver.ExecerContext, dc any, f *sqlsink.Fence) error {
-	if f != nil {
-		c.b.mu.Lock()
-		flavour := c.b.flavour
-		c.b.mu.Unlock()
-		if err := checkFence(ctx, dc, f, flavour); err != nil {
-			_, _ = ex.ExecContext(ctx, "ROLLBACK", nil)
+		if _, err := ex.ExecContext(ctx, "BEGIN", nil); err != nil {
 			return err
 		}
-	}
-	_, err := ex.ExecContext(ctx, "COMMIT", nil)
-	return err
+		if err := c.execEach(ctx, ex, dc, rs, prepared); err != nil {
+			return err
+		}
+		_, err := ex.ExecContext(ctx, "COMMIT", nil)
+		return err
+	})
 }
 
 func (c *conn) render(stmts []sqlsink.Stmt, prepared bool) ([]rendered, error) {
@@ -143,21 +123,13 @@ func (c *conn) Exec(ctx context.Context, stmts []sqlsink.Stmt) error {
 	})
 }
 
-// Commit ends the transaction Begin opened, checking f first.
-func (c *conn) Commit(ctx context.Context, f *sqlsink.Fence) error {
-	return c.c.Raw(func(dc any) error {
-		ex, ok := dc.(driver.ExecerContext)
-		if !ok {
-			return fmt.Errorf("mysql driver connection %T cannot execute", dc)
-		}
-		return c.commit(ctx, ex, dc, f)
-	})
+// Commit ends the transaction Begin opened.
+func (c *conn) Commit(ctx context.Context) error {
+	_, err := c.c.ExecContext(ctx, "COMMIT")
+	return err
 }
 
-// applyMulti sends BEGIN and the statements as multi-statement requests,
-// ending the last with COMMIT when commit is set (else the transaction
-// stays open for the caller to end).
-func (c *conn) applyMulti(ctx context.Context, ex driver.ExecerContext, dc any, rs []rendered, commit bool) error {
+func (c *conn) applyMulti(ctx context.Context, ex driver.ExecerContext, dc any, rs []rendered) error {
 	var chunks []string
 	var b strings.Builder
 	b.WriteString("BEGIN")
@@ -175,9 +147,7 @@ func (c *conn) applyMulti(ctx context.Context, ex driver.ExecerContext, dc any, 
 		}
 		b.WriteString(r.sql)
 	}
-	if commit {
-		b.WriteString(";COMMIT")
-	}
+	b.WriteString(";COMMIT")
 	chunks = append(chunks, b.String())
 	for _, q := range chunks {
 		if _, err := ex.ExecContext(ctx, q, nil); err != nil {

@@ -52,7 +52,6 @@ const copyMinRows = 64
 type backend struct {
 	cfg   *Config
 	pgcfg *pgx.ConnConfig
-	fence fenceOnce
 }
 
 func (b *backend) Close() error { return nil }

@@ -6,8 +6,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/raftcdc/raftcdc/internal/redact"
 	"github.com/raftcdc/raftcdc/sink/sqlsink"
 )
@@ -111,44 +109,5 @@ func Check(ctx context.Context, uri string, schemas []string) (*sqlsink.CheckRes
 			res.Warnings = append(res.Warnings, fmt.Sprintf("user %q does not own %s: replicated DDL on them will fail", cfg.User, strings.Join(notOwned, ", ")))
 		}
 	}
-	if msg, err := fenceAccess(ctx, c, cfg, super || dbCreate); err != nil {
-		return fail("looking up the writer fence schema %s: %v", sqlsink.FenceSchema, err)
-	} else if msg != "" {
-		return fail("%s", msg)
-	}
 	return res, nil
-}
-
-// fenceAccess says what the user lacks to keep the writer fence table
-// (sqlsink/DESIGN.md, "Fenced writers"), which the sink creates whatever
-// create-tables says: "" when nothing.
-func fenceAccess(ctx context.Context, c *pgx.Conn, cfg *Config, canCreateSchema bool) (string, error) {
-	var schema, usage, create, table, dml bool
-	// By OID from the catalogs: naming the table would need USAGE on the
-	// schema, which is one of the things being checked.
-	err := c.QueryRow(ctx, `WITH t AS (SELECT k.oid FROM pg_class k JOIN pg_namespace n ON n.oid = k.relnamespace WHERE n.nspname = $1 AND k.relname = $2)
-		SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1),
-		coalesce((SELECT has_schema_privilege(oid, 'USAGE') FROM pg_namespace WHERE nspname = $1), false),
-		coalesce((SELECT has_schema_privilege(oid, 'CREATE') FROM pg_namespace WHERE nspname = $1), false),
-		EXISTS (SELECT 1 FROM t),
-		coalesce((SELECT has_table_privilege(oid, 'SELECT') AND has_table_privilege(oid, 'INSERT') AND has_table_privilege(oid, 'UPDATE') FROM t), false)`,
-		sqlsink.FenceSchema, sqlsink.FenceTable).Scan(&schema, &usage, &create, &table, &dml)
-	if err != nil {
-		return "", err
-	}
-	where := fmt.Sprintf("(the sink keeps its writer fence table %s there)", fenceTable)
-	switch {
-	case !schema && !canCreateSchema:
-		return fmt.Sprintf("user %q lacks CREATE on database %q to create the schema %s %s (GRANT CREATE ON DATABASE %s TO %s)",
-			cfg.User, cfg.Database, quoteIdent(sqlsink.FenceSchema), where, quoteIdent(cfg.Database), quoteIdent(cfg.User)), nil
-	case !schema:
-		return "", nil
-	case !usage || (!table && !create):
-		return fmt.Sprintf("user %q lacks USAGE or CREATE on schema %s %s (GRANT USAGE, CREATE ON SCHEMA %s TO %s)",
-			cfg.User, quoteIdent(sqlsink.FenceSchema), where, quoteIdent(sqlsink.FenceSchema), quoteIdent(cfg.User)), nil
-	case table && !dml:
-		return fmt.Sprintf("user %q lacks SELECT, INSERT or UPDATE on %s (GRANT SELECT, INSERT, UPDATE ON %s TO %s)",
-			cfg.User, fenceTable, fenceTable, quoteIdent(cfg.User)), nil
-	}
-	return "", nil
 }

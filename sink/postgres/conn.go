@@ -51,26 +51,22 @@ func (c *conn) render(stmts []sqlsink.Stmt, literal bool) ([]rendered, error) {
 // cache-prep-stmts, they go as one pipelined batch of cached prepared
 // statements with text parameters (one round trip too, an implicit
 // transaction), or one by one.
-func (c *conn) Apply(ctx context.Context, stmts []sqlsink.Stmt, f *sqlsink.Fence) error {
+func (c *conn) Apply(ctx context.Context, stmts []sqlsink.Stmt) error {
 	cfg := c.b.cfg
 	literal := cfg.MultiStmt || !cfg.CachePrepStmts
 	rs, err := c.render(stmts, literal)
 	if err != nil || len(rs) == 0 {
 		return err
 	}
-	if f == nil && len(rs) == 1 && rs[0].copy != nil {
+	if len(rs) == 1 && rs[0].copy != nil {
 		// One COPY is atomic by itself: no BEGIN and COMMIT round trips.
 		return c.copy(ctx, rs[0])
 	}
 	if cfg.MultiStmt {
-		// Without a fence the request ends with COMMIT: one round trip.
-		if err := c.applyMulti(ctx, rs, f == nil); err != nil || f == nil {
-			return err
-		}
-		return c.commit(ctx, f)
+		return c.applyMulti(ctx, rs)
 	}
 	if !literal && !hasCopy(rs) {
-		return c.applyBatch(ctx, rs, f)
+		return c.applyBatch(ctx, rs)
 	}
 	if err := c.Begin(ctx); err != nil {
 		return err
@@ -78,7 +74,7 @@ func (c *conn) Apply(ctx context.Context, stmts []sqlsink.Stmt, f *sqlsink.Fence
 	if err := c.execEach(ctx, rs); err != nil {
 		return err
 	}
-	return c.commit(ctx, f)
+	return c.Commit(ctx)
 }
 
 func hasCopy(rs []rendered) bool {
@@ -90,10 +86,7 @@ func hasCopy(rs []rendered) bool {
 	return false
 }
 
-// applyMulti sends BEGIN and the statements as simple-protocol requests,
-// ending the last with COMMIT when commit is set (else the transaction
-// stays open for the caller to end).
-func (c *conn) applyMulti(ctx context.Context, rs []rendered, commit bool) error {
+func (c *conn) applyMulti(ctx context.Context, rs []rendered) error {
 	var b strings.Builder
 	b.WriteString("BEGIN")
 	run := func() error {
@@ -139,12 +132,10 @@ func (c *conn) applyMulti(ctx context.Context, rs []rendered, commit bool) error
 		}
 		b.WriteString(r.sql)
 	}
-	if commit {
-		if b.Len() > 0 {
-			b.WriteByte(';')
-		}
-		b.WriteString("COMMIT")
+	if b.Len() > 0 {
+		b.WriteByte(';')
 	}
+	b.WriteString("COMMIT")
 	if err := run(); err != nil {
 		return fail(err)
 	}
@@ -159,26 +150,13 @@ func (c *conn) copy(ctx context.Context, r rendered) error {
 }
 
 // applyBatch pipelines every statement in one round trip; the batch is one
-// implicit transaction. With a fence it opens the transaction, ends the
-// batch with the fence check, and commits (or rolls back) after it.
-func (c *conn) applyBatch(ctx context.Context, rs []rendered, f *sqlsink.Fence) error {
+// implicit transaction.
+func (c *conn) applyBatch(ctx context.Context, rs []rendered) error {
 	var batch pgx.Batch
-	if f != nil {
-		batch.Queue("BEGIN")
-	}
 	for _, r := range rs {
 		batch.Queue(r.sql, r.args...)
 	}
-	if f != nil {
-		batch.Queue(fenceCheck, f.Changefeed, int64(f.Table))
-	}
 	br := c.c.SendBatch(ctx, &batch)
-	if f != nil {
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return err
-		}
-	}
 	for _, r := range rs {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
@@ -188,20 +166,7 @@ func (c *conn) applyBatch(ctx context.Context, rs []rendered, f *sqlsink.Fence) 
 			return &sqlsink.StmtError{Stmt: r.stmt, Err: err}
 		}
 	}
-	if f == nil {
-		return br.Close()
-	}
-	var token, writer string
-	serr := br.QueryRow().Scan(&token, &writer)
-	ferr := fenced(token, writer, serr, f)
-	if err := br.Close(); err != nil {
-		return err
-	}
-	if ferr != nil {
-		_ = c.c.PgConn().Exec(ctx, "ROLLBACK").Close()
-		return ferr
-	}
-	return c.c.PgConn().Exec(ctx, "COMMIT").Close()
+	return br.Close()
 }
 
 // execEach runs statements one at a time in the open transaction.
@@ -243,9 +208,9 @@ func (c *conn) Exec(ctx context.Context, stmts []sqlsink.Stmt) error {
 	return c.execEach(ctx, rs)
 }
 
-// Commit ends the transaction Begin opened, checking f first.
-func (c *conn) Commit(ctx context.Context, f *sqlsink.Fence) error {
-	return c.commit(ctx, f)
+// Commit ends the transaction Begin opened.
+func (c *conn) Commit(ctx context.Context) error {
+	return c.c.PgConn().Exec(ctx, "COMMIT").Close()
 }
 
 // Close drops the connection (an open transaction rolls back).

@@ -103,9 +103,6 @@ func TestPostgresSink(t *testing.T) {
 	t.Run("PermanentErrorNamesTableAndKind", e.permanentErrorNamesTable)
 	t.Run("CheckReportsServerAndPrivileges", e.checkOK)
 	t.Run("BadInputFailsAtCheckAndCreatesNothing", e.badInput)
-	t.Run("FencedWriters", func(t *testing.T) {
-		sqltest.CheckFencedWriters(t, sqltest.FenceEnv{Open: func(t *testing.T, params string) sink.Sink { return e.open(t, params) }, Rows: e.rows})
-	})
 }
 
 func (e *env) everyTypeRoundTrips(t *testing.T) {
@@ -491,29 +488,6 @@ func (e *env) checkOK(t *testing.T) {
 	}
 	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "shared.theirs") {
 		t.Fatalf("warnings %v, want one about shared.theirs", res.Warnings)
-	}
-	// A user who may write its target schema but not keep the writer fence
-	// (whether or not another user created the fence schema already).
-	e.p.CreateUser(t, "nofence", "nofence-pw")
-	e.exec(t, "CREATE SCHEMA app_nf AUTHORIZATION cdc", "GRANT USAGE, CREATE ON SCHEMA app_nf TO nofence")
-	nofence := "postgres://nofence:nofence-pw@" + e.p.Addr() + "/sinkdb?sslmode=disable"
-	for _, setup := range []string{"", "CREATE SCHEMA IF NOT EXISTS raftcdc AUTHORIZATION cdc"} {
-		if setup != "" {
-			e.exec(t, setup)
-		}
-		if _, err := Check(ctx, nofence, []string{"app_nf"}); err == nil || !strings.Contains(err.Error(), "writer fence table \"raftcdc\".\"table_writers\"") {
-			t.Fatalf("user without access to the fence (after %q): got %v, want an error naming the fence table", setup, err)
-		}
-	}
-	// With the fence table there (as after any table was opened), USAGE on
-	// its schema is not enough.
-	e.exec(t, fenceCreate[1], "ALTER TABLE "+fenceTable+" OWNER TO cdc", "GRANT USAGE, CREATE ON SCHEMA raftcdc TO nofence")
-	if _, err := Check(ctx, nofence, []string{"app_nf"}); err == nil || !strings.Contains(err.Error(), `lacks SELECT, INSERT or UPDATE on "raftcdc"."table_writers"`) {
-		t.Fatalf("user without rights on the fence table: got %v", err)
-	}
-	e.exec(t, "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA raftcdc TO nofence")
-	if _, err := Check(ctx, nofence, []string{"app_nf"}); err != nil {
-		t.Fatalf("user with access to the fence schema: %v", err)
 	}
 }
 

@@ -36,14 +36,13 @@ func (r *recorder) PrepareTable(context.Context, model.TableName, *model.TableSc
 	return nil
 }
 func (r *recorder) ExecDDL(context.Context, *model.DDLEvent) (bool, error) { return true, nil }
-func (r *recorder) ClaimTable(context.Context, Fence) error                { return nil }
 func (r *recorder) Close() error                                           { return nil }
 
 var errTransient = errors.New("connection lost")
 
 type recConn struct{ r *recorder }
 
-func (c *recConn) Apply(ctx context.Context, stmts []Stmt, _ *Fence) error {
+func (c *recConn) Apply(ctx context.Context, stmts []Stmt) error {
 	if c.r.fail != nil {
 		if err := c.r.fail(stmts); err != nil {
 			return err
@@ -59,10 +58,10 @@ func (c *recConn) Apply(ctx context.Context, stmts []Stmt, _ *Fence) error {
 	c.r.mu.Unlock()
 	return nil
 }
-func (c *recConn) Begin(context.Context) error          { return nil }
-func (c *recConn) Exec(context.Context, []Stmt) error   { return nil }
-func (c *recConn) Commit(context.Context, *Fence) error { return nil }
-func (c *recConn) Close() error                         { return nil }
+func (c *recConn) Begin(context.Context) error        { return nil }
+func (c *recConn) Exec(context.Context, []Stmt) error { return nil }
+func (c *recConn) Commit(context.Context) error       { return nil }
+func (c *recConn) Close() error                       { return nil }
 
 // TestWorkersBatchFullTransactions: four table pipelines each flushing
 // 2,000 single-row transactions at once, interleaved in the ready queue;

@@ -11,7 +11,6 @@ package sqlsink
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -45,30 +44,7 @@ type Backend interface {
 	// are success. It reports whether the DDL was applied now (false: it
 	// had been before).
 	ExecDDL(ctx context.Context, ddl *model.DDLEvent) (applied bool, err error)
-	// ClaimTable makes f the table's writer downstream (DESIGN.md, "Fenced
-	// writers"): it locks the table's fence row, checks sink.LeaseValid(ctx)
-	// while holding the lock, writes f's token and commits. A transaction
-	// of an earlier writer that checks its fence after this commit fails.
-	ClaimTable(ctx context.Context, f Fence) error
 	Close() error
-}
-
-// Where the dialects keep the fence rows: a database (MySQL) or schema
-// (PostgreSQL) of raftcdc's own, as TiCDC keeps its own tables in tidb_cdc.
-const (
-	FenceSchema = "raftcdc"
-	FenceTable  = "table_writers"
-)
-
-// Fence names one table writer to the downstream: a row per (changefeed,
-// table) holds the token of the table's current writer.
-type Fence struct {
-	Changefeed string
-	Table      model.TableID
-	// Token is the table sink's own, random: each OpenTable is a writer.
-	Token string
-	// Writer is the capture and incarnation, for people reading the row.
-	Writer string
 }
 
 // Conn is one worker's downstream connection.
@@ -76,10 +52,8 @@ type Conn interface {
 	// Apply executes the statements in one downstream transaction: all of
 	// them or, on error, none — unless the error struck the commit itself,
 	// when the outcome is unknown (the engine then retries idempotently).
-	// An error caused by one statement is a *StmtError. With a fence, the
-	// transaction reads the fence row under a shared lock before it
-	// commits, and rolls back with sink.ErrFenced unless the token is f's.
-	Apply(ctx context.Context, stmts []Stmt, f *Fence) error
+	// An error caused by one statement is a *StmtError.
+	Apply(ctx context.Context, stmts []Stmt) error
 	// Begin, Exec and Commit apply one transaction in parts, for a
 	// transaction too large to hold in memory: Begin opens it, each Exec
 	// adds statements (one at a time, so that an error names its
@@ -87,7 +61,7 @@ type Conn interface {
 	// rolls it back.
 	Begin(ctx context.Context) error
 	Exec(ctx context.Context, stmts []Stmt) error
-	Commit(ctx context.Context, f *Fence) error
+	Commit(ctx context.Context) error
 	Close() error
 }
 
@@ -113,14 +87,13 @@ func WithMetrics(m *Metrics) Option { return func(o *options) { o.metrics = m } 
 // Sink is a SQL downstream shared by the table pipelines of one processor
 // (and the owner's DDL). It implements sink.Sink.
 type Sink struct {
-	name       string // sink kind: mysql, tidb, postgres
-	changefeed string
-	uri        string // redacted, for messages
-	rawURI     string // for redacting driver messages
-	cfg        Config
-	backend    Backend
-	log        zerolog.Logger
-	det        *causality.Detector[*unit]
+	name    string // sink kind: mysql, tidb, postgres
+	uri     string // redacted, for messages
+	rawURI  string // for redacting driver messages
+	cfg     Config
+	backend Backend
+	log     zerolog.Logger
+	det     *causality.Detector[*unit]
 
 	statements      map[StmtKind]prometheus.Counter
 	rows            prometheus.Counter
@@ -156,7 +129,6 @@ func New(name, uri string, cfg Config, backend Backend, opts ...Option) *Sink {
 	l := prometheus.Labels{"changefeed": o.changefeed, "sink": name}
 	s := &Sink{
 		name:            name,
-		changefeed:      o.changefeed,
 		uri:             redact.URI(uri),
 		rawURI:          uri,
 		cfg:             cfg,
@@ -213,19 +185,7 @@ func (s *Sink) OpenTable(ctx context.Context, table model.TableName, opts sink.T
 	if err != nil {
 		return nil, s.errorf("open table %s: %w", table, err)
 	}
-	// The table's earlier writer (on another capture, its lease lapsed
-	// but its process not yet aware) must not commit from now on.
-	f := Fence{Changefeed: s.changefeed, Table: table.ID, Token: newToken()}
-	if w, ok := sink.WriterFrom(ctx); ok {
-		f.Writer = fmt.Sprintf("%s/%d", w.Capture, w.Incarnation)
-	}
-	err = s.retry(ctx, "claim table "+table.String(), func(ctx context.Context) error {
-		return s.backend.ClaimTable(ctx, f)
-	})
-	if err != nil {
-		return nil, s.errorf("open table %s: claim it as its writer: %w", table, err)
-	}
-	t := &tableSink{s: s, name: table, opts: opts, id: s.tableIDs.Add(1), fence: f}
+	t := &tableSink{s: s, name: table, opts: opts, id: s.tableIDs.Add(1)}
 	t.ctx, t.cancel = context.WithCancel(s.ctx)
 	return t, nil
 }
@@ -316,15 +276,6 @@ func (s *Sink) retry(ctx context.Context, what string, op func(context.Context) 
 	}
 }
 
-// newToken is a fence token: random, so that no two table sinks share one.
-func newToken() string {
-	var b [12]byte
-	for i := range b {
-		b[i] = byte(rand.Uint32())
-	}
-	return hex.EncodeToString(b[:])
-}
-
 func (s *Sink) fail(err error) error {
 	s.failed.CompareAndSwap(nil, &err)
 	return *s.failed.Load()
@@ -403,7 +354,7 @@ func (s *Sink) apply(conn *Conn, batch []*causality.Node[*unit]) error {
 			}
 		}
 		ctx, cancel := context.WithTimeout(t.ctx, s.cfg.WriteTimeout)
-		err := (*conn).Apply(ctx, stmts, &t.fence)
+		err := (*conn).Apply(ctx, stmts)
 		cancel()
 		if err == nil {
 			s.txnLatency.Observe(time.Since(start).Seconds())
@@ -419,11 +370,6 @@ func (s *Sink) apply(conn *Conn, batch []*causality.Node[*unit]) error {
 		*conn = nil
 		if t.ctx.Err() != nil {
 			return errTableClosed
-		}
-		if errors.Is(err, sink.ErrFenced) {
-			// This table has another writer now; the sink's other tables
-			// are not concerned.
-			return t.fail("%w", err)
 		}
 		transient, class := s.backend.Classify(err)
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -483,11 +429,10 @@ const (
 // transaction may come as several fragments with one key, over several
 // Write calls; it is complete when the key changes or at Flush.
 type tableSink struct {
-	s     *Sink
-	id    uint64
-	name  model.TableName
-	opts  sink.TableOptions
-	fence Fence
+	s    *Sink
+	id   uint64
+	name model.TableName
+	opts sink.TableOptions
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -734,7 +679,7 @@ func (t *tableSink) streamRows(ctx context.Context, rows []*model.RowChange) err
 func (t *tableSink) commitStream(ctx context.Context, st *stream) error {
 	sctx, cancel := context.WithTimeout(ctx, t.s.cfg.WriteTimeout)
 	defer cancel()
-	err := st.conn.Commit(sctx, &t.fence)
+	err := st.conn.Commit(sctx)
 	st.conn.Close()
 	if err != nil {
 		return t.streamFailed(err)
@@ -755,10 +700,6 @@ func (t *tableSink) streamFailed(err error) error {
 		t.cur.stream = nil
 	}
 	t.cur = nil
-	if errors.Is(err, sink.ErrFenced) {
-		t.err = t.fail("%w", err)
-		return t.err
-	}
 	if transient, class := t.s.backend.Classify(err); transient || errors.Is(err, context.DeadlineExceeded) {
 		t.s.retries.WithLabelValues(class).Inc()
 		t.err = t.s.errorf("table %s: a large transaction was interrupted (%v); restart the table from its checkpoint", t.name, err)
