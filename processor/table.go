@@ -370,9 +370,9 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 	if err != nil {
 		return sourceErr(fmt.Errorf("reading the upstream's current ts for table %s: %w", name, err))
 	}
-	// Opening is a write too: a sink may claim the table downstream
-	// against its previous writer (a fence row, a staging directory), which
-	// only a capture holding its lease may do.
+	// Opening is a write too: a sink may fence the table's previous writer
+	// downstream (the storage sink's staging directory), which only a
+	// capture holding its lease may do.
 	octx, leave, err := t.env.gate.enter(ctx)
 	if err != nil {
 		return err

@@ -185,10 +185,3 @@ func CommittedAt(ctx context.Context, at time.Time) {
 		fn(at)
 	}
 }
-
-// Committed tells ctx's commit hook, if any, that data just became visible.
-func Committed(ctx context.Context) {
-	if fn, ok := ctx.Value(commitKey{}).(func()); ok {
-		fn()
-	}
-}

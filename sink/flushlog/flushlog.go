@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -51,6 +52,10 @@ type Record struct {
 	// and is no writer.
 	Committed bool   `json:"committed,omitempty"`
 	Err       string `json:"err,omitempty"`
+	// Fenced says the error was the downstream's writer fence
+	// (sink.ErrFenced): a write the lease check let through, that the
+	// fence stopped.
+	Fenced bool `json:"fenced,omitempty"`
 	// Reports says the sink reports every commit (sink.CommitReporter):
 	// then a flush without a commit wrote nothing even if it succeeded —
 	// a storage sink's Flush with nothing pending returns nil at once, or
@@ -154,7 +159,7 @@ func (t *recTable) Flush(ctx context.Context, upto model.Ts) error {
 	mu.Unlock()
 	r.End = end.UnixNano()
 	if err != nil {
-		r.Err = err.Error()
+		r.Err, r.Fenced = err.Error(), errors.Is(err, sink.ErrFenced)
 	}
 	t.s.log.write(r)
 	return err
@@ -180,9 +185,8 @@ func stamp(ns int64) string { return time.Unix(0, ns).UTC().Format("15:04:05.000
 // Report is what Check found.
 type Report struct {
 	Files, Flushes, Tables, Writers int
-	// Fenced counts flushes the downstream refused because another writer
-	// had taken the table over (sink.ErrFenced): writes a lease check by
-	// the clock let through, that the sink's fence stopped.
+	// Fenced counts flushes the downstream's writer fence refused
+	// (Record.Fenced).
 	Fenced   int
 	Overlaps []Overlap
 }
@@ -221,7 +225,7 @@ func Check(dir string) (Report, error) {
 	writers := map[string]bool{}
 	for _, path := range files {
 		if err := readLog(path, func(r Record) {
-			if strings.Contains(r.Err, sink.ErrFenced.Error()) {
+			if r.Fenced {
 				rep.Fenced++
 			}
 			if !r.wrote() {

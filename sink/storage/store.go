@@ -93,9 +93,9 @@ func (s *localStore) staging(name, full string) (string, error) {
 }
 
 // writeTemp writes data to a new temporary file for the object name and
-// returns its path and a read-only handle on it: the handle reads the
-// file's ctime after the link or rename, which the kernel sets at that
-// instant, even after another name or none refers to the file.
+// returns its path and the still open file: through it, committed reads
+// the file's ctime after the link or rename, which the kernel sets at that
+// instant, even once another name or none refers to the file.
 func (s *localStore) writeTemp(ctx context.Context, name, full string, data []byte) (string, *os.File, error) {
 	if err := ctx.Err(); err != nil {
 		return "", nil, err
@@ -104,11 +104,15 @@ func (s *localStore) writeTemp(ctx context.Context, name, full string, data []by
 	if err != nil {
 		return "", nil, err
 	}
+	// The object's directory must exist for the link or rename; a fenced
+	// writer's staging directory is another one.
 	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 		return "", nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", nil, err
+	if dir != filepath.Dir(full) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", nil, err
+		}
 	}
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
@@ -131,9 +135,10 @@ func (s *localStore) writeTemp(ctx context.Context, name, full string, data []by
 	return tmp, f, nil
 }
 
-// visible is the handled error of the link or rename that made tmp
-// visible: a temporary file that is gone was removed by a fence.
-func (s *localStore) visible(err error) error {
+// revoked maps the error of the link or rename that was to make a write
+// visible: for a fenced writer, a temporary file that is gone was removed
+// by a fence.
+func (s *localStore) revoked(err error) error {
 	if s.fenced != "" && errors.Is(err, fs.ErrNotExist) {
 		return sink.ErrFenced
 	}
@@ -173,7 +178,7 @@ func (s *localStore) Create(ctx context.Context, name string, data []byte) error
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("create %s: %w", name, errExists)
 		}
-		return fmt.Errorf("create %s: %w", name, s.visible(err))
+		return fmt.Errorf("create %s: %w", name, s.revoked(err))
 	}
 	committed(ctx, f)
 	return syncDir(filepath.Dir(full))
@@ -188,14 +193,14 @@ func (s *localStore) Put(ctx context.Context, name string, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
+	// After a rename the name is gone and the removal a no-op.
+	defer os.Remove(tmp)
 	defer f.Close()
 	if err := sink.LeaseValid(ctx); err != nil {
-		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	if err := os.Rename(tmp, full); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", name, s.visible(err))
+		return fmt.Errorf("write %s: %w", name, s.revoked(err))
 	}
 	committed(ctx, f)
 	return syncDir(filepath.Dir(full))
