@@ -6,13 +6,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/sink"
-	"github.com/raftcdc/raftcdc/sink/sinktest"
 )
 
 // The scenarios in this file are the storage sink's downstream fence
@@ -20,6 +20,44 @@ import (
 // and the link or rename that makes its write visible — a process paused
 // there, say — never makes that write visible once the table's next
 // writer has opened it.
+
+// stalledLease is a lease (for sink.WithLease) that holds, but whose first
+// check blocks until release: the writer then sits between its lease check
+// and the write it guards, as a capture frozen there by SIGSTOP does.
+type stalledLease struct {
+	once     sync.Once
+	checking chan struct{}
+	unblock  chan struct{}
+}
+
+// newStalledLease returns a lease whose first check will stall.
+func newStalledLease() *stalledLease {
+	return &stalledLease{checking: make(chan struct{}), unblock: make(chan struct{})}
+}
+
+// holds is the lease's check, for sink.WithLease.
+func (l *stalledLease) holds() bool {
+	first := false
+	l.once.Do(func() { first = true })
+	if first {
+		close(l.checking)
+		<-l.unblock
+	}
+	return true
+}
+
+// waitChecking waits until the writer is inside its first lease check.
+func (l *stalledLease) waitChecking(t testing.TB) {
+	t.Helper()
+	select {
+	case <-l.checking:
+	case <-time.After(time.Minute):
+		t.Fatal("the writer did not reach its lease check within a minute")
+	}
+}
+
+// release lets the stalled check return (the lease held).
+func (l *stalledLease) release() { close(l.unblock) }
 
 func waitErr(t *testing.T, errc <-chan error) error {
 	t.Helper()
@@ -41,8 +79,8 @@ func TestAFenceRevokesAWriteStalledBeforeItsLink(t *testing.T) {
 			if op == "put" {
 				name = "db/t1/1/" + indexFile
 			}
-			l := sinktest.NewStalledLease()
-			ctx := sink.WithLease(context.Background(), l.Holds)
+			l := newStalledLease()
+			ctx := sink.WithLease(context.Background(), l.holds)
 			errc := make(chan error, 1)
 			go func() {
 				if op == "create" {
@@ -51,11 +89,11 @@ func TestAFenceRevokesAWriteStalledBeforeItsLink(t *testing.T) {
 					errc <- w.Put(ctx, name, []byte("stale\n"))
 				}
 			}()
-			l.WaitChecking(t)
+			l.waitChecking(t)
 			if err := st.Fence(context.Background(), "db/t1"); err != nil {
 				t.Fatal(err)
 			}
-			l.Release()
+			l.release()
 			if err := waitErr(t, errc); !errors.Is(err, sink.ErrFenced) {
 				t.Fatalf("the stalled %s returned %v, want sink.ErrFenced", op, err)
 			}
@@ -70,12 +108,12 @@ func TestAFenceRevokesAWriteStalledBeforeItsLink(t *testing.T) {
 // it if Fence did nothing.
 func TestAStalledWriteLandsWithoutAFence(t *testing.T) {
 	st := &localStore{root: t.TempDir()}
-	l := sinktest.NewStalledLease()
-	ctx := sink.WithLease(context.Background(), l.Holds)
+	l := newStalledLease()
+	ctx := sink.WithLease(context.Background(), l.holds)
 	errc := make(chan error, 1)
 	go func() { errc <- st.Fenced("db/t1").Create(ctx, "db/t1/1/CDC000001.json", []byte("x\n")) }()
-	l.WaitChecking(t)
-	l.Release()
+	l.waitChecking(t)
+	l.release()
 	if err := waitErr(t, errc); err != nil {
 		t.Fatal(err)
 	}
@@ -93,21 +131,21 @@ func TestAFenceLeavesVisibleWritesAndOtherWritersAlone(t *testing.T) {
 	if err := st.Fenced("db/t1").Create(ctx, "db/t1/1/CDC000001.json", []byte("kept\n")); err != nil {
 		t.Fatal(err)
 	}
-	other, unfenced := sinktest.NewStalledLease(), sinktest.NewStalledLease()
+	other, unfenced := newStalledLease(), newStalledLease()
 	errc := make(chan error, 2)
 	go func() {
-		errc <- st.Fenced("db/t2").Create(sink.WithLease(ctx, other.Holds), "db/t2/1/CDC000001.json", []byte("t2\n"))
+		errc <- st.Fenced("db/t2").Create(sink.WithLease(ctx, other.holds), "db/t2/1/CDC000001.json", []byte("t2\n"))
 	}()
 	go func() {
-		errc <- st.Create(sink.WithLease(ctx, unfenced.Holds), "db/t1/meta/schema_1_0000000001.json", []byte("{}"))
+		errc <- st.Create(sink.WithLease(ctx, unfenced.holds), "db/t1/meta/schema_1_0000000001.json", []byte("{}"))
 	}()
-	other.WaitChecking(t)
-	unfenced.WaitChecking(t)
+	other.waitChecking(t)
+	unfenced.waitChecking(t)
 	if err := st.Fence(ctx, "db/t1"); err != nil {
 		t.Fatal(err)
 	}
-	other.Release()
-	unfenced.Release()
+	other.release()
+	unfenced.release()
 	for range 2 {
 		if err := waitErr(t, errc); err != nil {
 			t.Fatal(err)
@@ -152,17 +190,17 @@ func TestOpeningATableFencesItsPreviousWriter(t *testing.T) {
 	if err := old.Write(ctx, txns(0, at(h, time.Second))); err != nil {
 		t.Fatal(err)
 	}
-	l := sinktest.NewStalledLease()
+	l := newStalledLease()
 	errc := make(chan error, 1)
-	go func() { errc <- old.Flush(sink.WithLease(ctx, l.Holds), at(h, time.Second)) }()
-	l.WaitChecking(t)
+	go func() { errc <- old.Flush(sink.WithLease(ctx, l.holds), at(h, time.Second)) }()
+	l.waitChecking(t)
 
 	newSink, _ := openTestSink(t, uri)
 	cur, err := newSink.OpenTable(ctx, tn, sink.TableOptions{StartTs: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Release()
+	l.release()
 	if err := waitErr(t, errc); !errors.Is(err, sink.ErrFenced) {
 		t.Fatalf("the old writer's flush returned %v, want sink.ErrFenced", err)
 	}
