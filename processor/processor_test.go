@@ -111,6 +111,67 @@ func TestFlushBarrierCapsCheckpoint(t *testing.T) {
 	f.checkSink(t, 1, pos.Running[1], 0)
 }
 
+// TestIdleTableFollowsTheBarrierWithoutFlushing: a table with nothing
+// buffered is not woken, and its sink not called, to flush nothing at every
+// barrier step; its checkpoint follows the barrier all the same, stands
+// still while the capture has no lease, and moves on when it is back.
+func TestIdleTableFollowsTheBarrierWithoutFlushing(t *testing.T) {
+	c := newCluster(t)
+	start := time.Now().Add(-2 * time.Second)
+	// One row per table every ~3 hours: the tables are idle throughout.
+	f := newFeed(t, "tables=2&rate=0.0001&resolve-interval=10ms", model.TsFromTime(start))
+	barrier := model.TsFromTime(start.Add(time.Second))
+	f.create(c, barrier, 1, 2)
+	e := startManager(t, c, nil)
+	c.waitPosition("both tables at the first barrier", func(p model.TaskPosition) bool {
+		return len(p.Running) == 2 && p.CheckpointTs == barrier
+	})
+	flushes := e.probe.flushes.Load()
+
+	for step := range 5 {
+		barrier = model.TsFromTime(start.Add(time.Second + time.Duration(step+1)*100*time.Millisecond))
+		c.setBarrier(f, barrier)
+		c.waitPosition("both tables follow the barrier step", func(p model.TaskPosition) bool {
+			return p.Running[1] == barrier && p.Running[2] == barrier
+		})
+	}
+	if n := e.probe.flushes.Load() - flushes; n != 0 {
+		t.Fatalf("%d sink flushes while the tables had nothing to flush", n)
+	}
+	e.lease.setCut(true)
+	waitUntil(t, "sink writes paused", e.m.gate.drained)
+	held := barrier
+	c.setBarrier(f, model.TsFromTime(start.Add(1900*time.Millisecond)))
+	hold := time.Now().Add(10 * e.m.cfg.FlushInterval)
+	for time.Now().Before(hold) {
+		if pos, _ := c.position(); pos.CheckpointTs != held {
+			t.Fatalf("checkpoint moved from %d to %d without a lease", held, pos.CheckpointTs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.lease.setCut(false)
+	c.waitPosition("the checkpoint follows the barrier once the lease is back", func(p model.TaskPosition) bool {
+		return p.CheckpointTs == model.TsFromTime(start.Add(1900*time.Millisecond))
+	})
+}
+
+// TestTablesIdleBetweenRowsLoseNothing: at a few rows a second each
+// table spends most of its time idle (its checkpoint settled without a
+// flush) and wakes for every row; every row still arrives, exactly once.
+func TestTablesIdleBetweenRowsLoseNothing(t *testing.T) {
+	c := newCluster(t)
+	f := newFeed(t, "tables=3&rate=5&resolve-interval=10ms", pastTs(3*time.Second))
+	f.create(c, maxTs, 1, 2, 3)
+	startManager(t, c, nil)
+	target := model.TsFromTime(time.Now().Add(2 * time.Second))
+	pos := c.waitPosition("every table two seconds past the present", func(p model.TaskPosition) bool {
+		return len(p.Running) == 3 && p.CheckpointTs >= target
+	})
+	for id, cp := range pos.Running {
+		f.checkSink(t, id, cp, 0)
+	}
+}
+
 // TestReportsComePromptlyWhileMemoryIsShort: once a table ahead of the
 // barrier has used the read-ahead it waits, and only the barrier moving
 // frees memory, which takes a report; the report goes out within a tenth

@@ -109,6 +109,18 @@ type table struct {
 	// table has flushed past; snapshot its initial copy's progress.
 	safePos  *model.StreamPosition
 	snapshot *model.SnapshotProgress
+	// idle: the pipeline is parked with nothing buffered (an empty
+	// sorter, everything it wrote flushed), so nothing lies between the
+	// checkpoint and the resolved ts. An idle table's checkpoint follows
+	// min(resolved, barrier, boundary) without waking its loop or calling
+	// the sink (settleLocked): at tens of thousands of tables per node,
+	// waking every loop at every barrier step, and again at every resolved
+	// ts, to flush nothing was most of a node's CPU (issue 16).
+	idle bool
+	// inflight counts batches the reader handed the loop that the loop has
+	// not taken in yet. The reader may move resolved itself only when
+	// there are none: a queued batch's transactions lie above resolved.
+	inflight int
 }
 
 func newTable(id model.TableID, startTs model.Ts, env *tableEnv) *table {
@@ -141,6 +153,7 @@ type TableInfo struct {
 func (t *table) info() TableInfo {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.settleLocked()
 	ti := TableInfo{ID: t.id, State: t.state, StartTs: t.startTs, CheckpointTs: t.checkpoint, ResolvedTs: t.resolved, Count: t.count, Error: t.err}
 	if t.name != (model.TableName{}) {
 		ti.Name = t.name.String()
@@ -186,6 +199,7 @@ func (t *table) boundaryTs() (model.Ts, bool) {
 func (t *table) reachedBoundary() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.settleLocked()
 	return t.hasBoundary && t.checkpoint >= t.boundary
 }
 
@@ -201,7 +215,43 @@ func (t *table) setState(s TableState) {
 func (t *table) progress() (checkpoint, resolved model.Ts) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.settleLocked()
 	return t.checkpoint, t.resolved
+}
+
+// settleLocked moves an idle table's checkpoint to where a flush would
+// take it: with nothing buffered, everything up to min(resolved, barrier,
+// boundary) is already in the sink, so no flush is needed to say so. It
+// writes nothing downstream, but it still follows the lease as a flush
+// would: a capture without its lease reports a checkpoint that stands
+// still. The barrier is read under t.mu, so that every caller sees it at
+// least as far as the one before, and the checkpoint never moves back.
+func (t *table) settleLocked() {
+	if !t.idle || !t.env.gate.valid() {
+		return
+	}
+	b, _ := t.env.barrier.get()
+	upto := min(t.resolved, b)
+	if t.hasBoundary {
+		upto = min(upto, t.boundary)
+	}
+	if upto > t.checkpoint {
+		t.checkpoint = upto
+	}
+}
+
+// absorbResolved takes a resolved ts the reader read with no transactions
+// straight into an idle table, without waking its loop. It refuses while
+// a batch is queued (whose transactions lie above the current resolved)
+// and while a delete is pending (the loop must see its boundary reached).
+func (t *table) absorbResolved(ts model.Ts) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.idle || t.inflight > 0 || t.hasBoundary {
+		return false
+	}
+	t.resolved = max(t.resolved, ts)
+	return true
 }
 
 // flushTarget is how far the table may flush: what the sorter has released,
@@ -466,6 +516,12 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 				held.Add(n - reserve)
 			}
 			reserve = n
+			if len(b.Txns) == 0 && t.absorbResolved(b.ResolvedTs) {
+				continue
+			}
+			t.mu.Lock()
+			t.inflight++
+			t.mu.Unlock()
 			select {
 			case batches <- sized{b: b, sizes: sizes}:
 			case <-rctx.Done():
@@ -478,6 +534,11 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 		sub.Close()
 		<-readerDone
 		quota.release(held.Swap(0))
+		// The sorter and the sink's buffer go with this attempt; whatever
+		// the next one does starts from the checkpoint.
+		t.mu.Lock()
+		t.idle, t.inflight = false, 0
+		t.mu.Unlock()
 	}()
 
 	t.setState(TableRunning)
@@ -498,6 +559,13 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 		return ts.Write(wctx, txns)
 	}
 	for {
+		// An idle spell moved resolved (the reader) and the checkpoint
+		// (settleLocked) past what this loop last saw.
+		t.mu.Lock()
+		t.settleLocked()
+		resolved = max(resolved, t.resolved)
+		checkpoint = max(checkpoint, t.checkpoint)
+		t.mu.Unlock()
 		barrier, barrierChanged := t.env.barrier.get()
 		// Transactions go to the sink only once they can be flushed: the
 		// sorter (which can spill) holds them until then, not the sink.
@@ -522,7 +590,7 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 			}
 			checkpoint = upto
 			t.mu.Lock()
-			t.checkpoint = upto
+			t.checkpoint = max(t.checkpoint, upto)
 			t.count += n
 			t.mu.Unlock()
 			t.env.flushed(n)
@@ -530,8 +598,27 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 		if t.reachedBoundary() {
 			return nil
 		}
+		// With nothing buffered the loop sleeps through barrier steps and
+		// resolved ts alone: the checkpoint follows them without it
+		// (settleLocked), and only a batch with transactions, an error, a
+		// boundary or a cancel wakes it.
+		idle := srt.empty()
+		t.mu.Lock()
+		t.idle = idle
+		t.mu.Unlock()
+		if idle {
+			barrierChanged = nil
+		}
 		select {
 		case sb := <-batches:
+			t.mu.Lock()
+			t.inflight--
+			if t.idle {
+				t.settleLocked()
+				t.idle = false
+			}
+			resolved = max(resolved, t.resolved)
+			t.mu.Unlock()
 			b := sb.b
 			// The reader took the sum of the transactions' sizes; each keeps
 			// its part until it is flushed or dropped.
