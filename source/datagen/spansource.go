@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -130,8 +129,10 @@ func (sub *txnSubscription) Next(ctx context.Context) (source.TxnBatch, error) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	for {
-		if err := sub.src.wakeErr(ctx, sub.closed, "table "+strconv.FormatInt(sub.cur.inc.id, 10)); err != nil {
-			return source.TxnBatch{}, err
+		// The table's name for the error is formatted only on an error:
+		// this runs at every resolved ts of every table (issue 16).
+		if err := sub.src.wakeErr(ctx, sub.closed); err != nil {
+			return source.TxnBatch{}, fmt.Errorf("wait for datagen table %d changes: %w", sub.cur.inc.id, err)
 		}
 		interval := sub.src.resolveInterval()
 		now := sub.src.clock.Now()
@@ -229,8 +230,8 @@ func (sub *ddlSubscription) Next(ctx context.Context) (source.DDLBatch, error) {
 	h := sub.src.hist
 	interval := h.cfg.ResolveInterval
 	for {
-		if err := sub.src.wakeErr(ctx, sub.closed, "DDL"); err != nil {
-			return source.DDLBatch{}, err
+		if err := sub.src.wakeErr(ctx, sub.closed); err != nil {
+			return source.DDLBatch{}, fmt.Errorf("wait for datagen DDL changes: %w", err)
 		}
 		now := sub.src.clock.Now()
 		nowTs := model.TsFromTime(now)
@@ -262,7 +263,7 @@ func (sub *ddlSubscription) Next(ctx context.Context) (source.DDLBatch, error) {
 
 // wakeErr reports why a subscription must stop: it or the source was
 // closed, or ctx is done.
-func (s *Source) wakeErr(ctx context.Context, closed <-chan struct{}, what string) error {
+func (s *Source) wakeErr(ctx context.Context, closed <-chan struct{}) error {
 	select {
 	case <-closed:
 		return errors.New("datagen subscription is closed")
@@ -270,10 +271,7 @@ func (s *Source) wakeErr(ctx context.Context, closed <-chan struct{}, what strin
 		return errors.New("datagen source is closed")
 	default:
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("wait for datagen %s changes: %w", what, err)
-	}
-	return nil
+	return ctx.Err()
 }
 
 // sleepOn waits until ch is closed or the subscription ends.
