@@ -264,6 +264,31 @@ func TestDecodeVersion1(t *testing.T) {
 	}
 }
 
+// TestDecodeCurrentVersionInOnePass: Encode's output starts with the
+// prefix Decode's one-pass path looks for, and a document whose first "v"
+// a later one overrides is decided by its last, as encoding/json reads it.
+func TestDecodeCurrentVersionInOnePass(t *testing.T) {
+	b, err := Encode(Command{Ops: []Op{{Type: OpPut, Key: "/kv/x", Value: []byte(`1`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte(currentPrefix)) {
+		t.Fatalf("Encode wrote %s; Decode's fast path expects the prefix %s", b, currentPrefix)
+	}
+	c, err := Decode(b)
+	if err != nil || c.Version != CommandVersion || len(c.Ops) != 1 || string(c.Ops[0].Value) != "1" {
+		t.Fatalf("Decode(%s) = %+v, %v", b, c, err)
+	}
+	_, err = Decode([]byte(`{"v":2,"kind":"txn","v":99}`))
+	var ve *VersionError
+	if !errors.As(err, &ve) || ve.Version != 99 {
+		t.Fatalf("a command whose last \"v\" is 99 decoded with error %v, want a VersionError for 99", err)
+	}
+	if _, err := Decode([]byte(`{"v":2,"ops":[`)); err == nil {
+		t.Fatal("a truncated command decoded")
+	}
+}
+
 func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	h := newHarness(t)
 	for i := 0; i < 50; i++ {
