@@ -184,7 +184,7 @@ type ChangefeedStatus struct {
 	Tables []TableName `json:"tables,omitempty"`
 	// Orphans are tables that belong to no capture, with the ts each must
 	// restart from. They are durable so that a new owner inherits them.
-	Orphans map[TableID]Ts `json:"orphans,omitempty"`
+	Orphans TableTs `json:"orphans,omitempty"`
 	// Initialized is set once Tables holds the changefeed's table set.
 	Initialized bool `json:"initialized,omitempty"`
 	// TableSetKey identifies what Tables was derived from: the source URI
@@ -256,9 +256,9 @@ type TableOperation struct {
 // TaskStatus is what the owner asks one capture to run for one changefeed. Only
 // the owner writes it; processors report through TaskPosition.
 type TaskStatus struct {
-	Tables     map[TableID]TableReplicaInfo `json:"tables"`
-	Operations map[TableID]*TableOperation  `json:"operations,omitempty"`
-	AdminJob   AdminJobType                 `json:"admin_job,omitempty"`
+	Tables     TableReplicas               `json:"tables"`
+	Operations map[TableID]*TableOperation `json:"operations,omitempty"`
+	AdminJob   AdminJobType                `json:"admin_job,omitempty"`
 }
 
 // TaskPosition is one processor's progress, written once per flush interval.
@@ -273,9 +273,9 @@ type TaskPosition struct {
 	ResolvedTs   Ts     `json:"resolved_ts"`
 	// Stopped lists tables whose delete operation the processor carried out,
 	// with the ts each table was flushed to when it stopped.
-	Stopped map[TableID]Ts `json:"stopped,omitempty"`
+	Stopped TableTs `json:"stopped,omitempty"`
 	// Running lists tables the processor has started, with their checkpoints.
-	Running map[TableID]Ts `json:"running,omitempty"`
+	Running TableTs `json:"running,omitempty"`
 	// Count is the rows this capture's processors of the changefeed have
 	// flushed to the sink; a processor restarted on the same capture
 	// continues from the count it finds here.

@@ -1,0 +1,268 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+)
+
+// Per-table maps are the bulk of the metadata: a capture's position lists
+// every table it runs, its task status every table it is assigned. At tens
+// of thousands of tables encoding/json's reflection (and its sorting of map
+// keys as strings) was a fifth of a leader's CPU: the processors' reports,
+// the state machine's apply and the owner's tick each encode or decode them
+// (issue 16). These types write and read the very same JSON by hand; a
+// value the fast reader does not recognise (another spacing, a field added
+// by a newer build) goes to encoding/json, so every valid document still
+// decodes as before.
+
+// TableTs maps tables to a timestamp: {"<table id>":<ts>,...}.
+type TableTs map[TableID]Ts
+
+// TableReplicas maps tables to their assignment: {"<table id>":{"start_ts":<ts>},...}.
+type TableReplicas map[TableID]TableReplicaInfo
+
+func (m TableTs) MarshalJSON() ([]byte, error) {
+	return appendTableMap(m, func(b []byte, v Ts) []byte { return strconv.AppendUint(b, v, 10) }), nil
+}
+
+func (m *TableTs) UnmarshalJSON(data []byte) error {
+	return decodeTableMap(data, (*map[TableID]Ts)(m), func(s *scan) (Ts, bool) { return s.uint() })
+}
+
+func (m TableReplicas) MarshalJSON() ([]byte, error) {
+	return appendTableMap(m, func(b []byte, v TableReplicaInfo) []byte {
+		b = append(b, `{"start_ts":`...)
+		b = strconv.AppendUint(b, v.StartTs, 10)
+		return append(b, '}')
+	}), nil
+}
+
+func (m *TableReplicas) UnmarshalJSON(data []byte) error {
+	return decodeTableMap(data, (*map[TableID]TableReplicaInfo)(m), func(s *scan) (TableReplicaInfo, bool) {
+		ts, ok := s.field("start_ts")
+		return TableReplicaInfo{StartTs: ts}, ok
+	})
+}
+
+func (m TaskWorkload) MarshalJSON() ([]byte, error) {
+	return appendTableMap(m, func(b []byte, v WorkloadInfo) []byte {
+		b = append(b, `{"workload":`...)
+		b = strconv.AppendUint(b, v.Workload, 10)
+		return append(b, '}')
+	}), nil
+}
+
+func (m *TaskWorkload) UnmarshalJSON(data []byte) error {
+	return decodeTableMap(data, (*map[TableID]WorkloadInfo)(m), func(s *scan) (WorkloadInfo, bool) {
+		w, ok := s.field("workload")
+		return WorkloadInfo{Workload: w}, ok
+	})
+}
+
+// appendTableMap writes m as a JSON object with its keys in ascending
+// numeric order (encoding/json orders them as strings; readers do not care,
+// and a fixed order keeps equal maps byte-equal). A nil map is null, as
+// encoding/json writes it.
+func appendTableMap[V any](m map[TableID]V, appendValue func([]byte, V) []byte) []byte {
+	if m == nil {
+		return []byte("null")
+	}
+	ids := make([]TableID, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	b := make([]byte, 0, 2+len(m)*32)
+	b = append(b, '{')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = strconv.AppendInt(b, id, 10)
+		b = append(b, '"', ':')
+		b = appendValue(b, m[id])
+	}
+	return append(b, '}')
+}
+
+// decodeTableMap reads a JSON object of table IDs into *dst: by hand when
+// it has the shape the writers above produce, through encoding/json
+// otherwise. null leaves *dst alone, as encoding/json does.
+func decodeTableMap[V any](data []byte, dst *map[TableID]V, value func(*scan) (V, bool)) error {
+	if m, ok := fastTableMap(data, value); ok {
+		if m != nil {
+			*dst = m
+		}
+		return nil
+	}
+	// The slow path decodes into the plain map type, whose decoding has
+	// no method to come back here.
+	var m map[TableID]V
+	if err := json.Unmarshal(data, &m); err != nil {
+		return fmt.Errorf("decoding a table map: %w", err)
+	}
+	if m != nil {
+		*dst = m
+	}
+	return nil
+}
+
+func fastTableMap[V any](data []byte, value func(*scan) (V, bool)) (map[TableID]V, bool) {
+	s := scan{b: data}
+	s.space()
+	if s.literal("null") {
+		s.space()
+		return nil, s.end()
+	}
+	if !s.byte('{') {
+		return nil, false
+	}
+	m := make(map[TableID]V)
+	s.space()
+	if s.byte('}') {
+		s.space()
+		return m, s.end()
+	}
+	for {
+		s.space()
+		if !s.byte('"') {
+			return nil, false
+		}
+		id, ok := s.int()
+		if !ok || !s.byte('"') {
+			return nil, false
+		}
+		s.space()
+		if !s.byte(':') {
+			return nil, false
+		}
+		s.space()
+		v, ok := value(&s)
+		if !ok {
+			return nil, false
+		}
+		if _, dup := m[id]; dup {
+			// encoding/json keeps the last; let it decide.
+			return nil, false
+		}
+		m[id] = v
+		s.space()
+		if s.byte(',') {
+			continue
+		}
+		if !s.byte('}') {
+			return nil, false
+		}
+		s.space()
+		return m, s.end()
+	}
+}
+
+// scan is a cursor over a JSON document for the fast readers; every method
+// reports false rather than guess, and the caller falls back.
+type scan struct {
+	b []byte
+	i int
+}
+
+func (s *scan) space() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *scan) end() bool { return s.i == len(s.b) }
+
+func (s *scan) byte(c byte) bool {
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+func (s *scan) literal(lit string) bool {
+	if len(s.b)-s.i >= len(lit) && string(s.b[s.i:s.i+len(lit)]) == lit {
+		s.i += len(lit)
+		return true
+	}
+	return false
+}
+
+// digits is the run of ASCII digits at the cursor: JSON's integers, without
+// the leading zeros JSON forbids.
+func (s *scan) digits() ([]byte, bool) {
+	start := s.i
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		s.i++
+	}
+	d := s.b[start:s.i]
+	if len(d) == 0 || (len(d) > 1 && d[0] == '0') {
+		return nil, false
+	}
+	// A fraction or an exponent is a number this reader does not take.
+	if s.i < len(s.b) && (s.b[s.i] == '.' || s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		return nil, false
+	}
+	return d, true
+}
+
+func (s *scan) uint() (uint64, bool) {
+	d, ok := s.digits()
+	if !ok {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range d {
+		n := uint64(c - '0')
+		if v > (math.MaxUint64-n)/10 {
+			return 0, false
+		}
+		v = v*10 + n
+	}
+	return v, true
+}
+
+// int reads a map key's decimal table ID (the quotes are the caller's).
+func (s *scan) int() (int64, bool) {
+	neg := s.byte('-')
+	u, ok := s.uint()
+	if !ok || u > math.MaxInt64 {
+		return 0, false
+	}
+	if neg {
+		return -int64(u), true
+	}
+	return int64(u), true
+}
+
+// field reads {"name":<uint>}, the one-field objects of the maps above.
+func (s *scan) field(name string) (uint64, bool) {
+	if !s.byte('{') {
+		return 0, false
+	}
+	s.space()
+	if !s.byte('"') || !s.literal(name) || !s.byte('"') {
+		return 0, false
+	}
+	s.space()
+	if !s.byte(':') {
+		return 0, false
+	}
+	s.space()
+	v, ok := s.uint()
+	if !ok {
+		return 0, false
+	}
+	s.space()
+	return v, s.byte('}')
+}
