@@ -181,7 +181,7 @@ type ChangefeedStatus struct {
 	AdminJob     AdminJobType `json:"admin_job,omitempty"`
 	// Tables is the table set chosen at initialisation, so that scheduling
 	// does not depend on asking the source again.
-	Tables []TableName `json:"tables,omitempty"`
+	Tables TableNames `json:"tables,omitempty"`
 	// Orphans are tables that belong to no capture, with the ts each must
 	// restart from. They are durable so that a new owner inherits them.
 	Orphans TableTs `json:"orphans,omitempty"`
@@ -205,8 +205,8 @@ type ChangefeedStatus struct {
 	// (PostgreSQL): then Tables holds only the stream unit (StreamUnitID),
 	// which the owner schedules like a table, and StreamTables the tables
 	// replicated through it, all on the capture that holds the stream.
-	Stream       bool        `json:"stream,omitempty"`
-	StreamTables []TableName `json:"stream_tables,omitempty"`
+	Stream       bool       `json:"stream,omitempty"`
+	StreamTables TableNames `json:"stream_tables,omitempty"`
 	// StreamPosition is where the stream resumes: the native position that
 	// is safe once everything at or below its ts is downstream. The owner
 	// records it from the stream capture's reports; the capture confirms it

@@ -18,6 +18,114 @@ import (
 // by a newer build) goes to encoding/json, so every valid document still
 // decodes as before.
 
+// TableNames is a list of tables: [{"id":<id>,"schema":"<s>","table":"<t>"},...].
+// A changefeed status lists every table of the changefeed.
+type TableNames []TableName
+
+func (l TableNames) MarshalJSON() ([]byte, error) {
+	if l == nil {
+		return []byte("null"), nil
+	}
+	b := make([]byte, 0, 2+len(l)*48)
+	b = append(b, '[')
+	for i, t := range l {
+		if !plainString(t.Schema) || !plainString(t.Table) {
+			// Escaping is encoding/json's to do.
+			return json.Marshal([]TableName(l))
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"id":`...)
+		b = strconv.AppendInt(b, t.ID, 10)
+		b = append(b, `,"schema":"`...)
+		b = append(b, t.Schema...)
+		b = append(b, `","table":"`...)
+		b = append(b, t.Table...)
+		b = append(b, `"}`...)
+	}
+	return append(b, ']'), nil
+}
+
+func (l *TableNames) UnmarshalJSON(data []byte) error {
+	if v, ok := fastTableNames(data); ok {
+		if v != nil {
+			*l = v
+		}
+		return nil
+	}
+	var v []TableName
+	if err := json.Unmarshal(data, &v); err != nil {
+		return fmt.Errorf("decoding a table list: %w", err)
+	}
+	if v != nil {
+		*l = v
+	}
+	return nil
+}
+
+// plainString: s is written in JSON as its bytes between quotes, by
+// encoding/json too (printable ASCII, none of what it escapes).
+func plainString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c > 0x7e, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
+}
+
+func fastTableNames(data []byte) (TableNames, bool) {
+	s := scan{b: data}
+	s.space()
+	if s.literal("null") {
+		s.space()
+		return nil, s.end()
+	}
+	if !s.byte('[') {
+		return nil, false
+	}
+	l := TableNames{}
+	s.space()
+	if s.byte(']') {
+		s.space()
+		return l, s.end()
+	}
+	for {
+		s.space()
+		var t TableName
+		if !s.byte('{') || !s.key("id") {
+			return nil, false
+		}
+		id, ok := s.int()
+		if !ok || !s.comma() || !s.key("schema") {
+			return nil, false
+		}
+		if t.Schema, ok = s.str(); !ok || !s.comma() || !s.key("table") {
+			return nil, false
+		}
+		if t.Table, ok = s.str(); !ok {
+			return nil, false
+		}
+		t.ID = id
+		s.space()
+		if !s.byte('}') {
+			return nil, false
+		}
+		l = append(l, t)
+		s.space()
+		if s.byte(',') {
+			continue
+		}
+		if !s.byte(']') {
+			return nil, false
+		}
+		s.space()
+		return l, s.end()
+	}
+}
+
 // TableTs maps tables to a timestamp: {"<table id>":<ts>,...}.
 type TableTs map[TableID]Ts
 
@@ -243,6 +351,48 @@ func (s *scan) int() (int64, bool) {
 		return -int64(u), true
 	}
 	return int64(u), true
+}
+
+// key reads "name": (with spaces around).
+func (s *scan) key(name string) bool {
+	s.space()
+	if !s.byte('"') || !s.literal(name) || !s.byte('"') {
+		return false
+	}
+	s.space()
+	if !s.byte(':') {
+		return false
+	}
+	s.space()
+	return true
+}
+
+func (s *scan) comma() bool {
+	s.space()
+	return s.byte(',')
+}
+
+// str reads a string with nothing escaped in it; anything else (an escape,
+// a control or non-ASCII byte, which encoding/json would check or replace)
+// is left to the fallback.
+func (s *scan) str() (string, bool) {
+	if !s.byte('"') {
+		return "", false
+	}
+	start := s.i
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		if c == '"' {
+			v := string(s.b[start:s.i])
+			s.i++
+			return v, true
+		}
+		if c < 0x20 || c > 0x7e || c == '\\' {
+			return "", false
+		}
+		s.i++
+	}
+	return "", false
 }
 
 // field reads {"name":<uint>}, the one-field objects of the maps above.

@@ -50,6 +50,40 @@ func TestTableMapsReadWhatEncodingJSONReads(t *testing.T) {
 	}
 }
 
+// TestTableNamesReadWhatEncodingJSONReads: the hand reader of table
+// lists agrees with encoding/json on the writers' shape and hands every
+// other shape (escapes, other key orders, non-ASCII) to it.
+func TestTableNamesReadWhatEncodingJSONReads(t *testing.T) {
+	docs := []string{
+		`[]`, `null`, `[{"id":1,"schema":"s","table":"t"}]`,
+		` [ { "id" : -2 , "schema" : "a b" , "table" : "<x&y>" } , {"id":3,"schema":"","table":""} ] `,
+		`[{"schema":"s","table":"t","id":1}]`, `[{"id":1,"schema":"s\"q","table":"t"}]`,
+		`[{"id":1,"schema":"s\u00e9","table":"t"}]`, "[{\"id\":1,\"schema\":\"\xc3\xa9\",\"table\":\"t\"}]",
+		"[{\"id\":1,\"schema\":\"\xff\",\"table\":\"t\"}]", `[{"id":1,"schema":"s","table":"t","later":1}]`,
+		`[{"id":1,"schema":"s"}]`, `[{"id":1.5,"schema":"s","table":"t"}]`, `[{"id":1,"schema":2,"table":"t"}]`,
+		`[{"id":1,"schema":"s","table":"t"},]`, `[{"id":1,"schema":"s","table":"t"}`, `{}`,
+	}
+	for _, d := range docs {
+		var want []TableName
+		wantErr := json.Unmarshal([]byte(d), &want)
+		var got TableNames
+		gotErr := json.Unmarshal([]byte(d), &got)
+		if (wantErr == nil) != (gotErr == nil) || (wantErr == nil && !reflect.DeepEqual([]TableName(got), want)) {
+			t.Errorf("%q: encoding/json %#v (%v), TableNames %#v (%v)", d, want, wantErr, got, gotErr)
+		}
+	}
+	for _, l := range []TableNames{nil, {}, {{ID: 1, Schema: "s", Table: "t"}, {ID: -4, Schema: "<&>", Table: "é\"\\"}}, {{ID: 7, Schema: "a", Table: "b"}}} {
+		got, err := json.Marshal(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal([]TableName(l))
+		if string(got) != string(want) {
+			t.Errorf("%#v is written %s, encoding/json writes %s", l, got, want)
+		}
+	}
+}
+
 // TestTableMapsRoundTrip: what the writers produce, encoding/json reads
 // back to the same map, and what encoding/json writes, the readers do; in
 // records, nil and empty maps are written as encoding/json writes them.

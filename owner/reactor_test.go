@@ -3,6 +3,7 @@ package owner
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -153,7 +154,7 @@ func TestEvictionAndStaleTasks(t *testing.T) {
 			if orphans == nil {
 				orphans = map[model.TableID]model.Ts{}
 			}
-			if !reflect.DeepEqual(orphans, tc.wantOrphans) {
+			if !maps.Equal(orphans, tc.wantOrphans) {
 				t.Fatalf("orphans = %v, want %v", orphans, tc.wantOrphans)
 			}
 			if tc.wantEvent != "" && !hasEvent(out, tc.wantEvent) {

@@ -363,7 +363,7 @@ func replicas(kv ...model.Ts) map[model.TableID]model.TableReplicaInfo {
 	return out
 }
 
-func tsMap(kv ...model.Ts) map[model.TableID]model.Ts {
+func tsMap(kv ...model.Ts) model.TableTs {
 	out := map[model.TableID]model.Ts{}
 	for i := 0; i+1 < len(kv); i += 2 {
 		out[model.TableID(kv[i])] = kv[i+1]
