@@ -600,6 +600,46 @@ func TestResetIsRateLimited(t *testing.T) {
 // A position is paced by its size: with a budget of 1,000 bytes a second a
 // ~150-byte position of three tables goes out about every 150 ms, not every
 // 20 ms flush interval, and the checkpoint still moves.
+// TestUrgentReportsArePacedToo: a report the owner acts on (here: a
+// failed table, which keeps every report urgent) goes out sooner than the
+// size pacing allows, but not at every flush interval: at a quarter of the
+// pace. Unpaced, a large capture's start-up (its running count changing at
+// every interval) flooded Raft.
+func TestUrgentReportsArePacedToo(t *testing.T) {
+	c := newCluster(t)
+	f := newFeed(t, fastSource+"&gc-life=1m", pastTs(time.Second))
+	f.create(c, maxTs, 2, 3)
+	task := c.task()
+	task.Tables[1] = model.TableReplicaInfo{StartTs: pastTs(time.Hour)} // below the GC safepoint: fails
+	c.setTask(task)
+	var writes atomic.Int64
+	c.setRefuse(func(cmd fsm.Command) *fsm.Error {
+		for _, op := range cmd.Ops {
+			if op.Key == meta.TaskPositionKey(testFeed, testCapture) {
+				writes.Add(1)
+			}
+		}
+		return nil
+	})
+	const rate = 100 // bytes a second: a ~200-byte position every ~2 s unless urgent
+	startManager(t, c, func(cfg *Config) { cfg.ReportBytesPerSecond = rate })
+	c.waitPosition("the failed table reported", func(p model.TaskPosition) bool { return p.Error != nil && len(p.Running) == 3 })
+	n0, t0 := writes.Load(), time.Now()
+	time.Sleep(4 * time.Second) // the window the writes are counted over, not a wait for a condition
+	n, elapsed := writes.Load()-n0, time.Since(t0)
+	pos, _ := c.position()
+	size, _ := json.Marshal(pos)
+	urgentPace := time.Duration(len(size)) * time.Second / (urgentReportFactor * rate)
+	most := int64(elapsed/urgentPace) + 2
+	// The plain pacing (a ~460-byte position at 100 B/s: one report in
+	// 4.6 s) would allow one write in the window at most.
+	least := int64(2)
+	if n > most || n < least {
+		t.Fatalf("%d position writes in %v with an error pending (%d-byte position, urgent pace %v); want %d..%d",
+			n, elapsed.Round(time.Millisecond), len(size), urgentPace, least, most)
+	}
+}
+
 func TestPositionReportsArePacedBySize(t *testing.T) {
 	c := newCluster(t)
 	f := newFeed(t, fastSource, pastTs(time.Second))
