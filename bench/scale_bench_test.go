@@ -323,4 +323,14 @@ func TestBenchManyTables(t *testing.T) {
 	removed := removeAndTime(t, c, "many", 2*time.Minute)
 	fmt.Printf("RESULT many-tables tables=%d pause_small_took=%v remove_many_took=%v elections_total=%d heartbeat_timeouts=%d\n",
 		*manyTables, paused.Round(time.Millisecond), removed.Round(time.Millisecond), w.elections()+lw.elections(), heartbeatTimeouts(c))
+	if dir := os.Getenv("MANY_LOG_DIR"); dir != "" {
+		// The nodes' logs outlive the test's temporary directory, to see
+		// when and why leadership moved.
+		for i := range c.Procs {
+			if b, err := os.ReadFile(c.Procs[i].LogPath); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("node%d.log", i+1)), b, 0o644)
+			}
+		}
+		fmt.Printf("many-tables: created at %s\n", t0.UTC().Format(time.RFC3339Nano))
+	}
 }

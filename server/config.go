@@ -113,7 +113,15 @@ func DefaultConfig() Config {
 		BootstrapExpect:    1,
 		HeartbeatTimeout:   500 * time.Millisecond,
 		ElectionTimeout:    500 * time.Millisecond,
-		LeaderLeaseTimeout: 250 * time.Millisecond,
+		// A leader steps down after this long without hearing from a
+		// quorum. At 250 ms (half the heartbeat timeout) it gave up sooner
+		// than any follower would have started an election: at 100,000
+		// tables on two cores a round trip took 250–360 ms now and then,
+		// and the leader abdicated while both followers still followed it
+		// (issue 16). At the heartbeat timeout it waits as long as a
+		// follower does; failover time is the followers' timeout, so it
+		// does not change.
+		LeaderLeaseTimeout: 500 * time.Millisecond,
 		CommitTimeout:      5 * time.Millisecond,
 		SnapshotThreshold:  8192,
 		SnapshotInterval:   30 * time.Second,
