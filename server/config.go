@@ -105,14 +105,14 @@ type Config struct {
 // DefaultConfig is a working single-node cluster on loopback.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:            "raftcdc-data",
-		GossipAddr:         "127.0.0.1:7946",
-		RaftAddr:           "127.0.0.1:7947",
-		APIAddr:            "127.0.0.1:8300",
-		JoinTimeout:        60 * time.Second,
-		BootstrapExpect:    1,
-		HeartbeatTimeout:   500 * time.Millisecond,
-		ElectionTimeout:    500 * time.Millisecond,
+		DataDir:          "raftcdc-data",
+		GossipAddr:       "127.0.0.1:7946",
+		RaftAddr:         "127.0.0.1:7947",
+		APIAddr:          "127.0.0.1:8300",
+		JoinTimeout:      60 * time.Second,
+		BootstrapExpect:  1,
+		HeartbeatTimeout: 500 * time.Millisecond,
+		ElectionTimeout:  500 * time.Millisecond,
 		// A leader steps down after this long without hearing from a
 		// quorum. At 250 ms (half the heartbeat timeout) it gave up sooner
 		// than any follower would have started an election: at 100,000
