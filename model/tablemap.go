@@ -2,7 +2,6 @@ package model
 
 import (
 	"encoding/json"
-	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -56,7 +55,7 @@ func (l *TableNames) UnmarshalJSON(data []byte) error {
 	}
 	var v []TableName
 	if err := json.Unmarshal(data, &v); err != nil {
-		return fmt.Errorf("decoding a table list: %w", err)
+		return err // unwrapped, as above
 	}
 	if v != nil {
 		*l = v
@@ -211,7 +210,9 @@ func decodeTableMap[V any](data []byte, dst *map[TableID]V, value func(*scan) (V
 	// no method to come back here.
 	var m map[TableID]V
 	if err := json.Unmarshal(data, &m); err != nil {
-		return fmt.Errorf("decoding a table map: %w", err)
+		// Unwrapped: encoding/json names the record's field in a type
+		// error it gets back from here, as it did before this type.
+		return err
 	}
 	if m != nil {
 		*dst = m

@@ -212,3 +212,23 @@ func BenchmarkTableMap33k(b *testing.B) {
 		}
 	})
 }
+
+// TestTableMapErrorsNameTheField: a record that does not decode is reported
+// (as a corrupt key, to operators) with the same text as before the hand
+// readers: encoding/json's, naming the record's field.
+func TestTableMapErrorsNameTheField(t *testing.T) {
+	for _, c := range []struct {
+		doc  string
+		into any
+		want string
+	}{
+		{`{"checkpoint_ts":1,"running":{"1":"x"}}`, &TaskPosition{}, "json: cannot unmarshal string into Go struct field TaskPosition.running of type uint64"},
+		{`{"tables":[1]}`, &TaskStatus{}, "json: cannot unmarshal array into Go struct field TaskStatus.tables of type map[int64]model.TableReplicaInfo"},
+		{`{"tables":[{"id":"x"}]}`, &ChangefeedStatus{}, "json: cannot unmarshal string into Go struct field ChangefeedStatus.tables.id of type int64"},
+	} {
+		err := json.Unmarshal([]byte(c.doc), c.into)
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%s into %T: error %v, want %q", c.doc, c.into, err, c.want)
+		}
+	}
+}
