@@ -374,9 +374,22 @@ func TestBenchWrites(t *testing.T) {
 	etcdClients := startEtcd(t)
 	bin := buildBinary(t)
 	writers := []writer{}
+	// WRITES_PROFILE_DIR: a CPU profile of the raft-wal cluster's leader
+	// during the first measured 64-way run (make it last: -write-ops).
+	var profile func()
 	for _, store := range []string{"wal", "boltdb"} {
 		c := integration.StartCluster(t, bin, 3, integration.ClusterOptions{ExtraArgs: []string{"--log-level", "warn", "--raft-log-store", store}})
-		writers = append(writers, newRaftcdcWriter("raftcdc-"+store, c, c.WaitForLeader(30*time.Second)))
+		leader := c.WaitForLeader(30 * time.Second)
+		writers = append(writers, newRaftcdcWriter("raftcdc-"+store, c, leader))
+		if dir := os.Getenv("WRITES_PROFILE_DIR"); dir != "" && store == "wal" {
+			profile = func() {
+				go func() {
+					if err := saveDebug(c, leader, "profile", filepath.Join(dir, "leader-concurrent.pprof"), 5); err != nil {
+						t.Logf("profile: %v", err)
+					}
+				}()
+			}
+		}
 	}
 	if *writeTLS {
 		ct := integration.StartCluster(t, bin, 3, integration.ClusterOptions{ExtraArgs: []string{"--log-level", "warn"}, TLS: true})
@@ -400,6 +413,9 @@ func TestBenchWrites(t *testing.T) {
 				}
 				if m.mode == "batched" {
 					ops *= 4
+				}
+				if profile != nil && round == 1 && m.mode == "concurrent" && w.name() == "raftcdc-wal" {
+					profile()
 				}
 				r := runWrites(w, fmt.Sprintf("r%d-%s", round, m.mode), m.n, ops, m.perReq)
 				if r.failures > 0 {

@@ -388,3 +388,84 @@ type memSink struct{ bytes.Buffer }
 func (m *memSink) ID() string    { return "mem" }
 func (m *memSink) Cancel() error { return nil }
 func (m *memSink) Close() error  { return nil }
+
+// TestABatchAppliesAsEntryByEntry: ApplyBatch gives the results, the state,
+// the watch events and the applied index that applying its entries one at
+// a time gives — with every command accepted (one transaction) and with a
+// refusal in the middle (which must roll back alone), next to a
+// configuration entry the state machine ignores.
+func TestABatchAppliesAsEntryByEntry(t *testing.T) {
+	enc := func(c Command) []byte {
+		b, err := Encode(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	batches := map[string][]Command{
+		"all accepted": {
+			{Ops: []Op{put("/kv/a", 1)}},
+			{Ops: []Op{put("/kv/b", 2), put("/kv/a", 3)}},
+			{Conds: []Cond{{Type: CondExists, Key: "/kv/b"}}, Ops: []Op{{Type: OpDelete, Key: "/kv/b"}}},
+			{Ops: []Op{put("/kv/c", 4)}},
+		},
+		"a refusal in the middle": {
+			{Ops: []Op{put("/kv/a", 1)}},
+			{Conds: []Cond{{Type: CondAbsent, Key: "/kv/a"}}, Ops: []Op{put("/kv/x", 9)}},
+			{Ops: []Op{put("/kv/b", 2)}},
+		},
+	}
+	for name, cmds := range batches {
+		t.Run(name, func(t *testing.T) {
+			one, all := newHarness(t), newHarness(t)
+			oneCh, cancelOne := one.f.Watch("/", 16)
+			defer cancelOne()
+			allCh, cancelAll := all.f.Watch("/", 16)
+			defer cancelAll()
+			var want []*Result
+			logs := []*raft.Log{{Index: 1, Type: raft.LogConfiguration}}
+			one.index = 1
+			for i, c := range cmds {
+				want = append(want, one.apply(c))
+				logs = append(logs, &raft.Log{Index: uint64(i + 2), Type: raft.LogCommand, Data: enc(c)})
+			}
+			got := all.f.ApplyBatch(logs)
+			if got[0] != nil {
+				t.Fatalf("the configuration entry's result is %v", got[0])
+			}
+			for i, w := range want {
+				g := got[i+1].(*Result)
+				if g.Index != w.Index || (g.Err == nil) != (w.Err == nil) || (g.Err != nil && g.Err.Code != w.Err.Code) {
+					t.Fatalf("entry %d: batch result %+v, one at a time %+v", i+2, g, w)
+				}
+			}
+			if a, b := all.dump(), one.dump(); !reflect.DeepEqual(a, b) {
+				t.Fatalf("state after the batch %+v, one at a time %+v", a, b)
+			}
+			if a, b := all.f.AppliedIndex(), one.f.AppliedIndex(); a != b || a != uint64(len(logs)) {
+				t.Fatalf("applied index after the batch %d, one at a time %d, want %d", a, b, len(logs))
+			}
+			if name == "all accepted" {
+				// One transaction, not one per entry: fewer page writes.
+				sa, sb := all.f.db.Stats(), one.f.db.Stats()
+				if a, b := sa.TxStats.GetWrite(), sb.TxStats.GetWrite(); a >= b {
+					t.Fatalf("the batch wrote %d pages, one at a time %d: not one transaction", a, b)
+				}
+			}
+			for range cmds {
+				var a, b WatchBatch
+				select {
+				case a = <-allCh:
+				default:
+				}
+				select {
+				case b = <-oneCh:
+				default:
+				}
+				if !reflect.DeepEqual(a, b) {
+					t.Fatalf("watch batch after the batch %+v, one at a time %+v", a, b)
+				}
+			}
+		})
+	}
+}
