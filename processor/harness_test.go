@@ -403,6 +403,9 @@ type probeSink struct {
 type probe struct {
 	flushes atomic.Int64
 	entered atomic.Int64 // flushes that found the block in place
+	// failFlushes: this many flushes fail before reaching the sink (what
+	// was written stays unflushed and goes with the table sink's Close).
+	failFlushes atomic.Int64
 
 	mu     sync.Mutex
 	block  chan struct{} // while non-nil, Flush waits for it to close
@@ -429,6 +432,11 @@ func (s probeSink) OpenTable(ctx context.Context, table model.TableName, opts si
 
 func (t *probeTable) Flush(ctx context.Context, upto model.Ts) error {
 	t.p.flushes.Add(1)
+	for n := t.p.failFlushes.Load(); n > 0; n = t.p.failFlushes.Load() {
+		if t.p.failFlushes.CompareAndSwap(n, n-1) {
+			return errors.New("probe: injected flush failure")
+		}
+	}
 	t.p.mu.Lock()
 	block := t.p.block
 	t.p.mu.Unlock()

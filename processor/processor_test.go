@@ -172,6 +172,33 @@ func TestTablesIdleBetweenRowsLoseNothing(t *testing.T) {
 	}
 }
 
+// TestARestartReplaysWhatTheLastAttemptReadButDidNotFlush: a table reads
+// rows past the barrier, its flush fails, and the pipeline restarts from
+// the checkpoint; the rows the failed attempt had read come again and are
+// flushed. (An idle table once settled its checkpoint on the resolved ts
+// the failed attempt had reached, and the new attempt dropped the replayed
+// rows as already resolved.)
+func TestARestartReplaysWhatTheLastAttemptReadButDidNotFlush(t *testing.T) {
+	c := newCluster(t)
+	start := time.Now().Add(-3 * time.Second)
+	f := newFeed(t, "tables=1&rate=50&resolve-interval=10ms", model.TsFromTime(start))
+	barrier := model.TsFromTime(start.Add(time.Second))
+	f.create(c, barrier, 1)
+	e := startManager(t, c, nil)
+	ahead := model.TsFromTime(start.Add(2 * time.Second))
+	c.waitPosition("flushed to the barrier, read a second past it", func(p model.TaskPosition) bool {
+		return p.Running[1] == barrier && p.ResolvedTs > ahead
+	})
+	e.probe.failFlushes.Store(1)
+	c.setBarrier(f, maxTs)
+	target := model.TsFromTime(time.Now())
+	pos := c.waitPosition("past the present after the restart", func(p model.TaskPosition) bool { return p.Running[1] > target })
+	if e.probe.failFlushes.Load() != 0 {
+		t.Fatal("the injected flush failure was not used")
+	}
+	f.checkSink(t, 1, pos.Running[1], 0)
+}
+
 // TestReportsComePromptlyWhileMemoryIsShort: once a table ahead of the
 // barrier has used the read-ahead it waits, and only the barrier moving
 // frees memory, which takes a report; the report goes out within a tenth

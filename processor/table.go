@@ -111,16 +111,22 @@ type table struct {
 	snapshot *model.SnapshotProgress
 	// idle: the pipeline is parked with nothing buffered (an empty
 	// sorter, everything it wrote flushed), so nothing lies between the
-	// checkpoint and the resolved ts. An idle table's checkpoint follows
-	// min(resolved, barrier, boundary) without waking its loop or calling
+	// checkpoint and live. An idle table's checkpoint follows
+	// min(live, barrier, boundary) without waking its loop or calling
 	// the sink (settleLocked): at tens of thousands of tables per node,
 	// waking every loop at every barrier step, and again at every resolved
 	// ts, to flush nothing was most of a node's CPU (issue 16).
 	idle bool
 	// inflight counts batches the reader handed the loop that the loop has
-	// not taken in yet. The reader may move resolved itself only when
-	// there are none: a queued batch's transactions lie above resolved.
+	// not taken in yet. The reader may move live itself only when there
+	// are none: a queued batch's transactions lie above live.
 	inflight int
+	// live is how far the current attempt's subscription has delivered:
+	// every transaction at or below it is in the sorter or flushed. Unlike
+	// resolved (reported, and never moved back) it starts again at the
+	// checkpoint with every attempt, which replays what the last one had
+	// read but not flushed; settling on resolved instead lost those rows.
+	live model.Ts
 }
 
 func newTable(id model.TableID, startTs model.Ts, env *tableEnv) *table {
@@ -220,7 +226,7 @@ func (t *table) progress() (checkpoint, resolved model.Ts) {
 }
 
 // settleLocked moves an idle table's checkpoint to where a flush would
-// take it: with nothing buffered, everything up to min(resolved, barrier,
+// take it: with nothing buffered, everything up to min(live, barrier,
 // boundary) is already in the sink, so no flush is needed to say so. It
 // writes nothing downstream, but it still follows the lease as a flush
 // would: a capture without its lease reports a checkpoint that stands
@@ -231,7 +237,7 @@ func (t *table) settleLocked() {
 		return
 	}
 	b, _ := t.env.barrier.get()
-	upto := min(t.resolved, b)
+	upto := min(t.live, b)
 	if t.hasBoundary {
 		upto = min(upto, t.boundary)
 	}
@@ -242,14 +248,15 @@ func (t *table) settleLocked() {
 
 // absorbResolved takes a resolved ts the reader read with no transactions
 // straight into an idle table, without waking its loop. It refuses while
-// a batch is queued (whose transactions lie above the current resolved)
-// and while a delete is pending (the loop must see its boundary reached).
+// a batch is queued (whose transactions lie above live) and while a
+// delete is pending (the loop must see its boundary reached).
 func (t *table) absorbResolved(ts model.Ts) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.idle || t.inflight > 0 || t.hasBoundary {
 		return false
 	}
+	t.live = max(t.live, ts)
 	t.resolved = max(t.resolved, ts)
 	return true
 }
@@ -406,6 +413,7 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 	t.mu.Lock()
 	t.name = name
 	startTs := t.checkpoint
+	t.live = startTs
 	t.mu.Unlock()
 
 	schema, err := src.SchemaAt(ctx, name, startTs)
@@ -563,7 +571,7 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 		// (settleLocked) past what this loop last saw.
 		t.mu.Lock()
 		t.settleLocked()
-		resolved = max(resolved, t.resolved)
+		resolved = max(resolved, t.live)
 		checkpoint = max(checkpoint, t.checkpoint)
 		t.mu.Unlock()
 		barrier, barrierChanged := t.env.barrier.get()
@@ -617,7 +625,7 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 				t.settleLocked()
 				t.idle = false
 			}
-			resolved = max(resolved, t.resolved)
+			resolved = max(resolved, t.live)
 			t.mu.Unlock()
 			b := sb.b
 			// The reader took the sum of the transactions' sizes; each keeps
@@ -650,6 +658,7 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 			if b.ResolvedTs > resolved {
 				resolved = b.ResolvedTs
 				t.mu.Lock()
+				t.live = max(t.live, resolved)
 				t.resolved = max(t.resolved, resolved)
 				t.mu.Unlock()
 			}
