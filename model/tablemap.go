@@ -113,15 +113,9 @@ func fastTableNames(data []byte) (TableNames, bool) {
 			return nil, false
 		}
 		l = append(l, t)
-		s.space()
-		if s.byte(',') {
-			continue
+		if more, ok := s.next(']'); !ok || !more {
+			return l, ok
 		}
-		if !s.byte(']') {
-			return nil, false
-		}
-		s.space()
-		return l, s.end()
 	}
 }
 
@@ -140,11 +134,7 @@ func (m *TableTs) UnmarshalJSON(data []byte) error {
 }
 
 func (m TableReplicas) MarshalJSON() ([]byte, error) {
-	return appendTableMap(m, func(b []byte, v TableReplicaInfo) []byte {
-		b = append(b, `{"start_ts":`...)
-		b = strconv.AppendUint(b, v.StartTs, 10)
-		return append(b, '}')
-	}), nil
+	return appendTableMap(m, func(b []byte, v TableReplicaInfo) []byte { return appendField(b, "start_ts", v.StartTs) }), nil
 }
 
 func (m *TableReplicas) UnmarshalJSON(data []byte) error {
@@ -155,11 +145,7 @@ func (m *TableReplicas) UnmarshalJSON(data []byte) error {
 }
 
 func (m TaskWorkload) MarshalJSON() ([]byte, error) {
-	return appendTableMap(m, func(b []byte, v WorkloadInfo) []byte {
-		b = append(b, `{"workload":`...)
-		b = strconv.AppendUint(b, v.Workload, 10)
-		return append(b, '}')
-	}), nil
+	return appendTableMap(m, func(b []byte, v WorkloadInfo) []byte { return appendField(b, "workload", v.Workload) }), nil
 }
 
 func (m *TaskWorkload) UnmarshalJSON(data []byte) error {
@@ -167,6 +153,16 @@ func (m *TaskWorkload) UnmarshalJSON(data []byte) error {
 		w, ok := s.field("workload")
 		return WorkloadInfo{Workload: w}, ok
 	})
+}
+
+// appendField writes {"name":v}, the one-field objects of the maps above
+// (scan.field reads them).
+func appendField(b []byte, name string, v uint64) []byte {
+	b = append(b, `{"`...)
+	b = append(b, name...)
+	b = append(b, `":`...)
+	b = strconv.AppendUint(b, v, 10)
+	return append(b, '}')
 }
 
 // appendTableMap writes m as a JSON object with its keys in ascending
@@ -259,15 +255,9 @@ func fastTableMap[V any](data []byte, value func(*scan) (V, bool)) (map[TableID]
 			return nil, false
 		}
 		m[id] = v
-		s.space()
-		if s.byte(',') {
-			continue
+		if more, ok := s.next('}'); !ok || !more {
+			return m, ok
 		}
-		if !s.byte('}') {
-			return nil, false
-		}
-		s.space()
-		return m, s.end()
 	}
 }
 
@@ -290,6 +280,20 @@ func (s *scan) space() {
 }
 
 func (s *scan) end() bool { return s.i == len(s.b) }
+
+// next reads what follows an element of a list or an object: a comma
+// (more follows) or the closing byte, which must end the document.
+func (s *scan) next(closing byte) (more, ok bool) {
+	s.space()
+	if s.byte(',') {
+		return true, true
+	}
+	if !s.byte(closing) {
+		return false, false
+	}
+	s.space()
+	return false, s.end()
+}
 
 func (s *scan) byte(c byte) bool {
 	if s.i < len(s.b) && s.b[s.i] == c {

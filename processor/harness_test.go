@@ -103,6 +103,21 @@ func (c *cluster) probeCount() int {
 	return c.probes
 }
 
+// countPositionWrites counts the commands that write the test capture's
+// position from now on (refusing none).
+func (c *cluster) countPositionWrites() *atomic.Int64 {
+	var writes atomic.Int64
+	c.setRefuse(func(cmd fsm.Command) *fsm.Error {
+		for _, op := range cmd.Ops {
+			if op.Key == meta.TaskPositionKey(testFeed, testCapture) {
+				writes.Add(1)
+			}
+		}
+		return nil
+	})
+	return &writes
+}
+
 func (c *cluster) setRefuse(f func(fsm.Command) *fsm.Error) {
 	c.mu.Lock()
 	c.refuse = f

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -639,15 +638,7 @@ func TestUrgentReportsArePacedToo(t *testing.T) {
 	task := c.task()
 	task.Tables[1] = model.TableReplicaInfo{StartTs: pastTs(time.Hour)} // below the GC safepoint: fails
 	c.setTask(task)
-	var writes atomic.Int64
-	c.setRefuse(func(cmd fsm.Command) *fsm.Error {
-		for _, op := range cmd.Ops {
-			if op.Key == meta.TaskPositionKey(testFeed, testCapture) {
-				writes.Add(1)
-			}
-		}
-		return nil
-	})
+	writes := c.countPositionWrites()
 	const rate = 100 // bytes a second: a ~200-byte position every ~2 s unless urgent
 	startManager(t, c, func(cfg *Config) { cfg.ReportBytesPerSecond = rate })
 	c.waitPosition("the failed table reported", func(p model.TaskPosition) bool { return p.Error != nil && len(p.Running) == 3 })
@@ -671,15 +662,7 @@ func TestPositionReportsArePacedBySize(t *testing.T) {
 	c := newCluster(t)
 	f := newFeed(t, fastSource, pastTs(time.Second))
 	f.create(c, maxTs, 1, 2, 3)
-	var writes atomic.Int64
-	c.setRefuse(func(cmd fsm.Command) *fsm.Error {
-		for _, op := range cmd.Ops {
-			if op.Key == meta.TaskPositionKey(testFeed, testCapture) {
-				writes.Add(1)
-			}
-		}
-		return nil
-	})
+	writes := c.countPositionWrites()
 	startManager(t, c, func(cfg *Config) { cfg.ReportBytesPerSecond = 1000 })
 	first := c.waitPosition("all three tables running", func(p model.TaskPosition) bool { return len(p.Running) == 3 })
 	n0, t0 := writes.Load(), time.Now()
