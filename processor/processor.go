@@ -632,10 +632,9 @@ func (p *processor) report(ctx context.Context) {
 	// A large capture's position (about 28 bytes a table) is paced by its
 	// size: see DefaultReportBytesPerSecond. What the owner acts on — a table
 	// started or stopped, an error — goes out sooner (urgentReportFactor).
-	// The decision comes
-	// before the position is built: building and encoding one of 17,000
-	// tables ten times a second only to drop it was a quarter of a
-	// 50,000-table leader's CPU (issue 16).
+	// The decision comes before the position is built: building and
+	// encoding one of 17,000 tables ten times a second only to drop it was
+	// a quarter of a 50,000-table leader's CPU (issue 16).
 	p.mu.Lock()
 	urgent := len(p.tables) != p.lastRunning || len(p.stopped) > 0 || p.err != nil
 	p.mu.Unlock()

@@ -567,7 +567,7 @@ func (t *table) runOnce(ctx context.Context, src source.SpanSource, snk sink.Sin
 		return ts.Write(wctx, txns)
 	}
 	for {
-		// An idle spell moved resolved (the reader) and the checkpoint
+		// An idle spell moved live (the reader) and the checkpoint
 		// (settleLocked) past what this loop last saw.
 		t.mu.Lock()
 		t.settleLocked()
