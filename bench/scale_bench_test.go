@@ -260,6 +260,15 @@ func TestBenchManyTables(t *testing.T) {
 	createFeed(t, c, map[string]any{"id": "small", "source_uri": "datagen://?tables=10&rate=10", "sink_uri": "blackhole://"})
 	w := newWatch(c)
 	t0 := time.Now()
+	if dir := os.Getenv("MANY_PROFILE_DIR"); dir != "" {
+		// The start-up too: the first 10 s after the create, when every
+		// node opens its share of the tables.
+		go func() {
+			if err := saveProfile(c, leader, filepath.Join(dir, "leader-startup.pprof"), 10); err != nil {
+				t.Logf("start-up profile: %v", err)
+			}
+		}()
+	}
 	createFeed(t, c, map[string]any{"id": "many", "source_uri": fmt.Sprintf("datagen://?tables=%d&rate=%g", *manyTables, *manyRate), "sink_uri": "blackhole://"})
 	var upAfter time.Duration
 	for time.Since(t0) < 5*time.Minute {

@@ -147,7 +147,11 @@ func (h *History) droppedColumn(slot, c uint64) string {
 
 // columnsOf is a slot's column list in cycle c after `phase` of its DDLs.
 func (h *History) columnsOf(slot, c, phase uint64) []colSpec {
-	cols := baseColumns(compositeKey(slot))
+	base := h.base[0]
+	if compositeKey(slot) {
+		base = h.base[1]
+	}
+	cols := append(make([]colSpec, 0, len(base)+1), base...)
 	if phase >= phaseAddColumn+1 {
 		cols = append(cols, h.addedColumn(slot, c))
 	}
