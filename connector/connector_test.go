@@ -93,12 +93,25 @@ func TestPoolSharesSourcesPerURI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gc, err := a.GCSafepoint(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.UpdateServiceGCSafepoint(ctx, "cdc", time.Hour, gc); err != nil {
-		t.Fatal(err)
+	// datagen's GC safepoint follows the clock (now − gc-life, in ms): a
+	// safepoint read one millisecond before the update is already below
+	// the one in force and refused. Pin it with the value the update
+	// accepts.
+	var gc model.Ts
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if gc, err = a.GCSafepoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got, err := a.UpdateServiceGCSafepoint(ctx, "cdc", time.Hour, gc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == gc {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the service safepoint was refused at every attempt (last %d, in force %d)", gc, got)
+		}
 	}
 	// A user's Close must not close the shared instance.
 	if err := a.Close(); err != nil {
