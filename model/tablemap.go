@@ -77,19 +77,13 @@ func plainString(s string) bool {
 
 func fastTableNames(data []byte) (TableNames, bool) {
 	s := scan{b: data}
-	s.space()
-	if s.literal("null") {
-		s.space()
-		return nil, s.end()
-	}
-	if !s.byte('[') {
-		return nil, false
+	null, empty, ok := s.open('[', ']')
+	if !ok || null {
+		return nil, ok
 	}
 	l := TableNames{}
-	s.space()
-	if s.byte(']') {
-		s.space()
-		return l, s.end()
+	if empty {
+		return l, true
 	}
 	for {
 		s.space()
@@ -218,19 +212,13 @@ func decodeTableMap[V any](data []byte, dst *map[TableID]V, value func(*scan) (V
 
 func fastTableMap[V any](data []byte, value func(*scan) (V, bool)) (map[TableID]V, bool) {
 	s := scan{b: data}
-	s.space()
-	if s.literal("null") {
-		s.space()
-		return nil, s.end()
-	}
-	if !s.byte('{') {
-		return nil, false
+	null, empty, ok := s.open('{', '}')
+	if !ok || null {
+		return nil, ok
 	}
 	m := make(map[TableID]V)
-	s.space()
-	if s.byte('}') {
-		s.space()
-		return m, s.end()
+	if empty {
+		return m, true
 	}
 	for {
 		s.space()
@@ -280,6 +268,26 @@ func (s *scan) space() {
 }
 
 func (s *scan) end() bool { return s.i == len(s.b) }
+
+// open reads the start of the whole document: null, or the opening byte of
+// a list or an object, which may close at once (empty; then the document
+// must end there).
+func (s *scan) open(opening, closing byte) (null, empty, ok bool) {
+	s.space()
+	if s.literal("null") {
+		s.space()
+		return true, false, s.end()
+	}
+	if !s.byte(opening) {
+		return false, false, false
+	}
+	s.space()
+	if s.byte(closing) {
+		s.space()
+		return false, true, s.end()
+	}
+	return false, false, true
+}
 
 // next reads what follows an element of a list or an object: a comma
 // (more follows) or the closing byte, which must end the document.
@@ -402,18 +410,9 @@ func (s *scan) str() (string, bool) {
 
 // field reads {"name":<uint>}, the one-field objects of the maps above.
 func (s *scan) field(name string) (uint64, bool) {
-	if !s.byte('{') {
+	if !s.byte('{') || !s.key(name) {
 		return 0, false
 	}
-	s.space()
-	if !s.byte('"') || !s.literal(name) || !s.byte('"') {
-		return 0, false
-	}
-	s.space()
-	if !s.byte(':') {
-		return 0, false
-	}
-	s.space()
 	v, ok := s.uint()
 	if !ok {
 		return 0, false
