@@ -200,11 +200,11 @@ func (f *FSM) applyTogether(logs []*raft.Log, out []any) bool {
 			if err != nil {
 				return errRefused
 			}
-			t := &txn{tx: tx, kv: tx.Bucket(bucketKV), index: l.Index, rules: f.opts.Rules}
-			if e := t.apply(cmd); e != nil {
+			events, refused := f.applyIn(tx, l.Index, cmd)
+			if refused != nil {
 				return errRefused
 			}
-			done = append(done, applied{i: i, res: &Result{Index: l.Index}, events: t.events, took: time.Since(start)})
+			done = append(done, applied{i: i, res: &Result{Index: l.Index}, events: events, took: time.Since(start)})
 			last = l.Index
 		}
 		return putApplied(tx, last)
@@ -214,18 +214,14 @@ func (f *FSM) applyTogether(logs []*raft.Log, out []any) bool {
 		return false
 	}
 	if err != nil {
-		f.opts.Logger.Error().Err(err).Uint64("index", logs[len(logs)-1].Index).Msg("FSM storage failure")
-		panic(fmt.Sprintf("fsm: applying a batch up to index %d: %v", logs[len(logs)-1].Index, err))
+		f.storageFailure(logs[len(logs)-1].Index, err)
 	}
 	for _, a := range done {
 		out[a.i] = a.res
 		if f.opts.ObserveApply != nil {
 			f.opts.ObserveApply(a.took, a.res)
 		}
-		f.setApplied(a.res.Index)
-		if len(a.events) > 0 {
-			f.notify(WatchBatch{Index: a.res.Index, Events: a.events})
-		}
+		f.publish(a.res.Index, a.events)
 	}
 	return true
 }
@@ -245,12 +241,11 @@ func (f *FSM) applyCommand(index uint64, data []byte) *Result {
 		res.Err = newErr(CodeInvalid, "", "%v", decodeErr)
 	} else {
 		err = f.db.Update(func(tx *bolt.Tx) error {
-			t := &txn{tx: tx, kv: tx.Bucket(bucketKV), index: index, rules: f.opts.Rules}
-			if e := t.apply(cmd); e != nil {
-				res.Err = e
+			var refused *Error
+			if events, refused = f.applyIn(tx, index, cmd); refused != nil {
+				res.Err = refused
 				return errRefused // rolls back every change the command made
 			}
-			events = t.events
 			return putApplied(tx, index)
 		})
 		if errors.Is(err, errRefused) {
@@ -264,19 +259,39 @@ func (f *FSM) applyCommand(index uint64, data []byte) *Result {
 	}
 	f.mu.RUnlock()
 	if err != nil {
-		// A storage failure is not a deterministic refusal: this replica can
-		// no longer be trusted to match the others, so it must stop.
-		f.opts.Logger.Error().Err(err).Uint64("index", index).Msg("FSM storage failure")
-		panic(fmt.Sprintf("fsm: applying index %d: %v", index, err))
+		f.storageFailure(index, err)
 	}
 	if res.Err != nil {
 		f.opts.Logger.Debug().Uint64("index", index).Str("code", string(res.Err.Code)).Str("key", res.Err.Key).Msg(res.Err.Message)
 	}
+	f.publish(index, events)
+	return res
+}
+
+// applyIn applies one command inside tx: its changes, or a refusal (the
+// caller rolls tx back).
+func (f *FSM) applyIn(tx *bolt.Tx, index uint64, cmd Command) ([]Event, *Error) {
+	t := &txn{tx: tx, kv: tx.Bucket(bucketKV), index: index, rules: f.opts.Rules}
+	if e := t.apply(cmd); e != nil {
+		return nil, e
+	}
+	return t.events, nil
+}
+
+// publish makes index the applied index and tells the watchers its events.
+func (f *FSM) publish(index uint64, events []Event) {
 	f.setApplied(index)
 	if len(events) > 0 {
 		f.notify(WatchBatch{Index: index, Events: events})
 	}
-	return res
+}
+
+// storageFailure stops the replica: a storage failure is not a
+// deterministic refusal, so this replica can no longer be trusted to match
+// the others.
+func (f *FSM) storageFailure(index uint64, err error) {
+	f.opts.Logger.Error().Err(err).Uint64("index", index).Msg("FSM storage failure")
+	panic(fmt.Sprintf("fsm: applying index %d: %v", index, err))
 }
 
 // haltOnUnknown stops this replica at an entry it cannot understand. The
