@@ -71,13 +71,12 @@ type processor struct {
 
 	namesMu sync.Mutex
 	names   map[model.TableID]model.TableName
-	// listed is the status's table list as last seen, indexed into names
-	// only when a table needs a name after it changed: copying a
-	// 30,000-entry list into the map at every status change was a
-	// noticeable share of a large node's CPU (issue 16).
-	listed       []model.TableName
-	indexedLen   int
-	indexedFirst *model.TableName
+	// listed is the status's table list as last seen; it is copied into
+	// names only when a table needs a name after the list changed
+	// (listedIn false): copying a 30,000-entry list into the map at every
+	// status change was a noticeable share of a large node's CPU (issue 16).
+	listed   []model.TableName
+	listedIn bool
 
 	count atomic.Uint64 // rows flushed by every table this processor ran
 
@@ -281,12 +280,12 @@ func (p *processor) connectors(ctx context.Context) (source.Upstream, sink.Sink,
 
 func (p *processor) resolveName(ctx context.Context, id model.TableID) (model.TableName, error) {
 	p.namesMu.Lock()
-	if l := p.listed; len(l) > 0 && (len(l) != p.indexedLen || &l[0] != p.indexedFirst) {
+	if !p.listedIn {
 		// A new status list: its names (a rename among them) win.
-		for _, n := range l {
+		for _, n := range p.listed {
 			p.names[n.ID] = n
 		}
-		p.indexedLen, p.indexedFirst = len(l), &l[0]
+		p.listedIn = true
 	}
 	name, ok := p.names[id]
 	p.namesMu.Unlock()
@@ -385,7 +384,11 @@ func (p *processor) reconcile(ctx context.Context, st feedState) {
 	p.setBarrier(st)
 	if st.status != nil {
 		p.namesMu.Lock()
-		p.listed = st.status.Tables
+		// The status is decoded once per revision and shared, so the same
+		// backing array means the same list.
+		if l := st.status.Tables; len(l) != len(p.listed) || (len(l) > 0 && &l[0] != &p.listed[0]) {
+			p.listed, p.listedIn = l, false
+		}
 		p.namesMu.Unlock()
 	}
 	task := st.task
