@@ -5,6 +5,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -59,17 +60,22 @@ func getFeed(c *integration.Cluster, i int, id string) (feedDetail, error) {
 }
 
 func anyFeed(c *integration.Cluster, id string) (feedDetail, error) {
-	var last error
+	var d feedDetail
+	err := anyGetJSON(c, "/api/v1/changefeeds/"+id, &d)
+	return d, err
+}
+
+// anyGetJSON is GET path from the first running node that answers.
+func anyGetJSON(c *integration.Cluster, path string, out any) error {
+	last := errors.New("no node is running")
 	for i := range c.Procs {
 		if c.Running(i) {
-			d, err := getFeed(c, i, id)
-			if err == nil {
-				return d, nil
+			if last = c.GetJSON(i, path, out); last == nil {
+				return nil
 			}
-			last = err
 		}
 	}
-	return feedDetail{}, last
+	return last
 }
 
 func createFeed(t *testing.T, c *integration.Cluster, body map[string]any) {

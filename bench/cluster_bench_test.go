@@ -376,19 +376,15 @@ func TestBenchWrites(t *testing.T) {
 	writers := []writer{}
 	// WRITES_PROFILE_DIR: a CPU profile of the raft-wal cluster's leader
 	// during the first measured 64-way run (make it last: -write-ops).
-	var profile func()
+	profileDir := os.Getenv("WRITES_PROFILE_DIR")
+	var walCluster *integration.Cluster
+	var walLeader int
 	for _, store := range []string{"wal", "boltdb"} {
 		c := integration.StartCluster(t, bin, 3, integration.ClusterOptions{ExtraArgs: []string{"--log-level", "warn", "--raft-log-store", store}})
 		leader := c.WaitForLeader(30 * time.Second)
 		writers = append(writers, newRaftcdcWriter("raftcdc-"+store, c, leader))
-		if dir := os.Getenv("WRITES_PROFILE_DIR"); dir != "" && store == "wal" {
-			profile = func() {
-				go func() {
-					if err := saveDebug(c, leader, "profile", filepath.Join(dir, "leader-concurrent.pprof"), 5); err != nil {
-						t.Logf("profile: %v", err)
-					}
-				}()
-			}
+		if store == "wal" {
+			walCluster, walLeader = c, leader
 		}
 	}
 	if *writeTLS {
@@ -414,8 +410,8 @@ func TestBenchWrites(t *testing.T) {
 				if m.mode == "batched" {
 					ops *= 4
 				}
-				if profile != nil && round == 1 && m.mode == "concurrent" && w.name() == "raftcdc-wal" {
-					profile()
+				if profileDir != "" && round == 1 && m.mode == "concurrent" && w.name() == "raftcdc-wal" {
+					profileAsync(t, walCluster, walLeader, filepath.Join(profileDir, "leader-concurrent.pprof"), 5)
 				}
 				r := runWrites(w, fmt.Sprintf("r%d-%s", round, m.mode), m.n, ops, m.perReq)
 				if r.failures > 0 {

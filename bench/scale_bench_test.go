@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"io"
@@ -61,31 +62,25 @@ func (w *watch) sample(id string) {
 }
 
 // listedCheckpoint is a changefeed's checkpoint from the changefeed list of
-// any running node (0: none answered). The list carries no per-table
-// detail: at 100,000 tables the detail is megabytes of JSON, and fetching it
-// twice a second loaded the machine the benchmark measures.
+// a running node (0: none answered). The list carries no per-table detail:
+// at 100,000 tables the detail is megabytes of JSON, and fetching it twice
+// a second loaded the machine the benchmark measures.
 func listedCheckpoint(c *integration.Cluster, id string) model.Ts {
-	for i := range c.Procs {
-		if !c.Running(i) {
-			continue
-		}
-		var out struct {
-			Changefeeds []struct {
-				ID         string `json:"id"`
-				Checkpoint *struct {
-					TSO model.Ts `json:"tso"`
-				} `json:"checkpoint"`
-			} `json:"changefeeds"`
-		}
-		if err := c.GetJSON(i, "/api/v1/changefeeds", &out); err != nil {
-			continue
-		}
-		for _, f := range out.Changefeeds {
-			if f.ID == id && f.Checkpoint != nil {
-				return f.Checkpoint.TSO
-			}
-		}
+	var out struct {
+		Changefeeds []struct {
+			ID         string `json:"id"`
+			Checkpoint *struct {
+				TSO model.Ts `json:"tso"`
+			} `json:"checkpoint"`
+		} `json:"changefeeds"`
+	}
+	if anyGetJSON(c, "/api/v1/changefeeds", &out) != nil {
 		return 0
+	}
+	for _, f := range out.Changefeeds {
+		if f.ID == id && f.Checkpoint != nil {
+			return f.Checkpoint.TSO
+		}
 	}
 	return 0
 }
@@ -212,6 +207,22 @@ func saveProfile(c *integration.Cluster, i int, path string, secs int) error {
 	return saveDebug(c, i, "profile", path, secs)
 }
 
+// profileAsync saves a CPU profile of process i while the benchmark goes
+// on, and answers a wait for it: a process takes one CPU profile at a time,
+// so wait before asking for the next. The test waits for it too before its
+// cluster stops.
+func profileAsync(t *testing.T, c *integration.Cluster, i int, path string, secs int) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := saveProfile(c, i, path, secs); err != nil {
+			t.Logf("profile %s: %v", path, err)
+		}
+	}()
+	t.Cleanup(func() { <-done })
+	return func() { <-done }
+}
+
 // saveDebug fetches /debug/pprof/<kind> of process i over secs seconds
 // into path (kind "profile": CPU; "trace": an execution trace).
 func saveDebug(c *integration.Cluster, i int, kind, path string, secs int) error {
@@ -221,6 +232,11 @@ func saveDebug(c *integration.Cluster, i int, kind, path string, secs int) error
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// Such as "cpu profiling already in use": not a profile.
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("debug/pprof/%s: %s: %s", kind, resp.Status, bytes.TrimSpace(b))
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -260,14 +276,11 @@ func TestBenchManyTables(t *testing.T) {
 	createFeed(t, c, map[string]any{"id": "small", "source_uri": "datagen://?tables=10&rate=10", "sink_uri": "blackhole://"})
 	w := newWatch(c)
 	t0 := time.Now()
+	startupProfiled := func() {}
 	if dir := os.Getenv("MANY_PROFILE_DIR"); dir != "" {
 		// The start-up too: the first 10 s after the create, when every
 		// node opens its share of the tables.
-		go func() {
-			if err := saveProfile(c, leader, filepath.Join(dir, "leader-startup.pprof"), 10); err != nil {
-				t.Logf("start-up profile: %v", err)
-			}
-		}()
+		startupProfiled = profileAsync(t, c, leader, filepath.Join(dir, "leader-startup.pprof"), 10)
 	}
 	createFeed(t, c, map[string]any{"id": "many", "source_uri": fmt.Sprintf("datagen://?tables=%d&rate=%g", *manyTables, *manyRate), "sink_uri": "blackhole://"})
 	var upAfter time.Duration
@@ -283,6 +296,7 @@ func TestBenchManyTables(t *testing.T) {
 	fmt.Printf("RESULT many-tables tables=%d rate=%g all_replicating_after=%v running=%d elections_so_far=%d heartbeat_timeouts=%d rss=%s\n",
 		*manyTables, *manyRate, upAfter.Round(time.Millisecond), running(d), w.elections(), heartbeatTimeouts(c), w.rss())
 	if os.Getenv("MANY_PROFILE_DIR") != "" {
+		startupProfiled()
 		if l := c.Leader(); l >= 0 {
 			leader = l
 		}
