@@ -102,7 +102,7 @@ func (c *Cache) GetInfo(r fsm.Reader, id model.ChangefeedID) (*model.ChangefeedI
 
 // GetStatus is meta.GetStatus through the cache.
 func (c *Cache) GetStatus(r fsm.Reader, id model.ChangefeedID) (*model.ChangefeedStatus, uint64, bool, error) {
-	return cachedGet[*model.ChangefeedStatus](c, r, ChangefeedStatusKey(id))
+	return getStatusWith(r, id, c.decodeKV)
 }
 
 // GetTaskStatus is meta.GetTaskStatus through the cache.

@@ -43,7 +43,8 @@ func corrupt(key string, format string, args ...any) error {
 
 // Decode parses a stored value by its key's kind and checks what can be
 // checked from the record alone. It returns a *model.CaptureInfo,
-// *model.ChangefeedInfo, *model.ChangefeedStatus, *model.TaskStatus,
+// *model.ChangefeedInfo, *model.ChangefeedStatus, *model.ChangefeedTables,
+// *model.TaskStatus,
 // *model.TaskPosition, model.TaskWorkload, *model.GCSafepoint,
 // *model.OwnerInfo, *model.DrainRequest or, for user keys,
 // json.RawMessage. Any failure is a
@@ -78,6 +79,8 @@ func decodeKind(k Key, key string, value []byte) (any, error) {
 		return v, nil
 	case KindChangefeedStatus:
 		return strict[model.ChangefeedStatus](key, value)
+	case KindChangefeedTables:
+		return strict[model.ChangefeedTables](key, value)
 	case KindTaskStatus:
 		return strict[model.TaskStatus](key, value)
 	case KindTaskPosition:
@@ -186,9 +189,23 @@ func GetInfo(r fsm.Reader, id model.ChangefeedID) (*model.ChangefeedInfo, uint64
 	return get[*model.ChangefeedInfo](r, ChangefeedInfoKey(id))
 }
 
-// GetStatus reads one changefeed's status.
+// GetStatus reads one changefeed's status, with its table set merged in
+// from the table-set record when it has one (MergeTables). rev is the
+// status key's; a table-set record that does not decode is the error.
 func GetStatus(r fsm.Reader, id model.ChangefeedID) (*model.ChangefeedStatus, uint64, bool, error) {
-	return get[*model.ChangefeedStatus](r, ChangefeedStatusKey(id))
+	return getStatusWith(r, id, func(kv fsm.KV) (any, error) { return Decode(kv.Key, kv.Value) })
+}
+
+func getStatusWith(r fsm.Reader, id model.ChangefeedID, decode func(fsm.KV) (any, error)) (*model.ChangefeedStatus, uint64, bool, error) {
+	st, rev, ok, err := getWith[*model.ChangefeedStatus](r, ChangefeedStatusKey(id), decode)
+	if err != nil || !ok {
+		return st, rev, ok, err
+	}
+	t, _, _, err := getWith[*model.ChangefeedTables](r, ChangefeedTablesKey(id), decode)
+	if err != nil {
+		return nil, rev, ok, err
+	}
+	return MergeTables(st, t), rev, ok, nil
 }
 
 // GetTaskStatus reads one capture's task status of one changefeed.

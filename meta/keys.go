@@ -13,6 +13,7 @@ const (
 	PrefixCapture          = "/capture/"
 	PrefixChangefeedInfo   = "/changefeed/info/"
 	PrefixChangefeedStatus = "/changefeed/status/"
+	PrefixChangefeedTables = "/changefeed/tables/"
 	PrefixTaskStatus       = "/task/status/"
 	PrefixTaskPosition     = "/task/position/"
 	PrefixTaskWorkload     = "/task/workload/"
@@ -26,6 +27,7 @@ const (
 func CaptureKey(id model.CaptureID) string             { return PrefixCapture + id }
 func ChangefeedInfoKey(id model.ChangefeedID) string   { return PrefixChangefeedInfo + id }
 func ChangefeedStatusKey(id model.ChangefeedID) string { return PrefixChangefeedStatus + id }
+func ChangefeedTablesKey(id model.ChangefeedID) string { return PrefixChangefeedTables + id }
 func TaskStatusKey(cf model.ChangefeedID, c model.CaptureID) string {
 	return PrefixTaskStatus + cf + "/" + c
 }
@@ -48,6 +50,7 @@ const (
 	KindCapture          Kind = "capture"
 	KindChangefeedInfo   Kind = "changefeed_info"
 	KindChangefeedStatus Kind = "changefeed_status"
+	KindChangefeedTables Kind = "changefeed_tables"
 	KindTaskStatus       Kind = "task_status"
 	KindTaskPosition     Kind = "task_position"
 	KindTaskWorkload     Kind = "task_workload"
@@ -76,6 +79,7 @@ var prefixKinds = []struct {
 	{PrefixCapture, KindCapture},
 	{PrefixChangefeedInfo, KindChangefeedInfo},
 	{PrefixChangefeedStatus, KindChangefeedStatus},
+	{PrefixChangefeedTables, KindChangefeedTables},
 	{PrefixTaskStatus, KindTaskStatus},
 	{PrefixTaskPosition, KindTaskPosition},
 	{PrefixTaskWorkload, KindTaskWorkload},
@@ -102,7 +106,7 @@ func ParseKey(key string) (Key, error) {
 		switch pk.kind {
 		case KindCapture, KindDrain:
 			k.Capture = rest
-		case KindChangefeedInfo, KindChangefeedStatus:
+		case KindChangefeedInfo, KindChangefeedStatus, KindChangefeedTables:
 			k.Changefeed = rest
 		case KindTaskStatus, KindTaskPosition, KindTaskWorkload:
 			cf, c, ok := strings.Cut(rest, "/")

@@ -38,7 +38,7 @@ func (Rules) Admit(r fsm.Reader, cmd fsm.Command, index uint64) ([]fsm.Op, *fsm.
 		return nil, err
 	}
 	for _, op := range cmd.Ops {
-		if err := checkAccess(cmd, op); err != nil {
+		if err := checkAccess(r, cmd, op); err != nil {
 			return nil, err
 		}
 		if err := checkPositionEpoch(r, op); err != nil {
@@ -108,7 +108,7 @@ func checkFences(r fsm.Reader, cmd fsm.Command) *fsm.Error {
 // checkAccess enforces who may write which part of the key space, so that
 // a processor can never rewrite an assignment and an API write can never
 // forge progress.
-func checkAccess(cmd fsm.Command, op fsm.Op) *fsm.Error {
+func checkAccess(r fsm.Reader, cmd fsm.Command, op fsm.Op) *fsm.Error {
 	owner := cmd.OwnerEpoch != 0
 	if op.Type == fsm.OpDeletePrefix {
 		return checkPrefixDelete(owner, op.Key)
@@ -129,6 +129,15 @@ func checkAccess(cmd fsm.Command, op fsm.Op) *fsm.Error {
 	case KindTaskStatus, KindChangefeedStatus, KindGC:
 		if !owner {
 			return fsm.Errorf(fsm.CodeForbidden, op.Key, "only the owner writes this key")
+		}
+	case KindChangefeedTables:
+		if !owner {
+			return fsm.Errorf(fsm.CodeForbidden, op.Key, "only the owner writes this key")
+		}
+		// A replica of a build before schema 3 refuses this key as outside
+		// its schema; every replica must judge the put alike.
+		if v := ClusterSchemaVersion(r); v < TablesSchemaVersion {
+			return fsm.Errorf(fsm.CodeForbidden, op.Key, "the cluster runs at metadata schema %d; table sets have their own key from schema %d", v, TablesSchemaVersion)
 		}
 	case KindTaskPosition, KindTaskWorkload:
 		if owner && op.Type != fsm.OpPut {

@@ -268,3 +268,40 @@ func TestPositionOfAnEarlierEpochIsRefused(t *testing.T) {
 		t.Fatal("a position of a changefeed that does not exist applied")
 	}
 }
+
+// A changefeed's table-set key exists only from schema 3 on: below it a
+// replica of an older build would refuse the key, so every replica must.
+// It is the owner's, like the status.
+func TestTableSetKeyFollowsTheSchema(t *testing.T) {
+	h := newHarness(t)
+	epoch := h.claim("n1")
+	set := ChangefeedTablesKey("cf")
+	putSet := func(owner bool) error {
+		cmd := fsm.Command{Ops: []fsm.Op{put(set, model.ChangefeedTables{Tables: []model.TableName{{ID: 1, Schema: "db", Table: "t"}}})}}
+		if owner {
+			cmd.OwnerEpoch = epoch
+		}
+		return h.apply(cmd).Error()
+	}
+	if err := putSet(true); !errors.Is(err, fsm.ErrForbidden) {
+		t.Fatalf("put without a cluster record (schema 1): %v, want forbidden", err)
+	}
+	h.mustApply(fsm.Command{Ops: []fsm.Op{put(KeyCluster, model.ClusterInfo{ID: "c", SchemaVersion: 2})}})
+	if err := putSet(true); !errors.Is(err, fsm.ErrForbidden) {
+		t.Fatalf("put at schema 2: %v, want forbidden", err)
+	}
+	h.mustApply(fsm.Command{Ops: []fsm.Op{put(KeyCluster, model.ClusterInfo{ID: "c", SchemaVersion: TablesSchemaVersion})}})
+	if err := putSet(false); !errors.Is(err, fsm.ErrForbidden) {
+		t.Fatalf("put by a non-owner at schema 3: %v, want forbidden", err)
+	}
+	if err := putSet(true); err != nil {
+		t.Fatalf("put by the owner at schema 3: %v", err)
+	}
+	k, err := ParseKey(set)
+	if err != nil || k.Kind != KindChangefeedTables || k.Changefeed != "cf" {
+		t.Fatalf("ParseKey(%s) = %+v, %v", set, k, err)
+	}
+	if _, err := Decode(set, []byte(`{"tables":"x"}`)); err == nil {
+		t.Fatal("a table set whose tables are not a list decoded")
+	}
+}

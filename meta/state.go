@@ -17,6 +17,9 @@ type State struct {
 	Owner      model.OwnerInfo
 	// AppliedIndex is the Raft index the view corresponds to.
 	AppliedIndex uint64
+	// SchemaVersion is the metadata schema the cluster runs at
+	// (ClusterSchemaVersion): what the owner may write.
+	SchemaVersion int
 	Captures     map[model.CaptureID]*Capture
 	Changefeeds  map[model.ChangefeedID]*Feed
 	// GC maps a /gc/ key to the record stored there.
@@ -55,6 +58,14 @@ type Feed struct {
 	// StatusCorrupt makes the changefeed skipped too: rewriting an
 	// unreadable status could move its checkpoint backwards.
 	StatusCorrupt bool
+	// Tables is the changefeed's own table-set record (schema 3), nil
+	// when it has none. Status already shows its lists: the loaders merge
+	// the two (see MergeTables), so readers look only at Status.
+	Tables    *model.ChangefeedTables
+	TablesRev uint64
+	// TablesCorrupt skips the changefeed like a corrupt status: its table
+	// set is unknown.
+	TablesCorrupt bool
 	Tasks         map[model.CaptureID]*Task
 	// CorruptTaskKeys are task keys that did not decode, with their
 	// revisions. Unlike the info and status they hold nothing that cannot
@@ -64,7 +75,7 @@ type Feed struct {
 
 // Skipped reports whether the changefeed's own records are unreadable, in
 // which case no component acts on it until an operator repairs or removes it.
-func (f *Feed) Skipped() bool { return f.InfoCorrupt || f.StatusCorrupt }
+func (f *Feed) Skipped() bool { return f.InfoCorrupt || f.StatusCorrupt || f.TablesCorrupt }
 
 // Task is one capture's share of one changefeed.
 type Task struct {
@@ -108,6 +119,7 @@ func LoadCached(r fsm.Reader, c *Cache) (*State, error) {
 		return nil, err
 	}
 	s.Owner, s.OwnerEpoch = o, o.Epoch
+	s.SchemaVersion = ClusterSchemaVersion(r)
 	bad := func(kv fsm.KV, err error) {
 		s.Corrupt = append(s.Corrupt, corruptKey(kv, err))
 	}
@@ -121,7 +133,7 @@ func LoadCached(r fsm.Reader, c *Cache) (*State, error) {
 		s.Captures[info.ID] = &Capture{Info: *info, Rev: kv.ModRev}
 		return true
 	})
-	for _, prefix := range []string{PrefixChangefeedInfo, PrefixChangefeedStatus, PrefixTaskStatus, PrefixTaskPosition, PrefixTaskWorkload} {
+	for _, prefix := range []string{PrefixChangefeedInfo, PrefixChangefeedStatus, PrefixChangefeedTables, PrefixTaskStatus, PrefixTaskPosition, PrefixTaskWorkload} {
 		r.Range(prefix, func(kv fsm.KV) bool {
 			k, err := ParseKey(kv.Key)
 			if err != nil {
@@ -133,6 +145,9 @@ func LoadCached(r fsm.Reader, c *Cache) (*State, error) {
 			}
 			return true
 		})
+	}
+	for _, f := range s.Changefeeds {
+		f.mergeTables()
 	}
 	r.Range(PrefixGC, func(kv fsm.KV) bool {
 		v, err := c.decodeKV(kv)
@@ -162,7 +177,7 @@ func LoadCached(r fsm.Reader, c *Cache) (*State, error) {
 // key at all. Its corrupt keys are returned beside it.
 func LoadFeed(r fsm.Reader, id model.ChangefeedID) (f *Feed, found bool, corrupt []CorruptKey) {
 	f = newFeed(id)
-	for _, key := range []string{ChangefeedInfoKey(id), ChangefeedStatusKey(id)} {
+	for _, key := range []string{ChangefeedInfoKey(id), ChangefeedStatusKey(id), ChangefeedTablesKey(id)} {
 		if kv, ok := r.Get(key); ok {
 			found = true
 			k, _ := ParseKey(key)
@@ -185,6 +200,7 @@ func LoadFeed(r fsm.Reader, id model.ChangefeedID) (f *Feed, found bool, corrupt
 			return true
 		})
 	}
+	f.mergeTables()
 	return f, found, corrupt
 }
 
@@ -230,6 +246,14 @@ func (f *Feed) add(c *Cache, k Key, kv fsm.KV) error {
 		}
 		f.Status = v.(*model.ChangefeedStatus)
 		return nil
+	case KindChangefeedTables:
+		f.TablesRev = kv.ModRev
+		if err != nil {
+			f.TablesCorrupt = true
+			return err
+		}
+		f.Tables = v.(*model.ChangefeedTables)
+		return nil
 	}
 	if err != nil {
 		if f.CorruptTaskKeys == nil {
@@ -262,4 +286,23 @@ func (s *State) FeedIDs() []model.ChangefeedID {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// mergeTables shows the table-set record through the status (a copy: the
+// decoded status may be shared through a Cache).
+func (f *Feed) mergeTables() {
+	f.Status = MergeTables(f.Status, f.Tables)
+}
+
+// MergeTables is the status as readers see it: with the lists of the
+// changefeed's table-set record when it has one (schema 3), otherwise as
+// stored. st is not modified; the result shares the record's slices, which
+// nobody modifies either.
+func MergeTables(st *model.ChangefeedStatus, t *model.ChangefeedTables) *model.ChangefeedStatus {
+	if st == nil || t == nil {
+		return st
+	}
+	out := *st
+	out.Tables, out.StreamTables = t.Tables, t.StreamTables
+	return &out
 }

@@ -215,6 +215,18 @@ type ChangefeedStatus struct {
 	StreamPosition *StreamPosition `json:"stream_position,omitempty"`
 }
 
+// ChangefeedTables is a changefeed's table set in a record of its own
+// (/changefeed/tables/<cf>), from metadata schema version 3 on. The set
+// changes only at initialisation and at DDL, while the status changes at
+// every checkpoint advance: with 100,000 tables kept in the status, each
+// advance rewrote megabytes through Raft. Readers see the set as the
+// status's Tables and StreamTables (meta merges the two records); a status
+// written before the split keeps its lists until the owner next writes it.
+type ChangefeedTables struct {
+	Tables       TableNames `json:"tables,omitempty"`
+	StreamTables TableNames `json:"stream_tables,omitempty"`
+}
+
 // StreamUnitID is the table ID under which a single-stream changefeed's
 // stream is scheduled (task statuses, positions, orphans, moves).
 const StreamUnitID TableID = -1

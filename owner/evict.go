@@ -87,12 +87,13 @@ func (t *ticker) evict(cv *captureView) map[model.ChangefeedID]bool {
 		}
 		if status != nil && (orphaning || status.RetiredCount != f.Status.RetiredCount) {
 			cond(meta.ChangefeedStatusKey(id), f.StatusRev)
-			op, err := meta.Put(meta.ChangefeedStatusKey(id), status)
+			ops, conds, err := statusOps(f, status, t.s.SchemaVersion >= meta.TablesSchemaVersion)
 			if err != nil {
 				t.event(LogEvent{Kind: EventCleanup, Changefeed: id, Message: err.Error()})
 				continue
 			}
-			cmd.Ops = append(cmd.Ops, op)
+			cmd.Ops = append(cmd.Ops, ops...)
+			cmd.Conds = append(cmd.Conds, conds...)
 		}
 		t.event(LogEvent{Kind: EventCleanup, Changefeed: id, Message: fmt.Sprintf("deleted the tasks of %v", holders)})
 	}

@@ -25,10 +25,16 @@ func (t *ticker) feed(f *meta.Feed, cv *captureView) {
 		return
 	}
 	p := newPlan(f)
+	p.split = t.s.SchemaVersion >= meta.TablesSchemaVersion
+	if p.split && tablesInline(f) {
+		// The cluster has just reached the schema that keeps table sets
+		// apart: move this one out with the next write, which is now.
+		p.statusDirty = true
+	}
 	switch {
 	case f.Info == nil:
 		// Status or tasks without a changefeed: left over, delete them.
-		if f.Status != nil {
+		if f.Status != nil || (f.TablesRev != 0 && p.split) {
 			p.statusDelete = true
 		}
 		if p.hasTaskKeys() {
@@ -97,7 +103,7 @@ func (t *ticker) adminJob(p *plan) {
 	case model.AdminRemove:
 		if state != model.StateRemoved {
 			t.setState(p, model.StateRemoved, "removed")
-			p.statusDelete = p.f.Status != nil
+			p.statusDelete = p.f.Status != nil || (p.f.TablesRev != 0 && p.split)
 			p.clearTasks()
 			effect = "removed"
 		}
@@ -166,7 +172,7 @@ func (t *ticker) lifecycle(p *plan, cv *captureView) {
 	}
 	switch state {
 	case model.StateRemoved:
-		p.statusDelete = p.f.Status != nil
+		p.statusDelete = p.f.Status != nil || (p.f.TablesRev != 0 && p.split)
 		if p.hasTaskKeys() {
 			p.clearTasks()
 		}

@@ -1,6 +1,8 @@
 package owner
 
 import (
+	"slices"
+
 	"github.com/raftcdc/raftcdc/fsm"
 	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
@@ -17,6 +19,9 @@ type plan struct {
 	tasks map[model.CaptureID]*model.TaskStatus
 
 	infoDirty, statusDirty, statusDelete bool
+	// split keeps the table set in its own record (the cluster runs at
+	// meta.TablesSchemaVersion or later).
+	split bool
 	taskDirty                            map[model.CaptureID]bool
 	// cleanTasks deletes every task status, position and workload of the
 	// changefeed by prefix, which also catches a position a processor
@@ -153,12 +158,17 @@ func (p *plan) command(epoch uint64) (*fsm.Command, error) {
 	switch {
 	case p.statusDelete:
 		cmd.Ops = append(cmd.Ops, fsm.Op{Type: fsm.OpDelete, Key: meta.ChangefeedStatusKey(cf)})
+		if p.f.TablesRev != 0 && p.split {
+			cond(meta.ChangefeedTablesKey(cf), p.f.TablesRev)
+			cmd.Ops = append(cmd.Ops, fsm.Op{Type: fsm.OpDelete, Key: meta.ChangefeedTablesKey(cf)})
+		}
 	case p.statusDirty:
-		op, err := meta.Put(meta.ChangefeedStatusKey(cf), p.status)
+		ops, conds, err := statusOps(p.f, p.status, p.split)
 		if err != nil {
 			return nil, err
 		}
-		cmd.Ops = append(cmd.Ops, op)
+		cmd.Ops = append(cmd.Ops, ops...)
+		cmd.Conds = append(cmd.Conds, conds...)
 	}
 	if p.cleanTasks {
 		for _, prefix := range []string{meta.TaskStatusPrefix(cf), meta.TaskPositionPrefix(cf), meta.TaskWorkloadPrefix(cf)} {
@@ -182,6 +192,52 @@ func (p *plan) command(epoch uint64) (*fsm.Command, error) {
 		cmd.Ops = append(cmd.Ops, op)
 	}
 	return cmd, nil
+}
+
+// statusOps store st as f's status. With split (schema 3 on) the table set
+// goes to its own record, written only when it differs from the stored
+// one, and the status is stored without it: a checkpoint advance then
+// writes a few hundred bytes however many tables the changefeed has. A
+// status written before the split keeps its lists inline until this first
+// moves them.
+func statusOps(f *meta.Feed, st *model.ChangefeedStatus, split bool) ([]fsm.Op, []fsm.Cond, error) {
+	if !split {
+		op, err := meta.Put(meta.ChangefeedStatusKey(f.ID), st)
+		return []fsm.Op{op}, nil, err
+	}
+	var ops []fsm.Op
+	var conds []fsm.Cond
+	set := model.ChangefeedTables{Tables: st.Tables, StreamTables: st.StreamTables}
+	if !sameTableSet(f.Tables, &set) {
+		op, err := meta.Put(meta.ChangefeedTablesKey(f.ID), set)
+		if err != nil {
+			return nil, nil, err
+		}
+		ops = append(ops, op)
+		conds = append(conds, fsm.Cond{Type: fsm.CondModRev, Key: meta.ChangefeedTablesKey(f.ID), ModRev: f.TablesRev})
+	}
+	stored := *st
+	stored.Tables, stored.StreamTables = nil, nil
+	op, err := meta.Put(meta.ChangefeedStatusKey(f.ID), &stored)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(ops, op), conds, nil
+}
+
+// sameTableSet says whether the stored record (nil: none) already holds
+// set. No record and an empty set are the same: nothing to write.
+func sameTableSet(stored, set *model.ChangefeedTables) bool {
+	if stored == nil {
+		return len(set.Tables) == 0 && len(set.StreamTables) == 0
+	}
+	return slices.Equal(stored.Tables, set.Tables) && slices.Equal(stored.StreamTables, set.StreamTables)
+}
+
+// tablesInline says whether f's stored status still carries its table set
+// (written before the split): at schema 3 the owner moves it out.
+func tablesInline(f *meta.Feed) bool {
+	return f.Tables == nil && f.Status != nil && (len(f.Status.Tables) > 0 || len(f.Status.StreamTables) > 0)
 }
 
 // retiredCount sums the row counts in the positions of captures cs. Only

@@ -69,6 +69,16 @@ func newWorld(t *testing.T) *world {
 		// ages them out would fail every stopped changefeed.
 		cfg: Config{MaxMovesPerChangefeed: 100, GCTTL: 200 * 365 * 24 * time.Hour}, ddl: map[model.ChangefeedID]DDLState{}}
 	w.epoch = w.mustApply(fsm.Command{Kind: fsm.KindClaimOwner, NodeID: "owner", UnixMilli: t0.UnixMilli()}).Index
+	// A cluster of this build runs at its schema version (older ones in
+	// the tests that say so).
+	w.schema(meta.SchemaVersion)
+	return w
+}
+
+// schema records the cluster at metadata schema v, as the leader node does.
+func (w *world) schema(v int) *world {
+	w.t.Helper()
+	w.mustApply(fsm.Command{Ops: []fsm.Op{putJSON(meta.KeyCluster, model.ClusterInfo{ID: "test-cluster", Created: t0, SchemaVersion: v})}})
 	return w
 }
 

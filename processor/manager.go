@@ -113,7 +113,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	// Watch before the first read so that no change falls between the two.
 	var watches []<-chan fsm.WatchBatch
-	for _, prefix := range []string{meta.PrefixTaskStatus, meta.PrefixChangefeedInfo, meta.PrefixChangefeedStatus, meta.CaptureKey(m.cfg.CaptureID)} {
+	for _, prefix := range []string{meta.PrefixTaskStatus, meta.PrefixChangefeedInfo, meta.PrefixChangefeedStatus, meta.PrefixChangefeedTables, meta.CaptureKey(m.cfg.CaptureID)} {
 		ch, cancel := m.state.Watch(prefix, 64)
 		defer cancel()
 		watches = append(watches, ch)
