@@ -1,12 +1,18 @@
 package integration
 
 import (
+	"encoding/json"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftcdc/raftcdc/api"
+	"github.com/raftcdc/raftcdc/meta"
+	"github.com/raftcdc/raftcdc/model"
 )
 
 // upgradeFrom is the earlier commit of main the rolling-upgrade scenario
@@ -97,9 +103,38 @@ func TestLongRollingUpgradeFromAnEarlierBuild(t *testing.T) {
 	}
 	clusterID := c.waitClusterID([]int{0, 1, 2}, 30*time.Second)
 	for i := range c.Procs {
-		if st, _ := c.Status(i); st.SchemaVersion != 2 {
-			t.Errorf("%s runs schema %d after the upgrade", c.Procs[i].ID, st.SchemaVersion)
+		if st, _ := c.Status(i); st.SchemaVersion != meta.SchemaVersion {
+			t.Errorf("%s runs schema %d after the upgrade, want %d", c.Procs[i].ID, st.SchemaVersion, meta.SchemaVersion)
 		}
+	}
+	// At schema 3 the owner moves the changefeed's table set out of the
+	// status, which the old build wrote with its tables inline.
+	movedOut := func() error {
+		var set, status api.Metadata
+		if err := c.CtlJSON(0, &set, "cluster", "show-metadata", "--prefix", meta.ChangefeedTablesKey(e.id)); err != nil {
+			return err
+		}
+		if err := c.CtlJSON(0, &status, "cluster", "show-metadata", "--prefix", meta.ChangefeedStatusKey(e.id)); err != nil {
+			return err
+		}
+		var rec model.ChangefeedTables
+		var st model.ChangefeedStatus
+		switch {
+		case len(set.Keys) != 1 || json.Unmarshal(set.Keys[0].Value, &rec) != nil || len(rec.Tables) != 6:
+			return fmt.Errorf("table-set record %+v, want the changefeed's 6 tables", set.Keys)
+		case len(status.Keys) != 1 || json.Unmarshal(status.Keys[0].Value, &st) != nil || len(st.Tables) != 0:
+			return fmt.Errorf("status %+v, want it without its tables", status.Keys)
+		}
+		return nil
+	}
+	var moveErr error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if moveErr = movedOut(); moveErr == nil {
+			break
+		}
+	}
+	if moveErr != nil {
+		t.Errorf("after the raise to schema %d: %v", meta.SchemaVersion, moveErr)
 	}
 	t.Logf("all nodes upgraded; the cluster recorded itself as %s", clusterID)
 	// Not e.finish: its writer check needs --record-flushes, which the

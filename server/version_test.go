@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -110,7 +111,7 @@ func TestClusterRecordWaitsForEveryVoter(t *testing.T) {
 	}
 }
 
-// TestLeaderRefusesNodesItMustNotAdd: once the cluster records schema 2, a
+// TestLeaderRefusesNodesItMustNotAdd: once the cluster records its schema (3), a
 // joining node whose build supports only schema 1 is not added, nor is a
 // node that holds another cluster's state; each refusal is logged once at
 // error level, saying why (once per leader). A node of this build joins as
@@ -144,7 +145,7 @@ func TestLeaderRefusesNodesItMustNotAdd(t *testing.T) {
 	}
 	out := logs.String()
 	for _, want := range []string{
-		"not adding member to the Raft configuration: node " + c.NodeID(old) + ` (version \"old-build\") supports metadata schema 1, and the cluster runs at 2; upgrade it to join`,
+		"not adding member to the Raft configuration: node " + c.NodeID(old) + fmt.Sprintf(` (version \"old-build\") supports metadata schema 1, and the cluster runs at %d; upgrade it to join`, meta.SchemaVersion),
 		"not adding member to the Raft configuration: node " + c.NodeID(foreign) + " holds the state of cluster 0123456789abcdef0123456789abcdef, and this is cluster " + rec.ID,
 	} {
 		// Once per leader: a leadership change on a loaded machine makes
