@@ -78,13 +78,33 @@ func decodeKind(k Key, key string, value []byte) (any, error) {
 		}
 		return v, nil
 	case KindChangefeedStatus:
-		return strict[model.ChangefeedStatus](key, value)
+		v, err := strict[model.ChangefeedStatus](key, value)
+		if err != nil {
+			return nil, err
+		}
+		if v.OrphansGrouped != nil {
+			if len(v.Orphans) > 0 {
+				return nil, corrupt(key, "status has both orphans and orphans_grouped")
+			}
+			v.Orphans, v.OrphansGrouped = model.TableTs(v.OrphansGrouped), nil
+		}
+		return v, nil
 	case KindChangefeedTables:
 		return strict[model.ChangefeedTables](key, value)
 	case KindTaskStatus:
 		return strict[model.TaskStatus](key, value)
 	case KindTaskPosition:
-		return strict[model.TaskPosition](key, value)
+		v, err := strict[model.TaskPosition](key, value)
+		if err != nil {
+			return nil, err
+		}
+		if v.RunningGrouped != nil {
+			if len(v.Running) > 0 {
+				return nil, corrupt(key, "position has both running and running_grouped")
+			}
+			v.Running, v.RunningGrouped = model.TableTs(v.RunningGrouped), nil
+		}
+		return v, nil
 	case KindTaskWorkload:
 		if string(bytes.TrimSpace(value)) == "null" {
 			return model.TaskWorkload{}, nil // a nil map, as json.Marshal writes it

@@ -2,6 +2,7 @@ package meta
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -113,5 +114,34 @@ func TestNewerRecordFormatIsNotGuessedAt(t *testing.T) {
 	// A "v" deeper in a record is just data.
 	if _, err := Decode(ChangefeedInfoKey("cf"), []byte(`{"id":"cf","config":{"sink":{"protocol":"v"}}}`)); err != nil {
 		t.Errorf("a nested \"v\": %v", err)
+	}
+}
+
+// Grouped per-table maps (schema 3) decode into the maps readers use; a
+// record that has both forms is corrupt rather than silently merged.
+func TestGroupedMapsDecodeIntoTheirMaps(t *testing.T) {
+	pos, err := Decode(TaskPositionKey("cf", "c1"), []byte(`{"epoch":2,"checkpoint_ts":5,"resolved_ts":6,"count":0,"running_grouped":[{"ts":5,"ids":"1..7:3"},{"ts":6,"ids":"9"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pos.(*model.TaskPosition)
+	if want := (model.TableTs{1: 5, 4: 5, 7: 5, 9: 6}); !reflect.DeepEqual(p.Running, want) || p.RunningGrouped != nil {
+		t.Fatalf("running %v grouped %v, want %v and nothing grouped", p.Running, p.RunningGrouped, want)
+	}
+	st, err := Decode(ChangefeedStatusKey("cf"), []byte(`{"resolved_ts":1,"checkpoint_ts":1,"orphans_grouped":[{"ts":1,"ids":"1..3"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := st.(*model.ChangefeedStatus); !reflect.DeepEqual(s.Orphans, model.TableTs{1: 1, 2: 1, 3: 1}) || s.OrphansGrouped != nil {
+		t.Fatalf("orphans %v grouped %v", s.Orphans, s.OrphansGrouped)
+	}
+	for key, doc := range map[string]string{
+		TaskPositionKey("cf", "c1"): `{"checkpoint_ts":5,"resolved_ts":6,"count":0,"running":{"1":5},"running_grouped":[{"ts":5,"ids":"2"}]}`,
+		ChangefeedStatusKey("cf"):   `{"resolved_ts":1,"checkpoint_ts":1,"orphans":{"1":1},"orphans_grouped":[{"ts":1,"ids":"2"}]}`,
+		TaskPositionKey("cf", "c2"): `{"checkpoint_ts":5,"resolved_ts":6,"count":0,"running_grouped":[{"ts":5,"ids":"1..4:2"}]}`,
+	} {
+		if _, err := Decode(key, []byte(doc)); err == nil {
+			t.Errorf("%s %s decoded", key, doc)
+		}
 	}
 }

@@ -20,8 +20,8 @@ type State struct {
 	// SchemaVersion is the metadata schema the cluster runs at
 	// (ClusterSchemaVersion): what the owner may write.
 	SchemaVersion int
-	Captures     map[model.CaptureID]*Capture
-	Changefeeds  map[model.ChangefeedID]*Feed
+	Captures      map[model.CaptureID]*Capture
+	Changefeeds   map[model.ChangefeedID]*Feed
 	// GC maps a /gc/ key to the record stored there.
 	GC map[string]*GCRecord
 	// Drains are the drain requests, by capture, with their revisions.

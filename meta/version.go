@@ -5,7 +5,8 @@ package meta
 //	1  the schema of every build before the cluster record existed
 //	2  the /cluster record (identity and schema version)
 //	3  a changefeed's table set in /changefeed/tables/<cf>, out of its
-//	   status (TablesSchemaVersion)
+//	   status; positions' running tables and statuses' orphans grouped by
+//	   ts (TablesSchemaVersion)
 //
 // A cluster runs at the version in its /cluster record (1 without one).
 // The leader raises it only when every voter advertises support for the

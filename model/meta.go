@@ -185,6 +185,10 @@ type ChangefeedStatus struct {
 	// Orphans are tables that belong to no capture, with the ts each must
 	// restart from. They are durable so that a new owner inherits them.
 	Orphans TableTs `json:"orphans,omitempty"`
+	// OrphansGrouped is Orphans as the owner writes it from metadata
+	// schema 3 on (a start-up orphans every table at one ts); meta moves it
+	// into Orphans when it decodes the record.
+	OrphansGrouped GroupedTableTs `json:"orphans_grouped,omitempty"`
 	// Initialized is set once Tables holds the changefeed's table set.
 	Initialized bool `json:"initialized,omitempty"`
 	// TableSetKey identifies what Tables was derived from: the source URI
@@ -288,6 +292,10 @@ type TaskPosition struct {
 	Stopped TableTs `json:"stopped,omitempty"`
 	// Running lists tables the processor has started, with their checkpoints.
 	Running TableTs `json:"running,omitempty"`
+	// RunningGrouped is Running as processors write it from metadata
+	// schema 3 on (GroupedTableTs); meta moves it into Running when it
+	// decodes the record, so readers see only Running.
+	RunningGrouped GroupedTableTs `json:"running_grouped,omitempty"`
 	// Count is the rows this capture's processors of the changefeed have
 	// flushed to the sink; a processor restarted on the same capture
 	// continues from the count it finds here.

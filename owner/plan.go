@@ -21,8 +21,8 @@ type plan struct {
 	infoDirty, statusDirty, statusDelete bool
 	// split keeps the table set in its own record (the cluster runs at
 	// meta.TablesSchemaVersion or later).
-	split bool
-	taskDirty                            map[model.CaptureID]bool
+	split     bool
+	taskDirty map[model.CaptureID]bool
 	// cleanTasks deletes every task status, position and workload of the
 	// changefeed by prefix, which also catches a position a processor
 	// writes between this tick's snapshot and the command's apply.
@@ -218,6 +218,10 @@ func statusOps(f *meta.Feed, st *model.ChangefeedStatus, split bool) ([]fsm.Op, 
 	}
 	stored := *st
 	stored.Tables, stored.StreamTables = nil, nil
+	if len(st.Orphans) > 0 {
+		// A start-up orphans every table at one ts: one group.
+		stored.OrphansGrouped, stored.Orphans = model.GroupedTableTs(st.Orphans), nil
+	}
 	op, err := meta.Put(meta.ChangefeedStatusKey(f.ID), &stored)
 	if err != nil {
 		return nil, nil, err

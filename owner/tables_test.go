@@ -3,6 +3,7 @@ package owner
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/raftcdc/raftcdc/fsm"
@@ -176,5 +177,21 @@ func TestLeftOverAndCorruptTableSets(t *testing.T) {
 	}
 	if out := w.tick(); len(out.Commands) != 0 {
 		t.Fatalf("the owner acted on a changefeed whose table set does not decode: %s", cmdString(out.Commands[0]))
+	}
+}
+
+// At schema 3 orphans are stored grouped by ts: a start-up orphans every
+// table at the start ts, and a 100,000-entry map was megabytes.
+func TestOrphansAreStoredGrouped(t *testing.T) {
+	w := newWorld(t)
+	w.tables[cf] = TablesResult{Tables: tableNames(1, 2, 3, 4)}
+	w.info(model.ChangefeedInfo{ID: cf, StartTs: 100})
+	w.settle() // no capture: every table stays an orphan
+	raw, _ := w.rawKey(meta.ChangefeedStatusKey(cf))
+	if !strings.Contains(string(raw), `"orphans_grouped":[{"ts":100,"ids":"1..4"}]`) || strings.Contains(string(raw), `"orphans":`) {
+		t.Fatalf("stored status %s: want the orphans grouped", raw)
+	}
+	if got := w.state().Changefeeds[cf].Status.Orphans; !reflect.DeepEqual(got, tsMap(1, 100, 2, 100, 3, 100, 4, 100)) {
+		t.Fatalf("orphans read back as %v", got)
 	}
 }

@@ -60,6 +60,12 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatalf("claim owner: %v %v", err, res.Error())
 	}
 	c.epoch = res.Index
+	// A cluster of this build runs at its schema version: positions are
+	// written grouped (model.GroupedTableTs).
+	rec, _ := json.Marshal(model.ClusterInfo{ID: "test-cluster", Created: time.Now().UTC(), SchemaVersion: meta.SchemaVersion})
+	if res, err := c.Apply(context.Background(), fsm.Command{Ops: []fsm.Op{{Type: fsm.OpPut, Key: meta.KeyCluster, Value: rec}}}); err != nil || res.Err != nil {
+		t.Fatalf("cluster record: %v %v", err, res.Error())
+	}
 	return c
 }
 
@@ -157,10 +163,33 @@ func (c *cluster) get(key string, v any) bool {
 	return true
 }
 
+// position is the test capture's position as meta decodes it (stored
+// grouped or not).
 func (c *cluster) position() (model.TaskPosition, bool) {
-	var pos model.TaskPosition
-	ok := c.get(meta.TaskPositionKey(testFeed, testCapture), &pos)
-	return pos, ok
+	c.t.Helper()
+	key := meta.TaskPositionKey(testFeed, testCapture)
+	kv, ok, err := c.f.Get(key)
+	if err != nil || !ok {
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		return model.TaskPosition{}, false
+	}
+	v, err := meta.Decode(key, kv.Value)
+	if err != nil {
+		c.t.Fatalf("decode %s: %v", key, err)
+	}
+	return *v.(*model.TaskPosition), true
+}
+
+// rawPosition is the stored position's bytes.
+func (c *cluster) rawPosition() string {
+	c.t.Helper()
+	kv, _, err := c.f.Get(meta.TaskPositionKey(testFeed, testCapture))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return string(kv.Value)
 }
 
 // waitPosition polls the reported position until cond holds.

@@ -113,7 +113,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	// Watch before the first read so that no change falls between the two.
 	var watches []<-chan fsm.WatchBatch
-	for _, prefix := range []string{meta.PrefixTaskStatus, meta.PrefixChangefeedInfo, meta.PrefixChangefeedStatus, meta.PrefixChangefeedTables, meta.CaptureKey(m.cfg.CaptureID)} {
+	for _, prefix := range []string{meta.PrefixTaskStatus, meta.PrefixChangefeedInfo, meta.PrefixChangefeedStatus, meta.PrefixChangefeedTables, meta.KeyCluster, meta.CaptureKey(m.cfg.CaptureID)} {
 		ch, cancel := m.state.Watch(prefix, 64)
 		defer cancel()
 		watches = append(watches, ch)
@@ -429,6 +429,7 @@ func (m *Manager) reconcile(ctx context.Context, deps processorDeps, regIndex ui
 		// Corrupt keys are skipped without a word here: meta's Tracker
 		// reports each one once. A changefeed whose info, status or task
 		// status of this capture does not decode does not run here.
+		schema := meta.ClusterSchemaVersion(r)
 		r.Range(meta.PrefixTaskStatus, func(kv fsm.KV) bool {
 			k, err := meta.ParseKey(kv.Key)
 			if err != nil || k.Capture != self {
@@ -447,7 +448,7 @@ func (m *Manager) reconcile(ctx context.Context, deps processorDeps, regIndex ui
 			if err != nil {
 				return true
 			}
-			w := wantedFeed{st: feedState{info: *info, status: status, task: *task}}
+			w := wantedFeed{st: feedState{info: *info, status: status, task: *task, schema: schema}}
 			if !runnable(w.st.info, w.st.task) {
 				return true
 			}

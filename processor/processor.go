@@ -30,6 +30,9 @@ type feedState struct {
 	info   model.ChangefeedInfo
 	status *model.ChangefeedStatus // nil until the owner writes it
 	task   model.TaskStatus
+	// schema is the metadata schema the cluster runs at: from
+	// meta.TablesSchemaVersion on, positions are written grouped.
+	schema int
 }
 
 // processorDeps is what a processor borrows from its manager.
@@ -607,8 +610,9 @@ func (p *processor) workload(now time.Time) model.TaskWorkload {
 
 // DefaultReportBytesPerSecond bounds the position bytes one processor
 // writes through Raft per second while nothing urgent changed
-// (Config.ReportBytesPerSecond). A position lists
-// every table's checkpoint; at 33,000 tables it is about 1 MB, and writing
+// (Config.ReportBytesPerSecond). A position lists every table's checkpoint;
+// written as a map (below schema 3; grouped it is tens of bytes) at 33,000
+// tables it is about 1 MB, and writing
 // it every flush interval (10 a second) on three nodes was 30 MB/s through
 // the Raft log and the state machine — enough to starve heartbeats on a
 // small machine (issue 16). Past this bound the interval grows with the
@@ -645,7 +649,12 @@ func (p *processor) report(ctx context.Context) {
 		return
 	}
 	pos := p.position()
-	posBytes, err := json.Marshal(pos)
+	stored := pos
+	if p.currentState().schema >= meta.TablesSchemaVersion && len(pos.Running) > 0 {
+		// Tens of bytes instead of ~28 a table (model.GroupedTableTs).
+		stored.RunningGrouped, stored.Running = model.GroupedTableTs(pos.Running), nil
+	}
+	posBytes, err := json.Marshal(stored)
 	if err != nil {
 		p.log.Error().Err(err).Msg("encoding position")
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,6 +29,10 @@ func TestReplicatesAssignedTables(t *testing.T) {
 	})
 	if pos.Error != nil || pos.Count == 0 || pos.ResolvedTs < pos.CheckpointTs {
 		t.Fatalf("position %+v", pos)
+	}
+	// At schema 3 the stored form is grouped by checkpoint.
+	if raw := c.rawPosition(); !strings.Contains(raw, `"running_grouped":[`) || strings.Contains(raw, `"running":`) {
+		t.Fatalf("stored position %s: want the running tables grouped", raw)
 	}
 	for id, cp := range pos.Running {
 		if cp < pos.CheckpointTs {
