@@ -210,8 +210,9 @@ const CodeMetadataCorrupt = "metadata_corrupt"
 // everywhere (package meta); a changefeed whose own info or status does not
 // decode is skipped by the owner and the processors, and reading it is an
 // error that names the keys, rather than an answer that looks whole.
-func readFeed(r fsm.Reader, id string) (*feedView, bool, error) {
-	mf, found, corrupt := meta.LoadFeed(r, id)
+func (h *Handler) readFeed(r fsm.Reader, id string, tasks bool) (*feedView, bool, error) {
+	h.decoded.SweepEvery(decodeSweep, time.Now())
+	mf, found, corrupt := meta.LoadFeedCached(r, id, h.decoded, tasks)
 	if !found {
 		return nil, false, nil
 	}
@@ -280,7 +281,7 @@ func (h *Handler) loadFeed(r *http.Request, id string) (*feedView, error) {
 func (h *Handler) viewFeed(id string) (f *feedView, found bool, err error) {
 	err = h.store.View(func(rd fsm.Reader, _ uint64) error {
 		var rerr error
-		f, found, rerr = readFeed(rd, id)
+		f, found, rerr = h.readFeed(rd, id, true)
 		return rerr
 	})
 	return f, found, err
@@ -302,7 +303,7 @@ func (h *Handler) listChangefeeds(w http.ResponseWriter, r *http.Request) error 
 			if err != nil {
 				continue
 			}
-			f, ok, err := readFeed(rd, k.Changefeed)
+			f, ok, err := h.readFeed(rd, k.Changefeed, false)
 			if err != nil || !ok {
 				continue
 			}

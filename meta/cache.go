@@ -2,6 +2,7 @@ package meta
 
 import (
 	"sync"
+	"time"
 
 	"github.com/raftcdc/raftcdc/fsm"
 	"github.com/raftcdc/raftcdc/model"
@@ -19,9 +20,10 @@ import (
 // the owner's reactor and the processors only read it (the owner's plans
 // work on copies).
 type Cache struct {
-	mu  sync.Mutex
-	m   map[string]*cacheEntry
-	gen uint64
+	mu    sync.Mutex
+	m     map[string]*cacheEntry
+	gen   uint64
+	swept time.Time // SweepEvery's last sweep
 }
 
 type cacheEntry struct {
@@ -77,6 +79,24 @@ func (c *Cache) Sweep() {
 		}
 	}
 	c.gen++
+}
+
+// SweepEvery is Sweep for a reader that never makes a full pass (the API
+// answering one request at a time): it sweeps when every has passed since
+// the last sweep, so that keys nobody read for a while are forgotten.
+func (c *Cache) SweepEvery(every time.Duration, now time.Time) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	due := now.Sub(c.swept) >= every
+	if due {
+		c.swept = now
+	}
+	c.mu.Unlock()
+	if due {
+		c.Sweep()
+	}
 }
 
 // Len is the number of cached keys (tests).

@@ -3,6 +3,7 @@ package meta
 import (
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/raftcdc/raftcdc/fsm"
 	"github.com/raftcdc/raftcdc/model"
@@ -47,5 +48,37 @@ func TestCachedLoadDecodesOnlyWhatChanged(t *testing.T) {
 	load(c)
 	if c.Len() != n-1 {
 		t.Fatalf("cache holds %d keys after a key was deleted, want %d", c.Len(), n-1)
+	}
+}
+
+// A reader without full passes (the API) sweeps by time: what nobody read
+// since the last sweep goes at the next one, what was read stays.
+func TestCacheSweepsByTime(t *testing.T) {
+	h, _ := corruptWorld(t)
+	c := NewCache()
+	feed := func(id string, tasks bool) *Feed {
+		var f *Feed
+		h.f.View(func(r fsm.Reader, _ uint64) error {
+			f, _, _ = LoadFeedCached(r, id, c, tasks)
+			return nil
+		})
+		return f
+	}
+	now := time.Now()
+	c.SweepEvery(time.Minute, now) // the first call sweeps an empty cache
+	full := feed("good", true)
+	withTasks := c.Len()
+	if head := feed("good", false); len(head.Tasks) != 0 || head.Status != full.Status || head.Info != full.Info {
+		t.Fatalf("a head-only load read tasks or decoded again: %+v", head)
+	}
+	c.SweepEvery(time.Minute, now.Add(30*time.Second))
+	if c.Len() != withTasks {
+		t.Fatalf("swept before the interval: %d keys, want %d", c.Len(), withTasks)
+	}
+	c.SweepEvery(time.Minute, now.Add(61*time.Second)) // everything was read in this interval
+	feed("good", false)
+	c.SweepEvery(time.Minute, now.Add(122*time.Second)) // the tasks were not
+	if c.Len() >= withTasks || c.Len() == 0 {
+		t.Fatalf("after a sweep with only the head read: %d keys (of %d)", c.Len(), withTasks)
 	}
 }

@@ -176,15 +176,27 @@ func LoadCached(r fsm.Reader, c *Cache) (*State, error) {
 // LoadFeed decodes one changefeed's keys; found is false when it has no
 // key at all. Its corrupt keys are returned beside it.
 func LoadFeed(r fsm.Reader, id model.ChangefeedID) (f *Feed, found bool, corrupt []CorruptKey) {
+	return LoadFeedCached(r, id, nil, true)
+}
+
+// LoadFeedCached is LoadFeed decoding through c (nil: no cache), and with
+// tasks false only the changefeed's own keys (info, status, table set):
+// what a list of changefeeds shows. Records decoded through c are shared
+// and must not be modified.
+func LoadFeedCached(r fsm.Reader, id model.ChangefeedID, c *Cache, tasks bool) (f *Feed, found bool, corrupt []CorruptKey) {
 	f = newFeed(id)
 	for _, key := range []string{ChangefeedInfoKey(id), ChangefeedStatusKey(id), ChangefeedTablesKey(id)} {
 		if kv, ok := r.Get(key); ok {
 			found = true
 			k, _ := ParseKey(key)
-			if err := f.add(nil, k, kv); err != nil {
+			if err := f.add(c, k, kv); err != nil {
 				corrupt = append(corrupt, corruptKey(kv, err))
 			}
 		}
+	}
+	if !tasks {
+		f.mergeTables()
+		return f, found, corrupt
 	}
 	for _, prefix := range []string{TaskStatusPrefix(id), TaskPositionPrefix(id), TaskWorkloadPrefix(id)} {
 		r.Range(prefix, func(kv fsm.KV) bool {
@@ -194,7 +206,7 @@ func LoadFeed(r fsm.Reader, id model.ChangefeedID) (f *Feed, found bool, corrupt
 				corrupt = append(corrupt, corruptKey(kv, &CorruptError{Key: kv.Key, Reason: err}))
 				return true
 			}
-			if err := f.add(nil, k, kv); err != nil {
+			if err := f.add(c, k, kv); err != nil {
 				corrupt = append(corrupt, corruptKey(kv, err))
 			}
 			return true

@@ -77,6 +77,9 @@ type Config struct {
 	// ReportBytesPerSecond paces position reports by their size (see
 	// DefaultReportBytesPerSecond); 0 means the default.
 	ReportBytesPerSecond int
+	// ReportTablesPerSecond paces position reports by the tables they
+	// list (see DefaultReportTablesPerSecond); 0 means the default.
+	ReportTablesPerSecond int
 	// TableBudget is the tables this capture declares it carries, recorded
 	// in its capture record for admission control (0: the default budget).
 	TableBudget int
@@ -148,6 +151,9 @@ func (c Config) withDefaults() Config {
 	setDur(&c.MaxRetryBackoff, DefaultMaxRetryBackoff)
 	if c.ReportBytesPerSecond <= 0 {
 		c.ReportBytesPerSecond = DefaultReportBytesPerSecond
+	}
+	if c.ReportTablesPerSecond <= 0 {
+		c.ReportTablesPerSecond = DefaultReportTablesPerSecond
 	}
 	if c.MaxRetries <= 0 {
 		c.MaxRetries = DefaultMaxRetries
