@@ -104,7 +104,18 @@ func (m *GroupedTableTs) UnmarshalJSON(data []byte) error {
 	if groups == nil {
 		return nil
 	}
-	out := GroupedTableTs{}
+	// Sized first: a position of 33,000 tables grown one insert at a time
+	// rehashed its way to the top of a leader's profile.
+	n := 0
+	for _, g := range groups {
+		if err := parseRuns(g.IDs, nil, &n); err != nil {
+			return fmt.Errorf("grouped table map, group at ts %d: %w", g.Ts, err)
+		}
+	}
+	if n > maxGroupedTables {
+		return fmt.Errorf("grouped table map: more than %d tables", maxGroupedTables)
+	}
+	out := make(GroupedTableTs, n)
 	for _, g := range groups {
 		if err := parseRuns(g.IDs, func(id TableID) error {
 			if _, dup := out[id]; dup {
@@ -115,7 +126,7 @@ func (m *GroupedTableTs) UnmarshalJSON(data []byte) error {
 			}
 			out[id] = g.Ts
 			return nil
-		}); err != nil {
+		}, nil); err != nil {
 			return fmt.Errorf("grouped table map, group at ts %d: %w", g.Ts, err)
 		}
 	}
@@ -123,8 +134,9 @@ func (m *GroupedTableTs) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// parseRuns calls each for every ID of a run list ("" is none).
-func parseRuns(s string, each func(TableID) error) error {
+// parseRuns calls each for every ID of a run list ("" is none); with each
+// nil it only adds the number of IDs to *count.
+func parseRuns(s string, each func(TableID) error, count *int) error {
 	if s == "" {
 		return nil
 	}
@@ -135,6 +147,10 @@ func parseRuns(s string, each func(TableID) error) error {
 			return fmt.Errorf("run %q: %q is not a table ID", run, from)
 		}
 		if !isRange {
+			if each == nil {
+				*count++
+				continue
+			}
 			if err := each(a); err != nil {
 				return err
 			}
@@ -154,8 +170,12 @@ func parseRuns(s string, each func(TableID) error) error {
 		if z < a || (z-a)%step != 0 {
 			return fmt.Errorf("run %q does not end on its progression", run)
 		}
-		if (z-a)/step >= maxGroupedTables {
+		if z-a < 0 || (z-a)/step >= maxGroupedTables { // z-a < 0: it overflowed
 			return fmt.Errorf("run %q: more than %d tables", run, maxGroupedTables)
+		}
+		if each == nil {
+			*count += int((z-a)/step) + 1
+			continue
 		}
 		for id := a; ; id += step {
 			if err := each(id); err != nil {

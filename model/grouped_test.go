@@ -90,6 +90,8 @@ func TestGroupedTableTsRefusesBadRuns(t *testing.T) {
 		{`[{"ts":1,"ids":"9..1"}]`, `does not end on its progression`},
 		{`[{"ts":1,"ids":"1..5"},{"ts":2,"ids":"3"}]`, `table 3 is listed twice`},
 		{`[{"ts":1,"ids":"0..9223372036854775806"}]`, `more than 10000000 tables`},
+		{`[{"ts":1,"ids":"-9223372036854775808..9223372036854775807"}]`, `more than 10000000 tables`},
+		{`[{"ts":1,"ids":"1..4000000"},{"ts":2,"ids":"5000000..12000000"}]`, `more than 10000000 tables`},
 		{`[{"ts":1,"ids":"1,,2"}]`, `"" is not a table ID`},
 		{`{"1":2}`, `cannot unmarshal object`},
 	} {
