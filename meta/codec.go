@@ -57,6 +57,20 @@ func Decode(key string, value []byte) (any, error) {
 	return decodeKind(k, key, value)
 }
 
+// ungroup moves a per-table map written grouped (schema 3,
+// model.GroupedTableTs) into the plain field readers use. A record with
+// both is corrupt: which one holds the truth cannot be told.
+func ungroup(key, field string, plain *model.TableTs, grouped *model.GroupedTableTs) error {
+	if *grouped == nil {
+		return nil
+	}
+	if len(*plain) > 0 {
+		return corrupt(key, "record has both %s and %s_grouped", field, field)
+	}
+	*plain, *grouped = model.TableTs(*grouped), nil
+	return nil
+}
+
 func decodeKind(k Key, key string, value []byte) (any, error) {
 	switch k.Kind {
 	case KindCapture:
@@ -82,11 +96,8 @@ func decodeKind(k Key, key string, value []byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if v.OrphansGrouped != nil {
-			if len(v.Orphans) > 0 {
-				return nil, corrupt(key, "status has both orphans and orphans_grouped")
-			}
-			v.Orphans, v.OrphansGrouped = model.TableTs(v.OrphansGrouped), nil
+		if err := ungroup(key, "orphans", &v.Orphans, &v.OrphansGrouped); err != nil {
+			return nil, err
 		}
 		return v, nil
 	case KindChangefeedTables:
@@ -98,11 +109,8 @@ func decodeKind(k Key, key string, value []byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if v.RunningGrouped != nil {
-			if len(v.Running) > 0 {
-				return nil, corrupt(key, "position has both running and running_grouped")
-			}
-			v.Running, v.RunningGrouped = model.TableTs(v.RunningGrouped), nil
+		if err := ungroup(key, "running", &v.Running, &v.RunningGrouped); err != nil {
+			return nil, err
 		}
 		return v, nil
 	case KindTaskWorkload:
