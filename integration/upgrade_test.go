@@ -108,7 +108,9 @@ func TestLongRollingUpgradeFromAnEarlierBuild(t *testing.T) {
 		}
 	}
 	// At schema 3 the owner moves the changefeed's table set out of the
-	// status, which the old build wrote with its tables inline.
+	// status, which the old build wrote with its tables inline. (Asked
+	// with this build's ctl: the old one has no show-metadata.)
+	c.Bin = binPath
 	movedOut := func() error {
 		var set, status api.Metadata
 		if err := c.CtlJSON(0, &set, "cluster", "show-metadata", "--prefix", meta.ChangefeedTablesKey(e.id)); err != nil {
