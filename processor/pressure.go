@@ -2,9 +2,7 @@ package processor
 
 import (
 	"context"
-	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -17,34 +15,18 @@ import (
 // thousands of tables a node's run queue is long enough that heartbeats
 // miss their deadline and the cluster loses its leader (issue 16).
 //
-// The signal is scheduling delay, measured the way Raft meets it: every
-// probeEvery the probe writes a byte into a pipe that another goroutine
-// reads, and takes how long the reader needed to wake. Raft's heartbeats
-// arrive on sockets, and a goroutine the network poller wakes while every
-// processor is busy waits in the global run queue; a goroutine woken by
-// its own timer is run next by the processor that fired the timer. The
-// first probe timed only its ticker: it never fired at 100,000 tables,
-// while the followers' heartbeats came 500–700 ms late. The ticker's own
-// lateness still counts (the process not scheduled at all).
-//
-// When lateStart probes in a row are past lateLimit the pressure is on,
-// and every table's reader waits before asking its source for more, until
-// the probe has been on time for holdFor. Opens are not held: at most
-// MaxConcurrentOpens run at once anyway, and held a second each under
-// lasting pressure a 33,000-table start-up would take half an hour. One
-// late wake-up alone is not starvation: a node catching up keeps both
-// cores busy with its own pipelines, and an isolated delay of a little over
-// 100 ms (a collection, a burst of runnable goroutines) paused every table
-// for half a second or more, while Raft's timeouts are ten times that.
-// Pipelines only pause between batches: nothing is dropped, the checkpoint
-// lags instead.
+// The signal is scheduling delay itself: a probe goroutine asks to wake
+// every probeEvery and measures how late it wakes. When lateStart probes in
+// a row wake past lateLimit the pressure is on, and every table's reader
+// waits before asking its source for more, until the probe has woken on
+// time for holdFor. One late wake-up alone is not starvation: a node
+// catching up keeps both cores busy with its own pipelines, and an
+// isolated delay of a little over 100 ms (a collection, a burst of
+// runnable goroutines) paused every table for half a second or more,
+// while Raft's timeouts are ten times that. Pipelines only
+// pause between batches: nothing is dropped, the checkpoint lags instead.
 type pressure struct {
 	log zerolog.Logger
-
-	// sentAt is when the probe byte in flight was written (unix ns, 0:
-	// none in flight); echo is how long the last one took to be read.
-	sentAt atomic.Int64
-	echo   atomic.Int64
 
 	mu     sync.Mutex
 	on     bool
@@ -68,15 +50,6 @@ func newPressure(log zerolog.Logger) *pressure { return &pressure{log: log} }
 
 // run probes the scheduling delay until ctx ends.
 func (p *pressure) run(ctx context.Context) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		p.log.Warn().Err(err).Msg("no pipe for the scheduling probe: timing its ticker only")
-	} else {
-		defer w.Close()
-		done := make(chan struct{})
-		defer func() { r.Close(); <-done }()
-		go func() { defer close(done); p.echoes(r) }()
-	}
 	t := time.NewTicker(probeEvery)
 	defer t.Stop()
 	last := time.Now()
@@ -89,41 +62,8 @@ func (p *pressure) run(ctx context.Context) {
 			// The ticker drops ticks it cannot deliver; the gap since the
 			// last wake-up beyond one period is the delay.
 			now := time.Now()
-			late := now.Sub(last) - probeEvery
+			p.observe(now, now.Sub(last)-probeEvery)
 			last = now
-			if w != nil {
-				late = max(late, p.probe(w, now))
-			}
-			p.observe(now, late)
-		}
-	}
-}
-
-// probe returns how late the network-poller wake-up is: the age of the
-// byte still unread, or else the time the last one took, and then sends
-// the next.
-func (p *pressure) probe(w *os.File, now time.Time) time.Duration {
-	if s := p.sentAt.Load(); s != 0 {
-		return now.Sub(time.Unix(0, s))
-	}
-	late := time.Duration(p.echo.Swap(0))
-	p.sentAt.Store(now.UnixNano())
-	if _, err := w.Write([]byte{1}); err != nil {
-		p.sentAt.Store(0)
-	}
-	return late
-}
-
-// echoes reads probe bytes until r is closed, recording each one's delay.
-func (p *pressure) echoes(r *os.File) {
-	buf := make([]byte, 16)
-	for {
-		if _, err := r.Read(buf); err != nil {
-			return
-		}
-		if s := p.sentAt.Load(); s != 0 {
-			p.echo.Store(int64(time.Since(time.Unix(0, s))))
-			p.sentAt.Store(0)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package processor
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -90,31 +89,4 @@ func TestPressureProbeIsCalmOnAnIdleNode(t *testing.T) {
 		}
 		time.Sleep(probeEvery)
 	}
-}
-
-// The probe's lateness is the network-poller wake-up: a probe byte nobody
-// has read yet is as late as its age, and no second one is sent meanwhile;
-// once read, the next probe reports how long the reading took.
-func TestProbeMeasuresThePollerWakeUp(t *testing.T) {
-	p := newPressure(zerolog.Nop())
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	t0 := time.Now()
-	if late := p.probe(w, t0); late != 0 {
-		t.Fatalf("first probe late by %v", late)
-	}
-	if late := p.probe(w, t0.Add(300*time.Millisecond)); late != 300*time.Millisecond {
-		t.Fatalf("unread probe byte: late %v, want its age 300ms", late)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); p.echoes(r) }()
-	waitUntil(t, "the probe byte was read", func() bool { return p.sentAt.Load() == 0 })
-	if late := p.probe(w, time.Now()); late <= 0 {
-		t.Fatalf("after the read: late %v, want the time the read took", late)
-	}
-	r.Close()
-	<-done
 }
