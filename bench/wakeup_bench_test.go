@@ -16,11 +16,11 @@ import (
 
 // How late a goroutine runs after what wakes it, on a saturated process:
 // woken by its own timer, or by the network poller (a pipe, a loopback TCP
-// connection — how Raft's heartbeats arrive). The CPU-pressure probe of
-// the processor times a pipe because of what this shows (processor/
-// pressure.go). The load is wakeGoroutines goroutines woken together every
-// 50 ms, each working 20 µs: 2 processors cannot keep up, as a node
-// opening or running tens of thousands of tables cannot.
+// connection — how Raft's heartbeats arrive). The processor's CPU-pressure
+// probe times its own ticker, which this shows to be blind to the delay
+// Raft meets (NOTES.md). The load is wakeGoroutines goroutines woken
+// together every 50 ms, each working 20 µs: 2 processors cannot keep up,
+// as a node opening or running tens of thousands of tables cannot.
 
 var (
 	wakeGoroutines = flag.Int("wake-goroutines", 30000, "wake-up benchmark: goroutines of the load")
