@@ -610,27 +610,26 @@ func (p *processor) workload(now time.Time) model.TaskWorkload {
 
 // DefaultReportBytesPerSecond bounds the position bytes one processor
 // writes through Raft per second while nothing urgent changed
-// (Config.ReportBytesPerSecond). A position lists every table's checkpoint;
-// written as a map (below schema 3; grouped it is tens of bytes) at 33,000
-// tables it is about 1 MB, and writing
-// it every flush interval (10 a second) on three nodes was 30 MB/s through
-// the Raft log and the state machine — enough to starve heartbeats on a
-// small machine (issue 16). Past this bound the interval grows with the
-// size: a capture of 33,000 tables reports every ~4 s, one of 1,000 tables
-// (28 KB) still every flush interval.
+// (Config.ReportBytesPerSecond). A position lists every table's checkpoint.
+// Written as a map (below schema 3) it is about 1 MB at 33,000 tables, and
+// writing it every flush interval (10 a second) on three nodes was 30 MB/s
+// through the Raft log and the state machine — enough to starve heartbeats
+// on a small machine (issue 16). Past this bound the interval grows with
+// the size: a capture of 33,000 tables reports every ~4 s, one of 1,000
+// tables (28 KB) still every flush interval. Grouped (schema 3) a position
+// is tens of bytes, and DefaultReportTablesPerSecond is the bound.
 const DefaultReportBytesPerSecond = 256 << 10
 
 // DefaultReportTablesPerSecond bounds the tables one processor's reports
-// list per second (Config.ReportTablesPerSecond). Grouped (schema 3), a
-// position's size no longer says what it costs: building it visits every
-// table, and the state machine of every replica, the owner and the
-// processor's own manager each expand it back into a map. Paced only by
-// its few dozen bytes, a 33,000-table capture reported ten times a second
-// and the positions took more CPU than the megabyte ones had (in one
-// 100,000-table run the owner's tick averaged 0.87 s against 0.19 s in the
-// run before). At this rate a 33,000-table
-// capture reports about twice a second; below ~6,000 tables the flush
-// interval is the bound.
+// list per second (Config.ReportTablesPerSecond). Grouped, a position's size
+// no longer says what it costs: building it visits every table, and the
+// state machine of every replica, the owner and the processor's own manager
+// each expand it back into a map. Paced only by its few dozen bytes, a
+// 33,000-table capture reported ten times a second and the positions took
+// more CPU than the megabyte ones had (in one 100,000-table run the owner's
+// tick averaged 0.87 s against 0.19 s in the run before). At this rate a
+// 33,000-table capture reports about twice a second; below ~6,000 tables
+// the flush interval is the bound.
 const DefaultReportTablesPerSecond = 64_000
 
 // urgentReportFactor is how much faster than ReportBytesPerSecond a report
