@@ -209,7 +209,10 @@ const CodeMetadataCorrupt = "metadata_corrupt"
 // readFeed reads one changefeed. Keys that do not decode are skipped, as
 // everywhere (package meta); a changefeed whose own info or status does not
 // decode is skipped by the owner and the processors, and reading it is an
-// error that names the keys, rather than an answer that looks whole.
+// error that names the keys, rather than an answer that looks whole. With
+// tasks false only the changefeed's own keys are read (a list's summary).
+// Records are decoded through the handler's cache and shared between
+// requests: nothing here may modify them.
 func (h *Handler) readFeed(r fsm.Reader, id string, tasks bool) (*feedView, bool, error) {
 	h.decoded.SweepEvery(decodeSweep, time.Now())
 	mf, found, corrupt := meta.LoadFeedCached(r, id, h.decoded, tasks)

@@ -82,8 +82,9 @@ func (c *Cache) Sweep() {
 }
 
 // SweepEvery is Sweep for a reader that never makes a full pass (the API
-// answering one request at a time): it sweeps when every has passed since
-// the last sweep, so that keys nobody read for a while are forgotten.
+// answering one request at a time): it sweeps once the interval every has
+// passed since its last sweep, so that keys nobody read for that long are
+// forgotten.
 func (c *Cache) SweepEvery(every time.Duration, now time.Time) {
 	if c == nil {
 		return
