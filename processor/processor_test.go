@@ -662,25 +662,33 @@ func TestUrgentReportsArePacedToo(t *testing.T) {
 	}
 }
 
-func TestPositionReportsArePacedBySize(t *testing.T) {
+// pacedReports runs a three-table capture configured by cfg and counts
+// its position writes over 2 s once all three tables run. It returns the
+// count, the window, the stored position's size, and fails the test if
+// the checkpoint did not move meanwhile.
+func pacedReports(t *testing.T, cfg func(*Config)) (n int64, elapsed time.Duration, size int) {
+	t.Helper()
 	c := newCluster(t)
 	f := newFeed(t, fastSource, pastTs(time.Second))
 	f.create(c, maxTs, 1, 2, 3)
 	writes := c.countPositionWrites()
-	startManager(t, c, func(cfg *Config) { cfg.ReportBytesPerSecond = 1000 })
+	startManager(t, c, cfg)
 	first := c.waitPosition("all three tables running", func(p model.TaskPosition) bool { return len(p.Running) == 3 })
 	n0, t0 := writes.Load(), time.Now()
 	time.Sleep(2 * time.Second) // the window the writes are counted over, not a wait for a condition
-	n, elapsed := writes.Load()-n0, time.Since(t0)
-	pos, _ := c.position()
-	size := c.rawPosition() // as stored: grouped at this schema
-	// Unpaced: one write per 20 ms flush interval (100 in 2 s).
-	most := int64(elapsed*1000/time.Duration(len(size))/time.Second) + 3
-	if n > most || n < 2 {
-		t.Fatalf("%d position writes in %v for a %d-byte position at 1,000 B/s; want 2..%d", n, elapsed.Round(time.Millisecond), len(size), most)
-	}
-	if pos.CheckpointTs <= first.CheckpointTs {
+	n, elapsed = writes.Load()-n0, time.Since(t0)
+	if pos, _ := c.position(); pos.CheckpointTs <= first.CheckpointTs {
 		t.Fatalf("checkpoint did not move: %d then %d", first.CheckpointTs, pos.CheckpointTs)
+	}
+	return n, elapsed, len(c.rawPosition()) // as stored: grouped at this schema
+}
+
+func TestPositionReportsArePacedBySize(t *testing.T) {
+	n, elapsed, size := pacedReports(t, func(cfg *Config) { cfg.ReportBytesPerSecond = 1000 })
+	// Unpaced: one write per 20 ms flush interval (100 in 2 s).
+	most := int64(elapsed*1000/time.Duration(size)/time.Second) + 3
+	if n > most || n < 2 {
+		t.Fatalf("%d position writes in %v for a %d-byte position at 1,000 B/s; want 2..%d", n, elapsed.Round(time.Millisecond), size, most)
 	}
 }
 
@@ -688,22 +696,11 @@ func TestPositionReportsArePacedBySize(t *testing.T) {
 // expanding it costs per table: reports are paced by the tables they list
 // too. Three tables at 10 tables a second are one report per 300 ms.
 func TestPositionReportsArePacedByTables(t *testing.T) {
-	c := newCluster(t)
-	f := newFeed(t, fastSource, pastTs(time.Second))
-	f.create(c, maxTs, 1, 2, 3)
-	writes := c.countPositionWrites()
-	startManager(t, c, func(cfg *Config) { cfg.ReportTablesPerSecond = 10 })
-	first := c.waitPosition("all three tables running", func(p model.TaskPosition) bool { return len(p.Running) == 3 })
-	n0, t0 := writes.Load(), time.Now()
-	time.Sleep(2 * time.Second) // the window the writes are counted over, not a wait for a condition
-	n, elapsed := writes.Load()-n0, time.Since(t0)
+	n, elapsed, _ := pacedReports(t, func(cfg *Config) { cfg.ReportTablesPerSecond = 10 })
 	// Unpaced: one write per 20 ms flush interval (100 in 2 s); by bytes
 	// alone (~150 bytes at the default 256 KiB/s) the same.
 	most := int64(elapsed/(300*time.Millisecond)) + 2
 	if n > most || n < 2 {
 		t.Fatalf("%d position writes in %v for three tables at 10 tables/s; want 2..%d", n, elapsed.Round(time.Millisecond), most)
-	}
-	if pos, _ := c.position(); pos.CheckpointTs <= first.CheckpointTs {
-		t.Fatalf("checkpoint did not move: %d then %d", first.CheckpointTs, pos.CheckpointTs)
 	}
 }
