@@ -230,10 +230,19 @@ func TestPostgresToMariaDBAndPostgresExact(t *testing.T) {
 	// runs, and it must be through before the faults start.
 	snapTs := model.TsFromTime(time.Now())
 	var progress *model.SnapshotProgress
+	// What the polls saw, for a failure to say why none showed progress.
+	var polls, pollsFailed, withPositions int
+	var lastErr error
+	began := time.Now()
 	WaitFor(t, 3*time.Minute, "the snapshot's progress or its end", func() bool {
+		polls++
 		d, err := c.Detail("pg")
 		if err != nil {
+			pollsFailed, lastErr = pollsFailed+1, err
 			return false
+		}
+		if len(d.Positions) > 0 {
+			withPositions++
 		}
 		if d.Snapshot != nil && d.Snapshot.Rows > 0 {
 			progress = d.Snapshot
@@ -241,7 +250,8 @@ func TestPostgresToMariaDBAndPostgresExact(t *testing.T) {
 		return progress != nil || d.CheckpointTs() > snapTs
 	})
 	if progress == nil {
-		t.Fatal("the initial snapshot of 100k rows finished before changefeed query ever showed its progress")
+		t.Fatalf("the initial snapshot of 100k rows finished before changefeed query ever showed its progress (%d polls in %v: %d failed, last error %v; %d showed positions)",
+			polls, time.Since(began).Round(time.Millisecond), pollsFailed, lastErr, withPositions)
 	}
 	t.Logf("snapshot progress seen: %+v", *progress)
 	if progress.TablesTotal != len(pgbenchTables) {
