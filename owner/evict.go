@@ -109,18 +109,29 @@ func (t *ticker) evict(cv *captureView) map[model.ChangefeedID]bool {
 // after that checkpoint was computed would be skipped ahead past rows it
 // never replicated.
 func tableProgress(task *meta.Task, table model.TableID) model.Ts {
-	ts := task.Status.Tables[table].StartTs
-	if p := task.Position; p != nil {
-		if r, ok := p.Running[table]; ok {
-			ts = maxTs(ts, r)
-		}
-		if s, ok := p.Stopped[table]; ok {
+	ts, _ := progressOf(task.Status.Tables[table], task.Position, table)
+	return ts
+}
+
+// progressOf is tableProgress from the table's replica and its holder's
+// position (nil: none yet), and whether the position lists the table
+// running. Callers that walk a task's tables pass what they already hold.
+func progressOf(rep model.TableReplicaInfo, pos *model.TaskPosition, table model.TableID) (ts model.Ts, running bool) {
+	ts = rep.StartTs
+	if pos == nil {
+		return ts, false
+	}
+	if r, ok := pos.Running[table]; ok {
+		ts, running = maxTs(ts, r), true
+	}
+	if len(pos.Stopped) > 0 {
+		if s, ok := pos.Stopped[table]; ok {
 			// A stop left over from an earlier stay of the table on this
 			// capture is at most the current start ts, so max is harmless.
 			ts = maxTs(ts, s)
 		}
 	}
-	return ts
+	return ts, running
 }
 
 func isNormal(s model.FeedState) bool { return s == model.StateNormal || s == "" }

@@ -34,9 +34,7 @@ func (t *ticker) feed(f *meta.Feed, cv *captureView) {
 	switch {
 	case f.Info == nil:
 		// Status or tasks without a changefeed: left over, delete them.
-		if f.Status != nil || (f.TablesRev != 0 && p.split) {
-			p.statusDelete = true
-		}
+		p.statusDelete = p.hasStatusKeys()
 		if p.hasTaskKeys() {
 			p.clearTasks()
 		}
@@ -103,7 +101,7 @@ func (t *ticker) adminJob(p *plan) {
 	case model.AdminRemove:
 		if state != model.StateRemoved {
 			t.setState(p, model.StateRemoved, "removed")
-			p.statusDelete = p.f.Status != nil || (p.f.TablesRev != 0 && p.split)
+			p.statusDelete = p.hasStatusKeys()
 			p.clearTasks()
 			effect = "removed"
 		}
@@ -172,7 +170,7 @@ func (t *ticker) lifecycle(p *plan, cv *captureView) {
 	}
 	switch state {
 	case model.StateRemoved:
-		p.statusDelete = p.f.Status != nil || (p.f.TablesRev != 0 && p.split)
+		p.statusDelete = p.hasStatusKeys()
 		if p.hasTaskKeys() {
 			p.clearTasks()
 		}

@@ -84,6 +84,15 @@ func (p *plan) clearTasks() {
 // hasTaskKeys reports whether any task key of the changefeed exists.
 func (p *plan) hasTaskKeys() bool { return len(p.f.Tasks) > 0 || len(p.f.CorruptTaskKeys) > 0 }
 
+// hasStatusKeys reports whether the changefeed's status or its table-set
+// record exists (the record counts only where the plan may write it: below
+// schema 3 the key cannot be deleted either).
+func (p *plan) hasStatusKeys() bool { return p.f.Status != nil || p.holdsTableSet() }
+
+// holdsTableSet reports whether the changefeed has a table-set record the
+// plan may write or delete.
+func (p *plan) holdsTableSet() bool { return p.split && p.f.TablesRev != 0 }
+
 // task returns capture c's task status, creating an empty one.
 func (p *plan) task(c model.CaptureID) *model.TaskStatus {
 	ts := p.tasks[c]
@@ -158,7 +167,7 @@ func (p *plan) command(epoch uint64) (*fsm.Command, error) {
 	switch {
 	case p.statusDelete:
 		cmd.Ops = append(cmd.Ops, fsm.Op{Type: fsm.OpDelete, Key: meta.ChangefeedStatusKey(cf)})
-		if p.f.TablesRev != 0 && p.split {
+		if p.holdsTableSet() {
 			cond(meta.ChangefeedTablesKey(cf), p.f.TablesRev)
 			cmd.Ops = append(cmd.Ops, fsm.Op{Type: fsm.OpDelete, Key: meta.ChangefeedTablesKey(cf)})
 		}

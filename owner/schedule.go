@@ -181,31 +181,20 @@ func (s *sched) candidates() (ckpt, resolved model.Ts) {
 	}
 	// Assigned tables capture by capture, each task's own maps walked
 	// rather than looked up table by table: at 100,000 tables the lookups
-	// were half of an owner's tick. tableProgress, inlined.
+	// were half of an owner's tick.
 	for c := range s.p.tasks {
 		task := s.p.f.Tasks[c]
 		if task == nil || task.Status == nil {
 			continue
 		}
-		pos := task.Position
 		for table, rep := range task.Status.Tables {
 			if !s.inSet[table] {
 				continue
 			}
-			progress, running := rep.StartTs, false
-			if pos != nil {
-				if r, ok := pos.Running[table]; ok {
-					progress, running = maxTs(progress, r), true
-				}
-				if len(pos.Stopped) > 0 {
-					if x, ok := pos.Stopped[table]; ok {
-						progress = maxTs(progress, x)
-					}
-				}
-			}
+			progress, running := progressOf(rep, task.Position, table)
 			ckpt = minTs(ckpt, progress)
 			if running {
-				resolved = minTs(resolved, maxTs(pos.ResolvedTs, progress))
+				resolved = minTs(resolved, maxTs(task.Position.ResolvedTs, progress))
 			} else {
 				resolved = minTs(resolved, progress)
 			}
