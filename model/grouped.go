@@ -104,87 +104,80 @@ func (m *GroupedTableTs) UnmarshalJSON(data []byte) error {
 	if groups == nil {
 		return nil
 	}
-	// Sized first: a position of 33,000 tables grown one insert at a time
-	// rehashed its way to the top of a leader's profile.
+	// Parsed once, then the map sized before it is filled: a position of
+	// 33,000 tables grown one insert at a time rehashed its way to the top
+	// of a leader's profile.
+	runs := make([][]idRun, len(groups))
 	n := 0
-	for _, g := range groups {
-		if err := parseRuns(g.IDs, nil, &n); err != nil {
+	for i, g := range groups {
+		var err error
+		if runs[i], err = parseRuns(g.IDs); err != nil {
 			return fmt.Errorf("grouped table map, group at ts %d: %w", g.Ts, err)
 		}
-	}
-	if n > maxGroupedTables {
-		return fmt.Errorf("grouped table map: more than %d tables", maxGroupedTables)
+		for _, r := range runs[i] {
+			if n += r.len(); n > maxGroupedTables {
+				return fmt.Errorf("grouped table map: more than %d tables", maxGroupedTables)
+			}
+		}
 	}
 	out := make(GroupedTableTs, n)
-	for _, g := range groups {
-		if err := parseRuns(g.IDs, func(id TableID) error {
-			if _, dup := out[id]; dup {
-				return fmt.Errorf("table %d is listed twice", id)
+	for i, g := range groups {
+		for _, r := range runs[i] {
+			for id := r.from; ; id += r.step {
+				if _, dup := out[id]; dup {
+					return fmt.Errorf("grouped table map, group at ts %d: table %d is listed twice", g.Ts, id)
+				}
+				out[id] = g.Ts
+				if id == r.to {
+					break
+				}
 			}
-			if len(out) >= maxGroupedTables {
-				return fmt.Errorf("more than %d tables", maxGroupedTables)
-			}
-			out[id] = g.Ts
-			return nil
-		}, nil); err != nil {
-			return fmt.Errorf("grouped table map, group at ts %d: %w", g.Ts, err)
 		}
 	}
 	*m = out
 	return nil
 }
 
-// parseRuns calls each for every ID of a run list ("" is none); with each
-// nil it only adds the number of IDs to *count.
-func parseRuns(s string, each func(TableID) error, count *int) error {
+// idRun is one run of a run list: from, from+step, …, to.
+type idRun struct{ from, to, step TableID }
+
+func (r idRun) len() int { return int((r.to-r.from)/r.step) + 1 }
+
+// parseRuns reads a run list ("" is none), checking each run's syntax and
+// that it ends on its progression within maxGroupedTables IDs.
+func parseRuns(s string) ([]idRun, error) {
 	if s == "" {
-		return nil
+		return nil, nil
 	}
+	var out []idRun
 	for _, run := range strings.Split(s, ",") {
 		from, rest, isRange := strings.Cut(run, "..")
 		a, err := strconv.ParseInt(from, 10, 64)
 		if err != nil {
-			return fmt.Errorf("run %q: %q is not a table ID", run, from)
+			return nil, fmt.Errorf("run %q: %q is not a table ID", run, from)
 		}
 		if !isRange {
-			if each == nil {
-				*count++
-				continue
-			}
-			if err := each(a); err != nil {
-				return err
-			}
+			out = append(out, idRun{from: a, to: a, step: 1})
 			continue
 		}
 		to, stepText, stepped := strings.Cut(rest, ":")
 		z, err := strconv.ParseInt(to, 10, 64)
 		if err != nil {
-			return fmt.Errorf("run %q: %q is not a table ID", run, to)
+			return nil, fmt.Errorf("run %q: %q is not a table ID", run, to)
 		}
 		step := int64(1)
 		if stepped {
 			if step, err = strconv.ParseInt(stepText, 10, 64); err != nil || step <= 0 {
-				return fmt.Errorf("run %q: step %q is not a positive number", run, stepText)
+				return nil, fmt.Errorf("run %q: step %q is not a positive number", run, stepText)
 			}
 		}
 		if z < a || (z-a)%step != 0 {
-			return fmt.Errorf("run %q does not end on its progression", run)
+			return nil, fmt.Errorf("run %q does not end on its progression", run)
 		}
 		if z-a < 0 || (z-a)/step >= maxGroupedTables { // z-a < 0: it overflowed
-			return fmt.Errorf("run %q: more than %d tables", run, maxGroupedTables)
+			return nil, fmt.Errorf("run %q: more than %d tables", run, maxGroupedTables)
 		}
-		if each == nil {
-			*count += int((z-a)/step) + 1
-			continue
-		}
-		for id := a; ; id += step {
-			if err := each(id); err != nil {
-				return err
-			}
-			if id == z {
-				break
-			}
-		}
+		out = append(out, idRun{from: a, to: z, step: step})
 	}
-	return nil
+	return out, nil
 }
