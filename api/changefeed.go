@@ -214,7 +214,6 @@ const CodeMetadataCorrupt = "metadata_corrupt"
 // Records are decoded through the handler's cache and shared between
 // requests: nothing here may modify them.
 func (h *Handler) readFeed(r fsm.Reader, id string, tasks bool) (*feedView, bool, error) {
-	h.decoded.SweepEvery(decodeSweep, time.Now())
 	mf, found, corrupt := meta.LoadFeedCached(r, id, h.decoded, tasks)
 	if !found {
 		return nil, false, nil
@@ -282,6 +281,7 @@ func (h *Handler) loadFeed(r *http.Request, id string) (*feedView, error) {
 
 // viewFeed reads one changefeed from one consistent view of the local state.
 func (h *Handler) viewFeed(id string) (f *feedView, found bool, err error) {
+	h.decoded.SweepEvery(decodeSweep, time.Now())
 	err = h.store.View(func(rd fsm.Reader, _ uint64) error {
 		var rerr error
 		f, found, rerr = h.readFeed(rd, id, true)
@@ -300,6 +300,7 @@ func (h *Handler) listChangefeeds(w http.ResponseWriter, r *http.Request) error 
 	}
 	out := []ChangefeedSummary{}
 	now := time.Now()
+	h.decoded.SweepEvery(decodeSweep, now)
 	err = h.store.View(func(rd fsm.Reader, _ uint64) error {
 		for _, kv := range rd.List(meta.PrefixChangefeedInfo) {
 			k, err := meta.ParseKey(kv.Key)

@@ -107,37 +107,6 @@ func TestLongRollingUpgradeFromAnEarlierBuild(t *testing.T) {
 			t.Errorf("%s runs schema %d after the upgrade, want %d", c.Procs[i].ID, st.SchemaVersion, meta.SchemaVersion)
 		}
 	}
-	// At schema 3 the owner moves the changefeed's table set out of the
-	// status, which the old build wrote with its tables inline. (Asked
-	// with this build's ctl: the old one has no show-metadata.)
-	c.Bin = binPath
-	movedOut := func() error {
-		var set, status api.Metadata
-		if err := c.CtlJSON(0, &set, "cluster", "show-metadata", "--prefix", meta.ChangefeedTablesKey(e.id)); err != nil {
-			return err
-		}
-		if err := c.CtlJSON(0, &status, "cluster", "show-metadata", "--prefix", meta.ChangefeedStatusKey(e.id)); err != nil {
-			return err
-		}
-		var rec model.ChangefeedTables
-		var st model.ChangefeedStatus
-		switch {
-		case len(set.Keys) != 1 || json.Unmarshal(set.Keys[0].Value, &rec) != nil || len(rec.Tables) != 6:
-			return fmt.Errorf("table-set record %+v, want the changefeed's 6 tables", set.Keys)
-		case len(status.Keys) != 1 || json.Unmarshal(status.Keys[0].Value, &st) != nil || len(st.Tables) != 0:
-			return fmt.Errorf("status %+v, want it without its tables", status.Keys)
-		}
-		return nil
-	}
-	var moveErr error
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if moveErr = movedOut(); moveErr == nil {
-			break
-		}
-	}
-	if moveErr != nil {
-		t.Errorf("after the raise to schema %d: %v", meta.SchemaVersion, moveErr)
-	}
 	t.Logf("all nodes upgraded; the cluster recorded itself as %s", clusterID)
 	// Not e.finish: its writer check needs --record-flushes, which the
 	// earlier build does not know.
@@ -148,4 +117,26 @@ func TestLongRollingUpgradeFromAnEarlierBuild(t *testing.T) {
 	if r := s.Report(); r.LongestStall > stallBound {
 		t.Errorf("the checkpoint stood still for %v, more than %v", r.LongestStall, stallBound)
 	}
+	// At schema 3 the owner moves the changefeed's table set out of the
+	// status, which the old build wrote with its tables inline. (Asked
+	// with this build's ctl: the old one has no show-metadata.)
+	c.Bin = binPath
+	Eventually(t, 30*time.Second, fmt.Sprintf("the table set moved out of the status at schema %d", meta.SchemaVersion), func() (bool, string) {
+		var set, status api.Metadata
+		if err := c.CtlJSON(0, &set, "cluster", "show-metadata", "--prefix", meta.ChangefeedTablesKey(e.id)); err != nil {
+			return false, err.Error()
+		}
+		if err := c.CtlJSON(0, &status, "cluster", "show-metadata", "--prefix", meta.ChangefeedStatusKey(e.id)); err != nil {
+			return false, err.Error()
+		}
+		var rec model.ChangefeedTables
+		var st model.ChangefeedStatus
+		switch {
+		case len(set.Keys) != 1 || json.Unmarshal(set.Keys[0].Value, &rec) != nil || len(rec.Tables) != 6:
+			return false, fmt.Sprintf("table-set record %+v, want the changefeed's 6 tables", set.Keys)
+		case len(status.Keys) != 1 || json.Unmarshal(status.Keys[0].Value, &st) != nil || len(st.Tables) != 0:
+			return false, fmt.Sprintf("status %+v, want it without its tables", status.Keys)
+		}
+		return true, ""
+	})
 }
