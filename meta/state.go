@@ -194,8 +194,8 @@ func LoadFeedCached(r fsm.Reader, id model.ChangefeedID, c *Cache, tasks bool) (
 			}
 		}
 	}
+	defer f.mergeTables()
 	if !tasks {
-		f.mergeTables()
 		return f, found, corrupt
 	}
 	for _, prefix := range []string{TaskStatusPrefix(id), TaskPositionPrefix(id), TaskWorkloadPrefix(id)} {
@@ -212,7 +212,6 @@ func LoadFeedCached(r fsm.Reader, id model.ChangefeedID, c *Cache, tasks bool) (
 			return true
 		})
 	}
-	f.mergeTables()
 	return f, found, corrupt
 }
 

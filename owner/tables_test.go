@@ -25,7 +25,8 @@ func (w *world) rawKey(key string) (json.RawMessage, uint64) {
 	return v, rev
 }
 
-// storedTables are the tables of the status as stored, without merging.
+// storedStatusTables counts the tables the status lists as stored, before
+// meta merges the table-set record in.
 func (w *world) storedStatusTables(cf model.ChangefeedID) int {
 	w.t.Helper()
 	v, _ := w.rawKey(meta.ChangefeedStatusKey(cf))
