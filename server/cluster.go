@@ -61,6 +61,12 @@ func (n *Node) applyEncoded(ctx context.Context, data []byte, forwarded bool) (*
 				if res == nil {
 					return nil, fmt.Errorf("applying command: no result from the state machine")
 				}
+				// Committed means a majority has the entry, counting this
+				// leader, whose own write may still be under way (parallel
+				// leader sync): answer once it is done.
+				if err := n.waitDurable(ctx, f.Index()); err != nil {
+					return nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: fmt.Sprintf("the command was applied but this leader's log did not confirm it: %v", err), RetryAfter: 1}
+				}
 				return res, nil
 			}
 			// Only "not leader" proves the entry was never appended, so only

@@ -78,6 +78,10 @@ type Config struct {
 	// default, storage.DefaultLogStore). An existing data dir keeps its own;
 	// naming another is refused until it is migrated (tools migrate-log).
 	RaftLogStore storage.LogStore
+	// RaftLeaderSync is how the leader writes its own entries: in
+	// parallel with replicating them (the default) or before
+	// (storage.LeaderSync).
+	RaftLeaderSync storage.LeaderSync
 
 	// Gossip timings (see membership).
 	ProbeInterval time.Duration
@@ -239,6 +243,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if _, err := storage.ParseLogStore(string(c.RaftLogStore)); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := storage.ParseLeaderSync(string(c.RaftLeaderSync)); err != nil {
 		errs = append(errs, err)
 	}
 	if c.DataDir == "" {

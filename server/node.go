@@ -40,6 +40,9 @@ type Node struct {
 
 	lock      *storage.DirLock
 	stores    *storage.Stores
+	// waitDurable is stores.WaitDurable, kept apart because stores is
+	// cleared at shutdown while an Apply may still be answering.
+	waitDurable func(ctx context.Context, idx uint64) error
 	fsm       *fsm.FSM
 	tracker   *meta.Tracker // reports corrupt metadata keys
 	lease     *leaseKeeper  // the capture lease; nil without CDC
@@ -211,7 +214,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	n.log = n.log.With().Str("node_id", n.id).Logger()
-	if n.stores, err = storage.Open(n.cfg.DataDir, storage.Options{LogStore: n.cfg.RaftLogStore, Logger: n.log}); err != nil {
+	if n.stores, err = storage.Open(n.cfg.DataDir, storage.Options{LogStore: n.cfg.RaftLogStore, LeaderSync: n.cfg.RaftLeaderSync, Logger: n.log}); err != nil {
 		return err
 	}
 	if n.hadState, err = n.stores.HasState(); err != nil {
@@ -325,6 +328,11 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("starting Raft: %w", err)
 	}
+	// Raft asks the log from its own goroutine, the one that changes its
+	// state, so this answer is the path (leader or follower) it is on.
+	r := n.raft
+	n.stores.SetLeaderCheck(func() bool { return r.State() == raft.Leader })
+	n.waitDurable = n.stores.WaitDurable
 	return nil
 }
 

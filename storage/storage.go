@@ -15,6 +15,7 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -91,7 +92,14 @@ type Options struct {
 	// the one an existing data dir holds is an error: the log would be
 	// lost, so the data dir must be migrated first.
 	LogStore LogStore
-	Logger   zerolog.Logger
+	// LeaderSync is how the leader writes its own entries; "" is
+	// DefaultLeaderSync.
+	LeaderSync LeaderSync
+	// OnLogFailure is called when writing the leader's queued entries
+	// fails (LeaderSyncParallel). nil panics: Raft has already counted
+	// those entries as stored. Tests set it.
+	OnLogFailure func(error)
+	Logger       zerolog.Logger
 }
 
 // Stores are the Raft stores kept under <dataDir>/raft.
@@ -104,7 +112,10 @@ type Stores struct {
 	bolt   *raftboltdb.BoltStore
 	stable *stableGuard // Stable: bolt, guarded against writes after Close
 	wal    *walStore
-	dir    string
+	// parallel is the leader's log writer (LeaderSyncParallel), nil when
+	// the leader writes serially.
+	parallel *parallelLog
+	dir      string
 }
 
 // Open creates (if needed) and opens the Raft stores under dataDir/raft.
@@ -113,6 +124,10 @@ func Open(dataDir string, o Options) (*Stores, error) {
 		return nil, errors.New("open raft storage: empty data dir")
 	}
 	if _, err := ParseLogStore(string(o.LogStore)); err != nil {
+		return nil, fmt.Errorf("open raft storage: %w", err)
+	}
+	leaderSync, err := ParseLeaderSync(string(o.LeaderSync))
+	if err != nil {
 		return nil, fmt.Errorf("open raft storage: %w", err)
 	}
 	dir := filepath.Join(dataDir, raftDirName)
@@ -150,6 +165,13 @@ func Open(dataDir string, o Options) (*Stores, error) {
 		}
 		logs = s.wal
 	}
+	if leaderSync == LeaderSyncParallel {
+		if s.parallel, err = newParallelLog(logs, o.OnLogFailure); err != nil {
+			s.closeStores()
+			return nil, fmt.Errorf("open raft storage: %w", err)
+		}
+		logs = s.parallel
+	}
 	cached, err := raft.NewLogCache(logCacheSize, logs)
 	if err != nil {
 		s.closeStores()
@@ -166,6 +188,26 @@ func Open(dataDir string, o Options) (*Stores, error) {
 	s.Log, s.Stable, s.Snapshots = cached, s.stable, snaps
 	o.Logger.Debug().Str("dir", dir).Str("log_store", string(kind)).Msg("raft storage opened")
 	return s, nil
+}
+
+// SetLeaderCheck tells the log how to know that this node leads, which is
+// when it writes its entries in parallel with their replication. It must
+// answer from Raft's own state: the log is asked from Raft's goroutine,
+// between the state changes it makes.
+func (s *Stores) SetLeaderCheck(isLeader func() bool) {
+	if s.parallel != nil {
+		s.parallel.setLeader(isLeader)
+	}
+}
+
+// WaitDurable returns once entry idx is in this node's own log store. With
+// the parallel leader sync a committed entry may still be on its way there;
+// what the node acknowledges must not be.
+func (s *Stores) WaitDurable(ctx context.Context, idx uint64) error {
+	if s.parallel == nil {
+		return nil
+	}
+	return s.parallel.WaitDurable(ctx, idx)
 }
 
 // Dir is the directory holding the Raft stores.
@@ -198,6 +240,9 @@ func (s *Stores) closeStores() error {
 		s.stable.close()
 	}
 	var errs []error
+	if s.parallel != nil {
+		errs = append(errs, s.parallel.close())
+	}
 	if s.wal != nil {
 		errs = append(errs, s.wal.Close())
 	}

@@ -50,6 +50,24 @@ func (f *logStoreFlag) Set(v string) error {
 	return nil
 }
 
+type leaderSyncFlag storage.LeaderSync
+
+func (f *leaderSyncFlag) String() string {
+	if *f == "" {
+		return string(storage.DefaultLeaderSync)
+	}
+	return string(*f)
+}
+func (f *leaderSyncFlag) Type() string { return "parallel|serial" }
+func (f *leaderSyncFlag) Set(v string) error {
+	k, err := storage.ParseLeaderSync(v)
+	if err != nil {
+		return err
+	}
+	*f = leaderSyncFlag(k)
+	return nil
+}
+
 func newMigrateLogCmd() *cobra.Command {
 	var dataDir string
 	var to logStoreFlag
