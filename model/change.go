@@ -24,8 +24,17 @@ type RowChange struct {
 	// SizeHint, when above zero, is ApproxSize as the source counted it
 	// while building the images, so that sizing the row for the memory
 	// quota need not walk every value again (4.7 % of a catch-up's CPU).
-	// Whoever changes the images of a row that has one sets it to 0.
-	SizeHint int
+	// Whoever changes the images of a row that has one sets it to 0. An
+	// int32 so that Snapshot fits beside it and the struct stays 96 bytes
+	// (a size class): one row is far below 2 GiB (a spilled frame of many
+	// rows is limited to 1 GiB).
+	SizeHint int32
+	// Snapshot marks an insert that a source read from a table's existing
+	// rows (an initial snapshot, or the copy of a table added later)
+	// rather than from a change committed upstream. Debezium calls these
+	// reads (op "r"); other protocols write them as inserts. Incremental
+	// changes, including TiKV's incremental scan, never set it.
+	Snapshot bool
 }
 
 // Table is the row's table.
@@ -67,7 +76,7 @@ func (r *RowChange) KeyChanged() bool {
 // bound memory.
 func (r *RowChange) ApproxSize() int {
 	if r.SizeHint > 0 {
-		return r.SizeHint
+		return int(r.SizeHint)
 	}
 	n := int(unsafe.Sizeof(*r))
 	for _, v := range r.Before {
@@ -103,6 +112,9 @@ func (r *RowChange) Validate() error {
 			}
 		}
 		return nil
+	}
+	if r.Snapshot && r.Op != OpInsert {
+		return fmt.Errorf("table %s row at %d: a snapshot read must be an insert, not %q", r.Schema.Table, r.CommitTs, r.Op)
 	}
 	switch r.Op {
 	case OpInsert:

@@ -119,7 +119,7 @@ func (s *sorter) spill() (freed int64, err error) {
 			for _, r := range p.txn.Rows[start:end] {
 				k := schemaKey{r.Schema.Table.ID, r.Schema.Version}
 				s.schemas[k] = r.Schema
-				rec.Rows = append(rec.Rows, spillRow{Table: k.table, Version: k.version, StartTs: r.StartTs, Op: r.Op, Before: r.Before, After: r.After})
+				rec.Rows = append(rec.Rows, spillRow{Table: k.table, Version: k.version, StartTs: r.StartTs, Op: r.Op, Snapshot: r.Snapshot, Before: r.Before, After: r.After})
 			}
 			t.buf = appendSpillRecord(t.buf[:0], &rec)
 			if _, err := t.w.Write(t.buf); err != nil {
@@ -311,12 +311,13 @@ func (s *sorter) close() {
 }
 
 type spillRow struct {
-	Table   model.TableID
-	Version uint64
-	StartTs model.Ts
-	Op      model.Op
-	Before  []model.Value
-	After   []model.Value
+	Table    model.TableID
+	Version  uint64
+	StartTs  model.Ts
+	Op       model.Op
+	Snapshot bool
+	Before   []model.Value
+	After    []model.Value
 }
 
 type spillRecord struct {
@@ -360,7 +361,7 @@ func (r *run) peek(schemas map[schemaKey]*model.TableSchema) (*model.Txn, error)
 		if sc == nil {
 			return nil, fmt.Errorf("reading spill run %s: no schema for table %d version %d", r.path, sr.Table, sr.Version)
 		}
-		t.Rows[i] = &model.RowChange{Schema: sc, StartTs: sr.StartTs, CommitTs: rec.CommitTs, Op: sr.Op, Before: sr.Before, After: sr.After}
+		t.Rows[i] = &model.RowChange{Schema: sc, StartTs: sr.StartTs, CommitTs: rec.CommitTs, Op: sr.Op, Snapshot: sr.Snapshot, Before: sr.Before, After: sr.After}
 	}
 	r.rows -= int64(len(rec.Rows))
 	r.next = t

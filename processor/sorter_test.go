@@ -138,6 +138,54 @@ func TestSorterSplitsALargeTransaction(t *testing.T) {
 	}
 }
 
+// TestSorterKeepsTheSnapshotMarkAcrossASpill: rows of a source's snapshot
+// leave the sorter marked, and streamed rows unmarked, whether they waited
+// in memory or on disk (the Debezium protocol writes the first as op "r").
+func TestSorterKeepsTheSnapshotMarkAcrossASpill(t *testing.T) {
+	for _, spill := range []bool{false, true} {
+		t.Run(fmt.Sprintf("spilled=%v", spill), func(t *testing.T) {
+			s := newSorter(t.TempDir())
+			defer s.close()
+			copied := sorterTxn(100, 0, spillFragmentRows+3) // more than one spilled fragment
+			for _, r := range copied.Rows {
+				r.Snapshot = true
+			}
+			s.add(pendingTxn{txn: copied, bytes: 1})
+			s.add(pendingTxn{txn: sorterTxn(102, 0, 4), bytes: 1})
+			if spill {
+				if _, err := s.spill(); err != nil {
+					t.Fatal(err)
+				}
+				if s.spilledRows() == 0 {
+					t.Fatal("nothing was spilled; the test proves nothing")
+				}
+			}
+			var marked, plain int
+			_, _, err := s.release(200, func(txns []*model.Txn) error {
+				for _, tx := range txns {
+					for _, r := range tx.Rows {
+						if r.Snapshot != (tx.CommitTs == 100) {
+							t.Fatalf("row %v at %d: snapshot mark %v", r.After[0], tx.CommitTs, r.Snapshot)
+						}
+						if r.Snapshot {
+							marked++
+						} else {
+							plain++
+						}
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if marked != len(copied.Rows) || plain != 4 {
+				t.Fatalf("released %d marked and %d plain rows, want %d and 4", marked, plain, len(copied.Rows))
+			}
+		})
+	}
+}
+
 func TestSorterCloseRemovesRuns(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "spill")
 	s := newSorter(dir)

@@ -13,7 +13,8 @@ import (
 
 // The spill run format: one frame per spillRecord, the payload's length
 // (4 bytes, little-endian) then the payload; integers are varints, floats 8 bytes little-endian,
-// strings and byte strings length-prefixed. A run file lives only as long
+// strings and byte strings length-prefixed. A row is its table, schema
+// version, start ts, op, a flags byte (spillSnapshot) and its two images. A run file lives only as long
 // as the sorter that wrote it, so the format has no version and is free to
 // change. It replaced encoding/gob, whose reflection made spilling and
 // reading back a sixth of a catching-up node's CPU (bench/RESULTS.md,
@@ -23,6 +24,10 @@ import (
 // gets an error instead of a huge allocation. A frame holds at most
 // spillFragmentRows rows, each far below this.
 const maxSpillFrame = 1 << 30
+
+// spillSnapshot is the row flag for model.RowChange.Snapshot; the other
+// bits must be zero.
+const spillSnapshot = 1 << 0
 
 // appendSpillRecord appends rec's frame to dst.
 func appendSpillRecord(dst []byte, rec *spillRecord) []byte {
@@ -37,6 +42,11 @@ func appendSpillRecord(dst []byte, rec *spillRecord) []byte {
 		p = binary.AppendUvarint(p, r.Version)
 		p = binary.AppendUvarint(p, r.StartTs)
 		p = appendSpillString(p, string(r.Op))
+		var flags byte
+		if r.Snapshot {
+			flags |= spillSnapshot
+		}
+		p = append(p, flags)
 		p = appendSpillImage(p, r.Before)
 		p = appendSpillImage(p, r.After)
 	}
@@ -108,6 +118,7 @@ func (sr *spillReader) next(rec *spillRecord) error {
 		r.Version = d.uvarint()
 		r.StartTs = d.uvarint()
 		r.Op = model.Op(d.str())
+		r.Snapshot = d.flags()&spillSnapshot != 0
 		r.Before = d.image()
 		r.After = d.image()
 	}
@@ -163,6 +174,25 @@ func (d *spillDecoder) count(minBytes int) int {
 		return 0
 	}
 	return int(n)
+}
+
+// flags reads a row's flags byte; a bit this build does not write is
+// damage.
+func (d *spillDecoder) flags() byte {
+	if len(d.p) == 0 {
+		d.fail("row flags")
+		return 0
+	}
+	f := d.p[0]
+	d.p = d.p[1:]
+	if f&^spillSnapshot != 0 {
+		if d.err == nil {
+			d.err = fmt.Errorf("unknown row flags %#x", f)
+		}
+		d.p = nil
+		return 0
+	}
+	return f
 }
 
 func (d *spillDecoder) bytes() []byte {

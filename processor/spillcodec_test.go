@@ -13,7 +13,8 @@ import (
 
 // spillRecords is every kind of value and image a run must carry back
 // unchanged: the edge values of every type, NULL, missing and unchanged
-// columns, nil images (an insert's before) and empty ones.
+// columns, nil images (an insert's before) and empty ones, and the
+// snapshot mark of an insert.
 func spillRecords() []spillRecord {
 	imgs := modeltest.EdgeImages()
 	var recs []spillRecord
@@ -21,6 +22,7 @@ func spillRecords() []spillRecord {
 		rec := spillRecord{StartTs: uint64(100 + i), CommitTs: uint64(200 + i)}
 		rec.Rows = append(rec.Rows,
 			spillRow{Table: 7, Version: 3, StartTs: 99, Op: model.OpInsert, After: img},
+			spillRow{Table: 7, Version: 3, StartTs: 99, Op: model.OpInsert, Snapshot: true, After: img},
 			spillRow{Table: -1, Version: 1 << 40, StartTs: 1<<64 - 1, Op: model.OpUpdate, Before: imgs[(i+1)%len(imgs)], After: img},
 			spillRow{Table: 7, Op: model.OpDelete, Before: img, After: []model.Value{}},
 			spillRow{Table: 7, Op: model.OpUpdate, Before: []model.Value{model.Null(), {}}, After: []model.Value{model.Unchanged(), model.BytesValue([]byte{})}})
@@ -46,7 +48,7 @@ func TestSpillFramesRoundTripEveryValue(t *testing.T) {
 		}
 		for j, w := range want.Rows {
 			g := got.Rows[j]
-			if g.Table != w.Table || g.Version != w.Version || g.StartTs != w.StartTs || g.Op != w.Op {
+			if g.Table != w.Table || g.Version != w.Version || g.StartTs != w.StartTs || g.Op != w.Op || g.Snapshot != w.Snapshot {
 				t.Fatalf("record %d row %d: got %+v want %+v", i, j, g, w)
 			}
 			for _, im := range []struct {
@@ -81,7 +83,7 @@ func TestSpillDamagedFrameIsAnError(t *testing.T) {
 		model.StringValue("héllo"), model.BytesValue([]byte{0, 1, 2})}
 	rec := spillRecord{StartTs: 1 << 40, CommitTs: 1<<40 + 1, Rows: []spillRow{
 		{Table: 7, Version: 3, StartTs: 1 << 40, Op: model.OpUpdate, Before: img, After: img},
-		{Table: 7, Version: 3, StartTs: 1 << 40, Op: model.OpInsert, After: img}}}
+		{Table: 7, Version: 3, StartTs: 1 << 40, Op: model.OpInsert, Snapshot: true, After: img}}}
 	frame := appendSpillRecord(nil, &rec)
 	for cut := 1; cut < len(frame); cut++ {
 		r := spillReader{bufio.NewReader(bytes.NewReader(frame[:cut]))}

@@ -422,9 +422,9 @@ func (r *kafkaReader) decode(ctx context.Context, rec *kgo.Record, lookup tableL
 		if err != nil {
 			return nil, err
 		}
-		op := map[string]model.Op{"c": model.OpInsert, "r": model.OpInsert, "u": model.OpUpdate, "d": model.OpDelete}[p.Op]
-		if op == "" {
-			return nil, fmt.Errorf("debezium op %q", p.Op)
+		op, _, err := p.RowOp()
+		if err != nil {
+			return nil, err
 		}
 		return []kafkaEvent{rowOf(s, op, p.Source.CommitTs, b, a)}, nil
 	case kafka.ProtocolSimple:

@@ -5,9 +5,14 @@
 //	{"payload":{"before":{...},"after":{...},"source":{...},"op":"c","ts_ms":...,"transaction":null},
 //	 "schema":{...}}
 //
-// op is c (insert), u (update) or d (delete); source carries the connector
-// ("TiCDC"), db, table, ts_ms (the commit's physical time) and TiCDC's
-// commit_ts. The Kafka Connect schema is included unless DisableSchema is
+// op is c (insert), u (update) or d (delete), and r (read) for a row a
+// source read from a table's existing rows (model.RowChange.Snapshot: a
+// PostgreSQL initial snapshot or the copy of a table added later), as
+// Debezium's connectors write their snapshot; source.snapshot is "true" for
+// those and "false" otherwise ("last" is not written: the encoder sees one
+// row at a time and cannot know which is a snapshot's last). source carries
+// the connector ("TiCDC"), db, table, ts_ms (the commit's physical time) and
+// TiCDC's commit_ts. The Kafka Connect schema is included unless DisableSchema is
 // set (TiCDC's debezium-disable-schema).
 //
 // Column values follow Debezium's MySQL connector with
@@ -170,7 +175,7 @@ type RowOptions struct {
 func physicalMillis(ts model.Ts) int64 { return int64(ts >> 18) }
 
 func (e *Encoder) source(db, table string, ts model.Ts) Source {
-	return Source{Version: "2.4.0.Final", Connector: "TiCDC", Name: e.opts.ClusterName, TsMs: physicalMillis(ts), Snapshot: "false",
+	return Source{Version: "2.4.0.Final", Connector: "TiCDC", Name: e.opts.ClusterName, TsMs: physicalMillis(ts), Snapshot: snapshotFalse,
 		DB: db, Table: table, CommitTs: ts}
 }
 
@@ -198,6 +203,9 @@ func (e *Encoder) AppendRow(keyDst, valueDst []byte, r *model.RowChange, o RowOp
 	switch r.Op {
 	case model.OpInsert:
 		op = "c"
+		if r.Snapshot {
+			op = "r"
+		}
 	case model.OpUpdate:
 		op = "u"
 	case model.OpDelete:
@@ -250,7 +258,11 @@ func (e *Encoder) AppendRow(keyDst, valueDst []byte, r *model.RowChange, o RowOp
 		return nil, nil, err
 	}
 	value = append(value, `,"source":`...)
-	value = e.appendSource(value, s.Table.Schema, s.Table.Table, r.CommitTs)
+	snapshot := snapshotFalse
+	if op == "r" {
+		snapshot = snapshotTrue
+	}
+	value = e.appendSource(value, s.Table.Schema, s.Table.Table, r.CommitTs, snapshot)
 	value = append(value, `,"op":"`...)
 	value = append(value, op...)
 	value = append(value, `","ts_ms":`...)
@@ -300,12 +312,21 @@ func (rs *rowSchemas) keyBytes() []byte {
 	return rs.key
 }
 
-func (e *Encoder) appendSource(dst []byte, db, table string, ts model.Ts) []byte {
+// source.snapshot's values (Debezium's enum also has "last" and
+// "incremental", which are not written).
+const (
+	snapshotTrue  = "true"
+	snapshotFalse = "false"
+)
+
+func (e *Encoder) appendSource(dst []byte, db, table string, ts model.Ts, snapshot string) []byte {
 	dst = append(dst, `{"version":"2.4.0.Final","connector":"TiCDC","name":`...)
 	dst = jsonenc.AppendString(dst, e.opts.ClusterName)
 	dst = append(dst, `,"ts_ms":`...)
 	dst = strconv.AppendInt(dst, physicalMillis(ts), 10)
-	dst = append(dst, `,"snapshot":"false","db":`...)
+	dst = append(dst, `,"snapshot":"`...)
+	dst = append(dst, snapshot...)
+	dst = append(dst, `","db":`...)
 	dst = jsonenc.AppendString(dst, db)
 	if table != "" {
 		dst = append(dst, `,"table":`...)
@@ -746,6 +767,23 @@ func Decode(value []byte) (*Decoded, error) {
 		return nil, fmt.Errorf("debezium: payload: %w", err)
 	}
 	return d, nil
+}
+
+// RowOp is a row message's change kind: c and r are inserts, r (with
+// snapshot true) one read by a source's snapshot; u an update, d a delete.
+// Any other op (a watermark's m, a DDL's none) is an error.
+func (p *Payload) RowOp() (op model.Op, snapshot bool, err error) {
+	switch p.Op {
+	case "c":
+		return model.OpInsert, false, nil
+	case "r":
+		return model.OpInsert, true, nil
+	case "u":
+		return model.OpUpdate, false, nil
+	case "d":
+		return model.OpDelete, false, nil
+	}
+	return "", false, fmt.Errorf("debezium: op %q is not a row change", p.Op)
 }
 
 // Image turns a decoded before or after map back into values aligned with s.

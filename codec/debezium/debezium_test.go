@@ -73,6 +73,18 @@ func TestDebeziumMatchesTheDocumentedShape(t *testing.T) {
 			t.Errorf("value lacks %s: %s", want, v)
 		}
 	}
+	// A snapshot read is Debezium's op "r" with source.snapshot "true"; the
+	// rest of the message is the insert's, byte for byte.
+	read := *r
+	read.Snapshot = true
+	rk, rv, err := NewEncoder(Options{Now: fixedNow}).EncodeRow(&read, RowOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRead := strings.Replace(strings.Replace(string(v), `"op":"c"`, `"op":"r"`, 1), `"snapshot":"false"`, `"snapshot":"true"`, 1)
+	if string(rv) != wantRead || string(rk) != string(k) {
+		t.Errorf("snapshot read:\n got %s\nwant %s", rv, wantRead)
+	}
 	_, v, _ = NewEncoder(Options{Now: fixedNow, DisableSchema: true}).EncodeRow(r, RowOptions{})
 	if strings.Contains(string(v), `"schema"`) {
 		t.Errorf("debezium-disable-schema still sends a schema: %s", v)
@@ -82,6 +94,43 @@ func TestDebeziumMatchesTheDocumentedShape(t *testing.T) {
 	d, _ := Decode(v)
 	if d.Payload.Op != "d" || d.Payload.After != nil || len(d.Payload.Before) != 1 || !d.Payload.OnlyHandleKey || d.Payload.ClaimCheckLocation != "file:///x" {
 		t.Errorf("claim-check delete: %s", v)
+	}
+}
+
+// TestDebeziumRoundTripsTheChangeKind: each kind of row decodes back to its
+// op, a snapshot read to an insert marked as read by a snapshot, and only
+// a snapshot read carries source.snapshot "true".
+func TestDebeziumRoundTripsTheChangeKind(t *testing.T) {
+	s := modeltest.AllTypesSchema("db", "all", 1, 1)
+	img := modeltest.EdgeImages()[0]
+	e := NewEncoder(Options{Now: fixedNow})
+	for _, c := range []struct {
+		row          *model.RowChange
+		op           string
+		sourceMarked string
+	}{
+		{&model.RowChange{Schema: s, CommitTs: 5 << 18, Op: model.OpInsert, After: img}, "c", "false"},
+		{&model.RowChange{Schema: s, CommitTs: 5 << 18, Op: model.OpInsert, After: img, Snapshot: true}, "r", "true"},
+		{&model.RowChange{Schema: s, CommitTs: 5 << 18, Op: model.OpUpdate, Before: img, After: img}, "u", "false"},
+		{&model.RowChange{Schema: s, CommitTs: 5 << 18, Op: model.OpDelete, Before: img}, "d", "false"},
+	} {
+		_, v, err := e.EncodeRow(c.row, RowOptions{})
+		if err != nil {
+			t.Fatalf("%s (snapshot %v): %v", c.row.Op, c.row.Snapshot, err)
+		}
+		d, err := Decode(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		op, snapshot, err := d.Payload.RowOp()
+		if err != nil || d.Payload.Op != c.op || op != c.row.Op || snapshot != c.row.Snapshot || d.Payload.Source.Snapshot != c.sourceMarked {
+			t.Errorf("%s (snapshot %v): op %q source.snapshot %q decoded as %s, snapshot %v, %v", c.row.Op, c.row.Snapshot,
+				d.Payload.Op, d.Payload.Source.Snapshot, op, snapshot, err)
+		}
+	}
+	w := Payload{Op: "m"}
+	if _, _, err := w.RowOp(); err == nil {
+		t.Error("a watermark's op read as a row change")
 	}
 }
 

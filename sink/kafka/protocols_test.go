@@ -24,6 +24,7 @@ type event struct {
 	kind  string // row, ddl, watermark
 	table string
 	op    model.Op
+	read  bool // Debezium's op "r": a row read by a source's snapshot
 	id    string
 	n     int64
 	ts    model.Ts
@@ -99,15 +100,16 @@ func decodeDebezium(t *testing.T, r *kgo.Record) []event {
 	}
 	ev := event{kind: "row", table: p.Source.Table, ts: p.Source.CommitTs}
 	img := p.After
-	switch p.Op {
-	case "c":
-		ev.op = model.OpInsert
-	case "u":
-		ev.op = model.OpUpdate
-	case "d":
-		ev.op, img = model.OpDelete, p.Before
-	default:
-		t.Fatalf("debezium op %q", p.Op)
+	op, read, err := p.RowOp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[bool]string{true: "true", false: "false"}[read]; p.Source.Snapshot != want {
+		t.Fatalf("debezium op %q with source.snapshot %q, want %q", p.Op, p.Source.Snapshot, want)
+	}
+	ev.op, ev.read = op, read
+	if op == model.OpDelete {
+		img = p.Before
 	}
 	ev.id, ev.n = string(img["id"]), jsonInt(t, img["n"])
 	var key struct{ Payload map[string]json.RawMessage }
@@ -295,6 +297,55 @@ func TestEveryProtocolDeliversRowsDDLAndWatermarks(t *testing.T) {
 	}
 }
 
+func snapshotRead(r *model.RowChange) *model.RowChange {
+	r.Snapshot = true
+	return r
+}
+
+// TestSnapshotReadsAreDebeziumReadsAndInsertsElsewhere: rows a source read
+// by its snapshot reach Kafka as Debezium's op "r" (source.snapshot
+// "true"), and as plain inserts in the protocols that have no such op;
+// an insert streamed after them is a "c".
+func TestSnapshotReadsAreDebeziumReadsAndInsertsElsewhere(t *testing.T) {
+	for _, tc := range everyProtocol() {
+		t.Run(tc.protocol, func(t *testing.T) {
+			params, dec := tc.setup(t)
+			c := startBroker(t)
+			s := openSink(t, brokerURI(c, "shop_users", fmt.Sprintf("protocol=%s&partition-num=1&%s", tc.protocol, params)))
+			sc := usersSchema("shop", "users")
+			ts := openTable(t, s, sc.Table)
+			ctx := testCtx(t)
+			copied := &model.Txn{CommitTs: 100, StartTs: 100}
+			for id := int64(1); id <= 3; id++ {
+				copied.Rows = append(copied.Rows, snapshotRead(userRow(sc, model.OpInsert, 100, id, 0, "")))
+			}
+			streamed := &model.Txn{CommitTs: 110, StartTs: 109, Rows: []*model.RowChange{userRow(sc, model.OpInsert, 110, 4, 0, "new")}}
+			if err := ts.Write(ctx, []*model.Txn{copied, streamed}); err != nil {
+				t.Fatal(err)
+			}
+			if err := ts.Flush(ctx, 110); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range consume(t, c, "shop_users")[0] {
+				for _, e := range dec(t, r) {
+					if e.kind == "row" {
+						got = append(got, fmt.Sprintf("%s %s read=%v", e.id, e.op, e.read))
+					}
+				}
+			}
+			debezium := tc.protocol == ProtocolDebezium
+			want := []string{
+				fmt.Sprintf("1 insert read=%v", debezium), fmt.Sprintf("2 insert read=%v", debezium), fmt.Sprintf("3 insert read=%v", debezium),
+				"4 insert read=false",
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("rows %v, want %v", got, want)
+			}
+		})
+	}
+}
+
 // The table sink encodes rows into buffers it reuses (appendRow); what it
 // appends must be exactly the message encodeRow returns, after whatever
 // the buffer already holds, and a nil key or tombstone stays nil.
@@ -305,6 +356,7 @@ func TestAppendedRowsAreTheEncodedMessages(t *testing.T) {
 		userRow(sc, model.OpInsert, 100, 1, 0, "héllo"),
 		userRow(sc, model.OpUpdate, 110, 1, 1, ""),
 		userRow(sc, model.OpDelete, 120, 1, 1, "bye"),
+		snapshotRead(userRow(sc, model.OpInsert, 90, 2, 0, "")),
 	}
 	for _, cfg := range []Config{
 		{Protocol: ProtocolOpen, MaxBatchSize: 8},

@@ -177,7 +177,7 @@ func (h *History) rowChange(inc incarnation, tv *tableVersion, e uint64, startTs
 		r.After, b = h.imageFrom(inc, tv, x, n, r.Before)
 		size += b
 	}
-	r.SizeHint = size
+	r.SizeHint = int32(size)
 	return r
 }
 

@@ -176,7 +176,10 @@ func copyTable(ctx context.Context, conn *pgx.Conn, cat *catalog, job *copyJob, 
 			}
 			piece.bytes += int64(len(v))
 		}
-		piece.rows = append(piece.rows, &model.RowChange{Schema: sch.schema, Op: model.OpInsert, After: img})
+		// Marked as a snapshot read: every copy (the initial snapshot, a
+		// re-copy after a failover, a table added later) reads existing
+		// rows, not changes, and Debezium's consumers tell them apart.
+		piece.rows = append(piece.rows, &model.RowChange{Schema: sch.schema, Op: model.OpInsert, After: img, Snapshot: true})
 		if len(piece.rows) >= copyPieceRows {
 			if err := send(piece); err != nil {
 				rr.Close()
