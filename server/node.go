@@ -38,18 +38,18 @@ type Node struct {
 	log zerolog.Logger
 	id  string
 
-	lock      *storage.DirLock
-	stores    *storage.Stores
+	lock   *storage.DirLock
+	stores *storage.Stores
 	// waitDurable is stores.WaitDurable, kept apart because stores is
 	// cleared at shutdown while an Apply may still be answering.
 	waitDurable func(ctx context.Context, idx uint64) error
-	fsm       *fsm.FSM
-	tracker   *meta.Tracker // reports corrupt metadata keys
-	lease     *leaseKeeper  // the capture lease; nil without CDC
-	drain     func(ctx context.Context) error
-	transport *raft.NetworkTransport
-	stream    *raftnet.Stream
-	raft      *raft.Raft
+	fsm         *fsm.FSM
+	tracker     *meta.Tracker // reports corrupt metadata keys
+	lease       *leaseKeeper  // the capture lease; nil without CDC
+	drain       func(ctx context.Context) error
+	transport   *raft.NetworkTransport
+	stream      *raftnet.Stream
+	raft        *raft.Raft
 	// tls is the one TLS configuration of every node-to-node path and of
 	// the API; disabled when no certificate is configured.
 	tls       *nodetls.Config
