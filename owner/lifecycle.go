@@ -376,7 +376,8 @@ func diffTables(prev, next []model.TableName) (added, removed []model.TableName)
 // elapses.
 func (t *ticker) stopWithError(p *plan, err *model.RunningError) {
 	next := model.StateError
-	if err.Code == CodeSnapshotLost || err.Code == CodeInvalidFilter || err.Code == CodeGCUpdateFailed {
+	switch err.Code {
+	case CodeSnapshotLost, CodeInvalidFilter, CodeGCUpdateFailed, CodeSinkUnretryable:
 		next = model.StateFailed
 	}
 	p.info.Error = err

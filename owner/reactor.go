@@ -7,6 +7,7 @@ import (
 	"github.com/raftcdc/raftcdc/fsm"
 	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink"
 )
 
 // CaptureLiveness is what the membership layer says about a capture.
@@ -41,6 +42,11 @@ const (
 	// CodeInvalidFilter: the filter rules do not compile. Not retried:
 	// retrying cannot fix a configuration.
 	CodeInvalidFilter = "invalid_filter"
+	// CodeSinkUnretryable: a processor reports that the sink refused data
+	// it will refuse on every attempt (a Kafka row over max-message-bytes
+	// with large-message-handle-option=none). Not retried: the user
+	// changes the configuration and resumes.
+	CodeSinkUnretryable = sink.CodeUnretryable
 )
 
 // TablesResult is the worker's answer to Output.NeedTables.

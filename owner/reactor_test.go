@@ -12,6 +12,7 @@ import (
 	"github.com/raftcdc/raftcdc/fsm"
 	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink"
 )
 
 const cf = "cf"
@@ -743,6 +744,38 @@ func TestErrorBackoffAndRetry(t *testing.T) {
 		if got := w.state().Changefeeds[cf].Info.State; got != s.want {
 			t.Fatalf("%s after the second error: %s, want %s", s.after, got, s.want)
 		}
+	}
+}
+
+// TestUnretryableSinkErrorFailsTheChangefeed: a processor's report that the
+// sink refused data it will refuse on every attempt (a Kafka row over
+// max-message-bytes) puts the changefeed in failed, which no backoff
+// retries, with the processor's message; a resume runs it again.
+func TestUnretryableSinkErrorFailsTheChangefeed(t *testing.T) {
+	w := newWorld(t)
+	w.capture("a", LivenessAlive)
+	w.info(model.ChangefeedInfo{ID: cf, StartTs: 100})
+	w.status(cf, initialized(100, 1))
+	w.task(cf, "a", model.TaskStatus{Tables: replicas(1, 100)})
+	msg := "table 1: kafka sink: table shop.blobs: a row at commit ts 120 encodes to 9000 bytes, over max-message-bytes=4096"
+	w.position(cf, "a", model.TaskPosition{Running: tsMap(1, 110), Error: &model.RunningError{Code: sink.CodeUnretryable, Message: msg}})
+	w.tick()
+	f := w.state().Changefeeds[cf]
+	if f.Info.State != model.StateFailed || f.Info.Error == nil || f.Info.Error.Code != CodeSinkUnretryable || f.Info.Error.Message != msg || len(f.Tasks) != 0 {
+		t.Fatalf("after an unretryable sink error: state %s error %+v tasks %d, want failed with the processor's message and no tasks", f.Info.State, f.Info.Error, len(f.Tasks))
+	}
+	// Far past every backoff an error state would wait: still failed.
+	w.now = w.now.Add(24 * time.Hour)
+	w.tick()
+	if s := w.state().Changefeeds[cf].Info.State; s != model.StateFailed {
+		t.Fatalf("a failed changefeed became %s without a resume", s)
+	}
+	info := w.state().Changefeeds[cf].Info
+	info.AdminJob = model.AdminResume
+	w.info(*info)
+	w.tick()
+	if got := w.state().Changefeeds[cf].Info; got.State != model.StateNormal || got.Error != nil {
+		t.Fatalf("after a resume: state %s error %+v, want normal with the error cleared", got.State, got.Error)
 	}
 }
 

@@ -182,4 +182,7 @@ const (
 	CodeSnapshotLost = "snapshot_lost"
 	CodeSourceError  = "source_error"
 	CodeSinkError    = "sink_error"
+	// CodeSinkUnretryable: the sink refused data that it will refuse on
+	// every attempt (sink.Unretryable); the owner fails the changefeed.
+	CodeSinkUnretryable = sink.CodeUnretryable
 )

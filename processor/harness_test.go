@@ -450,6 +450,8 @@ type probe struct {
 	// failFlushes: this many flushes fail before reaching the sink (what
 	// was written stays unflushed and goes with the table sink's Close).
 	failFlushes atomic.Int64
+	// flushErr, when set (before the manager starts), fails every flush.
+	flushErr error
 
 	mu     sync.Mutex
 	block  chan struct{} // while non-nil, Flush waits for it to close
@@ -480,6 +482,9 @@ func (t *probeTable) Flush(ctx context.Context, upto model.Ts) error {
 		if t.p.failFlushes.CompareAndSwap(n, n-1) {
 			return errors.New("probe: injected flush failure")
 		}
+	}
+	if t.p.flushErr != nil {
+		return t.p.flushErr
 	}
 	t.p.mu.Lock()
 	block := t.p.block

@@ -11,6 +11,7 @@ import (
 	"github.com/raftcdc/raftcdc/fsm"
 	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink"
 )
 
 const fastSource = "tables=3&rate=200&resolve-interval=10ms"
@@ -464,6 +465,36 @@ func TestSnapshotLostIsReported(t *testing.T) {
 	}
 	if infos := e.m.Processors(); len(infos) != 1 || infos[0].State != StateError || infos[0].Tables[0].State != TableFailed {
 		t.Fatalf("Processors() = %+v", infos)
+	}
+}
+
+// TestUnretryableSinkErrorIsReportedWithoutRestarts: a sink error marked
+// unretryable (a row the sink will refuse on every attempt) is reported at
+// once with its own code, without restarting the table; an ordinary sink
+// error is retried MaxRetries times first.
+func TestUnretryableSinkErrorIsReportedWithoutRestarts(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		err      error
+		code     string
+		attempts int
+	}{
+		{"unretryable", sink.Unretryable(errors.New("probe: a row the sink refuses for good")), CodeSinkUnretryable, 1},
+		{"ordinary", errors.New("probe: the sink failed this time"), CodeSinkError, 4}, // MaxRetries 3: the first attempt and 3 restarts
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t)
+			f := newFeed(t, fastSource, pastTs(time.Minute))
+			f.create(c, maxTs, 1)
+			e := startManager(t, c, nil, func(p *probe) { p.flushErr = tc.err })
+			pos := c.waitPosition("an error in the position", func(p model.TaskPosition) bool { return p.Error != nil })
+			if pos.Error.Code != tc.code || !strings.Contains(pos.Error.Message, tc.err.Error()) {
+				t.Fatalf("position error %+v, want code %s with the sink's message", pos.Error, tc.code)
+			}
+			if n := len(e.probe.openedTables()); n != tc.attempts {
+				t.Fatalf("the table was opened %d times, want %d", n, tc.attempts)
+			}
+		})
 	}
 }
 

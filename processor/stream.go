@@ -179,7 +179,9 @@ func (s *streamSession) progress() (ckpt, resolved model.Ts, failed error) {
 	for _, c := range s.children {
 		if c.finished() {
 			if ti := c.info(); ti.State == TableFailed {
-				return 0, 0, fmt.Errorf("table %s: %s", ti.Name, ti.Error.Message)
+				// Wrapping the table's own error keeps its code: a sink's
+				// unretryable refusal fails the unit at once too.
+				return 0, 0, fmt.Errorf("table %s: %w", ti.Name, c.failure())
 			}
 		}
 		cp, rs := c.progress()

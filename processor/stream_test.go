@@ -172,6 +172,9 @@ type recordSink struct {
 	ddls  []*model.DDLEvent
 	atDDL []map[model.TableID]int // per DDL: rows before it flushed when it ran
 	bad   []string
+	// refuse, when set (before the feed starts), is asked about every row a
+	// flush would make durable; an error it returns fails the flush.
+	refuse func(model.TableID, *model.RowChange) error
 }
 
 func newRecordSink(t *testing.T) *recordSink {
@@ -246,6 +249,11 @@ func (t *recordTable) Flush(_ context.Context, upto model.Ts) error {
 	defer t.s.mu.Unlock()
 	keep := t.pending[:0]
 	for _, r := range t.pending {
+		if t.s.refuse != nil && r.CommitTs <= upto {
+			if err := t.s.refuse(t.id, r); err != nil {
+				return err
+			}
+		}
 		if r.CommitTs <= upto {
 			t.s.rows[t.id] = append(t.s.rows[t.id], r)
 		} else {
@@ -296,7 +304,7 @@ func miniOwner(ctx context.Context, c *cluster, base model.Ts) {
 	}
 }
 
-func startStreamFeed(t *testing.T, script *scriptStream, base model.Ts) (*cluster, *recordSink, *Manager) {
+func startStreamFeed(t *testing.T, script *scriptStream, base model.Ts, opts ...func(*recordSink)) (*cluster, *recordSink, *Manager) {
 	t.Helper()
 	c := newCluster(t)
 	info := model.ChangefeedInfo{ID: testFeed, SourceURI: "script://", SinkURI: "record://", StartTs: base, State: model.StateNormal}
@@ -309,6 +317,9 @@ func startStreamFeed(t *testing.T, script *scriptStream, base model.Ts) (*cluste
 		put(t, meta.TaskStatusKey(testFeed, testCapture), model.TaskStatus{Tables: map[model.TableID]model.TableReplicaInfo{model.StreamUnitID: {StartTs: base}}}),
 	)
 	snk := newRecordSink(t)
+	for _, o := range opts {
+		o(snk)
+	}
 	cfg := Config{CaptureID: testCapture, AdvertiseAddr: "127.0.0.1:8300", FlushInterval: 10 * time.Millisecond,
 		RetryBackoff: 10 * time.Millisecond, MaxRetryBackoff: 50 * time.Millisecond, MaxRetries: 3, SpillDir: t.TempDir()}
 	m := NewManager(cfg, c, c.f, streamConns{src: script, snk: snk}, &fakeLease{}, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel), prometheus.NewRegistry())
@@ -426,5 +437,33 @@ func TestStreamUnitRestartsFromTheSafePosition(t *testing.T) {
 				t.Fatalf("table %d: row %d written %d times although the stream resumed after it (position p%d)", id, i, n, resumed)
 			}
 		}
+	}
+}
+
+// TestStreamUnitReportsAnUnretryableSinkErrorAtOnce: a table of a stream
+// unit whose sink refuses a row for good fails the unit at once with the
+// sink's code and message; the unit does not reopen the stream to meet the
+// same row again.
+func TestStreamUnitReportsAnUnretryableSinkErrorAtOnce(t *testing.T) {
+	base := model.Ts(1000)
+	script := newScript(base, 20, 100)
+	refused := base + 50
+	c, _, _ := startStreamFeed(t, script, base, func(s *recordSink) {
+		s.refuse = func(id model.TableID, r *model.RowChange) error {
+			if id == streamT2.ID && r.CommitTs == refused {
+				return sink.Unretryable(fmt.Errorf("record sink: table s.b: the row at %d is refused for good", r.CommitTs))
+			}
+			return nil
+		}
+	})
+	pos := c.waitPosition("an error in the position", func(p model.TaskPosition) bool { return p.Error != nil })
+	if pos.Error.Code != CodeSinkUnretryable || !strings.Contains(pos.Error.Message, "s.b: the row at 1050 is refused for good") {
+		t.Fatalf("position error %+v, want %s with the sink's message", pos.Error, CodeSinkUnretryable)
+	}
+	script.mu.Lock()
+	opens := len(script.opens)
+	script.mu.Unlock()
+	if opens != 1 {
+		t.Fatalf("the stream was opened %d times, want once: an unretryable error must not restart the unit", opens)
 	}
 }

@@ -49,6 +49,9 @@ func errorCode(err error) string {
 	if errors.Is(err, source.ErrSnapshotLost) {
 		return CodeSnapshotLost
 	}
+	if sink.IsUnretryable(err) {
+		return CodeSinkUnretryable
+	}
 	var pe *pipeError
 	if errors.As(err, &pe) {
 		return pe.code
@@ -105,6 +108,9 @@ type table struct {
 	hasBoundary bool
 	boundary    model.Ts
 	err         *model.RunningError
+	// cause is the error err reports, kept so that a stream unit can
+	// report its table's failure with the same code (it wraps cause).
+	cause error
 	// safePos is, for a stream unit, the newest stream position every local
 	// table has flushed past; snapshot its initial copy's progress.
 	safePos  *model.StreamPosition
@@ -168,6 +174,13 @@ func (t *table) info() TableInfo {
 		ti.BoundaryTs = t.boundary
 	}
 	return ti
+}
+
+// failure is the error the table failed with (nil unless failed).
+func (t *table) failure() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.cause
 }
 
 func (t *table) finished() bool {
@@ -277,6 +290,7 @@ func (t *table) fail(err error) {
 	code := errorCode(err)
 	t.mu.Lock()
 	t.state = TableFailed
+	t.cause = err
 	t.err = &model.RunningError{Code: code, Message: fmt.Sprintf("table %d: %v", t.id, err), Time: time.Now().UTC()}
 	cp := t.checkpoint
 	t.mu.Unlock()
@@ -329,7 +343,9 @@ func (t *table) run(ctx context.Context) {
 			t.stop()
 			return
 		}
-		if errors.Is(err, source.ErrSnapshotLost) {
+		if errors.Is(err, source.ErrSnapshotLost) || sink.IsUnretryable(err) {
+			// Another attempt would meet the same refusal: report it now
+			// rather than after MaxRetries restarts.
 			t.fail(err)
 			return
 		}

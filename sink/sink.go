@@ -79,6 +79,36 @@ type TableSink interface {
 	Close() error
 }
 
+// CodeUnretryable is the error code a processor reports for an error a
+// sink marked Unretryable; the owner fails the changefeed on it (state
+// failed, which is not retried) instead of retrying it after a backoff.
+// One constant for both, so that the two cannot drift.
+const CodeUnretryable = "sink_unretryable"
+
+// Unretryable marks err as one that restarting the table from its
+// checkpoint cannot fix: the same rows would meet the same refusal (a row
+// larger than the sink accepts as configured). The processor reports it at
+// once instead of retrying, and the changefeed fails until the user changes
+// its configuration and resumes it. The message stays err's own.
+func Unretryable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &unretryableError{err: err}
+}
+
+// IsUnretryable reports whether err, or an error it wraps, was marked by
+// Unretryable.
+func IsUnretryable(err error) bool {
+	var u *unretryableError
+	return errors.As(err, &u)
+}
+
+type unretryableError struct{ err error }
+
+func (e *unretryableError) Error() string { return e.err.Error() }
+func (e *unretryableError) Unwrap() error { return e.err }
+
 // NopDDL can be embedded by sinks that have no schema to change (blackhole)
 // or that record DDL in their data stream themselves.
 type NopDDL struct{}

@@ -2,8 +2,10 @@ package verify
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"sort"
 	"strings"
 	"time"
@@ -29,9 +31,8 @@ import (
 // keeps per key the change with the highest commit ts at or below the
 // checkpoint — robust to the replays a failover causes (avro needs the
 // TiDB extension, whose delete records carry their commit ts). It also
-// counts messages of a key that came after a later one in their partition
-// (replays after a failover do) and checks that every DDL reached the
-// topics.
+// checks per-key order in every partition (partitionOrder: replays are
+// told from reorderings) and that every DDL reached the topics.
 type kafkaReader struct {
 	cfg  *kafka.Config
 	hist *datagen.History
@@ -181,7 +182,7 @@ func (r *kafkaReader) load(ctx context.Context, want []upstreamTable, rep *State
 	}
 	for _, topic := range sortedKeys(recs) {
 		for _, p := range sortedParts(recs[topic]) {
-			lastTs := map[string]model.Ts{}
+			order := newPartitionOrder()
 			for _, rec := range recs[topic][p] {
 				evs, err := r.decode(ctx, rec, lookup)
 				if err != nil {
@@ -198,22 +199,32 @@ func (r *kafkaReader) load(ctx context.Context, want []upstreamTable, rep *State
 					}
 					rep.Events++
 					row := ev.row
-					if ev.ts > r.cp {
-						rep.AfterCheckpoint++
-						continue
-					}
 					id, _ := lookup(row.Schema.Table.Schema, row.Schema.Table.Table, max(ev.ts, 1))
 					key, ok := datagen.KeyOf(row.Schema, row.Image())
 					if !ok {
 						rep.SchemaDiffs = append(rep.SchemaDiffs, fmt.Sprintf("%s partition %d offset %d: a row without a datagen key", topic, p, rec.Offset))
 						continue
 					}
-					kk := fmt.Sprintf("%d/%d", id, key)
+					// Order is the partition's, whatever the checkpoint:
+					// a consumer reads the messages after it too.
 					if ev.ts != 0 {
-						if last, ok := lastTs[kk]; ok && ev.ts < last {
+						kk := fmt.Sprintf("%d/%d", id, key)
+						switch newest, c := order.observe(kk, ev.ts, rowDigest(row)); c {
+						case orderReplayed:
 							rep.OutOfOrder++
+							rep.Replayed++
+						case orderReordered:
+							rep.OutOfOrder++
+							rep.Reordered++
+							if len(rep.ReorderedExamples) < MaxExamples {
+								rep.ReorderedExamples = append(rep.ReorderedExamples, fmt.Sprintf("%s partition %d offset %d: table %d key %d at commit ts %d, first delivered after its version at %d",
+									topic, p, rec.Offset, id, key, ev.ts, newest))
+							}
 						}
-						lastTs[kk] = ev.ts
+					}
+					if ev.ts > r.cp {
+						rep.AfterCheckpoint++
+						continue
 					}
 					ks := state[id]
 					if ks == nil {
@@ -287,6 +298,86 @@ func (r *kafkaReader) load(ctx context.Context, want []upstreamTable, rep *State
 		out[id] = dt
 	}
 	return out, nil
+}
+
+// partitionOrder checks per-key order within one partition. At-least-once
+// delivery replays rows after a failover (a new capture restarts from the
+// checkpoint), so a key's older versions may come again after newer ones;
+// that is no reordering as long as each such message is an exact copy —
+// same commit ts, same content — of a version the partition delivered
+// earlier for that key. A version first delivered after a newer one of its
+// key is a reordering: a consumer applying the partition in order would end
+// with the older version, and no failover explains it (a restarted capture
+// writes from the checkpoint in commit order, so any version it writes
+// after a newer one it wrote before was written by it before too).
+type partitionOrder struct {
+	newest map[string]model.Ts
+	seen   map[orderVersion]bool
+}
+
+type orderVersion struct {
+	key     string
+	ts      model.Ts
+	content uint64
+}
+
+type orderClass int
+
+const (
+	orderInOrder orderClass = iota
+	orderReplayed
+	orderReordered
+)
+
+func newPartitionOrder() *partitionOrder {
+	return &partitionOrder{newest: map[string]model.Ts{}, seen: map[orderVersion]bool{}}
+}
+
+// observe classifies the partition's next message for key: at ts, with a
+// digest of its content. It returns the newest commit ts the key had
+// before it.
+func (o *partitionOrder) observe(key string, ts model.Ts, content uint64) (model.Ts, orderClass) {
+	v := orderVersion{key: key, ts: ts, content: content}
+	newest, known := o.newest[key]
+	c := orderInOrder
+	if known && ts < newest {
+		c = orderReordered
+		if o.seen[v] {
+			c = orderReplayed
+		}
+	}
+	o.seen[v] = true
+	if !known || ts > newest {
+		o.newest[key] = ts
+	}
+	return newest, c
+}
+
+// rowDigest is a hash of what a row change says (its operation and both
+// images), to tell an exact copy from another change at the same ts.
+func rowDigest(row *model.RowChange) uint64 {
+	h := fnv.New64a()
+	var b [8]byte
+	num := func(v uint64) {
+		binary.LittleEndian.PutUint64(b[:], v)
+		h.Write(b[:])
+	}
+	img := func(vals []model.Value) {
+		num(uint64(len(vals)))
+		for _, v := range vals {
+			num(uint64(v.Kind))
+			num(uint64(v.I))
+			num(uint64(len(v.S)))
+			h.Write([]byte(v.S))
+			num(uint64(len(v.B)))
+			h.Write(v.B)
+		}
+	}
+	num(uint64(len(row.Op)))
+	h.Write([]byte(row.Op))
+	img(row.Before)
+	img(row.After)
+	return h.Sum64()
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -83,8 +83,17 @@ type StateReport struct {
 	Unchanged uint64
 	// Duplicates counts change events delivered more than once (storage
 	// sink replays after a failover); not a failure. OutOfOrder counts
-	// events that came after a later event of the same key in one file.
+	// events that came after a later event of the same key in one file
+	// (storage) or partition (Kafka).
 	Duplicates, OutOfOrder uint64
+	// Kafka splits OutOfOrder in two. Replayed events are exact copies
+	// (commit ts and content) of a version of their key the partition
+	// delivered before: at-least-once replays after a failover, not a
+	// failure. Reordered events are versions first delivered after a newer
+	// version of their key: a consumer applying the partition in order
+	// ends with the older one. OK does not judge them; callers that need
+	// per-key order check Reordered == 0.
+	Replayed, Reordered uint64
 	// Events are the change events read (storage), AfterCheckpoint those
 	// with a commit ts above the checkpoint (ignored).
 	Events, AfterCheckpoint uint64
@@ -97,6 +106,8 @@ type StateReport struct {
 	ExtraExamples   []RowKey
 	WrongExamples   []ValueDiff
 	DDLExamples     []string
+	// ReorderedExamples say where some Reordered events are.
+	ReorderedExamples []string
 }
 
 // OK is true when no row is missing, extra or wrong, every DDL up to the
@@ -111,8 +122,8 @@ func (r StateReport) String() string {
 	if !r.OK() {
 		status = "FAILED"
 	}
-	fmt.Fprintf(&b, "verify %s at checkpoint %d: %d tables; rows expected %d, matched %d, missing %d, extra %d, wrong %d, unchanged since start %d; events %d (duplicates %d, out of order %d, after checkpoint %d); DDLs expected %d, found %d, missing %d, extra %d, duplicated %d; schema differences %d",
-		status, r.CheckpointTs, r.Tables, r.Expected, r.Matched, r.Missing, r.Extra, r.Wrong, r.Unchanged, r.Events, r.Duplicates, r.OutOfOrder, r.AfterCheckpoint, r.DDLs, r.DDLsFound, r.DDLsMissing, r.DDLsExtra, r.DDLDuplicates, len(r.SchemaDiffs))
+	fmt.Fprintf(&b, "verify %s at checkpoint %d: %d tables; rows expected %d, matched %d, missing %d, extra %d, wrong %d, unchanged since start %d; events %d (duplicates %d, out of order %d: replayed %d, reordered %d; after checkpoint %d); DDLs expected %d, found %d, missing %d, extra %d, duplicated %d; schema differences %d",
+		status, r.CheckpointTs, r.Tables, r.Expected, r.Matched, r.Missing, r.Extra, r.Wrong, r.Unchanged, r.Events, r.Duplicates, r.OutOfOrder, r.Replayed, r.Reordered, r.AfterCheckpoint, r.DDLs, r.DDLsFound, r.DDLsMissing, r.DDLsExtra, r.DDLDuplicates, len(r.SchemaDiffs))
 	for _, m := range r.MissingExamples {
 		fmt.Fprintf(&b, "\n  missing: %s", m)
 	}
@@ -127,6 +138,9 @@ func (r StateReport) String() string {
 	}
 	for _, d := range r.SchemaDiffs {
 		fmt.Fprintf(&b, "\n  schema: %s", d)
+	}
+	for _, d := range r.ReorderedExamples {
+		fmt.Fprintf(&b, "\n  reordered: %s", d)
 	}
 	return b.String()
 }

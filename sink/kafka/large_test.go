@@ -12,6 +12,7 @@ import (
 
 	"github.com/raftcdc/raftcdc/codec/open"
 	"github.com/raftcdc/raftcdc/model"
+	"github.com/raftcdc/raftcdc/sink"
 )
 
 // bigRow is an insert whose note column holds 12 MiB.
@@ -19,7 +20,7 @@ func bigRow(sc *model.TableSchema, ts model.Ts) *model.RowChange {
 	return userRow(sc, model.OpInsert, ts, 7, 1, strings.Repeat("x", 12<<20))
 }
 
-func TestRowOverMaxMessageBytesFailsNamingTheTable(t *testing.T) {
+func TestRowOverMaxMessageBytesFailsUnretryablyNamingTheTable(t *testing.T) {
 	c := startBroker(t)
 	s := openSink(t, brokerURI(c, "big", "protocol=open-protocol"))
 	sc := usersSchema("shop", "blobs")
@@ -31,6 +32,11 @@ func TestRowOverMaxMessageBytesFailsNamingTheTable(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "table shop.blobs") || !strings.Contains(err.Error(), "over max-message-bytes=10485760") {
 		t.Fatalf("a 12 MiB row with max-message-bytes 10 MiB: got %v, want an error naming the table and the limit", err)
+	}
+	// Restarting the table would meet the same row again: the error says
+	// so, and the changefeed fails instead of retrying forever.
+	if !sink.IsUnretryable(err) {
+		t.Fatalf("the oversize error %v is not marked unretryable", err)
 	}
 	// The error sticks: a later small row must not be written after a gap.
 	if err := ts.Write(ctx, []*model.Txn{{CommitTs: 110, StartTs: 109, Rows: []*model.RowChange{userRow(sc, model.OpInsert, 110, 8, 1, "")}}}); err == nil {
