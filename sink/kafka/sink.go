@@ -433,8 +433,18 @@ func (s *Sink) produceAll(ctx context.Context, what string, topics []string, key
 	// The caller's deadline bounds the wait here; records still in flight
 	// then complete or fail on their own.
 	errc := make(chan error, len(recs))
+	fm := s.fm
 	for _, r := range recs {
-		s.client.Produce(ctx, r, func(_ *kgo.Record, err error) { errc <- err })
+		s.client.Produce(ctx, r, func(r *kgo.Record, err error) {
+			if err == nil {
+				// Counted and timed a message, as table sinks do, so that
+				// the latency histogram's count is the message count.
+				fm.latency.Observe(time.Since(start).Seconds())
+				fm.messages.Inc()
+				fm.bytes.Add(float64(len(r.Key) + len(r.Value)))
+			}
+			errc <- err
+		})
 	}
 	for range recs {
 		var err error
@@ -447,9 +457,6 @@ func (s *Sink) produceAll(ctx context.Context, what string, topics []string, key
 			return fmt.Errorf("kafka sink: sending the %s to %v: %w", what, topics, err)
 		}
 	}
-	s.fm.latency.Observe(time.Since(start).Seconds())
-	s.fm.messages.Add(float64(len(recs)))
-	s.fm.bytes.Add(float64(len(recs) * (len(key) + len(value))))
 	return nil
 }
 
