@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"net/url"
@@ -20,9 +21,38 @@ type claimStore interface {
 
 // fileClaimStore writes each value as one file under a directory, made
 // visible atomically (temp file, fsync, rename). The name is derived from
-// the table, commit ts and the value's hash, so a replayed row rewrites the
-// same file instead of leaving a second copy.
+// the table, commit ts and a digest of the row change (rowDigest), so a
+// replayed row rewrites the same file instead of leaving a second copy.
 type fileClaimStore struct{ dir string }
+
+// rowDigest identifies a row change by its op and images, not by its
+// encoded message: canal-json, debezium and simple messages carry the
+// encoding's wall clock, so a digest of the value named a replayed row's
+// file differently each time and left a 10 MiB+ copy per replay. Rows of
+// one table and commit ts differ in their images (their keys, or for a
+// keyless table their contents), so the name stays unique where it must.
+func rowDigest(row *model.RowChange) []byte {
+	h := sha256.New()
+	var n [8]byte
+	put := func(b []byte) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	put([]byte(row.Op))
+	for _, img := range [][]model.Value{row.Before, row.After} {
+		binary.BigEndian.PutUint64(n[:], uint64(len(img)))
+		h.Write(n[:])
+		for _, v := range img {
+			binary.BigEndian.PutUint64(n[:], uint64(v.I))
+			h.Write([]byte{byte(v.Kind)})
+			h.Write(n[:])
+			put([]byte(v.S))
+			put(v.B)
+		}
+	}
+	return h.Sum(nil)
+}
 
 func newClaimStore(uri string) (claimStore, error) {
 	u, err := url.Parse(uri)
@@ -46,7 +76,7 @@ func (s *fileClaimStore) Put(ctx context.Context, row *model.RowChange, value []
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(value)
+	sum := rowDigest(row)
 	t := row.Table()
 	sub := filepath.Join(s.dir, sanitizeTopic(t.Schema)+"."+sanitizeTopic(t.Table))
 	if err := os.MkdirAll(sub, 0o755); err != nil {

@@ -87,23 +87,54 @@ func TestTransientBrokerErrorsFor10sLoseNothingAndFailNothing(t *testing.T) {
 	// Everything arrived once, in per-key order: REQUEST_TIMED_OUT is
 	// answered after the broker appended the batch, so only the idempotent
 	// producer's sequence numbers keep the retry from duplicating it.
+	// Per key, within its one partition, the versions come in commit
+	// order: the insert (n=0), the updates (n=1..updates) and the delete,
+	// each at a later commit ts than the one before; a retried batch that
+	// overtook a later one would break this.
 	recs := consume(t, c, "cdc")
 	total := 0
+	keyPart := map[string]int32{}
 	for p, evs := range openEvents(t, recs) {
-		last := map[string]int{}
+		type version struct {
+			events int
+			ts     uint64
+			n      int64
+		}
+		last := map[string]*version{}
 		for _, e := range evs {
-			img := e.Row.Update
+			img, deleted := e.Row.Update, false
 			if img == nil {
-				img = e.Row.Delete
+				img, deleted = e.Row.Delete, true
 			}
 			id := string(img["id"].Value)
-			last[id]++
+			n := jsonInt(t, img["n"].Value)
+			if q, ok := keyPart[id]; ok && q != p {
+				t.Fatalf("key %s in partitions %d and %d", id, q, p)
+			}
+			keyPart[id] = p
+			v := last[id]
+			want := int64(0)
+			switch {
+			case v == nil && deleted:
+				t.Fatalf("partition %d key %s: first event is a delete", p, id)
+			case v == nil:
+				v = &version{}
+				last[id] = v
+			case deleted:
+				want = v.n // the delete carries the last update's image
+			default:
+				want = v.n + 1
+			}
+			if n != want || (v.events > 0 && e.Key.Ts <= v.ts) {
+				t.Fatalf("partition %d key %s: event %d (n=%d at ts %d) after n=%d at ts %d: out of commit order",
+					p, id, v.events+1, n, e.Key.Ts, v.n, v.ts)
+			}
+			v.events, v.ts, v.n = v.events+1, e.Key.Ts, n
 			total++
-			_ = p
 		}
-		for id, n := range last {
-			if n != updates+2 {
-				t.Errorf("partition %d key %s: %d events, want %d (lost or duplicated)", p, id, n, updates+2)
+		for id, v := range last {
+			if v.events != updates+2 {
+				t.Errorf("partition %d key %s: %d events, want %d (lost or duplicated)", p, id, v.events, updates+2)
 			}
 		}
 	}

@@ -124,7 +124,7 @@ func (p *partitioner) partition(row *model.RowChange, n int32) (int32, error) {
 			h.Write(lb[:])
 			h.Write([]byte(t))
 		}
-		return int32(h.Sum64() % uint64(n)), nil
+		return partitionOf(h.Sum64(), n), nil
 	default: // default and table
 		return hashTable(p.table, n), nil
 	}
@@ -176,5 +176,22 @@ func hashTable(t model.TableName, n int32) int32 {
 	h.Write([]byte(t.Schema))
 	h.Write([]byte{0})
 	h.Write([]byte(t.Table))
-	return int32(h.Sum64() % uint64(n))
+	return partitionOf(h.Sum64(), n)
+}
+
+// partitionOf maps a hash to one of n partitions. FNV-1a's sum cannot be
+// taken modulo n as it is: its multiplications carry bits only upwards, so
+// the low k bits of the sum depend only on the low k bits of each input
+// byte, and with 2^k partitions values that differ in higher bits of their
+// bytes ("user-a", "user-e") all went to one partition; a columns rule
+// over (n, note) put six groups in one of four partitions. A
+// xorshift-multiply finalizer (splitmix64's) spreads every bit of the sum
+// over the low ones.
+func partitionOf(h uint64, n int32) int32 {
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
+	return int32(h % uint64(n))
 }

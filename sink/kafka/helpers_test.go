@@ -131,17 +131,20 @@ func keyedWorkload(s *model.TableSchema, keys, updates int, baseTs model.Ts) []*
 }
 
 // consume reads every record of a topic from the beginning, per partition,
-// until the end offsets seen at the start are reached.
-func consume(t *testing.T, c *kfake.Cluster, topic string) map[int32][]*kgo.Record {
+// until the end offsets seen at the start are reached. opts are what the
+// broker asks of a client (SASL, TLS).
+func consume(t *testing.T, c *kfake.Cluster, topic string, opts ...kgo.Opt) map[int32][]*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(64<<20))
+	const fetchMax = 64 << 20
+	base := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(fetchMax), kgo.FetchMaxPartitionBytes(fetchMax)}
+	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
 	ctx := testCtx(t)
-	ends := endOffsets(t, c, topic)
+	ends := endOffsets(t, c, topic, opts...)
 	out := map[int32][]*kgo.Record{}
 	done := func() bool {
 		for p, end := range ends {
@@ -170,9 +173,9 @@ func counts(m map[int32][]*kgo.Record) map[int32]int {
 	return out
 }
 
-func endOffsets(t *testing.T, c *kfake.Cluster, topic string) map[int32]int64 {
+func endOffsets(t *testing.T, c *kfake.Cluster, topic string, opts ...kgo.Opt) map[int32]int64 {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,5 +281,41 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// deliverRows writes n inserts of shop.users (one transaction) through s,
+// flushes them, and checks that a canal-json consumer with the broker's
+// client options (SASL, TLS) reads back exactly those ids, once each.
+func deliverRows(t *testing.T, c *kfake.Cluster, s *Sink, topic string, n int, opts ...kgo.Opt) {
+	t.Helper()
+	sc := usersSchema("shop", "users")
+	ts := openTable(t, s, sc.Table)
+	ctx := testCtx(t)
+	txn := &model.Txn{CommitTs: 100, StartTs: 99}
+	var want []string
+	for id := 1; id <= n; id++ {
+		txn.Rows = append(txn.Rows, userRow(sc, model.OpInsert, 100, int64(id), uint64(id), fmt.Sprintf("row %d", id)))
+		want = append(want, fmt.Sprint(id))
+	}
+	if err := ts.Write(ctx, []*model.Txn{txn}); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if err := ts.Flush(ctx, 100); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	var got []string
+	for _, rs := range consume(t, c, topic, opts...) {
+		for _, r := range rs {
+			for _, e := range decodeCanal(t, r) {
+				if e.kind == "row" {
+					got = append(got, e.id)
+				}
+			}
+		}
+	}
+	sort.Slice(got, func(i, j int) bool { return len(got[i]) < len(got[j]) || len(got[i]) == len(got[j]) && got[i] < got[j] })
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("consumed ids %v, want %v", got, want)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strconv"
@@ -155,7 +156,7 @@ func openSinkURI(ctx context.Context, uri string, opts ...Option) (*Sink, error)
 	ti, err := s.ensureTopic(ctx, cfg.Topic)
 	if err != nil {
 		adminClient.Close()
-		return nil, err
+		return nil, s.withAuthHint(err)
 	}
 	s.maxMessageBytes = ti.maxMessageBytes
 	prod := append(base,
@@ -193,6 +194,23 @@ func openSinkURI(ctx context.Context, uri string, opts ...Option) (*Sink, error)
 	s.log.Info().Strs("brokers", cfg.Brokers).Str("topic", cfg.Topic).Str("protocol", cfg.Protocol).
 		Int("max_message_bytes", s.maxMessageBytes).Int32("partitions", ti.partitions).Msg("kafka sink open")
 	return s, nil
+}
+
+// withAuthHint adds what to check to an error of the sink's first contact
+// with the brokers when SASL is on and the error looks like refused
+// credentials. Kafka answers them with SASL_AUTHENTICATION_FAILED, but
+// some brokers and proxies just close the connection, which franz-go
+// reports as a bare EOF that says nothing about the credentials.
+func (s *Sink) withAuthHint(err error) error {
+	c := s.cfg
+	if c.SASLMechanism == "" {
+		return err
+	}
+	if !errors.Is(err, kerr.SaslAuthenticationFailed) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return err
+	}
+	return fmt.Errorf("%w (authenticating with sasl-mechanism=%s as sasl-user=%s: the broker refused the credentials or closed the connection; check sasl-user and sasl-password, and enable-tls if the broker expects TLS)",
+		err, c.SASLMechanism, c.SASLUser)
 }
 
 func (s *Sink) clientOpts() ([]kgo.Opt, error) {
@@ -415,8 +433,18 @@ func (s *Sink) produceAll(ctx context.Context, what string, topics []string, key
 	// The caller's deadline bounds the wait here; records still in flight
 	// then complete or fail on their own.
 	errc := make(chan error, len(recs))
+	fm := s.fm
 	for _, r := range recs {
-		s.client.Produce(ctx, r, func(_ *kgo.Record, err error) { errc <- err })
+		s.client.Produce(ctx, r, func(r *kgo.Record, err error) {
+			if err == nil {
+				// Counted and timed a message, as table sinks do, so that
+				// the latency histogram's count is the message count.
+				fm.latency.Observe(time.Since(start).Seconds())
+				fm.messages.Inc()
+				fm.bytes.Add(float64(len(r.Key) + len(r.Value)))
+			}
+			errc <- err
+		})
 	}
 	for range recs {
 		var err error
@@ -429,9 +457,6 @@ func (s *Sink) produceAll(ctx context.Context, what string, topics []string, key
 			return fmt.Errorf("kafka sink: sending the %s to %v: %w", what, topics, err)
 		}
 	}
-	s.fm.latency.Observe(time.Since(start).Seconds())
-	s.fm.messages.Add(float64(len(recs)))
-	s.fm.bytes.Add(float64(len(recs) * (len(key) + len(value))))
 	return nil
 }
 

@@ -205,8 +205,10 @@ func (t *tableSink) encode(ctx context.Context, gv *groupValues, row *model.RowC
 	if err != nil {
 		return nil, nil, fmt.Errorf("kafka sink: encoding a row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
 	}
-	size := len(k) + len(v) + t.s.proto.overhead(1) + recordOverhead
-	if size <= limit {
+	// size is the message a consumer would get (framing included);
+	// Kafka's record framing must fit under the limit as well.
+	size := len(k) + len(v) + t.s.proto.overhead(1)
+	if size+recordOverhead <= limit {
 		return gv.copyOf(k), gv.copyOf(v), nil
 	}
 	cfg := t.s.cfg
@@ -240,7 +242,8 @@ func (t *tableSink) encode(ctx context.Context, gv *groupValues, row *model.RowC
 		return k2, v2, nil
 	default:
 		t.s.fm.large(LargeMessageNone).Inc()
-		return nil, nil, sink.Unretryable(fmt.Errorf("kafka sink: table %s: a row at commit ts %d encodes to %d bytes, over max-message-bytes=%d (set large-message-handle-option=handle-key-only or claim-check to send such rows)", t.table, row.CommitTs, size, limit))
+		return nil, nil, sink.Unretryable(fmt.Errorf("kafka sink: table %s: a row at commit ts %d encodes to a message of %d bytes (%d with Kafka's record framing), over max-message-bytes=%d (set large-message-handle-option=handle-key-only or claim-check to send such rows)",
+			t.table, row.CommitTs, size, size+recordOverhead, limit))
 	}
 }
 

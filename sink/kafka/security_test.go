@@ -1,0 +1,252 @@
+package kafka
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+)
+
+// SASL and TLS against kfake. kfake authenticates PLAIN, SCRAM-SHA-256 and
+// SCRAM-SHA-512 users (kfake.EnableSASL with kfake.Superuser) and listens
+// with the tls.Config it is given (kfake.TLS), so requiring a client
+// certificate is that config's ClientAuth: every case of the sink's
+// security parameters can be shown against it.
+//
+// One thing kfake does differently from Kafka: refused credentials close
+// the connection instead of answering SASL_AUTHENTICATION_FAILED, so the
+// client sees only an EOF; the sink's error must still say what to check.
+
+// saslPassword has characters a URI must escape, so the tests also show
+// that sasl-password is read unescaped.
+const saslPassword = "s3cr&t p@ss"
+
+func saslMechanism(name, user, pass string) sasl.Mechanism {
+	switch name {
+	case "PLAIN":
+		return plain.Auth{User: user, Pass: pass}.AsMechanism()
+	case "SCRAM-SHA-256":
+		return scram.Auth{User: user, Pass: pass}.AsSha256Mechanism()
+	}
+	return scram.Auth{User: user, Pass: pass}.AsSha512Mechanism()
+}
+
+func saslParams(mech, user, pass string) string {
+	return "sasl-mechanism=" + mech + "&sasl-user=" + url.QueryEscape(user) + "&sasl-password=" + url.QueryEscape(pass)
+}
+
+func TestSASLWithTheRightPasswordDeliversRows(t *testing.T) {
+	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
+		t.Run(mech, func(t *testing.T) {
+			c := startBroker(t, kfake.EnableSASL(), kfake.Superuser(mech, "alice", saslPassword))
+			s := openSink(t, brokerURI(c, "cdc", "protocol=canal-json&partition-num=2&"+saslParams(mech, "alice", saslPassword)))
+			deliverRows(t, c, s, "cdc", 20, kgo.SASL(saslMechanism(mech, "alice", saslPassword)))
+		})
+	}
+}
+
+func TestSASLWithAWrongPasswordFailsOpenWithoutShowingIt(t *testing.T) {
+	const wrong = "not-the-s3cret"
+	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
+		t.Run(mech, func(t *testing.T) {
+			c := startBroker(t, kfake.EnableSASL(), kfake.Superuser(mech, "alice", saslPassword))
+			uri := brokerURI(c, "cdc", "protocol=canal-json&dial-timeout=2s&read-timeout=2s&write-timeout=2s&"+saslParams(mech, "alice", wrong))
+			err := openFails(t, uri)
+			msg := err.Error()
+			for _, want := range []string{"reading metadata of topic cdc", "sasl-mechanism=" + mech, "sasl-user=alice", "check sasl-user and sasl-password"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q does not contain %q", msg, want)
+				}
+			}
+			if strings.Contains(msg, wrong) || strings.Contains(msg, url.QueryEscape(wrong)) {
+				t.Errorf("error %q shows the password", msg)
+			}
+		})
+	}
+}
+
+// openFails opens uri expecting an error, within a bound that shows the
+// sink does not retry a refusal for long.
+func openFails(t *testing.T, uri string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	s, err := Open(ctx, uri)
+	if err == nil {
+		s.Close()
+		t.Fatalf("opened; want an error")
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("open took %v to fail", d)
+	}
+	return err
+}
+
+// testCA is a certificate authority made for one test, with its
+// certificate written to a PEM file.
+type testCA struct {
+	dir  string
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	file string
+	pool *x509.CertPool
+}
+
+func newTestCA(t *testing.T, name string) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &testCA{dir: t.TempDir(), cert: cert, key: key, pool: x509.NewCertPool()}
+	ca.pool.AddCert(cert)
+	ca.file = writePEM(t, ca.dir, name+"-ca.pem", "CERTIFICATE", der)
+	return ca
+}
+
+// issue signs a certificate for 127.0.0.1 and localhost, for a server or
+// a client, and writes it and its key as PEM files.
+func (ca *testCA) issue(t *testing.T, name string, usage x509.ExtKeyUsage) (pair tls.Certificate, certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames:     []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile = writePEM(t, ca.dir, name+".pem", "CERTIFICATE", der)
+	keyFile = writePEM(t, ca.dir, name+"-key.pem", "EC PRIVATE KEY", kder)
+	pair, err = tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair, certFile, keyFile
+}
+
+func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// tlsBroker starts kfake serving TLS with a certificate of ca; with
+// clientCA set it requires client certificates that clientCA signed.
+func tlsBroker(t *testing.T, ca, clientCA *testCA, opts ...kfake.Opt) *kfake.Cluster {
+	t.Helper()
+	server, _, _ := ca.issue(t, "broker", x509.ExtKeyUsageServerAuth)
+	tc := &tls.Config{Certificates: []tls.Certificate{server}, MinVersion: tls.VersionTLS12}
+	if clientCA != nil {
+		tc.ClientAuth, tc.ClientCAs = tls.RequireAndVerifyClientCert, clientCA.pool
+	}
+	return startBroker(t, append([]kfake.Opt{kfake.TLS(tc)}, opts...)...)
+}
+
+func TestTLSWithTheBrokersCADeliversRows(t *testing.T) {
+	ca := newTestCA(t, "kafka")
+	c := tlsBroker(t, ca, nil)
+	s := openSink(t, brokerURI(c, "cdc", "protocol=canal-json&partition-num=2&enable-tls=true&ca="+ca.file))
+	deliverRows(t, c, s, "cdc", 20, kgo.DialTLSConfig(&tls.Config{RootCAs: ca.pool}))
+}
+
+func TestTLSWithAnotherCAFailsOpenNamingTheCertificateProblem(t *testing.T) {
+	ca, other := newTestCA(t, "kafka"), newTestCA(t, "other")
+	c := tlsBroker(t, ca, nil)
+	err := openFails(t, brokerURI(c, "cdc", "protocol=canal-json&dial-timeout=2s&read-timeout=2s&write-timeout=2s&enable-tls=true&ca="+other.file))
+	if msg := err.Error(); !strings.Contains(msg, "reading metadata of topic cdc") || !strings.Contains(msg, "certificate signed by unknown authority") {
+		t.Fatalf("got %q, want the metadata step and the certificate problem", msg)
+	}
+}
+
+func TestTLSInsecureSkipVerifyDeliversWithoutCA(t *testing.T) {
+	ca := newTestCA(t, "kafka")
+	c := tlsBroker(t, ca, nil)
+	s := openSink(t, brokerURI(c, "cdc", "protocol=canal-json&partition-num=2&enable-tls=true&insecure-skip-verify=true"))
+	deliverRows(t, c, s, "cdc", 20, kgo.DialTLSConfig(&tls.Config{RootCAs: ca.pool}))
+}
+
+// Without insecure-skip-verify and without ca, the system's roots decide:
+// a broker with a private CA is refused.
+func TestTLSWithoutCAVerifiesAgainstTheSystemRoots(t *testing.T) {
+	ca := newTestCA(t, "kafka")
+	c := tlsBroker(t, ca, nil)
+	err := openFails(t, brokerURI(c, "cdc", "protocol=canal-json&dial-timeout=2s&read-timeout=2s&write-timeout=2s&enable-tls=true"))
+	if !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+		t.Fatalf("got %q, want the certificate problem", err)
+	}
+}
+
+func TestMutualTLSDeliversWithTheClientCertificateAndFailsWithout(t *testing.T) {
+	ca, clients := newTestCA(t, "kafka"), newTestCA(t, "clients")
+	c := tlsBroker(t, ca, clients)
+	pair, certFile, keyFile := clients.issue(t, "raftcdc", x509.ExtKeyUsageClientAuth)
+	s := openSink(t, brokerURI(c, "cdc", "protocol=canal-json&partition-num=2&enable-tls=true&ca="+ca.file+"&cert="+certFile+"&key="+keyFile))
+	deliverRows(t, c, s, "cdc", 20, kgo.DialTLSConfig(&tls.Config{RootCAs: ca.pool, Certificates: []tls.Certificate{pair}}))
+
+	err := openFails(t, brokerURI(c, "cdc", "protocol=canal-json&dial-timeout=2s&read-timeout=2s&write-timeout=2s&enable-tls=true&ca="+ca.file))
+	if msg := err.Error(); !strings.Contains(msg, "reading metadata of topic cdc") || !strings.Contains(msg, "certificate required") {
+		t.Fatalf("without a client certificate: got %q, want the broker's demand for one", msg)
+	}
+}
+
+// SASL over TLS (SASL_SSL) is how most managed Kafka services are reached.
+func TestSASLOverTLSDeliversRows(t *testing.T) {
+	ca := newTestCA(t, "kafka")
+	c := tlsBroker(t, ca, nil, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "alice", saslPassword))
+	s := openSink(t, brokerURI(c, "cdc", "protocol=canal-json&partition-num=2&enable-tls=true&ca="+ca.file+"&"+saslParams("SCRAM-SHA-512", "alice", saslPassword)))
+	deliverRows(t, c, s, "cdc", 20, kgo.DialTLSConfig(&tls.Config{RootCAs: ca.pool}), kgo.SASL(saslMechanism("SCRAM-SHA-512", "alice", saslPassword)))
+}
