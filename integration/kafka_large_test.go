@@ -72,7 +72,7 @@ func TestKafkaRowOverMaxMessageBytesFailsTheChangefeed(t *testing.T) {
 	if e == nil || e.Code != sink.CodeUnretryable {
 		t.Fatalf("failed with %+v, want code %s", e, sink.CodeUnretryable)
 	}
-	m := regexp.MustCompile(`table public\.blobs: a row at commit ts \d+ encodes to (\d+) bytes, over max-message-bytes=4096`).FindStringSubmatch(e.Message)
+	m := regexp.MustCompile(`table public\.blobs: a row at commit ts \d+ encodes to a message of (\d+) bytes \(\d+ with Kafka's record framing\), over max-message-bytes=4096`).FindStringSubmatch(e.Message)
 	if m == nil {
 		t.Fatalf("the reason %q does not name the table, the row's size and the limit", e.Message)
 	}
