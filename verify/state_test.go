@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -310,6 +311,89 @@ func TestStateReportsMissingExtraWrongAndDDLDamage(t *testing.T) {
 		rep := mustCompare(t, StateParams{SourceURI: src, Downstream: uriOf(root), StartTs: start})
 		if rep.OK() || rep.DDLsMissing != 1 {
 			t.Fatalf("%s", rep)
+		}
+	})
+	// The schema file of the table version in force at the checkpoint is
+	// compared with datagen's schema at that version.
+	schemaFileAtCheckpoint := func(t *testing.T, root string) (model.TableName, uint64, string) {
+		for _, tn := range h.TablesAt(upto) {
+			sch, err := h.SchemaAt(tn.ID, upto)
+			if err != nil {
+				t.Fatal(err)
+			}
+			matches, _ := filepath.Glob(filepath.Join(root, tn.Schema, tn.Table, "meta", fmt.Sprintf("schema_%d_*.json", sch.Version)))
+			if len(matches) == 1 {
+				return tn, sch.Version, matches[0]
+			}
+		}
+		t.Fatal("no table has a schema file for its version at the checkpoint")
+		return model.TableName{}, 0, ""
+	}
+	editSchemaFile := func(t *testing.T, path string, edit func(*storage.TableDefinition)) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d storage.TableDefinition
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatal(err)
+		}
+		edit(&d)
+		if b, err = json.Marshal(d); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("a column type that differs in the schema file names the column and both types", func(t *testing.T) {
+		root := fresh(t)
+		tn, version, path := schemaFileAtCheckpoint(t, root)
+		const col = 2 // the third column: past the key
+		var was storage.TableColumn
+		editSchemaFile(t, path, func(d *storage.TableDefinition) {
+			was = d.Columns[col]
+			d.Columns[col].Type = "GEOMETRY"
+		})
+		rep := mustCompare(t, StateParams{SourceURI: src, Downstream: uriOf(root), StartTs: start})
+		want := fmt.Sprintf("%s version %d column %d: downstream", tn, version, col+1)
+		if rep.OK() || len(rep.SchemaDiffs) != 1 || !strings.HasPrefix(rep.SchemaDiffs[0], want) ||
+			!strings.Contains(rep.SchemaDiffs[0], "GEOMETRY") || !strings.Contains(rep.SchemaDiffs[0], "upstream {Name:"+was.Name+" Type:"+was.Type) {
+			t.Fatalf("want one schema difference %q... naming GEOMETRY downstream and %s upstream:\n%s", want, was.Type, rep)
+		}
+		// The rows themselves still match: only the schema file differs.
+		if rep.Missing+rep.Extra+rep.Wrong != 0 || rep.Matched != rep.Expected {
+			t.Fatalf("a schema file's difference changed the row comparison:\n%s", rep)
+		}
+	})
+	t.Run("a column missing from the schema file is a column count difference", func(t *testing.T) {
+		root := fresh(t)
+		tn, version, path := schemaFileAtCheckpoint(t, root)
+		var n int
+		editSchemaFile(t, path, func(d *storage.TableDefinition) {
+			n = len(d.Columns)
+			d.Columns = d.Columns[:n-1]
+			d.TotalColumns = n - 1
+		})
+		rep := mustCompare(t, StateParams{SourceURI: src, Downstream: uriOf(root), StartTs: start})
+		want := fmt.Sprintf("%s version %d: %d columns downstream, %d upstream", tn, version, n-1, n)
+		if rep.OK() || len(rep.SchemaDiffs) != 1 || rep.SchemaDiffs[0] != want {
+			t.Fatalf("want the schema difference %q:\n%s", want, rep)
+		}
+	})
+	t.Run("a lost schema file for the version at the checkpoint is named", func(t *testing.T) {
+		root := fresh(t)
+		tn, version, path := schemaFileAtCheckpoint(t, root)
+		if version <= start {
+			t.Skip("the version in force began before the start: it need not have a schema file")
+		}
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		rep := mustCompare(t, StateParams{SourceURI: src, Downstream: uriOf(root), StartTs: start})
+		want := fmt.Sprintf("%s: no schema file for version %d", tn, version)
+		if rep.OK() || !strings.Contains(strings.Join(rep.SchemaDiffs, "\n"), want) {
+			t.Fatalf("want the schema difference %q:\n%s", want, rep)
 		}
 	})
 	t.Run("a file written twice is duplicates, still OK", func(t *testing.T) {
