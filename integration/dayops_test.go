@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -164,4 +165,14 @@ func (e *feedEnv) continuesOn(c *Cluster, ids []string, from model.Ts) (model.Ts
 	cp := c.WaitCheckpointAbove(e.id, from, advanceBound)
 	cp = c.WaitCheckpointAbove(e.id, cp, advanceBound)
 	return cp, Verify(e.t, e.src, e.dir, e.start, cp)
+}
+
+// requireLong skips a test that takes minutes unless RAFTCDC_LONG_TESTS is
+// set, as `make test-long` and CI (.ci/run) do: the default run stays
+// short, and CI still runs every test.
+func requireLong(t *testing.T, how string) {
+	t.Helper()
+	if os.Getenv("RAFTCDC_LONG_TESTS") == "" {
+		t.Skipf("long test (%s): run it with make test-long, as CI does (or RAFTCDC_LONG_TESTS=1)", how)
+	}
 }

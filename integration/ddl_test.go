@@ -14,7 +14,7 @@ import (
 // (add and drop column, truncate, rename, drop and create table) — into the
 // storage sink as canal-json, while the leader is killed twice and a
 // follower is frozen with SIGSTOP. The downstream state at the checkpoint
-// equals datagen's, and every DDL is there exactly once.
+// equals datagen's, and every DDL is there exactly once and in order.
 func TestTypedHistoryWithDDLThroughFailovers(t *testing.T) {
 	c := StartCluster(t, binPath, 3, ClusterOptions{ExtraArgs: []string{"--log-level", "info"}})
 	c.WaitForOwner(30*time.Second, 0)
@@ -55,6 +55,11 @@ func TestTypedHistoryWithDDLThroughFailovers(t *testing.T) {
 	}
 	if rep.DDLsFound != rep.DDLs || rep.DDLDuplicates != 0 {
 		t.Fatalf("DDLs: %d expected, %d found, %d written more than once", rep.DDLs, rep.DDLsFound, rep.DDLDuplicates)
+	}
+	// In order too: per table, the files read in order show the DDL
+	// messages by commit ts and no row older than a DDL before it.
+	if rep.DDLOrderViolations != 0 {
+		t.Fatalf("DDLs out of order in the files: %d violations, the first: %s", rep.DDLOrderViolations, rep.DDLOrderExample)
 	}
 	s.Stop()
 	sr := s.Report()

@@ -441,12 +441,15 @@ func (f *feed) checkSink(t *testing.T, id model.TableID, upto, maxTs model.Ts) {
 // probeSink wraps a sink to watch and steer what the pipeline does to it.
 type probeSink struct {
 	sink.Sink
-	p *probe
+	p  *probe
+	id int64 // which opening of the changefeed sink this is, from 1
 }
 
 type probe struct {
-	flushes atomic.Int64
-	entered atomic.Int64 // flushes that found the block in place
+	// sinksOpened counts the changefeed sinks opened (OpenChangefeedSink).
+	sinksOpened atomic.Int64
+	flushes     atomic.Int64
+	entered     atomic.Int64 // flushes that found the block in place
 	// failFlushes: this many flushes fail before reaching the sink (what
 	// was written stays unflushed and goes with the table sink's Close).
 	failFlushes atomic.Int64
@@ -461,6 +464,7 @@ type probe struct {
 type probeTable struct {
 	sink.TableSink
 	p      *probe
+	sink   int64 // the probeSink.id of the sink it was opened on
 	closed atomic.Bool
 }
 
@@ -469,7 +473,7 @@ func (s probeSink) OpenTable(ctx context.Context, table model.TableName, opts si
 	if err != nil {
 		return nil, err
 	}
-	pt := &probeTable{TableSink: ts, p: s.p}
+	pt := &probeTable{TableSink: ts, p: s.p, sink: s.id}
 	s.p.mu.Lock()
 	s.p.tables = append(s.p.tables, pt)
 	s.p.mu.Unlock()
@@ -529,12 +533,12 @@ func (c probeConns) OpenChangefeedSink(ctx context.Context, id model.ChangefeedI
 		if err != nil {
 			return nil, err
 		}
-		return probeSink{Sink: s, p: c.p}, nil
+		return probeSink{Sink: s, p: c.p, id: c.p.sinksOpened.Add(1)}, nil
 	}
 	c.c.mu.Lock()
 	m := c.c.mem
 	c.c.mu.Unlock()
-	return probeSink{Sink: memView{m: m}, p: c.p}, nil
+	return probeSink{Sink: memView{m: m}, p: c.p, id: c.p.sinksOpened.Add(1)}, nil
 }
 
 // fakeLease is a lease the node keeps renewing, unless the test cuts it:
@@ -624,6 +628,29 @@ func (e *env) fencedTotal(t *testing.T) float64 {
 	}
 	t.Fatal("raftcdc_processor_fenced_total is not registered")
 	return 0
+}
+
+// feedGauge is the test changefeed's sample of a gauge vector, and whether
+// it has one yet.
+func (e *env) feedGauge(t *testing.T, name string) (float64, bool) {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "changefeed" && l.GetValue() == testFeed {
+					return m.GetGauge().GetValue(), true
+				}
+			}
+		}
+	}
+	return 0, false
 }
 
 const maxTs = ^model.Ts(0)

@@ -23,9 +23,10 @@
 //   - Rows above the changefeed checkpoint may be delivered again after a
 //     failover. TableOptions.ReplayUntil tells the sink which commit ts may
 //     already be downstream, so it can write those idempotently (safe mode).
-//   - EmitDDL executes one DDL downstream. Only the owner's sink instance
-//     calls it, once every table has flushed to the DDL's CommitTs − 1. It
-//     may be called again for the same DDL after an owner failover: the sink
+//   - EmitDDL executes one DDL downstream, once every table has flushed to
+//     the DDL's CommitTs − 1: the owner's sink instance calls it, or, for a
+//     single-stream source, the sink of the capture holding the stream. It
+//     may be called again for the same DDL after a failover: the sink
 //     treats "already applied" as success.
 //   - EmitCheckpoint publishes the changefeed checkpoint where the sink has a
 //     place for it (Kafka resolved events, the storage sink's metadata file);

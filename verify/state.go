@@ -91,8 +91,7 @@ type StateReport struct {
 	// delivered before: at-least-once replays after a failover, not a
 	// failure. Reordered events are versions first delivered after a newer
 	// version of their key: a consumer applying the partition in order
-	// ends with the older one. OK does not judge them; callers that need
-	// per-key order check Reordered == 0.
+	// ends with the older one, so OK fails on any.
 	Replayed, Reordered uint64
 	// Events are the change events read (storage), AfterCheckpoint those
 	// with a commit ts above the checkpoint (ignored).
@@ -100,7 +99,13 @@ type StateReport struct {
 	// DDLs expected in (start, checkpoint], found downstream, missing,
 	// extra; DDLDuplicates counts DDL messages written more than once.
 	DDLs, DDLsFound, DDLsMissing, DDLsExtra, DDLDuplicates int
-	SchemaDiffs                                            []string
+	// DDLOrderViolations counts, in a storage sink's canal-json files read
+	// in order, DDL messages of a table that come after a DDL of a later
+	// commit ts, and rows that come after a DDL but are of an older schema
+	// version; DDLOrderExample is the first.
+	DDLOrderViolations int
+	DDLOrderExample    string
+	SchemaDiffs        []string
 
 	MissingExamples []RowKey
 	ExtraExamples   []RowKey
@@ -110,10 +115,11 @@ type StateReport struct {
 	ReorderedExamples []string
 }
 
-// OK is true when no row is missing, extra or wrong, every DDL up to the
-// checkpoint is there exactly, and the schemas agree.
+// OK is true when no row is missing, extra or wrong, no key's versions were
+// reordered, every DDL up to the checkpoint is there exactly and in order,
+// and the schemas agree.
 func (r StateReport) OK() bool {
-	return r.Missing == 0 && r.Extra == 0 && r.Wrong == 0 && r.DDLsMissing == 0 && r.DDLsExtra == 0 && len(r.SchemaDiffs) == 0
+	return r.Missing == 0 && r.Extra == 0 && r.Wrong == 0 && r.Reordered == 0 && r.DDLsMissing == 0 && r.DDLsExtra == 0 && r.DDLOrderViolations == 0 && len(r.SchemaDiffs) == 0
 }
 
 func (r StateReport) String() string {
@@ -122,8 +128,8 @@ func (r StateReport) String() string {
 	if !r.OK() {
 		status = "FAILED"
 	}
-	fmt.Fprintf(&b, "verify %s at checkpoint %d: %d tables; rows expected %d, matched %d, missing %d, extra %d, wrong %d, unchanged since start %d; events %d (duplicates %d, out of order %d: replayed %d, reordered %d; after checkpoint %d); DDLs expected %d, found %d, missing %d, extra %d, duplicated %d; schema differences %d",
-		status, r.CheckpointTs, r.Tables, r.Expected, r.Matched, r.Missing, r.Extra, r.Wrong, r.Unchanged, r.Events, r.Duplicates, r.OutOfOrder, r.Replayed, r.Reordered, r.AfterCheckpoint, r.DDLs, r.DDLsFound, r.DDLsMissing, r.DDLsExtra, r.DDLDuplicates, len(r.SchemaDiffs))
+	fmt.Fprintf(&b, "verify %s at checkpoint %d: %d tables; rows expected %d, matched %d, missing %d, extra %d, wrong %d, unchanged since start %d; events %d (duplicates %d, out of order %d: replayed %d, reordered %d; after checkpoint %d); DDLs expected %d, found %d, missing %d, extra %d, duplicated %d, out of order %d; schema differences %d",
+		status, r.CheckpointTs, r.Tables, r.Expected, r.Matched, r.Missing, r.Extra, r.Wrong, r.Unchanged, r.Events, r.Duplicates, r.OutOfOrder, r.Replayed, r.Reordered, r.AfterCheckpoint, r.DDLs, r.DDLsFound, r.DDLsMissing, r.DDLsExtra, r.DDLDuplicates, r.DDLOrderViolations, len(r.SchemaDiffs))
 	for _, m := range r.MissingExamples {
 		fmt.Fprintf(&b, "\n  missing: %s", m)
 	}
@@ -135,6 +141,9 @@ func (r StateReport) String() string {
 	}
 	for _, d := range r.DDLExamples {
 		fmt.Fprintf(&b, "\n  DDL: %s", d)
+	}
+	if r.DDLOrderExample != "" {
+		fmt.Fprintf(&b, "\n  DDL order: %s", r.DDLOrderExample)
 	}
 	for _, d := range r.SchemaDiffs {
 		fmt.Fprintf(&b, "\n  schema: %s", d)
@@ -156,6 +165,13 @@ func (r *StateReport) addExtra(k RowKey) {
 	r.Extra++
 	if len(r.ExtraExamples) < MaxExamples {
 		r.ExtraExamples = append(r.ExtraExamples, k)
+	}
+}
+
+func (r *StateReport) addDDLOrder(msg string) {
+	r.DDLOrderViolations++
+	if r.DDLOrderExample == "" {
+		r.DDLOrderExample = msg
 	}
 }
 

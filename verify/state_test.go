@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -165,6 +166,9 @@ func TestStateOfACanalJSONStorageSinkMatchesDatagen(t *testing.T) {
 	if rep.Duplicates == 0 {
 		t.Fatalf("the replay after the failover was not counted as duplicates: %s", rep)
 	}
+	if rep.DDLOrderViolations != 0 {
+		t.Fatalf("DDLs out of order after a replay: %s", rep)
+	}
 	t.Log(rep)
 }
 
@@ -312,6 +316,145 @@ func TestStateReportsMissingExtraWrongAndDDLDamage(t *testing.T) {
 			t.Fatalf("%s", rep)
 		}
 	})
+	// The schema file of the table version in force at the checkpoint is
+	// compared with datagen's schema at that version.
+	schemaFileAtCheckpoint := func(t *testing.T, root string) (model.TableName, uint64, string) {
+		for _, tn := range h.TablesAt(upto) {
+			sch, err := h.SchemaAt(tn.ID, upto)
+			if err != nil {
+				t.Fatal(err)
+			}
+			matches, _ := filepath.Glob(filepath.Join(root, tn.Schema, tn.Table, "meta", fmt.Sprintf("schema_%d_*.json", sch.Version)))
+			if len(matches) == 1 {
+				return tn, sch.Version, matches[0]
+			}
+		}
+		t.Fatal("no table has a schema file for its version at the checkpoint")
+		return model.TableName{}, 0, ""
+	}
+	editSchemaFile := func(t *testing.T, path string, edit func(*storage.TableDefinition)) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d storage.TableDefinition
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatal(err)
+		}
+		edit(&d)
+		if b, err = json.Marshal(d); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("a column type that differs in the schema file names the column and both types", func(t *testing.T) {
+		root := fresh(t)
+		tn, version, path := schemaFileAtCheckpoint(t, root)
+		const col = 2 // the third column: past the key
+		var was storage.TableColumn
+		editSchemaFile(t, path, func(d *storage.TableDefinition) {
+			was = d.Columns[col]
+			d.Columns[col].Type = "GEOMETRY"
+		})
+		rep := mustCompare(t, StateParams{SourceURI: src, Downstream: uriOf(root), StartTs: start})
+		want := fmt.Sprintf("%s version %d column %d: downstream", tn, version, col+1)
+		if rep.OK() || len(rep.SchemaDiffs) != 1 || !strings.HasPrefix(rep.SchemaDiffs[0], want) ||
+			!strings.Contains(rep.SchemaDiffs[0], "GEOMETRY") || !strings.Contains(rep.SchemaDiffs[0], "upstream {Name:"+was.Name+" Type:"+was.Type) {
+			t.Fatalf("want one schema difference %q... naming GEOMETRY downstream and %s upstream:\n%s", want, was.Type, rep)
+		}
+		// The rows themselves still match: only the schema file differs.
+		if rep.Missing+rep.Extra+rep.Wrong != 0 || rep.Matched != rep.Expected {
+			t.Fatalf("a schema file's difference changed the row comparison:\n%s", rep)
+		}
+	})
+	t.Run("a column missing from the schema file is a column count difference", func(t *testing.T) {
+		root := fresh(t)
+		tn, version, path := schemaFileAtCheckpoint(t, root)
+		var n int
+		editSchemaFile(t, path, func(d *storage.TableDefinition) {
+			n = len(d.Columns)
+			d.Columns = d.Columns[:n-1]
+			d.TotalColumns = n - 1
+		})
+		rep := mustCompare(t, StateParams{SourceURI: src, Downstream: uriOf(root), StartTs: start})
+		want := fmt.Sprintf("%s version %d: %d columns downstream, %d upstream", tn, version, n-1, n)
+		if rep.OK() || len(rep.SchemaDiffs) != 1 || rep.SchemaDiffs[0] != want {
+			t.Fatalf("want the schema difference %q:\n%s", want, rep)
+		}
+	})
+	t.Run("a lost schema file for the version at the checkpoint is named", func(t *testing.T) {
+		root := fresh(t)
+		tn, version, path := schemaFileAtCheckpoint(t, root)
+		if version <= start {
+			t.Skip("the version in force began before the start: it need not have a schema file")
+		}
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		rep := mustCompare(t, StateParams{SourceURI: src, Downstream: uriOf(root), StartTs: start})
+		want := fmt.Sprintf("%s: no schema file for version %d", tn, version)
+		if rep.OK() || !strings.Contains(strings.Join(rep.SchemaDiffs, "\n"), want) {
+			t.Fatalf("want the schema difference %q:\n%s", want, rep)
+		}
+	})
+	t.Run("a DDL message put before rows of the version it ends is out of order", func(t *testing.T) {
+		root := fresh(t)
+		// Find a table's version directory with rows (prev) followed by the
+		// directory a DDL started (next), whose first line is that DDL.
+		fs := files(t, root)
+		var prev, next storage.DataFile
+		var ddlLine string
+		for i := 1; i < len(fs) && ddlLine == ""; i++ {
+			a, b := fs[i-1], fs[i]
+			if a.Dir.Schema != b.Dir.Schema || a.Dir.Table != b.Dir.Table || a.Dir.Version == b.Dir.Version {
+				continue
+			}
+			data, _ := os.ReadFile(filepath.Join(root, b.Path))
+			first, _, _ := strings.Cut(string(data), "\r\n")
+			if !strings.Contains(first, `"isDdl":true`) {
+				continue
+			}
+			// The first file of a's version.
+			for j := i - 1; j >= 0 && fs[j].Dir == a.Dir; j-- {
+				prev = fs[j]
+			}
+			next, ddlLine = b, first
+		}
+		if ddlLine == "" {
+			t.Fatal("no DDL message opens a table's next version directory")
+		}
+		// Move the DDL message to the head of the previous version's first
+		// file: still there once at its commit ts, but a consumer reading
+		// the files in order applies it before rows that predate it.
+		data, _ := os.ReadFile(filepath.Join(root, next.Path))
+		if rest := strings.TrimPrefix(string(data), ddlLine+"\r\n"); rest == "" {
+			// The file held only the DDL message (a sink writes no empty
+			// file).
+			if err := os.Remove(filepath.Join(root, next.Path)); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.WriteFile(filepath.Join(root, next.Path), []byte(rest), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		data, _ = os.ReadFile(filepath.Join(root, prev.Path))
+		if err := os.WriteFile(filepath.Join(root, prev.Path), []byte(ddlLine+"\r\n"+string(data)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rep := mustCompare(t, StateParams{SourceURI: src, Downstream: uriOf(root), StartTs: start})
+		table := prev.Dir.Schema + "." + prev.Dir.Table
+		want := fmt.Sprintf("the DDL at %d (%s)", next.Dir.Version, prev.Path)
+		if rep.OK() || rep.DDLOrderViolations == 0 || !strings.HasPrefix(rep.DDLOrderExample, table+": "+prev.Path+": ") || !strings.Contains(rep.DDLOrderExample, want) {
+			t.Fatalf("want DDL order violations in %s naming %q:\n%s", table, want, rep)
+		}
+		// Matching by commit ts alone finds nothing wrong: the DDL is there
+		// once, and every row is.
+		if rep.DDLsMissing != 0 || rep.DDLsExtra != 0 || rep.DDLDuplicates != 0 || rep.Missing+rep.Extra+rep.Wrong != 0 || len(rep.SchemaDiffs) != 0 {
+			t.Fatalf("the moved DDL message changed more than its order:\n%s", rep)
+		}
+		t.Log(rep)
+	})
 	t.Run("a file written twice is duplicates, still OK", func(t *testing.T) {
 		root := fresh(t)
 		f := lastRowFile(t, root)
@@ -368,6 +511,63 @@ func TestCompareStateRefusesWhatItCannotCheck(t *testing.T) {
 	} {
 		if _, err := CompareState(context.Background(), p); err == nil {
 			t.Errorf("%s: compared", name)
+		}
+	}
+}
+
+// TestDDLOrderFollowsTheFilesInReadingOrder: checkDDLOrder, fed a table's
+// files in the order a consumer reads them, accepts DDL messages in
+// commit-ts order (a replayed one repeats its ts) with rows of the version
+// each starts after it, and counts a DDL that comes after a later one and a
+// row older than the DDL before it.
+func TestDDLOrderFollowsTheFilesInReadingOrder(t *testing.T) {
+	v1, v2, v3 := &model.TableSchema{Version: 100}, &model.TableSchema{Version: 200}, &model.TableSchema{Version: 300}
+	row := func(s *model.TableSchema, ts model.Ts) *model.RowChange {
+		return &model.RowChange{Schema: s, CommitTs: ts}
+	}
+	file := func(version model.Ts, index uint64) storage.DataFile {
+		d := storage.DataDir{Schema: "db", Table: "t", Version: version}
+		return storage.DataFile{Path: fmt.Sprintf("%s/CDC%06d.json", d.Path(), index), Dir: d, Index: index}
+	}
+	type content struct {
+		f    storage.DataFile
+		rows []*model.RowChange
+		ddls []fileDDL
+	}
+	for _, c := range []struct {
+		name    string
+		files   []content
+		want    int
+		example string
+	}{
+		{"in order, with a replayed DDL and rows written again", []content{
+			{file(100, 1), []*model.RowChange{row(v1, 110), row(v1, 120)}, nil},
+			{file(100, 2), []*model.RowChange{row(v1, 110)}, nil},
+			{file(200, 1), []*model.RowChange{row(v2, 210)}, []fileDDL{{ts: 200, after: 0}}},
+			{file(200, 2), nil, []fileDDL{{ts: 200, after: 0}}},
+			{file(300, 1), []*model.RowChange{row(v3, 310)}, []fileDDL{{ts: 300, after: 0}}},
+		}, 0, ""},
+		{"a table sink saw the new version before the DDL message", []content{
+			{file(200, 1), []*model.RowChange{row(v2, 210)}, nil},
+			{file(200, 2), []*model.RowChange{row(v2, 220)}, []fileDDL{{ts: 200, after: 0}}},
+		}, 0, ""},
+		{"a DDL after a later one", []content{
+			{file(100, 1), []*model.RowChange{row(v1, 110)}, []fileDDL{{ts: 300, after: 1}}},
+			{file(200, 1), nil, []fileDDL{{ts: 200, after: 0}}},
+		}, 1, "db.t: db/t/200/CDC000001.json: the DDL at 200 comes after the DDL at 300 (db/t/100/CDC000001.json)"},
+		{"rows of the old version after the DDL, in its file and the next", []content{
+			{file(100, 1), []*model.RowChange{row(v1, 110), row(v1, 120)}, []fileDDL{{ts: 200, after: 1}}},
+			{file(100, 2), []*model.RowChange{row(v1, 130)}, nil},
+			{file(200, 1), []*model.RowChange{row(v2, 210)}, nil},
+		}, 2, "db.t: db/t/100/CDC000001.json: a row at commit ts 120 of schema version 100 comes after the DDL at 200 (db/t/100/CDC000001.json)"},
+	} {
+		var rep StateReport
+		order := map[string]*ddlOrder{}
+		for _, fc := range c.files {
+			checkDDLOrder(fc.f, fc.rows, fc.ddls, order, &rep)
+		}
+		if rep.DDLOrderViolations != c.want || rep.DDLOrderExample != c.example {
+			t.Errorf("%s: %d violations, example %q; want %d, %q", c.name, rep.DDLOrderViolations, rep.DDLOrderExample, c.want, c.example)
 		}
 	}
 }

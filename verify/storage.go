@@ -118,6 +118,7 @@ func (r *storageReader) load(ctx context.Context, want []upstreamTable, rep *Sta
 	state := map[model.TableID]map[uint64]*keyEvent{}
 	ddlMsgs := map[model.Ts]int{}
 	badDirs := map[string]bool{}
+	order := map[string]*ddlOrder{}
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("verify: %w", err)
@@ -133,9 +134,10 @@ func (r *storageReader) load(ctx context.Context, want []upstreamTable, rep *Sta
 			rep.SchemaDiffs = append(rep.SchemaDiffs, fmt.Sprintf("%s: %v", f.Path, err))
 			continue
 		}
-		for _, ts := range ddls {
-			ddlMsgs[ts]++
+		for _, d := range ddls {
+			ddlMsgs[d.ts]++
 		}
+		checkDDLOrder(f, rows, ddls, order, rep)
 		if len(rows) == 0 {
 			continue
 		}
@@ -245,10 +247,65 @@ func alignImage(img []model.Value, from, to *model.TableSchema) []model.Value {
 	return out
 }
 
+// fileDDL is a DDL message of a data file: its commit ts, and how many row
+// messages came before it in the file.
+type fileDDL struct {
+	ts    model.Ts
+	after int
+}
+
+// ddlOrder is what one table's files (by name, in the order a consumer
+// reads them) have shown so far: the newest DDL message and where it was.
+type ddlOrder struct {
+	ts   model.Ts
+	path string
+}
+
+// checkDDLOrder follows a table's DDL messages and rows through its files
+// in the order a consumer reads them (storage.ListDataFiles: by version
+// directory, date, file index, then line): the DDL messages must come in
+// commit-ts order, and no row after a DDL message may be of a schema
+// version older than that DDL's (the DDL's commit ts is the version it
+// starts). A matching DDL at its commit ts (checkDDLs) does not show this:
+// a DDL message put in the directory of the version before it would be
+// found, yet a consumer applying the files in order would read the rows
+// that follow it against the wrong schema. Replays are not violations: a
+// DDL message written again has the same commit ts, and rows written
+// again land in their own version's directory, which sorts before the
+// next DDL's.
+func checkDDLOrder(f storage.DataFile, rows []*model.RowChange, ddls []fileDDL, order map[string]*ddlOrder, rep *StateReport) {
+	if len(ddls) == 0 && len(rows) == 0 {
+		return
+	}
+	table := f.Dir.Schema + "." + f.Dir.Table
+	o := order[table]
+	if o == nil {
+		o = &ddlOrder{}
+		order[table] = o
+	}
+	next := 0
+	rowsUpTo := func(n int) {
+		for ; next < n && next < len(rows); next++ {
+			if row := rows[next]; o.ts != 0 && row.Schema.Version < o.ts {
+				rep.addDDLOrder(fmt.Sprintf("%s: %s: a row at commit ts %d of schema version %d comes after the DDL at %d (%s)", table, f.Path, row.CommitTs, row.Schema.Version, o.ts, o.path))
+			}
+		}
+	}
+	for _, d := range ddls {
+		rowsUpTo(d.after)
+		switch {
+		case d.ts < o.ts:
+			rep.addDDLOrder(fmt.Sprintf("%s: %s: the DDL at %d comes after the DDL at %d (%s)", table, f.Path, d.ts, o.ts, o.path))
+		case d.ts > o.ts:
+			o.ts, o.path = d.ts, f.Path
+		}
+	}
+	rowsUpTo(len(rows))
+}
+
 // decodeFile decodes one data file into row changes (typed against the
-// upstream schema of the file's version) and the commit ts of the DDL
-// messages in it.
-func (r *storageReader) decodeFile(f storage.DataFile, data []byte, lookup func(storage.DataDir) dirTable) ([]*model.RowChange, []model.Ts, error) {
+// upstream schema of the file's version) and the DDL messages in it.
+func (r *storageReader) decodeFile(f storage.DataFile, data []byte, lookup func(storage.DataDir) dirTable) ([]*model.RowChange, []fileDDL, error) {
 	term := []byte(r.cfg.Terminator())
 	if len(data) > 0 && !bytes.HasSuffix(data, term) {
 		return nil, nil, fmt.Errorf("does not end with the terminator: the file is incomplete")
@@ -269,7 +326,7 @@ func (r *storageReader) decodeFile(f storage.DataFile, data []byte, lookup func(
 		return rows, nil, err
 	}
 	var rows []*model.RowChange
-	var ddls []model.Ts
+	var ddls []fileDDL
 	for _, line := range bytes.Split(bytes.TrimSuffix(data, term), term) {
 		m, err := canal.Decode(line)
 		if err != nil {
@@ -277,7 +334,7 @@ func (r *storageReader) decodeFile(f storage.DataFile, data []byte, lookup func(
 		}
 		switch m.Kind() {
 		case canal.KindDDL:
-			ddls = append(ddls, m.CommitTs())
+			ddls = append(ddls, fileDDL{ts: m.CommitTs(), after: len(rows)})
 		case canal.KindRow:
 			dt := lookup(f.Dir)
 			if dt.schema == nil {

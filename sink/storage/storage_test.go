@@ -691,6 +691,57 @@ func TestParseURIRefusesBadParameters(t *testing.T) {
 	}
 }
 
+// TestParseURIDefaultsAndParsedValues: a URI without parameters gets the
+// documented defaults (canal-json, a 5 s flush interval, 64 MiB files, one
+// directory a day, TiCDC's csv options), and the flush-interval, csv null
+// and include-commit-ts a URI gives are the values in force, not the
+// defaults.
+func TestParseURIDefaultsAndParsedValues(t *testing.T) {
+	cfg, err := ParseURI("file:///out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Root != "/out" || cfg.Protocol != ProtocolCanalJSON || cfg.DateSeparator != DateDay || cfg.Extension() != ".json" {
+		t.Errorf("root %q, protocol %q, date separator %q, extension %q: want /out, canal-json, day, .json", cfg.Root, cfg.Protocol, cfg.DateSeparator, cfg.Extension())
+	}
+	if cfg.FlushInterval != 5*time.Second {
+		t.Errorf("default flush-interval %v, want 5s", cfg.FlushInterval)
+	}
+	if cfg.FileSize != 64<<20 {
+		t.Errorf("default file-size %d, want 64 MiB (%d)", cfg.FileSize, 64<<20)
+	}
+	if want := (csv.Options{Delimiter: ",", Quote: `"`, Null: `\N`, BinaryEncoding: csv.BinaryBase64, Terminator: "\r\n"}); cfg.CSV != want {
+		t.Errorf("default csv options %+v, want %+v", cfg.CSV, want)
+	}
+	if o := cfg.Canal; o.EnableTiDBExtension || o.OnlyOutputUpdatedColumns || o.ContentCompatible {
+		t.Errorf("default canal-json options %+v, want none set", o)
+	}
+
+	for _, c := range []struct {
+		uri             string
+		flush           time.Duration
+		null            string
+		includeCommitTs bool
+	}{
+		{"file:///out?protocol=csv&flush-interval=750ms&null=NULL&include-commit-ts=true", 750 * time.Millisecond, "NULL", true},
+		{"file:///out?protocol=csv&flush-interval=2m&null=%5CN%5CN&include-commit-ts=false", 2 * time.Minute, `\N\N`, false},
+		{"file:///out?protocol=csv&quote=&null=%5Cx&flush-interval=10ms&include-commit-ts=1", 10 * time.Millisecond, `\x`, true},
+	} {
+		cfg, err := ParseURI(c.uri)
+		if err != nil {
+			t.Errorf("%s: %v", c.uri, err)
+			continue
+		}
+		if cfg.FlushInterval != c.flush || cfg.CSV.Null != c.null || cfg.CSV.IncludeCommitTs != c.includeCommitTs {
+			t.Errorf("%s: flush-interval %v, null %q, include-commit-ts %v; want %v, %q, %v",
+				c.uri, cfg.FlushInterval, cfg.CSV.Null, cfg.CSV.IncludeCommitTs, c.flush, c.null, c.includeCommitTs)
+		}
+		if cfg.FileSize != 64<<20 || cfg.Protocol != ProtocolCSV || cfg.Extension() != ".csv" {
+			t.Errorf("%s: file-size %d, protocol %q, extension %q; want the 64 MiB default, csv, .csv", c.uri, cfg.FileSize, cfg.Protocol, cfg.Extension())
+		}
+	}
+}
+
 type denyPolicy struct{}
 
 func (denyPolicy) Check(dir string) error {
