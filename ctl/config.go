@@ -19,7 +19,9 @@ import (
 type fileConfig struct {
 	CaseSensitive bool   `toml:"case-sensitive"`
 	GCTTL         string `toml:"gc-ttl"`
-	Filter        struct {
+	// MemoryQuota is bytes, an integer, as in TiCDC's file.
+	MemoryQuota uint64 `toml:"memory-quota"`
+	Filter      struct {
 		Rules []string `toml:"rules"`
 	} `toml:"filter"`
 	// Sink holds string options and, under "dispatchers", TiCDC's
@@ -28,7 +30,7 @@ type fileConfig struct {
 }
 
 // ConfigKeys describes the keys a config file may hold, for error messages.
-const ConfigKeys = `case-sensitive, gc-ttl, [filter] rules, [sink] dispatchers = [{matcher = [...], topic = "...", partition = "..."}] and [sink] <option> = "value"`
+const ConfigKeys = `case-sensitive, gc-ttl, memory-quota (bytes), [filter] rules, [sink] dispatchers = [{matcher = [...], topic = "...", partition = "..."}] and [sink] <option> = "value"`
 
 // LoadConfig reads a changefeed config file strictly: an unknown key or a
 // malformed filter rule is an error, so that a typo is reported instead of
@@ -90,6 +92,7 @@ func ParseConfig(name, data string) (model.ChangefeedConfig, error) {
 		Sink:        sinkOpts,
 		Dispatchers: dispatchers,
 		GCTTL:       fc.GCTTL,
+		MemoryQuota: fc.MemoryQuota,
 	}
 	if err := cfg.Validate(); err != nil {
 		return model.ChangefeedConfig{}, fmt.Errorf("config file %s: %v", name, err)

@@ -53,6 +53,10 @@ dispatchers = [
 	if !reflect.DeepEqual(withDispatchers, wantD) {
 		t.Errorf("dispatchers: got %+v, want %+v", withDispatchers, wantD)
 	}
+	quota, err := ParseConfig("q.toml", "memory-quota = 67108864\n")
+	if err != nil || quota.MemoryQuota != 64<<20 {
+		t.Errorf("memory-quota = 67108864: got %+v, %v; want a 64 MiB quota", quota, err)
+	}
 	empty, err := ParseConfig("e.toml", "")
 	if err != nil || len(empty.Filter.Rules) != 0 || empty.Filter.CaseSensitive {
 		t.Errorf("empty config: %+v %v", empty, err)
@@ -71,6 +75,8 @@ dispatchers = [
 		{"[sink]\ndispatchers = [{partition = 'ts'}]", `config file x: dispatcher 1 (matcher []): matcher is empty`},
 		{"[sink]\ndispatchers = 'x'", `config file x: [sink] dispatchers: toml: line 2 (last key "sink.dispatchers"): incompatible types`},
 		{"[filter]\nrules = 'a.*'", `config file x: toml: line 2 (last key "filter.rules"): incompatible types: TOML value has type string; destination has type slice`},
+		{"memory-quota = 1000", `config file x: memory-quota 1000 is below the minimum of 1048576 bytes (1 MiB)`},
+		{"memory-quota = '64MiB'", `config file x: toml: line 1 (last key "memory-quota"): incompatible types`},
 		{"[filter]\nrules = ['*']", `config file x: filter rule 1 "*": no dot: write schema.table, for example db.* or *.orders`},
 		{"[filter]\nrules = ['']", `config file x: filter rule 1 "": rule is empty; write schema.table, for example db.*`},
 	} {
