@@ -78,9 +78,8 @@ type Config struct {
 	// default, storage.DefaultLogStore). An existing data dir keeps its own;
 	// naming another is refused until it is migrated (tools migrate-log).
 	RaftLogStore storage.LogStore
-	// RaftLeaderSync is how the leader writes its own entries: in
-	// parallel with replicating them (the default) or before
-	// (storage.LeaderSync).
+	// RaftLeaderSync is when the leader fsyncs its own entries (wal store):
+	// while they replicate (the default) or before (storage.LeaderSync).
 	RaftLeaderSync storage.LeaderSync
 
 	// Gossip timings (see membership).

@@ -4,20 +4,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
+	walfs "github.com/hashicorp/raft-wal/fs"
+	"github.com/hashicorp/raft-wal/types"
 )
 
-// LeaderSync says how a leader writes its own new entries.
+// LeaderSync says how a leader writes its own entries.
 type LeaderSync string
 
 const (
-	// LeaderSyncParallel: the leader hands its new entries to replication at
-	// once and writes them to its own log at the same time (Raft thesis
-	// §10.2.1, what etcd's leader does). A command is acknowledged only once
-	// it is also in the leader's own log (Stores.WaitDurable).
+	// LeaderSyncParallel: the leader writes its new entries to its log and
+	// hands them to replication at once, and syncs them to disk while they
+	// replicate (Raft thesis §10.2.1, what etcd's leader does). A command
+	// is acknowledged only once the leader's own sync is done too
+	// (Stores.WaitDurable). It applies to the wal store; boltdb commits
+	// with its own syncs, so a boltdb data dir writes serially.
 	LeaderSyncParallel LeaderSync = "parallel"
 	// LeaderSyncSerial: the leader writes and syncs its entries before
 	// replicating them, as hashicorp/raft does by itself.
@@ -39,302 +45,406 @@ func ParseLeaderSync(s string) (LeaderSync, error) {
 	return "", fmt.Errorf("--raft-leader-sync %q is not a mode: use parallel or serial", s)
 }
 
-// errLogClosed: an entry handed to the log after Close.
-var errLogClosed = errors.New("the Raft log is closed")
+// deferVFS is raft-wal's file system with one difference: while a leader's
+// append runs (deferring), an ordinary fsync of a segment is not done but
+// recorded, for leaderLog's syncer to do. Everything else syncs as raft-wal
+// asked: a file's first sync (it also makes the file's directory entry
+// durable) and the sync that seals a segment (its writes run past the size
+// the segment was created with: the index block), because raft-wal records
+// a sealed segment in its metadata right after, and that record must never
+// point at an index the disk does not hold.
+type deferVFS struct {
+	types.VFS
+	deferring atomic.Bool
+	mu        sync.Mutex
+	pending   map[*deferFile]uint64 // file → its write generation to sync
+	// beforeSync, when set (tests), runs before each deferred sync the
+	// syncer does; an error fails that sync. onCreate (tests) sees every
+	// segment file opened for writing.
+	beforeSync func() error
+	onCreate   func(*deferFile)
+}
 
-// parallelLog sits between Raft's log cache and the durable log store. On a
-// follower, and whenever the node is not leader, it is the store: StoreLogs
-// returns once the entries are synced, which is what a follower's
-// acknowledgement promises. On the leader StoreLogs only queues the entries
-// and returns, so that hashicorp/raft replicates them while one goroutine
-// writes and syncs them (several queued batches in one write). hashicorp/raft
-// counts the leader's own copy when StoreLogs returns, so an entry can
-// commit on one follower's sync before the leader's finishes; that is why
-// Node.Apply answers only after WaitDurable: an acknowledged command is in a
-// majority of logs, as with the serial write. What is weaker (as in etcd
-// 3.4): a leader that loses power in the sync's window loses its unwritten
-// tail, and if the one follower that has the entries is also lost before
-// an election, an applied-but-unacknowledged entry can be replaced. See
-// storage/DESIGN.md.
+func newDeferVFS() *deferVFS {
+	return &deferVFS{VFS: walfs.New(), pending: map[*deferFile]uint64{}}
+}
+
+func (v *deferVFS) Create(dir, name string, size uint64) (types.WritableFile, error) {
+	f, err := v.VFS.Create(dir, name, size)
+	if err != nil {
+		return nil, err
+	}
+	return v.opened(&deferFile{WritableFile: f, vfs: v, size: int64(size)}), nil
+}
+
+func (v *deferVFS) opened(f *deferFile) *deferFile {
+	if v.onCreate != nil {
+		v.onCreate(f)
+	}
+	return f
+}
+
+func (v *deferVFS) OpenWriter(dir, name string) (types.WritableFile, error) {
+	f, err := v.VFS.OpenWriter(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	// A recovered tail: its preallocated size is the segment's size.
+	st, err := os.Stat(filepath.Join(dir, name))
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return v.opened(&deferFile{WritableFile: f, vfs: v, size: st.Size()}), nil
+}
+
+// take returns the syncs recorded since the last take.
+func (v *deferVFS) take() map[*deferFile]uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.pending) == 0 {
+		return nil
+	}
+	p := v.pending
+	v.pending = map[*deferFile]uint64{}
+	return p
+}
+
+type deferFile struct {
+	types.WritableFile
+	vfs  *deferVFS
+	size int64 // created (preallocated) size
+
+	// closeMu keeps Close from closing the file under a sync in flight
+	// (the syncer's runs beside raft-wal's own writes and seals).
+	closeMu  sync.RWMutex
+	mu       sync.Mutex
+	end      int64  // end of the furthest write
+	gen      uint64 // writes so far
+	synced   uint64 // gen at the last completed sync
+	didFirst bool   // the first sync (with the directory's) is done
+	closed   bool
+}
+
+func (f *deferFile) WriteAt(p []byte, off int64) (int, error) {
+	n, err := f.WritableFile.WriteAt(p, off)
+	f.mu.Lock()
+	f.gen++
+	f.end = max(f.end, off+int64(n))
+	f.mu.Unlock()
+	return n, err
+}
+
+func (f *deferFile) Sync() error {
+	f.mu.Lock()
+	if f.vfs.deferring.Load() && f.didFirst && f.end <= f.size {
+		gen := f.gen
+		f.mu.Unlock()
+		f.vfs.mu.Lock()
+		f.vfs.pending[f] = max(f.vfs.pending[f], gen)
+		f.vfs.mu.Unlock()
+		return nil
+	}
+	f.mu.Unlock()
+	return f.syncNow(0)
+}
+
+// syncNow syncs the file unless a sync since generation gen already
+// covered it (gen 0: sync anyway). A file closed after such a sync needs
+// none; one closed before is an error.
 //
-// Entries queued or being written stay readable (GetLog, LastIndex): Raft
-// reads them back to replicate. They are contiguous, because only the
-// leader queues and anything else first waits for the queue to be written.
-type parallelLog struct {
-	store    raft.LogStore
+// The file's lock is not held during the fsync, so raft-wal's next write
+// never waits for the syncer's fsync: that wait is what the deferral
+// removes.
+func (f *deferFile) syncNow(gen uint64) error {
+	f.closeMu.RLock()
+	defer f.closeMu.RUnlock()
+	f.mu.Lock()
+	if gen != 0 && f.synced >= gen {
+		f.mu.Unlock()
+		return nil
+	}
+	if f.closed {
+		f.mu.Unlock()
+		return fmt.Errorf("segment closed before its writes were synced")
+	}
+	want := f.gen // every write that has returned is in what fsync covers
+	f.mu.Unlock()
+	if err := f.WritableFile.Sync(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.synced, f.didFirst = max(f.synced, want), true
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *deferFile) Close() error {
+	f.closeMu.Lock()
+	defer f.closeMu.Unlock()
+	f.mu.Lock()
+	f.closed = true
+	f.mu.Unlock()
+	return f.WritableFile.Close()
+}
+
+// leaderLog is the wal log store with the leader's syncs moved off the
+// path of replication. On the leader StoreLogs writes the entries to the
+// segment (they are in the page cache, so a crash of the process loses
+// nothing, as with the serial write) and returns without the fsync; a
+// syncer goroutine does that fsync, one for everything written since the
+// previous one. hashicorp/raft then replicates at once and counts the
+// leader's copy; an entry can commit on a follower's sync before the
+// leader's is done, which is why Node.Apply answers only after
+// WaitDurable. A follower's StoreLogs (any call while the node does not
+// lead) waits for outstanding syncs and syncs its own entries before it
+// returns: a follower's acknowledgement says its disk has them. See
+// storage/DESIGN.md for what is weaker than the serial write.
+type leaderLog struct {
+	*walStore
+	vfs      *deferVFS
 	leader   atomic.Pointer[func() bool]
 	onFailed func(error)
 
-	// writeMu keeps the writer and the synchronous path from writing the
-	// store at the same time (they never should; this makes sure).
-	writeMu sync.Mutex
-
 	mu      sync.Mutex
-	queue   []*raft.Log // accepted as leader, not yet handed to the store
-	writing []*raft.Log // handed to the store, not yet written
-	durable uint64      // every entry up to here is in the store
-	err     error       // a failed write: nothing is accepted after it
+	durable uint64 // every entry up to here is synced
+	written uint64 // the last entry written by the leader path
+	queue   []syncRequest
+	busy    bool  // the syncer is syncing
+	err     error // a failed sync: nothing is accepted after it
 	closed  bool
 	changed chan struct{} // closed when durable, the queue or err change
 	kick    chan struct{}
 	done    chan struct{}
 }
 
-func newParallelLog(store raft.LogStore, onFailed func(error)) (*parallelLog, error) {
-	last, err := store.LastIndex()
+type syncRequest struct {
+	last  uint64
+	files map[*deferFile]uint64
+}
+
+func newLeaderLog(w *walStore, vfs *deferVFS, onFailed func(error)) (*leaderLog, error) {
+	last, err := w.LastIndex()
 	if err != nil {
 		return nil, fmt.Errorf("read the last index of the Raft log: %w", err)
 	}
 	if onFailed == nil {
 		onFailed = func(err error) {
-			// Raft already counted these entries as the leader's; a node
-			// that could not write them must not go on answering.
-			panic(fmt.Sprintf("raft log: %v; the node stops so that it never acknowledges what its log does not hold", err))
+			// Raft already counted these entries as synced on the leader; a
+			// node that could not sync them must not go on answering.
+			panic(fmt.Sprintf("raft log: %v; the node stops so that it never acknowledges what its disk may not hold", err))
 		}
 	}
-	p := &parallelLog{store: store, onFailed: onFailed, durable: last,
+	l := &leaderLog{walStore: w, vfs: vfs, onFailed: onFailed, durable: last, written: last,
 		changed: make(chan struct{}), kick: make(chan struct{}, 1), done: make(chan struct{})}
-	go p.run()
-	return p, nil
+	go l.run()
+	return l, nil
 }
 
 // setLeader tells the log how to know the node leads. Until it is set the
-// log writes synchronously.
-func (p *parallelLog) setLeader(f func() bool) { p.leader.Store(&f) }
+// log syncs every write.
+func (l *leaderLog) setLeader(f func() bool) { l.leader.Store(&f) }
 
-func (p *parallelLog) isLeader() bool {
-	f := p.leader.Load()
+func (l *leaderLog) isLeader() bool {
+	f := l.leader.Load()
 	return f != nil && (*f)()
 }
 
-// notifyLocked wakes everyone waiting for a change. p.mu is held.
-func (p *parallelLog) notifyLocked() {
-	close(p.changed)
-	p.changed = make(chan struct{})
+// notifyLocked wakes everyone waiting for a change. l.mu is held.
+func (l *leaderLog) notifyLocked() {
+	close(l.changed)
+	l.changed = make(chan struct{})
 }
 
-// pendingLocked returns the queued or in-flight entry idx, if any.
-func (p *parallelLog) pendingLocked(idx uint64) *raft.Log {
-	for _, list := range [][]*raft.Log{p.writing, p.queue} {
-		if len(list) > 0 && idx >= list[0].Index && idx <= list[len(list)-1].Index {
-			return list[idx-list[0].Index]
-		}
-	}
-	return nil
-}
+func (l *leaderLog) StoreLog(e *raft.Log) error { return l.StoreLogs([]*raft.Log{e}) }
 
-func (p *parallelLog) lastPendingLocked() uint64 {
-	if n := len(p.queue); n > 0 {
-		return p.queue[n-1].Index
-	}
-	if n := len(p.writing); n > 0 {
-		return p.writing[n-1].Index
-	}
-	return 0
-}
-
-func (p *parallelLog) StoreLog(l *raft.Log) error { return p.StoreLogs([]*raft.Log{l}) }
-
-func (p *parallelLog) StoreLogs(logs []*raft.Log) error {
+func (l *leaderLog) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
 	}
-	if p.isLeader() {
-		p.mu.Lock()
-		switch last := p.lastPendingLocked(); {
-		case p.err != nil:
-			p.mu.Unlock()
-			return p.err
-		case p.closed:
-			p.mu.Unlock()
-			return errLogClosed
-		case last == 0 || logs[0].Index == last+1:
-			p.queue = append(p.queue, logs...)
-			p.notifyLocked()
-			p.mu.Unlock()
-			select {
-			case p.kick <- struct{}{}:
-			default:
-			}
-			return nil
+	last := logs[len(logs)-1].Index
+	if !l.isLeader() {
+		if err := l.drain(context.Background()); err != nil {
+			return err
 		}
-		// Not a continuation of what is queued (never seen from Raft): write
-		// it in order, synchronously.
-		p.mu.Unlock()
-	}
-	if err := p.drain(context.Background()); err != nil {
-		return err
-	}
-	p.writeMu.Lock()
-	err := p.store.StoreLogs(logs)
-	p.writeMu.Unlock()
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	if last := logs[len(logs)-1].Index; last > p.durable {
-		p.durable = last
-		p.notifyLocked()
-	}
-	p.mu.Unlock()
-	return nil
-}
-
-// run writes what the leader queued, everything queued so far in one write.
-func (p *parallelLog) run() {
-	defer close(p.done)
-	for {
-		p.mu.Lock()
-		if len(p.queue) == 0 {
-			closed := p.closed || p.err != nil
-			p.mu.Unlock()
-			if closed {
-				return
-			}
-			<-p.kick
-			continue
+		if err := l.walStore.StoreLogs(logs); err != nil {
+			return err
 		}
-		batch := p.queue
-		p.queue, p.writing = nil, batch
-		p.mu.Unlock()
-
-		p.writeMu.Lock()
-		err := p.store.StoreLogs(batch)
-		p.writeMu.Unlock()
-
-		p.mu.Lock()
-		p.writing = nil
-		if err != nil {
-			p.err = fmt.Errorf("writing the leader's entries %d to %d failed: %w", batch[0].Index, batch[len(batch)-1].Index, err)
-			p.queue = nil
-			p.notifyLocked()
-			p.mu.Unlock()
-			p.onFailed(p.err)
-			return
-		}
-		if last := batch[len(batch)-1].Index; last > p.durable {
-			p.durable = last
-		}
-		p.notifyLocked()
-		p.mu.Unlock()
-	}
-}
-
-// drain waits until nothing queued is left unwritten.
-func (p *parallelLog) drain(ctx context.Context) error {
-	for {
-		p.mu.Lock()
-		if p.err != nil {
-			p.mu.Unlock()
-			return p.err
-		}
-		if len(p.queue) == 0 && len(p.writing) == 0 {
-			p.mu.Unlock()
-			return nil
-		}
-		ch := p.changed
-		p.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for the Raft log's queued entries to be written: %w", ctx.Err())
-		}
-	}
-}
-
-// WaitDurable returns once entry idx is in this node's log store.
-func (p *parallelLog) WaitDurable(ctx context.Context, idx uint64) error {
-	for {
-		p.mu.Lock()
-		if p.durable >= idx {
-			p.mu.Unlock()
-			return nil
-		}
-		if p.err != nil {
-			p.mu.Unlock()
-			return p.err
-		}
-		ch := p.changed
-		p.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for entry %d to reach this node's Raft log: %w", idx, ctx.Err())
-		}
-	}
-}
-
-func (p *parallelLog) FirstIndex() (uint64, error) {
-	first, err := p.store.FirstIndex()
-	if err != nil || first != 0 {
-		return first, err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, list := range [][]*raft.Log{p.writing, p.queue} {
-		if len(list) > 0 {
-			return list[0].Index, nil
-		}
-	}
-	return 0, nil
-}
-
-func (p *parallelLog) LastIndex() (uint64, error) {
-	p.mu.Lock()
-	last := p.lastPendingLocked()
-	p.mu.Unlock()
-	if last != 0 {
-		return last, nil
-	}
-	return p.store.LastIndex()
-}
-
-func (p *parallelLog) GetLog(idx uint64, log *raft.Log) error {
-	p.mu.Lock()
-	if l := p.pendingLocked(idx); l != nil {
-		*log = *l
-		p.mu.Unlock()
+		l.mu.Lock()
+		l.durable, l.written = max(l.durable, last), max(l.written, last)
+		l.notifyLocked()
+		l.mu.Unlock()
 		return nil
 	}
-	p.mu.Unlock()
-	return p.store.GetLog(idx, log)
-}
-
-// DeleteRange waits for the queue first, so that a range never meets
-// entries that are still on their way to the store.
-func (p *parallelLog) DeleteRange(min, max uint64) error {
-	if err := p.drain(context.Background()); err != nil {
-		return err
+	l.mu.Lock()
+	err := l.err
+	if l.closed {
+		err = errLogClosed
 	}
-	p.writeMu.Lock()
-	err := p.store.DeleteRange(min, max)
-	p.writeMu.Unlock()
+	l.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	p.mu.Lock()
-	// A follower's log losing its tail to a new leader: the indexes will be
-	// written again, and are not durable until they are.
-	if min <= p.durable && max >= p.durable {
-		p.durable = min - 1
-		p.notifyLocked()
+	// Only Raft's goroutine appends, so the flag covers exactly this call.
+	l.vfs.deferring.Store(true)
+	err = l.walStore.StoreLogs(logs)
+	l.vfs.deferring.Store(false)
+	files := l.vfs.take()
+	if err != nil {
+		return err
 	}
-	p.mu.Unlock()
+	l.mu.Lock()
+	l.written = max(l.written, last)
+	if len(files) == 0 {
+		// Everything this write needed was synced on the way (a first
+		// sync, a seal).
+		l.durable = max(l.durable, last)
+	} else {
+		l.queue = append(l.queue, syncRequest{last: last, files: files})
+	}
+	l.notifyLocked()
+	l.mu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
 	return nil
 }
 
-// close writes what is queued and stops the writer. The store itself is
-// closed by its owner afterwards.
-func (p *parallelLog) close() error {
-	p.mu.Lock()
-	p.closed = true
-	p.mu.Unlock()
+// errLogClosed: an entry handed to the log after Close.
+var errLogClosed = errors.New("the Raft log is closed")
+
+// run does the leader's deferred syncs, all requests queued so far with
+// one sync per file.
+func (l *leaderLog) run() {
+	defer close(l.done)
+	for {
+		l.mu.Lock()
+		if len(l.queue) == 0 {
+			stop := l.closed || l.err != nil
+			l.mu.Unlock()
+			if stop {
+				return
+			}
+			<-l.kick
+			continue
+		}
+		batch := l.queue
+		l.queue, l.busy = nil, true
+		l.mu.Unlock()
+
+		files := map[*deferFile]uint64{}
+		var last uint64
+		for _, r := range batch {
+			last = max(last, r.last)
+			for f, gen := range r.files {
+				files[f] = max(files[f], gen)
+			}
+		}
+		var err error
+		for f, gen := range files {
+			if hook := l.vfs.beforeSync; hook != nil {
+				if err = hook(); err != nil {
+					break
+				}
+			}
+			if err = f.syncNow(gen); err != nil {
+				break
+			}
+		}
+
+		l.mu.Lock()
+		l.busy = false
+		if err != nil {
+			l.err = fmt.Errorf("syncing the leader's entries up to %d failed: %w", last, err)
+			l.queue = nil
+			l.notifyLocked()
+			l.mu.Unlock()
+			l.onFailed(l.err)
+			return
+		}
+		l.durable = max(l.durable, last)
+		l.notifyLocked()
+		l.mu.Unlock()
+	}
+}
+
+// drain waits until no deferred sync is outstanding.
+func (l *leaderLog) drain(ctx context.Context) error {
+	for {
+		l.mu.Lock()
+		if l.err != nil {
+			l.mu.Unlock()
+			return l.err
+		}
+		if len(l.queue) == 0 && !l.busy {
+			l.mu.Unlock()
+			return nil
+		}
+		ch := l.changed
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the Raft log's outstanding syncs: %w", ctx.Err())
+		}
+	}
+}
+
+// WaitDurable returns once entry idx is synced in this node's log.
+func (l *leaderLog) WaitDurable(ctx context.Context, idx uint64) error {
+	for {
+		l.mu.Lock()
+		if l.durable >= idx {
+			l.mu.Unlock()
+			return nil
+		}
+		if l.err != nil {
+			l.mu.Unlock()
+			return l.err
+		}
+		ch := l.changed
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for entry %d to be synced in this node's Raft log: %w", idx, ctx.Err())
+		}
+	}
+}
+
+// DeleteRange waits for outstanding syncs first, so that raft-wal never
+// closes or drops a segment a deferred sync still has to reach.
+func (l *leaderLog) DeleteRange(min, max uint64) error {
+	if err := l.drain(context.Background()); err != nil {
+		return err
+	}
+	if err := l.walStore.DeleteRange(min, max); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	// A follower's log losing its tail to a new leader: those indexes are
+	// written again later, and not durable until then.
+	if min <= l.durable && max >= l.durable {
+		l.durable = min - 1
+		l.notifyLocked()
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// Close does the outstanding syncs, stops the syncer and closes the WAL.
+func (l *leaderLog) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
 	select {
-	case p.kick <- struct{}{}:
+	case l.kick <- struct{}{}:
 	default:
 	}
-	<-p.done
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.err
+	<-l.done
+	l.mu.Lock()
+	err := l.err
+	l.mu.Unlock()
+	return errors.Join(err, l.walStore.Close())
 }

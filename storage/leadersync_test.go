@@ -1,10 +1,13 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,144 +17,78 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// gatedStore is an in-memory log store whose writes wait at a gate while it
-// is shut, and that records each write's indexes, so a test can hold the
-// leader's write and see what was written together.
-type gatedStore struct {
-	mu      sync.Mutex
-	logs    map[uint64]raft.Log
-	writes  [][]uint64
-	gate    chan struct{} // nil: open
-	entered chan struct{} // a write is at the gate
-	fail    error
-}
-
-func newGatedStore() *gatedStore {
-	return &gatedStore{logs: map[uint64]raft.Log{}, entered: make(chan struct{}, 16)}
-}
-
-func (g *gatedStore) shut() { g.mu.Lock(); g.gate = make(chan struct{}); g.mu.Unlock() }
-func (g *gatedStore) open() {
-	g.mu.Lock()
-	if g.gate != nil {
-		close(g.gate)
-		g.gate = nil
-	}
-	g.mu.Unlock()
-}
-
-func (g *gatedStore) StoreLog(l *raft.Log) error { return g.StoreLogs([]*raft.Log{l}) }
-func (g *gatedStore) StoreLogs(logs []*raft.Log) error {
-	g.mu.Lock()
-	gate := g.gate
-	g.mu.Unlock()
-	if gate != nil {
-		g.entered <- struct{}{}
-		<-gate
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.fail != nil {
-		return g.fail
-	}
-	var idx []uint64
-	for _, l := range logs {
-		g.logs[l.Index] = *l
-		idx = append(idx, l.Index)
-	}
-	g.writes = append(g.writes, idx)
-	return nil
-}
-func (g *gatedStore) FirstIndex() (uint64, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	var first uint64
-	for i := range g.logs {
-		if first == 0 || i < first {
-			first = i
-		}
-	}
-	return first, nil
-}
-func (g *gatedStore) LastIndex() (uint64, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	var last uint64
-	for i := range g.logs {
-		last = max(last, i)
-	}
-	return last, nil
-}
-func (g *gatedStore) GetLog(idx uint64, l *raft.Log) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	e, ok := g.logs[idx]
-	if !ok {
-		return raft.ErrLogNotFound
-	}
-	*l = e
-	return nil
-}
-func (g *gatedStore) DeleteRange(min, max uint64) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for i := min; i <= max; i++ {
-		delete(g.logs, i)
-	}
-	return nil
-}
-func (g *gatedStore) written() [][]uint64 {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return append([][]uint64(nil), g.writes...)
-}
-
-func entries(first, last uint64) []*raft.Log {
-	var logs []*raft.Log
-	for i := first; i <= last; i++ {
-		logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte(fmt.Sprintf("entry-%d", i))})
-	}
-	return logs
-}
-
-// leaderWorld is a parallel log over a gated store, with a switch for
-// "this node leads" and the failures it reported.
+// leaderWorld is a leaderLog over a real WAL in a temporary directory, with
+// a switch for "this node leads", a gate in front of the syncer's deferred
+// syncs, and what it reported as failed.
 type leaderWorld struct {
-	t      *testing.T
-	store  *gatedStore
-	log    *parallelLog
-	mu     sync.Mutex
-	leads  bool
-	failed []error
+	t   *testing.T
+	dir string
+	log *leaderLog
+	vfs *deferVFS
+
+	mu      sync.Mutex
+	leads   bool
+	gate    chan struct{} // nil: deferred syncs run
+	syncs   int           // deferred syncs the syncer did
+	syncErr error         // what the next deferred sync fails with
+	failed  []error
+	files   []*deferFile
 }
 
-func newLeaderWorld(t *testing.T) *leaderWorld {
-	w := &leaderWorld{t: t, store: newGatedStore(), leads: true}
-	p, err := newParallelLog(w.store, func(err error) { w.mu.Lock(); w.failed = append(w.failed, err); w.mu.Unlock() })
+func newLeaderWorld(t *testing.T, segmentSize int) *leaderWorld {
+	w := &leaderWorld{t: t, dir: t.TempDir(), leads: true}
+	w.vfs = newDeferVFS()
+	w.vfs.beforeSync = func() error {
+		w.mu.Lock()
+		gate := w.gate
+		w.mu.Unlock()
+		if gate != nil {
+			<-gate
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.syncs++
+		return w.syncErr
+	}
+	w.vfs.onCreate = func(f *deferFile) { w.mu.Lock(); w.files = append(w.files, f); w.mu.Unlock() }
+	ws, err := openWAL(w.dir, zerolog.New(io.Discard), w.vfs, segmentSize)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.setLeader(func() bool { w.mu.Lock(); defer w.mu.Unlock(); return w.leads })
-	w.log = p
-	t.Cleanup(func() { w.store.open(); p.close() })
+	l, err := newLeaderLog(ws, w.vfs, func(err error) { w.mu.Lock(); w.failed = append(w.failed, err); w.mu.Unlock() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.setLeader(func() bool { w.mu.Lock(); defer w.mu.Unlock(); return w.leads })
+	w.log = l
+	t.Cleanup(func() { w.open(); l.Close() })
 	return w
 }
 
 func (w *leaderWorld) setLeads(v bool) { w.mu.Lock(); w.leads = v; w.mu.Unlock() }
-
-func (w *leaderWorld) appendEntries(first, last uint64) {
-	w.t.Helper()
-	if err := w.log.StoreLogs(entries(first, last)); err != nil {
-		w.t.Fatalf("storing %d..%d: %v", first, last, err)
+func (w *leaderWorld) shut()           { w.mu.Lock(); w.gate = make(chan struct{}); w.mu.Unlock() }
+func (w *leaderWorld) open() {
+	w.mu.Lock()
+	if w.gate != nil {
+		close(w.gate)
+		w.gate = nil
 	}
+	w.mu.Unlock()
 }
+func (w *leaderWorld) deferredSyncs() int { w.mu.Lock(); defer w.mu.Unlock(); return w.syncs }
 
-func (w *leaderWorld) waitAtGate() {
+func (w *leaderWorld) appendEntries(first, last uint64, size int) {
 	w.t.Helper()
-	select {
-	case <-w.store.entered:
-	case <-time.After(10 * time.Second):
-		w.t.Fatal("no write reached the store")
+	var logs []*raft.Log
+	for i := first; i <= last; i++ {
+		data := []byte(fmt.Sprintf("entry-%d;", i))
+		if pad := size - len(data); pad > 0 {
+			data = append(data, bytes.Repeat([]byte{'.'}, pad)...)
+		}
+		logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: data})
+	}
+	if err := w.log.StoreLogs(logs); err != nil {
+		w.t.Fatalf("storing %d..%d: %v", first, last, err)
 	}
 }
 
@@ -161,70 +98,109 @@ func (w *leaderWorld) durableWithin(idx uint64, d time.Duration) error {
 	return w.log.WaitDurable(ctx, idx)
 }
 
-func TestLeaderEntriesAreReadableBeforeTheyAreWritten(t *testing.T) {
-	w := newLeaderWorld(t)
-	w.store.shut()
-	w.appendEntries(1, 3) // returns although the store holds the write
-	w.waitAtGate()
+// onDisk says whether the WAL's segment files hold s (the page cache is
+// what a second reader sees, as a restarted process would).
+func (w *leaderWorld) onDisk(s string) bool {
+	w.t.Helper()
+	names, err := filepath.Glob(filepath.Join(w.dir, "*.wal"))
+	if err != nil || len(names) == 0 {
+		w.t.Fatalf("no segment files in %s: %v", w.dir, err)
+	}
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(s)) {
+			return true
+		}
+	}
+	return false
+}
 
+// TestLeaderEntriesAreWrittenAtOnceAndSyncedBehind: a leader's StoreLogs
+// returns with its entries written to the segment (a crash of the process
+// would not lose them) and readable, while their fsync is still to come;
+// WaitDurable waits for that fsync.
+func TestLeaderEntriesAreWrittenAtOnceAndSyncedBehind(t *testing.T) {
+	w := newLeaderWorld(t, walSegmentSize)
+	w.appendEntries(1, 3, 0) // the segment's first sync, which also syncs its directory, is never deferred
+	if err := w.durableWithin(3, time.Second); err != nil {
+		t.Fatalf("the first write, synced on the way: %v", err)
+	}
+	w.shut()
+	w.appendEntries(4, 6, 0) // returns although the syncer is held
+	if !w.onDisk("entry-5;") {
+		t.Fatal("entry 5 is not in the segment file after StoreLogs returned")
+	}
 	var e raft.Log
-	if err := w.log.GetLog(2, &e); err != nil || string(e.Data) != "entry-2" {
-		t.Fatalf("GetLog(2) of a queued entry = %+v, %v", e, err)
+	if err := w.log.GetLog(5, &e); err != nil || !strings.HasPrefix(string(e.Data), "entry-5;") {
+		t.Fatalf("GetLog(5) = %q, %v", e.Data, err)
 	}
-	if last, _ := w.log.LastIndex(); last != 3 {
-		t.Fatalf("LastIndex = %d with 1..3 queued, want 3", last)
+	if err := w.durableWithin(6, 50*time.Millisecond); err == nil {
+		t.Fatal("entry 6 reported durable while its fsync was held")
 	}
-	if first, _ := w.log.FirstIndex(); first != 1 {
-		t.Fatalf("FirstIndex = %d with 1..3 queued on an empty store, want 1", first)
-	}
-	if err := w.durableWithin(3, 50*time.Millisecond); err == nil {
-		t.Fatal("entry 3 reported durable while the store had not written it")
-	}
-	w.store.open()
-	if err := w.durableWithin(3, 10*time.Second); err != nil {
+	w.open()
+	if err := w.durableWithin(6, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if got := w.store.written(); fmt.Sprint(got) != "[[1 2 3]]" {
-		t.Fatalf("store writes %v, want [[1 2 3]]", got)
+	if n := w.deferredSyncs(); n != 1 {
+		t.Fatalf("%d deferred syncs, want 1", n)
 	}
 }
 
-func TestQueuedBatchesAreWrittenTogether(t *testing.T) {
-	w := newLeaderWorld(t)
-	w.store.shut()
-	w.appendEntries(1, 1)
-	w.waitAtGate()
-	w.appendEntries(2, 2)
-	w.appendEntries(3, 4)
-	w.appendEntries(5, 5)
-	w.store.open()
-	if err := w.durableWithin(5, 10*time.Second); err != nil {
+func TestDeferredSyncsAreCoalesced(t *testing.T) {
+	w := newLeaderWorld(t, walSegmentSize)
+	w.appendEntries(1, 1, 0)
+	w.shut()
+	w.appendEntries(2, 2, 0)
+	// The syncer takes the first request and waits at the gate; the next
+	// three queue behind it and are synced together.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w.log.mu.Lock()
+		busy := w.log.busy
+		w.log.mu.Unlock()
+		if busy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the syncer never took the first request")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	w.appendEntries(3, 3, 0)
+	w.appendEntries(4, 5, 0)
+	w.appendEntries(6, 6, 0)
+	w.open()
+	if err := w.durableWithin(6, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if got := w.store.written(); fmt.Sprint(got) != "[[1] [2 3 4 5]]" {
-		t.Fatalf("store writes %v, want the first alone and the three queued behind it in one: [[1] [2 3 4 5]]", got)
+	if n := w.deferredSyncs(); n != 2 {
+		t.Fatalf("%d deferred syncs for four writes, want 2: the first, then the three queued behind it at once", n)
 	}
 }
 
-// TestAFollowerWriteWaitsForTheLeadersQueue: a node that stops leading with
-// entries still queued writes them before anything it appends as a
-// follower, and a follower's StoreLogs returns only once its own entries
-// are in the store (its acknowledgement says they are).
-func TestAFollowerWriteWaitsForTheLeadersQueue(t *testing.T) {
-	w := newLeaderWorld(t)
-	w.store.shut()
-	w.appendEntries(1, 2)
-	w.waitAtGate()
+// TestAFollowerWriteWaitsForOutstandingSyncs: a node that stops leading
+// with a sync outstanding finishes it before anything it appends as a
+// follower, and a follower's StoreLogs returns only once its entries are
+// synced (its acknowledgement says they are).
+func TestAFollowerWriteWaitsForOutstandingSyncs(t *testing.T) {
+	w := newLeaderWorld(t, walSegmentSize)
+	w.appendEntries(1, 1, 0)
+	w.shut()
+	w.appendEntries(2, 3, 0)
 	w.setLeads(false)
-
 	done := make(chan error, 1)
-	go func() { done <- w.log.StoreLogs(entries(3, 4)) }()
+	go func() {
+		done <- w.log.StoreLogs([]*raft.Log{{Index: 4, Term: 2, Type: raft.LogCommand, Data: []byte("entry-4;")}})
+	}()
 	select {
 	case err := <-done:
-		t.Fatalf("a follower's StoreLogs returned (%v) before the queued entries were written", err)
+		t.Fatalf("a follower's StoreLogs returned (%v) while the leader's sync was outstanding", err)
 	case <-time.After(100 * time.Millisecond):
 	}
-	w.store.open()
+	w.open()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -233,17 +209,14 @@ func TestAFollowerWriteWaitsForTheLeadersQueue(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the follower's StoreLogs never returned")
 	}
-	if got := w.store.written(); fmt.Sprint(got) != "[[1 2] [3 4]]" {
-		t.Fatalf("store writes %v, want [[1 2] [3 4]]", got)
-	}
 	if err := w.durableWithin(4, time.Second); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func TestDeleteRangeWaitsForTheQueueAndForgetsTheTail(t *testing.T) {
-	w := newLeaderWorld(t)
-	w.appendEntries(1, 5)
+func TestDeleteRangeWaitsForSyncsAndForgetsTheTail(t *testing.T) {
+	w := newLeaderWorld(t, walSegmentSize)
+	w.appendEntries(1, 5, 0)
 	if err := w.durableWithin(5, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -256,30 +229,22 @@ func TestDeleteRangeWaitsForTheQueueAndForgetsTheTail(t *testing.T) {
 	if err := w.durableWithin(4, 50*time.Millisecond); err == nil {
 		t.Fatal("entry 4 still reported durable after the tail was deleted")
 	}
-	if err := w.log.StoreLogs(entries(4, 4)); err != nil {
-		t.Fatal(err)
-	}
+	w.appendEntries(4, 4, 0)
 	if err := w.durableWithin(4, time.Second); err != nil {
 		t.Fatal(err)
-	}
-	// Compaction of the head changes nothing about the tail.
-	if err := w.log.DeleteRange(1, 2); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.durableWithin(4, time.Second); err != nil {
-		t.Fatalf("deleting the head lowered what is durable: %v", err)
 	}
 }
 
-func TestAFailedLeaderWriteIsReportedAndRefusesMore(t *testing.T) {
-	w := newLeaderWorld(t)
-	w.store.mu.Lock()
-	w.store.fail = errors.New("disk on fire")
-	w.store.mu.Unlock()
-	w.appendEntries(1, 3)
+func TestAFailedDeferredSyncIsReportedAndRefusesMore(t *testing.T) {
+	w := newLeaderWorld(t, walSegmentSize)
+	w.appendEntries(1, 1, 0)
+	w.mu.Lock()
+	w.syncErr = errors.New("disk on fire")
+	w.mu.Unlock()
+	w.appendEntries(2, 3, 0)
 	err := w.durableWithin(3, 10*time.Second)
-	if err == nil || !strings.Contains(err.Error(), "entries 1 to 3") || !strings.Contains(err.Error(), "disk on fire") {
-		t.Fatalf("WaitDurable after a failed write = %v, want the entries and the cause", err)
+	if err == nil || !strings.Contains(err.Error(), "up to 3") || !strings.Contains(err.Error(), "disk on fire") {
+		t.Fatalf("WaitDurable after a failed sync = %v, want the entries and the cause", err)
 	}
 	w.mu.Lock()
 	failed := len(w.failed)
@@ -287,14 +252,52 @@ func TestAFailedLeaderWriteIsReportedAndRefusesMore(t *testing.T) {
 	if failed != 1 {
 		t.Fatalf("the failure was reported %d times, want once", failed)
 	}
-	if err := w.log.StoreLogs(entries(4, 4)); err == nil {
-		t.Fatal("StoreLogs accepted entries after a failed write")
+	if err := w.log.StoreLogs([]*raft.Log{{Index: 4, Term: 1, Type: raft.LogCommand}}); err == nil {
+		t.Fatal("StoreLogs accepted entries after a failed sync")
 	}
 }
 
-// TestParallelLeaderSyncKeepsEntriesAcrossReopen: through the real stores,
-// entries a leader queued are in the log after WaitDurable, and what is
-// still queued at Close is written before the store closes.
+// TestSealingSyncIsNeverDeferred: raft-wal records a sealed segment in its
+// metadata right after the sync that writes its index block, so that sync
+// runs inline even on the leader: with every deferred sync held, each
+// segment sealed while writing is fully synced.
+func TestSealingSyncIsNeverDeferred(t *testing.T) {
+	w := newLeaderWorld(t, 64<<10)
+	w.appendEntries(1, 1, 0)
+	w.shut()
+	for i := uint64(2); i < 2+60; i += 4 {
+		w.appendEntries(i, i+3, 4096) // ~240 KiB in all: three or more seals
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w.mu.Lock()
+		files := append([]*deferFile(nil), w.files...)
+		w.mu.Unlock()
+		if len(files) >= 4 {
+			for i, f := range files[:len(files)-1] {
+				f.mu.Lock()
+				synced, gen := f.synced, f.gen
+				f.mu.Unlock()
+				if synced != gen {
+					t.Fatalf("sealed segment %d has writes up to generation %d synced only to %d while deferred syncs were held", i, gen, synced)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d segments after ~240 KiB of 64 KiB segments", len(files))
+		}
+		time.Sleep(10 * time.Millisecond) // raft-wal rotates on its own goroutine
+	}
+	w.open()
+	if err := w.durableWithin(61, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestParallelLeaderSyncKeepsEntriesAcrossReopen: through Open, entries a
+// leader wrote are in the log after WaitDurable, and a sync still
+// outstanding at Close is done before the store closes.
 func TestParallelLeaderSyncKeepsEntriesAcrossReopen(t *testing.T) {
 	for _, kind := range []LogStore{LogStoreWAL, LogStoreBoltDB} {
 		t.Run(string(kind), func(t *testing.T) {
@@ -303,6 +306,9 @@ func TestParallelLeaderSyncKeepsEntriesAcrossReopen(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if (s.leader != nil) != (kind == LogStoreWAL) {
+				t.Fatalf("the %s store's leader sync is deferred: %v; want it deferred for wal only", kind, s.leader != nil)
+			}
 			s.SetLeaderCheck(func() bool { return true })
 			writeEntries(t, s, 1, 50)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -310,7 +316,7 @@ func TestParallelLeaderSyncKeepsEntriesAcrossReopen(t *testing.T) {
 			if err := s.WaitDurable(ctx, 50); err != nil {
 				t.Fatal(err)
 			}
-			writeEntries(t, s, 51, 60) // queued; Close must write them
+			writeEntries(t, s, 51, 60)
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}

@@ -71,7 +71,7 @@ func MigrateLog(ctx context.Context, dataDir string, to LogStore, logger zerolog
 				return res, fmt.Errorf("migrate the Raft log: remove the leftover %s: %w", p, err)
 			}
 		}
-		w, err := openWAL(tmp, logger)
+		w, err := openWAL(tmp, logger, nil, walSegmentSize)
 		if err != nil {
 			return res, fmt.Errorf("migrate the Raft log: %w", err)
 		}
@@ -105,7 +105,7 @@ func MigrateLog(ctx context.Context, dataDir string, to LogStore, logger zerolog
 			return res, fmt.Errorf("migrate the Raft log: clear raft.db's old log: %w", err)
 		}
 		walDir := filepath.Join(dir, walDirName)
-		w, err := openWAL(walDir, logger)
+		w, err := openWAL(walDir, logger, nil, walSegmentSize)
 		if err != nil {
 			return res, fmt.Errorf("migrate the Raft log: %w", err)
 		}

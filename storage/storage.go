@@ -28,6 +28,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
 	"github.com/raftcdc/raftcdc/logging"
 	"github.com/rs/zerolog"
 	"go.etcd.io/bbolt"
@@ -112,10 +113,11 @@ type Stores struct {
 	bolt   *raftboltdb.BoltStore
 	stable *stableGuard // Stable: bolt, guarded against writes after Close
 	wal    *walStore
-	// parallel is the leader's log writer (LeaderSyncParallel), nil when
-	// the leader writes serially.
-	parallel *parallelLog
-	dir      string
+	// leader is the wal store with the leader's syncs deferred
+	// (LeaderSyncParallel); nil when the leader syncs serially or the
+	// store is boltdb. It owns wal (closes it).
+	leader *leaderLog
+	dir    string
 }
 
 // Open creates (if needed) and opens the Raft stores under dataDir/raft.
@@ -159,18 +161,22 @@ func Open(dataDir string, o Options) (*Stores, error) {
 	}
 	var logs raft.LogStore = s.bolt
 	if kind == LogStoreWAL {
-		if s.wal, err = openWAL(filepath.Join(dir, walDirName), o.Logger); err != nil {
+		var vfs *deferVFS
+		if leaderSync == LeaderSyncParallel {
+			vfs = newDeferVFS()
+		}
+		if s.wal, err = openWAL(filepath.Join(dir, walDirName), o.Logger, vfs, walSegmentSize); err != nil {
 			_ = s.bolt.Close()
 			return nil, fmt.Errorf("open raft storage: %w", err)
 		}
 		logs = s.wal
-	}
-	if leaderSync == LeaderSyncParallel {
-		if s.parallel, err = newParallelLog(logs, o.OnLogFailure); err != nil {
-			s.closeStores()
-			return nil, fmt.Errorf("open raft storage: %w", err)
+		if vfs != nil {
+			if s.leader, err = newLeaderLog(s.wal, vfs, o.OnLogFailure); err != nil {
+				s.closeStores()
+				return nil, fmt.Errorf("open raft storage: %w", err)
+			}
+			logs = s.leader
 		}
-		logs = s.parallel
 	}
 	cached, err := raft.NewLogCache(logCacheSize, logs)
 	if err != nil {
@@ -195,8 +201,8 @@ func Open(dataDir string, o Options) (*Stores, error) {
 // answer from Raft's own state: the log is asked from Raft's goroutine,
 // between the state changes it makes.
 func (s *Stores) SetLeaderCheck(isLeader func() bool) {
-	if s.parallel != nil {
-		s.parallel.setLeader(isLeader)
+	if s.leader != nil {
+		s.leader.setLeader(isLeader)
 	}
 }
 
@@ -204,10 +210,10 @@ func (s *Stores) SetLeaderCheck(isLeader func() bool) {
 // the parallel leader sync a committed entry may still be on its way there;
 // what the node acknowledges must not be.
 func (s *Stores) WaitDurable(ctx context.Context, idx uint64) error {
-	if s.parallel == nil {
+	if s.leader == nil {
 		return nil
 	}
-	return s.parallel.WaitDurable(ctx, idx)
+	return s.leader.WaitDurable(ctx, idx)
 }
 
 // Dir is the directory holding the Raft stores.
@@ -240,10 +246,9 @@ func (s *Stores) closeStores() error {
 		s.stable.close()
 	}
 	var errs []error
-	if s.parallel != nil {
-		errs = append(errs, s.parallel.close())
-	}
-	if s.wal != nil {
+	if s.leader != nil {
+		errs = append(errs, s.leader.Close())
+	} else if s.wal != nil {
 		errs = append(errs, s.wal.Close())
 	}
 	if s.bolt != nil {
@@ -318,12 +323,23 @@ type walStore struct {
 	meta *metadb.BoltMetaDB
 }
 
-func openWAL(dir string, logger zerolog.Logger) (*walStore, error) {
+// openWAL opens the WAL in dir; vfs, when not nil, is the file system its
+// segments are written through (the leader's deferred syncs).
+func openWAL(dir string, logger zerolog.Logger, vfs *deferVFS, segmentSize int) (*walStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
 	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentSize(walSegmentSize), wal.WithLogger(logging.HCLog(logger, "raft.wal")))
+	var (
+		w   *wal.WAL
+		err error
+	)
+	log := logging.HCLog(logger, "raft.wal")
+	if vfs != nil {
+		w, err = wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentSize(segmentSize), wal.WithLogger(log), wal.WithSegmentFiler(segment.NewFiler(dir, vfs)))
+	} else {
+		w, err = wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentSize(segmentSize), wal.WithLogger(log))
+	}
 	if err != nil {
 		_ = meta.Close()
 		return nil, fmt.Errorf("open the Raft WAL in %s: %w", dir, err)

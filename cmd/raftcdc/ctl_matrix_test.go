@@ -90,7 +90,7 @@ func badInputMatrix(t *testing.T, env matrixEnv) {
 		{"start ts in the future", create("-c", "new1", "--source-uri", "datagen://", "--sink-uri", "blackhole://", "--start-ts", "2099-01-01T00:00:00Z"), 1,
 			"Error: creating the changefeed: start_ts <TSO> (<TIME>) is in the future\n"},
 		{"config with an unknown key", create("-c", "new1", "--source-uri", "datagen://", "--sink-uri", "blackhole://", "--config", unknownKey), 2,
-			`Error: config file <DIR>/unknown-key.toml: unknown key "filter.rule"; the known keys are case-sensitive, gc-ttl, [filter] rules, [sink] dispatchers = [{matcher = [...], topic = "...", partition = "..."}] and [sink] <option> = "value"` + "\n"},
+			`Error: config file <DIR>/unknown-key.toml: unknown key "filter.rule"; the known keys are case-sensitive, gc-ttl, memory-quota (bytes), [filter] rules, [sink] dispatchers = [{matcher = [...], topic = "...", partition = "..."}] and [sink] <option> = "value"` + "\n"},
 		{"config with a bad filter rule", create("-c", "new1", "--source-uri", "datagen://", "--sink-uri", "blackhole://", "--config", badRule), 2,
 			`Error: config file <DIR>/bad-rule.toml: filter rule 2 "a.b.c": more than one dot: write schema.table, and neither side may contain a dot` + "\n"},
 		{"config that is not TOML", create("-c", "new1", "--source-uri", "datagen://", "--sink-uri", "blackhole://", "--config", badSyntax), 2,

@@ -195,7 +195,7 @@ with --bootstrap-expect 3 and --join pointing at any other node.`,
 	f.DurationVar(&cfg.CommitTimeout, "raft-commit-timeout", cfg.CommitTimeout, "Raft commit timeout")
 	f.Uint64Var(&cfg.SnapshotThreshold, "raft-snapshot-threshold", cfg.SnapshotThreshold, "log entries between snapshots")
 	f.DurationVar(&cfg.SnapshotInterval, "raft-snapshot-interval", cfg.SnapshotInterval, "how often to check whether to snapshot")
-	f.Var((*leaderSyncFlag)(&cfg.RaftLeaderSync), "raft-leader-sync", "how the Raft leader writes its own new entries: parallel (while they replicate; commands are answered once written) or serial (before they replicate)")
+	f.Var((*leaderSyncFlag)(&cfg.RaftLeaderSync), "raft-leader-sync", "when the Raft leader fsyncs its own new log entries (wal store): parallel (while they replicate; a command is answered once the leader's fsync is done too) or serial (before they replicate)")
 	f.Var((*logStoreFlag)(&cfg.RaftLogStore), "raft-log-store", "Raft log store of a new data dir: wal or boltdb (default "+string(storage.DefaultLogStore)+"); an existing data dir keeps its own ('raftcdc tools migrate-log' changes it)")
 	f.DurationVar(&cfg.ProbeInterval, "gossip-probe-interval", cfg.ProbeInterval, "gossip failure-detection probe interval")
 	f.DurationVar(&cfg.ProbeTimeout, "gossip-probe-timeout", cfg.ProbeTimeout, "gossip probe timeout")
