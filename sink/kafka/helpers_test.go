@@ -319,3 +319,17 @@ func deliverRows(t *testing.T, c *kfake.Cluster, s *Sink, topic string, n int, o
 		t.Fatalf("consumed ids %v, want %v", got, want)
 	}
 }
+
+// addColumnAndWatermark sends a DDL adding column z to table, then a
+// watermark, both at ts: what a consumer sees on every partition after the
+// rows before ts.
+func addColumnAndWatermark(t *testing.T, ctx context.Context, s *Sink, table model.TableName, ts model.Ts) {
+	t.Helper()
+	query := fmt.Sprintf("ALTER TABLE `%s`.`%s` ADD COLUMN `z` INT", table.Schema, table.Table)
+	if err := s.EmitDDL(ctx, &model.DDLEvent{CommitTs: ts, Kind: model.DDLAddColumn, Schema: table.Schema, Query: query, Tables: []model.TableName{table}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EmitCheckpoint(ctx, ts); err != nil {
+		t.Fatal(err)
+	}
+}

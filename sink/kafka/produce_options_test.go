@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/raftcdc/raftcdc/model"
 )
 
 // batchCodecs records the compression of every batch a consumer reads.
@@ -93,13 +92,7 @@ func TestEveryRequiredAcksDelivers(t *testing.T) {
 				t.Fatal(err)
 			}
 			// A DDL and a watermark on every partition, after the rows.
-			if err := s.EmitDDL(ctx, &model.DDLEvent{CommitTs: end + 1, Kind: model.DDLAddColumn, Schema: "shop",
-				Query: "ALTER TABLE `shop`.`users` ADD COLUMN `z` INT", Tables: []model.TableName{sc.Table}}); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.EmitCheckpoint(ctx, end+1); err != nil {
-				t.Fatal(err)
-			}
+			addColumnAndWatermark(t, ctx, s, sc.Table, end+1)
 			recs := consumeUntil(t, c, "cdc", keys*(updates+2)+2*2, 20*time.Second)
 			// Each key's events once and in order in one partition (with
 			// acks 0 and 1 the producer keeps one request in flight for

@@ -281,13 +281,7 @@ func TestEveryProtocolDeliversRowsDDLAndWatermarks(t *testing.T) {
 			if err := ts.Flush(ctx, end); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.EmitDDL(ctx, &model.DDLEvent{CommitTs: end + 1, Kind: model.DDLAddColumn, Schema: "shop",
-				Query: "ALTER TABLE `shop`.`users` ADD COLUMN `z` INT", Tables: []model.TableName{sc.Table}}); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.EmitCheckpoint(ctx, end+1); err != nil {
-				t.Fatal(err)
-			}
+			addColumnAndWatermark(t, ctx, s, sc.Table, end+1)
 			recs := consume(t, c, "shop_users")
 			if len(recs) != 3 {
 				t.Fatalf("messages in %d partitions, want 3", len(recs))
