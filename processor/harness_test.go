@@ -615,6 +615,25 @@ func startManager(t *testing.T, c *cluster, tweak func(*Config), probeOpts ...fu
 	return &env{c: c, m: m, probe: pr, lease: lease, reg: reg}
 }
 
+// counter sums a counter's series in the manager's registry (0 when it
+// has none yet).
+func (e *env) counter(t *testing.T, name string) float64 {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
 func (e *env) fencedTotal(t *testing.T) float64 {
 	t.Helper()
 	mfs, err := e.reg.Gather()

@@ -15,6 +15,7 @@ type metrics struct {
 	quotaUsed      *prometheus.GaugeVec
 	quotaLimit     *prometheus.GaugeVec
 	spilledBytes   *prometheus.CounterVec
+	reconcileWalks *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -51,6 +52,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "raftcdc_processor_spilled_bytes_total",
 			Help: "Bytes of buffered transactions moved to disk because the memory quota was full, by changefeed.",
 		}, []string{"changefeed"}),
+		reconcileWalks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "raftcdc_processor_reconcile_walks_total",
+			Help: "Reconciles that went over every table of the changefeed on this capture (its task changed, or a table stopped), by changefeed; a change of the changefeed's status alone does not.",
+		}, []string{"changefeed"}),
 	}
 	if reg == nil {
 		return m
@@ -63,6 +68,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.quotaUsed = register(reg, m.quotaUsed)
 	m.quotaLimit = register(reg, m.quotaLimit)
 	m.spilledBytes = register(reg, m.spilledBytes)
+	m.reconcileWalks = register(reg, m.reconcileWalks)
 	return m
 }
 

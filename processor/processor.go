@@ -12,6 +12,7 @@ import (
 	"github.com/raftcdc/raftcdc/internal/redact"
 	"maps"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -65,6 +66,10 @@ type processor struct {
 	state     feedState
 	stateKick kick
 	tableKick kick
+	// walked is the task status the last reconcile went over table by
+	// table (walkedOnce: there was one). Only the run goroutine uses them.
+	walked     model.TaskStatus
+	walkedOnce bool
 
 	barrier *tsCell
 	ready   chan struct{} // closed once src and snk are open
@@ -208,15 +213,15 @@ func (p *processor) run(ctx context.Context) {
 	// of each interval).
 	promptReport := max(p.deps.cfg.FlushInterval/10, time.Millisecond)
 	var prompt <-chan time.Time
-	p.reconcile(ctx, p.currentState())
+	p.reconcile(ctx, p.currentState(), true)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-p.stateKick:
-			p.reconcile(ctx, p.currentState())
+			p.reconcile(ctx, p.currentState(), false)
 		case <-p.tableKick:
-			p.reconcile(ctx, p.currentState())
+			p.reconcile(ctx, p.currentState(), true)
 		case <-ticker.C:
 			p.report(ctx)
 		case <-p.quota.blocked:
@@ -383,7 +388,13 @@ func (p *processor) tableEnv() *tableEnv {
 }
 
 // reconcile brings the running tables in line with the task status.
-func (p *processor) reconcile(ctx context.Context, st feedState) {
+// tablesChanged says a table stopped or failed (or nothing was walked yet);
+// otherwise only the changefeed's state changed, and unless the task status
+// did too, there is nothing to do table by table: the status changes with
+// every checkpoint advance, and walking a 33,000-table capture's tables for
+// each was the reconcile costing in proportion to the tables, not to what
+// changed.
+func (p *processor) reconcile(ctx context.Context, st feedState, tablesChanged bool) {
 	p.setBarrier(st)
 	if st.status != nil {
 		p.namesMu.Lock()
@@ -394,6 +405,11 @@ func (p *processor) reconcile(ctx context.Context, st feedState) {
 		}
 		p.namesMu.Unlock()
 	}
+	if !tablesChanged && p.walkedOnce && sameTask(p.walked, st.task) {
+		return
+	}
+	p.walked, p.walkedOnce = st.task, true
+	p.deps.metrics.reconcileWalks.WithLabelValues(p.cf).Inc()
 	task := st.task
 	isDelete := func(id model.TableID) (model.Ts, bool) {
 		if op := task.Operations[id]; op != nil && op.Delete {
@@ -494,6 +510,17 @@ func (p *processor) reconcile(ctx context.Context, st feedState) {
 		t.cancel = cancel
 		go t.run(tctx)
 	}
+}
+
+// sameTask says whether two task statuses are one decoded record: the
+// manager decodes a record once per revision and shares its maps, which
+// nobody modifies, so the same maps mean the same assignment.
+func sameTask(a, b model.TaskStatus) bool {
+	return a.AdminJob == b.AdminJob && sameMap(a.Tables, b.Tables) && sameMap(a.Operations, b.Operations)
+}
+
+func sameMap[M ~map[K]V, K comparable, V any](a, b M) bool {
+	return len(a) == len(b) && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // resumeTs is where a table's pipeline starts: its assigned start ts, or

@@ -735,3 +735,44 @@ func TestPositionReportsArePacedByTables(t *testing.T) {
 		t.Fatalf("%d position writes in %v for three tables at 10 tables/s; want 2..%d", n, elapsed.Round(time.Millisecond), most)
 	}
 }
+
+// TestStatusChangesDoNotWalkEveryTable: the changefeed's status changes
+// with every checkpoint advance; a processor does its table-by-table
+// reconcile only when its task status changes (or a table stops), so the
+// barrier moving many times costs no walk, and an assignment change still
+// starts the new table.
+func TestStatusChangesDoNotWalkEveryTable(t *testing.T) {
+	c := newCluster(t)
+	start := time.Now().Add(-2 * time.Second)
+	f := newFeed(t, fastSource, model.TsFromTime(start))
+	barrier := model.TsFromTime(start.Add(100 * time.Millisecond))
+	f.create(c, barrier, 1, 2)
+	e := startManager(t, c, nil)
+	c.waitPosition("both tables flushed to the barrier", func(p model.TaskPosition) bool {
+		return p.Running[1] == barrier && p.Running[2] == barrier
+	})
+	walks := e.counter(t, "raftcdc_processor_reconcile_walks_total")
+	if walks == 0 {
+		t.Fatal("no reconcile walk counted for the first assignment")
+	}
+	for i := 1; i <= 10; i++ {
+		b := model.TsFromTime(start.Add(time.Duration(100+100*i) * time.Millisecond))
+		c.setBarrier(f, b)
+		c.waitPosition("the tables follow the moved barrier", func(p model.TaskPosition) bool {
+			return p.Running[1] == b && p.Running[2] == b
+		})
+	}
+	if got := e.counter(t, "raftcdc_processor_reconcile_walks_total"); got != walks {
+		t.Fatalf("ten status changes walked the tables %v times, want none", got-walks)
+	}
+	task := c.task()
+	task.Tables[3] = model.TableReplicaInfo{StartTs: f.startTs}
+	c.setTask(task)
+	c.waitPosition("the newly assigned table runs", func(p model.TaskPosition) bool {
+		_, ok := p.Running[3]
+		return ok
+	})
+	if got := e.counter(t, "raftcdc_processor_reconcile_walks_total"); got <= walks {
+		t.Fatalf("a task status change was not walked (walks %v, before %v)", got, walks)
+	}
+}
