@@ -135,7 +135,7 @@ func (n *Node) ReadIndex(ctx context.Context) error {
 	var index uint64
 	if n.raft.State() == raft.Leader {
 		var err error
-		if index, err = n.leaderReadIndex(); err != nil {
+		if index, err = n.leaderReadIndex(ctx); err != nil {
 			return err
 		}
 	} else {
@@ -164,8 +164,11 @@ func (n *Node) ReadIndex(ctx context.Context) error {
 // the leader that acknowledged it, so once this leader has confirmed it still
 // leads and has applied everything of earlier terms (its barrier), its
 // applied index covers them all. (The commit index could point at a no-op
-// entry the state machine never sees.)
-func (n *Node) leaderReadIndex() (uint64, error) {
+// entry the state machine never sees.) With the parallel leader sync the
+// applied index can run ahead of this leader's synced log by the fsync in
+// flight; the read waits for it, so that what a linearizable read returns
+// is on the disks of a majority, like what a write acknowledges.
+func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return 0, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNotLeader, Message: fmt.Sprintf("confirming leadership: %v", err), RetryAfter: 1}
 	}
@@ -175,7 +178,11 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 			return 0, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNotLeader, Message: fmt.Sprintf("new leader catching up: %v", err), RetryAfter: 1}
 		}
 	}
-	return n.fsm.AppliedIndex(), nil
+	index := n.fsm.AppliedIndex()
+	if err := n.waitDurable(ctx, index); err != nil {
+		return 0, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: fmt.Sprintf("waiting for this leader's log to sync: %v", err), RetryAfter: 1}
+	}
+	return index, nil
 }
 
 // Status reports this node's view.

@@ -168,7 +168,7 @@ func (n *Node) handleReadIndex(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, api.Errorf(http.StatusServiceUnavailable, api.CodeNotLeader, "this node is not the leader"))
 		return
 	}
-	index, err := n.leaderReadIndex()
+	index, err := n.leaderReadIndex(r.Context())
 	if err != nil {
 		api.WriteError(w, err)
 		return

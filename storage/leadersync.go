@@ -267,6 +267,9 @@ func (l *leaderLog) StoreLogs(logs []*raft.Log) error {
 		if err := l.drain(context.Background()); err != nil {
 			return err
 		}
+		l.mu.Lock()
+		l.forgetFromLocked(logs[0].Index)
+		l.mu.Unlock()
 		if err := l.walStore.StoreLogs(logs); err != nil {
 			return err
 		}
@@ -281,6 +284,7 @@ func (l *leaderLog) StoreLogs(logs []*raft.Log) error {
 	if l.closed {
 		err = errLogClosed
 	}
+	l.forgetFromLocked(logs[0].Index)
 	l.mu.Unlock()
 	if err != nil {
 		return err
@@ -414,23 +418,27 @@ func (l *leaderLog) WaitDurable(ctx context.Context, idx uint64) error {
 }
 
 // DeleteRange waits for outstanding syncs first, so that raft-wal never
-// closes or drops a segment a deferred sync still has to reach.
+// closes or drops a segment a deferred sync still has to reach. What is
+// durable does not change: a head compaction drops entries a snapshot
+// holds, and indexes a tail truncation frees are forgotten when they are
+// written again (forgetFromLocked).
 func (l *leaderLog) DeleteRange(min, max uint64) error {
 	if err := l.drain(context.Background()); err != nil {
 		return err
 	}
-	if err := l.walStore.DeleteRange(min, max); err != nil {
-		return err
-	}
-	l.mu.Lock()
-	// A follower's log losing its tail to a new leader: those indexes are
-	// written again later, and not durable until then.
-	if min <= l.durable && max >= l.durable {
-		l.durable = min - 1
+	return l.walStore.DeleteRange(min, max)
+}
+
+// forgetFromLocked: entries from idx on are being written (again), so they
+// are not durable until this write's sync, whatever the same indexes were
+// before a new leader's log replaced them. (raft-wal starts a new segment
+// after a tail truncation, so today a rewrite's first sync is inline; this
+// keeps the watermark right without relying on that.) l.mu is held.
+func (l *leaderLog) forgetFromLocked(idx uint64) {
+	if idx <= l.durable {
+		l.durable = idx - 1
 		l.notifyLocked()
 	}
-	l.mu.Unlock()
-	return nil
 }
 
 // Close does the outstanding syncs, stops the syncer and closes the WAL.

@@ -214,24 +214,45 @@ func TestAFollowerWriteWaitsForOutstandingSyncs(t *testing.T) {
 	}
 }
 
-func TestDeleteRangeWaitsForSyncsAndForgetsTheTail(t *testing.T) {
+// TestATruncatedTailIsRewrittenAndSynced: a follower's tail replaced by a
+// new leader's entries (DeleteRange, then the same indexes written again),
+// then led by this node. raft-wal starts a new segment after a tail
+// truncation, so the rewrite's first sync is inline; entries after it are
+// deferred again and waited for. A head compaction changes nothing about
+// what is durable.
+func TestATruncatedTailIsRewrittenAndSynced(t *testing.T) {
 	w := newLeaderWorld(t, walSegmentSize)
 	w.appendEntries(1, 5, 0)
 	if err := w.durableWithin(5, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	w.setLeads(false)
-	// A new leader's log differs from 4 on: the tail goes, and 4 is not
-	// durable again until it is written again.
 	if err := w.log.DeleteRange(4, 5); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.durableWithin(4, 50*time.Millisecond); err == nil {
-		t.Fatal("entry 4 still reported durable after the tail was deleted")
-	}
+	w.setLeads(true)
+	w.shut()
 	w.appendEntries(4, 4, 0)
-	if err := w.durableWithin(4, time.Second); err != nil {
+	if err := w.durableWithin(4, 10*time.Second); err != nil {
+		t.Fatalf("the rewritten entry 4, synced inline as its segment's first: %v", err)
+	}
+	w.appendEntries(5, 6, 0)
+	if err := w.durableWithin(6, 50*time.Millisecond); err == nil {
+		t.Fatal("entry 6 reported durable while its sync was held")
+	}
+	w.open()
+	if err := w.durableWithin(6, 10*time.Second); err != nil {
 		t.Fatal(err)
+	}
+	if err := w.log.DeleteRange(1, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.durableWithin(6, time.Second); err != nil {
+		t.Fatalf("deleting the head lowered what is durable: %v", err)
+	}
+	var e raft.Log
+	if err := w.log.GetLog(5, &e); err != nil || !strings.HasPrefix(string(e.Data), "entry-5;") {
+		t.Fatalf("GetLog(5) after the rewrite = %q, %v", e.Data, err)
 	}
 }
 
