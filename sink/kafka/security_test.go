@@ -2,14 +2,8 @@ package kafka
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -18,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftcdc/raftcdc/nodetls"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -101,84 +96,47 @@ func openFails(t *testing.T, uri string) error {
 	return err
 }
 
-// testCA is a certificate authority made for one test, with its
-// certificate written to a PEM file.
+// testCA is a certificate authority made for one test (nodetls's, the one
+// `raftcdc tools certs` uses), with its certificate written to a PEM file.
 type testCA struct {
 	dir  string
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	ca   *nodetls.CA
 	file string
 	pool *x509.CertPool
 }
 
 func newTestCA(t *testing.T, name string) *testCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := nodetls.NewCA(name, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &testCA{dir: t.TempDir(), cert: cert, key: key, pool: x509.NewCertPool()}
-	ca.pool.AddCert(cert)
-	ca.file = writePEM(t, ca.dir, name+"-ca.pem", "CERTIFICATE", der)
-	return ca
+	c := &testCA{dir: t.TempDir(), ca: ca, pool: x509.NewCertPool()}
+	c.pool.AddCert(ca.Cert)
+	c.file = writeFile(t, c.dir, name+"-ca.pem", ca.CertPEM())
+	return c
 }
 
-// issue signs a certificate for 127.0.0.1 and localhost, for a server or
-// a client, and writes it and its key as PEM files.
-func (ca *testCA) issue(t *testing.T, name string, usage x509.ExtKeyUsage) (pair tls.Certificate, certFile, keyFile string) {
+// issue signs a certificate for 127.0.0.1 and localhost (usable by a
+// server and a client) and writes it and its key as PEM files.
+func (c *testCA) issue(t *testing.T, name string) (pair tls.Certificate, certFile, keyFile string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certPEM, keyPEM, err := c.ca.Issue(nodetls.NodeRequest{Name: name, DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}, Validity: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:     []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile = writePEM(t, ca.dir, name+".pem", "CERTIFICATE", der)
-	keyFile = writePEM(t, ca.dir, name+"-key.pem", "EC PRIVATE KEY", kder)
-	pair, err = tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
+	certFile = writeFile(t, c.dir, name+".pem", certPEM)
+	keyFile = writeFile(t, c.dir, name+"-key.pem", keyPEM)
+	if pair, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
 		t.Fatal(err)
 	}
 	return pair, certFile, keyFile
 }
 
-func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
+func writeFile(t *testing.T, dir, name string, data []byte) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+	if err := os.WriteFile(p, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -188,7 +146,7 @@ func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
 // clientCA set it requires client certificates that clientCA signed.
 func tlsBroker(t *testing.T, ca, clientCA *testCA, opts ...kfake.Opt) *kfake.Cluster {
 	t.Helper()
-	server, _, _ := ca.issue(t, "broker", x509.ExtKeyUsageServerAuth)
+	server, _, _ := ca.issue(t, "broker")
 	tc := &tls.Config{Certificates: []tls.Certificate{server}, MinVersion: tls.VersionTLS12}
 	if clientCA != nil {
 		tc.ClientAuth, tc.ClientCAs = tls.RequireAndVerifyClientCert, clientCA.pool
@@ -233,7 +191,7 @@ func TestTLSWithoutCAVerifiesAgainstTheSystemRoots(t *testing.T) {
 func TestMutualTLSDeliversWithTheClientCertificateAndFailsWithout(t *testing.T) {
 	ca, clients := newTestCA(t, "kafka"), newTestCA(t, "clients")
 	c := tlsBroker(t, ca, clients)
-	pair, certFile, keyFile := clients.issue(t, "raftcdc", x509.ExtKeyUsageClientAuth)
+	pair, certFile, keyFile := clients.issue(t, "raftcdc")
 	s := openSink(t, brokerURI(c, "cdc", "protocol=canal-json&partition-num=2&enable-tls=true&ca="+ca.file+"&cert="+certFile+"&key="+keyFile))
 	deliverRows(t, c, s, "cdc", 20, kgo.DialTLSConfig(&tls.Config{RootCAs: ca.pool, Certificates: []tls.Certificate{pair}}))
 
