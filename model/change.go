@@ -1,7 +1,9 @@
 package model
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash"
 	"unsafe"
 )
 
@@ -35,6 +37,33 @@ type RowChange struct {
 	// reads (op "r"); other protocols write them as inserts. Incremental
 	// changes, including TiKV's incremental scan, never set it.
 	Snapshot bool
+}
+
+// HashContent writes what the change says — its op and both images, each
+// value with its kind — into h, length-prefixed so that no two changes
+// write the same bytes. Two deliveries of one change hash alike whatever
+// protocol carried them; its commit ts and table are not included (callers
+// that need them have them).
+func (r *RowChange) HashContent(h hash.Hash) {
+	var n [8]byte
+	num := func(v uint64) {
+		binary.BigEndian.PutUint64(n[:], v)
+		h.Write(n[:])
+	}
+	bytes := func(b []byte) {
+		num(uint64(len(b)))
+		h.Write(b)
+	}
+	bytes([]byte(r.Op))
+	for _, img := range [][]Value{r.Before, r.After} {
+		num(uint64(len(img)))
+		for _, v := range img {
+			h.Write([]byte{byte(v.Kind)})
+			num(uint64(v.I))
+			bytes([]byte(v.S))
+			bytes(v.B)
+		}
+	}
 }
 
 // Table is the row's table.

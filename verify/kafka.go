@@ -2,7 +2,6 @@ package verify
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
@@ -357,26 +356,7 @@ func (o *partitionOrder) observe(key string, ts model.Ts, content uint64) (model
 // images), to tell an exact copy from another change at the same ts.
 func rowDigest(row *model.RowChange) uint64 {
 	h := fnv.New64a()
-	var b [8]byte
-	num := func(v uint64) {
-		binary.LittleEndian.PutUint64(b[:], v)
-		h.Write(b[:])
-	}
-	img := func(vals []model.Value) {
-		num(uint64(len(vals)))
-		for _, v := range vals {
-			num(uint64(v.Kind))
-			num(uint64(v.I))
-			num(uint64(len(v.S)))
-			h.Write([]byte(v.S))
-			num(uint64(len(v.B)))
-			h.Write(v.B)
-		}
-	}
-	num(uint64(len(row.Op)))
-	h.Write([]byte(row.Op))
-	img(row.Before)
-	img(row.After)
+	row.HashContent(h)
 	return h.Sum64()
 }
 

@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"net/url"
@@ -33,24 +32,7 @@ type fileClaimStore struct{ dir string }
 // keyless table their contents), so the name stays unique where it must.
 func rowDigest(row *model.RowChange) []byte {
 	h := sha256.New()
-	var n [8]byte
-	put := func(b []byte) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
-		h.Write(n[:])
-		h.Write(b)
-	}
-	put([]byte(row.Op))
-	for _, img := range [][]model.Value{row.Before, row.After} {
-		binary.BigEndian.PutUint64(n[:], uint64(len(img)))
-		h.Write(n[:])
-		for _, v := range img {
-			binary.BigEndian.PutUint64(n[:], uint64(v.I))
-			h.Write([]byte{byte(v.Kind)})
-			h.Write(n[:])
-			put([]byte(v.S))
-			put(v.B)
-		}
-	}
+	row.HashContent(h)
 	return h.Sum(nil)
 }
 
