@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/raftcdc/raftcdc/connector"
 	"github.com/raftcdc/raftcdc/fsm"
 	"github.com/raftcdc/raftcdc/meta"
@@ -615,57 +616,48 @@ func startManager(t *testing.T, c *cluster, tweak func(*Config), probeOpts ...fu
 	return &env{c: c, m: m, probe: pr, lease: lease, reg: reg}
 }
 
-// counter sums a counter's series in the manager's registry (0 when it
-// has none yet).
-func (e *env) counter(t *testing.T, name string) float64 {
+// family is the manager's metric family name, nil while it has no series.
+func (e *env) family(t *testing.T, name string) *dto.MetricFamily {
 	t.Helper()
 	mfs, err := e.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sum float64
 	for _, mf := range mfs {
 		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
+			return mf
 		}
+	}
+	return nil
+}
+
+// counter sums a counter's series (0 when it has none yet).
+func (e *env) counter(t *testing.T, name string) float64 {
+	t.Helper()
+	var sum float64
+	for _, m := range e.family(t, name).GetMetric() {
+		sum += m.GetCounter().GetValue()
 	}
 	return sum
 }
 
 func (e *env) fencedTotal(t *testing.T) float64 {
 	t.Helper()
-	mfs, err := e.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	mf := e.family(t, "raftcdc_processor_fenced_total")
+	if mf == nil {
+		t.Fatal("raftcdc_processor_fenced_total is not registered")
 	}
-	for _, mf := range mfs {
-		if mf.GetName() == "raftcdc_processor_fenced_total" {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatal("raftcdc_processor_fenced_total is not registered")
-	return 0
+	return mf.GetMetric()[0].GetCounter().GetValue()
 }
 
 // feedGauge is the test changefeed's sample of a gauge vector, and whether
 // it has one yet.
 func (e *env) feedGauge(t *testing.T, name string) (float64, bool) {
 	t.Helper()
-	mfs, err := e.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "changefeed" && l.GetValue() == testFeed {
-					return m.GetGauge().GetValue(), true
-				}
+	for _, m := range e.family(t, name).GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "changefeed" && l.GetValue() == testFeed {
+				return m.GetGauge().GetValue(), true
 			}
 		}
 	}

@@ -67,9 +67,9 @@ type processor struct {
 	stateKick kick
 	tableKick kick
 	// walked is the task status the last reconcile went over table by
-	// table (walkedOnce: there was one). Only the run goroutine uses them.
-	walked     model.TaskStatus
-	walkedOnce bool
+	// table (the first reconcile always does). Only the run goroutine uses
+	// it.
+	walked model.TaskStatus
 
 	barrier *tsCell
 	ready   chan struct{} // closed once src and snk are open
@@ -405,10 +405,10 @@ func (p *processor) reconcile(ctx context.Context, st feedState, tablesChanged b
 		}
 		p.namesMu.Unlock()
 	}
-	if !tablesChanged && p.walkedOnce && sameTask(p.walked, st.task) {
+	if !tablesChanged && sameTask(p.walked, st.task) {
 		return
 	}
-	p.walked, p.walkedOnce = st.task, true
+	p.walked = st.task
 	p.deps.metrics.reconcileWalks.WithLabelValues(p.cf).Inc()
 	task := st.task
 	isDelete := func(id model.TableID) (model.Ts, bool) {

@@ -208,7 +208,6 @@ type leaderLog struct {
 
 	mu      sync.Mutex
 	durable uint64 // every entry up to here is synced
-	written uint64 // the last entry written by the leader path
 	queue   []syncRequest
 	busy    bool  // the syncer is syncing
 	err     error // a failed sync: nothing is accepted after it
@@ -235,7 +234,7 @@ func newLeaderLog(w *walStore, vfs *deferVFS, onFailed func(error)) (*leaderLog,
 			panic(fmt.Sprintf("raft log: %v; the node stops so that it never acknowledges what its disk may not hold", err))
 		}
 	}
-	l := &leaderLog{walStore: w, vfs: vfs, onFailed: onFailed, durable: last, written: last,
+	l := &leaderLog{walStore: w, vfs: vfs, onFailed: onFailed, durable: last,
 		changed: make(chan struct{}), kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go l.run()
 	return l, nil
@@ -274,7 +273,7 @@ func (l *leaderLog) StoreLogs(logs []*raft.Log) error {
 			return err
 		}
 		l.mu.Lock()
-		l.durable, l.written = max(l.durable, last), max(l.written, last)
+		l.durable = max(l.durable, last)
 		l.notifyLocked()
 		l.mu.Unlock()
 		return nil
@@ -298,10 +297,12 @@ func (l *leaderLog) StoreLogs(logs []*raft.Log) error {
 		return err
 	}
 	l.mu.Lock()
-	l.written = max(l.written, last)
 	if len(files) == 0 {
-		// Everything this write needed was synced on the way (a first
-		// sync, a seal).
+		// Everything this write needed was synced on the way (a new
+		// segment's first sync, or a seal). Earlier entries with syncs
+		// still queued are covered too: they can only be in the segment a
+		// seal just synced whole, or in the one before a new segment,
+		// which was sealed (synced) to make way for it.
 		l.durable = max(l.durable, last)
 	} else {
 		l.queue = append(l.queue, syncRequest{last: last, files: files})
