@@ -92,6 +92,16 @@ func (w *leaderWorld) appendEntries(first, last uint64, size int) {
 	}
 }
 
+// eventually polls cond until it holds, failing the test after 10 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10 s for %s", what)
+		}
+	}
+}
+
 func (w *leaderWorld) durableWithin(idx uint64, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
@@ -156,19 +166,11 @@ func TestDeferredSyncsAreCoalesced(t *testing.T) {
 	w.appendEntries(2, 2, 0)
 	// The syncer takes the first request and waits at the gate; the next
 	// three queue behind it and are synced together.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventually(t, "the syncer takes the first request", func() bool {
 		w.log.mu.Lock()
-		busy := w.log.busy
-		w.log.mu.Unlock()
-		if busy {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the syncer never took the first request")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer w.log.mu.Unlock()
+		return w.log.busy
+	})
 	w.appendEntries(3, 3, 0)
 	w.appendEntries(4, 5, 0)
 	w.appendEntries(6, 6, 0)
@@ -289,26 +291,21 @@ func TestSealingSyncIsNeverDeferred(t *testing.T) {
 	for i := uint64(2); i < 2+60; i += 4 {
 		w.appendEntries(i, i+3, 4096) // ~240 KiB in all: three or more seals
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	// raft-wal rotates on its own goroutine.
+	var files []*deferFile
+	eventually(t, "four segments from ~240 KiB of 64 KiB segments", func() bool {
 		w.mu.Lock()
-		files := append([]*deferFile(nil), w.files...)
-		w.mu.Unlock()
-		if len(files) >= 4 {
-			for i, f := range files[:len(files)-1] {
-				f.mu.Lock()
-				synced, gen := f.synced, f.gen
-				f.mu.Unlock()
-				if synced != gen {
-					t.Fatalf("sealed segment %d has writes up to generation %d synced only to %d while deferred syncs were held", i, gen, synced)
-				}
-			}
-			break
+		defer w.mu.Unlock()
+		files = append(files[:0], w.files...)
+		return len(files) >= 4
+	})
+	for i, f := range files[:len(files)-1] {
+		f.mu.Lock()
+		synced, gen := f.synced, f.gen
+		f.mu.Unlock()
+		if synced != gen {
+			t.Fatalf("sealed segment %d has writes up to generation %d synced only to %d while deferred syncs were held", i, gen, synced)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d segments after ~240 KiB of 64 KiB segments", len(files))
-		}
-		time.Sleep(10 * time.Millisecond) // raft-wal rotates on its own goroutine
 	}
 	w.open()
 	if err := w.durableWithin(61, 10*time.Second); err != nil {
