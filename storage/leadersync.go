@@ -358,16 +358,19 @@ func (l *leaderLog) run() {
 			}
 		}
 
-		l.mu.Lock()
-		l.busy = false
 		if err != nil {
-			l.err = fmt.Errorf("syncing the leader's entries up to %d failed: %w", last, err)
-			l.queue = nil
+			err = fmt.Errorf("syncing the leader's entries up to %d failed: %w", last, err)
+			// Reported before anyone waiting hears of it: the report is
+			// what stops the node.
+			l.onFailed(err)
+			l.mu.Lock()
+			l.busy, l.err, l.queue = false, err, nil
 			l.notifyLocked()
 			l.mu.Unlock()
-			l.onFailed(l.err)
 			return
 		}
+		l.mu.Lock()
+		l.busy = false
 		l.durable = max(l.durable, last)
 		l.notifyLocked()
 		l.mu.Unlock()

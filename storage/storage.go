@@ -27,8 +27,10 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	wal "github.com/hashicorp/raft-wal"
+	walfs "github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/segment"
+	"github.com/hashicorp/raft-wal/types"
 	"github.com/raftcdc/raftcdc/logging"
 	"github.com/rs/zerolog"
 	"go.etcd.io/bbolt"
@@ -96,9 +98,9 @@ type Options struct {
 	// LeaderSync is how the leader writes its own entries; "" is
 	// DefaultLeaderSync.
 	LeaderSync LeaderSync
-	// OnLogFailure is called when writing the leader's queued entries
-	// fails (LeaderSyncParallel). nil panics: Raft has already counted
-	// those entries as stored. Tests set it.
+	// OnLogFailure is called when a deferred fsync of the leader's
+	// entries fails (LeaderSyncParallel). nil panics: Raft has already
+	// counted those entries as stored. Tests set it.
 	OnLogFailure func(error)
 	Logger       zerolog.Logger
 }
@@ -197,7 +199,7 @@ func Open(dataDir string, o Options) (*Stores, error) {
 }
 
 // SetLeaderCheck tells the log how to know that this node leads, which is
-// when it writes its entries in parallel with their replication. It must
+// when it defers the fsync of its entries while they replicate. It must
 // answer from Raft's own state: the log is asked from Raft's goroutine,
 // between the state changes it makes.
 func (s *Stores) SetLeaderCheck(isLeader func() bool) {
@@ -206,9 +208,9 @@ func (s *Stores) SetLeaderCheck(isLeader func() bool) {
 	}
 }
 
-// WaitDurable returns once entry idx is in this node's own log store. With
-// the parallel leader sync a committed entry may still be on its way there;
-// what the node acknowledges must not be.
+// WaitDurable returns once entry idx is synced in this node's own log. With
+// the parallel leader sync a committed entry may still wait for its fsync;
+// what the node acknowledges must not.
 func (s *Stores) WaitDurable(ctx context.Context, idx uint64) error {
 	if s.leader == nil {
 		return nil
@@ -330,16 +332,13 @@ func openWAL(dir string, logger zerolog.Logger, vfs *deferVFS, segmentSize int) 
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
 	meta := &metadb.BoltMetaDB{}
-	var (
-		w   *wal.WAL
-		err error
-	)
-	log := logging.HCLog(logger, "raft.wal")
+	// raft-wal's own file system unless the leader's syncs are deferred.
+	var files types.VFS = walfs.New()
 	if vfs != nil {
-		w, err = wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentSize(segmentSize), wal.WithLogger(log), wal.WithSegmentFiler(segment.NewFiler(dir, vfs)))
-	} else {
-		w, err = wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentSize(segmentSize), wal.WithLogger(log))
+		files = vfs
 	}
+	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentSize(segmentSize), wal.WithLogger(logging.HCLog(logger, "raft.wal")),
+		wal.WithSegmentFiler(segment.NewFiler(dir, files)))
 	if err != nil {
 		_ = meta.Close()
 		return nil, fmt.Errorf("open the Raft WAL in %s: %w", dir, err)
