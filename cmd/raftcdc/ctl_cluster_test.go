@@ -384,15 +384,24 @@ func TestCtlThreeNodeCluster(t *testing.T) {
 			t.Errorf("remove-node of a live node: exit %d, stderr %q", r.code, r.stderr)
 		}
 		c.KillNode(2)
-		testcluster.WaitFor(t, 10*time.Second, "gossip to see node3 dead", func() bool {
-			var ms api.MemberList
-			c.jsonOn(t, f, &ms, "cluster", "members")
-			for _, m := range ms.Members {
-				if m.ID == "node3" {
-					return m.GossipStatus != "alive"
+		// Each node has its own gossip view, and the leader (node1) is the
+		// one that checks: waiting on node2's view alone let the removal
+		// race node1's (CI met it once).
+		testcluster.WaitFor(t, 10*time.Second, "node1's and node2's gossip to see node3 dead", func() bool {
+			for _, i := range []int{0, f} {
+				var ms api.MemberList
+				c.jsonOn(t, i, &ms, "cluster", "members")
+				seen := false
+				for _, m := range ms.Members {
+					if m.ID == "node3" {
+						seen = m.GossipStatus != "alive"
+					}
+				}
+				if !seen {
+					return false
 				}
 			}
-			return false
+			return true
 		})
 		r = c.ctlOn(t, f, "cluster", "remove-node", "node3").mustOK(t)
 		if r.stdout != "Removed node node3 from the Raft configuration.\n" {
