@@ -26,14 +26,31 @@ import (
 func put(t *testing.T, c *testcluster.Cluster, i int, key string, v any) {
 	t.Helper()
 	b, _ := json.Marshal(v)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	res, err := c.Node(i).Apply(ctx, fsm.Command{Ops: []fsm.Op{{Type: fsm.OpPut, Key: meta.PrefixUser + key, Value: b}}})
-	if err != nil {
-		t.Fatalf("put %s via node %d: %v", key, i+1, err)
-	}
+	res := applyRetrying(t, c, i, fsm.Command{Ops: []fsm.Op{{Type: fsm.OpPut, Key: meta.PrefixUser + key, Value: b}}})
 	if res.Err != nil {
 		t.Fatalf("put %s refused: %v", key, res.Err)
+	}
+}
+
+// applyRetrying applies cmd through node i, trying again while Apply fails
+// (not while the state machine refuses): on a saturated machine a leader
+// can lose its lease while committing, and the entry's fate is then
+// unknown. Every command the tests send this way is safe to apply twice.
+func applyRetrying(t *testing.T, c *testcluster.Cluster, i int, cmd fsm.Command) *fsm.Result {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		res, err := c.Node(i).Apply(ctx, cmd)
+		cancel()
+		if err == nil {
+			return res
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("apply via node %d: %v", i+1, err)
+		}
+		t.Logf("apply via node %d failed, retrying: %v", i+1, err)
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -444,15 +461,11 @@ func TestInternalEndpointsNeedTheClusterSecret(t *testing.T) {
 func TestFencedCommandsRefusedOnEveryReplica(t *testing.T) {
 	c := testcluster.MakeCluster(t, 3, testcluster.Options{NoCDC: true})
 	leader := c.WaitForLeader(10 * time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	// Every command below is safe to apply twice (a claim's epoch is the
+	// index of the copy that answered), so a lost leader is retried.
 	apply := func(i int, cmd fsm.Command) *fsm.Result {
 		t.Helper()
-		res, err := c.Node(i).Apply(ctx, cmd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res
+		return applyRetrying(t, c, i, cmd)
 	}
 	status := func(cp uint64) fsm.Op {
 		b, _ := json.Marshal(model.ChangefeedStatus{CheckpointTs: cp})

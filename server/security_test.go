@@ -99,14 +99,24 @@ func TestTLSAndTokenThroughAFollower(t *testing.T) {
 	// With the token the write is forwarded to the leader over HTTPS, the
 	// follower proving it is a node with its certificate (no secret is
 	// configured).
-	if code := do(http.MethodPut, "/api/v1/kv/secure", "tok", []byte("1")); code != http.StatusOK {
+	// A 503 is a leader lost while committing (a saturated machine); the
+	// write is idempotent, so it is sent again.
+	untilAnswered := func(method, path, token string, body []byte) int {
+		code := 0
+		testcluster.WaitFor(t, 20*time.Second, method+" "+path+" answered by a leader", func() bool {
+			code = do(method, path, token, body)
+			return code != http.StatusServiceUnavailable
+		})
+		return code
+	}
+	if code := untilAnswered(http.MethodPut, "/api/v1/kv/secure", "tok", []byte("1")); code != http.StatusOK {
 		t.Fatalf("write with token: %d", code)
 	}
-	if code := do(http.MethodGet, "/api/v1/kv/secure?consistent=true", "", nil); code != http.StatusOK {
+	if code := untilAnswered(http.MethodGet, "/api/v1/kv/secure?consistent=true", "", nil); code != http.StatusOK {
 		t.Fatalf("open read: %d", code)
 	}
 	// Leader-only operations are proxied to the leader.
-	if code := do(http.MethodPost, "/api/v1/cluster/transfer-leader", "tok", nil); code != http.StatusOK {
+	if code := untilAnswered(http.MethodPost, "/api/v1/cluster/transfer-leader", "tok", nil); code != http.StatusOK {
 		t.Fatalf("transfer-leader through a follower: %d", code)
 	}
 	// Plain HTTP is not served.

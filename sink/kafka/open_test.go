@@ -66,6 +66,17 @@ func TestTopicMaxMessageBytesIsReadAndChecked(t *testing.T) {
 	if s.maxMessageBytes != 65536 {
 		t.Fatalf("max message bytes %d, want the topic's 65536", s.maxMessageBytes)
 	}
+	// A row over it is refused naming the limit that applied: the topic's,
+	// not the max-message-bytes the user set.
+	sc := usersSchema("shop", "blobs")
+	ts := openTable(t, s, sc.Table)
+	err = ts.Write(testCtx(t), []*model.Txn{{CommitTs: 100, StartTs: 99, Rows: []*model.RowChange{bigRow(sc, 100)}}})
+	if err == nil {
+		err = ts.Flush(testCtx(t), 100)
+	}
+	if err == nil || !strings.Contains(err.Error(), "over topic small-default's max.message.bytes=65536") {
+		t.Fatalf("a row over the topic's limit: %v", err)
+	}
 	// A table routed to another small topic is refused at open when the
 	// sink's limit is above that topic's.
 	s2 := openSink(t, brokerURI(c, "big-default", "protocol=open-protocol"),

@@ -69,6 +69,9 @@ type topicInfo struct {
 	// maxMessageBytes is the largest message the sink sends to it: the
 	// smaller of max-message-bytes and the topic's max.message.bytes.
 	maxMessageBytes int
+	// limitName says which of the two it is, for errors: a user who set
+	// max-message-bytes=20MiB must not be told a 1 MiB limit is that.
+	limitName string
 }
 
 // Sink is one Kafka producer shared by a processor's table sinks and, for
@@ -353,7 +356,7 @@ func (s *Sink) ensureTopic(ctx context.Context, topic string) (*topicInfo, error
 	if err != nil {
 		return nil, err
 	}
-	ti = &topicInfo{partitions: n, maxMessageBytes: s.maxMessageBytes}
+	ti = &topicInfo{partitions: n, maxMessageBytes: s.maxMessageBytes, limitName: fmt.Sprintf("max-message-bytes=%d", s.maxMessageBytes)}
 	if limit < ti.maxMessageBytes {
 		if topic != s.cfg.Topic || s.client != nil {
 			return nil, fmt.Errorf("kafka sink: topic %s accepts messages up to %d bytes (max.message.bytes), below this sink's max-message-bytes=%d; raise the topic's max.message.bytes or lower max-message-bytes", topic, limit, s.maxMessageBytes)
@@ -361,6 +364,7 @@ func (s *Sink) ensureTopic(ctx context.Context, topic string) (*topicInfo, error
 		s.log.Warn().Str("topic", topic).Int("topic_max_message_bytes", limit).Int("max_message_bytes", s.cfg.MaxMessageBytes).
 			Msg("the topic's max.message.bytes is below max-message-bytes; using the topic's")
 		ti.maxMessageBytes = limit
+		ti.limitName = fmt.Sprintf("topic %s's max.message.bytes=%d", topic, limit)
 	}
 	s.mu.Lock()
 	if prev, ok := s.topics[topic]; ok {

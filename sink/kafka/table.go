@@ -220,7 +220,7 @@ func (t *tableSink) encode(ctx context.Context, gv *groupValues, row *model.RowC
 		}
 		if len(k2)+len(v2)+t.s.proto.overhead(1)+recordOverhead > limit {
 			t.s.fm.large(LargeMessageNone).Inc()
-			return nil, nil, sink.Unretryable(fmt.Errorf("kafka sink: table %s: a row at commit ts %d is %d bytes even with only its handle key, over max-message-bytes=%d", t.table, row.CommitTs, len(k2)+len(v2), limit))
+			return nil, nil, sink.Unretryable(fmt.Errorf("kafka sink: table %s: a row at commit ts %d is %d bytes even with only its handle key, over %s", t.table, row.CommitTs, len(k2)+len(v2), t.info.limitName))
 		}
 		t.s.fm.large(LargeMessageHandleKeyOnly).Inc()
 		t.s.log.Warn().Str("table", t.table.String()).Uint64("commit_ts", row.CommitTs).Int("bytes", size).Msg("row over max-message-bytes sent with only its handle key")
@@ -235,15 +235,15 @@ func (t *tableSink) encode(ctx context.Context, gv *groupValues, row *model.RowC
 			return nil, nil, fmt.Errorf("kafka sink: encoding the claim check of a large row of table %s at commit ts %d: %w", t.table, row.CommitTs, err)
 		}
 		if len(k2)+len(v2)+t.s.proto.overhead(1)+recordOverhead > limit {
-			return nil, nil, sink.Unretryable(fmt.Errorf("kafka sink: table %s: the claim-check message of a row at commit ts %d is %d bytes, over max-message-bytes=%d", t.table, row.CommitTs, len(k2)+len(v2), limit))
+			return nil, nil, sink.Unretryable(fmt.Errorf("kafka sink: table %s: the claim-check message of a row at commit ts %d is %d bytes, over %s", t.table, row.CommitTs, len(k2)+len(v2), t.info.limitName))
 		}
 		t.s.fm.large(LargeMessageClaimCheck).Inc()
 		t.s.log.Info().Str("table", t.table.String()).Uint64("commit_ts", row.CommitTs).Int("bytes", size).Str("location", loc).Msg("row over max-message-bytes stored for claim check")
 		return k2, v2, nil
 	default:
 		t.s.fm.large(LargeMessageNone).Inc()
-		return nil, nil, sink.Unretryable(fmt.Errorf("kafka sink: table %s: a row at commit ts %d encodes to a message of %d bytes (%d with Kafka's record framing), over max-message-bytes=%d (set large-message-handle-option=handle-key-only or claim-check to send such rows)",
-			t.table, row.CommitTs, size, size+recordOverhead, limit))
+		return nil, nil, sink.Unretryable(fmt.Errorf("kafka sink: table %s: a row at commit ts %d encodes to a message of %d bytes (%d with Kafka's record framing), over %s (set large-message-handle-option=handle-key-only or claim-check to send such rows)",
+			t.table, row.CommitTs, size, size+recordOverhead, t.info.limitName))
 	}
 }
 
