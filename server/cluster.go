@@ -272,27 +272,78 @@ func (n *Node) ClusterMembers() ([]api.Member, error) {
 
 // TransferLeader hands leadership to target (any voter if empty). Only the
 // leader can do it; the API forwards the request there.
+//
+// hashicorp/raft gives a transfer one election timeout (500 ms by
+// default) to catch the target up and see it win, and one TimeoutNow RPC;
+// on a loaded machine, towards a node that joined a moment ago, or over a
+// connection that just broke, that is often not enough, and the target
+// may still win just after raft gave up. So a failed transfer is retried
+// for up to transferBudget while this node leads, and one whose target
+// took over anyway counts as done. A target gossip does not see alive is
+// refused at once instead of being retried for nothing.
 func (n *Node) TransferLeader(ctx context.Context, target string) error {
 	if n.raft.State() != raft.Leader {
 		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNotLeader, Message: "only the leader can transfer leadership", RetryAfter: 1}
 	}
-	var f raft.Future
-	if target == "" {
-		f = n.raft.LeadershipTransfer()
-	} else {
+	var addr raft.ServerAddress
+	if target != "" {
 		if target == n.id {
 			return &api.Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Message: fmt.Sprintf("node %s is already the leader", target)}
 		}
-		addr, ok := n.voterAddr(target)
-		if !ok {
+		var ok bool
+		if addr, ok = n.voterAddr(target); !ok {
 			return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("node %s is not a voter of this cluster", target)}
 		}
-		f = n.raft.LeadershipTransferToServer(raft.ServerID(target), addr)
+		if !n.aliveSet()[target] {
+			return &api.Error{Status: http.StatusConflict, Code: api.CodeConflict, Message: fmt.Sprintf(
+				"node %s is not alive as gossip sees it; 'raftcdc ctl cluster members' shows each node's state: transfer to a live voter", target)}
+		}
 	}
-	if err := f.Error(); err != nil {
-		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: fmt.Sprintf("leadership transfer failed: %v", err), RetryAfter: 1}
+	deadline := time.Now().Add(transferBudget)
+	for attempt := 1; ; attempt++ {
+		var f raft.Future
+		if target == "" {
+			f = n.raft.LeadershipTransfer()
+		} else {
+			f = n.raft.LeadershipTransferToServer(raft.ServerID(target), addr)
+		}
+		err := f.Error()
+		if err == nil || n.leadershipMoved(ctx, target) {
+			return nil
+		}
+		if n.raft.State() != raft.Leader || time.Now().After(deadline) || ctx.Err() != nil {
+			return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: fmt.Sprintf("leadership transfer failed: %v (attempts: %d)", err, attempt), RetryAfter: 1}
+		}
+		n.log.Info().Str("target", target).Int("attempt", attempt).Err(err).Msg("leadership transfer failed; trying again")
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	return nil
+}
+
+// transferBudget is how long TransferLeader keeps retrying timed-out
+// transfers.
+const transferBudget = 10 * time.Second
+
+// leadershipMoved waits up to two election timeouts for another node (the
+// target, if one was named) to be known as leader.
+func (n *Node) leadershipMoved(ctx context.Context, target string) bool {
+	until := time.Now().Add(2 * n.cfg.ElectionTimeout)
+	for {
+		if _, id := n.raft.LeaderWithID(); id != "" && string(id) != n.id && (target == "" || string(id) == target) {
+			return true
+		}
+		if n.raft.State() == raft.Leader || time.Now().After(until) {
+			// Still (or again) the leader: nothing moved.
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func (n *Node) voterAddr(id string) (raft.ServerAddress, bool) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/raftcdc/raftcdc/api"
 	"github.com/raftcdc/raftcdc/fsm"
 	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
@@ -279,6 +280,12 @@ func TestRemoveNodeRefusesToBreakQuorum(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
+	}
+	// Leadership is not handed to a node gossip sees dead: it is refused
+	// at once rather than retried for nothing.
+	var ae *api.Error
+	if err := c.Node(leader).TransferLeader(t.Context(), c.NodeID(dead)); !errors.As(err, &ae) || ae.Status != http.StatusConflict || !strings.Contains(ae.Message, "is not alive as gossip sees it") {
+		t.Fatalf("transfer to a dead voter: %v", err)
 	}
 	// Removing the live follower would leave the leader and a dead voter.
 	if code, body := post(alive, c.NodeID(alive)); code != http.StatusConflict {
@@ -587,5 +594,53 @@ func TestWholeClusterStopsWithinTheShutdownBudget(t *testing.T) {
 			return
 		}
 		c.RestartNodes(0, 1, 2)
+	}
+}
+
+// TestTransferLeaderRetriesUntilTheTargetIsReachable: raft tries a transfer
+// once (one TimeoutNow, within one election timeout); a target it cannot
+// reach makes that attempt fail. The node tries again, and once the target
+// is reachable the transfer completes: the caller sees one success, not
+// raft's first failure.
+func TestTransferLeaderRetriesUntilTheTargetIsReachable(t *testing.T) {
+	var logs lockedBuffer
+	logger := zerolog.New(&logs)
+	c := testcluster.MakeCluster(t, 3, testcluster.Options{NoCDC: true, Logger: &logger})
+	c.WaitForVoters(3, 10*time.Second)
+	leader := c.WaitForLeader(10 * time.Second)
+	target := (leader + 1) % 3
+	c.Partition(target)
+	healed := false
+	defer func() {
+		if !healed {
+			c.Heal()
+		}
+	}()
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		done <- c.Node(leader).TransferLeader(ctx, c.NodeID(target))
+	}()
+	testcluster.WaitFor(t, 10*time.Second, "a first attempt to fail and be retried", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("the transfer returned %v while its target was cut off", err)
+		default:
+		}
+		return strings.Contains(logs.String(), "leadership transfer failed; trying again")
+	})
+	c.Heal()
+	healed = true
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("transfer to a target reachable again: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the transfer did not return")
+	}
+	if got := c.WaitForLeader(10*time.Second, 0, 1, 2); got != target {
+		t.Fatalf("leader is node%d, want node%d", got+1, target+1)
 	}
 }
