@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/raftcdc/raftcdc/api"
 	"github.com/raftcdc/raftcdc/fsm"
 	"github.com/raftcdc/raftcdc/meta"
 	"github.com/raftcdc/raftcdc/model"
@@ -200,13 +201,27 @@ func TestWriteToFollowerAppliedOnce(t *testing.T) {
 	watch, cancel := c.Node((leader+2)%3).FSM().Watch(meta.PrefixUser+"once", 16)
 	defer cancel()
 
-	req, _ := http.NewRequest(http.MethodPut, "http://"+c.APIAddr(follower)+"/api/v1/kv/once", bytes.NewReader([]byte(`{"n":1}`)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	// A leadership change between the follower's forward and the leader's
+	// Apply (a loaded machine) answers 503 not_leader or no_leader: the
+	// entry was never appended, so sending it again cannot apply it twice.
+	// A 503 saying the command may still apply is not sent again: the
+	// exactly-once check below could not tell its second copy from a bug.
+	var (
+		resp *http.Response
+		body []byte
+	)
+	testcluster.WaitFor(t, 20*time.Second, "the PUT via the follower answered by a leader", func() bool {
+		req, _ := http.NewRequest(http.MethodPut, "http://"+c.APIAddr(follower)+"/api/v1/kv/once", bytes.NewReader([]byte(`{"n":1}`)))
+		var err error
+		if resp, err = http.DefaultClient.Do(req); err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var e api.Error
+		return resp.StatusCode != http.StatusServiceUnavailable || json.Unmarshal(body, &e) != nil ||
+			(e.Code != api.CodeNotLeader && e.Code != api.CodeNoLeader)
+	})
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("PUT via follower: %s %s", resp.Status, body)
 	}
@@ -232,16 +247,24 @@ func TestWriteToFollowerAppliedOnce(t *testing.T) {
 	}
 
 	// A consistent read through the follower sees it with the applied index.
-	resp, err = http.Get("http://" + c.APIAddr(follower) + "/api/v1/kv/once?consistent=true")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// It asks the leader for a read index, which a leader busy confirming
+	// itself answers with a 503 that a client retries.
 	var kv struct {
 		Value        json.RawMessage `json:"value"`
 		AppliedIndex uint64          `json:"applied_index"`
 	}
-	json.NewDecoder(resp.Body).Decode(&kv)
-	resp.Body.Close()
+	testcluster.WaitFor(t, 20*time.Second, "a consistent read through the follower", func() bool {
+		resp, err := http.Get("http://" + c.APIAddr(follower) + "/api/v1/kv/once?consistent=true")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			return false
+		}
+		json.NewDecoder(resp.Body).Decode(&kv)
+		return true
+	})
 	var compact bytes.Buffer
 	json.Compact(&compact, kv.Value)
 	if compact.String() != `{"n":1}` || kv.AppliedIndex == 0 {
