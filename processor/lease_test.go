@@ -10,8 +10,13 @@ import (
 	"github.com/raftcdc/raftcdc/sink"
 )
 
-// renewingLease is a lease that lasts 100 ms from its last renewal, renewed
-// every 25 ms until the test stops it or moves it to another term.
+const leaseLength = 300 * time.Millisecond
+
+// renewingLease is a lease that lasts leaseLength from its last renewal,
+// renewed every 25 ms until the test stops it or moves it to another term.
+// The margin between the two is how long the renewing goroutine may go
+// unscheduled before the lease lapses by accident: 75 ms was within reach
+// of a two-core machine running other packages' tests under -race.
 type renewingLease struct {
 	mu    sync.Mutex
 	until time.Time
@@ -29,7 +34,7 @@ func (l *renewingLease) renew(stop <-chan struct{}) {
 	defer t.Stop()
 	for {
 		l.mu.Lock()
-		l.until = time.Now().Add(100 * time.Millisecond)
+		l.until = time.Now().Add(leaseLength)
 		l.mu.Unlock()
 		select {
 		case <-stop:
@@ -48,7 +53,7 @@ func (l *renewingLease) renew(stop <-chan struct{}) {
 func TestSinkCallOutlastsARenewedLease(t *testing.T) {
 	for _, lapse := range []string{"renewals stop", "term changes"} {
 		t.Run(lapse, func(t *testing.T) {
-			l := &renewingLease{term: 3, until: time.Now().Add(100 * time.Millisecond)}
+			l := &renewingLease{term: 3, until: time.Now().Add(leaseLength)}
 			stop := make(chan struct{})
 			done := make(chan struct{})
 			go func() { defer close(done); l.renew(stop) }()
@@ -64,11 +69,11 @@ func TestSinkCallOutlastsARenewedLease(t *testing.T) {
 			ctx, cancel := followLease(context.Background(), l, term, until)
 			defer cancel()
 
-			// Five leases long: still going, and the lease holds.
+			// Over three leases long: still going, and the lease holds.
 			select {
 			case <-ctx.Done():
 				t.Fatalf("cancelled while the lease was being renewed: %v", context.Cause(ctx))
-			case <-time.After(500 * time.Millisecond):
+			case <-time.After(3*leaseLength + 100*time.Millisecond):
 			}
 			if err := sink.LeaseValid(ctx); err != nil {
 				t.Fatalf("LeaseValid while renewed: %v", err)

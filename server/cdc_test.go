@@ -265,7 +265,7 @@ func TestChangefeedSurvivesFollowerAndLeaderDeath(t *testing.T) {
 	// The leader dies: a new owner takes over, every table runs exactly once.
 	c.RestartNode(follower)
 	c.KillNode(leader)
-	newLeader := c.WaitForLeader(15*time.Second, follower, (leader+2)%3)
+	newLeader := c.WaitForLeader(electionBound, follower, (leader+2)%3)
 	if newLeader == leader {
 		t.Fatal("no new leader")
 	}
@@ -346,6 +346,13 @@ func TestGCSafepointPerUpstream(t *testing.T) {
 		t.Fatalf("remove: %d %s", code, body)
 	}
 	c.waitState("spelled-a", model.StateRemoved, 10*time.Second)
+	// The owner's last write for a removed changefeed is its upstream
+	// clean-up, ticks after the one that removed it, and the owner's worker
+	// carries out each tick's GC actions before its clean-up: once it is
+	// recorded, the GC passes that no longer count spelled-a have written
+	// whatever they would. A fixed window alone could end before that on a
+	// loaded machine and then prove nothing.
+	testcluster.WaitFor(t, 20*time.Second, "the owner done with spelled-a", func() bool { return c.detail("spelled-a").Info.UpstreamCleaned })
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if r := records(); len(r) != 1 || r[0].Safepoint != held {
 			t.Fatalf("after removing spelled-a: GC records %+v, want the paused checkpoint %d still held", r, held)

@@ -135,7 +135,17 @@ func TestLeaderRefusesNodesItMustNotAdd(t *testing.T) {
 	testcluster.WaitFor(t, 20*time.Second, "the fresh node added as a voter", func() bool {
 		return isVoter(c, c.WaitForLeader(10*time.Second, 0, 1, 2), c.NodeID(fresh))
 	})
-	// Several more reconcile passes.
+	refusals := []string{
+		"not adding member to the Raft configuration: node " + c.NodeID(old) + fmt.Sprintf(` (version \"old-build\") supports metadata schema 1, and the cluster runs at %d; upgrade it to join`, meta.SchemaVersion),
+		"not adding member to the Raft configuration: node " + c.NodeID(foreign) + " holds the state of cluster 0123456789abcdef0123456789abcdef, and this is cluster " + rec.ID,
+	}
+	// The leader judges a member once its own gossip sees it alive, which
+	// need not be before it saw fresh (each view fills in its own order):
+	// wait for both judgements, then give it several more reconcile passes.
+	testcluster.WaitFor(t, 20*time.Second, "the leader to judge the old and the foreign node", func() bool {
+		out := logs.String()
+		return strings.Contains(out, refusals[0]) && strings.Contains(out, refusals[1])
+	})
 	time.Sleep(2 * time.Second)
 	leader = c.WaitForLeader(10*time.Second, 0, 1, 2)
 	for _, i := range []int{old, foreign} {
@@ -144,10 +154,7 @@ func TestLeaderRefusesNodesItMustNotAdd(t *testing.T) {
 		}
 	}
 	out := logs.String()
-	for _, want := range []string{
-		"not adding member to the Raft configuration: node " + c.NodeID(old) + fmt.Sprintf(` (version \"old-build\") supports metadata schema 1, and the cluster runs at %d; upgrade it to join`, meta.SchemaVersion),
-		"not adding member to the Raft configuration: node " + c.NodeID(foreign) + " holds the state of cluster 0123456789abcdef0123456789abcdef, and this is cluster " + rec.ID,
-	} {
+	for _, want := range refusals {
 		// Once per leader: a leadership change on a loaded machine makes
 		// the next leader say it again.
 		if n := strings.Count(out, want); n < 1 || n > 3 {
