@@ -12,9 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftcdc/raftcdc/model"
 	"github.com/raftcdc/raftcdc/nodetls"
+	"github.com/raftcdc/raftcdc/sink"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -207,4 +211,68 @@ func TestSASLOverTLSDeliversRows(t *testing.T) {
 	c := tlsBroker(t, ca, nil, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "alice", saslPassword))
 	s := openSink(t, brokerURI(c, "cdc", "protocol=canal-json&partition-num=2&enable-tls=true&ca="+ca.file+"&"+saslParams("SCRAM-SHA-512", "alice", saslPassword)))
 	deliverRows(t, c, s, "cdc", 20, kgo.DialTLSConfig(&tls.Config{RootCAs: ca.pool}), kgo.SASL(saslMechanism("SCRAM-SHA-512", "alice", saslPassword)))
+}
+
+// TestACLRefusalsSayWhatToGrant: with the broker's ACLs on, a user that may
+// read the topic's metadata and configs but not write it is refused at the
+// first produce. With required-acks=-1 the refusal comes as
+// CLUSTER_AUTHORIZATION_FAILED on the idempotent producer's ID, which
+// names neither the topic nor idempotence; the sink's error says what to
+// grant, both ways. A user with WRITE on the topic gets an idempotent
+// producer (Kafka 2.8's rule, which kfake follows) and delivers.
+func TestACLRefusalsSayWhatToGrant(t *testing.T) {
+	const mech = "SCRAM-SHA-256"
+	allow := func(op kmsg.ACLOperation) kfake.ACL {
+		return kfake.ACL{Resource: kmsg.ACLResourceTypeTopic, Name: "cdc", Pattern: kmsg.ACLResourcePatternTypeLiteral, Operation: op, Allow: true}
+	}
+	c := startBroker(t, kfake.EnableSASL(), kfake.EnableACLs(),
+		kfake.Superuser(mech, "admin", saslPassword),
+		kfake.User(mech, "reader", saslPassword, allow(kmsg.ACLOperationDescribe), allow(kmsg.ACLOperationDescribeConfigs)),
+		kfake.User(mech, "writer", saslPassword, allow(kmsg.ACLOperationDescribe), allow(kmsg.ACLOperationDescribeConfigs), allow(kmsg.ACLOperationWrite)))
+	// The topic exists already: neither user may create it.
+	admin, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.SASL(saslMechanism(mech, "admin", saslPassword)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := kadm.NewClient(admin).CreateTopic(testCtx(t), 1, 1, nil, "cdc"); err != nil {
+		t.Fatal(err)
+	}
+
+	refused := func(params string) error {
+		t.Helper()
+		s := openSink(t, brokerURI(c, "cdc", "protocol=canal-json&"+params+"&"+saslParams(mech, "reader", saslPassword)))
+		sc := usersSchema("shop", "users")
+		ts := openTable(t, s, sc.Table)
+		ctx := testCtx(t)
+		err := ts.Write(ctx, []*model.Txn{{CommitTs: 100, StartTs: 99, Rows: []*model.RowChange{userRow(sc, model.OpInsert, 100, 1, 1, "x")}}})
+		if err == nil {
+			err = ts.Flush(ctx, 100)
+		}
+		if err == nil {
+			t.Fatalf("%s: a user without WRITE produced", params)
+		}
+		if sink.IsUnretryable(err) {
+			t.Errorf("%s: an ACL refusal is marked unretryable; granting the ACL must let the next retry through", params)
+		}
+		if strings.Contains(err.Error(), saslPassword) {
+			t.Errorf("%s: the error shows the password", params)
+		}
+		return err
+	}
+	err = refused("required-acks=-1")
+	for _, want := range []string{"CLUSTER_AUTHORIZATION_FAILED", "refused sasl-user=reader an idempotent producer", "WRITE on topic cdc", "IDEMPOTENT_WRITE on the cluster", "required-acks=1"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("idempotent refusal %q does not contain %q", err, want)
+		}
+	}
+	err = refused("required-acks=1")
+	for _, want := range []string{"TOPIC_AUTHORIZATION_FAILED", "grant sasl-user=reader WRITE and DESCRIBE on topic cdc"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("topic refusal %q does not contain %q", err, want)
+		}
+	}
+
+	s := openSink(t, brokerURI(c, "cdc", "protocol=canal-json&"+saslParams(mech, "writer", saslPassword)))
+	deliverRows(t, c, s, "cdc", 5, kgo.SASL(saslMechanism(mech, "admin", saslPassword)))
 }

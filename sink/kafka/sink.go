@@ -216,6 +216,27 @@ func (s *Sink) withAuthHint(err error) error {
 		err, c.SASLMechanism, c.SASLUser)
 }
 
+// withACLHint says what to grant when the broker's ACLs refused a produce.
+// An idempotent producer first asks for a producer ID, which needs
+// IDEMPOTENT_WRITE on the cluster (or, since Kafka 2.8, WRITE on any
+// topic); refused, franz-go fails every record with
+// CLUSTER_AUTHORIZATION_FAILED, which says nothing about idempotence.
+// The error stays retryable: once an operator grants the ACL, the
+// changefeed's next retry goes through.
+func (s *Sink) withACLHint(err error, topic string) error {
+	user := "the sink's user"
+	if s.cfg.SASLUser != "" {
+		user = "sasl-user=" + s.cfg.SASLUser
+	}
+	switch {
+	case errors.Is(err, kerr.ClusterAuthorizationFailed) && s.cfg.RequiredAcks == -1:
+		return fmt.Errorf("%w (the broker refused %s an idempotent producer: grant it WRITE on topic %s, or IDEMPOTENT_WRITE on the cluster for brokers before Kafka 2.8; required-acks=1 produces without idempotence, one request in flight per broker)", err, user, topic)
+	case errors.Is(err, kerr.TopicAuthorizationFailed):
+		return fmt.Errorf("%w (grant %s WRITE and DESCRIBE on topic %s)", err, user, topic)
+	}
+	return err
+}
+
 func (s *Sink) clientOpts() ([]kgo.Opt, error) {
 	c := s.cfg
 	opts := []kgo.Opt{
@@ -446,6 +467,9 @@ func (s *Sink) produceAll(ctx context.Context, what string, topics []string, key
 				fm.latency.Observe(time.Since(start).Seconds())
 				fm.messages.Inc()
 				fm.bytes.Add(float64(len(r.Key) + len(r.Value)))
+			}
+			if err != nil {
+				err = s.withACLHint(err, r.Topic)
 			}
 			errc <- err
 		})

@@ -259,7 +259,7 @@ func (t *tableSink) produce(ctx context.Context, g *ackGroup, p int32, k, v []by
 			fm.bytes.Add(float64(len(r.Key) + len(r.Value)))
 			fm.rows.Add(float64(rows))
 		} else {
-			err = fmt.Errorf("kafka sink: table %s: producing to %s partition %d: %w", t.table, t.topic, p, err)
+			err = fmt.Errorf("kafka sink: table %s: producing to %s partition %d: %w", t.table, t.topic, p, t.s.withACLHint(err, t.topic))
 		}
 		g.finish(err)
 	})
