@@ -643,12 +643,7 @@ func TestTransferLeaderRetriesUntilTheTargetIsReachable(t *testing.T) {
 	leader := c.WaitForLeader(10 * time.Second)
 	target := (leader + 1) % 3
 	c.Partition(target)
-	healed := false
-	defer func() {
-		if !healed {
-			c.Heal()
-		}
-	}()
+	defer c.Heal() // healing twice is harmless
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -664,7 +659,6 @@ func TestTransferLeaderRetriesUntilTheTargetIsReachable(t *testing.T) {
 		return strings.Contains(logs.String(), "leadership transfer failed; trying again")
 	})
 	c.Heal()
-	healed = true
 	select {
 	case err := <-done:
 		if err != nil {
