@@ -3,6 +3,7 @@ package owner
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/raftcdc/raftcdc/filter"
@@ -141,8 +142,14 @@ func (s *sched) applyDDL(d *model.DDLEvent) (relevant bool) {
 		s.t.event(LogEvent{Kind: EventTableOrphaned, Changefeed: s.p.f.ID, Table: tn.ID, Ts: d.CommitTs, Message: fmt.Sprintf("added by DDL %s", d.Kind)})
 	}
 	rename := func(id model.TableID, to model.TableName) {
+		// st.Tables may be the snapshot's own list (cloneStatus): changed
+		// in place only after a copy.
+		copied := false
 		for i := range st.Tables {
 			if st.Tables[i].ID == id {
+				if !copied {
+					st.Tables, copied = slices.Clone(st.Tables), true
+				}
 				st.Tables[i] = to
 			}
 		}

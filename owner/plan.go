@@ -15,8 +15,13 @@ type plan struct {
 	f      *meta.Feed
 	info   *model.ChangefeedInfo
 	status *model.ChangefeedStatus
-	// tasks are copies of the task statuses, keyed by capture.
+	// tasks are the task statuses, keyed by capture: the snapshot's own
+	// until the plan changes one (mutable), then a copy. Copying every
+	// status up front cost a 100,000-table owner ~10 ms a tick for the
+	// usual tick that changes none of them.
 	tasks map[model.CaptureID]*model.TaskStatus
+	// owned are the captures whose entry in tasks is the plan's copy.
+	owned map[model.CaptureID]bool
 
 	infoDirty, statusDirty, statusDelete bool
 	// split keeps the table set in its own record (the cluster runs at
@@ -41,6 +46,7 @@ func newPlan(f *meta.Feed) *plan {
 		f:           f,
 		status:      cloneStatus(f.Status),
 		tasks:       map[model.CaptureID]*model.TaskStatus{},
+		owned:       map[model.CaptureID]bool{},
 		taskDirty:   map[model.CaptureID]bool{},
 		captureRevs: map[model.CaptureID]uint64{},
 	}
@@ -48,11 +54,43 @@ func newPlan(f *meta.Feed) *plan {
 		p.info = cloneInfo(f.Info)
 	}
 	for c, task := range f.Tasks {
-		if task.Status != nil {
-			p.tasks[c] = cloneTaskStatus(task.Status)
+		if task.Status == nil {
+			continue
+		}
+		p.tasks[c] = task.Status
+		if hasNilOperation(task.Status) {
+			// The copy drops them, so that readers need no nil checks.
+			p.tasks[c], p.owned[c] = cloneTaskStatus(task.Status), true
 		}
 	}
 	return p
+}
+
+func hasNilOperation(ts *model.TaskStatus) bool {
+	for _, op := range ts.Operations {
+		if op == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// mutable returns capture c's task status for the plan to change: its own
+// copy, made on first use (an empty status if c has none).
+func (p *plan) mutable(c model.CaptureID) *model.TaskStatus {
+	ts := p.tasks[c]
+	if !p.owned[c] {
+		if ts == nil {
+			ts = &model.TaskStatus{}
+		} else {
+			ts = cloneTaskStatus(ts)
+		}
+		p.tasks[c], p.owned[c] = ts, true
+	}
+	if ts.Tables == nil {
+		ts.Tables = map[model.TableID]model.TableReplicaInfo{}
+	}
+	return ts
 }
 
 // position is a capture's last reported progress, unless the plan already
@@ -78,6 +116,7 @@ func (p *plan) clearTasks() {
 	}
 	p.cleanTasks = true
 	p.tasks = map[model.CaptureID]*model.TaskStatus{}
+	p.owned = map[model.CaptureID]bool{}
 	p.taskDirty = map[model.CaptureID]bool{}
 }
 
@@ -93,21 +132,8 @@ func (p *plan) hasStatusKeys() bool { return p.f.Status != nil || p.holdsTableSe
 // plan may write or delete.
 func (p *plan) holdsTableSet() bool { return p.split && p.f.TablesRev != 0 }
 
-// task returns capture c's task status, creating an empty one.
-func (p *plan) task(c model.CaptureID) *model.TaskStatus {
-	ts := p.tasks[c]
-	if ts == nil {
-		ts = &model.TaskStatus{Tables: map[model.TableID]model.TableReplicaInfo{}}
-		p.tasks[c] = ts
-	}
-	if ts.Tables == nil {
-		ts.Tables = map[model.TableID]model.TableReplicaInfo{}
-	}
-	return ts
-}
-
 func (p *plan) setOp(c model.CaptureID, table model.TableID, op *model.TableOperation) {
-	ts := p.task(c)
+	ts := p.mutable(c)
 	if ts.Operations == nil {
 		ts.Operations = map[model.TableID]*model.TableOperation{}
 	}
@@ -244,7 +270,19 @@ func sameTableSet(stored, set *model.ChangefeedTables) bool {
 	if stored == nil {
 		return len(set.Tables) == 0 && len(set.StreamTables) == 0
 	}
-	return slices.Equal(stored.Tables, set.Tables) && slices.Equal(stored.StreamTables, set.StreamTables)
+	return sameNames(stored.Tables, set.Tables) && sameNames(stored.StreamTables, set.StreamTables)
+}
+
+// sameNames is slices.Equal with a shortcut for the usual case: the plan's
+// list is still the stored one (cloneStatus shares it).
+func sameNames(a, b []model.TableName) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || &a[0] == &b[0] {
+		return true
+	}
+	return slices.Equal(a, b)
 }
 
 // tablesInline says whether f's stored status still carries its table set

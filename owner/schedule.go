@@ -218,6 +218,7 @@ func (s *sched) completeDeletes() {
 			}
 			replica, held := ts.Tables[table]
 			if !held {
+				ts = p.mutable(c)
 				delete(ts.Operations, table) // nothing left to stop
 				p.taskDirty[c] = true
 				continue
@@ -233,6 +234,7 @@ func (s *sched) completeDeletes() {
 				continue
 			}
 			startTs := maxTs(stopped, replica.StartTs)
+			ts = p.mutable(c)
 			delete(ts.Tables, table)
 			delete(ts.Operations, table)
 			p.taskDirty[c] = true
@@ -253,7 +255,7 @@ func (s *sched) completeDeletes() {
 
 // assign gives a table to a capture, guarded on that capture's incarnation.
 func (s *sched) assign(c model.CaptureID, table model.TableID, startTs model.Ts) {
-	s.p.task(c).Tables[table] = model.TableReplicaInfo{StartTs: startTs}
+	s.p.mutable(c).Tables[table] = model.TableReplicaInfo{StartTs: startTs}
 	s.p.taskDirty[c] = true
 	s.p.captureRevs[c] = s.t.s.Captures[c].Rev
 	delete(s.orphans, table)

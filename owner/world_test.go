@@ -1,6 +1,7 @@
 package owner
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -22,7 +23,7 @@ import (
 // commands to, so every test also checks that the commands pass the FSM's
 // fencing, access rules, preconditions and one-capture-per-table rule.
 type world struct {
-	t     *testing.T
+	t     testing.TB
 	f     *fsm.FSM
 	mu    sync.Mutex
 	index uint64
@@ -55,7 +56,7 @@ type world struct {
 
 var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	f, err := fsm.Open(filepath.Join(t.TempDir(), "fsm.db"), fsm.Options{Rules: meta.Rules{}, Logger: zerolog.Nop()})
 	if err != nil {
@@ -227,7 +228,18 @@ func (w *world) inputs() Inputs {
 // It fails the test on any refusal other than a lost race.
 func (w *world) tick() Output {
 	w.t.Helper()
-	out := Tick(w.state(), w.inputs())
+	s := w.state()
+	// Tick must never change its snapshot: the plan shares the snapshot's
+	// task statuses until it changes one, and the snapshot is the meta
+	// cache's, which the next tick reuses.
+	before, err := json.Marshal(s.Changefeeds)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	out := Tick(s, w.inputs())
+	if after, _ := json.Marshal(s.Changefeeds); !bytes.Equal(before, after) {
+		w.t.Fatalf("the tick changed its snapshot:\nbefore %s\nafter  %s", before, after)
+	}
 	for _, c := range out.Commands {
 		if c.OwnerEpoch != w.epoch {
 			w.t.Fatalf("command without the owner epoch: %+v", c)
