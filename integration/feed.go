@@ -84,6 +84,36 @@ func (c *Cluster) Detail(id string) (api.ChangefeedDetail, error) {
 	return api.ChangefeedDetail{}, err
 }
 
+// DetailEventually is Detail asked again while it fails: right after an
+// election, or on a loaded machine, a consistent read can get a 503 or
+// outlast the client's timeout, which says nothing about the changefeed.
+func (c *Cluster) DetailEventually(id string, timeout time.Duration) api.ChangefeedDetail {
+	c.t.Helper()
+	var d api.ChangefeedDetail
+	Eventually(c.t, timeout, "a consistent read of "+id, func() (bool, string) {
+		var err error
+		if d, err = c.Detail(id); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
+	return d
+}
+
+// WaitPaused waits until the owner has carried out a pause: the state is
+// stopped and no admin job is pending. A pause request only records the
+// job; from here on the checkpoint holds and the changefeed can be updated.
+func (c *Cluster) WaitPaused(id string, timeout time.Duration) {
+	c.t.Helper()
+	Eventually(c.t, timeout, id+" paused by the owner", func() (bool, string) {
+		d, err := c.Detail(id)
+		if err != nil {
+			return false, err.Error()
+		}
+		return d.Info.State == model.StateStopped && d.Info.AdminJob == model.AdminNone, fmt.Sprintf("state %s, admin job %q", d.Info.State, d.Info.AdminJob)
+	})
+}
+
 // WaitCheckpointAbove waits until a consistent read shows the checkpoint
 // above ts and returns it.
 func (c *Cluster) WaitCheckpointAbove(id string, ts model.Ts, timeout time.Duration) model.Ts {

@@ -192,15 +192,7 @@ func TestFullStopAndStart(t *testing.T) {
 		// answer 503 (no leader yet in its view, a read-index cut short)
 		// or not within the client's timeout on a loaded machine. A
 		// failed read shows nothing stale, so it is asked again.
-		var d api.ChangefeedDetail
-		Eventually(t, 30*time.Second, f.id+": a consistent read after the restart", func() (bool, string) {
-			var err error
-			d, err = c.Detail(f.id)
-			if err != nil {
-				return false, err.Error()
-			}
-			return true, ""
-		})
+		d := c.DetailEventually(f.id, 30*time.Second)
 		if d.CheckpointTs() < before[k] {
 			t.Fatalf("stale consistent read right after the election: %s checkpoint %d, below %d seen before the stop", f.id, d.CheckpointTs(), before[k])
 		}

@@ -634,13 +634,7 @@ func TestTiDBGCServiceSafepointFollowsTheMinimumCheckpoint(t *testing.T) {
 	// The pause is carried out by the owner, later: a's checkpoint holds
 	// once its state is stopped (the owner clears its tasks in the same
 	// write), not after a fixed two seconds on a loaded machine.
-	Eventually(t, time.Minute, "a paused by the owner", func() (bool, string) {
-		d, err := c.Detail("a")
-		if err != nil {
-			return false, err.Error()
-		}
-		return d.Info.State == model.StateStopped && d.Info.AdminJob == model.AdminNone, fmt.Sprintf("state %s, admin job %q", d.Info.State, d.Info.AdminJob)
-	})
+	c.WaitPaused("a", time.Minute)
 	held := checkpoint("a")
 	c.WaitCheckpointAbove("b", held+(1<<18)*1000, time.Minute) // b a second ahead
 	Eventually(t, time.Minute, "the safepoint held at the paused changefeed's checkpoint", func() (bool, string) {
