@@ -104,10 +104,9 @@ func runSQLFeedThroughFailures(t *testing.T, src, sinkURI string, restartDownstr
 	// changefeed a target ts a few DDLs ahead, resume (a replay from the
 	// checkpoint, in safe mode, over rows already written) and wait until
 	// it finishes there.
-	d, err := c.Detail(id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Asked again while the read fails: right after the downstream's
+	// restart the nodes are busy retrying, and a failed read says nothing.
+	d := c.DetailEventually(id, 30*time.Second)
 	if d.Info.State != model.StateNormal || d.Info.Error != nil || len(d.Info.ErrorHistory) > 0 {
 		t.Fatalf("the changefeed is %s with error %+v (history %v) after the faults", d.Info.State, d.Info.Error, d.Info.ErrorHistory)
 	}
@@ -120,6 +119,7 @@ func runSQLFeedThroughFailures(t *testing.T, src, sinkURI string, restartDownstr
 	feedAction(t, c, http.MethodPut, "/api/v1/changefeeds/"+id, api.ChangefeedRequest{TargetTs: target})
 	feedAction(t, c, http.MethodPost, "/api/v1/changefeeds/"+id+"/resume", nil)
 	WaitFor(t, 2*time.Minute, "the changefeed finished at its target ts", func() bool {
+		var err error
 		d, err = c.Detail(id)
 		return err == nil && d.Info.State == model.StateFinished
 	})
