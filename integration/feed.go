@@ -21,17 +21,33 @@ import (
 // while the cluster has no leader to forward to.
 func (c *Cluster) CreateChangefeed(req api.ChangefeedRequest) {
 	c.t.Helper()
+	// A create whose answer was lost (the client's 5 s timeout on a loaded
+	// machine) or that got a 503 after its entry was appended may still
+	// have been applied: the retry then finds the changefeed there (409
+	// changefeed_exists). It counts as created when it is the one this
+	// request asked for; every test creates each ID once.
+	unsure := false
 	Eventually(c.t, 30*time.Second, "changefeed "+req.ID+" created", func() (bool, string) {
 		last := "no serving node"
 		for _, i := range c.Up() {
 			code, body, err := c.Do(i, http.MethodPost, "/api/v1/changefeeds", req)
 			switch {
 			case err != nil:
-				last = err.Error()
+				last, unsure = err.Error(), true
 			case code == http.StatusCreated:
 				return true, ""
 			case code == http.StatusServiceUnavailable:
-				last = string(body)
+				last, unsure = string(body), true
+			case unsure && code == http.StatusConflict && strings.Contains(string(body), api.CodeChangefeedExists):
+				d, err := c.Detail(req.ID)
+				if err != nil {
+					last = err.Error()
+					continue
+				}
+				if req.StartTs != 0 && d.Info.StartTs != req.StartTs {
+					c.t.Fatalf("create %s: %d %s, and the changefeed there starts at %d, not %d", req.ID, code, body, d.Info.StartTs, req.StartTs)
+				}
+				return true, ""
 			default:
 				c.t.Fatalf("create %s: %d %s", req.ID, code, body)
 			}
@@ -66,6 +82,36 @@ func (c *Cluster) Detail(id string) (api.ChangefeedDetail, error) {
 		}
 	}
 	return api.ChangefeedDetail{}, err
+}
+
+// DetailEventually is Detail asked again while it fails: right after an
+// election, or on a loaded machine, a consistent read can get a 503 or
+// outlast the client's timeout, which says nothing about the changefeed.
+func (c *Cluster) DetailEventually(id string, timeout time.Duration) api.ChangefeedDetail {
+	c.t.Helper()
+	var d api.ChangefeedDetail
+	Eventually(c.t, timeout, "a consistent read of "+id, func() (bool, string) {
+		var err error
+		if d, err = c.Detail(id); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
+	return d
+}
+
+// WaitPaused waits until the owner has carried out a pause: the state is
+// stopped and no admin job is pending. A pause request only records the
+// job; from here on the checkpoint holds and the changefeed can be updated.
+func (c *Cluster) WaitPaused(id string, timeout time.Duration) {
+	c.t.Helper()
+	Eventually(c.t, timeout, id+" paused by the owner", func() (bool, string) {
+		d, err := c.Detail(id)
+		if err != nil {
+			return false, err.Error()
+		}
+		return d.Info.State == model.StateStopped && d.Info.AdminJob == model.AdminNone, fmt.Sprintf("state %s, admin job %q", d.Info.State, d.Info.AdminJob)
+	})
 }
 
 // WaitCheckpointAbove waits until a consistent read shows the checkpoint

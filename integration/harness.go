@@ -764,6 +764,23 @@ func (c *Cluster) Put(i int, key string, v any) error {
 	return nil
 }
 
+// PutEventually writes a user key through any serving node, again after a
+// failure: right after an election, or on a loaded machine, a put can fail
+// with a lost leader, a 503 or the client's timeout and still have been
+// applied, which is harmless for a put of the same value.
+func (c *Cluster) PutEventually(key string, v any, timeout time.Duration) {
+	c.t.Helper()
+	Eventually(c.t, timeout, "a put of "+key, func() (bool, string) {
+		err := errNoNode
+		for _, i := range c.Up() {
+			if err = c.Put(i, key, v); err == nil {
+				return true, ""
+			}
+		}
+		return false, err.Error()
+	})
+}
+
 // Get reads a user key from process i (linearizable when consistent).
 func (c *Cluster) Get(i int, key string, consistent bool) (json.RawMessage, error) {
 	var out struct {

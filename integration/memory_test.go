@@ -3,7 +3,6 @@ package integration
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -81,32 +80,17 @@ func TestLargeTransactionStaysWithinMemoryQuota(t *testing.T) {
 
 	// Nothing of the transaction was flushed at 1,000 rows/s (it is flushed
 	// whole or not at all). Full speed now: pause, unthrottle, resume.
-	d, err := c.Detail("big")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Reads and requests are asked again while they fail: the nodes are
+	// busy decoding and spilling the transaction, and a consistent read or
+	// a request can outlast the client's timeout. A pause or resume whose
+	// answer was lost may have been applied, which feedAction allows for.
+	d := c.DetailEventually("big", time.Minute)
 	before := d.Count
-	for _, step := range []struct {
-		method, path string
-		body         any
-	}{
-		{http.MethodPost, "/api/v1/changefeeds/big/pause", nil},
-		{http.MethodPut, "/api/v1/changefeeds/big", api.ChangefeedRequest{SinkURI: "blackhole://"}},
-		{http.MethodPost, "/api/v1/changefeeds/big/resume", nil},
-	} {
-		Eventually(t, 30*time.Second, step.method+" "+step.path, func() (bool, string) {
-			for _, i := range c.Up() {
-				code, body, err := c.Do(i, step.method, step.path, step.body)
-				if err == nil && code < 300 {
-					return true, ""
-				}
-				if err == nil {
-					return false, strconv.Itoa(code) + " " + string(body)
-				}
-			}
-			return false, "no node answered"
-		})
-	}
+	feedAction(t, c, http.MethodPost, "/api/v1/changefeeds/big/pause", nil)
+	// The owner carries the pause out later; the update needs it done.
+	c.WaitPaused("big", time.Minute)
+	feedAction(t, c, http.MethodPut, "/api/v1/changefeeds/big", api.ChangefeedRequest{SinkURI: "blackhole://"})
+	feedAction(t, c, http.MethodPost, "/api/v1/changefeeds/big/resume", nil)
 	resumed := time.Now()
 	s.drain()
 	spilledThrottled := s.spilled()
@@ -130,10 +114,7 @@ func TestLargeTransactionStaysWithinMemoryQuota(t *testing.T) {
 		}
 	}
 
-	d, err = c.Detail("big")
-	if err != nil {
-		t.Fatal(err)
-	}
+	d = c.DetailEventually("big", time.Minute)
 	t.Logf("rows written %d before the resume, %d after", before, d.Count)
 	if got := d.Count - before; got != rows {
 		t.Fatalf("the resumed changefeed wrote %d rows, want exactly the %d of the transaction", got, rows)

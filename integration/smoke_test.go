@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"syscall"
 	"testing"
 	"time"
@@ -10,13 +11,19 @@ import (
 // new leader and the write made before the kill.
 func TestSmokeKillLeader(t *testing.T) {
 	c := StartCluster(t, binPath, 3, ClusterOptions{Order: []int{2, 0, 1}})
+	c.WaitForLeader(30 * time.Second)
+	// Puts and consistent reads are asked again after a failure (a lost
+	// leader, a 503, the client's timeout on a loaded machine): a put of
+	// the same value is harmless to repeat, and a failed read shows
+	// nothing.
+	c.PutEventually("before-kill", map[string]int{"n": 1}, 30*time.Second)
+	// The leader as it is now: it may have changed during the put.
 	leader := c.WaitForLeader(30 * time.Second)
-	if err := c.Put(leader, "before-kill", map[string]int{"n": 1}); err != nil {
-		t.Fatal(err)
-	}
 	c.Kill(leader, syscall.SIGKILL)
 	killed := time.Now()
-	newLeader := c.WaitForLeader(15 * time.Second)
+	// An election with gossip's and Raft's timeouts: 30 s on a loaded
+	// two-core machine under -race.
+	newLeader := c.WaitForLeader(30 * time.Second)
 	if newLeader == leader {
 		t.Fatal("killed process reported as leader")
 	}
@@ -25,18 +32,21 @@ func TestSmokeKillLeader(t *testing.T) {
 		if !c.Running(i) {
 			continue
 		}
-		v, err := c.Get(i, "before-kill", true)
-		if err != nil {
-			t.Fatalf("node %d: %v", i+1, err)
-		}
+		var v []byte
+		Eventually(t, 30*time.Second, fmt.Sprintf("a consistent read on node %d", i+1), func() (bool, string) {
+			var err error
+			v, err = c.Get(i, "before-kill", true)
+			if err != nil {
+				return false, err.Error()
+			}
+			return true, ""
+		})
 		if string(v) != `{"n":1}` {
 			t.Fatalf("node %d: before-kill = %s", i+1, v)
 		}
 	}
 	// The dead node comes back with its data dir and catches up.
-	if err := c.Put(newLeader, "after-kill", 2); err != nil {
-		t.Fatal(err)
-	}
+	c.PutEventually("after-kill", 2, 30*time.Second)
 	c.Restart(leader)
 	WaitFor(t, 20*time.Second, "restarted node to catch up", func() bool {
 		v, err := c.Get(leader, "after-kill", false)

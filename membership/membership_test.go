@@ -355,9 +355,23 @@ func TestLeaveReportedAsLeft(t *testing.T) {
 	for _, observer := range nodes[:2] {
 		waitFor(t, detectDeadline, observer.cfg.NodeName+" to see node-3 left", statusIs(observer, "node-3", StatusLeft))
 	}
-	e := nextEvent(t, events, time.Second, func(e Event) bool { return e.Member.Meta.ID == "node-3" })
-	if e.Type != EventLeave {
-		t.Errorf("event = %v, want leave", e.Type)
+	// The intent goes by TCP and memberlist's leave by UDP gossip, each
+	// handled on its own goroutine: on a loaded machine the leave can be
+	// handled first, reported as a failure, and corrected to a leave when
+	// the intent arrives (TestLeaveIntentClassification). Either way a
+	// leave event must come; a fail event may only precede it.
+	var seen []EventType
+	nextEvent(t, events, detectDeadline, func(e Event) bool {
+		if e.Member.Meta.ID != "node-3" {
+			return false
+		}
+		seen = append(seen, e.Type)
+		return e.Type == EventLeave
+	})
+	for _, typ := range seen[:len(seen)-1] {
+		if typ != EventFail {
+			t.Errorf("node-3 events %v: want leave, or fail then leave", seen)
+		}
 	}
 	if err := nodes[2].Leave(time.Second); err == nil {
 		t.Error("Leave after Shutdown succeeded")
@@ -375,7 +389,13 @@ func TestRestartSameNameAliveAgain(t *testing.T) {
 	if err := nodes[2].Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, detectDeadline, "node-3 dead", statusIs(nodes[0], "node-3", StatusDead))
+	// Both survivors, not only node-1: node-2 hears of the death a gossip
+	// round or more later, and one that still holds the old instance as
+	// alive counts three alive at once, before the restarted instance's
+	// meta has reached it.
+	for _, observer := range nodes[:2] {
+		waitFor(t, detectDeadline, observer.cfg.NodeName+" to see node-3 dead", statusIs(observer, "node-3", StatusDead))
+	}
 
 	restarted := startNode(t, testLogger(t), "node-3", withPort(port), withVersion("v2"))
 	if err := restarted.Join(context.Background(), []string{nodes[0].Local().GossipAddr}, 10*time.Second); err != nil {
@@ -403,7 +423,10 @@ func TestReconnectToRestartedNodeWithoutJoin(t *testing.T) {
 	if err := nodes[2].Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, detectDeadline, "node-3 dead", statusIs(nodes[0], "node-3", StatusDead))
+	// Both survivors (see TestRestartSameNameAliveAgain).
+	for _, observer := range nodes[:2] {
+		waitFor(t, detectDeadline, observer.cfg.NodeName+" to see node-3 dead", statusIs(observer, "node-3", StatusDead))
+	}
 
 	restarted := startNode(t, testLogger(t), "node-3", withPort(port), withVersion("v2"))
 	waitFor(t, detectDeadline, "restarted node-3 merged back without a join",

@@ -302,13 +302,17 @@ func TestRunFailsChangefeedWhenGCUpdatesKeepFailing(t *testing.T) {
 	fx := startOwner(t)
 	w := fx.w
 	waitFor(t, "dispatch", func() bool { return len(assignment(w.state(), cf)) == 4 })
+	// The clock starts before the upstream starts failing: the owner may
+	// push (and so start counting the failure) as soon as the new gc-ttl
+	// is written, before this goroutine runs again; taken after the write,
+	// a loaded machine could put it later than the failure's start.
+	began := time.Now()
 	fx.src.mu.Lock()
 	fx.src.gcErr = errors.New("pd: service unavailable")
 	fx.src.mu.Unlock()
 	info := *w.state().Changefeeds[cf].Info
 	info.Config.GCTTL = "1s"
 	w.info(info)
-	began := time.Now()
 	waitFor(t, "the changefeed failed with the upstream's error", func() bool {
 		i := w.state().Changefeeds[cf].Info
 		return i.State == model.StateFailed && i.Error != nil && i.Error.Code == CodeGCUpdateFailed && strings.Contains(i.Error.Message, "pd: service unavailable")
