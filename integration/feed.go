@@ -18,39 +18,62 @@ import (
 )
 
 // CreateChangefeed creates a changefeed through any serving node, retrying
-// while the cluster has no leader to forward to.
+// while the cluster has no leader to forward to. A 409 changefeed_exists
+// after an attempt whose outcome was unknown is that attempt's create when
+// the changefeed there starts where this request asked (every test creates
+// each ID once).
 func (c *Cluster) CreateChangefeed(req api.ChangefeedRequest) {
 	c.t.Helper()
-	// A create whose answer was lost (the client's 5 s timeout on a loaded
-	// machine) or that got a 503 after its entry was appended may still
-	// have been applied: the retry then finds the changefeed there (409
-	// changefeed_exists). It counts as created when it is the one this
-	// request asked for; every test creates each ID once.
+	c.Request(http.MethodPost, "/api/v1/changefeeds", req, func(code int, body []byte) (bool, error) {
+		if code != http.StatusConflict || !strings.Contains(string(body), api.CodeChangefeedExists) {
+			return false, nil
+		}
+		d, err := c.Detail(req.ID)
+		if err != nil {
+			return false, err
+		}
+		if req.StartTs != 0 && d.Info.StartTs != req.StartTs {
+			c.t.Fatalf("create %s: %d %s, and the changefeed there starts at %d, not %d", req.ID, code, body, d.Info.StartTs, req.StartTs)
+		}
+		return true, nil
+	})
+}
+
+// Request sends an admin request through any serving node, again while
+// none takes it (a 503, no answer). An attempt whose answer was lost (the
+// client's timeout on a loaded machine) or that got a 503 may still have
+// been applied, and the retry then meets its effect: applied says whether
+// such an answer means the request is done (an error: ask again). Any
+// other answer over 299 fails the test.
+func (c *Cluster) Request(method, path string, body any, applied func(code int, body []byte) (bool, error)) {
+	c.t.Helper()
 	unsure := false
-	Eventually(c.t, 30*time.Second, "changefeed "+req.ID+" created", func() (bool, string) {
+	Eventually(c.t, 30*time.Second, method+" "+path, func() (bool, string) {
 		last := "no serving node"
 		for _, i := range c.Up() {
-			code, body, err := c.Do(i, http.MethodPost, "/api/v1/changefeeds", req)
+			code, b, err := c.Do(i, method, path, body)
 			switch {
 			case err != nil:
 				last, unsure = err.Error(), true
-			case code == http.StatusCreated:
+				continue
+			case code < 300:
 				return true, ""
 			case code == http.StatusServiceUnavailable:
-				last, unsure = string(body), true
-			case unsure && code == http.StatusConflict && strings.Contains(string(body), api.CodeChangefeedExists):
-				d, err := c.Detail(req.ID)
+				last, unsure = string(b), true
+				continue
+			}
+			if unsure {
+				done, err := applied(code, b)
 				if err != nil {
 					last = err.Error()
 					continue
 				}
-				if req.StartTs != 0 && d.Info.StartTs != req.StartTs {
-					c.t.Fatalf("create %s: %d %s, and the changefeed there starts at %d, not %d", req.ID, code, body, d.Info.StartTs, req.StartTs)
+				if done {
+					c.t.Logf("%s %s: %d %s after an attempt whose outcome was unknown; taking it as applied", method, path, code, b)
+					return true, ""
 				}
-				return true, ""
-			default:
-				c.t.Fatalf("create %s: %d %s", req.ID, code, body)
 			}
+			c.t.Fatalf("%s %s: %d %s", method, path, code, b)
 		}
 		return false, last
 	})

@@ -418,35 +418,14 @@ func TestPostgresToMariaDBAndPostgresExact(t *testing.T) {
 	})
 }
 
-// feedAction sends an admin request through any node, retrying while there
-// is no leader to take it.
+// feedAction sends an admin request through any node (Cluster.Request).
+// After an attempt whose outcome was unknown, a 409 (the job is pending,
+// the changefeed already paused or removed) or a 404 (already gone) is
+// that attempt's effect; what the test waits for next checks the outcome.
 func feedAction(t *testing.T, c *Cluster, method, path string, body any) {
 	t.Helper()
-	// An attempt whose answer was lost (the client's timeout on a loaded
-	// machine) or that got a 503 may still have been applied; the retry
-	// then meets that attempt's effect: 409 (the job is pending, the
-	// changefeed already paused or removed) or 404 (already gone). That
-	// counts as done; what the test waits for next checks the outcome.
-	unsure := false
-	last := "no serving node"
-	Eventually(t, 30*time.Second, method+" "+path, func() (bool, string) {
-		for _, i := range c.Up() {
-			code, b, err := c.Do(i, method, path, body)
-			switch {
-			case err != nil:
-				last, unsure = err.Error(), true
-			case code < 300:
-				return true, ""
-			case code == http.StatusServiceUnavailable:
-				last, unsure = string(b), true
-			case unsure && (code == http.StatusConflict || code == http.StatusNotFound):
-				t.Logf("%s %s: %d %s after an attempt whose outcome was unknown; taking it as applied", method, path, code, b)
-				return true, ""
-			default:
-				t.Fatalf("%s %s: %d %s", method, path, code, b)
-			}
-		}
-		return false, last
+	c.Request(method, path, body, func(code int, _ []byte) (bool, error) {
+		return code == http.StatusConflict || code == http.StatusNotFound, nil
 	})
 }
 
