@@ -76,8 +76,10 @@ func hasNilOperation(ts *model.TaskStatus) bool {
 }
 
 // mutable returns capture c's task status for the plan to change: its own
-// copy, made on first use (an empty status if c has none).
+// copy, made on first use (an empty status if c has none), and marked to
+// be written.
 func (p *plan) mutable(c model.CaptureID) *model.TaskStatus {
+	p.taskDirty[c] = true
 	ts := p.tasks[c]
 	if !p.owned[c] {
 		if ts == nil {
@@ -138,7 +140,6 @@ func (p *plan) setOp(c model.CaptureID, table model.TableID, op *model.TableOper
 		ts.Operations = map[model.TableID]*model.TableOperation{}
 	}
 	ts.Operations[table] = op
-	p.taskDirty[c] = true
 }
 
 func (p *plan) dirty() bool {

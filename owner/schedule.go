@@ -220,7 +220,6 @@ func (s *sched) completeDeletes() {
 			if !held {
 				ts = p.mutable(c)
 				delete(ts.Operations, table) // nothing left to stop
-				p.taskDirty[c] = true
 				continue
 			}
 			pos := p.position(c)
@@ -237,7 +236,6 @@ func (s *sched) completeDeletes() {
 			ts = p.mutable(c)
 			delete(ts.Tables, table)
 			delete(ts.Operations, table)
-			p.taskDirty[c] = true
 			switch {
 			case !s.inSet[table]:
 				s.t.event(LogEvent{Kind: EventTableRemoved, Changefeed: p.f.ID, Capture: c, Table: table, Ts: startTs})
@@ -256,7 +254,6 @@ func (s *sched) completeDeletes() {
 // assign gives a table to a capture, guarded on that capture's incarnation.
 func (s *sched) assign(c model.CaptureID, table model.TableID, startTs model.Ts) {
 	s.p.mutable(c).Tables[table] = model.TableReplicaInfo{StartTs: startTs}
-	s.p.taskDirty[c] = true
 	s.p.captureRevs[c] = s.t.s.Captures[c].Rev
 	delete(s.orphans, table)
 	delete(s.durable, table)
