@@ -299,6 +299,9 @@ func (n *Node) TransferLeader(ctx context.Context, target string) error {
 				"node %s is not alive as gossip sees it; 'raftcdc ctl cluster members' shows each node's state: transfer to a live voter", target)}
 		}
 	}
+	failed := func(err error, attempts int) error {
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: fmt.Sprintf("leadership transfer failed: %v (attempts: %d)", err, attempts), RetryAfter: 1}
+	}
 	deadline := time.Now().Add(transferBudget)
 	for attempt := 1; ; attempt++ {
 		var f raft.Future
@@ -312,17 +315,18 @@ func (n *Node) TransferLeader(ctx context.Context, target string) error {
 			return nil
 		}
 		if n.raft.State() != raft.Leader || time.Now().After(deadline) || ctx.Err() != nil {
-			return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: fmt.Sprintf("leadership transfer failed: %v (attempts: %d)", err, attempt), RetryAfter: 1}
+			return failed(err, attempt)
 		}
 		n.log.Info().Str("target", target).Int("attempt", attempt).Err(err).Msg("leadership transfer failed; trying again")
 		select {
 		case <-ctx.Done():
+			return failed(err, attempt)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
 
-// transferBudget is how long TransferLeader keeps retrying timed-out
+// transferBudget is how long TransferLeader keeps retrying failed
 // transfers.
 const transferBudget = 10 * time.Second
 
